@@ -1,0 +1,54 @@
+"""Settings for every part of the platform, read once from the environment and `.env`.
+
+Why one class: the lake, the governance store and the key store must agree on where they
+live; scattering `os.environ` look-ups would let two parts disagree silently.
+Defaults are embedded and local (under ``./var/``) so that a fresh clone runs as is;
+production changes configuration, never code.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the platform; each one maps to the env var ``PDP_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PDP_", env_file=".env", env_file_encoding="utf-8", extra="forbid"
+    )
+
+    var_dir: Path = Field(Path("./var"), description="Root of every local store (lake, db, keys).")
+    lake_uri: str = Field("./var/lake", description="Root of the Delta lake: a local path or an object-store URI.")
+    spark_master: str = Field("local[*]", description="Spark master URL: local[N] or spark://host:7077.")
+    spark_driver_memory: str = Field("6g", description="Driver memory (local mode runs everything in the driver).")
+    spark_shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions; small on 2 cores.")
+    spark_jars: str | None = Field(
+        None, description="Comma-separated Delta jars; by default resolved from the local Maven repository."
+    )
+    maven_repo: Path = Field(Path.home() / ".m2" / "repository", description="Local Maven repository.")
+    spark_log_level: str = Field("ERROR", description="Spark log level (quiet by default).")
+    spark_ui: bool = Field(False, description="Enable the Spark UI (off by default and in tests).")
+    db_url: str = Field("sqlite:///./var/pdp.db", description="Governance store (SQLAlchemy URL).")
+    key_store: Path = Field(Path("./var/keys"), description="Directory of envelope-encrypted versioned keys.")
+    master_key_file: Path | None = Field(None, description="File holding the master key (alternative to PDP_MASTER_KEY).")
+    synth_chunk_persons: int = Field(2000, ge=100, description="Persons generated per chunk by `pdp synth`.")
+    synth_workers: int = Field(0, ge=0, description="Generator worker processes (0 = one per core).")
+
+    @field_validator("spark_log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        levels = {"ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"}
+        if value.upper() not in levels:
+            raise ValueError(f"spark_log_level must be one of {sorted(levels)}")
+        return value.upper()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached: read the environment once)."""
+    return Settings()

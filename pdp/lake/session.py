@@ -1,0 +1,61 @@
+"""The one way to get a Spark session with Delta Lake.
+
+Local mode by default (`local[*]`, sized for a 2-core / 24 GiB box); a cluster master is a
+setting (`PDP_SPARK_MASTER`). Quiet logs, no UI and small shuffles by default, because
+most of our jobs run on a single machine and Spark's defaults are tuned for clusters.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from pdp.config import Settings, get_settings
+from pdp.lake.jars import spark_jars_setting
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+_DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    # Schema changes must be explicit (catalog migrations), never a side effect of a write.
+    "spark.databricks.delta.schema.autoMerge.enabled": "false",
+    # VACUUM below 7 days is refused unless a maintenance job lowers it on purpose.
+    "spark.databricks.delta.retentionDurationCheck.enabled": "true",
+}
+
+
+def spark_conf(settings: Settings | None = None, app_name: str = "pdp") -> dict[str, str]:
+    """Every Spark setting we set, as plain strings (also used to document and test them)."""
+    s = settings or get_settings()
+    conf = {
+        "spark.app.name": app_name,
+        "spark.master": s.spark_master,
+        "spark.jars": spark_jars_setting(),
+        "spark.driver.memory": s.spark_driver_memory,
+        "spark.sql.shuffle.partitions": str(s.spark_shuffle_partitions),
+        "spark.default.parallelism": str(max(2, s.spark_shuffle_partitions)),
+        "spark.ui.enabled": str(s.spark_ui).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.session.timeZone": "Europe/Paris",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.warehouse.dir": str((s.var_dir / "spark-warehouse").resolve()),
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={(s.var_dir / 'derby').resolve()}",
+        **_DELTA_CONF,
+    }
+    return conf
+
+
+def get_spark(settings: Settings | None = None, app_name: str = "pdp") -> SparkSession:
+    """Return the process's Spark session, creating it once with Delta configured."""
+    from pyspark.sql import SparkSession
+
+    s = settings or get_settings()
+    os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+    builder = SparkSession.builder
+    for key, value in spark_conf(s, app_name).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(s.spark_log_level)
+    return spark
