@@ -1,9 +1,164 @@
-"""The `pdp` command."""
+"""The `pdp` command.
+
+Every user mistake ends in one line on stderr and a non-zero exit, never a traceback:
+`main()` runs Typer in non-standalone mode and turns usage errors and the platform's own
+input errors into `error: ...`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from typer.exceptions import Abort, Exit, TyperException
+from rich.console import Console
+from rich.table import Table
 
-app = typer.Typer(no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Population data platform: synthetic territories, lakehouse, population algorithms.",
+)
+console = Console(stderr=False)
 
 
-def main() -> None:
-    app()
+class UserError(Exception):
+    """A mistake in what the user asked for; reported in one line."""
+
+
+def _progress(total: int, label: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
+
+
+def run_synth(out: Path, persons: int, seed: int, territory: str, force: bool, workers: int) -> dict:
+    from pdp.config import get_settings
+    from pdp.synth import SynthError, generate
+
+    settings = get_settings()
+    try:
+        with _progress(persons, f"synth {territory}") as progress:
+            task = progress.add_task("persons", total=persons)
+            return generate(
+                out,
+                persons=persons,
+                seed=seed,
+                territory=territory,
+                force=force,
+                workers=workers or settings.synth_workers,
+                chunk_size=settings.synth_chunk_persons,
+                on_chunk=lambda n: progress.advance(task, n),
+            )
+    except SynthError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _summary_table(summary: dict) -> Table:
+    table = Table(
+        title=f"{summary['territory_name']}: {summary['alive_at_reference']:,} residents "
+        f"at {summary['reference_date']} (seed {summary['seed']})"
+    )
+    for col in ("population", "count", "share", "target", "ratio"):
+        table.add_column(col, justify="right" if col != "population" else "left")
+    for name, row in summary["prevalence"].items():
+        ratio = row["share"] / row["target"] if row["target"] else 0
+        table.add_row(name, f"{row['count']:,}", f"{row['share']:.2%}", f"{row['target']:.2%}", f"{ratio:.2f}")
+    for stratum, row in summary["t2d_strata"].items():
+        ratio = row["share"] / row["target"] if row["target"] else 0
+        table.add_row(
+            f"T2D stratum {stratum}", f"{row['count']:,}", f"{row['share']:.2%}", f"{row['target']:.2%}", f"{ratio:.2f}"
+        )
+    return table
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option("--out", help="Output directory (created; must be empty unless --force).")],
+    persons: Annotated[int, typer.Option(min=1, help="Number of residents to generate.")] = 20_000,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed: same seed, same bytes.")] = 7,
+    territory: Annotated[str, typer.Option(help="Territory key (see territories/*.yml).")] = "douaisis",
+    force: Annotated[bool, typer.Option(help="Replace a previous synth output in --out.")] = False,
+    workers: Annotated[int, typer.Option(min=0, help="Worker processes (0 = settings / one per core).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Generate a synthetic territory's raw nominative sources and its ground truth."""
+    summary = run_synth(out, persons, seed, territory, force, workers)
+    if as_json:
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+    else:
+        console.print(_summary_table(summary))
+        console.print(f"sources and ground_truth/ written to {out}")
+
+
+@app.command()
+def demo(
+    persons: Annotated[int, typer.Option(min=1, help="Residents of the demo territory.")] = 20_000,
+    seed: Annotated[int, typer.Option(min=0)] = 7,
+    territory: Annotated[str, typer.Option()] = "douaisis",
+) -> None:
+    """Synthetic territory → (later stages as they land) → summary of the pyramid against its targets."""
+    from pdp.config import get_settings
+
+    out = get_settings().var_dir / "demo" / "sources"
+    summary = run_synth(out, persons, seed, territory, True, 0)
+    console.print(_summary_table(summary))
+    records = ", ".join(f"{k} {v:,}" for k, v in summary["records"].items())
+    console.print(f"raw sources in {out}: {records}")
+    actions = summary["actions"]
+    overdue = sum(v for k, v in actions.items() if k.endswith("_overdue"))
+    total = sum(actions.values())
+    console.print(
+        f"care actions at {summary['reference_date']}: {total:,} on pathways, {overdue:,} overdue (ground truth)"
+    )
+
+
+@app.command()
+def bench(
+    name: Annotated[str, typer.Argument(help="Benchmark name, or 'all'.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print figures as JSON.")] = False,
+) -> None:
+    """Run a benchmark; prints its figures and its ratio against the reference it names."""
+    from pdp.bench import BENCHMARKS, run_benchmark
+
+    names = sorted(BENCHMARKS) if name == "all" else [name]
+    for n in names:
+        if n not in BENCHMARKS:
+            raise UserError(f"unknown benchmark {n!r}; known: {', '.join(sorted(BENCHMARKS))}, all")
+        result = run_benchmark(n)
+        if as_json:
+            print(json.dumps(result))
+        else:
+            console.print(f"[bold]{n}[/bold]: " + ", ".join(f"{k}={v}" for k, v in result.items() if k != "name"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors, exit 2 for user mistakes."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except Abort:
+        print("error: aborted", file=sys.stderr)
+        sys.exit(130)
+    except TyperException as exc:  # usage errors: bad option, missing argument, value out of range
+        if exc.format_message():  # empty for "no arguments": the help was printed instead
+            print(f"error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Exit as exc:
+        sys.exit(exc.exit_code)
+    if isinstance(result, int) and result:
+        sys.exit(result)

@@ -18,9 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Every knob of the platform; each one maps to the env var ``PDP_<NAME>``."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="PDP_", env_file=".env", env_file_encoding="utf-8", extra="forbid"
-    )
+    model_config = SettingsConfigDict(env_prefix="PDP_", env_file=".env", env_file_encoding="utf-8", extra="forbid")
 
     var_dir: Path = Field(Path("./var"), description="Root of every local store (lake, db, keys).")
     lake_uri: str = Field("./var/lake", description="Root of the Delta lake: a local path or an object-store URI.")
@@ -35,7 +33,9 @@ class Settings(BaseSettings):
     spark_ui: bool = Field(False, description="Enable the Spark UI (off by default and in tests).")
     db_url: str = Field("sqlite:///./var/pdp.db", description="Governance store (SQLAlchemy URL).")
     key_store: Path = Field(Path("./var/keys"), description="Directory of envelope-encrypted versioned keys.")
-    master_key_file: Path | None = Field(None, description="File holding the master key (alternative to PDP_MASTER_KEY).")
+    master_key_file: Path | None = Field(
+        None, description="File holding the master key (alternative to PDP_MASTER_KEY)."
+    )
     synth_chunk_persons: int = Field(2000, ge=100, description="Persons generated per chunk by `pdp synth`.")
     synth_workers: int = Field(0, ge=0, description="Generator worker processes (0 = one per core).")
 

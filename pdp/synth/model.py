@@ -151,6 +151,7 @@ class ClinicalTruth:
     hypertension: bool = False
     obesity: bool = False
     bmi: float | None = None
+    risk_factors: tuple[str, ...] = ()  # T2D risk factors besides hypertension: dyslipidaemia, family_diabetes
     diagnosis_date: date | None = None
     hf_diagnosis_date: date | None = None
     death_date: date | None = None
@@ -187,6 +188,7 @@ class Person:
     stays: list[Stay] = field(default_factory=list)
     reports: list[Report] = field(default_factory=list)
     social_referral: str | None = None  # referring association, when referred
+    insured_nir: str | None = None  # NIR on the insurance card (a parent's for minors)
 
 
 def age(birth: date, day: date) -> int:

@@ -35,6 +35,7 @@ class World:
     specialists: tuple[Professional, ...]  # hospital doctors who sign discharge letters
     associations: tuple[str, ...]  # social / associative referrers (names)
     catalog: dict  # parsed catalog.yml (codes and labels per concept)
+    gp_software: frozenset[str] = frozenset()  # RPPS of GPs whose software exports FHIR records
 
     def commune(self, code: str) -> Commune:
         for c in self.communes:

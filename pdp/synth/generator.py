@@ -1,0 +1,347 @@
+"""`pdp synth`: a synthetic territory's raw nominative sources and their ground truth.
+
+Streaming by chunks of persons: the main process draws each chunk's skeleton (the only
+sequential state), worker processes turn chunks into file text, and the main process
+appends that text in chunk order. Memory is bounded by the chunks in flight, and the
+output is byte-identical for a seed whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import random
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pdp.synth.clinical import assign_t2d_strata, draw_memberships
+from pdp.synth.formats.delimited import render_pharmacy, render_pmsi, render_social
+from pdp.synth.formats.fhir_gp import render_gp_bundles
+from pdp.synth.formats.hl7_lab import render_lab_messages
+from pdp.synth.formats.insee import render_communes, render_deaths
+from pdp.synth.formats.reports import render_reports
+from pdp.synth.ground_truth import render_ground_truth
+from pdp.synth.history import build_history
+from pdp.synth.identity_variants import identity_resolver
+from pdp.synth.model import ClinicalTruth, Person, age
+from pdp.synth.output import FileSpec, Rendered
+from pdp.synth.population import (
+    Skeleton,
+    SkeletonSource,
+    build_world,
+    choose_gp,
+    make_contact,
+    make_identity,
+    stable_seed,
+)
+from pdp.synth.territory import TerritoryDef, load_calibration, load_territory
+from pdp.synth.world import World
+
+OUTPUT_FOLDERS = ("pmsi", "labs", "gp", "pharmacy", "social", "reports", "insee", "ground_truth")
+MAX_PERSONS = 20_000_000
+SourceWriter = Callable[[list[Person], World, Callable], list[Rendered]]
+SOURCE_WRITERS: dict[str, SourceWriter] = {
+    "pmsi": render_pmsi,
+    "lab_hl7": render_lab_messages,
+    "gp_fhir": render_gp_bundles,
+    "pharmacy": render_pharmacy,
+    "social": render_social,
+    "reports": render_reports,
+}
+
+
+class SynthError(ValueError):
+    """A user mistake in the generator's arguments (reported in one line)."""
+
+
+@dataclass(slots=True)
+class ChunkResult:
+    index: int
+    files: dict[str, tuple[FileSpec, str, int]]
+    stats: Counter = field(default_factory=Counter)
+
+
+_WORLD: World | None = None
+_TERRITORY: TerritoryDef | None = None
+
+
+def _init_worker(world: World, territory: TerritoryDef) -> None:
+    global _WORLD, _TERRITORY
+    _WORLD, _TERRITORY = world, territory
+
+
+def _make_person(sk: Skeleton, world: World, territory: TerritoryDef) -> Person:
+    rng = random.Random(stable_seed(world.seed, world.territory, "person", sk.person_id))
+    identity = make_identity(sk, world.reference_date, rng)
+    address, phone, email = make_contact(identity, world, rng)
+    person = Person(
+        person_id=sk.person_id,
+        territory=world.territory,
+        identity=identity,
+        address=address,
+        phone=phone,
+        email=email,
+        gp=choose_gp(world, address, rng),
+        truth=ClinicalTruth(),
+        insured_nir=sk.insured_nir,
+    )
+    draw_memberships(person, age(sk.birth_date, world.reference_date), territory, rng)
+    return person
+
+
+def _social_referral(person: Person, world: World) -> str | None:
+    rates = load_calibration()["social_referral_rate"]
+    t = person.truth
+    rate = rates["t2d"] if t.t2d else rates["t2d_at_risk"] if t.t2d_at_risk else rates["base"]
+    rng = random.Random(stable_seed(world.seed, person.person_id, "referral"))
+    if age(person.identity.birth_date, world.reference_date) >= 18 and rng.random() < rate:
+        return rng.choice(world.associations)
+    return None
+
+
+def _stats(persons: list[Person], rendered: list[Rendered], world: World) -> Counter:
+    stats: Counter = Counter()
+    for p in persons:
+        t = p.truth
+        stats["persons"] += 1
+        if t.death_date is not None:
+            stats["deceased"] += 1
+            continue
+        stats["alive"] += 1
+        for name in ("t2d", "t2d_at_risk", "hf", "hf_at_risk", "insulin", "dialysis", "amputation"):
+            stats[name] += int(getattr(t, name))
+        if t.t2d_stratum:
+            stats[f"t2d_stratum_{t.t2d_stratum}"] += 1
+        if t.hf_stage:
+            stats[f"hf_stage_{t.hf_stage}"] += 1
+        for a in t.actions_due:
+            stats[f"action_{a.action}_{a.status}"] += 1
+    for p in persons:
+        for e in p.events:
+            stats[f"event_{e.channel}_{e.kind}"] += 1
+        stats["hospital_stays"] += len(p.stays)
+        stats["reports"] += len(p.reports)
+    for r in rendered:
+        if not r.spec.path.startswith("ground_truth/"):
+            stats[f"records_{r.spec.path.split('/')[0]}"] += r.records
+    return stats
+
+
+def render_chunk(index: int, skeletons: list[Skeleton], world: World, territory: TerritoryDef) -> ChunkResult:
+    """Everything a chunk of persons writes, as text per file (pure: no disk access)."""
+    persons = [_make_person(sk, world, territory) for sk in skeletons]
+    rng = random.Random(stable_seed(world.seed, world.territory, "strata", index))
+    diabetics = [(p, age(p.identity.birth_date, world.reference_date)) for p in persons if p.truth.t2d]
+    assign_t2d_strata(diabetics, territory.t2d_strata_shares, rng)
+    for sk, person in zip(skeletons, persons, strict=True):
+        hist_rng = random.Random(stable_seed(world.seed, world.territory, "history", sk.person_id))
+        build_history(person, age(sk.birth_date, world.reference_date), world, sk.deceased, hist_rng)
+        person.social_referral = _social_referral(person, world)
+    identity_of = identity_resolver(world.seed)
+    rendered: list[Rendered] = []
+    for writer in SOURCE_WRITERS.values():
+        rendered += writer(persons, world, identity_of)
+    rendered += render_deaths(persons, world)
+    rendered += render_ground_truth(persons, world)
+    files: dict[str, tuple[FileSpec, str, int]] = {}
+    pieces: dict[str, list[str]] = {}
+    for r in rendered:
+        spec, _, count = files.get(r.spec.path, (r.spec, "", 0))
+        files[r.spec.path] = (spec, "", count + r.records)
+        pieces.setdefault(r.spec.path, []).append(r.text)
+    for path, (spec, _, count) in files.items():
+        files[path] = (spec, "".join(pieces[path]), count)
+    return ChunkResult(index, files, _stats(persons, rendered, world))
+
+
+def _render_chunk_in_worker(index: int, skeletons: list[Skeleton]) -> ChunkResult:
+    assert _WORLD is not None and _TERRITORY is not None
+    return render_chunk(index, skeletons, _WORLD, _TERRITORY)
+
+
+class _Sink:
+    """Appends chunk text to the output files, writing headers once and footers at the end."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.specs: dict[str, FileSpec] = {}
+        self.counts: Counter = Counter()
+
+    def write(self, spec: FileSpec, text: str, records: int) -> None:
+        path = self.root / spec.path
+        first = spec.path not in self.specs
+        if first:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.specs[spec.path] = spec
+        encoding = "utf-8" if spec.encoding == "utf-8-sig" and not first else spec.encoding
+        with open(path, "w" if first else "a", encoding=encoding, newline="") as handle:
+            if first:
+                handle.write(spec.header)
+            handle.write(text)
+        self.counts[spec.path] += records
+
+    def close(self) -> None:
+        for rel, spec in self.specs.items():
+            if spec.footer:
+                with open(
+                    self.root / rel,
+                    "a",
+                    encoding="utf-8" if spec.encoding == "utf-8-sig" else spec.encoding,
+                    newline="",
+                ) as handle:
+                    handle.write(spec.footer.replace("{count}", str(self.counts[rel])))
+
+
+def _prepare_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise SynthError(f"output path {out} exists and is not a directory")
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise SynthError(f"output directory {out} is not empty (use --force to replace a previous synth output)")
+        unknown = [p.name for p in out.iterdir() if p.name not in (*OUTPUT_FOLDERS, "manifest.json")]
+        if unknown:
+            raise SynthError(
+                f"output directory {out} holds files synth did not write ({unknown[0]}); refusing to clear it"
+            )
+        for name in (*OUTPUT_FOLDERS, "manifest.json"):
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise SynthError(f"cannot write to {out}: {exc.strerror}") from None
+
+
+def summarise(stats: Counter, territory: TerritoryDef, persons: int, seed: int, world: World) -> dict[str, Any]:
+    """Shares in the generated population next to the territory's targets."""
+    alive = max(1, stats["alive"])
+    t2d = max(1, stats["t2d"])
+    prevalence = {
+        name: {"count": stats[name], "share": round(stats[name] / alive, 5), "target": round(territory.rate(name), 5)}
+        for name in ("t2d", "t2d_at_risk", "hf", "hf_at_risk")
+    }
+    strata = {
+        str(s): {
+            "count": stats[f"t2d_stratum_{s}"],
+            "share": round(stats[f"t2d_stratum_{s}"] / t2d, 4),
+            "target": territory.t2d_strata_shares[s],
+        }
+        for s in (1, 2, 3, 4)
+    }
+    return {
+        "territory": territory.key,
+        "territory_name": territory.name,
+        "seed": seed,
+        "persons": persons,
+        "alive_at_reference": stats["alive"],
+        "deceased_in_window": stats["deceased"],
+        "reference_date": world.reference_date.isoformat(),
+        "history_start": world.history_start.isoformat(),
+        "prevalence": prevalence,
+        "t2d_strata": strata,
+        "hf_stages": {str(s): stats[f"hf_stage_{s}"] for s in (1, 2, 3, 4)},
+        "events": {k.removeprefix("event_"): v for k, v in sorted(stats.items()) if k.startswith("event_")},
+        "records": {k.removeprefix("records_"): v for k, v in sorted(stats.items()) if k.startswith("records_")},
+        "hospital_stays": stats["hospital_stays"],
+        "reports": stats["reports"],
+        "actions": {k.removeprefix("action_"): v for k, v in sorted(stats.items()) if k.startswith("action_")},
+    }
+
+
+def _manifest(root: Path, counts: Counter) -> dict[str, Any]:
+    files = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if rel == "manifest.json":
+            continue
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(block)
+        files[rel] = {"bytes": path.stat().st_size, "sha256": digest.hexdigest(), "records": counts.get(rel, 0)}
+    return files
+
+
+def generate(
+    out: Path,
+    *,
+    persons: int,
+    seed: int,
+    territory: str,
+    workers: int = 0,
+    chunk_size: int = 2000,
+    force: bool = False,
+    on_chunk: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Write a territory's raw sources and ground truth under `out`; return the summary."""
+    if persons <= 0:
+        raise SynthError("--persons must be a positive number")
+    if persons > MAX_PERSONS:
+        raise SynthError(f"--persons must be at most {MAX_PERSONS:,}")
+    if seed < 0:
+        raise SynthError("--seed must be zero or positive")
+    try:
+        terr = load_territory(territory)
+    except ValueError as exc:
+        raise SynthError(str(exc)) from None
+    _prepare_out(out, force)
+    world = build_world(terr, seed, persons)
+    skeletons = SkeletonSource(world, persons)
+    sink = _Sink(out)
+    sink.write(*_communes(terr))
+    n_chunks = (persons + chunk_size - 1) // chunk_size
+    workers = workers or os.cpu_count() or 1
+    workers = min(workers, n_chunks)
+    stats: Counter = Counter()
+
+    def consume(result: ChunkResult) -> None:
+        for spec, text, count in result.files.values():
+            sink.write(spec, text, count)
+        stats.update(result.stats)
+        if on_chunk:
+            on_chunk(min(chunk_size, persons - result.index * chunk_size))
+
+    if workers <= 1:
+        for i in range(n_chunks):
+            consume(render_chunk(i, skeletons.chunk(i, chunk_size), world, terr))
+    else:
+        ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+        with ctx.Pool(workers, initializer=_init_worker, initargs=(world, terr)) as pool:
+            pending = []
+            next_chunk = 0
+            window = 2 * workers
+            while next_chunk < n_chunks or pending:
+                while next_chunk < n_chunks and len(pending) < window:
+                    args = (next_chunk, skeletons.chunk(next_chunk, chunk_size))
+                    pending.append(pool.apply_async(_render_chunk_in_worker, args))
+                    next_chunk += 1
+                consume(pending.pop(0).get())
+    sink.close()
+    summary = summarise(stats, terr, persons, seed, world)
+    (out / "ground_truth" / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    manifest = {
+        "generator": "pdp synth",
+        "seed": seed,
+        "territory": territory,
+        "persons": persons,
+        "files": _manifest(out, sink.counts),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return summary
+
+
+def _communes(territory: TerritoryDef) -> tuple[FileSpec, str, int]:
+    rendered = render_communes(territory)
+    return rendered.spec, rendered.text, rendered.records
