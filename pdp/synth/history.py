@@ -210,8 +210,12 @@ def _exam(ctx: _Ctx, day: date, proc: str, gp_share: float, hospital_share: floa
 def _deliveries(ctx: _Ctx, drug: str, adherence: float, since: date | None = None) -> None:
     pack = ctx.rng.choice(_CHRONIC_DRUG_CADENCE)
     first = max(since or ctx.start, ctx.start) + timedelta(days=ctx.rng.randrange(pack))
-    for day in _cadence(ctx, pack, adherence, first=first):
+    days = _cadence(ctx, pack, adherence, first=first)
+    for day in days:
         ctx.person.events.append(_event(ctx, "drug", day, "drugs", drug, "pharmacy", ctx.pharmacy.finess, pack=pack))
+    if ctx.gp_software and days:  # the GP's prescription, renewed yearly, precedes the deliveries
+        for day in days[:: max(1, 365 // pack)]:
+            ctx.person.events.append(_event(ctx, "drug", day, "drugs", drug, "gp", _gp_facility(ctx)))
 
 
 def _hba1c_base(person: Person, rng: random.Random) -> float:
@@ -396,11 +400,14 @@ def _general_history(ctx: _Ctx, age: int) -> None:
     visits = 91 if t.t2d else 182 if chronic else 365
     height = rng.uniform(1.55, 1.75) if p.identity.sex == "F" else rng.uniform(1.65, 1.88)
     for day in _cadence(ctx, visits, 0.85):
+        if not chronic and rng.random() < 0.35:
+            continue  # healthy people skip years
         measures: dict[str, float] = {}
-        if t.bmi is not None and (chronic or age >= 40 or rng.random() < 0.3):
+        recorded = chronic or rng.random() < 0.35  # GPs key in measures for a minority of routine visits
+        if recorded and t.bmi is not None and (chronic or age >= 40 or rng.random() < 0.3):
             bmi = round(rng.gauss(t.bmi, 0.5), 1)
             measures = {"weight": round(bmi * height**2, 1), "bmi": bmi}
-        if age >= 18 and rng.random() < 0.8:
+        if recorded and age >= 18 and rng.random() < 0.8:
             high = t.hypertension
             measures |= {
                 "sbp": rng.randrange(135, 170) if high else rng.randrange(105, 138),

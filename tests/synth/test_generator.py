@@ -62,7 +62,8 @@ def test_prevalences_and_strata_are_within_15_percent_of_the_targets(summary: di
 
 @pytest.mark.slow
 def test_ground_truth_strata_follow_the_pyramid_rules(territory_dir: Path, summary: dict) -> None:
-    rows = list(csv.DictReader(open(territory_dir / "ground_truth" / "persons.csv", encoding="utf-8")))
+    with open(territory_dir / "ground_truth" / "persons.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
     assert len(rows) == PERSONS
     alive = [r for r in rows if r["alive"] == "1"]
     assert len(alive) == summary["alive_at_reference"]
@@ -156,7 +157,8 @@ def test_every_source_record_is_linked_to_its_true_person(territory_dir: Path) -
 
 def test_communes_file_carries_the_territory_populations(tmp_path: Path) -> None:
     generate(tmp_path / "t", persons=150, seed=3, territory="haute-saone", workers=1)
-    rows = list(csv.DictReader(open(tmp_path / "t" / "insee" / "communes.csv", encoding="utf-8"), delimiter=";"))
+    with open(tmp_path / "t" / "insee" / "communes.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter=";"))
     territory = load_territory("haute-saone")
     assert [r["CODGEO"] for r in rows] == [c.code for c in territory.communes]
     assert sum(int(r["PMUN"]) for r in rows) == sum(c.population for c in territory.communes)
@@ -204,3 +206,41 @@ def test_cli_synth_prints_the_pyramid(tmp_path: Path) -> None:
     assert summary["persons"] == 300 and set(summary["prevalence"]) == {"t2d", "t2d_at_risk", "hf", "hf_at_risk"}
     again = _pdp("synth", "--out", str(tmp_path / "o"), "--persons", "300")
     assert again.returncode == 2 and "not empty" in again.stderr
+
+
+@pytest.mark.slow
+def test_every_fhir_bundle_parses_with_fhir_resources(territory_dir: Path) -> None:
+    from fhir.resources.R4B.bundle import Bundle
+
+    count = 0
+    for path in sorted((territory_dir / "gp").glob("*.ndjson")):
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                bundle = Bundle.model_validate_json(line)
+                kinds = {entry.resource.__resource_type__ for entry in bundle.entry}
+                assert {"Patient", "Practitioner"} <= kinds
+                count += 1
+    manifest = json.loads((territory_dir / "manifest.json").read_text())["files"]
+    assert count == sum(m["records"] for rel, m in manifest.items() if rel.startswith("gp/")) > 1000
+
+
+@pytest.mark.slow
+def test_every_hl7_message_parses_with_python_hl7(territory_dir: Path) -> None:
+    import hl7
+
+    count = 0
+    loincs = set()
+    for path in sorted((territory_dir / "labs").glob("*.hl7")):
+        raw = path.read_bytes()
+        encoding = "latin-1" if b"8859/1" in raw.split(b"\r", 3)[2] else "utf-8"
+        for batch in hl7.parse_file(raw.decode(encoding)):
+            for message in batch:
+                assert str(message.segment("MSH")[9]) == "ORU^R01^ORU_R01"
+                assert str(message.segment("PID")[5][0][0])  # family name
+                for obx in message.segments("OBX"):
+                    loincs.add(str(obx[3][0][0]))
+                    float(str(obx[5]))
+                count += 1
+    manifest = json.loads((territory_dir / "manifest.json").read_text())["files"]
+    assert count == sum(m["records"] for rel, m in manifest.items() if rel.startswith("labs/")) > 1000
+    assert {"4548-4", "2160-0", "33762-6"} <= loincs
