@@ -51,9 +51,18 @@ def fetch(repo: Path | None = None) -> list[Path]:
             )
         for coordinate in todo:
             done = subprocess.run(
-                [mvn, "-q", "-B", "dependency:get", "-Dtransitive=false", f"-Dartifact={coordinate}",
-                 f"-Dmaven.repo.local={repo}"],
-                capture_output=True, text=True, check=False,
+                [
+                    mvn,
+                    "-q",
+                    "-B",
+                    "dependency:get",
+                    "-Dtransitive=false",
+                    f"-Dartifact={coordinate}",
+                    f"-Dmaven.repo.local={repo}",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if done.returncode != 0 or not jar_path(coordinate, repo).is_file():
                 raise DeltaJarsMissing(f"could not fetch {coordinate} with Maven (exit {done.returncode})")
