@@ -35,6 +35,9 @@ def spark_conf(settings: Settings | None = None, app_name: str = "pdp") -> dict[
         "spark.jars": spark_jars_setting(),
         "spark.driver.memory": s.spark_driver_memory,
         "spark.sql.shuffle.partitions": str(s.spark_shuffle_partitions),
+        # Delta rebuilds a table snapshot in 50 tasks by default: on 2 cores that doubles every
+        # small operation (measured 130 s -> 59 s on the lake tests).
+        "spark.databricks.delta.snapshotPartitions": str(s.spark_shuffle_partitions),
         "spark.default.parallelism": str(max(2, s.spark_shuffle_partitions)),
         "spark.ui.enabled": str(s.spark_ui).lower(),
         "spark.ui.showConsoleProgress": "false",

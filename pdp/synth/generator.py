@@ -128,7 +128,7 @@ def _stats(persons: list[Person], rendered: list[Rendered], world: World) -> Cou
         stats["hospital_stays"] += len(p.stays)
         stats["reports"] += len(p.reports)
     for r in rendered:
-        if not r.spec.path.startswith("ground_truth/"):
+        if not r.spec.path.startswith("ground_truth/") and not r.spec.path.endswith("index.csv"):
             stats[f"records_{r.spec.path.split('/')[0]}"] += r.records
     return stats
 

@@ -1,0 +1,290 @@
+"""The table catalog: one YAML file per table under ``tables/<zone>/<name>.yml``.
+
+Why declarative files: a table's contract (columns, types, nullability, which columns are
+quasi-identifiers, whether a downstream job reads its change feed) is reviewed like code and
+read by people who do not read Spark. Adding a table = adding one file; nothing else changes.
+
+Why fail closed: a bad file stops the process with one line naming the file and the fault —
+a silently skipped table would be a silently missing privacy rule.
+
+>>> from pdp.lake.catalog import table
+>>> table("ops.quarantine").path("/lake")
+'/lake/ops/quarantine'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from functools import cached_property, lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pyspark.sql.types import DataType, StructField, StructType
+
+from pdp.lake.errors import CatalogError, TableNotFoundError
+from pdp.lake.sqltypes import parse_type, sql_type, stats_eligible
+
+Zone = Literal["bronze", "silver", "gold", "ops"]
+ZONES: tuple[Zone, ...] = ("bronze", "silver", "gold", "ops")
+
+_IDENTIFIER = r"^[a-z][a-z0-9_]*$"
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+class ColumnDef(BaseModel):
+    """One column's contract."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=_IDENTIFIER, max_length=64)
+    type: str = Field(description="Spark SQL type, e.g. STRING, BIGINT, DECIMAL(10,2), ARRAY<STRING>.")
+    nullable: bool = True
+    description: str = Field(min_length=1)
+    quasi_identifier: bool = Field(
+        False, description="Re-identifying in combination (birth date, postcode, sex...): never gets statistics."
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _valid_type(cls, value: str) -> str:
+        return sql_type(parse_type(value))
+
+    @cached_property
+    def spark_type(self) -> DataType:
+        return parse_type(self.type)
+
+
+class TableDef(BaseModel):
+    """One table's contract: schema, layout, and the Delta features it needs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=_IDENTIFIER, max_length=64)
+    zone: Zone
+    description: str = Field(min_length=1)
+    columns: list[ColumnDef] = Field(min_length=1)
+    partition_by: list[str] = Field(default_factory=list)
+    change_data_feed: bool = Field(False, description="Turn on when a downstream job reads this table's changes.")
+    append_only: bool = Field(False, description="Refuse updates and deletes (logs that must never be rewritten).")
+    stats_columns: list[str] | None = Field(
+        None, description="Columns allowed data-skipping statistics; default: every eligible non-quasi-identifier."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TableDef:
+        names = [c.name for c in self.columns]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate columns {duplicates}")
+        by_name = {c.name: c for c in self.columns}
+        for part in self.partition_by:
+            if part not in by_name:
+                raise ValueError(f"partition column {part!r} is not a column")
+            if by_name[part].quasi_identifier:
+                raise ValueError(f"partition column {part!r} is a quasi-identifier (its values would be paths)")
+        if len(set(self.partition_by)) != len(self.partition_by):
+            raise ValueError("partition_by lists a column twice")
+        if len(self.partition_by) == len(self.columns):
+            raise ValueError("every column is a partition column; Delta needs at least one data column")
+        for stat in self.stats_columns or []:
+            column = by_name.get(stat)
+            if column is None:
+                raise ValueError(f"stats column {stat!r} is not a column")
+            if column.quasi_identifier:
+                raise ValueError(f"stats column {stat!r} is a quasi-identifier; its values would sit in the log")
+            if stat in self.partition_by:
+                raise ValueError(f"stats column {stat!r} is a partition column (Delta refuses statistics on it)")
+            if not stats_eligible(column.spark_type):
+                raise ValueError(f"stats column {stat!r} has type {column.type}, which Delta keeps no statistics on")
+        if self.stats_columns is not None and len(set(self.stats_columns)) != len(self.stats_columns):
+            raise ValueError("stats_columns lists a column twice")
+        return self
+
+    @property
+    def qualified_name(self) -> str:
+        """``<zone>.<name>``, the name used in messages and look-ups."""
+        return f"{self.zone}.{self.name}"
+
+    def column(self, name: str) -> ColumnDef:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise TableNotFoundError(f"{self.qualified_name} has no column {name!r}")
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def effective_stats_columns(self) -> list[str]:
+        """The columns that get min/max statistics: the explicit list, or every eligible safe column."""
+        if self.stats_columns is not None:
+            return list(self.stats_columns)
+        return [
+            c.name for c in self.columns
+            if not c.quasi_identifier and c.name not in self.partition_by and stats_eligible(c.spark_type)
+        ]
+
+    def path(self, lake_root: str | Path | None = None) -> str:
+        """Physical location ``<lake root>/<zone>/<name>``; local roots are made absolute."""
+        from pdp.config import get_settings
+
+        root = str(lake_root) if lake_root is not None else get_settings().lake_uri
+        if _URI.match(root):
+            return f"{root.rstrip('/')}/{self.zone}/{self.name}"
+        return str(Path(root).expanduser().resolve() / self.zone / self.name)
+
+    def spark_schema(self) -> StructType:
+        """The schema as Spark sees it; descriptions travel as column comments."""
+        return StructType([
+            StructField(c.name, c.spark_type, nullable=c.nullable, metadata={"comment": c.description})
+            for c in self.columns
+        ])
+
+    def properties(self) -> dict[str, str]:
+        from pdp.lake.properties import table_properties
+
+        return table_properties(self)
+
+    def ddl(self, lake_root: str | Path | None = None) -> str:
+        """The idempotent ``CREATE TABLE IF NOT EXISTS`` statement for this table at its path."""
+        columns = ",\n".join(
+            f"  {c.name} {c.type}{'' if c.nullable else ' NOT NULL'} COMMENT {_literal(c.description)}"
+            for c in self.columns
+        )
+        parts = [
+            f"CREATE TABLE IF NOT EXISTS delta.{_quote_ident(self.path(lake_root))} (\n{columns}\n)",
+            "USING DELTA",
+        ]
+        if self.partition_by:
+            parts.append(f"PARTITIONED BY ({', '.join(self.partition_by)})")
+        parts.append(f"COMMENT {_literal(self.description)}")
+        props = ",\n".join(f"  {_literal(k)} = {_literal(v)}" for k, v in self.properties().items())
+        parts.append(f"TBLPROPERTIES (\n{props}\n)")
+        return "\n".join(parts)
+
+
+def _literal(text: str) -> str:
+    """A Spark SQL string literal (backslash escapes are on by default in Spark's parser)."""
+    escaped = text.strip().replace("\\", "\\\\").replace("'", "\\'").replace("\n", " ")
+    return f"'{escaped}'"
+
+
+def _quote_ident(text: str) -> str:
+    return "`" + text.replace("`", "``") + "`"
+
+
+class Catalog:
+    """Every table definition, by name; names are unique across zones."""
+
+    def __init__(self, tables: dict[str, TableDef], directory: Path) -> None:
+        self._tables = tables
+        self.directory = directory
+
+    def __iter__(self) -> Iterator[TableDef]:
+        return iter(self._tables.values())
+
+    def __len__(self) -> int:
+        return len(self._tables)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        try:
+            self.table(name)
+        except TableNotFoundError:
+            return False
+        return True
+
+    def names(self) -> list[str]:
+        """Qualified names (``zone.name``), sorted."""
+        return sorted(t.qualified_name for t in self._tables.values())
+
+    def in_zone(self, zone: Zone) -> list[TableDef]:
+        return sorted((t for t in self._tables.values() if t.zone == zone), key=lambda t: t.name)
+
+    def table(self, name: str) -> TableDef:
+        """Look a table up by ``name``, ``zone.name`` or ``zone/name``."""
+        zone, _, bare = name.replace("/", ".").rpartition(".")
+        found = self._tables.get(bare)
+        if found is None or (zone and found.zone != zone):
+            raise TableNotFoundError(f"no table {name!r} in the catalog at {self.directory} (known: {self.names()})")
+        return found
+
+
+def default_directory() -> Path:
+    """The catalog shipped with the package: ``pdp/lake/tables``."""
+    return Path(str(resources.files("pdp.lake").joinpath("tables")))
+
+
+def load_table_file(path: Path) -> TableDef:
+    """Read and validate one table file; its folder must be its zone and its stem its name."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise CatalogError(f"{path}: cannot read YAML: {_one_line(str(exc))}") from exc
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{path}: expected a mapping of table fields, got {type(raw).__name__}")
+    try:
+        table = TableDef.model_validate(raw)
+    except ValidationError as exc:
+        raise CatalogError(f"{path}: {_describe(exc)}") from exc
+    if table.name != path.stem:
+        raise CatalogError(f"{path}: table name {table.name!r} must match the file name {path.stem!r}")
+    if table.zone != path.parent.name:
+        raise CatalogError(f"{path}: zone {table.zone!r} must match the folder {path.parent.name!r}")
+    return table
+
+
+def load_catalog(directory: str | Path | None = None) -> Catalog:
+    """Load and validate every ``<zone>/<name>.yml`` under `directory` (default: the package's).
+
+    Raises CatalogError on the first bad file, on a file outside a zone folder, and on a
+    table name used in two zones.
+    """
+    if directory is None:
+        return _default_catalog()
+    return _load(Path(directory))
+
+
+@lru_cache(maxsize=1)
+def _default_catalog() -> Catalog:
+    return _load(default_directory())
+
+
+def _load(directory: Path) -> Catalog:
+    if not directory.is_dir():
+        raise CatalogError(f"{directory}: catalog directory not found")
+    tables: dict[str, TableDef] = {}
+    files: dict[str, Path] = {}
+    for path in sorted([*directory.rglob("*.yml"), *directory.rglob("*.yaml")]):
+        relative = path.relative_to(directory)
+        if len(relative.parts) != 2 or relative.parts[0] not in ZONES:
+            raise CatalogError(f"{path}: table files live in <zone>/<name>.yml with zone one of {list(ZONES)}")
+        table = load_table_file(path)
+        if table.name in tables:
+            raise CatalogError(f"{path}: table name {table.name!r} is already defined in {files[table.name]}")
+        tables[table.name] = table
+        files[table.name] = path
+    return Catalog(tables, directory)
+
+
+def table(name: str) -> TableDef:
+    """A table of the package's catalog, by ``name``, ``zone.name`` or ``zone/name``."""
+    return load_catalog().table(name)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        location = ".".join(str(p) for p in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{location}: {message}" if location else message)
+    return _one_line("; ".join(parts))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -1,0 +1,173 @@
+"""Table maintenance: compaction, vacuum, and deletion of a person's rows down to the disk.
+
+Why this is its own module: these operations destroy history. Time travel and the leak
+scanner read old versions, and GDPR erasure needs old versions gone — the two pull in opposite
+directions, so every shortening of retention is explicit, forced, and written in the commit
+log with its reason.
+
+What a DELETE does not do: Delta deletes logically. The deleted rows stay in the data files
+of earlier versions and, on tables with change data feed, in ``_change_data/`` files, readable
+by time travel, until a VACUUM removes files unreferenced for longer than the retention.
+Erasure is complete only then: `delete_where` runs that VACUUM, and with the default 7-day
+retention its report says when a later VACUUM will finish the job. Min/max statistics of the
+erased rows stay in the commit log (``_delta_log/``) until log clean-up (30 days): one more
+reason why quasi-identifiers never carry statistics.
+
+Measured on 2 idle local cores (a few rows): optimize ≈ 1.5 s, vacuum ≈ 3 s, delete_where with
+its vacuum ≈ 5 s. Spark's default listing parallelism (10 000 tasks) made one vacuum take
+30–45 s here, hence the override in `vacuum`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from pyspark.sql.types import StructField, StructType
+
+from pdp.lake.errors import SchemaMismatchError, UnsafeOperationError
+from pdp.lake.properties import DELETED_FILE_RETENTION_DAYS
+from pdp.lake.sparkconf import LISTING_PARALLELISM, RETENTION_CHECK
+
+if TYPE_CHECKING:
+    from delta.tables import DeltaTable
+
+    from pdp.lake.laketable import LakeTable
+    from pdp.lake.runinfo import Commit, RunInfo
+
+MIN_RETENTION = timedelta(days=DELETED_FILE_RETENTION_DAYS)
+# Spark's default listing parallelism, sized for clusters; replaced by the session's parallelism.
+_SPARK_DEFAULT_LISTING_PARALLELISM = "10000"
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    """What `delete_where` did, and whether the rows are gone from disk yet."""
+
+    rows_deleted: int
+    delete: Commit | None
+    vacuum: Commit | None
+    erased_after: datetime | None
+    """When the deleted rows' old files become removable (delete time + retention)."""
+    physically_erased: bool
+    """True when this call's VACUUM already removed them; otherwise a VACUUM after `erased_after` will."""
+
+
+def optimize(
+    table: LakeTable,
+    *,
+    run: RunInfo,
+    zorder_by: Sequence[str] = (),
+    where: str | None = None,
+) -> Commit | None:
+    """Compact small files (and cluster by `zorder_by`); `where` limits it to some partitions.
+
+    Z-ordering needs statistics on its columns, so a quasi-identifier cannot be a z-order key.
+    Returns the commit, or None when there was nothing to compact.
+    """
+    definition = table.definition
+    for column in zorder_by:
+        definition.column(column)
+        if column in definition.partition_by:
+            raise SchemaMismatchError(f"{table.name}: {column!r} is a partition column; z-order another column")
+        if column not in definition.effective_stats_columns():
+            raise SchemaMismatchError(
+                f"{table.name}: z-order on {column!r} needs statistics, which the catalog keeps off that column"
+            )
+
+    def compact(delta: DeltaTable) -> object:
+        builder = delta.optimize().where(where) if where else delta.optimize()
+        return builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()
+
+    return table._commit_through_session(run, compact)
+
+
+def vacuum(
+    table: LakeTable,
+    *,
+    retention: timedelta,
+    run: RunInfo,
+    force: bool = False,
+    reason: str | None = None,
+) -> Commit | None:
+    """Remove files no version within `retention` needs; older versions stop being readable.
+
+    Below 7 days it is refused unless ``force=True`` with a `reason` (recorded in the commit
+    log): readers in flight, time travel and the leak scanner rely on retained versions.
+    Returns the VACUUM END commit.
+    """
+    _check_retention(table, retention, force=force, reason=reason)
+    settings: dict[str, str] = {}
+    if retention < MIN_RETENTION:
+        settings[RETENTION_CHECK] = "false"
+    if table.spark.conf.get(LISTING_PARALLELISM, None) in (None, _SPARK_DEFAULT_LISTING_PARALLELISM):
+        settings[LISTING_PARALLELISM] = str(max(2, table.spark.sparkContext.defaultParallelism))
+    hours = retention.total_seconds() / 3600
+    return table._commit_through_session(
+        run,
+        lambda delta: delta.vacuum(hours),
+        reason=reason.strip() if force and reason else None,
+        settings=settings,
+    )
+
+
+def delete_where(
+    table: LakeTable,
+    column: str,
+    values: Iterable[object],
+    *,
+    run: RunInfo,
+    retention: timedelta = MIN_RETENTION,
+    force: bool = False,
+    reason: str | None = None,
+) -> PurgeReport:
+    """Delete every row whose `column` is in `values`, then VACUUM with `retention`.
+
+    The erasure and opposition helper: ``delete_where(t, "person_id", pseudonyms, run=...)``.
+    Values are matched exactly (no nulls); any number of them is fine (they are joined, not
+    inlined in SQL). With the default 7-day retention the rows leave the disk at a VACUUM run
+    a week later; ``retention=timedelta(0), force=True, reason=...`` erases them now, at the
+    price of every older version of the table.
+    """
+    definition = table.definition
+    field_type = definition.column(column).spark_type
+    _check_retention(table, retention, force=force, reason=reason)
+    unique = list(dict.fromkeys(values))
+    if any(v is None for v in unique):
+        raise ValueError("delete_where matches values exactly; None is not a value")
+    if definition.append_only:
+        raise UnsafeOperationError(f"{table.name} is append-only: delete is refused")
+    if not unique:
+        return PurgeReport(rows_deleted=0, delete=None, vacuum=None, erased_after=None, physically_erased=True)
+    targets = table.spark.createDataFrame(
+        [(v,) for v in unique], StructType([StructField(column, field_type, nullable=False)])
+    )
+    deleted = table._commit_through_session(
+        run,
+        lambda delta: delta.alias("t").merge(targets.alias("s"), f"t.`{column}` = s.`{column}`")
+        .whenMatchedDelete().execute(),
+    )
+    rows = deleted.metric("numTargetRowsDeleted") if deleted is not None else 0
+    if rows == 0:
+        return PurgeReport(rows_deleted=0, delete=deleted, vacuum=None, erased_after=None, physically_erased=True)
+    vacuumed = vacuum(table, retention=retention, run=run, force=force, reason=reason)
+    erased_after = deleted.timestamp + retention if deleted is not None else None
+    erased = vacuumed is not None and erased_after is not None and vacuumed.timestamp >= erased_after
+    return PurgeReport(
+        rows_deleted=rows, delete=deleted, vacuum=vacuumed, erased_after=erased_after, physically_erased=erased
+    )
+
+
+def _check_retention(table: LakeTable, retention: timedelta, *, force: bool, reason: str | None) -> None:
+    """Refuse a vacuum request before anything is written (delete_where must not delete, then refuse)."""
+    if retention < timedelta(0):
+        raise ValueError("retention cannot be negative")
+    if retention < MIN_RETENTION and not force:
+        raise UnsafeOperationError(
+            f"{table.name}: vacuum with retention {retention} is below {MIN_RETENTION.days} days; "
+            "time travel and the leak scanner need those versions (pass force=True with a reason)"
+        )
+    if force and not (reason and reason.strip()):
+        raise UnsafeOperationError(f"{table.name}: a forced vacuum needs a reason, recorded in the commit log")
