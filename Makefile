@@ -19,6 +19,7 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check pdp tests
+	bash infra/setup/postgres.sh >/dev/null
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
@@ -28,4 +29,5 @@ lint: setup
 	$(BIN)/ruff check pdp tests
 
 clean:
+	-bash infra/setup/postgres-stop.sh
 	rm -rf var .pytest_cache

@@ -125,6 +125,61 @@ def demo(
     )
 
 
+keys_app = typer.Typer(no_args_is_help=True, help="Versioned pseudonymisation and vault keys (envelope-encrypted).")
+app.add_typer(keys_app, name="keys")
+
+
+def _key_store_errors():
+    from contextlib import contextmanager
+
+    from pdp.pseudonym.kms import KeyStoreError
+
+    @contextmanager
+    def guard():
+        try:
+            yield
+        except KeyStoreError as exc:
+            raise UserError(str(exc)) from None
+
+    return guard()
+
+
+@keys_app.command("init")
+def keys_init_command(
+    new_master_key_file: Annotated[
+        Path | None,
+        typer.Option(help="Create a new random master key in this file first (development and demo only)."),
+    ] = None,
+) -> None:
+    """Create version 1 of the pseudonym and vault keys, wrapped under the master key."""
+    from pdp.config import Settings, get_settings
+    from pdp.pseudonym.keys import keys_init
+
+    with _key_store_errors():
+        settings = get_settings()
+        if new_master_key_file is not None:
+            from pdp.pseudonym.kms import create_master_key_file
+
+            create_master_key_file(new_master_key_file)
+            settings = Settings(master_key_file=new_master_key_file)
+        console.print(keys_init(settings))
+
+
+@keys_app.command("status")
+def keys_status_command() -> None:
+    """Every key version with its status (never key material)."""
+    from pdp.pseudonym.keys import keys_status
+
+    with _key_store_errors():
+        infos = keys_status()
+    table = Table(title="key store")
+    for col in ("purpose", "version", "status", "created", "retired"):
+        table.add_column(col)
+    for info in infos:
+        table.add_row(info.purpose, str(info.version), info.status, str(info.created_at), str(info.retired_at or ""))
+    console.print(table)
+
+
 @app.command()
 def bench(
     name: Annotated[str, typer.Argument(help="Benchmark name, or 'all'.")],

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     key_store: Path = Field(Path("./var/keys"), description="Directory of envelope-encrypted versioned keys.")
     master_key_file: Path | None = Field(
         None, description="File holding the master key (alternative to PDP_MASTER_KEY)."
+    )
+    master_key: SecretStr | None = Field(
+        None, description="Master key, base64 of 32 random bytes (alternative to PDP_MASTER_KEY_FILE); never commit it."
     )
     synth_chunk_persons: int = Field(2000, ge=100, description="Persons generated per chunk by `pdp synth`.")
     synth_workers: int = Field(0, ge=0, description="Generator worker processes (0 = one per core).")

@@ -1,12 +1,15 @@
-"""Shared fixtures: one Spark session for the whole run (start-up costs ~10 s)."""
+"""Shared fixtures: one Spark session for the whole run (start-up costs ~10 s), the governance store."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 _SESSION_VAR = None
 
@@ -44,3 +47,71 @@ def lake_root(pdp_var: Path, tmp_path: Path) -> Path:
     root = tmp_path / "lake"
     root.mkdir()
     return root
+
+
+# --- governance store: PostgreSQL server and per-test databases ----------------------------------
+
+_REPO = Path(__file__).resolve().parent.parent
+# Captured at import, before `pdp_var` points PDP_VAR_DIR at a private temp dir: the PostgreSQL
+# cluster lives under the developer's var/ (reachable by the `postgres` OS user, unlike
+# pytest's 0700 temp root) and is reused across runs.
+_VAR_DIR_AT_START = os.environ.get("PDP_VAR_DIR")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    """URL of the test PostgreSQL server: ``PDP_TEST_PG_URL``, else what infra/setup/postgres.sh prints.
+
+    The script installs (Debian package), starts and provisions the server. If it fails, every
+    test that needs PostgreSQL fails: CI must prove the PostgreSQL path, never skip it.
+    """
+    preset = os.environ.get("PDP_TEST_PG_URL")
+    if preset:
+        return preset
+    env = {k: v for k, v in os.environ.items() if k != "PDP_VAR_DIR"}
+    if _VAR_DIR_AT_START:
+        env["PDP_VAR_DIR"] = _VAR_DIR_AT_START
+    script = _REPO / "infra" / "setup" / "postgres.sh"
+    try:
+        result = subprocess.run(
+            ["bash", str(script)], cwd=_REPO, env=env, capture_output=True, text=True, timeout=900, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.fail(f"PostgreSQL test server: {script.name} did not run: {type(exc).__name__}", pytrace=False)
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines or not lines[-1].startswith("postgresql+psycopg://"):
+        tail = "\n".join(result.stderr.strip().splitlines()[-15:])
+        pytest.fail(f"PostgreSQL test server: {script.name} failed (exit {result.returncode}):\n{tail}", pytrace=False)
+    return lines[-1]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def governance_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A fresh, empty governance store with every table: a SQLite file, or a private PostgreSQL schema.
+
+    On PostgreSQL each test gets its own schema (through ``search_path``), so tests and
+    concurrent runs never see each other's rows; the schema is dropped afterwards.
+    """
+    from pdp.governance.db import create_all, make_engine
+
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'governance' / 'pdp.db'}")
+        create_all(engine)
+        yield engine
+        engine.dispose()
+        return
+    url = request.getfixturevalue("pg_url")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = make_engine(url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    separator = "&" if "?" in url else "?"
+    engine = make_engine(f"{url}{separator}options=-csearch_path%3D{schema}")
+    try:
+        create_all(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()

@@ -1,0 +1,382 @@
+"""Versioned data keys, envelope-encrypted under a master key: the key store.
+
+Why versioned keys: a pseudonym is only as secret as its key; when a key must change (a
+suspected leak, a scheduled rotation), every pseudonym changes with it, and the lake must be
+re-pseudonymised without losing linkage. Versions let old and new keys coexist while that
+happens, and every pseudonym carries the version that made it (``v2:...``).
+
+Two purposes, two independent key series: ``"pseudonym"`` (HMAC keys of the pseudonyms) and
+``"vault"`` (AES-GCM keys of the identity vault). Holding one never opens the other.
+
+Life cycle of a version (status is reported, never chosen by the caller)::
+
+    current   the newest active version: the one new pseudonyms / vault records use
+    previous  an older active version: still readable, to verify old pseudonyms and to
+              re-pseudonymise (or re-encrypt) what it made, until it is retired
+    retired   no longer used to produce anything; still returned by ``get`` so that vault
+              records not yet re-encrypted stay readable (the pseudonymiser refuses it)
+
+Rotation adds version N+1, which becomes current; version N becomes previous *by
+derivation* (current = highest active version), so a rotation is one atomic file creation
+and a crash can never leave two current keys nor none. Retiring rewrites one file. The
+current version cannot be retired (rotate first). Destroying a retired version (deleting its
+file) is deliberately not an operation here: it makes the old vault records unreadable, and
+is a governance decision made after re-encryption.
+
+On disk: one JSON file per version, ``<purpose>-v<N>.json`` in ``settings.key_store``
+(directory 0700, files 0600, written to a temporary file then linked/replaced atomically),
+holding the data key wrapped by the master key (AES-256-GCM, random 96-bit nonce, associated
+data = format + purpose + version, so a file renamed to another version fails), its
+``created_at``, ``status`` (``active``/``retired``) and ``retired_at``. No raw key byte is
+ever written. Opening the store unwraps every file: a wrong master key, or an altered file,
+fails there with ``KeyStoreError("master key does not open the key store")`` before
+anything can be written.
+
+Example::
+
+    store = KeyStore.from_settings()       # fails closed without a (right) master key
+    store.init()                           # pseudonym v1, vault v1
+    key = store.current("pseudonym")       # DataKey(purpose='pseudonym', version=1, status='current', ...)
+    store.rotate("pseudonym")              # v2 current, v1 previous
+    store.retire("pseudonym", 1)           # after re-pseudonymisation
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import stat
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from pdp.pseudonym.kms import (
+    KeyEncryptionService,
+    KeyStoreError,
+    LocalMasterKey,
+    MasterKey,
+    MasterKeyError,
+    UnwrapError,
+)
+
+if TYPE_CHECKING:
+    from pdp.config import Settings
+
+__all__ = [
+    "DataKey",
+    "KeyInfo",
+    "KeyStatus",
+    "KeyStore",
+    "KeyStoreError",
+    "MasterKey",
+    "MasterKeyError",
+    "Purpose",
+    "keys_init",
+    "keys_rotate",
+    "keys_status",
+]
+
+Purpose = Literal["pseudonym", "vault"]
+KeyStatus = Literal["current", "previous", "retired"]
+PURPOSES: tuple[Purpose, ...] = get_args(Purpose)
+DATA_KEY_BYTES = 32
+_FORMAT = "pdp-key/1"
+_FILE_NAME = re.compile(r"(?P<purpose>[a-z]+)-v(?P<version>[1-9][0-9]{0,8})\.json")
+
+
+@dataclass(frozen=True, slots=True)
+class DataKey:
+    """One version of a data key. ``material`` (32 bytes) never appears in repr or str."""
+
+    purpose: Purpose
+    version: int
+    material: bytes = field(repr=False)
+    status: KeyStatus
+
+    def __repr__(self) -> str:
+        return f"DataKey(purpose={self.purpose!r}, version={self.version}, status={self.status!r}, material=<hidden>)"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What ``pdp keys status`` shows of a version: everything but the material."""
+
+    purpose: Purpose
+    version: int
+    status: KeyStatus
+    created_at: datetime
+    retired_at: datetime | None = None
+
+
+class _KeyRecord(BaseModel):
+    """The JSON of one key file (unknown fields refused: a file we do not understand is an error)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["pdp-key/1"]
+    purpose: Purpose
+    version: int
+    status: Literal["active", "retired"]
+    created_at: datetime
+    retired_at: datetime | None = None
+    kek: str
+    wrapped: str
+
+
+def _aad(purpose: str, version: int) -> bytes:
+    return f"{_FORMAT}\x1f{purpose}\x1f{version}".encode("ascii")
+
+
+def _check_purpose(purpose: str) -> Purpose:
+    if purpose not in PURPOSES:
+        raise KeyStoreError(f"unknown key purpose {purpose!r}: expected one of {', '.join(PURPOSES)}")
+    return purpose  # type: ignore[return-value]
+
+
+class KeyStore:
+    """Versioned, envelope-encrypted data keys in one directory (see the module docstring).
+
+    ``master_key`` is any :class:`~pdp.pseudonym.kms.KeyEncryptionService`: the local key by
+    default (:meth:`from_settings`), a KMS client in production. Construction verifies that the
+    master key opens every existing key file, and raises :class:`KeyStoreError` otherwise.
+    """
+
+    def __init__(self, directory: Path, master_key: KeyEncryptionService) -> None:
+        self._dir = Path(directory)
+        self._kek = master_key
+        for record in self._records():
+            self._unwrap(record)
+
+    def __repr__(self) -> str:
+        return f"KeyStore(directory={str(self._dir)!r}, master_key={self._kek.kek_id!r})"
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> KeyStore:
+        """The key store of the settings, opened with the local master key.
+
+        Fails closed: no master key, a malformed one, both PDP_MASTER_KEY and
+        PDP_MASTER_KEY_FILE, or a key that does not open the existing files → KeyStoreError.
+        """
+        if settings is None:
+            from pdp.config import get_settings
+
+            settings = get_settings()
+        return cls(Path(settings.key_store), LocalMasterKey.from_settings(settings))
+
+    @property
+    def directory(self) -> Path:
+        return self._dir
+
+    # --- operations -----------------------------------------------------------------------
+
+    def init(self) -> None:
+        """Create version 1 of each purpose; refuses a store that already holds any key."""
+        existing = self._records()
+        if existing:
+            purposes = {r.purpose for r in existing}
+            if purposes == set(PURPOSES):
+                raise KeyStoreError(f"key store {self._dir} is already initialised")
+            raise KeyStoreError(
+                f"key store {self._dir} is partly initialised (an interrupted init?): "
+                "no key of it can have been used; remove the directory and run init again"
+            )
+        for purpose in PURPOSES:
+            self._create(purpose, 1)
+
+    def current(self, purpose: Purpose) -> DataKey:
+        """The version new pseudonyms / vault records must use."""
+        records = self._series(_check_purpose(purpose))
+        active = [r for r in records if r.status == "active"]
+        return self._data_key(active[-1], "current")
+
+    def get(self, purpose: Purpose, version: int) -> DataKey:
+        """Any version, retired ones included (old vault records stay readable until re-encrypted)."""
+        records = self._series(_check_purpose(purpose))
+        for record in records:
+            if record.version == version:
+                return self._data_key(record, self._status(record, records))
+        raise KeyStoreError(f"no {purpose} key version {version} in {self._dir}")
+
+    def rotate(self, purpose: Purpose) -> DataKey:
+        """Add a new version, which becomes current; the former current becomes previous."""
+        records = self._series(_check_purpose(purpose))
+        new = self._create(purpose, records[-1].version + 1)
+        return self._data_key(new, "current")
+
+    def retire(self, purpose: Purpose, version: int) -> None:
+        """Stop using a previous version (after re-pseudonymisation); retiring twice is a no-op."""
+        records = self._series(_check_purpose(purpose))
+        record = next((r for r in records if r.version == version), None)
+        if record is None:
+            raise KeyStoreError(f"no {purpose} key version {version} in {self._dir}")
+        if self._status(record, records) == "current":
+            raise KeyStoreError(f"{purpose} v{version} is the current key: rotate before retiring it")
+        if record.status == "retired":
+            return
+        self._unwrap(record)  # the master key must open what it rewrites
+        retired = record.model_copy(update={"status": "retired", "retired_at": datetime.now(UTC)})
+        self._write(retired, replace=True)
+
+    def status(self) -> list[KeyInfo]:
+        """Every version of every purpose (purpose, then version order); never the material."""
+        out: list[KeyInfo] = []
+        records = self._records()
+        if records:
+            for purpose in PURPOSES:
+                series = self._series(purpose, records)
+                out.extend(
+                    KeyInfo(r.purpose, r.version, self._status(r, series), r.created_at, r.retired_at) for r in series
+                )
+        return out
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _check_directory(self) -> bool:
+        """False if the directory does not exist yet; refuses one other users can access."""
+        try:
+            info = self._dir.stat()
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISDIR(info.st_mode):
+            raise KeyStoreError(f"key store {self._dir} is not a directory")
+        if info.st_mode & 0o077:
+            raise KeyStoreError(f"key store {self._dir} is accessible to other users: chmod 700 it")
+        return True
+
+    def _records(self) -> list[_KeyRecord]:
+        """Every key file, parsed (not unwrapped), sorted by purpose then version."""
+        if not self._check_directory():
+            return []
+        records: list[_KeyRecord] = []
+        for path in self._dir.iterdir():
+            match = _FILE_NAME.fullmatch(path.name)
+            if match is None:
+                continue  # temporary files of an interrupted write, or anything else: not keys
+            try:
+                record = _KeyRecord.model_validate_json(path.read_bytes())
+            except (ValidationError, ValueError):
+                raise KeyStoreError(f"key file {path.name} is malformed") from None
+            except OSError:
+                raise KeyStoreError(f"key file {path.name} is not readable") from None
+            if record.purpose != match["purpose"] or record.version != int(match["version"]):
+                raise KeyStoreError(f"key file {path.name} does not hold the key its name says")
+            records.append(record)
+        return sorted(records, key=lambda r: (PURPOSES.index(r.purpose), r.version))
+
+    def _series(self, purpose: Purpose, records: list[_KeyRecord] | None = None) -> list[_KeyRecord]:
+        """The versions of one purpose, checked: initialised, contiguous, newest active."""
+        records = self._records() if records is None else records
+        if not records:
+            raise KeyStoreError(f"key store {self._dir} is not initialised: run `pdp keys init`")
+        missing = set(PURPOSES) - {r.purpose for r in records}
+        if missing:
+            raise KeyStoreError(f"key store {self._dir} has no {sorted(missing)[0]} key: it is incomplete")
+        series = [r for r in records if r.purpose == purpose]
+        if [r.version for r in series] != list(range(1, len(series) + 1)):
+            raise KeyStoreError(f"key store {self._dir}: {purpose} key versions are not contiguous from 1")
+        if series[-1].status != "active":
+            raise KeyStoreError(f"key store {self._dir}: the newest {purpose} key is retired")
+        return series
+
+    @staticmethod
+    def _status(record: _KeyRecord, series: list[_KeyRecord]) -> KeyStatus:
+        if record.status == "retired":
+            return "retired"
+        return "current" if record.version == series[-1].version else "previous"
+
+    def _unwrap(self, record: _KeyRecord) -> bytes:
+        if record.kek != self._kek.kek_id:
+            raise KeyStoreError(
+                f"key file {record.purpose}-v{record.version} was wrapped by {record.kek!r}, "
+                f"not by the configured master key {self._kek.kek_id!r}"
+            )
+        try:
+            wrapped = base64.b64decode(record.wrapped, validate=True)
+        except ValueError:
+            raise KeyStoreError(f"key file {record.purpose}-v{record.version} is malformed") from None
+        try:
+            material = self._kek.unwrap(wrapped, aad=_aad(record.purpose, record.version))
+        except UnwrapError:
+            raise KeyStoreError("master key does not open the key store") from None
+        if len(material) != DATA_KEY_BYTES:
+            raise KeyStoreError(f"key {record.purpose}-v{record.version} is not {DATA_KEY_BYTES} bytes")
+        return material
+
+    def _data_key(self, record: _KeyRecord, status: KeyStatus) -> DataKey:
+        return DataKey(record.purpose, record.version, self._unwrap(record), status)
+
+    def _create(self, purpose: Purpose, version: int) -> _KeyRecord:
+        material = secrets.token_bytes(DATA_KEY_BYTES)
+        wrapped = self._kek.wrap(material, aad=_aad(purpose, version))
+        record = _KeyRecord(
+            format=_FORMAT,
+            purpose=purpose,
+            version=version,
+            status="active",
+            created_at=datetime.now(UTC),
+            kek=self._kek.kek_id,
+            wrapped=base64.b64encode(wrapped).decode("ascii"),
+        )
+        self._write(record, replace=False)
+        return record
+
+    def _write(self, record: _KeyRecord, *, replace: bool) -> None:
+        """Write atomically: temp file (0600, fsync), then link (new: never overwrites) or replace."""
+        if not self._check_directory():
+            self._dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+            os.chmod(self._dir, 0o700)  # mkdir's mode is filtered by the umask
+        final = self._dir / f"{record.purpose}-v{record.version}.json"
+        tmp = self._dir / f".{final.name}.{secrets.token_hex(8)}.tmp"
+        payload = json.dumps(record.model_dump(mode="json"), indent=2).encode("utf-8") + b"\n"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            try:
+                os.write(fd, payload)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if replace:
+                os.replace(tmp, final)
+            else:
+                try:
+                    os.link(tmp, final)
+                except FileExistsError:
+                    raise KeyStoreError(
+                        f"{record.purpose} key v{record.version} already exists (a concurrent rotation?)"
+                    ) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        dir_fd = os.open(self._dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+# --- command helpers (the `pdp keys` Typer commands call these) ----------------------------
+
+
+def keys_init(settings: Settings | None = None) -> str:
+    """`pdp keys init`: create the first version of every purpose; returns a one-line summary."""
+    store = KeyStore.from_settings(settings)
+    store.init()
+    versions = ", ".join(f"{info.purpose} v{info.version}" for info in store.status())
+    return f"key store initialised in {store.directory}: {versions}"
+
+
+def keys_status(settings: Settings | None = None) -> list[KeyInfo]:
+    """`pdp keys status`: every version with its status and dates (opens the store: checks the master key)."""
+    return KeyStore.from_settings(settings).status()
+
+
+def keys_rotate(settings: Settings | None, purpose: str) -> DataKey:
+    """`pdp keys rotate`: a new current version of ``purpose`` (re-pseudonymising the lake is the caller's)."""
+    return KeyStore.from_settings(settings).rotate(_check_purpose(purpose))
