@@ -8,6 +8,9 @@ most of our jobs run on a single machine and Spark's defaults are tuned for clus
 from __future__ import annotations
 
 import os
+import sys
+from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pdp.config import Settings, get_settings
@@ -24,6 +27,14 @@ _DELTA_CONF = {
     # VACUUM below 7 days is refused unless a maintenance job lowers it on purpose.
     "spark.databricks.delta.retentionDurationCheck.enabled": "true",
 }
+
+
+def spark_log_path(settings: Settings | None = None) -> Path:
+    """The file where Spark's JVM writes its log (besides stderr): var/logs/spark.log."""
+    s = settings or get_settings()
+    path = (s.var_dir / "logs" / "spark.log").resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def spark_conf(settings: Settings | None = None, app_name: str = "pdp") -> dict[str, str]:
@@ -44,7 +55,13 @@ def spark_conf(settings: Settings | None = None, app_name: str = "pdp") -> dict[
         "spark.sql.session.timeZone": "Europe/Paris",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.warehouse.dir": str((s.var_dir / "spark-warehouse").resolve()),
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={(s.var_dir / 'derby').resolve()}",
+        "spark.driver.extraJavaOptions": " ".join(
+            [
+                f"-Dderby.system.home={(s.var_dir / 'derby').resolve()}",
+                f"-Dlog4j2.configurationFile={resources.files('pdp.lake').joinpath('log4j2.properties')}",
+                f"-Dpdp.spark.log={spark_log_path(s)}",
+            ]
+        ),
         **_DELTA_CONF,
     }
     return conf
@@ -56,6 +73,8 @@ def get_spark(settings: Settings | None = None, app_name: str = "pdp") -> SparkS
 
     s = settings or get_settings()
     os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+    # Python workers run this interpreter (the project's venv), not whatever `python3` is on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
     for key, value in spark_conf(s, app_name).items():
         builder = builder.config(key, value)
