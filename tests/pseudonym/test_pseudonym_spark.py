@@ -83,7 +83,7 @@ def test_the_key_never_appears_in_plans_logs_properties_or_errors(
             plans = [execution.toString(), execution.logical().toString(), execution.executedPlan().toString()]
             out.collect()
             broken = sp.apply(spark.createDataFrame([(9, None)], SCHEMA))
-            with pytest.raises(Exception) as failure:  # noqa: PT011 - Spark wraps the worker's error
+            with pytest.raises(Exception) as failure:
                 broken.collect()
     finally:
         spark.sparkContext.setLogLevel("ERROR")
@@ -103,7 +103,7 @@ def test_the_key_never_appears_in_plans_logs_properties_or_errors(
             assert form not in text, f"key bytes found in {where}"
 
 
-def test_a_closed_pseudonymiser_refuses_and_a_wrong_column_type_is_refused(spark: SparkSession, store: KeyStore) -> None:
+def test_a_closed_pseudonymiser_and_a_wrong_column_type_are_refused(spark: SparkSession, store: KeyStore) -> None:
     df = spark.createDataFrame([(1, b"x")], SCHEMA)
     sp = SparkPseudonymiser(spark, store)
     with pytest.raises(TypeError):
