@@ -180,6 +180,35 @@ def keys_status_command() -> None:
     console.print(table)
 
 
+@keys_app.command("rotate")
+def keys_rotate_command() -> None:
+    """New pseudonym key version; re-key every lake table and the vault; retire the old version."""
+    from pdp.lake import load_catalog
+    from pdp.pseudonym.keys import KeyStore
+    from pdp.pseudonym.rotation import RotationError, rotate_pseudonym_key
+    from pdp.pseudonym.vault import IdentityVault
+
+    with _key_store_errors():
+        store = KeyStore.from_settings()
+        vault = IdentityVault.from_settings()
+        catalog = load_catalog()
+        needs_spark = any(c.pseudonym for name in catalog.names() for c in catalog.table(name).columns)
+        spark = None
+        if needs_spark:
+            from pdp.lake import get_spark
+
+            spark = get_spark(app_name="pdp-keys-rotate")
+        try:
+            report = rotate_pseudonym_key(store=store, vault=vault, spark=spark, catalog=catalog)
+        except RotationError as exc:
+            raise UserError(str(exc)) from None
+    tables = ", ".join(f"{k} {v:,}" for k, v in report.tables.items()) or "no lake table yet"
+    console.print(
+        f"pseudonym key v{report.old_version} -> v{report.new_version}{' (resumed)' if report.resumed else ''}: "
+        f"vault {report.vault_rows:,} records, lake {tables}; v{report.old_version} retired"
+    )
+
+
 @app.command()
 def bench(
     name: Annotated[str, typer.Argument(help="Benchmark name, or 'all'.")],

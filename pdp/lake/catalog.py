@@ -47,6 +47,9 @@ class ColumnDef(BaseModel):
     quasi_identifier: bool = Field(
         False, description="Re-identifying in combination (birth date, postcode, sex...): never gets statistics."
     )
+    pseudonym: bool = Field(
+        False, description="Holds a person pseudonym (v<N>:...): re-keyed by `pdp keys rotate`."
+    )
 
     @field_validator("type")
     @classmethod

@@ -56,6 +56,11 @@ class LakeTable:
         self.path = self.definition.path(lake_root)
         self._lake_root = lake_root
 
+    @property
+    def lake_root(self) -> str | Path | None:
+        """The lake root this table was opened under (None: the configured one)."""
+        return self._lake_root
+
     def __repr__(self) -> str:
         return f"LakeTable({self.definition.qualified_name!r}, path={self.path!r})"
 
@@ -191,6 +196,28 @@ class LakeTable:
         if self.definition.append_only:
             raise UnsafeOperationError(f"{self.name} is append-only: delete is refused")
         return self._commit_through_session(run, lambda delta: delta.delete(predicate))
+
+    def remap(self, column: str, mapping: DataFrame, *, run: RunInfo) -> Commit | None:
+        """Replace the values of `column` by a mapping (DataFrame with columns ``old``, ``new``), atomically.
+
+        Why: key rotation re-pseudonymises every table; one MERGE per table means a reader sees
+        either all old or all new pseudonyms, and a crash leaves the previous version. Rows whose
+        value is not in the mapping are untouched; re-running after success changes nothing.
+        """
+        self._require()
+        if column not in self.definition.column_names:
+            raise SchemaMismatchError(f"{self.name}: {column!r} is not a column of the table")
+        if self.definition.append_only:
+            raise UnsafeOperationError(f"{self.name} is append-only: remap is refused")
+        if sorted(mapping.columns) != ["new", "old"]:
+            raise ValueError("the mapping needs exactly the columns 'old' and 'new'")
+        builder = (
+            self._delta()
+            .alias("t")
+            .merge(mapping.alias("m"), f"t.`{column}` = m.old")
+            .whenMatchedUpdate(set={f"`{column}`": "m.new"})
+        )
+        return self._commit_through_session(run, lambda _: builder.execute())
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -55,7 +55,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 
 from pdp.pseudonym.keys import DataKey, KeyStore, KeyStoreError
-from pdp.pseudonym.normalise import CanonicalIdentity
+from pdp.pseudonym.normalise import CANONICAL_FORMAT, CanonicalIdentity
 
 __all__ = [
     "PSEUDONYM_LENGTH",
@@ -124,9 +124,15 @@ class Pseudonymiser:
         """The pseudonym of one identity under ``version`` (default: the pinned current version)."""
         if not isinstance(canonical, CanonicalIdentity):
             raise _not_an_identity()
+        return self.pseudonym_of_bytes(canonical.canonical_bytes, version=version)
+
+    def pseudonym_of_bytes(self, canonical: bytes, *, version: int | None = None) -> str:
+        """The pseudonym of canonical identity bytes kept by the vault (key rotation re-keys these)."""
+        if not canonical.startswith(CANONICAL_FORMAT.encode("ascii") + b"\x1f"):
+            raise ValueError("not canonical identity bytes")
         version, template = self._keyed(version)
         mac = template.copy()
-        mac.update(canonical.canonical_bytes)
+        mac.update(canonical)
         encoded = binascii.b2a_base64(mac.finalize(), newline=False)[:PSEUDONYM_LENGTH].translate(_URLSAFE)
         return f"v{version}:" + encoded.decode("ascii")
 

@@ -166,6 +166,13 @@ class VaultRecord(BaseModel):
     phone: str | None = Field(None, max_length=32)
     email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
     observed_at: date | None = Field(None, description="When the source observed these values (merge order).")
+    canonical: str | None = Field(
+        None,
+        max_length=400,
+        description="Base64 of the canonical identity bytes that made the pseudonym: what key rotation re-keys."
+        " Set once, never replaced by a later record (a record linked to this person by probabilistic"
+        " matching has other canonical bytes).",
+    )
 
     TRAITS: ClassVar[tuple[str, ...]] = (
         "birth_name",
@@ -181,6 +188,7 @@ class VaultRecord(BaseModel):
         "commune_code",
         "phone",
         "email",
+        "canonical",
     )
 
     @field_validator("*", mode="before")
@@ -258,6 +266,8 @@ class _Stored:
         for name in VaultRecord.TRAITS:
             if name not in incoming:
                 continue
+            if name == "canonical" and name in self.values:
+                continue  # the identity that made the pseudonym never changes (see VaultRecord.canonical)
             if name not in self.values or _rank(incoming_date) >= _rank(self.observed.get(name)):
                 self.values[name] = incoming[name]
                 self.observed[name] = incoming_date
@@ -535,6 +545,19 @@ class IdentityVault:
                     except ValidationError as exc:
                         raise VaultError(f"identity vault: record for {pseudonym} no longer validates") from exc
         return {p: out[p] for p in wanted if p in out}
+
+    @property
+    def engine(self) -> Engine:
+        """The governance store engine this vault writes to."""
+        return self._engine
+
+    def pseudonyms(self, *, prefix: str = "") -> list[str]:
+        """Every pseudonym in the vault starting with `prefix` (e.g. ``"v1:"``), sorted. Not nominative."""
+        query = select(identity_vault.c.pseudonym).order_by(identity_vault.c.pseudonym)
+        if prefix:
+            query = query.where(identity_vault.c.pseudonym.startswith(prefix, autoescape=True))
+        with self._engine.connect() as conn:
+            return [row[0] for row in conn.execute(query)]
 
     def count(self) -> int:
         """Number of records in the vault."""

@@ -1,0 +1,278 @@
+"""Linkage inside the edge: records without a common identifier → one pseudonym per person.
+
+Why: a keyed pseudonym of the canonical identity (:mod:`pdp.pseudonym.pseudonymise`) gives one
+person one pseudonym only when every source spells the person the same way and carries the
+same NIR. They do not: social referrals rarely carry a NIR, a pharmacy card carries the
+insured parent's NIR for a child, and names have typos, a married name in the birth-name
+field, or a day/month swap. Without linkage such a person gets a NIR pseudonym from one
+source and one or more traits pseudonyms from the others (3 090 persons of the 20 000-person
+synthetic territory). Linkage runs inside the edge on the normalised identities; only the
+resulting pseudonym leaves it.
+
+Pipeline (deterministic rules first, then a Fellegi-Sunter model for what they leave)::
+
+    records ─► variants (distinct identity + postcode; sorted: input order does not matter)
+            ─► rules 1-3 (linkage_rules): same NIR canonical · traits key of one NIR person ·
+               same traits key with compatible first names
+            ─► Splink on DuckDB in memory (linkage_model): candidate pairs between groups that
+               may merge, m/u trained by EM and random sampling, match probability per pair
+            ─► constrained clustering: pairs ≥ threshold merged strongest first; a merge that
+               would put two different own NIRs in one person is refused (twins, homonyms)
+            ─► one pseudonym per person: the NIR-scheme pseudonym if the person has an own
+               NIR, else the known pseudonym from an earlier batch, else the traits-scheme
+               pseudonym of the person's best record (majority spelling, most first names,
+               with a birthplace)
+
+Example::
+
+    from pdp.pseudonym.linkage import LinkInput, link
+    result = link([LinkInput(key, canonical) for key, canonical in batch], pseudonymiser,
+                  known=vault_identities)           # [(pseudonym, CanonicalIdentity), ...]
+    result.pseudonyms[key]                          # 'v1:…'
+    result.rule_counts                              # records per deciding rule
+    result.superseded                               # known pseudonyms merged into another
+
+Rules counted per record (``LinkResult.rule_counts``): ``deterministic_nir`` (its own NIR
+decided), ``deterministic_traits`` (equal traits key: rule 2 or 3), ``probabilistic`` (joined
+its person by the model), ``singleton`` (the only record of its person).
+
+Measured (20 000-person synthetic territory, seed 7, 215 259 records, 2-core machine; see
+``pdp bench linkage``): without linkage precision 1.0, recall 0.968, 3 090 split persons; with
+linkage see the benchmark's figures in the issue note. Deterministic rules alone: recall
+0.9973, 165 splits, 0 collisions.
+
+Privacy: identities stay in this process's memory; DuckDB runs in memory with spilling to
+disk disabled; logs carry counts only (never a name, NIR or date); ``LinkResult`` holds record
+keys, pseudonyms and counts. Determinism: same records (in any order), same key, same
+options → same pseudonyms (Splink's u sampling is seeded; EM and prediction are
+deterministic for a given input).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pdp.pseudonym.linkage_model import DEFAULT_PARAMETERS, ModelOptions, prediction_rules, score_pairs
+from pdp.pseudonym.linkage_rules import UnionFind, Variant, apply_rules, build_variants
+from pdp.pseudonym.normalise import CanonicalIdentity
+from pdp.pseudonym.pseudonymise import Pseudonymiser
+
+__all__ = ["RULES", "KnownPerson", "LinkInput", "LinkResult", "LinkageOptions", "link"]
+
+logger = logging.getLogger(__name__)
+
+RULES = ("deterministic_nir", "deterministic_traits", "probabilistic", "singleton")
+
+KnownPerson = tuple[str, CanonicalIdentity]
+"""A person seen in an earlier batch: ``(pseudonym, canonical identity)``, e.g. from the vault."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkInput:
+    """One record reaching linkage: its key and its normalised identity (never a Rejection).
+
+    ``postcode`` (of the residence, when the source has it) is a comparison feature only.
+    """
+
+    record_key: str
+    canonical: CanonicalIdentity
+    postcode: str | None = None
+
+    def __repr__(self) -> str:
+        return f"LinkInput(record_key={self.record_key!r}, <identity hidden>)"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkageOptions:
+    """How to link. ``threshold``: match probability from which two groups are merged.
+
+    ``parameters``: a trained model (``LinkResult.parameters["model"]`` of an earlier run) to
+    reuse instead of training; batches smaller than ``min_train_variants`` distinct identities
+    use it, or the built-in :data:`~pdp.pseudonym.linkage_model.DEFAULT_PARAMETERS`, because
+    EM needs volume. ``probabilistic=False`` stops after the deterministic rules.
+    """
+
+    probabilistic: bool = True
+    threshold: float = 0.99
+    min_train_variants: int = 5000
+    parameters: dict[str, Any] | None = None
+    model: ModelOptions = field(default_factory=ModelOptions)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkResult:
+    """The outcome of one linkage run: pseudonyms per record and what decided them.
+
+    ``cluster_sizes``: records per pseudonym. ``superseded``: known pseudonyms (earlier batches)
+    now merged into another person's pseudonym, ``old → new``: the lake must re-key them.
+    ``parameters``: options, blocking rules, the model (prior and m/u per level) and counts.
+    """
+
+    pseudonyms: dict[str, str]
+    cluster_sizes: dict[str, int]
+    rule_counts: dict[str, int]
+    superseded: dict[str, str]
+    parameters: dict[str, Any]
+    timings: dict[str, float]
+
+    def __repr__(self) -> str:
+        return (
+            f"LinkResult(records={len(self.pseudonyms)}, pseudonyms={len(self.cluster_sizes)}, "
+            f"rule_counts={self.rule_counts})"
+        )
+
+    def size_histogram(self) -> dict[int, int]:
+        """Number of pseudonyms per cluster size (records per pseudonym)."""
+        return dict(sorted(Counter(self.cluster_sizes.values()).items()))
+
+
+def _traits_rank(variant: Variant, spelling_count: Counter[bytes]) -> tuple[int, int, bool, bytes]:
+    """Sort key of a person's best traits record: majority spelling, most first names, a birthplace."""
+    c = variant.canonical
+    return (-spelling_count[c.canonical_bytes], -len(variant.first_name_tokens), c.birth_place is None, c.canonical_bytes)
+
+
+def _resolve(
+    members: list[Variant], pseudonymiser: Pseudonymiser
+) -> tuple[str, Variant, list[str]]:
+    """The pseudonym of one person, the variant it comes from, and the known pseudonyms it replaces."""
+    known = sorted({p for v in members for p in v.known})
+    nir_members = [v for v in members if v.canonical.scheme == "nir"]
+    if nir_members:
+        count: Counter[bytes] = Counter()
+        for v in nir_members:
+            count[v.canonical.canonical_bytes] += len(v.records) + len(v.known)
+        chosen = min(nir_members, key=lambda v: (-count[v.canonical.canonical_bytes], v.canonical.canonical_bytes))
+        pseudonym = pseudonymiser.pseudonym(chosen.canonical)
+    else:
+        spelling: Counter[bytes] = Counter()
+        for v in members:
+            spelling[v.canonical.canonical_bytes] += len(v.records) + len(v.known)
+        pool = [v for v in members if v.known] or members
+        chosen = min(pool, key=lambda v: _traits_rank(v, spelling))
+        pseudonym = min(chosen.known) if chosen.known else pseudonymiser.pseudonym(chosen.canonical)
+    return pseudonym, chosen, [p for p in known if p != pseudonym]
+
+
+def link(
+    inputs: Iterable[LinkInput],
+    pseudonymiser: Pseudonymiser,
+    *,
+    known: Iterable[KnownPerson] = (),
+    options: LinkageOptions | None = None,
+) -> LinkResult:
+    """Link records to persons and give each record its person's pseudonym (see the module docstring)."""
+    options = options or LinkageOptions()
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+
+    items = [(item.record_key, item.canonical, item.postcode) for item in inputs]
+    keys = [key for key, _, _ in items]
+    if len(set(keys)) != len(keys):
+        raise ValueError("record keys must be unique within a linkage batch")
+    variants = build_variants(items, known)
+    del items
+    uf = UnionFind(variants)
+    apply_rules(variants, uf)
+    det_root = [uf.find(v.index) for v in variants]
+    timings["deterministic_s"] = time.perf_counter() - start
+
+    model_description: dict[str, Any] | None = None
+    pairs_scored = merged = refused = 0
+    trained = False
+    if options.probabilistic and len(variants) > 1:
+        t = time.perf_counter()
+        parameters = options.parameters
+        if parameters is None and len(variants) < options.min_train_variants:
+            parameters = DEFAULT_PARAMETERS
+        trained = parameters is None
+        pairs, model_description = score_pairs(variants, uf, options.model, parameters=parameters)
+        pairs_scored = len(pairs)
+        timings["model_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        # One edge per pair of deterministic groups (their best variant pair), strongest first.
+        best: dict[tuple[int, int], float] = {}
+        for pair in pairs:
+            if pair.match_probability < options.threshold:
+                continue
+            a, b = sorted((det_root[pair.left], det_root[pair.right]))
+            if a != b and pair.match_probability > best.get((a, b), -1.0):
+                best[(a, b)] = pair.match_probability
+        before = uf.refused
+        for (a, b), _ in sorted(best.items(), key=lambda kv: (-kv[1], kv[0])):
+            if uf.find(a) != uf.find(b) and uf.union(a, b):
+                merged += 1
+        refused = uf.refused - before
+        timings["clustering_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    persons: dict[int, list[Variant]] = defaultdict(list)
+    for v in variants:
+        persons[uf.find(v.index)].append(v)
+    pseudonyms: dict[str, str] = {}
+    sizes: dict[str, int] = {}
+    superseded: dict[str, str] = {}
+    rule_counts: Counter[str] = Counter({rule: 0 for rule in RULES})
+    for members in persons.values():
+        pseudonym, chosen, replaced = _resolve(members, pseudonymiser)
+        for old in replaced:
+            superseded[old] = pseudonym
+        records = sum(len(v.records) for v in members)
+        if records == 0:
+            continue  # a known person not seen in this batch
+        sizes[pseudonym] = sizes.get(pseudonym, 0) + records
+        anchor = det_root[chosen.index]
+        for v in members:
+            for key in v.records:
+                pseudonyms[key] = pseudonym
+            if records == 1:
+                rule = "singleton"
+            elif det_root[v.index] != anchor:
+                rule = "probabilistic"
+            elif v.canonical.scheme == "nir":
+                rule = "deterministic_nir"
+            elif v.rule in {"traits_to_nir", "traits"} or len(v.records) > 1:
+                rule = "deterministic_traits"
+            else:
+                rule = "probabilistic"
+            rule_counts[rule] += len(v.records)
+    timings["resolution_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - start
+
+    parameters_out: dict[str, Any] = {
+        "options": {
+            "probabilistic": options.probabilistic,
+            "threshold": options.threshold,
+            "min_train_variants": options.min_train_variants,
+            "model": asdict(options.model),
+        },
+        "trained": trained,
+        "model": model_description,
+        "blocking_rules": prediction_rules() if options.probabilistic else [],
+        "counts": {
+            "records": len(pseudonyms),
+            "variants": len(variants),
+            "deterministic_groups": len(set(det_root)),
+            "pairs_scored": pairs_scored,
+            "merges": merged,
+            "merges_refused_own_nir": refused,
+            "persons": len(sizes),
+        },
+    }
+    logger.info(
+        "linkage: %d records, %d variants, %d deterministic groups, %d merges (%d refused), %d pseudonyms",
+        len(pseudonyms), len(variants), len(set(det_root)), merged, refused, len(sizes),
+    )  # fmt: skip
+    return LinkResult(
+        pseudonyms=pseudonyms,
+        cluster_sizes=sizes,
+        rule_counts=dict(rule_counts),
+        superseded=superseded,
+        parameters=parameters_out,
+        timings=timings,
+    )

@@ -1,0 +1,330 @@
+"""Probabilistic linkage of identity variants: a Fellegi-Sunter model in Splink, on in-memory DuckDB.
+
+Internal to :mod:`pdp.pseudonym.linkage`. Given the variants and the deterministic groups,
+returns scored pairs of variants that the rules did not already put together.
+
+The model (one comparison per trait, levels in decreasing order of agreement):
+
+=============  ===========================================================================
+birth name     exact (with term-frequency adjustment: ``MARTIN`` is weaker evidence than
+               ``VANDENBUSSCHE``) · married-name cross (one record's birth name is the
+               other's used name: the married name written as the only name) ·
+               Damerau-Levenshtein ≤ 1 · Jaro-Winkler ≥ 0.92 · else
+first names    same list · one list a prefix of the other (``JEAN`` / ``JEAN MARIE``) ·
+               written together (``TRISTANGEORGES`` / ``TRISTAN``, ``JEANCLAUDE``) ·
+               same first token, conflicting after it (twins ``MARIE CLAIRE`` /
+               ``MARIE FRANCE``) · first token Damerau-Levenshtein ≤ 1 · Jaro-Winkler ≥ 0.9
+               on the first token · else
+birth date     exact · day/month swapped · two of day, month, year equal · else
+sex            exact · else
+birthplace     exact · else (null when either side lacks it)
+postcode       exact · else (null when either side lacks it)
+own NIR        same body · different (null when either side lacks it)
+=============  ===========================================================================
+
+The insured NIR (a parent's or spouse's) is not compared — it is shared by twins and siblings,
+so as evidence it would pull them together — it only generates candidate pairs.
+
+Training (no labels: the synthetic ground truth is never used here): ``u`` by random
+sampling with a fixed seed; ``m`` by expectation maximisation on two blocking rules (same
+birth date, which trains every comparison but the date; same birth name and first token,
+which trains the date); the prior from the deterministic NIR and traits matches.
+
+Candidate pairs (blocking) for prediction, every rule restricted to variants of different
+deterministic groups that may merge (not two groups with different own NIRs): same birth
+date; same birth name and birth year; same birth name and first token; married-name cross
+and birth year; first token and Soundex of the birth name and birth year; same own NIR;
+insured NIR of one = own NIR of the other. On 20 000 persons (33 000 variants) that is
+~100 000 pairs.
+
+The DuckDB database is in memory and may not spill to disk (``temp_directory=''``): no file
+with identities is written. Splink's own logging is held at WARNING (its messages carry
+counts and SQL conditions, never values).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from pdp.pseudonym.linkage_rules import UnionFind, Variant
+
+__all__ = ["ModelOptions", "ScoredPair", "score_pairs"]
+
+logger = logging.getLogger(__name__)
+
+_SOUNDEX = str.maketrans("BFPVCGJKQSXZDTLMNR", "111122222222334556")
+
+
+@lru_cache(maxsize=1 << 16)
+def soundex(name: str) -> str:
+    """American Soundex of an A-Z name (spaces ignored): ``ROBERT`` → ``R163``."""
+    letters = name.replace(" ", "")
+    if not letters:
+        return ""
+    codes = letters.translate(_SOUNDEX)
+    out = [letters[0]]
+    last = codes[0]
+    for ch, code in zip(letters[1:], codes[1:], strict=True):
+        if code.isdigit():
+            if code != last:
+                out.append(code)
+            last = code
+        elif ch not in "HW":
+            last = ""
+    return ("".join(out) + "000")[:4]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelOptions:
+    """Parameters of the probabilistic stage (recorded in ``LinkResult.parameters``)."""
+
+    candidate_probability: float = 0.5  # pairs below are not returned at all
+    u_max_pairs: float = 5e6
+    seed: int = 7
+    prior_recall: float = 0.9  # assumed recall of the deterministic rules, for the prior
+    em_max_iterations: int = 25
+    threads: int | None = None  # DuckDB threads (default: DuckDB's, i.e. every core)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ScoredPair:
+    left: int  # variant index
+    right: int
+    match_probability: float
+    match_weight: float
+
+
+@contextmanager
+def _quiet_splink() -> Iterator[None]:
+    splink_logger = logging.getLogger("splink")
+    level = splink_logger.level
+    splink_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        splink_logger.setLevel(level)
+
+
+def _table(variants: list[Variant], uf: UnionFind) -> Any:
+    import pyarrow as pa
+
+    rows: dict[str, list[Any]] = {
+        name: []
+        for name in (
+            "unique_id", "cluster_id", "cluster_nir", "nir", "insured_nir", "birth_name", "used_name",
+            "first_names", "first_compact", "first_token", "sex", "birth_date", "birth_year", "birth_month",
+            "birth_day", "birth_place", "postcode", "name_sdx",
+        )
+    }  # fmt: skip
+    for v in variants:
+        c = v.canonical
+        root = uf.find(v.index)
+        tokens = v.first_name_tokens
+        rows["unique_id"].append(v.index)
+        rows["cluster_id"].append(root)
+        rows["cluster_nir"].append(uf.nir[root])
+        rows["nir"].append(v.own_nir)
+        rows["insured_nir"].append(c.insured_nir[:13] if c.insured_nir else None)
+        rows["birth_name"].append(c.birth_name_compact)
+        rows["used_name"].append(c.used_name.replace(" ", "") if c.used_name else None)
+        rows["first_names"].append(" ".join(tokens))
+        rows["first_compact"].append("".join(tokens))
+        rows["first_token"].append(c.first_name_first_token)
+        rows["sex"].append(c.sex)
+        rows["birth_date"].append(c.birth_date)
+        rows["birth_year"].append(c.birth_date.year)
+        rows["birth_month"].append(c.birth_date.month)
+        rows["birth_day"].append(c.birth_date.day)
+        rows["birth_place"].append(c.birth_place)
+        rows["postcode"].append(v.postcode)
+        rows["name_sdx"].append(soundex(c.birth_name_compact))
+    return pa.table(rows)
+
+
+def _comparisons(parameters: dict[str, Any] | None = None) -> list[Any]:
+    """The comparisons (see the module docstring), configured with ``parameters``' m/u if given."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    first_names_prefix = (
+        "starts_with(first_names_l || ' ', first_names_r || ' ') OR starts_with(first_names_r || ' ', first_names_l || ' ')"
+    )
+    comparisons = [
+        cl.CustomComparison(
+            output_column_name="birth_name",
+            comparison_levels=[
+                cll.NullLevel("birth_name"),
+                cll.ExactMatchLevel("birth_name", term_frequency_adjustments=True),
+                cll.CustomLevel(
+                    "birth_name_l = used_name_r OR used_name_l = birth_name_r OR used_name_l = used_name_r",
+                    label_for_charts="married name cross",
+                ),
+                cll.DamerauLevenshteinLevel("birth_name", 1),
+                cll.JaroWinklerLevel("birth_name", 0.92),
+                cll.ElseLevel(),
+            ],
+        ),
+        cl.CustomComparison(
+            output_column_name="first_names",
+            comparison_levels=[
+                cll.NullLevel("first_names"),
+                cll.ExactMatchLevel("first_names"),
+                cll.CustomLevel(first_names_prefix, label_for_charts="one list a prefix of the other"),
+                cll.CustomLevel(
+                    "starts_with(first_compact_l, first_compact_r) OR starts_with(first_compact_r, first_compact_l)",
+                    label_for_charts="written together",
+                ),
+                cll.CustomLevel("first_token_l = first_token_r", label_for_charts="same first token, then conflict"),
+                cll.DamerauLevenshteinLevel("first_token", 1),
+                cll.JaroWinklerLevel("first_token", 0.9),
+                cll.ElseLevel(),
+            ],
+        ),
+        cl.CustomComparison(
+            output_column_name="birth_date",
+            comparison_levels=[
+                cll.NullLevel("birth_date"),
+                cll.ExactMatchLevel("birth_date"),
+                cll.CustomLevel(
+                    "birth_day_l = birth_month_r AND birth_month_l = birth_day_r AND birth_year_l = birth_year_r",
+                    label_for_charts="day/month swapped",
+                ),
+                cll.CustomLevel(
+                    "(CAST(birth_year_l = birth_year_r AS INTEGER) + CAST(birth_month_l = birth_month_r AS INTEGER)"
+                    " + CAST(birth_day_l = birth_day_r AS INTEGER)) = 2",
+                    label_for_charts="one of day, month, year differs",
+                ),
+                cll.ElseLevel(),
+            ],
+        ),
+        cl.ExactMatch("sex"),
+        cl.ExactMatch("birth_place"),
+        cl.ExactMatch("postcode"),
+        cl.ExactMatch("nir"),
+    ]
+    if parameters is not None:
+        levels = parameters["levels"]
+        for comparison in comparisons:
+            trained = levels[comparison.create_output_column_name()]
+            if len(trained) != comparison.num_non_null_levels:
+                raise ValueError("linkage model parameters do not fit the comparisons (levels differ)")
+            comparison.configure(m_probabilities=[lv["m"] for lv in trained], u_probabilities=[lv["u"] for lv in trained])
+    return comparisons
+
+
+_TRAINING_RULES = (("birth_date",), ("birth_name", "first_token"))
+
+
+_MAY_MERGE = (
+    " AND l.cluster_id <> r.cluster_id"
+    " AND (l.cluster_nir IS NULL OR r.cluster_nir IS NULL OR l.cluster_nir = r.cluster_nir)"
+)
+
+
+def _prediction_rules() -> list[str]:
+    rules = [
+        "l.birth_date = r.birth_date",
+        "l.birth_name = r.birth_name AND l.birth_year = r.birth_year",
+        "l.birth_name = r.birth_name AND l.first_token = r.first_token",
+        "l.birth_name = r.used_name AND l.birth_year = r.birth_year",
+        "l.used_name = r.birth_name AND l.birth_year = r.birth_year",
+        "l.first_token = r.first_token AND l.name_sdx = r.name_sdx AND l.birth_year = r.birth_year",
+        "l.nir = r.nir",
+        "l.insured_nir = r.nir",
+        "l.nir = r.insured_nir",
+    ]
+    return [rule + _MAY_MERGE for rule in rules]
+
+
+def prediction_rules() -> list[str]:
+    """The blocking rules used to generate candidate pairs (for the record of parameters)."""
+    return _prediction_rules()
+
+
+def score_pairs(
+    variants: list[Variant],
+    uf: UnionFind,
+    options: ModelOptions,
+    *,
+    parameters: dict[str, Any] | None = None,
+) -> tuple[list[ScoredPair], dict[str, Any]]:
+    """Scored pairs of variants from different, mergeable deterministic groups, and the model.
+
+    Trains the model on ``variants`` unless ``parameters`` (a model description as returned
+    here: prior and m/u per level) is given. Returns the pairs with ``match_probability >=
+    options.candidate_probability``, sorted, and the model's description: aggregate figures
+    only, nothing nominative.
+    """
+    import duckdb
+    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+
+    config: dict[str, Any] = {"temp_directory": ""}  # in memory only: never spill identities to disk
+    if options.threads:
+        config["threads"] = options.threads
+    con = duckdb.connect(":memory:", config=config)
+    try:
+        with _quiet_splink():
+            db_api = DuckDBAPI(con)
+            sdf = db_api.register(_table(variants, uf), table_name="variants")
+            settings = SettingsCreator(
+                link_type="dedupe_only",
+                comparisons=_comparisons(parameters),
+                blocking_rules_to_generate_predictions=_prediction_rules(),
+                probability_two_random_records_match=(
+                    parameters["probability_two_random_records_match"] if parameters else 0.0001
+                ),
+                retain_matching_columns=False,
+                retain_intermediate_calculation_columns=False,
+                max_iterations=options.em_max_iterations,
+                linker_uid="pdp_linkage",
+            )
+            linker = Linker(sdf, settings, log_level=None)
+            if parameters is None:
+                linker.training.estimate_probability_two_random_records_match(
+                    [block_on("nir", "birth_date"), block_on("birth_name", "first_names", "birth_date", "sex")],
+                    recall=options.prior_recall,
+                )
+                linker.training.estimate_u_using_random_sampling(max_pairs=options.u_max_pairs, seed=options.seed)
+                for rule in _TRAINING_RULES:
+                    linker.training.estimate_parameters_using_expectation_maximisation(
+                        block_on(*rule), estimate_without_term_frequencies=True
+                    )
+            predictions = linker.inference.predict(
+                threshold_match_probability=options.candidate_probability, warning_mode="never"
+            )
+            table = predictions.as_pyarrow_table()
+            model = linker.misc.save_model_to_json()
+    finally:
+        con.close()
+    lefts = table.column("unique_id_l").to_pylist()
+    rights = table.column("unique_id_r").to_pylist()
+    probabilities = table.column("match_probability").to_pylist()
+    weights = table.column("match_weight").to_pylist()
+    pairs = sorted(
+        ScoredPair(min(a, b), max(a, b), p, w) for a, b, p, w in zip(lefts, rights, probabilities, weights, strict=True)
+    )
+    return pairs, _describe(model)
+
+
+def _describe(model: dict[str, Any]) -> dict[str, Any]:
+    """Prior and m/u per comparison level of a saved Splink model (no values, no SQL)."""
+    levels = {}
+    for comparison in model["comparisons"]:
+        levels[comparison["output_column_name"]] = [
+            {
+                "level": level.get("label_for_charts", ""),
+                "m": level.get("m_probability"),
+                "u": level.get("u_probability"),
+            }
+            for level in comparison["comparison_levels"]
+            if not level.get("is_null_level")
+        ]
+    return {"probability_two_random_records_match": model["probability_two_random_records_match"], "levels": levels}
+
+
+DEFAULT_PARAMETERS: dict[str, Any] = {}
