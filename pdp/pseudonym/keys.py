@@ -82,7 +82,7 @@ __all__ = [
     "keys_status",
 ]
 
-Purpose = Literal["pseudonym", "vault"]
+Purpose = Literal["pseudonym", "vault", "record"]
 KeyStatus = Literal["current", "previous", "retired"]
 PURPOSES: tuple[Purpose, ...] = get_args(Purpose)
 DATA_KEY_BYTES = 32
@@ -190,6 +190,20 @@ class KeyStore:
             )
         for purpose in PURPOSES:
             self._create(purpose, 1)
+
+    def ensure(self, purpose: Purpose) -> DataKey:
+        """The current key of `purpose`, creating version 1 if this store predates the purpose.
+
+        Why: purposes are added over time (``record``, the keyed hash that recognises a record
+        already ingested, came after ``pseudonym`` and ``vault``); a store initialised before
+        must not need to be rebuilt, which would lose every pseudonym.
+        """
+        purpose = _check_purpose(purpose)
+        if not any(r.purpose == purpose for r in self._records()):
+            if not self._records():
+                raise KeyStoreError(f"key store {self._dir} is not initialised: run `pdp keys init`")
+            self._create(purpose, 1)
+        return self.current(purpose)
 
     def current(self, purpose: Purpose) -> DataKey:
         """The version new pseudonyms / vault records must use."""

@@ -92,8 +92,9 @@ def test_init_creates_version_1_of_each_purpose_in_a_private_directory(store: Ke
     assert [(i.purpose, i.version, i.status) for i in store.status()] == [
         ("pseudonym", 1, "current"),
         ("vault", 1, "current"),
+        ("record", 1, "current"),
     ]
-    assert sorted(p.name for p in key_dir.iterdir()) == ["pseudonym-v1.json", "vault-v1.json"]
+    assert sorted(p.name for p in key_dir.iterdir()) == ["pseudonym-v1.json", "record-v1.json", "vault-v1.json"]
     assert stat.S_IMODE(key_dir.stat().st_mode) == 0o700
     for path in key_dir.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -196,7 +197,7 @@ def test_the_master_key_is_read_from_a_private_file(
     key_file.chmod(0o600)
     settings = make_settings(key_dir, None, master_key_file=key_file)
     keys_init(settings)
-    assert [i.version for i in keys_status(settings)] == [1, 1]
+    assert [i.version for i in keys_status(settings)] == [1, 1, 1]
     key_file.chmod(0o644)
     with pytest.raises(MasterKeyError, match="accessible to other users"):
         KeyStore.from_settings(settings)
@@ -312,6 +313,7 @@ def test_the_command_helpers_init_show_and_rotate(make_settings: Callable[..., S
         ("pseudonym", 1, "previous"),
         ("pseudonym", 2, "current"),
         ("vault", 1, "current"),
+        ("record", 1, "current"),
     ]
 
 
@@ -364,3 +366,10 @@ def test_the_key_store_speaks_to_any_key_encryption_service(key_dir: Path) -> No
     assert json.loads((key_dir / "vault-v1.json").read_text())["kek"] == "test-kms:pdp-master"
     with pytest.raises(KeyStoreError, match="wrapped by 'test-kms:pdp-master'"):
         KeyStore(key_dir, LocalMasterKey(os.urandom(32), origin="test"))
+
+
+def test_a_purpose_added_after_init_is_created_on_first_use(store: KeyStore, key_dir: Path) -> None:
+    (key_dir / "record-v1.json").unlink()  # a store initialised before the "record" purpose existed
+    key = store.ensure("record")
+    assert (key.purpose, key.version) == ("record", 1)
+    assert store.ensure("record").material == key.material, "created once, then reused"
