@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 BENCHMARKS: dict[str, str] = {
+    "ingest": "pdp.ingest.bench:bench_ingest",
     "pseudonymise": "pdp.pseudonym.bench:bench_pseudonymise",
     "synth": "pdp.synth.bench:bench_synth",
 }

@@ -110,9 +110,12 @@ def demo(
     territory: Annotated[str, typer.Option()] = "douaisis",
 ) -> None:
     """Synthetic territory → (later stages as they land) → summary of the pyramid against its targets."""
+    import os
+
     from pdp.config import get_settings
 
-    out = get_settings().var_dir / "demo" / "sources"
+    settings = get_settings()
+    out = settings.var_dir / "demo" / "sources"
     summary = run_synth(out, persons, seed, territory, True, 0)
     console.print(_summary_table(summary))
     records = ", ".join(f"{k} {v:,}" for k, v in summary["records"].items())
@@ -123,6 +126,124 @@ def demo(
     console.print(
         f"care actions at {summary['reference_date']}: {total:,} on pathways, {overdue:,} overdue (ground truth)"
     )
+    if settings.master_key is None and settings.master_key_file is None and "PDP_MASTER_KEY" not in os.environ:
+        demo_key = (settings.var_dir / "demo-master.key").resolve()
+        if not demo_key.exists():
+            from pdp.pseudonym.kms import create_master_key_file
+
+            create_master_key_file(demo_key)
+            console.print(f"demo: created a development master key in {demo_key} (production: a KMS or a secret)")
+        os.environ["PDP_MASTER_KEY_FILE"] = str(demo_key)
+        get_settings.cache_clear()
+    from pdp.pseudonym.keys import KeyStore
+
+    with _key_store_errors():
+        store = KeyStore.from_settings()
+        if not store.status():
+            store.init()
+    result = run_ingest(out)
+    _demo_reconcile(summary, result)
+    from pdp.governance.leak_scan_cli import run_scan
+
+    if run_scan(console=console):
+        raise UserError("the leak scanner found direct identifiers in the lake (see above)")
+
+
+def _demo_reconcile(summary: dict, result: dict) -> None:
+    """Lake counts against the generator's record counts (what landed is what was sent)."""
+    sent = sum(v for k, v in summary["records"].items() if k != "reports")
+    console.print(f"demo: {sent:,} structured records sent, {result['in']:,} read this run, "
+                  f"{result['landed']:,} landed, {result['quarantined']:,} quarantined")
+
+
+@app.command("scan-lake")
+def scan_lake_command() -> None:
+    """Scan every table, retained version, change-data file and log of the lake for direct identifiers.
+
+    Exit 0 when clean, 1 with table/column/count (never a value) when anything is found.
+    """
+    from pdp.governance.leak_scan_cli import run_scan
+
+    code = run_scan(console=console)
+    if code:
+        raise typer.Exit(code)
+
+
+sources_app = typer.Typer(no_args_is_help=True, help="The source registry (declarative specs, pdp/ingest/sources/).")
+app.add_typer(sources_app, name="sources")
+
+
+@sources_app.command("list")
+def sources_list_command() -> None:
+    """Every registered source: format, files, what it produces."""
+    from pdp.ingest.registry import SpecError, sources_list
+
+    try:
+        rows = sources_list()
+    except SpecError as exc:
+        raise UserError(str(exc)) from None
+    table = Table(title="sources")
+    for col in ("name", "version", "format", "files", "produces", "subject"):
+        table.add_column(col)
+    for row in rows:
+        held = " (held back)" if row["hold_back"] else ""
+        table.add_row(row["name"], str(row["version"]), row["format"], ", ".join(row["files"]),
+                      ", ".join(map(str, row["produces"])) + held, row["subject"])
+    console.print(table)
+
+
+@sources_app.command("validate")
+def sources_validate_command(spec: Annotated[Path, typer.Argument(help="A source spec YAML file.")]) -> None:
+    """Validate one source spec; one line: ok or the first problem."""
+    from pdp.ingest.registry import SpecError, sources_validate
+
+    try:
+        valid = sources_validate(spec)
+    except SpecError as exc:
+        raise UserError(str(exc)) from None
+    console.print(f"ok: {valid.name} v{valid.version} ({valid.format})")
+
+
+def run_ingest(directory: Path) -> dict:
+    """`pdp ingest DIR` as a function (the demo reuses it): counts per file and per table."""
+    from pdp.ingest.pipeline import ingest_directory
+    from pdp.ingest.registry import SpecError
+    from pdp.lake import LakeError, get_spark
+
+    if not directory.is_dir():
+        raise UserError(f"ingest directory {directory} does not exist")
+    with _key_store_errors():
+        try:
+            report = ingest_directory(directory, spark=get_spark(app_name="pdp-ingest"))
+        except (SpecError, LakeError) as exc:
+            raise UserError(str(exc)) from None
+    table = Table(title=f"ingest {report.batch_id}")
+    for col in ("source", "file", "in", "landed", "quarantined", ""):
+        table.add_column(col, justify="left" if col in ("source", "file") else "right")
+    for f in report.files:
+        status = "already ingested" if f.skipped else ("ok" if f.balanced else "UNBALANCED")
+        table.add_row(f.source, f.file, f"{f.records_in:,}", f"{f.landed:,}", f"{f.quarantined:,}", status)
+    console.print(table)
+    records_in, landed, quarantined = report.totals()
+    console.print(f"in {records_in:,} = landed {landed:,} + quarantined {quarantined:,}; "
+                  f"bronze +{report.bronze_inserted:,}, quarantine +{report.quarantine_inserted:,}, "
+                  f"vault {report.vault_records:,} identities; held back {report.held_back} file(s), "
+                  f"unmatched {report.unmatched}")
+    if report.silver:
+        console.print("silver: " + ", ".join(f"{k} +{v:,}" for k, v in report.silver.items()))
+    if report.by_reason:
+        console.print("quarantine reasons: " + ", ".join(f"{k} {v}" for k, v in report.by_reason.most_common()))
+    if any(not f.balanced for f in report.files):
+        raise UserError("counts do not reconcile for some file (in != landed + quarantined)")
+    return {"in": records_in, "landed": landed, "quarantined": quarantined, "silver": report.silver}
+
+
+@app.command()
+def ingest(
+    directory: Annotated[Path, typer.Argument(help="Directory of source files (e.g. a `pdp synth` output).")],
+) -> None:
+    """Every new source file in DIR through the edge into bronze and silver; prints the counts."""
+    run_ingest(directory)
 
 
 keys_app = typer.Typer(no_args_is_help=True, help="Versioned pseudonymisation and vault keys (envelope-encrypted).")

@@ -197,12 +197,15 @@ class LakeTable:
             raise UnsafeOperationError(f"{self.name} is append-only: delete is refused")
         return self._commit_through_session(run, lambda delta: delta.delete(predicate))
 
-    def remap(self, column: str, mapping: DataFrame, *, run: RunInfo) -> Commit | None:
+    def remap(
+        self, column: str, mapping: DataFrame, *, run: RunInfo, also_set: dict[str, str] | None = None
+    ) -> Commit | None:
         """Replace the values of `column` by a mapping (DataFrame with columns ``old``, ``new``), atomically.
 
         Why: key rotation re-pseudonymises every table; one MERGE per table means a reader sees
         either all old or all new pseudonyms, and a crash leaves the previous version. Rows whose
         value is not in the mapping are untouched; re-running after success changes nothing.
+        `also_set` updates columns derived from the value in the same commit (SQL over ``m.new``).
         """
         self._require()
         if column not in self.definition.column_names:
@@ -215,7 +218,7 @@ class LakeTable:
             self._delta()
             .alias("t")
             .merge(mapping.alias("m"), f"t.`{column}` = m.old")
-            .whenMatchedUpdate(set={f"`{column}`": "m.new"})
+            .whenMatchedUpdate(set={f"`{column}`": "m.new", **{f"`{k}`": v for k, v in (also_set or {}).items()}})
         )
         return self._commit_through_session(run, lambda _: builder.execute())
 

@@ -54,10 +54,10 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from pdp.pseudonym.linkage_model import DEFAULT_PARAMETERS, ModelOptions, prediction_rules, score_pairs
+from pdp.pseudonym.linkage_model import DEFAULT_PARAMETERS, ModelOptions, ScoredPair, prediction_rules, score_pairs
 from pdp.pseudonym.linkage_rules import UnionFind, Variant, apply_rules, build_variants
 from pdp.pseudonym.normalise import CanonicalIdentity
 from pdp.pseudonym.pseudonymise import Pseudonymiser
@@ -91,6 +91,7 @@ class LinkInput:
 class LinkageOptions:
     """How to link. ``threshold``: match probability from which two groups are merged.
 
+    ``ambiguity_margin``: in bits of match weight (see :func:`_group_edges`).
     ``parameters``: a trained model (``LinkResult.parameters["model"]`` of an earlier run) to
     reuse instead of training; batches smaller than ``min_train_variants`` distinct identities
     use it, or the built-in :data:`~pdp.pseudonym.linkage_model.DEFAULT_PARAMETERS`, because
@@ -99,6 +100,7 @@ class LinkageOptions:
 
     probabilistic: bool = True
     threshold: float = 0.99
+    ambiguity_margin: float = 4.0
     min_train_variants: int = 5000
     parameters: dict[str, Any] | None = None
     model: ModelOptions = field(default_factory=ModelOptions)
@@ -134,29 +136,126 @@ class LinkResult:
 def _traits_rank(variant: Variant, spelling_count: Counter[bytes]) -> tuple[int, int, bool, bytes]:
     """Sort key of a person's best traits record: majority spelling, most first names, a birthplace."""
     c = variant.canonical
-    return (-spelling_count[c.canonical_bytes], -len(variant.first_name_tokens), c.birth_place is None, c.canonical_bytes)
+    return (
+        -spelling_count[c.canonical_bytes],
+        -len(variant.first_name_tokens),
+        c.birth_place is None,
+        c.canonical_bytes,
+    )
 
 
-def _resolve(
-    members: list[Variant], pseudonymiser: Pseudonymiser
-) -> tuple[str, Variant, list[str]]:
-    """The pseudonym of one person, the variant it comes from, and the known pseudonyms it replaces."""
-    known = sorted({p for v in members for p in v.known})
+def _preferred(members: list[Variant], pseudonymiser: Pseudonymiser) -> tuple[str, Variant]:
+    """The pseudonym one person should get, and the variant it comes from (see the module docstring)."""
     nir_members = [v for v in members if v.canonical.scheme == "nir"]
     if nir_members:
         count: Counter[bytes] = Counter()
         for v in nir_members:
             count[v.canonical.canonical_bytes] += len(v.records) + len(v.known)
         chosen = min(nir_members, key=lambda v: (-count[v.canonical.canonical_bytes], v.canonical.canonical_bytes))
-        pseudonym = pseudonymiser.pseudonym(chosen.canonical)
-    else:
-        spelling: Counter[bytes] = Counter()
-        for v in members:
-            spelling[v.canonical.canonical_bytes] += len(v.records) + len(v.known)
-        pool = [v for v in members if v.known] or members
-        chosen = min(pool, key=lambda v: _traits_rank(v, spelling))
-        pseudonym = min(chosen.known) if chosen.known else pseudonymiser.pseudonym(chosen.canonical)
-    return pseudonym, chosen, [p for p in known if p != pseudonym]
+        return pseudonymiser.pseudonym(chosen.canonical), chosen
+    spelling: Counter[bytes] = Counter()
+    for v in members:
+        spelling[v.canonical.canonical_bytes] += len(v.records) + len(v.known)
+    pool = [v for v in members if v.known] or members
+    chosen = min(pool, key=lambda v: _traits_rank(v, spelling))
+    return (min(chosen.known) if chosen.known else pseudonymiser.pseudonym(chosen.canonical)), chosen
+
+
+def _disambiguated(chosen: Variant, used: set[str], pseudonymiser: Pseudonymiser) -> str:
+    """A pseudonym for a person whose preferred one another person already holds.
+
+    Two persons kept apart by linkage can share a traits key (twins ``MARIE CLAIRE`` and
+    ``MARIE FRANCE``: the key holds the first token only). The second one gets the traits
+    pseudonym computed over *all* its first-name tokens (``MARIE CLAIRE``) instead of the first
+    token, then with a counter (`` 2``, `` 3``...) if that is taken too. A normalised first
+    token never holds a space or a digit, so these inputs cannot be any record's own canonical.
+    """
+    c = chosen.canonical
+    base = " ".join(chosen.first_name_tokens)
+    n = 1
+    while True:
+        token = base if n == 1 else f"{base} {n}"
+        candidate = replace(c, scheme="traits", nir=None, first_name_first_token=token)
+        pseudonym = pseudonymiser.pseudonym(candidate)
+        if pseudonym not in used:
+            return pseudonym
+        n += 1
+
+
+def _assign(
+    persons: dict[int, list[Variant]], pseudonymiser: Pseudonymiser
+) -> tuple[dict[int, tuple[str, Variant]], int]:
+    """One distinct pseudonym per person (root → pseudonym, chosen variant); and how many were disambiguated.
+
+    When several persons prefer the same pseudonym, the one holding it from an earlier batch,
+    else the one with most records, keeps it; the others get :func:`_disambiguated` ones.
+    """
+    preferred = {root: _preferred(members, pseudonymiser) for root, members in persons.items()}
+    claims: dict[str, list[int]] = defaultdict(list)
+    for root, (pseudonym, _) in preferred.items():
+        claims[pseudonym].append(root)
+    used = set(claims)
+    assigned: dict[int, tuple[str, Variant]] = {}
+    disambiguated = 0
+    for pseudonym in sorted(claims):
+        roots = claims[pseudonym]
+
+        def rank(root: int, pseudonym: str = pseudonym) -> tuple[bool, int, int]:
+            members = persons[root]
+            holds = any(pseudonym in v.known for v in members)
+            return (not holds, -sum(len(v.records) for v in members), root)
+
+        roots.sort(key=rank)
+        assigned[roots[0]] = preferred[roots[0]]
+        for root in roots[1:]:
+            chosen = preferred[root][1]
+            other = _disambiguated(chosen, used, pseudonymiser)
+            used.add(other)
+            assigned[root] = (other, chosen)
+            disambiguated += 1
+    return assigned, disambiguated
+
+
+def _group_edges(
+    pairs: list[ScoredPair], det_root: list[int], uf: UnionFind, options: LinkageOptions
+) -> tuple[list[tuple[int, int]], int]:
+    """Edges between deterministic groups to merge, strongest first, and the number of ambiguous groups.
+
+    One edge per pair of groups (their best variant pair, if ≥ the threshold). A group without
+    an own NIR whose two best candidates hold *different* own NIRs and score within
+    ``ambiguity_margin`` bits of each other is ambiguous (it could be either twin, either
+    homonym): it is linked to neither NIR person.
+    """
+    best: dict[tuple[int, int], tuple[float, float]] = {}
+    for pair in pairs:
+        if pair.match_probability < options.threshold:
+            continue
+        a, b = sorted((det_root[pair.left], det_root[pair.right]))
+        if a != b and pair.match_weight > best.get((a, b), (-1.0, float("-inf")))[1]:
+            best[(a, b)] = (pair.match_probability, pair.match_weight)
+    candidates: dict[int, dict[str, float]] = defaultdict(dict)
+    for a, b in best:
+        weight = best[(a, b)][1]
+        for group, other in ((a, b), (b, a)):
+            nir = uf.nir[other]
+            if uf.nir[group] is None and nir is not None:
+                candidates[group][nir] = max(weight, candidates[group].get(nir, float("-inf")))
+    ambiguous = set()
+    for group, by_nir in candidates.items():
+        if len(by_nir) > 1:
+            first, second = sorted(by_nir.values(), reverse=True)[:2]
+            if first - second < options.ambiguity_margin:
+                ambiguous.add(group)
+    edges = [
+        edge
+        for edge in best
+        if not (
+            (edge[0] in ambiguous and uf.nir[edge[1]] is not None)
+            or (edge[1] in ambiguous and uf.nir[edge[0]] is not None)
+        )
+    ]
+    edges.sort(key=lambda edge: (-best[edge][1], edge))
+    return edges, len(ambiguous)
 
 
 def link(
@@ -183,7 +282,7 @@ def link(
     timings["deterministic_s"] = time.perf_counter() - start
 
     model_description: dict[str, Any] | None = None
-    pairs_scored = merged = refused = 0
+    pairs_scored = merged = refused = ambiguous = 0
     trained = False
     if options.probabilistic and len(variants) > 1:
         t = time.perf_counter()
@@ -195,16 +294,9 @@ def link(
         pairs_scored = len(pairs)
         timings["model_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        # One edge per pair of deterministic groups (their best variant pair), strongest first.
-        best: dict[tuple[int, int], float] = {}
-        for pair in pairs:
-            if pair.match_probability < options.threshold:
-                continue
-            a, b = sorted((det_root[pair.left], det_root[pair.right]))
-            if a != b and pair.match_probability > best.get((a, b), -1.0):
-                best[(a, b)] = pair.match_probability
+        edges, ambiguous = _group_edges(pairs, det_root, uf, options)
         before = uf.refused
-        for (a, b), _ in sorted(best.items(), key=lambda kv: (-kv[1], kv[0])):
+        for a, b in edges:
             if uf.find(a) != uf.find(b) and uf.union(a, b):
                 merged += 1
         refused = uf.refused - before
@@ -218,14 +310,16 @@ def link(
     sizes: dict[str, int] = {}
     superseded: dict[str, str] = {}
     rule_counts: Counter[str] = Counter({rule: 0 for rule in RULES})
-    for members in persons.values():
-        pseudonym, chosen, replaced = _resolve(members, pseudonymiser)
-        for old in replaced:
+    assigned, disambiguated = _assign(persons, pseudonymiser)
+    in_use = {pseudonym for pseudonym, _ in assigned.values()}
+    for root, members in persons.items():
+        pseudonym, chosen = assigned[root]
+        for old in sorted({p for v in members for p in v.known} - in_use):
             superseded[old] = pseudonym
         records = sum(len(v.records) for v in members)
         if records == 0:
             continue  # a known person not seen in this batch
-        sizes[pseudonym] = sizes.get(pseudonym, 0) + records
+        sizes[pseudonym] = records
         anchor = det_root[chosen.index]
         for v in members:
             for key in v.records:
@@ -248,6 +342,7 @@ def link(
         "options": {
             "probabilistic": options.probabilistic,
             "threshold": options.threshold,
+            "ambiguity_margin": options.ambiguity_margin,
             "min_train_variants": options.min_train_variants,
             "model": asdict(options.model),
         },
@@ -261,6 +356,8 @@ def link(
             "pairs_scored": pairs_scored,
             "merges": merged,
             "merges_refused_own_nir": refused,
+            "ambiguous_groups": ambiguous,
+            "disambiguated_pseudonyms": disambiguated,
             "persons": len(sizes),
         },
     }

@@ -109,9 +109,7 @@ def evaluate(result: LinkResult | Mapping[str, str], truth: Mapping[str, Any]) -
     )
 
 
-def baseline(
-    inputs: Iterable[LinkInput], pseudonymiser: Pseudonymiser, truth: Mapping[str, Any]
-) -> LinkageMetrics:
+def baseline(inputs: Iterable[LinkInput], pseudonymiser: Pseudonymiser, truth: Mapping[str, Any]) -> LinkageMetrics:
     """The same metrics when each record's pseudonym is ``normalise`` + ``Pseudonymiser`` alone
     (no linkage): what the edge would give without this module."""
     inputs = list(inputs)

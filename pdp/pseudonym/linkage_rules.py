@@ -30,6 +30,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import pairwise
 
 from pdp.pseudonym.normalise import CanonicalIdentity
 
@@ -164,7 +165,7 @@ class UnionFind:
 
 
 def _chain(items: list[int]) -> Iterator[tuple[int, int]]:
-    return zip(items, items[1:], strict=False)
+    return pairwise(items)
 
 
 def apply_rules(variants: list[Variant], uf: UnionFind) -> None:
@@ -191,7 +192,7 @@ def apply_rules(variants: list[Variant], uf: UnionFind) -> None:
         key = traits_key(v.canonical)
         groups = nir_groups_by_key.get(key)
         if groups is not None and len(groups) == 1:
-            (root, names), = groups.items()
+            ((root, names),) = groups.items()
             tokens = v.first_name_tokens
             if all(compatible_first_names(tokens, other) for other in names) and uf.union(root, v.index):
                 v.rule = "traits_to_nir"

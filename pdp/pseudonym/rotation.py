@@ -82,11 +82,17 @@ def _remap_lake(
         if not columns or not table.exists():
             continue
         rows = 0
+        # silver's person_id is xxhash64 of the pseudonym: it follows the pseudonym it derives from
+        derived = {"person_id": "xxhash64(m.new)"} if "person_id" in definition.column_names else None
         for column in columns:
-            commit = table.remap(column, frame, run=run)
+            commit = table.remap(column, frame, run=run, also_set=derived)
             rows += int(commit.metric("numTargetRowsUpdated") or 0) if commit else 0
         done[name] = rows
     return done
+
+
+def _has_pseudonym_columns(catalog: Catalog) -> bool:
+    return any(c.pseudonym for name in catalog.names() for c in catalog.table(name).columns)
 
 
 def rotate_pseudonym_key(
@@ -115,7 +121,7 @@ def rotate_pseudonym_key(
     mapping = _mapping(vault, store, old)
     if mapping and spark is not None and catalog is not None:
         report.tables = _remap_lake(spark, catalog, mapping, run_id, lake_root)
-    elif mapping and catalog is not None and any(c.pseudonym for n in catalog.names() for c in catalog.table(n).columns):
+    elif mapping and catalog is not None and _has_pseudonym_columns(catalog):
         raise RotationError("the lake has pseudonym columns: rotation needs a Spark session to re-map them")
     report.vault_rows = vault.repseudonymise(mapping) if mapping else 0
     store.retire("pseudonym", old)

@@ -317,7 +317,9 @@ def generate(
         for i in range(n_chunks):
             consume(render_chunk(i, skeletons.chunk(i, chunk_size), world, terr))
     else:
-        ctx = mp.get_context("fork" if hasattr(os, "fork") else "spawn")
+        # spawn, not fork: forking a process that already runs threads (a Spark gateway, DuckDB)
+        # can deadlock the children on locks held by those threads.
+        ctx = mp.get_context("spawn")
         with ctx.Pool(workers, initializer=_init_worker, initargs=(world, terr)) as pool:
             pending = []
             next_chunk = 0

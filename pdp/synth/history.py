@@ -533,7 +533,7 @@ def build_history(person: Person, age: int, world: World, deceased: bool, rng: r
         person=person,
         world=world,
         rng=rng,
-        start=world.history_start,
+        start=max(world.history_start, person.identity.birth_date),  # infants: nothing before birth
         end=end,
         lab=_nearest(world.labs, person.address.commune_code, rng, 0.6),
         pharmacy=_nearest(world.pharmacies, person.address.commune_code, rng, 0.8),

@@ -20,7 +20,7 @@ def test_the_ops_tables_are_defined_with_their_contract() -> None:
     assert {"ops.ingestion_log", "ops.quarantine", "ops.run_log"} <= set(names)
 
     assert table("ops.ingestion_log").column_names == [
-        "batch_id", "source", "file", "started_at", "finished_at",
+        "batch_id", "source", "file", "file_fingerprint", "started_at", "finished_at",
         "records_in", "records_landed", "records_quarantined", "status",
     ]
     quarantine = table("ops/quarantine")

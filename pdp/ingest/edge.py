@@ -1,0 +1,228 @@
+"""The edge: the only code that sees identities. Parsed records in, pseudonymised rows out.
+
+For each parsed record: normalise the identity (a rejection is a quarantine row with its
+reason code, never a new person), key the pseudonym, keep the identity traits for the vault
+(encrypted there), and hand on a row that holds the pseudonym and the coded events only.
+Every row carries a *keyed* record hash (HMAC under the key store's ``record`` key) so a re-run
+recognises a record without anyone being able to hash a guessed record and look it up.
+
+Quasi-identifiers the population algorithms need (sex, birth year and month, commune, GP)
+travel as record attributes prefixed with ``_``; names, NIR, full birth date, address, phone
+and e-mail never leave this module except into the vault.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
+from pydantic import ValidationError
+
+from pdp.ingest.model import Quarantined, SourceRecord
+from pdp.pseudonym.keys import KeyStore
+from pdp.pseudonym.normalise import CanonicalIdentity, Rejection, normalise
+from pdp.pseudonym.pseudonymise import Pseudonymiser
+from pdp.pseudonym.vault import VaultRecord
+
+__all__ = ["BronzeRow", "Edge", "QuarantineRow"]
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_CONTACT = ("address_line", "postcode", "commune_code", "phone", "email", "gp_rpps")
+
+
+@dataclass(frozen=True, slots=True)
+class BronzeRow:
+    """A landed record: pseudonym, events and non-nominative attributes (see bronze/records.yml)."""
+
+    record_hash: str
+    source: str
+    file: str
+    record_position: int
+    record_id: str | None
+    person_pseudonym: str | None  # None for reference data (communes)
+    link_rule: str
+    events: list[dict[str, Any]]
+    attributes: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    source: str
+    file: str
+    record_position: int
+    reason_code: str
+    message: str
+    record_hash: str
+
+
+@dataclass
+class EdgeStats:
+    landed: int = 0
+    quarantined: int = 0
+    vault_fields_dropped: int = 0
+    pseudonymise_seconds: float = 0.0  # normalising identities and keying pseudonyms (for `pdp bench ingest`)
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class Edge:
+    """Turns parse outcomes into bronze rows, quarantine rows and vault records."""
+
+    def __init__(self, store: KeyStore, *, today: date | None = None) -> None:
+        record_key = store.ensure("record")
+        self._record_version = record_key.version
+        self._record_mac = crypto_hmac.HMAC(record_key.material, hashes.SHA256())
+        self._pseudonymiser = Pseudonymiser(store)
+        self._today = today
+        self.vault_records: dict[str, VaultRecord] = {}
+        self.stats = EdgeStats()
+
+    def record_hash(self, raw: bytes, *, source: str, file: str, position: int) -> str:
+        """Keyed hash of a record; file-level rows (no raw bytes) hash their place instead."""
+        mac = self._record_mac.copy()
+        mac.update(raw if raw else f"file-level\x1f{source}\x1f{file}\x1f{position}".encode())
+        digest = binascii.b2a_base64(mac.finalize(), newline=False)[:43].translate(_URLSAFE).decode()
+        return f"r{self._record_version}:{digest}"
+
+    def file_fingerprint(self, path: Path) -> str:
+        """Keyed hash of a whole file's bytes, streamed: recognises a file already ingested."""
+        mac = self._record_mac.copy()
+        mac.update(b"file\x1f")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                mac.update(block)
+        digest = binascii.b2a_base64(mac.finalize(), newline=False)[:43].translate(_URLSAFE).decode()
+        return f"f{self._record_version}:{digest}"
+
+    def process(self, outcomes: Iterable[Quarantined | SourceRecord]) -> Iterator[BronzeRow | QuarantineRow]:
+        """One output row per outcome, in order (in = landed + quarantined by construction)."""
+        for outcome in outcomes:
+            if isinstance(outcome, Quarantined):
+                yield self._quarantine(
+                    outcome.source,
+                    outcome.file,
+                    outcome.position,
+                    str(outcome.reason_code),
+                    outcome.message,
+                    outcome.raw,
+                )
+            else:
+                yield self._land(outcome)
+
+    def _quarantine(
+        self, source: str, file: str, position: int, reason: str, message: str, raw: bytes
+    ) -> QuarantineRow:
+        self.stats.quarantined += 1
+        self.stats.by_reason[reason] = self.stats.by_reason.get(reason, 0) + 1
+        return QuarantineRow(
+            source, file, position, reason, message, self.record_hash(raw, source=source, file=file, position=position)
+        )
+
+    def _land(self, record: SourceRecord) -> BronzeRow | QuarantineRow:
+        attributes = dict(record.attributes)
+        events = [_event_dict(e) for e in record.events]
+        record_hash = self.record_hash(record.raw, source=record.source, file=record.file, position=record.position)
+        if record.identity.is_empty():  # reference data (communes): no person
+            self.stats.landed += 1
+            return BronzeRow(
+                record_hash,
+                record.source,
+                record.file,
+                record.position,
+                record.record_id,
+                None,
+                "reference",
+                events,
+                attributes,
+            )
+        started = time.perf_counter()
+        canonical = normalise(record.identity.as_raw_identity(), today=self._today)
+        pseudonym = None if isinstance(canonical, Rejection) else self._pseudonymiser.pseudonym(canonical)
+        self.stats.pseudonymise_seconds += time.perf_counter() - started
+        if isinstance(canonical, Rejection) or pseudonym is None:
+            return self._quarantine(
+                record.source, record.file, record.position, str(canonical.reason_code), canonical.message, record.raw
+            )
+        self._remember(pseudonym, canonical, record)
+        attributes.update(_quasi_identifiers(canonical, record))
+        self.stats.landed += 1
+        return BronzeRow(
+            record_hash,
+            record.source,
+            record.file,
+            record.position,
+            record.record_id,
+            pseudonym,
+            canonical.scheme,
+            events,
+            attributes,
+        )
+
+    def _remember(self, pseudonym: str, canonical: CanonicalIdentity, record: SourceRecord) -> None:
+        """Keep the identity for the vault; within a batch, later records of a person merge in."""
+        ident = record.identity
+        dates = [e.start_date for e in record.events]
+        fields: dict[str, Any] = {
+            "birth_name": ident.birth_name,
+            "used_name": ident.used_name,
+            "first_names": tuple(canonical.first_names) or None,
+            "sex": canonical.sex,
+            "birth_date": canonical.birth_date,
+            "birth_place": canonical.birth_place,
+            "nir": canonical.nir,
+            "observed_at": max(dates) if dates else None,
+            "canonical": base64.b64encode(canonical.canonical_bytes).decode("ascii"),
+        }
+        contact = {name: getattr(ident, name) for name in _CONTACT}
+        try:
+            incoming = VaultRecord(**fields, **contact)
+        except ValidationError:
+            self.stats.vault_fields_dropped += 1  # a malformed contact field is dropped, never the person
+            incoming = VaultRecord(**fields)
+        previous = self.vault_records.get(pseudonym)
+        self.vault_records[pseudonym] = incoming if previous is None else _merge(previous, incoming)
+
+
+def _merge(old: VaultRecord, new: VaultRecord) -> VaultRecord:
+    """Within a batch: a newer observation fills or replaces fields; the canonical identity stays."""
+    newer = (new.observed_at or date.min) >= (old.observed_at or date.min)
+    base, top = (old, new) if newer else (new, old)
+    merged = base.model_dump(exclude_none=True) | top.model_dump(exclude_none=True)
+    merged["canonical"] = old.canonical
+    return VaultRecord(**merged)
+
+
+def _quasi_identifiers(canonical: CanonicalIdentity, record: SourceRecord) -> dict[str, str]:
+    out = {
+        "_sex": canonical.sex,
+        "_birth_year": str(canonical.birth_date.year),
+        "_birth_month": str(canonical.birth_date.month),
+    }
+    if record.identity.commune_code:
+        out["_commune"] = record.identity.commune_code
+    if record.identity.gp_rpps:
+        out["_gp"] = record.identity.gp_rpps
+    return out
+
+
+def _event_dict(event: Any) -> dict[str, Any]:
+    return {
+        "domain": event.domain,
+        "code_system": event.code_system,
+        "code": event.code,
+        "start_date": event.start_date,
+        "end_date": event.end_date,
+        "value": event.value,
+        "unit": event.unit,
+        "visit_key": event.visit_key,
+        "provider": event.provider,
+        "status": event.status,
+        "source_value": event.source_value,
+    }

@@ -1,0 +1,11 @@
+"""Parsers by format name; see :mod:`pdp.ingest.parsers.base` for the registry and the contract.
+
+Built-in formats: ``delimited`` (generic, spec-mapped), ``fixed_width`` (spec-mapped),
+``hl7v2_oru`` (HL7 v2 ORU^R01 batches), ``fhir_bundle_ndjson`` (FHIR R4 Bundles, one a line).
+"""
+
+from __future__ import annotations
+
+from pdp.ingest.parsers.base import FileContext, ParserInfo, get_parser, parser, parser_names
+
+__all__ = ["FileContext", "ParserInfo", "get_parser", "parser", "parser_names"]

@@ -1,0 +1,137 @@
+"""The parser registry: a parser is a function registered under a format name, with its contract.
+
+Why a registry: a source spec names its format (``format: delimited``) and the registry
+resolves it, so a new format is one module with one decorated function and the specs that
+use it — no dispatch table to edit. Each parser declares what it writes: its options model
+(validated when a spec is loaded, so a bad spec stops before any file is read), whether
+identity and events come from the spec's mapping (``mapped``) or from the format itself,
+and which event domains it can produce.
+
+Example::
+
+    @parser("delimited", options=DelimitedOptions, mapped=True)
+    def parse_delimited(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome]:
+        ...
+
+A parser reads one seekable binary stream, yields one outcome per record in file order
+(file-level problems at position 0), and never raises for bad input: every fault becomes a
+:class:`~pdp.ingest.model.Quarantined` row through ``ctx.quarantine``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from importlib import import_module
+from typing import TYPE_CHECKING, BinaryIO
+
+from pydantic import BaseModel
+
+from pdp.ingest.model import ParseOutcome, Quarantined
+from pdp.ingest.reasons import ReasonCode
+from pdp.ingest.validate import Checks
+
+if TYPE_CHECKING:
+    from pdp.ingest.spec import SourceSpec
+
+__all__ = ["BUILTIN_PARSERS", "FileContext", "ParseFunction", "ParserInfo", "get_parser", "parser", "parser_names"]
+
+ParseFunction = Callable[[BinaryIO, "FileContext"], Iterator[ParseOutcome]]
+
+BUILTIN_PARSERS = (
+    "pdp.ingest.parsers.delimited",
+    "pdp.ingest.parsers.fixed_width",
+    "pdp.ingest.parsers.hl7_oru",
+    "pdp.ingest.parsers.fhir_ndjson",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ParserInfo:
+    """A registered parser and its declared contract."""
+
+    name: str
+    func: ParseFunction
+    options: type[BaseModel] | None
+    mapped: bool  # identity/events/attributes come from the spec's mapping
+    produces: tuple[str, ...]  # event domains it can yield when not mapped (mapped: the spec's events)
+    description: str
+
+
+_PARSERS: dict[str, ParserInfo] = {}
+_LOADED = False
+
+
+def parser(
+    name: str,
+    *,
+    options: type[BaseModel] | None = None,
+    mapped: bool = False,
+    produces: tuple[str, ...] = (),
+) -> Callable[[ParseFunction], ParseFunction]:
+    """Register `func` as the parser of format `name` (a second, different function is an error)."""
+
+    def register(func: ParseFunction) -> ParseFunction:
+        existing = _PARSERS.get(name)
+        if existing is not None and existing.func.__qualname__ != func.__qualname__:
+            raise ValueError(f"parser {name!r} is already registered by {existing.func.__module__}")
+        doc = (func.__doc__ or "").strip().splitlines()
+        _PARSERS[name] = ParserInfo(name, func, options, mapped, tuple(produces), doc[0] if doc else "")
+        return func
+
+    return register
+
+
+def _load_builtins() -> None:
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        for module in BUILTIN_PARSERS:
+            import_module(module)
+
+
+def get_parser(name: str) -> ParserInfo:
+    """The parser registered as `name` (KeyError if none)."""
+    _load_builtins()
+    return _PARSERS[name]
+
+
+def parser_names() -> list[str]:
+    _load_builtins()
+    return sorted(_PARSERS)
+
+
+@dataclass(frozen=True, slots=True)
+class FileContext:
+    """What a parser knows about the file it reads: its spec, its path (relative to the ingest
+    root, as quarantine and bronze record it) and the run's checks."""
+
+    spec: SourceSpec
+    file: str
+    today: date
+    _cache: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def source(self) -> str:
+        return self.spec.name
+
+    @property
+    def checks(self) -> Checks:
+        checks = self._cache.get("checks")
+        if checks is None:
+            v = self.spec.validation
+            checks = self._cache["checks"] = Checks(
+                min_date=v.dates.min,
+                max_date=v.dates.max or self.today,
+                code_systems=frozenset(self.spec.code_systems),
+                required_identity=self.spec.required_identity,
+                check_nir=v.check_nir,
+                check_codes=v.check_codes,
+            )
+        return checks  # type: ignore[return-value]
+
+    def quarantine(self, position: int, reason: ReasonCode, message: str, raw: bytes = b"") -> Quarantined:
+        return Quarantined(
+            source=self.spec.name, file=self.file, position=position, reason_code=reason, message=message, raw=raw
+        )

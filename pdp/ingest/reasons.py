@@ -1,0 +1,91 @@
+"""Quarantine reason codes: one stable code per way a record or a file can fail.
+
+Why a closed list: the quarantine table, the ingestion log, the tests and the people who fix
+senders' exports all key on these codes; a free-text reason could neither be counted nor be
+guaranteed free of the record's content. Each code says *what kind* of fault; the message
+beside it (written by the validator) says *where* (field names, segment names, counts),
+never a value from the record.
+
+File-level codes are quarantined at position 0: they describe the file, not one record.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["FILE_LEVEL", "REASONS", "ReasonCode"]
+
+
+class ReasonCode(StrEnum):
+    """Why the edge refused a record (or a whole file, at position 0)."""
+
+    # files
+    FILE_EMPTY = "FILE_EMPTY"
+    FILE_NO_RECORDS = "FILE_NO_RECORDS"
+    FILE_UNREADABLE = "FILE_UNREADABLE"
+    ENCODING_INVALID = "ENCODING_INVALID"
+    PARSER_ERROR = "PARSER_ERROR"
+    # delimited and fixed-width layouts
+    HEADER_MISMATCH = "HEADER_MISMATCH"
+    EXTRA_COLUMNS = "EXTRA_COLUMNS"
+    FIELD_COUNT = "FIELD_COUNT"
+    RECORD_LENGTH = "RECORD_LENGTH"
+    # HL7 v2
+    HL7_TRUNCATED = "HL7_TRUNCATED"
+    HL7_SEGMENT_ORDER = "HL7_SEGMENT_ORDER"
+    HL7_MESSAGE_TYPE = "HL7_MESSAGE_TYPE"
+    HL7_MALFORMED = "HL7_MALFORMED"
+    HL7_BATCH_COUNT = "HL7_BATCH_COUNT"
+    # FHIR
+    FHIR_JSON_INVALID = "FHIR_JSON_INVALID"
+    FHIR_VALIDATION = "FHIR_VALIDATION"
+    # content, shared by every parser (pdp.ingest.validate)
+    IDENTITY_MISSING = "IDENTITY_MISSING"
+    FIELD_MISSING = "FIELD_MISSING"
+    NIR_INVALID = "NIR_INVALID"
+    DATE_INVALID = "DATE_INVALID"
+    DATE_OUT_OF_RANGE = "DATE_OUT_OF_RANGE"
+    CODE_UNKNOWN = "CODE_UNKNOWN"
+    VALUE_INVALID = "VALUE_INVALID"
+    DUPLICATE_RECORD = "DUPLICATE_RECORD"
+
+
+REASONS: dict[ReasonCode, str] = {
+    ReasonCode.FILE_EMPTY: "the file has no bytes (or only a byte-order mark and blank lines)",
+    ReasonCode.FILE_NO_RECORDS: "the file has a header or batch envelope but no record",
+    ReasonCode.FILE_UNREADABLE: "the file could not be opened or read",
+    ReasonCode.ENCODING_INVALID: "bytes that the file's (or message's declared) encoding cannot decode",
+    ReasonCode.PARSER_ERROR: "the parser stopped on an unexpected error; records after this point were not read",
+    ReasonCode.HEADER_MISMATCH: "the header lacks a column the spec requires",
+    ReasonCode.EXTRA_COLUMNS: "the header has columns the spec does not declare",
+    ReasonCode.FIELD_COUNT: "a row with a different number of fields than the header",
+    ReasonCode.RECORD_LENGTH: "a fixed-width line of the wrong length",
+    ReasonCode.HL7_TRUNCATED: "an HL7 message cut short: missing required segments or fields",
+    ReasonCode.HL7_SEGMENT_ORDER: "HL7 segments out of the ORU^R01 order",
+    ReasonCode.HL7_MESSAGE_TYPE: "an HL7 message that is not ORU^R01",
+    ReasonCode.HL7_MALFORMED: "an HL7 message the HL7 library cannot parse",
+    ReasonCode.HL7_BATCH_COUNT: "the batch trailer's message count disagrees with the messages found",
+    ReasonCode.FHIR_JSON_INVALID: "a line that is not a JSON object",
+    ReasonCode.FHIR_VALIDATION: "a FHIR resource that fails the R4 model's validation",
+    ReasonCode.IDENTITY_MISSING: "no birth name or no birth date (a person's record the edge cannot key)",
+    ReasonCode.FIELD_MISSING: "a field the spec requires is empty",
+    ReasonCode.NIR_INVALID: "a NIR of the wrong shape or with a wrong control key",
+    ReasonCode.DATE_INVALID: "a date that cannot be parsed or does not exist (31/02)",
+    ReasonCode.DATE_OUT_OF_RANGE: "a date in the future, before the allowed minimum, or an end before its start",
+    ReasonCode.CODE_UNKNOWN: "a code that is not valid in its code system, or a code system the spec does not declare",
+    ReasonCode.VALUE_INVALID: "a value of the wrong type (not a number, not in the spec's value map)",
+    ReasonCode.DUPLICATE_RECORD: "the same record (same sender id or same bytes) already seen in this batch",
+}
+
+FILE_LEVEL: frozenset[ReasonCode] = frozenset(
+    {
+        ReasonCode.FILE_EMPTY,
+        ReasonCode.FILE_NO_RECORDS,
+        ReasonCode.FILE_UNREADABLE,
+        ReasonCode.PARSER_ERROR,
+        ReasonCode.HEADER_MISMATCH,
+        ReasonCode.EXTRA_COLUMNS,
+        ReasonCode.HL7_BATCH_COUNT,
+    }
+)
+"""Codes that (can) describe a whole file; ENCODING_INVALID is file-level only for an undecodable header."""

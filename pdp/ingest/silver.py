@@ -1,0 +1,203 @@
+"""Bronze → silver: the OMOP-inspired model (person, visits, conditions, procedures, drugs,
+measurements, observations, deaths, observation periods, locations), one Spark job per batch.
+
+Ids are BIGINT and stable: an event's id is xxhash64 of its record's keyed hash and its index
+in the record, so re-running a batch inserts nothing twice (insert-only MERGE on the id); a
+person's id is xxhash64 of the pseudonym. Every event keeps its source vocabulary and code and
+gets the concept set it belongs to (pdp/semantic/concept_sets.yml).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pdp.semantic.concepts import concept_case_sql
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from pdp.lake import RunInfo
+
+__all__ = ["EVENT_TABLES", "build_silver"]
+
+# bronze event domain → (silver table, id column)
+EVENT_TABLES = {
+    "visit": ("visit_occurrence", "visit_occurrence_id"),
+    "condition": ("condition_occurrence", "condition_occurrence_id"),
+    "procedure": ("procedure_occurrence", "procedure_occurrence_id"),
+    "drug": ("drug_exposure", "drug_exposure_id"),
+    "measurement": ("measurement", "measurement_id"),
+    "observation": ("observation", "observation_id"),
+}
+
+
+def _events(bronze: DataFrame) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    exploded = bronze.where("person_pseudonym IS NOT NULL").select(
+        "record_hash",
+        "batch_id",
+        "source",
+        "file",
+        "person_pseudonym",
+        F.posexplode("events").alias("pos", "e"),
+    )
+    return exploded.select(
+        F.xxhash64("record_hash", F.col("pos").cast("string")).alias("event_id"),
+        F.xxhash64("person_pseudonym").alias("person_id"),
+        "person_pseudonym",
+        F.col("e.domain").alias("domain"),
+        F.col("e.code_system").alias("vocabulary"),
+        F.col("e.code").alias("source_code"),
+        F.expr(concept_case_sql("e.code_system", "e.code")).alias("concept"),
+        F.xxhash64("e.code_system", "e.code").alias("concept_id"),
+        F.col("e.start_date").alias("start_date"),
+        F.col("e.end_date").alias("end_date"),
+        F.col("e.value").alias("value"),
+        F.col("e.unit").alias("unit"),
+        F.col("e.status").alias("status"),
+        F.col("e.visit_key").alias("visit_key"),
+        F.col("e.provider").alias("provider"),
+        "source",
+        F.col("file").alias("source_file"),
+        "record_hash",
+        "batch_id",
+    )
+
+
+def _merge_events(spark: SparkSession, events: DataFrame, run: RunInfo, lake_root: str | None) -> dict[str, int]:
+    from pdp.lake import LakeTable
+
+    counts: dict[str, int] = {}
+    for domain, (name, id_col) in EVENT_TABLES.items():
+        table = LakeTable(spark, f"silver.{name}", lake_root=lake_root).create()
+        rows = events.where(f"domain = '{domain}'").withColumnRenamed("event_id", id_col)
+        if "quantity" in table.definition.column_names:
+            rows = rows.withColumn("quantity", rows["value"])
+        columns = table.definition.column_names
+        commit = table.merge(rows.select(*columns), keys=[id_col], run=run, update="none")
+        counts[name] = int(commit.metric("numTargetRowsInserted") or 0) if commit else 0
+    return counts
+
+
+def _deaths(spark: SparkSession, events: DataFrame, bronze: DataFrame, run: RunInfo, lake_root: str | None) -> int:
+    from pyspark.sql import functions as F
+
+    from pdp.lake import LakeTable
+
+    table = LakeTable(spark, "silver.death", lake_root=lake_root).create()
+    deaths = (
+        events.where("domain = 'death'")
+        .join(bronze.select("record_hash", F.col("attributes")["death_commune"].alias("location_id")), "record_hash")
+        .select(
+            "person_id",
+            "person_pseudonym",
+            F.col("start_date").alias("death_date"),
+            "location_id",
+            "source",
+            "record_hash",
+        )
+        .dropDuplicates(["person_id"])
+    )
+    commit = table.merge(deaths, keys=["person_id"], run=run, update="none")
+    return int(commit.metric("numTargetRowsInserted") or 0) if commit else 0
+
+
+def _people(spark: SparkSession, batch_people: DataFrame, run: RunInfo, lake_root: str | None) -> int:
+    """Recompute person and observation_period for the batch's people from all their bronze rows."""
+    from pyspark.sql import functions as F
+
+    from pdp.lake import LakeTable
+
+    bronze = (
+        LakeTable(spark, "bronze.records", lake_root=lake_root)
+        .read()
+        .join(batch_people, "person_pseudonym", "left_semi")
+    )
+    dated = bronze.select(
+        "person_pseudonym",
+        "source",
+        "attributes",
+        "ingested_at",
+        F.array_min(F.transform("events", lambda e: e["start_date"])).alias("first"),
+        F.array_max(F.transform("events", lambda e: F.coalesce(e["end_date"], e["start_date"]))).alias("last"),
+        F.size("events").alias("n_events"),
+    )
+    order = F.struct(F.coalesce("last", F.lit("0001-01-01").cast("date")), "ingested_at")
+    latest = {
+        key: F.max_by(F.col("attributes")[key], F.when(F.col("attributes")[key].isNotNull(), order))
+        for key in ("_sex", "_birth_year", "_birth_month", "_commune", "_gp")
+    }
+    base = dated.groupBy("person_pseudonym").agg(
+        F.min("first").alias("first_seen"),
+        F.max("last").alias("last_seen"),
+        F.sort_array(F.collect_set("source")).alias("sources"),
+        F.sum("n_events").alias("event_count"),
+        *(value.alias(key) for key, value in latest.items()),
+    )
+    person = base.select(
+        F.xxhash64("person_pseudonym").alias("person_id"),
+        "person_pseudonym",
+        F.col("_sex").alias("gender"),
+        F.col("_birth_year").cast("int").alias("year_of_birth"),
+        F.col("_birth_month").cast("int").alias("month_of_birth"),
+        F.col("_commune").alias("location_id"),
+        F.col("_gp").alias("gp_rpps"),
+        "first_seen",
+        "last_seen",
+        "sources",
+    ).cache()
+    LakeTable(spark, "silver.person", lake_root=lake_root).create().merge(person, keys=["person_id"], run=run)
+    period = base.where("first_seen IS NOT NULL").select(
+        F.xxhash64("person_pseudonym").alias("person_id"),
+        "person_pseudonym",
+        F.col("first_seen").alias("start_date"),
+        F.col("last_seen").alias("end_date"),
+        F.col("event_count").cast("bigint").alias("event_count"),
+    )
+    LakeTable(spark, "silver.observation_period", lake_root=lake_root).create().merge(
+        period, keys=["person_id"], run=run
+    )
+    count = person.count()
+    person.unpersist()
+    return count
+
+
+def _locations(spark: SparkSession, bronze: DataFrame, run: RunInfo, lake_root: str | None) -> int:
+    from pyspark.sql import functions as F
+
+    from pdp.lake import LakeTable
+
+    communes = (
+        bronze.where("person_pseudonym IS NULL AND attributes['commune_code'] IS NOT NULL")
+        .select(
+            F.col("attributes")["commune_code"].alias("location_id"),
+            F.col("attributes")["commune_name"].alias("name"),
+            F.col("attributes")["postcode"].alias("postcode"),
+            F.col("attributes")["population"].cast("bigint").alias("population"),
+            F.col("file").alias("source_file"),
+        )
+        .dropDuplicates(["location_id"])
+    )
+    if communes.isEmpty():
+        return 0
+    LakeTable(spark, "silver.location", lake_root=lake_root).create().merge(communes, keys=["location_id"], run=run)
+    return communes.count()
+
+
+def build_silver(spark: SparkSession, *, batch_id: str, run: RunInfo, lake_root: str | None = None) -> dict[str, int]:
+    """Silver rows for one bronze batch; returns rows inserted per table."""
+    from pdp.lake import LakeTable
+
+    bronze = LakeTable(spark, "bronze.records", lake_root=lake_root).read().where(f"batch_id = '{batch_id}'").cache()
+    try:
+        events = _events(bronze).cache()
+        counts = _merge_events(spark, events, run, lake_root)
+        counts["death"] = _deaths(spark, events, bronze, run, lake_root)
+        batch_people = bronze.where("person_pseudonym IS NOT NULL").select("person_pseudonym").distinct()
+        counts["person"] = _people(spark, batch_people, run, lake_root)
+        counts["location"] = _locations(spark, bronze, run, lake_root)
+        events.unpersist()
+    finally:
+        bronze.unpersist()
+    return counts

@@ -1,0 +1,74 @@
+"""Concept sets: the mapping from source codes to the clinical concepts the algorithms use.
+
+Why prefix sets, not a full terminology: the algorithms need a few dozen concepts (T2D and its
+complications, HF, exams, drug classes), defined once in ``concept_sets.yml`` and applied the
+same way in Spark (silver) and in Python (tests, explanations). The most specific entry wins.
+
+>>> concept_of("CIM-10", "E11.3")
+'t2d_retinopathy'
+>>> concept_of("CIM-10", "E11.9")
+'t2d'
+>>> concept_of("LOINC", "4548-4")
+'hba1c'
+>>> concept_of("CIM-10", "J18.9") is None
+True
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+__all__ = ["concept_case_sql", "concept_of", "concept_sets", "concept_sets_version"]
+
+
+@lru_cache(maxsize=1)
+def _load() -> dict[str, Any]:
+    data = yaml.safe_load(resources.files("pdp.semantic").joinpath("concept_sets.yml").read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or "concepts" not in data or "version" not in data:
+        raise ValueError("concept_sets.yml: needs 'version' and 'concepts'")
+    return data
+
+
+def concept_sets() -> dict[str, dict[str, list[str]]]:
+    return _load()["concepts"]
+
+
+def concept_sets_version() -> str:
+    return f"concept_sets@{_load()['version']}"
+
+
+@lru_cache(maxsize=1)
+def _entries() -> list[tuple[str, str, bool, str]]:
+    """(vocabulary, code or prefix, is_prefix, concept), most specific first."""
+    out = []
+    for concept, by_vocab in concept_sets().items():
+        for vocabulary, codes in by_vocab.items():
+            for code in codes:
+                prefix = code.endswith("*")
+                out.append((vocabulary, code.rstrip("*"), prefix, concept))
+    return sorted(out, key=lambda e: (e[2], -len(e[1])))  # exact codes, then longer prefixes
+
+
+def concept_of(vocabulary: str, code: str) -> str | None:
+    """The concept of a source code, or None when no set holds it."""
+    for vocab, entry, prefix, concept in _entries():
+        if vocab == vocabulary and (code.startswith(entry) if prefix else code == entry):
+            return concept
+    return None
+
+
+def concept_case_sql(vocabulary_col: str, code_col: str) -> str:
+    """A Spark SQL CASE expression giving the concept of (vocabulary, code) columns, same order as `concept_of`."""
+
+    def quote(text: str) -> str:
+        return "'" + text.replace("'", "''") + "'"
+
+    whens = []
+    for vocab, entry, prefix, concept in _entries():
+        test = f"startswith({code_col}, {quote(entry)})" if prefix else f"{code_col} = {quote(entry)}"
+        whens.append(f"WHEN {vocabulary_col} = {quote(vocab)} AND {test} THEN {quote(concept)}")
+    return "CASE " + " ".join(whens) + " ELSE NULL END"

@@ -1,0 +1,186 @@
+"""Helpers of the ingest tests: copying and mutating synthetic files, reading outcomes, scanning messages."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from pdp.ingest import Counts, Quarantined, Registry, SourceRecord, parse_directory
+
+BOM = b"\xef\xbb\xbf"
+
+
+def manifest_records(territory: Path) -> dict[str, int]:
+    files = json.loads((territory / "manifest.json").read_text(encoding="utf-8"))["files"]
+    return {path: entry["records"] for path, entry in files.items()}
+
+
+def files_of(territory: Path, folder: str, *, encoding: str | None = None) -> list[str]:
+    """Relative paths of a folder's files, optionally only those in one encoding (utf-8, utf-8-sig, latin-1)."""
+    out = []
+    for path in sorted((territory / folder).iterdir()):
+        if encoding is None or sniff(path.read_bytes()) == encoding:
+            out.append(path.relative_to(territory).as_posix())
+    return out
+
+
+def sniff(data: bytes) -> str:
+    if data.startswith(BOM):
+        return "utf-8-sig"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "utf-8"
+
+
+def copy_into(territory: Path, rel: str, root: Path) -> Path:
+    target = root / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(territory / rel, target)
+    return target
+
+
+@dataclass
+class CsvFile:
+    """A delimited file as lists of cells, written back in its own encoding and line endings."""
+
+    path: Path
+    header: list[str]
+    rows: list[list[str]]
+    encoding: str
+    newline: str
+
+    @classmethod
+    def load(cls, path: Path) -> CsvFile:
+        data = path.read_bytes()
+        encoding = sniff(data)
+        text = data.decode(encoding)
+        newline = "\r\n" if "\r\n" in text else "\n"
+        lines = list(csv.reader(text.splitlines(), delimiter=";"))
+        return cls(path, lines[0], lines[1:], encoding, newline)
+
+    def column(self, name: str) -> int:
+        return self.header.index(name)
+
+    def row_where(self, predicate) -> int:
+        """0-based index of the first row satisfying predicate(row dict)."""
+        for i, row in enumerate(self.rows):
+            if predicate(dict(zip(self.header, row, strict=True))):
+                return i
+        raise AssertionError("no row satisfies the predicate")
+
+    def set(self, row: int, column: str, value: str) -> None:
+        self.rows[row][self.column(column)] = value
+
+    def text(self, rows: list[list[str]] | None = None) -> str:
+        lines = [";".join(self.header), *(";".join(r) for r in (self.rows if rows is None else rows))]
+        return self.newline.join(lines) + self.newline
+
+    def save(self) -> None:
+        self.path.write_bytes(self.text().encode(self.encoding))
+
+
+@dataclass
+class Hl7File:
+    """An HL7 batch file as envelope segments and messages (lists of segments)."""
+
+    path: Path
+    head: list[bytes]
+    messages: list[list[bytes]]
+    tail: list[bytes]
+    end: bytes
+
+    @classmethod
+    def load(cls, path: Path) -> Hl7File:
+        data = path.read_bytes()
+        end = b"\r\n" if b"\r\n" in data else b"\r"
+        head, messages, tail = [], [], []
+        for segment in (s for s in re.split(rb"[\r\n]+", data) if s):
+            kind = segment[:3]
+            if kind in (b"FHS", b"BHS"):
+                head.append(segment)
+            elif kind in (b"BTS", b"FTS"):
+                tail.append(segment)
+            elif kind == b"MSH":
+                messages.append([segment])
+            else:
+                messages[-1].append(segment)
+        return cls(path, head, messages, tail, end)
+
+    def dump(self) -> bytes:
+        parts = [s + self.end for s in self.head]
+        parts += [b"\r".join(m) + self.end for m in self.messages]
+        parts += [s + self.end for s in self.tail]
+        return b"".join(parts)
+
+    def save(self) -> None:
+        self.path.write_bytes(self.dump())
+
+
+@dataclass
+class Outcomes:
+    records: list[SourceRecord]
+    quarantined: list[Quarantined]
+    counts: dict[tuple[str, str], Counts]
+    held_back: list
+    unmatched: tuple[Path, ...]
+
+    @property
+    def reasons(self) -> list[tuple[int, str]]:
+        return sorted((q.position, str(q.reason_code)) for q in self.quarantined)
+
+
+def parse_root(root: Path, registry: Registry | None = None, today: date | None = None) -> Outcomes:
+    run = parse_directory(root, registry, today=today)
+    records: list[SourceRecord] = []
+    quarantined: list[Quarantined] = []
+    for outcome in run:
+        (records if isinstance(outcome, SourceRecord) else quarantined).append(outcome)  # type: ignore[arg-type]
+    return Outcomes(records, quarantined, run.counts, run.held_back, run.unmatched)
+
+
+def _fold(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)).upper()
+
+
+_WORD = re.compile(r"[A-Z][A-Z'-]+")
+_LONG_NUMBER = re.compile(r"[0-9][0-9 .]{3,}[0-9]")
+_DATE = re.compile(r"\b[0-9]{1,2}/[0-9]{1,2}/[0-9]{2,4}\b|\b[0-9]{4}-[0-9]{2}-[0-9]{2}\b|\b(?:19|20)[0-9]{6}\b")
+
+
+@dataclass
+class NominativeScanner:
+    """Finds identity values of the territory (names, NIRs, dates, addresses, phones, emails) in a text."""
+
+    words: set[str] = field(default_factory=set)
+    phrases: set[str] = field(default_factory=set)
+
+    @classmethod
+    def from_ground_truth(cls, identities_csv: Path) -> NominativeScanner:
+        scanner = cls()
+        with identities_csv.open(encoding="utf-8", newline="") as handle:
+            for row in csv.DictReader(handle):
+                for key in ("birth_name", "used_name", "first_names"):
+                    scanner.words.update(w for w in _WORD.findall(_fold(row[key])) if len(w) >= 3)
+                for key in ("address", "email", "phone"):
+                    if row[key]:
+                        scanner.phrases.add(_fold(row[key]))
+        return scanner
+
+    def leaks(self, message: str) -> list[str]:
+        folded = _fold(message)
+        found = sorted(set(_WORD.findall(folded)) & self.words)
+        found += [p for p in self.phrases if p in folded]
+        found += _LONG_NUMBER.findall(message) + _DATE.findall(message)
+        return found
+
+    def assert_clean(self, quarantined: list[Quarantined]) -> None:
+        leaks = {q.message: self.leaks(q.message) for q in quarantined}
+        assert not {m: found for m, found in leaks.items() if found}, "quarantine messages echo record values"

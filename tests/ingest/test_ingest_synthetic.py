@@ -1,0 +1,111 @@
+"""A clean synthetic territory parses completely: every record of every file, none quarantined,
+each file's count equal to the manifest's, each record id the ground truth's."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+from ingest_helpers import Outcomes, manifest_records, parse_root
+
+from pdp.ingest import Registry, discover
+
+
+@pytest.fixture(scope="module")
+def parsed(territory: Path, registry: Registry) -> Outcomes:
+    return parse_root(territory, registry)
+
+
+def test_no_record_of_clean_data_is_quarantined(parsed: Outcomes) -> None:
+    assert [(q.file, q.position, q.reason_code, q.message) for q in parsed.quarantined] == []
+
+
+def test_every_source_file_is_parsed_and_counts_match_the_manifest(territory: Path, parsed: Outcomes) -> None:
+    expected = {
+        path: n
+        for path, n in manifest_records(territory).items()
+        if not path.startswith(("ground_truth/", "reports/")) and path != "manifest.json"
+    }
+    per_file = Counter(r.file for r in parsed.records)
+    assert dict(per_file) == expected
+    assert {file for _, file in parsed.counts} == set(expected)
+    for (_, file), counts in parsed.counts.items():
+        assert counts.balanced and counts.records_in == expected[file] == counts.parsed
+
+
+@pytest.mark.parametrize("source", ["pmsi", "lab_hl7", "gp_fhir", "pharmacy", "social", "insee_deaths"])
+def test_record_ids_are_the_ground_truth_record_links(territory: Path, parsed: Outcomes, source: str) -> None:
+    truth: dict[str, set[str]] = defaultdict(set)
+    with (territory / "ground_truth" / "record_links.csv").open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["source"] == source:
+                truth[row["file"]].add(row["record_id"])
+    got: dict[str, set[str]] = defaultdict(set)
+    for record in parsed.records:
+        if record.source == source:
+            got[record.file].add(record.record_id)  # type: ignore[arg-type]
+    assert truth and got == truth
+
+
+def test_person_records_carry_a_keyable_identity_and_events(parsed: Outcomes) -> None:
+    for record in parsed.records:
+        if record.source == "insee_communes":
+            assert record.identity.is_empty() and record.attribute("population")
+            continue
+        assert record.identity.birth_name and record.identity.birth_date, record
+        assert record.events, record
+        assert record.identity.sex in {"M", "F"}, record
+
+
+def test_events_are_coded_in_the_expected_domains(parsed: Outcomes) -> None:
+    domains: dict[str, set[str]] = defaultdict(set)
+    for record in parsed.records:
+        for event in record.events:
+            domains[record.source].add(f"{event.domain}:{event.code_system}")
+    assert domains["pmsi"] >= {"visit:PMSI-UNIT", "condition:CIM-10"}
+    assert domains["lab_hl7"] == {"measurement:LOINC"}
+    assert domains["gp_fhir"] >= {"visit:SNOMED", "measurement:LOINC", "drug:ATC", "condition:CIM-10"}
+    assert domains["pharmacy"] == {"drug:ATC"}
+    assert domains["insee_deaths"] == {"death:SNOMED"}
+
+
+def test_pmsi_stay_yields_its_principal_and_associated_diagnoses(parsed: Outcomes) -> None:
+    stays = [r for r in parsed.records if r.source == "pmsi" and any(e.status == "DAS" for e in r.events)]
+    assert stays
+    stay = stays[0]
+    statuses = Counter(e.status for e in stay.events if e.domain == "condition")
+    assert statuses["DP"] == 1 and statuses["DAS"] >= 1
+    assert {e.visit_key for e in stay.events} == {stay.record_id}
+
+
+def test_lab_results_keep_values_units_and_the_nir(parsed: Outcomes) -> None:
+    labs = [r for r in parsed.records if r.source == "lab_hl7"]
+    assert any(r.identity.nir for r in labs)
+    hba1c = [e for r in labs for e in r.events if e.code == "4548-4" and e.value is not None]
+    assert hba1c and all(e.unit == "%" and 3 < e.value < 20 for e in hba1c)  # type: ignore[operator]
+
+
+def test_latin1_and_bom_files_decode_accented_names(territory: Path, parsed: Outcomes) -> None:
+    """Names from Latin-1 and UTF-8-BOM exports come out as the same text as from UTF-8 ones."""
+    names = {r.identity.first_names for r in parsed.records if r.source in ("pmsi", "lab_hl7")}
+    accented = {n for n in names if n and any(ord(c) > 127 for c in n)}
+    assert accented, "the territory has accented first names"
+    assert not any("Ã" in n for n in names if n)  # UTF-8 read as Latin-1 would show "Ã©"
+
+
+def test_held_back_reports_are_reported_not_parsed(territory: Path, registry: Registry, parsed: Outcomes) -> None:
+    held = [path.relative_to(territory).as_posix() for _, path in parsed.held_back]
+    assert "reports/index.csv" in held and any(p.endswith(".txt") for p in held)
+    assert not [r for r in parsed.records if r.source == "reports"]
+    assert parsed.unmatched == ()
+
+
+def test_a_file_no_spec_matches_is_reported(territory: Path, registry: Registry, tmp_path: Path) -> None:
+    (tmp_path / "pmsi").mkdir()
+    (tmp_path / "pmsi" / "stays.xlsx").write_bytes(b"PK\x03\x04")
+    (tmp_path / "manifest.json").write_text("{}")
+    found = discover(tmp_path, registry)
+    assert [p.relative_to(tmp_path).as_posix() for p in found.unmatched] == ["pmsi/stays.xlsx"]
+    assert found.ignored == 1 and len(found) == 0

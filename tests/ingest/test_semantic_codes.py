@@ -1,0 +1,73 @@
+"""Code syntax checks (pdp.semantic.codes), read as tables: what each code system accepts and refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pdp.semantic import CODE_SYSTEMS, validate_code
+
+VALID = [
+    ("CIM-10", "E11.9"), ("CIM-10", "I10"), ("CIM-10", "L97"), ("CIM-10", "Z99.2"), ("CIM-10", "U07.1"),
+    ("CCAM", "DEQP003"), ("CCAM", "JVJF004"),
+    ("LOINC", "4548-4"), ("LOINC", "62238-1"), ("LOINC", "33762-6"), ("LOINC", "8480-6"),
+    ("ATC", "A10BA02"), ("ATC", "A10BA"), ("ATC", "A10B"), ("ATC", "A10"), ("ATC", "A"),
+    ("CIP13", "3400963160969"), ("CIP13", "3400930001233"),
+    ("SNOMED", "185349003"), ("SNOMED", "401191002"), ("SNOMED", "419099009"),
+    ("UCUM", "mm[Hg]"), ("UCUM", "mL/min/{1.73_m2}"),
+    ("PMSI-UNIT", "MCO"), ("PMSI-UNIT", "HAD"),
+]  # fmt: skip
+
+INVALID = [
+    ("CIM-10", "E119", "no dot before the subcategory"),
+    ("CIM-10", "e11.9", "lower case"),
+    ("CIM-10", "E11.999", "three characters after the dot"),
+    ("CIM-10", "11.9", "no chapter letter"),
+    ("CCAM", "DEQP03", "six characters"),
+    ("CCAM", "deqp003", "lower case"),
+    ("LOINC", "4548-5", "wrong check digit"),
+    ("LOINC", "4548", "no check digit"),
+    ("LOINC", "12345678-9", "eight digits"),
+    ("ATC", "Z10BA02", "Z is no anatomical group"),
+    ("ATC", "A10BA2", "one digit at level 5"),
+    ("ATC", "A1", "one digit at level 2"),
+    ("CIP13", "3400963160968", "wrong EAN-13 check digit"),
+    ("CIP13", "340096316096", "twelve digits"),
+    ("SNOMED", "185349004", "wrong Verhoeff check digit"),
+    ("SNOMED", "12345", "five digits"),
+    ("SNOMED", "0185349003", "leading zero"),
+    ("UCUM", "mm Hg", "space"),
+    ("PMSI-UNIT", "URG", "not a PMSI field"),
+]
+
+
+@pytest.mark.parametrize(("system", "code"), VALID)
+def test_valid_codes_pass(system: str, code: str) -> None:
+    assert validate_code(system, code)
+
+
+@pytest.mark.parametrize(("system", "code", "why"), INVALID, ids=[f"{s} {w}" for s, _, w in INVALID])
+def test_invalid_codes_fail(system: str, code: str, why: str) -> None:
+    assert not validate_code(system, code)
+
+
+def test_every_code_of_the_synthetic_catalog_is_valid() -> None:
+    catalog = yaml.safe_load((Path(__file__).resolve().parents[2] / "pdp/synth/catalog.yml").read_text("utf-8"))
+    systems = {"diagnoses": "CIM-10", "measurements": "LOINC", "drugs": "ATC"}
+    checked = 0
+    for section, entries in catalog.items():
+        if not isinstance(entries, dict):
+            continue
+        for entry in entries.values():
+            system = entry.get("system") or systems[section]
+            assert validate_code(system, str(entry["code"])), (system, entry["code"])
+            checked += 1
+    assert checked > 50
+
+
+def test_an_unknown_system_is_not_silently_valid_or_invalid() -> None:
+    assert "SOCIAL-REFERRAL" not in CODE_SYSTEMS
+    with pytest.raises(KeyError):
+        validate_code("SOCIAL-REFERRAL", "anything")
