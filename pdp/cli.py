@@ -206,7 +206,7 @@ def sources_validate_command(spec: Annotated[Path, typer.Argument(help="A source
 
 def run_ingest(directory: Path) -> dict:
     """`pdp ingest DIR` as a function (the demo reuses it): counts per file and per table."""
-    from pdp.ingest.pipeline import ingest_directory
+    from pdp.ingest.pipeline import IngestBusy, ingest_directory
     from pdp.ingest.registry import SpecError
     from pdp.lake import LakeError, get_spark
 
@@ -215,7 +215,7 @@ def run_ingest(directory: Path) -> dict:
     with _key_store_errors():
         try:
             report = ingest_directory(directory, spark=get_spark(app_name="pdp-ingest"))
-        except (SpecError, LakeError) as exc:
+        except (SpecError, LakeError, IngestBusy) as exc:
             raise UserError(str(exc)) from None
     table = Table(title=f"ingest {report.batch_id}")
     for col in ("source", "file", "in", "landed", "quarantined", ""):

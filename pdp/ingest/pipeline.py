@@ -11,10 +11,13 @@ produced is committed.
 
 from __future__ import annotations
 
+import fcntl
 import secrets
 import shutil
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
 
     from pdp.lake import RunInfo
 
-__all__ = ["FileReport", "IngestReport", "ingest_directory"]
+__all__ = ["FileReport", "IngestBusy", "IngestReport", "ingest_directory"]
 
 _CHUNK = 50_000
 _EVENT = pa.struct(
@@ -163,15 +166,42 @@ def ingest_directory(
     today: date | None = None,
 ) -> IngestReport:
     """Ingest every new file under `root`; returns per-file counts (in = landed + quarantined)."""
+    settings = settings or get_settings()
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"ingest directory {root} does not exist")
+    with _exclusive(settings.var_dir / "ingest.lock"):
+        shutil.rmtree(settings.var_dir / "staging", ignore_errors=True)  # a killed run's leftovers
+        return _ingest(root, spark=spark, settings=settings, registry=registry, today=today)
+
+
+class IngestBusy(RuntimeError):
+    """Another `pdp ingest` holds the lake's ingest lock."""
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """One ingest at a time per var/ (the OS drops the lock if the process dies, even on SIGKILL)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IngestBusy(f"another ingest is running (lock {lock_path})") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _ingest(
+    root: Path, *, spark: SparkSession, settings: Settings, registry: Registry | None, today: date | None
+) -> IngestReport:
     from pdp.ingest.silver import build_silver
     from pdp.lake import LakeTable, RunInfo
     from pdp.pseudonym.keys import KeyStore
     from pdp.pseudonym.vault import IdentityVault
 
-    settings = settings or get_settings()
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"ingest directory {root} does not exist")
     registry = registry or load_registry()
     store = KeyStore.from_settings(settings)
     vault = IdentityVault(_engine(settings), store)

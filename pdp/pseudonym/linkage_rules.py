@@ -12,14 +12,19 @@ Rules, in order (each only ever merges; the own-NIR constraint is checked by
 1. **Same NIR-scheme canonical** (own NIR body + birth date) → same person.
 2. **Traits key of a NIR-identified record**: a record without an own NIR whose traits key
    (compact birth name, first token of the first first name, birth date, sex — the traits
-   pseudonym's fields) equals the traits key of records of exactly one NIR group, and whose
+   pseudonym's fields) equals the traits key of records of exactly one NIR group, whose
    first names are compatible with all of them (one list of first-name tokens is a prefix of
    the other: ``MARIE`` fits ``MARIE CLAIRE``; ``MARIE CLAIRE`` does not fit ``MARIE FRANCE``),
-   is attached to that group. Two NIR groups sharing a traits key (twins named ``Agnès
-   Suzanne`` and ``Agnès Amélie``, homonyms) make the key ambiguous: no attachment.
-3. **Same traits key** among the records left: merged when their first names are compatible.
-   ``MARIE`` alone next to ``MARIE CLAIRE`` and ``MARIE FRANCE`` is left apart (it could be
-   either twin): the probabilistic stage sees it, with the rest of its evidence.
+   and whose birthplace, if it has one, is the one the NIR encodes, is attached to that
+   group. Two NIR groups sharing a traits key (twins named ``Agnès Suzanne`` and ``Agnès
+   Amélie``, homonyms) make the key ambiguous: no attachment.
+3. **Same traits key** among the records left: merged when their first names are compatible
+   and they do not name two birthplaces. ``MARIE`` alone next to ``MARIE CLAIRE`` and
+   ``MARIE FRANCE`` is left apart (it could be either twin): the probabilistic stage sees it,
+   with the rest of its evidence. Records whose
+   key is ambiguous under rule 2 are not grouped either: twins ``JEAN CLAUDE`` and
+   ``JEAN FRANCOIS`` both have NIR records, and their pharmacy cards say ``JEAN`` and
+   ``JEAN FRANCOIS`` — compatible first names, two people.
 4. The **insured NIR** (a parent's or spouse's, see :mod:`pdp.pseudonym.normalise`) is never
    an identifier: it appears in no rule here (the probabilistic stage uses it to block only).
 """
@@ -55,6 +60,13 @@ class Variant:
         """The own NIR's 13-character body (the person's identifier), or None."""
         nir = self.canonical.nir
         return nir[:13] if nir else None
+
+    @property
+    def birth_place(self) -> str | None:
+        """The record's birthplace, else the one its own NIR encodes (characters 6-10: the INSEE
+        code of the birth commune, or 99 + the country code for a birth abroad)."""
+        c = self.canonical
+        return c.birth_place or (c.nir[5:10] if c.nir else None)
 
     @property
     def first_name_tokens(self) -> tuple[str, ...]:
@@ -121,14 +133,22 @@ class UnionFind:
     """Disjoint sets of variants that never hold two different own NIRs.
 
     ``union`` refuses (returns False) a merge that would put two different own-NIR bodies in
-    one person: two valid own NIRs are two people (twins, homonyms), whatever the traits say.
-    The root is always the smaller index, so the result does not depend on merge order.
+    one person: two valid own NIRs are two people (twins, homonyms), whatever the traits say;
+    and a merge that would bring an own NIR into a set marked by :meth:`forbid_nir`. The root
+    is always the smaller index.
     """
 
     def __init__(self, variants: list[Variant]) -> None:
         self.parent = list(range(len(variants)))
         self.nir: list[str | None] = [v.own_nir for v in variants]
+        self.no_nir: list[bool] = [False] * len(variants)  # may never join an own NIR (ambiguous)
         self.refused = 0
+
+    def forbid_nir(self, i: int) -> None:
+        """Keep ``i``'s set away from every own-NIR person (it could be either of two)."""
+        root = self.find(i)
+        if self.nir[root] is None:
+            self.no_nir[root] = True
 
     def find(self, i: int) -> int:
         parent = self.parent
@@ -148,13 +168,15 @@ class UnionFind:
         if ra == rb:
             return True
         na, nb = self.nir[ra], self.nir[rb]
-        if na is not None and nb is not None and na != nb:
+        forbidden = self.no_nir[ra] or self.no_nir[rb]
+        if (na is not None and nb is not None and na != nb) or (forbidden and (na or nb) is not None):
             self.refused += 1
             return False
         if rb < ra:
             ra, rb = rb, ra
         self.parent[rb] = ra
         self.nir[ra] = na or nb
+        self.no_nir[ra] = forbidden
         return True
 
     def groups(self) -> dict[int, list[int]]:
@@ -166,6 +188,11 @@ class UnionFind:
 
 def _chain(items: list[int]) -> Iterator[tuple[int, int]]:
     return pairwise(items)
+
+
+def _places_conflict(variants: list[Variant]) -> bool:
+    """True when the variants name two different birthplaces (homonyms born in two places)."""
+    return len({v.birth_place for v in variants} - {None}) > 1
 
 
 def apply_rules(variants: list[Variant], uf: UnionFind) -> None:
@@ -180,28 +207,35 @@ def apply_rules(variants: list[Variant], uf: UnionFind) -> None:
         for a, b in _chain(members):
             uf.union(a, b)
 
-    # Rule 2: a traits record → the one NIR group with its traits key and compatible first names.
-    nir_groups_by_key: dict[TraitsKey, dict[int, list[tuple[str, ...]]]] = defaultdict(lambda: defaultdict(list))
+    # Rule 2: a traits record → the one NIR group with its traits key, compatible first names
+    # and no other birthplace than the NIR's.
+    nir_groups_by_key: dict[TraitsKey, dict[int, list[Variant]]] = defaultdict(lambda: defaultdict(list))
     for v in variants:
         if v.canonical.scheme == "nir":
-            nir_groups_by_key[traits_key(v.canonical)][uf.find(v.index)].append(v.first_name_tokens)
+            nir_groups_by_key[traits_key(v.canonical)][uf.find(v.index)].append(v)
     left: dict[TraitsKey, list[Variant]] = defaultdict(list)
     for v in variants:
         if v.canonical.scheme == "nir":
             continue
         key = traits_key(v.canonical)
         groups = nir_groups_by_key.get(key)
-        if groups is not None and len(groups) == 1:
-            ((root, names),) = groups.items()
+        if groups is not None and len(groups) > 1:
+            continue  # ambiguous key: the records may belong to different NIR persons (rule 3 skips them too)
+        if groups is not None:
+            ((root, others),) = groups.items()
             tokens = v.first_name_tokens
-            if all(compatible_first_names(tokens, other) for other in names) and uf.union(root, v.index):
+            if (
+                all(compatible_first_names(tokens, other.first_name_tokens) for other in others)
+                and not _places_conflict([v, *others])
+                and uf.union(root, v.index)
+            ):
                 v.rule = "traits_to_nir"
                 continue
         left[key].append(v)
 
     # Rule 3: same traits key, compatible first names (ambiguous short forms left apart).
     for members in left.values():
-        if len(members) == 1:
+        if len(members) == 1 or _places_conflict(members):
             continue
         token_lists = {v.first_name_tokens for v in members}
         anchors = [t for t in token_lists if not any(o != t and o[: len(t)] == t for o in token_lists)]

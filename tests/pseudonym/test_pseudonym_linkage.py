@@ -195,6 +195,15 @@ def test_twins_whose_compound_first_names_share_the_first_token_are_not_merged_b
     assert result.pseudonyms["claire"] != result.pseudonyms["france"]
 
 
+def test_a_homonym_born_elsewhere_than_the_nir_says_is_not_attached_to_the_nir_person(pseudonymiser) -> None:
+    """Same name, first name, birth date and sex: only the birthplace (which the NIR encodes) differs."""
+    common = {"birth_name": "Kerjean", "first_names": "Guillaume", "sex": "M", "birth_date": "2008-06-19"}
+    pharmacy = canon(**common, nir=make_nir("M", date(2008, 6, 19), "59654", 2))  # born in 59654
+    gp = canon(**common, birth_place="59019")
+    result = linked(pseudonymiser, ("pharmacy", pharmacy), ("gp", gp))
+    assert result.pseudonyms["pharmacy"] != result.pseudonyms["gp"]
+
+
 def test_the_insured_parents_nir_is_not_an_identifier_of_the_child(pseudonymiser) -> None:
     mother_nir = nir("F", "1984-02-10", 8)
     mother = canon(birth_name="Roux", first_names="Nadia", sex="F", birth_date="1984-02-10", nir=mother_nir)
