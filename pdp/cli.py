@@ -229,6 +229,9 @@ def run_ingest(directory: Path) -> dict:
                   f"bronze +{report.bronze_inserted:,}, quarantine +{report.quarantine_inserted:,}, "
                   f"vault {report.vault_records:,} identities; held back {report.held_back} file(s), "
                   f"unmatched {report.unmatched}")
+    if report.link_rules:
+        rules = ", ".join(f"{k} {v:,}" for k, v in sorted(report.link_rules.items()))
+        console.print(f"linkage: {report.relinked:,} batch identities re-keyed to their person ({rules})")
     if report.silver:
         console.print("silver: " + ", ".join(f"{k} +{v:,}" for k, v in report.silver.items()))
     if report.by_reason:

@@ -82,6 +82,8 @@ class Edge:
         self._pseudonymiser = Pseudonymiser(store)
         self._today = today
         self.vault_records: dict[str, VaultRecord] = {}
+        self.canonicals: dict[str, CanonicalIdentity] = {}  # pseudonym → the identity that made it
+        self.postcodes: dict[str, str] = {}
         self.stats = EdgeStats()
 
     def record_hash(self, raw: bytes, *, source: str, file: str, position: int) -> str:
@@ -188,6 +190,42 @@ class Edge:
             incoming = VaultRecord(**fields)
         previous = self.vault_records.get(pseudonym)
         self.vault_records[pseudonym] = incoming if previous is None else _merge(previous, incoming)
+        self.canonicals.setdefault(pseudonym, canonical)
+        if ident.postcode:
+            self.postcodes.setdefault(pseudonym, ident.postcode)
+
+    def link(self, known: list[tuple[str, CanonicalIdentity]]) -> LinkOutcome:
+        """Link the batch's distinct identities to each other and to known persons (the vault).
+
+        Returns the re-keying the batch needs (its pseudonym → the person's pseudonym), the known
+        pseudonyms that now belong to another person, and re-keys the vault records in memory so
+        each holds the canonical identity that makes its (new) pseudonym — what rotation re-keys.
+        """
+        from pdp.pseudonym.linkage import LinkInput, link
+
+        if not self.canonicals:  # nothing new: known persons are not re-linked without new evidence
+            return LinkOutcome(mapping={}, superseded={}, rule_counts={})
+        inputs = [LinkInput(p, c, self.postcodes.get(p)) for p, c in self.canonicals.items()]
+        result = link(inputs, self._pseudonymiser, known=known)
+        mapping = {p: q for p, q in result.pseudonyms.items() if p in self.canonicals and q != p}
+        rekeyed: dict[str, VaultRecord] = {}
+        for pseudonym, record in self.vault_records.items():
+            target = mapping.get(pseudonym, pseudonym)
+            own = self.canonicals.get(target)
+            record = record.model_copy(
+                update={"canonical": base64.b64encode(own.canonical_bytes).decode("ascii") if own else None}
+            )
+            previous = rekeyed.get(target)
+            rekeyed[target] = record if previous is None else _merge(previous, record)
+        self.vault_records = rekeyed
+        return LinkOutcome(mapping=mapping, superseded=dict(result.superseded), rule_counts=dict(result.rule_counts))
+
+
+@dataclass(frozen=True)
+class LinkOutcome:
+    mapping: dict[str, str]  # batch pseudonym → person pseudonym (only those that change)
+    superseded: dict[str, str]  # known pseudonym → person pseudonym
+    rule_counts: dict[str, int]
 
 
 def _merge(old: VaultRecord, new: VaultRecord) -> VaultRecord:
@@ -195,7 +233,7 @@ def _merge(old: VaultRecord, new: VaultRecord) -> VaultRecord:
     newer = (new.observed_at or date.min) >= (old.observed_at or date.min)
     base, top = (old, new) if newer else (new, old)
     merged = base.model_dump(exclude_none=True) | top.model_dump(exclude_none=True)
-    merged["canonical"] = old.canonical
+    merged["canonical"] = old.canonical or new.canonical
     return VaultRecord(**merged)
 
 

@@ -31,11 +31,13 @@ from pdp.ingest.dedupe import FingerprintSet
 from pdp.ingest.edge import BronzeRow, Edge, QuarantineRow
 from pdp.ingest.parse import parse_file
 from pdp.ingest.registry import Registry, discover, load_registry
+from pdp.pseudonym.normalise import CanonicalIdentity, RawIdentity, normalise
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
     from pdp.lake import RunInfo
+    from pdp.pseudonym.vault import IdentityVault
 
 __all__ = ["FileReport", "IngestBusy", "IngestReport", "ingest_directory"]
 
@@ -110,6 +112,8 @@ class IngestReport:
     silver: dict[str, int] = field(default_factory=dict)
     by_reason: Counter = field(default_factory=Counter)
     pseudonymise_seconds: float = 0.0  # normalising identities and keying pseudonyms
+    link_rules: dict[str, int] = field(default_factory=dict)  # distinct identities per deciding linkage rule
+    relinked: int = 0  # batch pseudonyms re-keyed to their person's pseudonym by linkage
     seconds: dict[str, float] = field(default_factory=dict)  # per stage: edge, vault, bronze, quarantine, silver, log
 
     def totals(self) -> tuple[int, int, int]:
@@ -244,6 +248,17 @@ def _ingest(
         clock.lap("parse_and_edge")
         report.by_reason = Counter(edge.stats.by_reason)
         report.pseudonymise_seconds = round(edge.stats.pseudonymise_seconds, 3)
+        # linkage: the batch's identities against each other and the vault's known persons
+        outcome = edge.link(_known_persons(vault))
+        report.link_rules = outcome.rule_counts
+        report.relinked = len(outcome.mapping)
+        if outcome.superseded:  # known persons now found to be one: re-key the lake, then the vault
+            from pdp.lake import load_catalog
+            from pdp.pseudonym.rotation import remap_lake
+
+            remap_lake(spark, load_catalog(), outcome.superseded, f"{batch_id}-relink", lake_root)
+            vault.repseudonymise(outcome.superseded)
+        clock.lap("linkage")
         # commit: vault first (the identity behind every pseudonym), then the lake, then the log
         items = list(edge.vault_records.items())
         for start in range(0, len(items), 20_000):
@@ -253,7 +268,8 @@ def _ingest(
         run = RunInfo(run_id=batch_id, job="ingest", definitions_version=registry_version(registry))
         if has_bronze:
             table = LakeTable(spark, "bronze.records", lake_root=lake_root).create()
-            commit = table.merge(spark.read.parquet(str(bronze.path)), keys=["record_hash"], run=run, update="none")
+            rows = _relinked(spark, spark.read.parquet(str(bronze.path)), outcome.mapping)
+            commit = table.merge(rows, keys=["record_hash"], run=run, update="none")
             report.bronze_inserted = int(commit.metric("numTargetRowsInserted") or 0) if commit else 0
         clock.lap("bronze")
         if has_quarantine:
@@ -282,6 +298,49 @@ class _Clock:
         now = time.perf_counter()
         self._into[stage] = round(self._into.get(stage, 0.0) + now - self._last, 3)
         self._last = now
+
+
+def _known_persons(vault: IdentityVault) -> list[tuple[str, CanonicalIdentity]]:
+    """The vault's persons as (pseudonym, canonical identity), for linkage across batches."""
+    known = []
+    records = vault.get_many(vault.pseudonyms())
+    for pseudonym, r in records.items():
+        canonical = normalise(
+            RawIdentity(
+                birth_name=r.birth_name,
+                used_name=r.used_name,
+                first_names=list(r.first_names or ()),
+                sex=r.sex,
+                birth_date=r.birth_date,
+                birth_place=r.birth_place,
+                nir=r.nir,
+            )
+        )
+        if isinstance(canonical, CanonicalIdentity):
+            known.append((pseudonym, canonical))
+    return known
+
+
+def _relinked(spark: SparkSession, rows: DataFrame, mapping: dict[str, str]) -> DataFrame:
+    """Bronze rows with each batch pseudonym replaced by its person's (linkage), rule noted."""
+    from pyspark.sql import functions as F
+
+    if not mapping:
+        return rows
+    relink = spark.createDataFrame(sorted(mapping.items()), "old string, new string")
+    joined = rows.join(F.broadcast(relink), rows.person_pseudonym == relink.old, "left")
+    return joined.select(
+        *[
+            F.coalesce("new", "person_pseudonym").alias(c)
+            if c == "person_pseudonym"
+            else F.when(F.col("new").isNotNull(), F.concat(F.col("link_rule"), F.lit("+linked")))
+            .otherwise(F.col("link_rule"))
+            .alias(c)
+            if c == "link_rule"
+            else F.col(c)
+            for c in rows.columns
+        ]
+    )
 
 
 def registry_version(registry: Registry) -> str:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from pdp.lake import Catalog
 
-__all__ = ["RotationError", "RotationReport", "rotate_pseudonym_key"]
+__all__ = ["RotationError", "RotationReport", "remap_lake", "rotate_pseudonym_key"]
 
 
 class RotationError(RuntimeError):
@@ -67,9 +67,13 @@ def _mapping(vault: IdentityVault, store: KeyStore, old: int) -> dict[str, str]:
     return {p: pseudonymiser.pseudonym_of_bytes(base64.b64decode(records[p].canonical or "")) for p in olds}
 
 
-def _remap_lake(
+def remap_lake(
     spark: SparkSession, catalog: Catalog, mapping: dict[str, str], run_id: str, lake_root: str | Path | None
 ) -> dict[str, int]:
+    """Re-key every lake column flagged `pseudonym: true` with `mapping` (old → new), one MERGE per table.
+
+    Used by key rotation and by linkage when known persons turn out to be one person.
+    """
     from pdp.lake import LakeTable, RunInfo
 
     run = RunInfo(run_id=run_id, job="keys.rotate", definitions_version="pseudonym-rotation/1")
@@ -120,7 +124,7 @@ def rotate_pseudonym_key(
     report = RotationReport(old_version=old, new_version=new, resumed=resumed)
     mapping = _mapping(vault, store, old)
     if mapping and spark is not None and catalog is not None:
-        report.tables = _remap_lake(spark, catalog, mapping, run_id, lake_root)
+        report.tables = remap_lake(spark, catalog, mapping, run_id, lake_root)
     elif mapping and catalog is not None and _has_pseudonym_columns(catalog):
         raise RotationError("the lake has pseudonym columns: rotation needs a Spark session to re-map them")
     report.vault_rows = vault.repseudonymise(mapping) if mapping else 0

@@ -201,7 +201,7 @@ class SkeletonSource:
         self._death_rate = cal["deaths_per_year"] * cal["history_years"]
 
     def _next_order(self, sex: str, birth: date, place: str) -> int:
-        key = (sex, birth.year, birth.month, place)
+        key = (sex, birth.year % 100, birth.month, place)  # the NIR holds a 2-digit year
         order = self._orders.get(key, 0) + 1
         self._orders[key] = order
         if order > 999:

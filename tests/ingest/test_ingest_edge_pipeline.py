@@ -128,3 +128,28 @@ def test_no_identity_trait_reaches_the_lake(first_run: IngestReport, territory: 
         text = (pq.read_table(path).to_pandas().to_csv() if path.suffix == ".parquet" else path.read_text())
         found = [n for n in needles if n and n in text]
         assert not found, f"identity data in {path.relative_to(lake)}"
+
+
+def test_linkage_gives_one_pseudonym_per_person_and_never_merges_two(
+    first_run: IngestReport, spark: SparkSession, settings: Settings, territory: Path
+) -> None:
+    truth: dict[tuple[str, str], str] = {}
+    with open(territory / "ground_truth" / "record_links.csv", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            truth[(row["file"], row["record_id"])] = row["person_id"]
+    rows = lake(spark, settings, "bronze.records").read().where("person_pseudonym IS NOT NULL").select(
+        "file", "record_id", "person_pseudonym").collect()
+    persons_of: dict[str, set[str]] = {}
+    pseudonyms_of: dict[str, set[str]] = {}
+    for r in rows:
+        person = truth.get((r.file, r.record_id))
+        if person is None:  # INSEE deaths carry their act number; pharmacy rows their invoice
+            continue
+        persons_of.setdefault(r.person_pseudonym, set()).add(person)
+        pseudonyms_of.setdefault(person, set()).add(r.person_pseudonym)
+    assert len(pseudonyms_of) > 200
+    collisions = sum(1 for people in persons_of.values() if len(people) > 1)
+    splits = sum(1 for ps in pseudonyms_of.values() if len(ps) > 1)
+    assert collisions == 0
+    assert splits <= 0.01 * len(pseudonyms_of), f"{splits} persons split over several pseudonyms"
+    assert first_run.relinked > 0 and first_run.link_rules
