@@ -244,9 +244,35 @@ def run_ingest(directory: Path) -> dict:
 @app.command()
 def ingest(
     directory: Annotated[Path, typer.Argument(help="Directory of source files (e.g. a `pdp synth` output).")],
+    stream: Annotated[bool, typer.Option("--stream", help="Run the lab feed on DIR as a landing folder.")] = False,
+    once: Annotated[bool, typer.Option("--once", help="With --stream: take what is there, then stop.")] = False,
 ) -> None:
-    """Every new source file in DIR through the edge into bronze and silver; prints the counts."""
-    run_ingest(directory)
+    """Every new source file in DIR through the edge into bronze and silver; prints the counts.
+
+    With --stream, DIR is the lab feed's landing folder: HL7 files dropped there are ingested
+    as they arrive (Spark Structured Streaming, exactly-once), until interrupted.
+    """
+    if not stream:
+        run_ingest(directory)
+        return
+    from pdp.ingest.stream import start_lab_stream
+    from pdp.lake import get_spark
+
+    if not directory.is_dir():
+        raise UserError(f"landing folder {directory} does not exist")
+
+    def show(report) -> None:
+        records_in, landed, quarantined = report.totals()
+        console.print(f"lab feed: {records_in:,} in = {landed:,} landed + {quarantined:,} quarantined")
+
+    with _key_store_errors():
+        query = start_lab_stream(directory, spark=get_spark(app_name="pdp-lab-feed"), available_now=once,
+                                 on_batch=show)
+        console.print(f"lab feed watching {directory} (Ctrl-C to stop)" if not once else "lab feed: one pass")
+        try:
+            query.awaitTermination()
+        except KeyboardInterrupt:
+            query.stop()
 
 
 keys_app = typer.Typer(no_args_is_help=True, help="Versioned pseudonymisation and vault keys (envelope-encrypted).")
