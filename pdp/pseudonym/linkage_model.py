@@ -347,18 +347,24 @@ def _run_splink(
         db_api = DuckDBAPI(con)
         sdf = db_api.register(variants_table, table_name="variants")
         if parameters is None:
-            trainer = Linker(sdf, settings(None), log_level=None)
-            trainer.training.estimate_probability_two_random_records_match(
-                [block_on("nir", "birth_date"), block_on("birth_name", "first_names", "birth_date", "sex")],
-                recall=options.prior_recall,
-            )
-            trainer.training.estimate_u_using_random_sampling(max_pairs=options.u_max_pairs, seed=options.seed)
-            for rule in _TRAINING_RULES:
-                trainer.training.estimate_parameters_using_expectation_maximisation(
-                    block_on(*rule), estimate_without_term_frequencies=True
+            try:
+                trainer = Linker(sdf, settings(None), log_level=None)
+                trainer.training.estimate_probability_two_random_records_match(
+                    [block_on("nir", "birth_date"), block_on("birth_name", "first_names", "birth_date", "sex")],
+                    recall=options.prior_recall,
                 )
-            # Rounded, so that the last bits of DuckDB's parallel sums cannot change a decision.
-            parameters = _describe(trainer.misc.save_model_to_json(), unseen_u=1.0 / options.u_max_pairs)
+                trainer.training.estimate_u_using_random_sampling(max_pairs=options.u_max_pairs, seed=options.seed)
+                for rule in _TRAINING_RULES:
+                    trainer.training.estimate_parameters_using_expectation_maximisation(
+                        block_on(*rule), estimate_without_term_frequencies=True
+                    )
+                # Rounded, so that the last bits of DuckDB's parallel sums cannot change a decision.
+                parameters = _describe(trainer.misc.save_model_to_json(), unseen_u=1.0 / options.u_max_pairs)
+            except ValueError:
+                # EM can drive an m probability below 1e-300, which Splink refuses: link with the
+                # built-in trained parameters rather than stop the ingest.
+                logging.getLogger(__name__).warning("linkage: EM training underflowed; built-in parameters used")
+                parameters = DEFAULT_PARAMETERS
         linker = Linker(sdf, settings(parameters), log_level=None)
         predictions = linker.inference.predict(
             threshold_match_probability=options.candidate_probability, warning_mode="never"
