@@ -142,16 +142,17 @@ def demo(
         if not store.status():
             store.init()
     result = run_ingest(out)
-    _demo_reconcile(summary, result)
+    _demo_reconcile(out, result)
     from pdp.governance.leak_scan_cli import run_scan
 
     if run_scan(console=console):
         raise UserError("the leak scanner found direct identifiers in the lake (see above)")
 
 
-def _demo_reconcile(summary: dict, result: dict) -> None:
-    """Lake counts against the generator's record counts (what landed is what was sent)."""
-    sent = sum(v for k, v in summary["records"].items() if k != "reports")
+def _demo_reconcile(sources: Path, result: dict) -> None:
+    """Lake counts against the generator's manifest (what landed is what was sent)."""
+    files = json.loads((sources / "manifest.json").read_text(encoding="utf-8"))["files"]
+    sent = sum(m["records"] for rel, m in files.items() if rel.split("/")[0] not in {"reports", "ground_truth"})
     console.print(f"demo: {sent:,} structured records sent, {result['in']:,} read this run, "
                   f"{result['landed']:,} landed, {result['quarantined']:,} quarantined")
 
