@@ -29,6 +29,10 @@ class Settings(BaseSettings):
         None, description="Comma-separated Delta jars; by default resolved from the local Maven repository."
     )
     maven_repo: Path = Field(Path.home() / ".m2" / "repository", description="Local Maven repository.")
+    jvm_cache: Path = Field(
+        Path.home() / ".cache" / "pdp" / "jvm",
+        description="Where the project's own JVM classes (Spark UDFs) are compiled to a jar, once.",
+    )
     spark_log_level: str = Field("ERROR", description="Spark log level (quiet by default).")
     spark_ui: bool = Field(False, description="Enable the Spark UI (off by default and in tests).")
     db_url: str = Field("sqlite:///./var/pdp.db", description="Governance store (SQLAlchemy URL).")

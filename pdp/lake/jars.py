@@ -70,11 +70,14 @@ def fetch(repo: Path | None = None) -> list[Path]:
 
 
 def spark_jars_setting() -> str:
-    """The value for `spark.jars`: the explicit setting, else the local jars (fetched if needed)."""
+    """The value for `spark.jars`: the Delta jars (the explicit setting, else the local jars,
+    fetched if needed), then the project's own compiled JVM classes when a JDK can build them."""
+    from pdp.lake.jvm import extension_jar
+
     explicit = get_settings().spark_jars
-    if explicit:
-        return explicit
-    return ",".join(str(p) for p in fetch())
+    jars = explicit.split(",") if explicit else [str(p) for p in fetch()]
+    extension = extension_jar()
+    return ",".join([*jars, str(extension)] if extension else jars)
 
 
 if __name__ == "__main__":  # `python -m pdp.lake.jars`: the set-up step of the Makefile

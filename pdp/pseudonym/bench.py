@@ -17,6 +17,15 @@ from typing import Any
 
 RECORDS = 5_000_000
 REFERENCE_RECORDS = 1_000_000
+PASSES = 2
+"""Timed passes per engine after one warm-up pass (JIT, Python workers); the best is kept, as
+the reference loop keeps its best of 3 passes (the machine is shared: the best is the least disturbed)."""
+
+
+def _timed_pass(df: Any) -> float:
+    start = time.perf_counter()
+    df.write.format("noop").mode("overwrite").save()
+    return time.perf_counter() - start
 
 
 def _canonical_sql() -> str:
@@ -41,36 +50,45 @@ def _canonical_sql() -> str:
 
 
 def bench_pseudonymise(records: int = RECORDS) -> dict[str, Any]:
-    """Spark path over `records` canonical identities; reference loop over 1 M of the same records."""
+    """Spark path over `records` canonical identities, with each engine (the JVM UDF when the
+    session loaded it, and the Arrow/Python fallback); reference loop over 1 M of the same
+    records. The headline ratio is the default engine's."""
     from pdp.config import Settings
     from pdp.lake.session import compute_cores, get_spark
     from pdp.pseudonym.keys import KeyStore
     from pdp.pseudonym.pseudonymise import reference_hmac_loop
-    from pdp.pseudonym.spark_path import SparkPseudonymiser
+    from pdp.pseudonym.spark_path import SparkPseudonymiser, jvm_engine_available
 
     spark = get_spark(app_name="pdp-bench-pseudonymise")
     cores = compute_cores(spark)
+    engines = ["jvm", "arrow"] if jvm_engine_available(spark) else ["arrow"]
+    seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="pdp-bench-keys-") as tmp:
         master = base64.b64encode(os.urandom(32)).decode("ascii")
         store = KeyStore.from_settings(Settings(_env_file=None, key_store=Path(tmp) / "keys", master_key=master))
         store.init()
         source = spark.range(records).selectExpr("id", _canonical_sql()).repartition(cores * 4).cache()
         source.count()  # materialise the input: the bench measures pseudonymisation, not the generator
-        with SparkPseudonymiser(spark, store) as sp:
-            start = time.perf_counter()
-            sp.apply(source).write.format("noop").mode("overwrite").save()
-            spark_seconds = time.perf_counter() - start
+        for engine in engines:
+            with SparkPseudonymiser(spark, store, engine=engine) as sp:  # type: ignore[arg-type]
+                seconds[engine] = min(_timed_pass(sp.apply(source)) for _ in range(1 + PASSES))  # 1st: warm-up
         sample = [row.canonical for row in source.limit(REFERENCE_RECORDS).collect()]
         source.unpersist()
         reference = reference_hmac_loop([bytes(b) for b in sample], store.current("pseudonym").material)
-    per_core = records / spark_seconds / cores
-    return {
+    per_core = {engine: records / s / cores for engine, s in seconds.items()}
+    default = engines[0]
+    result: dict[str, Any] = {
         "records": records,
         "cores": cores,
-        "seconds": round(spark_seconds, 2),
-        "records_per_s": round(records / spark_seconds),
-        "records_per_s_per_core": round(per_core),
+        "engine": default,
+        "seconds": round(seconds[default], 2),
+        "records_per_s": round(records / seconds[default]),
+        "records_per_s_per_core": round(per_core[default]),
         "reference_hmac_loop_records_per_s": round(reference),
-        "ratio_per_core_vs_reference": round(per_core / reference, 3),
+        "ratio_per_core_vs_reference": round(per_core[default] / reference, 3),
         "goal_ratio": 0.5,
     }
+    for engine in engines[1:]:
+        result[f"{engine}_records_per_s_per_core"] = round(per_core[engine])
+        result[f"{engine}_ratio_per_core_vs_reference"] = round(per_core[engine] / reference, 3)
+    return result

@@ -165,8 +165,9 @@ class Pseudonymiser:
         return hmac.compare_digest(self.pseudonym(canonical, version=version), pseudonym)
 
 
-def reference_hmac_loop(records: Sequence[bytes], key: bytes) -> float:
-    """Records per second of a bare pre-keyed ``cryptography`` HMAC-SHA256 loop over ``records``.
+def reference_hmac_loop(records: Sequence[bytes], key: bytes, *, repeat: int = 3) -> float:
+    """Records per second of a bare pre-keyed ``cryptography`` HMAC-SHA256 loop over ``records``
+    (best of `repeat` passes).
 
     The single-core reference of the pseudonymisation benchmark: what pseudonymising costs at
     the least (key set up once, one ``copy``/``update``/``finalize`` per record, nothing kept).
@@ -175,9 +176,12 @@ def reference_hmac_loop(records: Sequence[bytes], key: bytes) -> float:
         raise ValueError("the reference loop needs at least one record")
     template = crypto_hmac.HMAC(key, hashes.SHA256())
     copy = template.copy
-    start = time.perf_counter()
-    for record in records:
-        mac = copy()
-        mac.update(record)
-        mac.finalize()
-    return len(records) / (time.perf_counter() - start)
+    best = float("inf")
+    for _ in range(max(1, repeat)):
+        start = time.perf_counter()
+        for record in records:
+            mac = copy()
+            mac.update(record)
+            mac.finalize()
+        best = min(best, time.perf_counter() - start)
+    return len(records) / best
