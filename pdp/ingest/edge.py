@@ -211,7 +211,7 @@ class Edge:
         rekeyed: dict[str, VaultRecord] = {}
         for pseudonym, record in self.vault_records.items():
             target = mapping.get(pseudonym, pseudonym)
-            own = self.canonicals.get(target)
+            own = result.canonicals.get(target) or self.canonicals.get(target)
             record = record.model_copy(
                 update={"canonical": base64.b64encode(own.canonical_bytes).decode("ascii") if own else None}
             )

@@ -136,6 +136,8 @@ class LinkResult:
     ``cluster_sizes``: records per pseudonym. ``superseded``: known pseudonyms (earlier batches)
     now merged into another person's pseudonym, ``old → new``: the lake must re-key them.
     ``parameters``: options, blocking rules, the model (prior and m/u per level) and counts.
+    ``canonicals``: for each pseudonym made in this run, the canonical identity whose HMAC it is
+    (disambiguated ones included): what the vault must keep for a key rotation.
     """
 
     pseudonyms: dict[str, str]
@@ -144,6 +146,7 @@ class LinkResult:
     superseded: dict[str, str]
     parameters: dict[str, Any]
     timings: dict[str, float]
+    canonicals: dict[str, CanonicalIdentity] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return (
@@ -167,24 +170,28 @@ def _traits_rank(variant: Variant, spelling_count: Counter[bytes]) -> tuple[int,
     )
 
 
-def _preferred(members: list[Variant], pseudonymiser: Pseudonymiser) -> tuple[str, Variant]:
-    """The pseudonym one person should get, and the variant it comes from (see the module docstring)."""
+def _preferred(members: list[Variant], pseudonymiser: Pseudonymiser) -> tuple[str, Variant, CanonicalIdentity | None]:
+    """The pseudonym one person should get, the variant it comes from (see the module docstring),
+    and the canonical identity that makes it when it is made here (None: a known pseudonym, whose
+    canonical identity the vault already holds)."""
     nir_members = [v for v in members if v.canonical.scheme == "nir"]
     if nir_members:
         count: Counter[bytes] = Counter()
         for v in nir_members:
             count[v.canonical.canonical_bytes] += len(v.records) + len(v.known)
         chosen = min(nir_members, key=lambda v: (-count[v.canonical.canonical_bytes], v.canonical.canonical_bytes))
-        return pseudonymiser.pseudonym(chosen.canonical), chosen
+        return pseudonymiser.pseudonym(chosen.canonical), chosen, chosen.canonical
     spelling: Counter[bytes] = Counter()
     for v in members:
         spelling[v.canonical.canonical_bytes] += len(v.records) + len(v.known)
     pool = [v for v in members if v.known] or members
     chosen = min(pool, key=lambda v: _traits_rank(v, spelling))
-    return (min(chosen.known) if chosen.known else pseudonymiser.pseudonym(chosen.canonical)), chosen
+    if chosen.known:
+        return min(chosen.known), chosen, None
+    return pseudonymiser.pseudonym(chosen.canonical), chosen, chosen.canonical
 
 
-def _disambiguated(chosen: Variant, used: set[str], pseudonymiser: Pseudonymiser) -> str:
+def _disambiguated(chosen: Variant, used: set[str], pseudonymiser: Pseudonymiser) -> tuple[str, CanonicalIdentity]:
     """A pseudonym for a person whose preferred one another person already holds.
 
     Two persons kept apart by linkage can share a traits key (twins ``MARIE CLAIRE`` and
@@ -192,6 +199,8 @@ def _disambiguated(chosen: Variant, used: set[str], pseudonymiser: Pseudonymiser
     pseudonym computed over *all* its first-name tokens (``MARIE CLAIRE``) instead of the first
     token, then with a counter (`` 2``, `` 3``...) if that is taken too. A normalised first
     token never holds a space or a digit, so these inputs cannot be any record's own canonical.
+    Returns the pseudonym and the canonical identity that makes it: the vault keeps the latter,
+    so a key rotation can re-key a disambiguated person like any other.
     """
     c = chosen.canonical
     base = " ".join(chosen.first_name_tokens)
@@ -201,24 +210,26 @@ def _disambiguated(chosen: Variant, used: set[str], pseudonymiser: Pseudonymiser
         candidate = replace(c, scheme="traits", nir=None, first_name_first_token=token)
         pseudonym = pseudonymiser.pseudonym(candidate)
         if pseudonym not in used:
-            return pseudonym
+            return pseudonym, candidate
         n += 1
 
 
 def _assign(
     persons: dict[int, list[Variant]], pseudonymiser: Pseudonymiser
-) -> tuple[dict[int, tuple[str, Variant]], int]:
-    """One distinct pseudonym per person (root → pseudonym, chosen variant); and how many were disambiguated.
+) -> tuple[dict[int, tuple[str, Variant]], dict[str, CanonicalIdentity], int]:
+    """One distinct pseudonym per person (root → pseudonym, chosen variant); the canonical identity
+    behind each pseudonym made here; and how many were disambiguated.
 
     When several persons prefer the same pseudonym, the one holding it from an earlier batch,
     else the one with most records, keeps it; the others get :func:`_disambiguated` ones.
     """
     preferred = {root: _preferred(members, pseudonymiser) for root, members in persons.items()}
     claims: dict[str, list[int]] = defaultdict(list)
-    for root, (pseudonym, _) in preferred.items():
+    for root, (pseudonym, _, _) in preferred.items():
         claims[pseudonym].append(root)
     used = set(claims)
     assigned: dict[int, tuple[str, Variant]] = {}
+    made: dict[str, CanonicalIdentity] = {}
     disambiguated = 0
     for pseudonym in sorted(claims):
         roots = claims[pseudonym]
@@ -229,14 +240,17 @@ def _assign(
             return (not holds, -sum(len(v.records) for v in members), root)
 
         roots.sort(key=rank)
-        assigned[roots[0]] = preferred[roots[0]]
+        first, chosen, canonical = preferred[roots[0]]
+        assigned[roots[0]] = (first, chosen)
+        if canonical is not None:
+            made[first] = canonical
         for root in roots[1:]:
             chosen = preferred[root][1]
-            other = _disambiguated(chosen, used, pseudonymiser)
+            other, made[other] = _disambiguated(chosen, used, pseudonymiser)
             used.add(other)
             assigned[root] = (other, chosen)
             disambiguated += 1
-    return assigned, disambiguated
+    return assigned, made, disambiguated
 
 
 def _group_edges(
@@ -328,7 +342,7 @@ def link(
     sizes: dict[str, int] = {}
     superseded: dict[str, str] = {}
     rule_counts: Counter[str] = Counter({rule: 0 for rule in RULES})
-    assigned, disambiguated = _assign(persons, pseudonymiser)
+    assigned, made, disambiguated = _assign(persons, pseudonymiser)
     in_use = {pseudonym for pseudonym, _ in assigned.values()}
     for root, members in persons.items():
         pseudonym, chosen = assigned[root]
@@ -390,4 +404,5 @@ def link(
         superseded=superseded,
         parameters=parameters_out,
         timings=timings,
+        canonicals={p: c for p, c in made.items() if p in sizes},
     )

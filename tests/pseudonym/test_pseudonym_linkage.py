@@ -193,6 +193,11 @@ def test_twins_whose_compound_first_names_share_the_first_token_are_not_merged_b
         options=LinkageOptions(probabilistic=False),
     )
     assert result.pseudonyms["claire"] != result.pseudonyms["france"]
+    assert result.parameters["counts"]["disambiguated_pseudonyms"] == 1
+    # the vault keeps what makes each pseudonym, the disambiguated one included: rotation re-keys both
+    twins = {result.pseudonyms["claire"], result.pseudonyms["france"]}
+    assert twins <= set(result.canonicals)
+    assert {pseudonymiser.pseudonym(result.canonicals[p]) for p in twins} == twins
 
 
 def test_a_homonym_born_elsewhere_than_the_nir_says_is_not_attached_to_the_nir_person(pseudonymiser) -> None:
