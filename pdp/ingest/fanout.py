@@ -25,6 +25,7 @@ batches (few files or few bytes) run in-process through the same :class:`FileRun
 from __future__ import annotations
 
 import os
+import time
 from array import array
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -83,6 +84,7 @@ class FileResult:
     state: EdgeState
     parts: tuple[Path, ...]  # staging parts written
     fingerprints: array | None = None  # per-source duplicate scope, file parsed apart: to admit in order
+    cpu_seconds: float = 0.0  # CPU time of the process on this file (a noisy shared machine skews wall time)
 
 
 class FileRunner:
@@ -97,6 +99,7 @@ class FileRunner:
     def run(self, task: FileTask, duplicates: Duplicates | None = None) -> FileResult:
         """`duplicates`: the batch's sets when files run in order here; None when parsed apart."""
         ctx = self._context
+        cpu = time.process_time()
         spec = ctx.registry.specs[task.source]
         apart = duplicates is None and spec.validation.duplicates == "per_source"
         seen: FingerprintSet | None = FingerprintSet() if apart else (duplicates.seen(spec) if duplicates else None)
@@ -120,6 +123,7 @@ class FileRunner:
             state=self._edge.detach(),
             parts=parts,
             fingerprints=seen.values() if apart and seen is not None else None,
+            cpu_seconds=time.process_time() - cpu,
         )
 
 

@@ -79,6 +79,7 @@ class IngestReport:
     relinked: int = 0  # batch pseudonyms re-keyed to their person's pseudonym by linkage
     seconds: dict[str, float] = field(default_factory=dict)  # per stage: edge, vault, bronze, quarantine, silver, log
     parse_workers: int = 0  # worker processes of the parse+edge stage (0: in-process)
+    parse_cpu_seconds: float = 0.0  # CPU time of parse+edge summed over the processes that ran it
 
     def totals(self) -> tuple[int, int, int]:
         read = [f for f in self.files if not f.skipped]
@@ -183,9 +184,11 @@ def _ingest(
             file_report.records_in, file_report.landed = counts.records_in, counts.parsed
             file_report.quarantined, file_report.file_issues = counts.quarantined, counts.file_issues
             edge.absorb(result.state)
+            report.parse_cpu_seconds += result.cpu_seconds
             has_bronze |= any(p.parent.name == "bronze" for p in result.parts)
             has_quarantine |= any(p.parent.name == "quarantine" for p in result.parts)
         clock.lap("parse_and_edge")
+        report.parse_cpu_seconds = round(report.parse_cpu_seconds, 3)
         report.by_reason = Counter(edge.stats.by_reason)
         report.pseudonymise_seconds = round(edge.stats.pseudonymise_seconds, 3)
         # linkage: the batch's identities against each other and the vault's known persons
