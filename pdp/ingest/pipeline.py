@@ -30,13 +30,11 @@ from pdp.ingest.fanout import BatchContext, FileTask, auto_workers, run_files
 from pdp.ingest.parse import Duplicates
 from pdp.ingest.registry import Registry, discover, load_registry
 from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA
-from pdp.pseudonym.normalise import CanonicalIdentity, RawIdentity, normalise
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from pdp.lake import RunInfo
-    from pdp.pseudonym.vault import IdentityVault
 
 __all__ = ["BRONZE_SCHEMA", "QUARANTINE_SCHEMA", "FileReport", "IngestBusy", "IngestReport", "ingest_directory"]
 
@@ -191,8 +189,8 @@ def _ingest(
         report.parse_cpu_seconds = round(report.parse_cpu_seconds, 3)
         report.by_reason = Counter(edge.stats.by_reason)
         report.pseudonymise_seconds = round(edge.stats.pseudonymise_seconds, 3)
-        # linkage: the batch's identities against each other and the vault's known persons
-        outcome = edge.link(_known_persons(vault))
+        # linkage: the batch's identities against each other and the known persons they could join
+        outcome = edge.link(vault.linkable(edge.canonicals.values()) if edge.canonicals else [])
         report.link_rules = outcome.rule_counts
         report.relinked = len(outcome.mapping)
         if outcome.superseded:  # known persons now found to be one: re-key the lake, then the vault
@@ -242,27 +240,6 @@ class _Clock:
         now = time.perf_counter()
         self._into[stage] = round(self._into.get(stage, 0.0) + now - self._last, 3)
         self._last = now
-
-
-def _known_persons(vault: IdentityVault) -> list[tuple[str, CanonicalIdentity]]:
-    """The vault's persons as (pseudonym, canonical identity), for linkage across batches."""
-    known = []
-    records = vault.get_many(vault.pseudonyms())
-    for pseudonym, r in records.items():
-        canonical = normalise(
-            RawIdentity(
-                birth_name=r.birth_name,
-                used_name=r.used_name,
-                first_names=list(r.first_names or ()),
-                sex=r.sex,
-                birth_date=r.birth_date,
-                birth_place=r.birth_place,
-                nir=r.nir,
-            )
-        )
-        if isinstance(canonical, CanonicalIdentity):
-            known.append((pseudonym, canonical))
-    return known
 
 
 def _relinked(spark: SparkSession, rows: DataFrame, mapping: dict[str, str]) -> DataFrame:
