@@ -117,14 +117,17 @@ class _Identity:
         return VaultRecord(**self.values, observed_at=self.observed, canonical=self.canonical)
 
 
-@dataclass
+@dataclass(repr=False)
 class EdgeState:
-    """What the edge keeps for the batch commit and linkage (identities: in memory only)."""
+    """What the edge keeps for the batch commit and linkage (identities: in memory only, never printed)."""
 
     identities: dict[str, _Identity] = field(default_factory=dict)
     canonicals: dict[str, CanonicalIdentity] = field(default_factory=dict)
     postcodes: dict[str, str] = field(default_factory=dict)
     stats: EdgeStats = field(default_factory=EdgeStats)
+
+    def __repr__(self) -> str:
+        return f"EdgeState(<{len(self.identities)} identities hidden>)"
 
 
 class Edge:

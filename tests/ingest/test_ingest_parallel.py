@@ -12,7 +12,7 @@ import base64
 import os
 import re
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -20,11 +20,12 @@ import pytest
 
 from pdp.config import Settings
 from pdp.ingest import Registry, parse_directory
-from pdp.ingest.edge import Edge
+from pdp.ingest.edge import Edge, EdgeState, _Identity
 from pdp.ingest.fanout import BatchContext, FileTask, run_files
 from pdp.ingest.parse import Duplicates
 from pdp.ingest.registry import discover
 from pdp.pseudonym.keys import KeyStore
+from pdp.pseudonym.vault import VaultRecord
 
 
 def _append_lines(path: Path, lines: list[bytes]) -> None:
@@ -127,3 +128,28 @@ def test_counts_follow_the_parse_tally_rule(runs: dict, faulty: Path, registry: 
     assert counts[("pmsi", "pmsi/590000000.csv")].records_in == 1  # empty file: its row is its record
     lab = sorted((faulty / "labs").glob("*.hl7"))[0].relative_to(faulty).as_posix()
     assert counts[("lab_hl7", lab)].file_issues == 1  # trailer count beside records: not a record
+
+
+def _folded(*records: VaultRecord, split: int) -> VaultRecord:
+    """Fold records[:split] and records[split:] apart, then together (two files, in order)."""
+    parts = []
+    for chunk in (records[:split], records[split:]):
+        identity = _Identity(chunk[0])
+        for record in chunk[1:]:
+            identity.fold(_Identity(record))
+        parts.append(identity)
+    parts[0].fold(parts[1])
+    return parts[0].record()
+
+
+def test_a_persons_vault_record_folds_per_field_whatever_the_split_into_files() -> None:
+    first = VaultRecord(birth_name="A", phone="0600000001", observed_at=date(2024, 1, 1), canonical="Yw==")
+    later_without_phone = VaultRecord(birth_name="A", postcode="59500", observed_at=date(2024, 3, 1))
+    between = VaultRecord(birth_name="A", phone="0600000002", observed_at=date(2024, 2, 1), canonical="Zg==")
+    records = (first, later_without_phone, between)
+    folded = {_folded(*records, split=k) for k in (1, 2)}
+    assert len(folded) == 1
+    (record,) = folded
+    assert record.phone == "0600000002", "the latest observation of the phone, not the latest record's"
+    assert (record.postcode, record.observed_at, record.canonical) == ("59500", date(2024, 3, 1), "Yw==")
+    assert "0600000002" not in repr(EdgeState(identities={"p": _Identity(record)}, postcodes={"p": "59500"}))
