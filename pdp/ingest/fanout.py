@@ -25,6 +25,7 @@ batches (few files or few bytes) run in-process through the same :class:`FileRun
 from __future__ import annotations
 
 import os
+import threading
 import time
 from array import array
 from collections.abc import Iterator
@@ -158,7 +159,10 @@ def run_files(
     registry = context.registry
     modules = tuple(sorted(_parser_modules(tasks, registry)))
     pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=get_context("spawn"), initializer=_init, initargs=(context, modules)
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=_init,
+        initargs=(context, modules, os.getpid()),
     )
     try:
         futures: dict[int, Future[FileResult]] = {}
@@ -185,12 +189,20 @@ def _parser_modules(tasks: list[FileTask], registry: Registry) -> set[str]:
 _RUNNER: FileRunner | None = None
 
 
-def _init(context: BatchContext, modules: tuple[str, ...]) -> None:
+def _init(context: BatchContext, modules: tuple[str, ...], parent: int) -> None:
     """Worker start: import the batch's parsers (custom ones register on import), open the keys."""
     global _RUNNER
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     for module in modules:
         import_module(module)
     _RUNNER = FileRunner(context)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A killed ingest (SIGKILL: no clean-up runs) must not leave workers parsing for nobody."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _run(task: FileTask) -> FileResult:
