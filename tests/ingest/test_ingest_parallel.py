@@ -12,6 +12,11 @@ import base64
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -153,3 +158,54 @@ def test_a_persons_vault_record_folds_per_field_whatever_the_split_into_files() 
     assert record.phone == "0600000002", "the latest observation of the phone, not the latest record's"
     assert (record.postcode, record.observed_at, record.canonical) == ("59500", date(2024, 3, 1), "Yw==")
     assert "0600000002" not in repr(EdgeState(identities={"p": _Identity(record)}, postcodes={"p": "59500"}))
+
+
+_KILLED_PARENT = """
+import multiprocessing, sys, time
+from datetime import UTC, datetime
+from pathlib import Path
+from pdp.config import Settings
+from pdp.ingest import load_registry
+from pdp.ingest.fanout import BatchContext, FileTask, run_files
+from pdp.ingest.parse import Duplicates
+from pdp.ingest.registry import discover
+
+if __name__ == "__main__":
+    root, var = Path(sys.argv[1]), Path(sys.argv[2])
+    settings = Settings(_env_file=None, var_dir=var, key_store=var / "keys")  # master key: PDP_MASTER_KEY
+    registry = load_registry()
+    tasks = [FileTask(i, s.name, p, p.relative_to(root).as_posix(), p.stat().st_size)
+             for i, (s, p) in enumerate(discover(root, registry).to_parse)]
+    context = BatchContext(settings, registry, root, var / "staging", "b", datetime.now(UTC), None)
+    results = run_files(tasks, context, workers=2, duplicates=Duplicates())
+    next(results)
+    print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+    time.sleep(600)  # the pool stays open: the test kills this process
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_exit_when_the_ingest_is_killed(faulty: Path, settings: Settings, tmp_path: Path) -> None:
+    script = tmp_path / "killed_parent.py"
+    script.write_text(textwrap.dedent(_KILLED_PARENT))
+    env = {**os.environ, "PDP_MASTER_KEY": settings.master_key.get_secret_value()}  # never on a command line
+    parent = subprocess.Popen(
+        [sys.executable, str(script), str(faulty), str(settings.var_dir)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2 and all(_alive(pid) for pid in workers)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 60  # a bound for a loaded machine, not a timing claim
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers), "a worker outlived the killed ingest"
