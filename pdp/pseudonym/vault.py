@@ -412,6 +412,7 @@ class IdentityVault:
             for chunk in _chunks(pairs, self._batch_size):
                 wanted = list(dict.fromkeys(p for p, _ in chunk))
                 existing = self._read(conn, wanted, keys)
+                traits_before = {p: _linkage_traits(state) for p, (state, _count) in existing.items()}
                 merged: dict[str, _Stored] = {}
                 counts: dict[str, int] = {}
                 for pseudonym, record in chunk:
@@ -437,7 +438,10 @@ class IdentityVault:
                     conn.execute(insert(identity_vault), new_rows)
                 if changed_rows:
                     conn.execute(_UPDATE_BY_PSEUDONYM, changed_rows)
-                _reindex(conn, merged, version, keys)
+                # blocking keys change only with the linkage traits: a new phone number re-indexes nothing
+                changed = {p: s for p, s in merged.items() if traits_before.get(p) != _linkage_traits(s)}
+                _reindex(conn, {p: s for p, s in changed.items() if p in existing}, version, keys)
+                _reindex(conn, {p: s for p, s in changed.items() if p not in existing}, version, keys, fresh=True)
                 inserted.update(row["pseudonym"] for row in new_rows)
                 updated.update(row["b_pseudonym"] for row in changed_rows)
         result = UpsertResult(inserted=len(inserted), updated=len(updated - inserted))
@@ -721,8 +725,21 @@ def _unindex(conn: Connection, pseudonyms: Sequence[str]) -> None:
     conn.execute(delete(identity_vault_blocking).where(identity_vault_blocking.c.pseudonym.in_(list(pseudonyms))))
 
 
-def _reindex(conn: Connection, states: Mapping[str, _Stored], version: int, keys: _Keys) -> None:
-    """Replace the blocking rows of `states`' pseudonyms with their keys under vault key `version`."""
+_LINKAGE_TRAITS = ("birth_name", "used_name", "first_names", "sex", "birth_date", "birth_place", "nir")
+
+
+def _linkage_traits(state: _Stored) -> tuple[Any, ...]:
+    """The values the blocking keys derive from (a row's other fields do not move its keys)."""
+    return tuple(state.values.get(name) for name in _LINKAGE_TRAITS)
+
+
+def _reindex(
+    conn: Connection, states: Mapping[str, _Stored], version: int, keys: _Keys, *, fresh: bool = False
+) -> None:
+    """Replace the blocking rows of `states`' pseudonyms with their keys under vault key `version`.
+
+    `fresh`: the pseudonyms have no row yet (new vault rows): nothing to delete first.
+    """
     if not states:
         return
     hasher = keys.hasher(version)
@@ -738,8 +755,9 @@ def _reindex(conn: Connection, states: Mapping[str, _Stored], version: int, keys
                 {"pseudonym": pseudonym, "block": block, "key_version": version}
                 for block in sorted(hasher.blocks([canonical]))
             )
-    for chunk in _chunks(list(states), _DEFAULT_BATCH):
-        _unindex(conn, chunk)
+    if not fresh:
+        for chunk in _chunks(list(states), _DEFAULT_BATCH):
+            _unindex(conn, chunk)
     for chunk in _chunks(rows, 4 * _DEFAULT_BATCH):
         conn.execute(insert(identity_vault_blocking), list(chunk))
 

@@ -78,6 +78,8 @@ def test_only_persons_sharing_a_blocking_key_are_read(vault: IdentityVault) -> N
 
 
 def test_the_index_follows_renames_erasure_and_rekeying(vault: IdentityVault, key_store: KeyStore) -> None:
+    vault.upsert(pseudonym(1), VaultRecord(phone="0611111111"))  # a contact update keeps the person's keys
+    assert linkable(vault) == {pseudonym(1), pseudonym(2), pseudonym(3)}
     vault.repseudonymise({pseudonym(1): pseudonym(11)})
     vault.delete([pseudonym(2)])
     assert linkable(vault) == {pseudonym(11), pseudonym(3)}
