@@ -32,7 +32,10 @@ Blocking index (``identity_vault_blocking``): beside each row, the keyed hashes 
 linkage blocking keys (:mod:`pdp.pseudonym.blocking`), kept in step by every write (upsert,
 rekey, repseudonymise, delete), so :meth:`IdentityVault.linkable` decrypts only the persons a
 batch could be linked to instead of the whole vault. Rows written before the index existed
-are indexed on the first :meth:`~IdentityVault.linkable` call.
+are indexed on the first :meth:`~IdentityVault.linkable` call. Cost, measured (2 shared cores,
+20 000 new persons, SQLite, CPU time): inserts 29 700 → 9 500 records/s (normalising the traits,
+eight keyed hashes and index rows per person); an update that leaves the linkage traits alone
+writes no index row.
 
 Nothing here logs or raises with an identity value: messages name pseudonyms and counts only.
 
