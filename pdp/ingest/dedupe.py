@@ -16,8 +16,8 @@ Example::
     >>> seen = FingerprintSet()
     >>> seen.add(fingerprint("S1-1-2", b"...")), seen.add(fingerprint("S1-1-2", b"other bytes"))
     (True, False)
-    >>> len(seen)
-    1
+    >>> len(seen), fingerprint("S1-1-2", b"") in seen
+    (1, True)
 """
 
 from __future__ import annotations
@@ -47,6 +47,23 @@ class FingerprintSet:
 
     def __len__(self) -> int:
         return self._size
+
+    def __contains__(self, value: object) -> bool:
+        if not isinstance(value, int) or value == 0:
+            return False
+        table, mask = self._table, self._mask
+        slot = value & mask
+        while True:
+            current = table[slot]
+            if current == 0:
+                return False
+            if current == value:
+                return True
+            slot = (slot + 1) & mask
+
+    def values(self) -> array:
+        """The fingerprints held, packed (8 bytes each): what a worker process hands back."""
+        return array("Q", (value for value in self._table if value))
 
     def add(self, value: int) -> bool:
         """Insert `value`; False when it was already there."""

@@ -32,7 +32,7 @@ from pdp.pseudonym.normalise import CanonicalIdentity, Rejection, normalise
 from pdp.pseudonym.pseudonymise import Pseudonymiser
 from pdp.pseudonym.vault import VaultRecord
 
-__all__ = ["BronzeRow", "Edge", "QuarantineRow"]
+__all__ = ["BronzeRow", "Edge", "EdgeState", "QuarantineRow"]
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _CONTACT = ("address_line", "postcode", "commune_code", "phone", "email", "gp_rpps")
@@ -71,6 +71,64 @@ class EdgeStats:
     pseudonymise_seconds: float = 0.0  # normalising identities and keying pseudonyms (for `pdp bench ingest`)
     by_reason: dict[str, int] = field(default_factory=dict)
 
+    def add(self, other: EdgeStats) -> None:
+        self.landed += other.landed
+        self.quarantined += other.quarantined
+        self.vault_fields_dropped += other.vault_fields_dropped
+        self.pseudonymise_seconds += other.pseudonymise_seconds
+        for reason, count in other.by_reason.items():
+            self.by_reason[reason] = self.by_reason.get(reason, 0) + count
+
+
+class _Identity:
+    """One person's vault record being folded from the batch's observations.
+
+    Rule, per field: the value of the latest observation carrying that field (``observed_at``;
+    a record without a date ranks oldest; among equal dates the later record wins) — the
+    vault's own merge rule. Why per field and not per record: folding is then associative,
+    so files folded apart (worker processes) and then folded in file order give exactly what
+    one pass over every record gives; and an older record's phone no longer overwrites a newer
+    one just because the older record was the last with a date. ``canonical`` is the first
+    record's (the identity that made the pseudonym never changes).
+    """
+
+    __slots__ = ("canonical", "dates", "observed", "values")
+
+    def __init__(self, record: VaultRecord) -> None:
+        self.values: dict[str, Any] = record.model_dump(exclude_none=True, exclude={"observed_at", "canonical"})
+        self.observed: date | None = record.observed_at
+        self.dates: dict[str, date | None] = dict.fromkeys(self.values, record.observed_at)
+        self.canonical: str | None = record.canonical
+
+    def fold(self, later: _Identity) -> None:
+        """Fold in observations that come after this one's (in file and record order)."""
+        values, dates = self.values, self.dates
+        for name, value in later.values.items():
+            when = later.dates[name]
+            if name not in values or (when or date.min) >= (dates[name] or date.min):
+                values[name] = value
+                dates[name] = when
+        if later.observed is not None and (self.observed is None or later.observed > self.observed):
+            self.observed = later.observed
+        if self.canonical is None:
+            self.canonical = later.canonical
+
+    def record(self) -> VaultRecord:
+        return VaultRecord(**self.values, observed_at=self.observed, canonical=self.canonical)
+
+
+@dataclass(repr=False)
+class EdgeState:
+    """What the edge keeps for the batch commit and linkage (identities: in memory only, never printed)."""
+
+    identities: dict[str, _Identity] = field(default_factory=dict)
+    canonicals: dict[str, CanonicalIdentity] = field(default_factory=dict)
+    postcodes: dict[str, str] = field(default_factory=dict)
+    stats: EdgeStats = field(default_factory=EdgeStats)
+
+    def __repr__(self) -> str:
+        return f"EdgeState(<{len(self.identities)} identities hidden>)"
+
 
 class Edge:
     """Turns parse outcomes into bronze rows, quarantine rows and vault records."""
@@ -81,10 +139,54 @@ class Edge:
         self._record_mac = crypto_hmac.HMAC(record_key.material, hashes.SHA256())
         self._pseudonymiser = Pseudonymiser(store)
         self._today = today
-        self.vault_records: dict[str, VaultRecord] = {}
-        self.canonicals: dict[str, CanonicalIdentity] = {}  # pseudonym → the identity that made it
-        self.postcodes: dict[str, str] = {}
-        self.stats = EdgeStats()
+        self._state = EdgeState()
+        self._linked: dict[str, VaultRecord] | None = None  # vault records once linkage re-keyed them
+
+    @property
+    def stats(self) -> EdgeStats:
+        return self._state.stats
+
+    @property
+    def canonicals(self) -> dict[str, CanonicalIdentity]:
+        """Pseudonym → the identity that made it (the first record of the batch that did)."""
+        return self._state.canonicals
+
+    @property
+    def postcodes(self) -> dict[str, str]:
+        return self._state.postcodes
+
+    @property
+    def vault_records(self) -> dict[str, VaultRecord]:
+        """One vault record per pseudonym: the batch's observations folded (see :class:`_Identity`)."""
+        if self._linked is not None:
+            return self._linked
+        return {pseudonym: identity.record() for pseudonym, identity in self._state.identities.items()}
+
+    def detach(self) -> EdgeState:
+        """What the edge gathered since it was created or last detached, and a fresh start.
+
+        A worker process detaches after each file and hands the state to the parent, which
+        absorbs the files' states in file order: the result is what one edge fed
+        every file in that order would hold.
+        """
+        state, self._state = self._state, EdgeState()
+        return state
+
+    def absorb(self, state: EdgeState) -> None:
+        """Fold in the state of files that come after everything absorbed so far."""
+        own = self._state
+        for pseudonym, identity in state.identities.items():
+            previous = own.identities.get(pseudonym)
+            if previous is None:
+                own.identities[pseudonym] = identity
+            else:
+                previous.fold(identity)
+        for pseudonym, canonical in state.canonicals.items():
+            own.canonicals.setdefault(pseudonym, canonical)
+        for pseudonym, postcode in state.postcodes.items():
+            own.postcodes.setdefault(pseudonym, postcode)
+        own.stats.add(state.stats)
+        self._linked = None
 
     def record_hash(self, raw: bytes, *, source: str, file: str, position: int) -> str:
         """Keyed hash of a record; file-level rows (no raw bytes) hash their place instead."""
@@ -188,11 +290,17 @@ class Edge:
         except ValidationError:
             self.stats.vault_fields_dropped += 1  # a malformed contact field is dropped, never the person
             incoming = VaultRecord(**fields)
-        previous = self.vault_records.get(pseudonym)
-        self.vault_records[pseudonym] = incoming if previous is None else _merge(previous, incoming)
-        self.canonicals.setdefault(pseudonym, canonical)
+        state = self._state
+        identity = _Identity(incoming)
+        previous = state.identities.get(pseudonym)
+        if previous is None:
+            state.identities[pseudonym] = identity
+        else:
+            previous.fold(identity)
+        state.canonicals.setdefault(pseudonym, canonical)
         if ident.postcode:
-            self.postcodes.setdefault(pseudonym, ident.postcode)
+            state.postcodes.setdefault(pseudonym, ident.postcode)
+        self._linked = None
 
     def link(self, known: list[tuple[str, CanonicalIdentity]]) -> LinkOutcome:
         """Link the batch's distinct identities to each other and to known persons (the vault).
@@ -217,7 +325,7 @@ class Edge:
             )
             previous = rekeyed.get(target)
             rekeyed[target] = record if previous is None else _merge(previous, record)
-        self.vault_records = rekeyed
+        self._linked = rekeyed
         return LinkOutcome(mapping=mapping, superseded=dict(result.superseded), rule_counts=dict(result.rule_counts))
 
 
@@ -229,7 +337,7 @@ class LinkOutcome:
 
 
 def _merge(old: VaultRecord, new: VaultRecord) -> VaultRecord:
-    """Within a batch: a newer observation fills or replaces fields; the canonical identity stays."""
+    """Linkage re-keying: records of one person merged whole, newer on top; the canonical identity stays."""
     newer = (new.observed_at or date.min) >= (old.observed_at or date.min)
     base, top = (old, new) if newer else (new, old)
     merged = base.model_dump(exclude_none=True) | top.model_dump(exclude_none=True)

@@ -34,7 +34,7 @@ from pdp.ingest.reasons import ReasonCode
 from pdp.ingest.registry import Discovery, Registry, discover
 from pdp.ingest.spec import SourceSpec
 
-__all__ = ["Counts", "DirectoryParse", "Tally", "parse_directory", "parse_file"]
+__all__ = ["Counts", "DirectoryParse", "Duplicates", "Tally", "parse_directory", "parse_file"]
 
 _EMPTY_PROBE = 1 << 16
 
@@ -121,12 +121,20 @@ class Tally:
         self._files.setdefault((source, file), [0, 0, 0])
 
     def add(self, outcome: ParseOutcome) -> ParseOutcome:
-        row = self._files.setdefault((outcome.source, outcome.file), [0, 0, 0])
-        if isinstance(outcome, Quarantined):
-            row[2 if outcome.file_level else 1] += 1
+        quarantined = isinstance(outcome, Quarantined)
+        self.count(outcome.source, outcome.file, quarantined=quarantined, position=outcome.position)
+        return outcome
+
+    def count(self, source: str, file: str, *, quarantined: bool, position: int) -> None:
+        """One output row of a file: the same rule for parse outcomes and the edge's rows.
+
+        A quarantined row at position 0 is file-level (see :meth:`counts` for how it counts).
+        """
+        row = self._files.setdefault((source, file), [0, 0, 0])
+        if quarantined:
+            row[2 if position == 0 else 1] += 1
         else:
             row[0] += 1
-        return outcome
 
     def track(self, outcomes: Iterable[ParseOutcome]) -> Iterator[ParseOutcome]:
         for outcome in outcomes:
@@ -151,6 +159,44 @@ class Tally:
         )
 
 
+class Duplicates:
+    """The batch's duplicate sets, the one rule for what a DUPLICATE_RECORD is across files.
+
+    Scope ``per_source`` (the default): one set per source for the whole batch, filled in file
+    order, so the second occurrence of a record is the duplicate even when the first was in an
+    earlier file. ``per_file``: :func:`parse_file` makes a fresh set per file. ``off``: none.
+
+    Files parsed apart (in worker processes, each with its own set) are reconciled here in
+    file order: :meth:`admit` takes a file's fingerprints only if none was seen in an earlier
+    file of its source; otherwise the caller re-parses that file with :meth:`seen`, which
+    yields exactly what a single in-order pass would have.
+    """
+
+    def __init__(self) -> None:
+        self._per_source: dict[str, FingerprintSet] = {}
+
+    def seen(self, spec: SourceSpec) -> FingerprintSet | None:
+        """The set to hand :func:`parse_file` for the next file of `spec` (None: per file or off)."""
+        if spec.validation.duplicates != "per_source":
+            return None
+        return self._per_source.setdefault(spec.name, FingerprintSet())
+
+    def admit(self, spec: SourceSpec, fingerprints: Iterable[int]) -> bool:
+        """Add a file's fingerprints (parsed apart, duplicates within it already removed).
+
+        False, and nothing added, when one of them was seen in an earlier file of the source.
+        """
+        seen = self.seen(spec)
+        if seen is None:
+            return True
+        values = list(fingerprints)
+        if any(value in seen for value in values):
+            return False
+        for value in values:
+            seen.add(value)
+        return True
+
+
 class DirectoryParse(Iterator[ParseOutcome]):
     """The outcomes of every file of an ingest root (iterate once), with its discovery and counts."""
 
@@ -164,12 +210,11 @@ class DirectoryParse(Iterator[ParseOutcome]):
         return next(self._outcomes)
 
     def _run(self) -> Iterator[ParseOutcome]:
-        per_source: dict[str, FingerprintSet] = {}
+        duplicates = Duplicates()
         for spec, path in self.discovery.to_parse:
-            scope = spec.validation.duplicates
-            seen = per_source.setdefault(spec.name, FingerprintSet()) if scope == "per_source" else None
             self.tally.start(spec.name, path.relative_to(self.discovery.root).as_posix())
-            yield from self.tally.track(parse_file(spec, path, self.discovery.root, today=self._today, seen=seen))
+            outcomes = parse_file(spec, path, self.discovery.root, today=self._today, seen=duplicates.seen(spec))
+            yield from self.tally.track(outcomes)
 
     @property
     def counts(self) -> dict[tuple[str, str], Counts]:

@@ -1,12 +1,13 @@
 """`pdp ingest DIR`: every new file through the edge into bronze, then silver.
 
 A batch: discover the files, skip those already ingested (same keyed file fingerprint in the
-ingestion log), parse and pass each record through the edge, stage the pseudonymised rows in
-Parquet (bounded memory), then commit: vault, bronze (insert-only MERGE on the keyed record
-hash), quarantine (same), silver, and last the ingestion log. A crash anywhere leaves committed
-tables at their previous version or with rows a re-run recognises: re-running the batch adds
-exactly what was missing (exactly-once), and a file is only logged once everything it
-produced is committed.
+ingestion log), parse and pass each record through the edge — file by file, in one worker
+process per core for a big batch (:mod:`pdp.ingest.fanout`; same result as one in-order pass) —
+stage the pseudonymised rows in Parquet parts (bounded memory), then commit: vault, bronze
+(insert-only MERGE on the keyed record hash), quarantine (same), silver, and last the
+ingestion log. A crash anywhere leaves committed tables at their previous version or with rows
+a re-run recognises: re-running the batch adds exactly what was missing (exactly-once), and a
+file is only logged once everything it produced is committed.
 """
 
 from __future__ import annotations
@@ -23,76 +24,36 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from pdp.config import Settings, get_settings
-from pdp.ingest.dedupe import FingerprintSet
-from pdp.ingest.edge import BronzeRow, Edge, QuarantineRow
-from pdp.ingest.parse import parse_file
+from pdp.ingest.edge import Edge
+from pdp.ingest.fanout import BatchContext, FileTask, auto_workers, run_files
+from pdp.ingest.parse import Duplicates
 from pdp.ingest.registry import Registry, discover, load_registry
-from pdp.pseudonym.normalise import CanonicalIdentity, RawIdentity, normalise
+from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from pdp.lake import RunInfo
-    from pdp.pseudonym.vault import IdentityVault
 
-__all__ = ["FileReport", "IngestBusy", "IngestReport", "ingest_directory"]
-
-_CHUNK = 50_000
-_EVENT = pa.struct(
-    [
-        ("domain", pa.string()),
-        ("code_system", pa.string()),
-        ("code", pa.string()),
-        ("start_date", pa.date32()),
-        ("end_date", pa.date32()),
-        ("value", pa.float64()),
-        ("unit", pa.string()),
-        ("visit_key", pa.string()),
-        ("provider", pa.string()),
-        ("status", pa.string()),
-        ("source_value", pa.string()),
-    ]
-)
-BRONZE_SCHEMA = pa.schema(
-    [
-        ("record_hash", pa.string()),
-        ("batch_id", pa.string()),
-        ("source", pa.string()),
-        ("file", pa.string()),
-        ("record_position", pa.int64()),
-        ("record_id", pa.string()),
-        ("person_pseudonym", pa.string()),
-        ("link_rule", pa.string()),
-        ("events", pa.list_(_EVENT)),
-        ("attributes", pa.map_(pa.string(), pa.string())),
-        ("ingested_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        ("batch_id", pa.string()),
-        ("source", pa.string()),
-        ("file", pa.string()),
-        ("record_position", pa.int64()),
-        ("reason_code", pa.string()),
-        ("message", pa.string()),
-        ("record_hash", pa.string()),
-        ("quarantined_at", pa.timestamp("us", tz="UTC")),
-    ]
-)
+__all__ = ["BRONZE_SCHEMA", "QUARANTINE_SCHEMA", "FileReport", "IngestBusy", "IngestReport", "ingest_directory"]
 
 
 @dataclass
 class FileReport:
+    """Counts of one file, under :class:`pdp.ingest.parse.Tally`'s rule: ``records_in = landed + quarantined``.
+
+    A file-level quarantine row (position 0: empty file, header only, wrong HL7 trailer count...)
+    is one record in when the file yields nothing else; beside records it is a ``file_issue``
+    (a row of ops.quarantine that is not a record).
+    """
+
     source: str
     file: str
     records_in: int = 0
     landed: int = 0
     quarantined: int = 0
+    file_issues: int = 0
     skipped: bool = False  # already ingested (same fingerprint)
 
     @property
@@ -115,42 +76,12 @@ class IngestReport:
     link_rules: dict[str, int] = field(default_factory=dict)  # distinct identities per deciding linkage rule
     relinked: int = 0  # batch pseudonyms re-keyed to their person's pseudonym by linkage
     seconds: dict[str, float] = field(default_factory=dict)  # per stage: edge, vault, bronze, quarantine, silver, log
+    parse_workers: int = 0  # worker processes of the parse+edge stage (0: in-process)
+    parse_cpu_seconds: float = 0.0  # CPU time of parse+edge summed over the processes that ran it
 
     def totals(self) -> tuple[int, int, int]:
         read = [f for f in self.files if not f.skipped]
         return (sum(f.records_in for f in read), sum(f.landed for f in read), sum(f.quarantined for f in read))
-
-
-class _Stage:
-    """Parquet files of pseudonymised rows waiting for the batch commit (never identities)."""
-
-    def __init__(self, directory: Path, schema: pa.Schema) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory
-        self._schema = schema
-        self._rows: list[dict] = []
-        self._writer: pq.ParquetWriter | None = None
-        self.count = 0
-
-    def add(self, row: dict) -> None:
-        self._rows.append(row)
-        if len(self._rows) >= _CHUNK:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self._rows:
-            return
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self.path / "part-0.parquet", self._schema)
-        self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self._schema))
-        self.count += len(self._rows)
-        self._rows = []
-
-    def close(self) -> bool:
-        self.flush()
-        if self._writer is not None:
-            self._writer.close()
-        return self.count > 0
 
 
 def _done_files(spark: SparkSession, lake_root: str) -> set[tuple[str, str, str]]:
@@ -168,15 +99,20 @@ def ingest_directory(
     settings: Settings | None = None,
     registry: Registry | None = None,
     today: date | None = None,
+    workers: int | None = None,
 ) -> IngestReport:
-    """Ingest every new file under `root`; returns per-file counts (in = landed + quarantined)."""
+    """Ingest every new file under `root`; returns per-file counts (in = landed + quarantined).
+
+    `workers`: processes for the parse+edge stage (None: one per core when the batch is big
+    enough to pay their start-up; 0 or 1: in-process). The result does not depend on it.
+    """
     settings = settings or get_settings()
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"ingest directory {root} does not exist")
     with _exclusive(settings.var_dir / "ingest.lock"):
         shutil.rmtree(settings.var_dir / "staging", ignore_errors=True)  # a killed run's leftovers
-        return _ingest(root, spark=spark, settings=settings, registry=registry, today=today)
+        return _ingest(root, spark=spark, settings=settings, registry=registry, today=today, workers=workers)
 
 
 class IngestBusy(RuntimeError):
@@ -199,7 +135,13 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 
 def _ingest(
-    root: Path, *, spark: SparkSession, settings: Settings, registry: Registry | None, today: date | None
+    root: Path,
+    *,
+    spark: SparkSession,
+    settings: Settings,
+    registry: Registry | None,
+    today: date | None,
+    workers: int | None,
 ) -> IngestReport:
     from pdp.ingest.silver import build_silver
     from pdp.lake import LakeTable, RunInfo
@@ -218,38 +160,37 @@ def _ingest(
     lake_root = settings.lake_uri
     done = _done_files(spark, lake_root)
     staging = settings.var_dir / "staging" / batch_id
-    bronze, quarantine = _Stage(staging / "bronze", BRONZE_SCHEMA), _Stage(staging / "quarantine", QUARANTINE_SCHEMA)
     fingerprints: dict[tuple[str, str], str] = {}
-    seen: dict[str, FingerprintSet] = {}
-
+    tasks: list[FileTask] = []
     clock = _Clock(report.seconds)
+    for spec, path in discovery.to_parse:
+        rel = path.relative_to(root).as_posix()
+        fingerprint = edge.file_fingerprint(path)
+        file_report = FileReport(spec.name, rel)
+        report.files.append(file_report)
+        if (spec.name, rel, fingerprint) in done:
+            file_report.skipped = True
+            continue
+        fingerprints[(spec.name, rel)] = fingerprint
+        tasks.append(FileTask(len(report.files) - 1, spec.name, path, rel, path.stat().st_size))
+    context = BatchContext(settings, registry, root, staging, batch_id, started, today)
+    report.parse_workers = auto_workers(tasks, registry, workers)
     try:
-        for spec, path in discovery.to_parse:
-            rel = path.relative_to(root).as_posix()
-            fingerprint = edge.file_fingerprint(path)
-            file_report = FileReport(spec.name, rel)
-            report.files.append(file_report)
-            if (spec.name, rel, fingerprint) in done:
-                file_report.skipped = True
-                continue
-            fingerprints[(spec.name, rel)] = fingerprint
-            scope = spec.validation.duplicates
-            dup = seen.setdefault(spec.name, FingerprintSet()) if scope == "per_source" else None
-            outcomes = parse_file(spec, path, root, today=today, seen=dup)
-            for row in edge.process(outcomes):
-                file_report.records_in += 1
-                if isinstance(row, BronzeRow):
-                    file_report.landed += 1
-                    bronze.add(_bronze_dict(row, batch_id, started))
-                else:
-                    file_report.quarantined += 1
-                    quarantine.add(_quarantine_dict(row, batch_id, started))
-        has_bronze, has_quarantine = bronze.close(), quarantine.close()
+        has_bronze = has_quarantine = False
+        for task, result in run_files(tasks, context, workers=report.parse_workers, duplicates=Duplicates()):
+            file_report, counts = report.files[task.index], result.counts
+            file_report.records_in, file_report.landed = counts.records_in, counts.parsed
+            file_report.quarantined, file_report.file_issues = counts.quarantined, counts.file_issues
+            edge.absorb(result.state)
+            report.parse_cpu_seconds += result.cpu_seconds
+            has_bronze |= any(p.parent.name == "bronze" for p in result.parts)
+            has_quarantine |= any(p.parent.name == "quarantine" for p in result.parts)
         clock.lap("parse_and_edge")
+        report.parse_cpu_seconds = round(report.parse_cpu_seconds, 3)
         report.by_reason = Counter(edge.stats.by_reason)
         report.pseudonymise_seconds = round(edge.stats.pseudonymise_seconds, 3)
-        # linkage: the batch's identities against each other and the vault's known persons
-        outcome = edge.link(_known_persons(vault))
+        # linkage: the batch's identities against each other and the known persons they could join
+        outcome = edge.link(vault.linkable(edge.canonicals.values()) if edge.canonicals else [])
         report.link_rules = outcome.rule_counts
         report.relinked = len(outcome.mapping)
         if outcome.superseded:  # known persons now found to be one: re-key the lake, then the vault
@@ -268,13 +209,14 @@ def _ingest(
         run = RunInfo(run_id=batch_id, job="ingest", definitions_version=registry_version(registry))
         if has_bronze:
             table = LakeTable(spark, "bronze.records", lake_root=lake_root).create()
-            rows = _relinked(spark, spark.read.parquet(str(bronze.path)), outcome.mapping)
+            rows = _relinked(spark, spark.read.parquet(str(staging / "bronze")), outcome.mapping)
             commit = table.merge(rows, keys=["record_hash"], run=run, update="none")
             report.bronze_inserted = int(commit.metric("numTargetRowsInserted") or 0) if commit else 0
         clock.lap("bronze")
         if has_quarantine:
             table = LakeTable(spark, "ops.quarantine", lake_root=lake_root).create()
-            commit = table.merge(spark.read.parquet(str(quarantine.path)), keys=["record_hash"], run=run, update="none")
+            staged = spark.read.parquet(str(staging / "quarantine"))
+            commit = table.merge(staged, keys=["record_hash"], run=run, update="none")
             report.quarantine_inserted = int(commit.metric("numTargetRowsInserted") or 0) if commit else 0
         clock.lap("quarantine")
         if has_bronze:
@@ -298,27 +240,6 @@ class _Clock:
         now = time.perf_counter()
         self._into[stage] = round(self._into.get(stage, 0.0) + now - self._last, 3)
         self._last = now
-
-
-def _known_persons(vault: IdentityVault) -> list[tuple[str, CanonicalIdentity]]:
-    """The vault's persons as (pseudonym, canonical identity), for linkage across batches."""
-    known = []
-    records = vault.get_many(vault.pseudonyms())
-    for pseudonym, r in records.items():
-        canonical = normalise(
-            RawIdentity(
-                birth_name=r.birth_name,
-                used_name=r.used_name,
-                first_names=list(r.first_names or ()),
-                sex=r.sex,
-                birth_date=r.birth_date,
-                birth_place=r.birth_place,
-                nir=r.nir,
-            )
-        )
-        if isinstance(canonical, CanonicalIdentity):
-            known.append((pseudonym, canonical))
-    return known
 
 
 def _relinked(spark: SparkSession, rows: DataFrame, mapping: dict[str, str]) -> DataFrame:
@@ -354,35 +275,6 @@ def _engine(settings: Settings):
     engine = make_engine(settings=settings)
     create_all(engine)
     return engine
-
-
-def _bronze_dict(row: BronzeRow, batch_id: str, at: datetime) -> dict:
-    return {
-        "record_hash": row.record_hash,
-        "batch_id": batch_id,
-        "source": row.source,
-        "file": row.file,
-        "record_position": row.record_position,
-        "record_id": row.record_id,
-        "person_pseudonym": row.person_pseudonym,
-        "link_rule": row.link_rule,
-        "events": row.events,
-        "attributes": list(row.attributes.items()),
-        "ingested_at": at,
-    }
-
-
-def _quarantine_dict(row: QuarantineRow, batch_id: str, at: datetime) -> dict:
-    return {
-        "batch_id": batch_id,
-        "source": row.source,
-        "file": row.file,
-        "record_position": row.record_position,
-        "reason_code": row.reason_code,
-        "message": row.message,
-        "record_hash": row.record_hash,
-        "quarantined_at": at,
-    }
 
 
 def _log_files(

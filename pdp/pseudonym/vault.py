@@ -28,6 +28,15 @@ Re-identification goes through :func:`pdp.pseudonym.reidentify.reidentify`, whic
 purpose, policy and opposition and records the call; :meth:`IdentityVault.get_many` is the
 internal read it uses.
 
+Blocking index (``identity_vault_blocking``): beside each row, the keyed hashes of its
+linkage blocking keys (:mod:`pdp.pseudonym.blocking`), kept in step by every write (upsert,
+rekey, repseudonymise, delete), so :meth:`IdentityVault.linkable` decrypts only the persons a
+batch could be linked to instead of the whole vault. Rows written before the index existed
+are indexed on the first :meth:`~IdentityVault.linkable` call. Cost, measured (2 shared cores,
+20 000 new persons, SQLite, CPU time): inserts 29 700 → 9 500 records/s (normalising the traits,
+eight keyed hashes and index rows per person); an update that leaves the linkage traits alone
+writes no index row.
+
 Nothing here logs or raises with an identity value: messages name pseudonyms and counts only.
 
 Measured (2 cores, 20,000 full records, batches of 500): SQLite file — insert 16k/s, merge
@@ -63,8 +72,10 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Table,
+    and_,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     select,
@@ -75,6 +86,8 @@ from pdp.governance.db import create_all, make_engine, metadata
 
 if TYPE_CHECKING:
     from pdp.config import Settings
+    from pdp.pseudonym.blocking import BlockHasher
+    from pdp.pseudonym.normalise import CanonicalIdentity
 
 __all__ = [
     "VAULT_KEY_PURPOSE",
@@ -112,6 +125,16 @@ identity_vault = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_identity_vault_key_version", "key_version"),
 )
+
+identity_vault_blocking = Table(
+    "identity_vault_blocking",
+    metadata,
+    Column("pseudonym", String(128), primary_key=True),
+    Column("block", String(32), primary_key=True),  # keyed hash (see pdp.pseudonym.blocking), or _INDEXED
+    Column("key_version", Integer, nullable=False),
+    Index("ix_identity_vault_blocking_block", "block"),
+)
+_INDEXED = "*"  # one per indexed row, so rows written before the index existed are found
 
 
 class VaultError(Exception):
@@ -317,6 +340,7 @@ class _Keys:
         self._source = source
         self._by_version: dict[int, AESGCM] = {}
         self._current: tuple[int, AESGCM] | None = None
+        self._hashers: dict[int, BlockHasher] = {}
 
     def current(self) -> tuple[int, AESGCM]:
         if self._current is None:
@@ -329,6 +353,13 @@ class _Keys:
         if version not in self._by_version:
             self._by_version[version] = self._cipher(self._source.get(VAULT_KEY_PURPOSE, version))
         return self._by_version[version]
+
+    def hasher(self, version: int) -> BlockHasher:
+        from pdp.pseudonym.blocking import BlockHasher
+
+        if version not in self._hashers:
+            self._hashers[version] = BlockHasher(self._source.get(VAULT_KEY_PURPOSE, version).material)
+        return self._hashers[version]
 
     @staticmethod
     def _cipher(key: _DataKey) -> AESGCM:
@@ -384,6 +415,7 @@ class IdentityVault:
             for chunk in _chunks(pairs, self._batch_size):
                 wanted = list(dict.fromkeys(p for p, _ in chunk))
                 existing = self._read(conn, wanted, keys)
+                traits_before = {p: _linkage_traits(state) for p, (state, _count) in existing.items()}
                 merged: dict[str, _Stored] = {}
                 counts: dict[str, int] = {}
                 for pseudonym, record in chunk:
@@ -409,6 +441,10 @@ class IdentityVault:
                     conn.execute(insert(identity_vault), new_rows)
                 if changed_rows:
                     conn.execute(_UPDATE_BY_PSEUDONYM, changed_rows)
+                # blocking keys change only with the linkage traits: a new phone number re-indexes nothing
+                changed = {p: s for p, s in merged.items() if traits_before.get(p) != _linkage_traits(s)}
+                _reindex(conn, {p: s for p, s in changed.items() if p in existing}, version, keys)
+                _reindex(conn, {p: s for p, s in changed.items() if p not in existing}, version, keys, fresh=True)
                 inserted.update(row["pseudonym"] for row in new_rows)
                 updated.update(row["b_pseudonym"] for row in changed_rows)
         result = UpsertResult(inserted=len(inserted), updated=len(updated - inserted))
@@ -439,6 +475,7 @@ class IdentityVault:
                 if not pseudonyms:
                     break
                 existing = self._read(conn, pseudonyms, keys)
+                _reindex(conn, {p: state for p, (state, _count) in existing.items()}, version, keys)
                 now = _now()
                 rows = []
                 for pseudonym, (state, _count) in existing.items():
@@ -488,15 +525,18 @@ class IdentityVault:
                 resident.update(self._read(conn, list(chunk), keys))
             for chunk in _chunks(list(moving), self._batch_size):
                 conn.execute(delete(identity_vault).where(identity_vault.c.pseudonym.in_(chunk)))
+                _unindex(conn, chunk)
             version, cipher = keys.current()
             now = _now()
             new_rows = []
+            renamed_states: dict[str, _Stored] = {}
             for new, state, count in moving.values():
                 if new in resident:
                     kept, kept_count = resident.pop(new)
                     state = _merge_states(state, kept)
                     count += kept_count
                     conn.execute(delete(identity_vault).where(identity_vault.c.pseudonym == new))
+                renamed_states[new] = state
                 nonce, ciphertext = self._seal(cipher, new, state)
                 new_rows.append(
                     {
@@ -511,6 +551,7 @@ class IdentityVault:
                 )
             for chunk in _chunks(new_rows, self._batch_size):
                 conn.execute(insert(identity_vault), list(chunk))
+            _reindex(conn, renamed_states, version, keys)
             renamed = len(new_rows)
         logger.info("identity vault: %d pseudonyms renamed", renamed)
         return renamed
@@ -523,6 +564,7 @@ class IdentityVault:
             for chunk in _chunks(wanted, self._batch_size):
                 result = conn.execute(delete(identity_vault).where(identity_vault.c.pseudonym.in_(chunk)))
                 deleted += result.rowcount
+                _unindex(conn, chunk)
         logger.info("identity vault: %d records erased", deleted)
         return deleted
 
@@ -545,6 +587,54 @@ class IdentityVault:
                     except ValidationError as exc:
                         raise VaultError(f"identity vault: record for {pseudonym} no longer validates") from exc
         return {p: out[p] for p in wanted if p in out}
+
+    def linkable(self, canonicals: Iterable[CanonicalIdentity]) -> list[tuple[str, CanonicalIdentity]]:
+        """Known persons ``(pseudonym, canonical identity)`` sharing a blocking key with `canonicals`.
+
+        What cross-batch linkage needs (:func:`pdp.pseudonym.linkage.link`'s ``known``): only
+        these rows are decrypted. Rows not yet in the blocking index are indexed first. Internal
+        to the edge, like :meth:`get_many`.
+        """
+        canonicals = list(canonicals)
+        keys = _Keys(self._key_store)
+        with self._engine.begin() as conn:
+            _lock_for_write(conn)
+            self._index_missing(conn, keys)
+        if not canonicals:
+            return []
+        found: set[str] = set()
+        with self._engine.connect() as conn:
+            versions = conn.scalars(select(identity_vault_blocking.c.key_version).distinct()).all()
+            for version in versions:
+                blocks = sorted(keys.hasher(int(version)).blocks(canonicals))
+                for chunk in _chunks(blocks, self._batch_size):
+                    query = select(identity_vault_blocking.c.pseudonym).where(
+                        identity_vault_blocking.c.key_version == version, identity_vault_blocking.c.block.in_(chunk)
+                    )
+                    found.update(conn.scalars(query))
+        out = []
+        for pseudonym, record in self.get_many(sorted(found)).items():
+            canonical = record_canonical(record)
+            if canonical is not None:
+                out.append((pseudonym, canonical))
+        return out
+
+    def _index_missing(self, conn: Connection, keys: _Keys) -> int:
+        """Index the rows written before the blocking index existed (or by an older version of this code)."""
+        b = identity_vault_blocking
+        query = (
+            select(identity_vault.c.pseudonym)
+            .where(~exists().where(and_(b.c.pseudonym == identity_vault.c.pseudonym, b.c.block == _INDEXED)))
+            .order_by(identity_vault.c.pseudonym)
+        )
+        missing = list(conn.scalars(query))
+        version, _cipher = keys.current()
+        for chunk in _chunks(missing, self._batch_size):
+            states = {p: state for p, (state, _count) in self._read(conn, list(chunk), keys).items()}
+            _reindex(conn, states, version, keys)
+        if missing:
+            logger.info("identity vault: %d rows added to the blocking index", len(missing))
+        return len(missing)
 
     @property
     def engine(self) -> Engine:
@@ -614,6 +704,65 @@ def _lock_for_write(conn: Connection) -> None:
     """
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("LOCK TABLE identity_vault IN SHARE ROW EXCLUSIVE MODE")
+
+
+def record_canonical(record: VaultRecord) -> CanonicalIdentity | None:
+    """The canonical identity of a vault record's traits (None if they no longer normalise)."""
+    from pdp.pseudonym.normalise import CanonicalIdentity, RawIdentity, normalise
+
+    canonical = normalise(
+        RawIdentity(
+            birth_name=record.birth_name,
+            used_name=record.used_name,
+            first_names=list(record.first_names or ()),
+            sex=record.sex,
+            birth_date=record.birth_date,
+            birth_place=record.birth_place,
+            nir=record.nir,
+        )
+    )
+    return canonical if isinstance(canonical, CanonicalIdentity) else None
+
+
+def _unindex(conn: Connection, pseudonyms: Sequence[str]) -> None:
+    conn.execute(delete(identity_vault_blocking).where(identity_vault_blocking.c.pseudonym.in_(list(pseudonyms))))
+
+
+_LINKAGE_TRAITS = ("birth_name", "used_name", "first_names", "sex", "birth_date", "birth_place", "nir")
+
+
+def _linkage_traits(state: _Stored) -> tuple[Any, ...]:
+    """The values the blocking keys derive from (a row's other fields do not move its keys)."""
+    return tuple(state.values.get(name) for name in _LINKAGE_TRAITS)
+
+
+def _reindex(
+    conn: Connection, states: Mapping[str, _Stored], version: int, keys: _Keys, *, fresh: bool = False
+) -> None:
+    """Replace the blocking rows of `states`' pseudonyms with their keys under vault key `version`.
+
+    `fresh`: the pseudonyms have no row yet (new vault rows): nothing to delete first.
+    """
+    if not states:
+        return
+    hasher = keys.hasher(version)
+    rows = []
+    for pseudonym, state in states.items():
+        rows.append({"pseudonym": pseudonym, "block": _INDEXED, "key_version": version})
+        try:
+            canonical = record_canonical(state.to_record())
+        except ValidationError:
+            canonical = None
+        if canonical is not None:
+            rows.extend(
+                {"pseudonym": pseudonym, "block": block, "key_version": version}
+                for block in sorted(hasher.blocks([canonical]))
+            )
+    if not fresh:
+        for chunk in _chunks(list(states), _DEFAULT_BATCH):
+            _unindex(conn, chunk)
+    for chunk in _chunks(rows, 4 * _DEFAULT_BATCH):
+        conn.execute(insert(identity_vault_blocking), list(chunk))
 
 
 def _merge_states(moved: _Stored, resident: _Stored) -> _Stored:

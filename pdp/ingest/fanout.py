@@ -1,0 +1,213 @@
+"""Parse and edge, file by file, in worker processes: the batch's parse+edge stage on every core.
+
+Why: parsing (FHIR validation with fhir.resources, HL7) and the edge are pure Python, one core
+each; a territory's batch is hundreds of files. Each file is a task: a worker parses it, passes
+every record through its own :class:`~pdp.ingest.edge.Edge` (keys loaded from the settings by
+the worker itself, never sent), writes the file's staging parts, and hands back only what the
+parent must fold in file order: counts, the file's duplicate fingerprints and the edge state
+(identities for the vault and linkage, in memory, through the pipe — never on disk).
+
+Exactly the sequential result, by construction:
+
+- duplicates: a worker detects duplicates within its file; the parent admits the files'
+  fingerprints in file order (:meth:`~pdp.ingest.parse.Duplicates.admit`) and re-parses
+  in-process, with the batch's set, any file holding a record already seen in an earlier file
+  of its source (rare: a resent record), replacing that file's parts;
+- vault records, canonical identities, postcodes and stats fold associatively
+  (:meth:`~pdp.ingest.edge.Edge.absorb`), in file order;
+- rows are keyed by content (keyed record hash), so the parts' order does not matter.
+
+Processes are started with ``spawn``: forking a parent whose Spark (JVM gateway) and DuckDB
+threads are running can deadlock the child. Start-up costs ~2 s per worker (imports), so small
+batches (few files or few bytes) run in-process through the same :class:`FileRunner`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from array import array
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import date, datetime
+from importlib import import_module
+from multiprocessing import get_context
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pdp.ingest.dedupe import FingerprintSet
+from pdp.ingest.edge import BronzeRow, Edge, EdgeState
+from pdp.ingest.parse import Counts, Duplicates, Tally, parse_file
+from pdp.ingest.parsers.base import get_parser
+from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA, Stage, bronze_dict, quarantine_dict
+
+if TYPE_CHECKING:
+    from pdp.config import Settings
+    from pdp.ingest.registry import Registry
+
+__all__ = ["BatchContext", "FileResult", "FileRunner", "FileTask", "ParseWorkerError", "auto_workers", "run_files"]
+
+POOL_MIN_BYTES = 8 << 20  # below this, worker start-up costs more than it saves
+
+
+class ParseWorkerError(RuntimeError):
+    """A worker process failed on a file; the message names the file and the exception type only."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileTask:
+    index: int  # position in the discovery's order: what results are folded in
+    source: str
+    path: Path
+    rel: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchContext:
+    """What a worker needs to process files of the batch (settings: the worker opens the key store)."""
+
+    settings: Settings
+    registry: Registry
+    root: Path
+    staging: Path
+    batch_id: str
+    started: datetime
+    today: date | None
+
+
+@dataclass(slots=True)
+class FileResult:
+    index: int
+    counts: Counts  # parse.Tally's rule over the edge's rows
+    state: EdgeState
+    parts: tuple[Path, ...]  # staging parts written
+    fingerprints: array | None = None  # per-source duplicate scope, file parsed apart: to admit in order
+    cpu_seconds: float = 0.0  # CPU time of the process on this file (a noisy shared machine skews wall time)
+
+
+class FileRunner:
+    """Parse one file and pass it through the edge into its staging parts (in a worker or in-process)."""
+
+    def __init__(self, context: BatchContext) -> None:
+        from pdp.pseudonym.keys import KeyStore
+
+        self._context = context
+        self._edge = Edge(KeyStore.from_settings(context.settings), today=context.today)
+
+    def run(self, task: FileTask, duplicates: Duplicates | None = None) -> FileResult:
+        """`duplicates`: the batch's sets when files run in order here; None when parsed apart."""
+        ctx = self._context
+        cpu = time.process_time()
+        spec = ctx.registry.specs[task.source]
+        apart = duplicates is None and spec.validation.duplicates == "per_source"
+        seen: FingerprintSet | None = FingerprintSet() if apart else (duplicates.seen(spec) if duplicates else None)
+        part = f"part-{task.index:06d}.parquet"
+        bronze = Stage(ctx.staging / "bronze", BRONZE_SCHEMA, part=part)
+        quarantine = Stage(ctx.staging / "quarantine", QUARANTINE_SCHEMA, part=part)
+        tally = Tally()
+        tally.start(task.source, task.rel)
+        outcomes = parse_file(spec, task.path, ctx.root, today=ctx.today, seen=seen)
+        for row in self._edge.process(outcomes):
+            if isinstance(row, BronzeRow):
+                bronze.add(bronze_dict(row, ctx.batch_id, ctx.started))
+                tally.count(row.source, row.file, quarantined=False, position=row.record_position)
+            else:
+                quarantine.add(quarantine_dict(row, ctx.batch_id, ctx.started))
+                tally.count(row.source, row.file, quarantined=True, position=row.record_position)
+        parts = tuple(p for p in (bronze.close(), quarantine.close()) if p is not None)
+        return FileResult(
+            index=task.index,
+            counts=tally.counts()[(task.source, task.rel)],
+            state=self._edge.detach(),
+            parts=parts,
+            fingerprints=seen.values() if apart and seen is not None else None,
+            cpu_seconds=time.process_time() - cpu,
+        )
+
+
+def auto_workers(tasks: list[FileTask], registry: Registry, requested: int | None) -> int:
+    """Worker processes for the batch: `requested` if given, else one per core when it pays.
+
+    Returns 0 (in-process) when a spec's parser lives in ``__main__`` (a worker could not
+    import it), when there is a single file, or, unless requested, under :data:`POOL_MIN_BYTES`.
+    """
+    if requested is not None and requested <= 1:
+        return 0
+    if len(tasks) < 2 or any(m == "__main__" for m in _parser_modules(tasks, registry)):
+        return 0
+    if requested is None:
+        if sum(t.size for t in tasks) < POOL_MIN_BYTES:
+            return 0
+        requested = os.cpu_count() or 1
+    workers = min(requested, len(tasks))
+    return workers if workers > 1 else 0
+
+
+def run_files(
+    tasks: list[FileTask], context: BatchContext, *, workers: int, duplicates: Duplicates
+) -> Iterator[tuple[FileTask, FileResult]]:
+    """Every task's result, in task (file) order, duplicates reconciled across files."""
+    local: FileRunner | None = None
+    if workers <= 1:
+        local = FileRunner(context)
+        for task in tasks:
+            yield task, local.run(task, duplicates)
+        return
+    registry = context.registry
+    modules = tuple(sorted(_parser_modules(tasks, registry)))
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=_init,
+        initargs=(context, modules, os.getpid()),
+    )
+    try:
+        futures: dict[int, Future[FileResult]] = {}
+        for task in sorted(tasks, key=lambda t: (-t.size, t.index)):  # largest first: no long tail
+            futures[task.index] = pool.submit(_run, task)
+        for task in tasks:
+            result = futures.pop(task.index).result()
+            spec = registry.specs[task.source]
+            if result.fingerprints is not None and not duplicates.admit(spec, result.fingerprints):
+                for part in result.parts:  # a record of this file was in an earlier one: redo it in order
+                    part.unlink(missing_ok=True)
+                local = local or FileRunner(context)
+                result = local.run(task, duplicates)
+            yield task, result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _parser_modules(tasks: list[FileTask], registry: Registry) -> set[str]:
+    formats = {registry.specs[t.source].format for t in tasks}
+    return {get_parser(f).func.__module__ for f in formats if f is not None}
+
+
+_RUNNER: FileRunner | None = None
+
+
+def _init(context: BatchContext, modules: tuple[str, ...], parent: int) -> None:
+    """Worker start: import the batch's parsers (custom ones register on import), open the keys."""
+    global _RUNNER
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    for module in modules:
+        import_module(module)
+    _RUNNER = FileRunner(context)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A killed ingest (SIGKILL: no clean-up runs) must not leave workers parsing for nobody."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _run(task: FileTask) -> FileResult:
+    assert _RUNNER is not None, "worker not initialised"
+    try:
+        return _RUNNER.run(task)
+    except Exception as exc:  # the exception's text may hold a value of the file: not sent back
+        raise ParseWorkerError(f"parse worker failed on {task.rel} ({type(exc).__name__})") from None

@@ -1,0 +1,211 @@
+"""The parse+edge stage in worker processes gives exactly what one in-order pass gives.
+
+A small synthetic territory with the faults that make order matter: a record resent in a
+later file of its source (DUPLICATE_RECORD across files, decided in file order), a duplicate
+within a file, an empty file (a file-level row that is the file's one record in) and an HL7
+batch whose trailer count is wrong (a file-level row beside records: a file issue).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pdp.config import Settings
+from pdp.ingest import Registry, parse_directory
+from pdp.ingest.edge import Edge, EdgeState, _Identity
+from pdp.ingest.fanout import BatchContext, FileTask, run_files
+from pdp.ingest.parse import Duplicates
+from pdp.ingest.registry import discover
+from pdp.pseudonym.keys import KeyStore
+from pdp.pseudonym.vault import VaultRecord
+
+
+def _append_lines(path: Path, lines: list[bytes]) -> None:
+    data = path.read_bytes()
+    end = b"\r\n" if b"\r\n" in data else b"\n"
+    path.write_bytes(data.rstrip(b"\r\n") + end + end.join(lines) + end)
+
+
+def _ascii_row(path: Path) -> bytes:
+    """A data row without accents, so appending it to a file of another encoding keeps that file valid."""
+    return next(row for row in path.read_bytes().splitlines()[1:] if row.isascii())
+
+
+@pytest.fixture(scope="module")
+def faulty(territory: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The territory's sources with order-sensitive faults."""
+    root = tmp_path_factory.mktemp("parallel") / "src"
+    shutil.copytree(territory, root, ignore=shutil.ignore_patterns("ground_truth", "reports"))
+    pharmacy = sorted((root / "pharmacy").glob("*.csv"))
+    assert len(pharmacy) >= 2
+    first, last = pharmacy[0], pharmacy[-1]
+    _append_lines(last, [_ascii_row(first), _ascii_row(last)])  # resent from an earlier file; twice in one file
+    (root / "pmsi" / "590000000.csv").write_bytes(b"")  # sorts first among the PMSI files
+    lab = sorted((root / "labs").glob("*.hl7"))[0]
+    data = lab.read_bytes()
+    lab.write_bytes(re.sub(rb"BTS\|(\d+)", lambda m: b"BTS|" + str(int(m[1]) + 2).encode(), data))
+    return root
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    var = tmp_path_factory.mktemp("parallel-var")
+    master = base64.b64encode(os.urandom(32)).decode("ascii")
+    s = Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
+                 key_store=var / "keys", master_key=master)
+    KeyStore.from_settings(s).init()
+    return s
+
+
+def _stage_rows(directory: Path) -> list[str]:
+    if not directory.exists():
+        return []
+    return sorted(repr(sorted(row.items())) for row in pq.read_table(directory).to_pylist())
+
+
+def _run(root: Path, registry: Registry, settings: Settings, staging: Path, workers: int) -> dict:
+    discovery = discover(root, registry)
+    tasks = [
+        FileTask(i, spec.name, path, path.relative_to(root).as_posix(), path.stat().st_size)
+        for i, (spec, path) in enumerate(discovery.to_parse)
+    ]
+    context = BatchContext(settings, registry, root, staging, "batch-1", datetime(2026, 1, 2, tzinfo=UTC), None)
+    edge = Edge(KeyStore.from_settings(settings))
+    counts = {}
+    for task, result in run_files(tasks, context, workers=workers, duplicates=Duplicates()):
+        counts[(task.source, task.rel)] = result.counts
+        edge.absorb(result.state)
+    return {
+        "counts": counts,
+        "bronze": _stage_rows(staging / "bronze"),
+        "quarantine": _stage_rows(staging / "quarantine"),
+        "vault": {p: r.model_dump() for p, r in edge.vault_records.items()},
+        "canonicals": dict(edge.canonicals),
+        "postcodes": dict(edge.postcodes),
+        "by_reason": dict(edge.stats.by_reason),
+    }
+
+
+@pytest.fixture(scope="module")
+def runs(faulty: Path, registry: Registry, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("parallel-staging")
+    return {w: _run(faulty, registry, settings, out / f"w{w}", w) for w in (0, 2)}
+
+
+def test_workers_give_the_same_rows_counts_and_vault_records(runs: dict) -> None:
+    sequential, parallel = runs[0], runs[2]
+    for part in sequential:
+        assert parallel[part] == sequential[part], part
+    assert sequential["bronze"] and sequential["vault"]
+
+
+def test_a_record_resent_in_a_later_file_is_the_duplicate_whatever_the_workers(runs: dict, faulty: Path) -> None:
+    last = sorted((faulty / "pharmacy").glob("*.csv"))[-1].relative_to(faulty).as_posix()
+    quarantined = [row for row in runs[2]["quarantine"] if "DUPLICATE_RECORD" in row and last in row]
+    assert len(quarantined) == 2, "one resent from an earlier file, one repeated within the file"
+    counts = runs[2]["counts"][("pharmacy", last)]
+    assert counts.quarantined == 2 and counts.balanced
+
+
+def test_counts_follow_the_parse_tally_rule(runs: dict, faulty: Path, registry: Registry) -> None:
+    """records in, and file issues, are the parse stage's (one rule); the edge only moves records to quarantine."""
+    parsed = parse_directory(faulty, registry)
+    for _ in parsed:
+        pass
+    counts = runs[2]["counts"]
+    assert set(counts) == set(parsed.counts)
+    for key, c in counts.items():
+        assert c.balanced, key
+        assert (c.records_in, c.file_issues) == (parsed.counts[key].records_in, parsed.counts[key].file_issues), key
+    assert counts[("pmsi", "pmsi/590000000.csv")].records_in == 1  # empty file: its row is its record
+    lab = sorted((faulty / "labs").glob("*.hl7"))[0].relative_to(faulty).as_posix()
+    assert counts[("lab_hl7", lab)].file_issues == 1  # trailer count beside records: not a record
+
+
+def _folded(*records: VaultRecord, split: int) -> VaultRecord:
+    """Fold records[:split] and records[split:] apart, then together (two files, in order)."""
+    parts = []
+    for chunk in (records[:split], records[split:]):
+        identity = _Identity(chunk[0])
+        for record in chunk[1:]:
+            identity.fold(_Identity(record))
+        parts.append(identity)
+    parts[0].fold(parts[1])
+    return parts[0].record()
+
+
+def test_a_persons_vault_record_folds_per_field_whatever_the_split_into_files() -> None:
+    first = VaultRecord(birth_name="A", phone="0600000001", observed_at=date(2024, 1, 1), canonical="Yw==")
+    later_without_phone = VaultRecord(birth_name="A", postcode="59500", observed_at=date(2024, 3, 1))
+    between = VaultRecord(birth_name="A", phone="0600000002", observed_at=date(2024, 2, 1), canonical="Zg==")
+    records = (first, later_without_phone, between)
+    folded = {_folded(*records, split=k) for k in (1, 2)}
+    assert len(folded) == 1
+    (record,) = folded
+    assert record.phone == "0600000002", "the latest observation of the phone, not the latest record's"
+    assert (record.postcode, record.observed_at, record.canonical) == ("59500", date(2024, 3, 1), "Yw==")
+    assert "0600000002" not in repr(EdgeState(identities={"p": _Identity(record)}, postcodes={"p": "59500"}))
+
+
+_KILLED_PARENT = """
+import multiprocessing, sys, time
+from datetime import UTC, datetime
+from pathlib import Path
+from pdp.config import Settings
+from pdp.ingest import load_registry
+from pdp.ingest.fanout import BatchContext, FileTask, run_files
+from pdp.ingest.parse import Duplicates
+from pdp.ingest.registry import discover
+
+if __name__ == "__main__":
+    root, var = Path(sys.argv[1]), Path(sys.argv[2])
+    settings = Settings(_env_file=None, var_dir=var, key_store=var / "keys")  # master key: PDP_MASTER_KEY
+    registry = load_registry()
+    tasks = [FileTask(i, s.name, p, p.relative_to(root).as_posix(), p.stat().st_size)
+             for i, (s, p) in enumerate(discover(root, registry).to_parse)]
+    context = BatchContext(settings, registry, root, var / "staging", "b", datetime.now(UTC), None)
+    results = run_files(tasks, context, workers=2, duplicates=Duplicates())
+    next(results)
+    print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
+    time.sleep(600)  # the pool stays open: the test kills this process
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_exit_when_the_ingest_is_killed(faulty: Path, settings: Settings, tmp_path: Path) -> None:
+    script = tmp_path / "killed_parent.py"
+    script.write_text(textwrap.dedent(_KILLED_PARENT))
+    env = {**os.environ, "PDP_MASTER_KEY": settings.master_key.get_secret_value()}  # never on a command line
+    parent = subprocess.Popen(
+        [sys.executable, str(script), str(faulty), str(settings.var_dir)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2 and all(_alive(pid) for pid in workers)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 60  # a bound for a loaded machine, not a timing claim
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers), "a worker outlived the killed ingest"
