@@ -67,6 +67,7 @@ def start_lab_stream(
         raise FileNotFoundError(f"landing folder {landing} does not exist")
     checkpoint = settings.var_dir / "checkpoints" / "lab_stream"
     staging_root = settings.var_dir / "stream-staging"
+    shutil.rmtree(staging_root, ignore_errors=True)  # raw files a killed feed left behind (one feed per var/)
     staging_root.mkdir(parents=True, exist_ok=True)
     feed = LabFeed(spark, settings=settings) if fast_path_max_bytes > 0 else None
     if feed is not None:
