@@ -13,6 +13,7 @@ from typing import Any
 
 BENCHMARKS: dict[str, str] = {
     "ingest": "pdp.ingest.bench:bench_ingest",
+    "labfeed": "pdp.ingest.labfeed_bench:bench_labfeed",
     "linkage": "pdp.pseudonym.linkage_bench:bench_linkage",
     "pseudonymise": "pdp.pseudonym.bench:bench_pseudonymise",
     "synth": "pdp.synth.bench:bench_synth",

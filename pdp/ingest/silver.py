@@ -14,11 +14,16 @@ from typing import TYPE_CHECKING
 from pdp.semantic.concepts import concept_case_sql
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Collection
+
     from pyspark.sql import DataFrame, SparkSession
 
-    from pdp.lake import RunInfo
+    from pdp.lake import LakeTable, RunInfo
 
-__all__ = ["EVENT_TABLES", "build_silver"]
+    TableOpener = Callable[[str], LakeTable]
+    """Qualified table name → the created LakeTable (the lab feed caches them: create() checks cost a Spark job)."""
+
+__all__ = ["EVENT_TABLES", "build_silver", "merge_events_for_rows", "refresh_people"]
 
 # bronze event domain → (silver table, id column)
 EVENT_TABLES = {
@@ -29,6 +34,12 @@ EVENT_TABLES = {
     "measurement": ("measurement", "measurement_id"),
     "observation": ("observation", "observation_id"),
 }
+
+
+def _opener(spark: SparkSession, lake_root: str | None) -> TableOpener:
+    from pdp.lake import LakeTable
+
+    return lambda name: LakeTable(spark, name, lake_root=lake_root).create()
 
 
 def _events(bronze: DataFrame) -> DataFrame:
@@ -65,12 +76,21 @@ def _events(bronze: DataFrame) -> DataFrame:
     )
 
 
-def _merge_events(spark: SparkSession, events: DataFrame, run: RunInfo, lake_root: str | None) -> dict[str, int]:
-    from pdp.lake import LakeTable
-
+def _merge_events(
+    spark: SparkSession,
+    events: DataFrame,
+    run: RunInfo,
+    lake_root: str | None,
+    domains: Collection[str] | None = None,
+    tables: TableOpener | None = None,
+) -> dict[str, int]:
+    """Insert-only MERGE of each event domain into its table; `domains` limits it to those present."""
+    opener = tables or _opener(spark, lake_root)
     counts: dict[str, int] = {}
     for domain, (name, id_col) in EVENT_TABLES.items():
-        table = LakeTable(spark, f"silver.{name}", lake_root=lake_root).create()
+        if domains is not None and domain not in domains:
+            continue  # nothing of this domain in the rows: no MERGE (each costs a Delta commit round)
+        table = opener(f"silver.{name}")
         rows = events.where(f"domain = '{domain}'").withColumnRenamed("event_id", id_col)
         if "quantity" in table.definition.column_names:
             rows = rows.withColumn("quantity", rows["value"])
@@ -80,12 +100,17 @@ def _merge_events(spark: SparkSession, events: DataFrame, run: RunInfo, lake_roo
     return counts
 
 
-def _deaths(spark: SparkSession, events: DataFrame, bronze: DataFrame, run: RunInfo, lake_root: str | None) -> int:
+def _deaths(
+    spark: SparkSession,
+    events: DataFrame,
+    bronze: DataFrame,
+    run: RunInfo,
+    lake_root: str | None,
+    tables: TableOpener | None = None,
+) -> int:
     from pyspark.sql import functions as F
 
-    from pdp.lake import LakeTable
-
-    table = LakeTable(spark, "silver.death", lake_root=lake_root).create()
+    table = (tables or _opener(spark, lake_root))("silver.death")
     deaths = (
         events.where("domain = 'death'")
         .join(bronze.select("record_hash", F.col("attributes")["death_commune"].alias("location_id")), "record_hash")
@@ -103,18 +128,11 @@ def _deaths(spark: SparkSession, events: DataFrame, bronze: DataFrame, run: RunI
     return int(commit.metric("numTargetRowsInserted") or 0) if commit else 0
 
 
-def _people(spark: SparkSession, batch_people: DataFrame, run: RunInfo, lake_root: str | None) -> int:
-    """Recompute person and observation_period for the batch's people from all their bronze rows."""
+def _person_base(bronze: DataFrame, batch_people: DataFrame) -> DataFrame:
+    """Per person of `batch_people`, from all their bronze rows: dates, sources, event count, latest attributes."""
     from pyspark.sql import functions as F
 
-    from pdp.lake import LakeTable
-
-    bronze = (
-        LakeTable(spark, "bronze.records", lake_root=lake_root)
-        .read()
-        .join(batch_people, "person_pseudonym", "left_semi")
-    )
-    dated = bronze.select(
+    dated = bronze.join(batch_people, "person_pseudonym", "left_semi").select(
         "person_pseudonym",
         "source",
         "attributes",
@@ -128,14 +146,19 @@ def _people(spark: SparkSession, batch_people: DataFrame, run: RunInfo, lake_roo
         key: F.max_by(F.col("attributes")[key], F.when(F.col("attributes")[key].isNotNull(), order))
         for key in ("_sex", "_birth_year", "_birth_month", "_commune", "_gp")
     }
-    base = dated.groupBy("person_pseudonym").agg(
+    return dated.groupBy("person_pseudonym").agg(
         F.min("first").alias("first_seen"),
         F.max("last").alias("last_seen"),
         F.sort_array(F.collect_set("source")).alias("sources"),
         F.sum("n_events").alias("event_count"),
         *(value.alias(key) for key, value in latest.items()),
     )
-    person = base.select(
+
+
+def _person_rows(base: DataFrame) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    return base.select(
         F.xxhash64("person_pseudonym").alias("person_id"),
         "person_pseudonym",
         F.col("_sex").alias("gender"),
@@ -146,18 +169,34 @@ def _people(spark: SparkSession, batch_people: DataFrame, run: RunInfo, lake_roo
         "first_seen",
         "last_seen",
         "sources",
-    ).cache()
-    LakeTable(spark, "silver.person", lake_root=lake_root).create().merge(person, keys=["person_id"], run=run)
-    period = base.where("first_seen IS NOT NULL").select(
+    )
+
+
+def _period_rows(base: DataFrame) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    return base.where("first_seen IS NOT NULL").select(
         F.xxhash64("person_pseudonym").alias("person_id"),
         "person_pseudonym",
         F.col("first_seen").alias("start_date"),
         F.col("last_seen").alias("end_date"),
         F.col("event_count").cast("bigint").alias("event_count"),
     )
-    LakeTable(spark, "silver.observation_period", lake_root=lake_root).create().merge(
-        period, keys=["person_id"], run=run
-    )
+
+
+def _people(
+    spark: SparkSession,
+    batch_people: DataFrame,
+    run: RunInfo,
+    lake_root: str | None,
+    tables: TableOpener | None = None,
+) -> int:
+    """Recompute person and observation_period for the batch's people from all their bronze rows."""
+    opener = tables or _opener(spark, lake_root)
+    base = _person_base(opener("bronze.records").read(), batch_people)
+    person = _person_rows(base).cache()
+    opener("silver.person").merge(person, keys=["person_id"], run=run)
+    opener("silver.observation_period").merge(_period_rows(base), keys=["person_id"], run=run)
     count = person.count()
     person.unpersist()
     return count
@@ -201,3 +240,53 @@ def build_silver(spark: SparkSession, *, batch_id: str, run: RunInfo, lake_root:
     finally:
         bronze.unpersist()
     return counts
+
+
+def merge_events_for_rows(
+    spark: SparkSession,
+    bronze: DataFrame,
+    *,
+    run: RunInfo,
+    domains: Collection[str],
+    lake_root: str | None = None,
+    tables: TableOpener | None = None,
+) -> dict[str, int]:
+    """Event rows of bronze rows already in hand (the lab feed's micro-batch) into the tables of `domains` only.
+
+    Why apart from :func:`build_silver`: a micro-batch of a few lab messages holds one or two
+    event domains, and each MERGE is a Delta commit round of one to several seconds. The caller
+    knows from the parsed rows which domains occur, so only those tables are merged, and the
+    rows come from memory instead of a scan of bronze by batch id. The writes are the same
+    insert-only MERGEs on the same deterministic ids, so a replayed micro-batch adds nothing,
+    even when its rows were already in bronze under an earlier batch id. Deaths and reference
+    rows (communes) are left to :func:`build_silver` (the lab feed carries neither).
+    """
+    return _merge_events(
+        spark, _events(bronze), run, lake_root, domains=set(domains) & set(EVENT_TABLES), tables=tables
+    )
+
+
+def refresh_people(
+    spark: SparkSession,
+    persons: Collection[str],
+    *,
+    run: RunInfo,
+    lake_root: str | None = None,
+    tables: TableOpener | None = None,
+) -> int:
+    """person and observation_period of a few pseudonyms, recomputed from all their bronze rows (as a batch does).
+
+    The per-person aggregate is computed once and brought to the driver (one row per person of
+    a micro-batch), so the two MERGEs read it from memory instead of scanning bronze twice.
+    """
+    from pyspark.sql import Row
+
+    if not persons:
+        return 0
+    opener = tables or _opener(spark, lake_root)
+    people = spark.createDataFrame([Row(person_pseudonym=p) for p in sorted(set(persons))])
+    computed = _person_base(opener("bronze.records").read(), people)
+    base = spark.createDataFrame(computed.collect(), computed.schema)
+    opener("silver.person").merge(_person_rows(base), keys=["person_id"], run=run)
+    opener("silver.observation_period").merge(_period_rows(base), keys=["person_id"], run=run)
+    return len(set(persons))
