@@ -48,21 +48,10 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from pdp.config import Settings, get_settings
-from pdp.ingest.dedupe import FingerprintSet
 from pdp.ingest.edge import BronzeRow, Edge
-from pdp.ingest.parse import parse_file
-from pdp.ingest.pipeline import (
-    BRONZE_SCHEMA,
-    QUARANTINE_SCHEMA,
-    FileReport,
-    IngestReport,
-    _bronze_dict,
-    _Clock,
-    _engine,
-    _known_persons,
-    _quarantine_dict,
-    registry_version,
-)
+from pdp.ingest.parse import Duplicates, Tally, parse_file
+from pdp.ingest.pipeline import FileReport, IngestReport, _Clock, _engine, registry_version
+from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA, bronze_dict, quarantine_dict
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -159,7 +148,7 @@ class LabFeed:
         bronze: list[dict] = []
         quarantine: list[dict] = []
         logged: dict[tuple[str, str], str] = {}
-        seen = FingerprintSet() if self.spec.validation.duplicates == "per_source" else None
+        duplicates, tally = Duplicates(), Tally()
         for path in paths:
             rel = path.relative_to(root).as_posix()
             file_report = FileReport(_SOURCE, rel)
@@ -168,14 +157,18 @@ class LabFeed:
                 file_report.skipped = True
                 continue
             logged[(_SOURCE, rel)] = fingerprints[path]
-            for row in edge.process(parse_file(self.spec, path, root, today=self._today, seen=seen)):
-                file_report.records_in += 1
-                if isinstance(row, BronzeRow):
-                    file_report.landed += 1
-                    bronze.append(_bronze_dict(row, batch_id, started))
+            tally.start(_SOURCE, rel)
+            outcomes = parse_file(self.spec, path, root, today=self._today, seen=duplicates.seen(self.spec))
+            for row in edge.process(outcomes):  # counted under the batch path's rule (parse.Tally)
+                landed = isinstance(row, BronzeRow)
+                tally.count(row.source, row.file, quarantined=not landed, position=row.record_position)
+                if landed:
+                    bronze.append(bronze_dict(row, batch_id, started))
                 else:
-                    file_report.quarantined += 1
-                    quarantine.append(_quarantine_dict(row, batch_id, started))
+                    quarantine.append(quarantine_dict(row, batch_id, started))
+            counts = tally.counts()[(_SOURCE, rel)]
+            file_report.records_in, file_report.landed = counts.records_in, counts.parsed
+            file_report.quarantined, file_report.file_issues = counts.quarantined, counts.file_issues
         report.by_reason = Counter(edge.stats.by_reason)
         report.pseudonymise_seconds = round(edge.stats.pseudonymise_seconds, 3)
         clock.lap("parse_and_edge")
@@ -233,7 +226,7 @@ class LabFeed:
         if not edge.canonicals or self._linkage_cannot_change(edge):
             report.link_rules = {"deterministic_nir": len(edge.canonicals)} if edge.canonicals else {}
             return LinkOutcome(mapping={}, superseded={}, rule_counts=report.link_rules)
-        outcome = edge.link(_known_persons(self._vault))
+        outcome = edge.link(self._vault.linkable(edge.canonicals.values()))
         report.link_rules = outcome.rule_counts
         report.relinked = len(outcome.mapping)
         if outcome.superseded:  # known persons now found to be one: re-key the lake, then the vault
