@@ -219,8 +219,9 @@ def _ingest(
             commit = table.merge(staged, keys=["record_hash"], run=run, update="none")
             report.quarantine_inserted = int(commit.metric("numTargetRowsInserted") or 0) if commit else 0
         clock.lap("quarantine")
-        if has_bronze:
-            report.silver = build_silver(spark, batch_id=batch_id, run=run, lake_root=lake_root)
+        if has_bronze:  # every staged record, also those a killed earlier run already put in bronze
+            staged = spark.read.parquet(str(staging / "bronze")).select("record_hash")
+            report.silver = build_silver(spark, batch_id=batch_id, run=run, lake_root=lake_root, record_hashes=staged)
         clock.lap("silver")
         _log_files(spark, report, fingerprints, started, run, lake_root)
         clock.lap("log")

@@ -224,11 +224,30 @@ def _locations(spark: SparkSession, bronze: DataFrame, run: RunInfo, lake_root: 
     return communes.count()
 
 
-def build_silver(spark: SparkSession, *, batch_id: str, run: RunInfo, lake_root: str | None = None) -> dict[str, int]:
-    """Silver rows for one bronze batch; returns rows inserted per table."""
+def build_silver(
+    spark: SparkSession,
+    *,
+    batch_id: str,
+    run: RunInfo,
+    lake_root: str | None = None,
+    record_hashes: DataFrame | None = None,
+) -> dict[str, int]:
+    """Silver rows for one batch's bronze records; returns rows inserted per table.
+
+    `record_hashes` (one column, ``record_hash``): the records the batch staged, whichever run
+    first landed them in bronze. Why not only ``batch_id``: a run killed after its bronze
+    commit and before silver leaves bronze rows under its own batch id; the re-run's insert-only
+    MERGE adds none of them again, so selecting by the new batch id would leave their events
+    out of silver for good. Without `record_hashes`, the rows landed under `batch_id`.
+    """
     from pdp.lake import LakeTable
 
-    bronze = LakeTable(spark, "bronze.records", lake_root=lake_root).read().where(f"batch_id = '{batch_id}'").cache()
+    bronze = LakeTable(spark, "bronze.records", lake_root=lake_root).read()
+    if record_hashes is None:
+        bronze = bronze.where(f"batch_id = '{batch_id}'")
+    else:
+        bronze = bronze.join(record_hashes.select("record_hash").distinct(), "record_hash", "left_semi")
+    bronze = bronze.cache()
     try:
         events = _events(bronze).cache()
         counts = _merge_events(spark, events, run, lake_root)
