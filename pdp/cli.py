@@ -219,11 +219,12 @@ def run_ingest(directory: Path) -> dict:
         except (SpecError, LakeError, IngestBusy) as exc:
             raise UserError(str(exc)) from None
     table = Table(title=f"ingest {report.batch_id}")
-    for col in ("source", "file", "in", "landed", "quarantined", ""):
+    for col in ("source", "file", "in", "landed", "quarantined", "file issues", ""):
         table.add_column(col, justify="left" if col in ("source", "file") else "right")
     for f in report.files:
         status = "already ingested" if f.skipped else ("ok" if f.balanced else "UNBALANCED")
-        table.add_row(f.source, f.file, f"{f.records_in:,}", f"{f.landed:,}", f"{f.quarantined:,}", status)
+        issues = f"{f.file_issues:,}" if f.file_issues else ""
+        table.add_row(f.source, f.file, f"{f.records_in:,}", f"{f.landed:,}", f"{f.quarantined:,}", issues, status)
     console.print(table)
     records_in, landed, quarantined = report.totals()
     console.print(f"in {records_in:,} = landed {landed:,} + quarantined {quarantined:,}; "
@@ -235,6 +236,8 @@ def run_ingest(directory: Path) -> dict:
         console.print(f"linkage: {report.relinked:,} batch identities re-keyed to their person ({rules})")
     if report.silver:
         console.print("silver: " + ", ".join(f"{k} +{v:,}" for k, v in report.silver.items()))
+    if report.seconds:
+        console.print("seconds: " + ", ".join(f"{k} {v:,.1f}" for k, v in report.seconds.items()))
     if report.by_reason:
         console.print("quarantine reasons: " + ", ".join(f"{k} {v}" for k, v in report.by_reason.most_common()))
     if any(not f.balanced for f in report.files):
