@@ -18,8 +18,8 @@ from sqlalchemy import Engine, delete, select
 
 from pdp.config import Settings
 from pdp.pseudonym.keys import KeyStore
-from pdp.pseudonym.normalise import CanonicalIdentity, RawIdentity, normalise
-from pdp.pseudonym.vault import IdentityVault, VaultRecord, identity_vault_blocking
+from pdp.pseudonym.normalise import CanonicalIdentity
+from pdp.pseudonym.vault import IdentityVault, VaultRecord, identity_vault_blocking, record_canonical
 
 
 def pseudonym(n: int) -> str:
@@ -31,15 +31,7 @@ def person(birth_name: str, first: str, born: date, *, used_name: str | None = N
 
 
 def canonical(record: VaultRecord) -> CanonicalIdentity:
-    c = normalise(
-        RawIdentity(
-            birth_name=record.birth_name,
-            used_name=record.used_name,
-            first_names=list(record.first_names or ()),
-            sex=record.sex,
-            birth_date=record.birth_date,
-        )
-    )
+    c = record_canonical(record)
     assert isinstance(c, CanonicalIdentity)
     return c
 
