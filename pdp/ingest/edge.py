@@ -14,7 +14,6 @@ and e-mail never leave this module except into the vault.
 from __future__ import annotations
 
 import base64
-import binascii
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,12 +28,11 @@ from pydantic import ValidationError
 from pdp.ingest.model import Quarantined, SourceRecord
 from pdp.pseudonym.keys import KeyStore
 from pdp.pseudonym.normalise import CanonicalIdentity, Rejection, normalise
-from pdp.pseudonym.pseudonymise import Pseudonymiser
+from pdp.pseudonym.pseudonymise import Pseudonymiser, digest_text
 from pdp.pseudonym.vault import VaultRecord
 
 __all__ = ["BronzeRow", "Edge", "EdgeState", "QuarantineRow"]
 
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _CONTACT = ("address_line", "postcode", "commune_code", "phone", "email", "gp_rpps")
 
 
@@ -192,8 +190,7 @@ class Edge:
         """Keyed hash of a record; file-level rows (no raw bytes) hash their place instead."""
         mac = self._record_mac.copy()
         mac.update(raw if raw else f"file-level\x1f{source}\x1f{file}\x1f{position}".encode())
-        digest = binascii.b2a_base64(mac.finalize(), newline=False)[:43].translate(_URLSAFE).decode()
-        return f"r{self._record_version}:{digest}"
+        return f"r{self._record_version}:{digest_text(mac.finalize())}"
 
     def file_fingerprint(self, path: Path) -> str:
         """Keyed hash of a whole file's bytes, streamed: recognises a file already ingested."""
@@ -202,8 +199,7 @@ class Edge:
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 mac.update(block)
-        digest = binascii.b2a_base64(mac.finalize(), newline=False)[:43].translate(_URLSAFE).decode()
-        return f"f{self._record_version}:{digest}"
+        return f"f{self._record_version}:{digest_text(mac.finalize())}"
 
     def process(self, outcomes: Iterable[Quarantined | SourceRecord]) -> Iterator[BronzeRow | QuarantineRow]:
         """One output row per outcome, in order (in = landed + quarantined by construction)."""
@@ -232,42 +228,26 @@ class Edge:
     def _land(self, record: SourceRecord) -> BronzeRow | QuarantineRow:
         attributes = dict(record.attributes)
         events = [_event_dict(e) for e in record.events]
-        record_hash = self.record_hash(record.raw, source=record.source, file=record.file, position=record.position)
-        if record.identity.is_empty():  # reference data (communes): no person
-            self.stats.landed += 1
-            return BronzeRow(
-                record_hash,
-                record.source,
-                record.file,
-                record.position,
-                record.record_id,
-                None,
-                "reference",
-                events,
-                attributes,
-            )
-        started = time.perf_counter()
-        canonical = normalise(record.identity.as_raw_identity(), today=self._today)
-        pseudonym = None if isinstance(canonical, Rejection) else self._pseudonymiser.pseudonym(canonical)
-        self.stats.pseudonymise_seconds += time.perf_counter() - started
-        if isinstance(canonical, Rejection) or pseudonym is None:
-            return self._quarantine(
-                record.source, record.file, record.position, str(canonical.reason_code), canonical.message, record.raw
-            )
-        self._remember(pseudonym, canonical, record)
-        attributes.update(_quasi_identifiers(canonical, record))
+        pseudonym, rule = None, "reference"  # reference data (communes): no person
+        if not record.identity.is_empty():
+            started = time.perf_counter()
+            canonical = normalise(record.identity.as_raw_identity(), today=self._today)
+            pseudonym = None if isinstance(canonical, Rejection) else self._pseudonymiser.pseudonym(canonical)
+            self.stats.pseudonymise_seconds += time.perf_counter() - started
+            if isinstance(canonical, Rejection):
+                return self._quarantine(
+                    record.source, record.file, record.position, str(canonical.reason_code), canonical.message,
+                    record.raw,
+                )  # fmt: skip
+            self._remember(pseudonym, canonical, record)
+            attributes.update(_quasi_identifiers(canonical, record))
+            rule = canonical.scheme
         self.stats.landed += 1
+        record_hash = self.record_hash(record.raw, source=record.source, file=record.file, position=record.position)
         return BronzeRow(
-            record_hash,
-            record.source,
-            record.file,
-            record.position,
-            record.record_id,
-            pseudonym,
-            canonical.scheme,
-            events,
+            record_hash, record.source, record.file, record.position, record.record_id, pseudonym, rule, events,
             attributes,
-        )
+        )  # fmt: skip
 
     def _remember(self, pseudonym: str, canonical: CanonicalIdentity, record: SourceRecord) -> None:
         """Keep the identity for the vault; within a batch, later records of a person merge in."""

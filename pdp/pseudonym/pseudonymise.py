@@ -61,6 +61,7 @@ __all__ = [
     "PSEUDONYM_LENGTH",
     "Pseudonymiser",
     "canonical_bytes",
+    "digest_text",
     "parse_pseudonym",
     "reference_hmac_loop",
 ]
@@ -71,6 +72,16 @@ PSEUDONYM_LENGTH = 43
 _PURPOSE = "pseudonym"
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _PSEUDONYM = re.compile(r"v([1-9][0-9]{0,8}):([A-Za-z0-9_\-]{43})")
+
+
+URLSAFE_TABLE = _URLSAFE
+"""``bytes.translate`` table from standard to URL-safe base64 (for vectorised encoders)."""
+
+
+def digest_text(digest: bytes) -> str:
+    """A 32-byte digest as the 43 URL-safe base64 characters every keyed value uses
+    (pseudonyms, record hashes, file fingerprints), without padding."""
+    return binascii.b2a_base64(digest, newline=False)[:PSEUDONYM_LENGTH].translate(_URLSAFE).decode("ascii")
 
 
 def canonical_bytes(canonical: CanonicalIdentity) -> bytes:
@@ -133,8 +144,7 @@ class Pseudonymiser:
         version, template = self._keyed(version)
         mac = template.copy()
         mac.update(canonical)
-        encoded = binascii.b2a_base64(mac.finalize(), newline=False)[:PSEUDONYM_LENGTH].translate(_URLSAFE)
-        return f"v{version}:" + encoded.decode("ascii")
+        return f"v{version}:" + digest_text(mac.finalize())
 
     def pseudonymise_many(self, canonicals: Iterable[CanonicalIdentity], *, version: int | None = None) -> list[str]:
         """Pseudonyms of many identities, in order: the key is set up once, then one copy per record."""

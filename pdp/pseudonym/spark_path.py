@@ -48,7 +48,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from pdp.pseudonym.keys import KeyStore, KeyStoreError
-from pdp.pseudonym.pseudonymise import PSEUDONYM_LENGTH
+from pdp.pseudonym.pseudonymise import PSEUDONYM_LENGTH, URLSAFE_TABLE
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -60,7 +60,6 @@ __all__ = ["Engine", "SparkPseudonymiser", "jvm_engine_available"]
 Engine = Literal["auto", "jvm", "arrow"]
 _JVM_CLASS = "org.pdp.spark.KeyedPseudonym"
 
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 class MissingCanonicalIdentity(ValueError):
@@ -82,7 +81,7 @@ def encode_pseudonyms(digests: list[bytes], version: int) -> pa.StringArray:
     out = np.empty((len(digests), width), dtype=np.uint8)
     out[:, : len(prefix)] = prefix
     out[:, len(prefix) :] = chars[:, :PSEUDONYM_LENGTH]
-    data = pa.py_buffer(out.tobytes().translate(_URLSAFE))
+    data = pa.py_buffer(out.tobytes().translate(URLSAFE_TABLE))
     offsets = pa.py_buffer(np.arange(0, (len(digests) + 1) * width, width, dtype=np.int32).tobytes())
     return pa.Array.from_buffers(pa.string(), len(digests), [None, offsets, data])
 
@@ -131,14 +130,13 @@ def _py4j_quiet() -> Iterator[None]:
     """py4j logs every command it sends at DEBUG, arguments included: hold that back while
     the key crosses to the JVM, whatever level the application configured."""
     loggers = [logging.getLogger(name) for name in ("py4j", "py4j.java_gateway", "py4j.clientserver")]
-    saved = [(logger, logger.level, logger.disabled) for logger in loggers]
+    saved = [(logger, logger.disabled) for logger in loggers]
     for logger in loggers:
         logger.disabled = True
     try:
         yield
     finally:
-        for logger, level, disabled in saved:
-            logger.setLevel(level)
+        for logger, disabled in saved:
             logger.disabled = disabled
 
 
