@@ -50,7 +50,7 @@ import pyarrow as pa
 from pdp.config import Settings, get_settings
 from pdp.ingest.edge import BronzeRow, Edge
 from pdp.ingest.parse import Duplicates, Tally, parse_file
-from pdp.ingest.pipeline import FileReport, IngestReport, _Clock, _engine, registry_version
+from pdp.ingest.pipeline import FileReport, IngestReport, _Clock, _engine, link_batch, registry_version
 from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA, bronze_dict, quarantine_dict
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ class LabFeed:
         clock.lap("parse_and_edge")
 
         run = RunInfo(run_id=batch_id, job="ingest-stream", definitions_version=registry_version(self.registry))
-        outcome = self._link(edge, batch_id, report)
+        outcome = self._link(edge, report)
         clock.lap("linkage")
         items = list(edge.vault_records.items())
         if items:
@@ -219,23 +219,14 @@ class LabFeed:
         )
         return {r.file_fingerprint for r in rows}
 
-    def _link(self, edge: Edge, batch_id: str, report: IngestReport) -> LinkOutcome:
+    def _link(self, edge: Edge, report: IngestReport) -> LinkOutcome:
         """Linkage as `pdp ingest` does it, unless no record of the batch can be re-keyed by it."""
         from pdp.ingest.edge import LinkOutcome
 
         if not edge.canonicals or self._linkage_cannot_change(edge):
             report.link_rules = {"deterministic_nir": len(edge.canonicals)} if edge.canonicals else {}
             return LinkOutcome(mapping={}, superseded={}, rule_counts=report.link_rules)
-        outcome = edge.link(self._vault.linkable(edge.canonicals.values()))
-        report.link_rules = outcome.rule_counts
-        report.relinked = len(outcome.mapping)
-        if outcome.superseded:  # known persons now found to be one: re-key the lake, then the vault
-            from pdp.lake import load_catalog
-            from pdp.pseudonym.rotation import remap_lake
-
-            remap_lake(self.spark, load_catalog(), outcome.superseded, f"{batch_id}-relink", self.settings.lake_uri)
-            self._vault.repseudonymise(outcome.superseded)
-        return outcome
+        return link_batch(self.spark, edge, self._vault, report, lake_root=self.settings.lake_uri)
 
     def _linkage_cannot_change(self, edge: Edge) -> bool:
         """True when every identity is an own-NIR person known to the vault and no vault person holds its traits key.

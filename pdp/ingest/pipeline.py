@@ -34,7 +34,9 @@ from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from pdp.ingest.edge import LinkOutcome
     from pdp.lake import RunInfo
+    from pdp.pseudonym.vault import IdentityVault
 
 __all__ = ["BRONZE_SCHEMA", "QUARANTINE_SCHEMA", "FileReport", "IngestBusy", "IngestReport", "ingest_directory"]
 
@@ -189,16 +191,7 @@ def _ingest(
         report.parse_cpu_seconds = round(report.parse_cpu_seconds, 3)
         report.by_reason = Counter(edge.stats.by_reason)
         report.pseudonymise_seconds = round(edge.stats.pseudonymise_seconds, 3)
-        # linkage: the batch's identities against each other and the known persons they could join
-        outcome = edge.link(vault.linkable(edge.canonicals.values()) if edge.canonicals else [])
-        report.link_rules = outcome.rule_counts
-        report.relinked = len(outcome.mapping)
-        if outcome.superseded:  # known persons now found to be one: re-key the lake, then the vault
-            from pdp.lake import load_catalog
-            from pdp.pseudonym.rotation import remap_lake
-
-            remap_lake(spark, load_catalog(), outcome.superseded, f"{batch_id}-relink", lake_root)
-            vault.repseudonymise(outcome.superseded)
+        outcome = link_batch(spark, edge, vault, report, lake_root=lake_root)
         clock.lap("linkage")
         # commit: vault first (the identity behind every pseudonym), then the lake, then the log
         items = list(edge.vault_records.items())
@@ -228,6 +221,23 @@ def _ingest(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report
+
+
+def link_batch(
+    spark: SparkSession, edge: Edge, vault: IdentityVault, report: IngestReport, *, lake_root: str
+) -> LinkOutcome:
+    """Link the batch's identities to each other and to the known persons they could join; when
+    known persons turn out to be one, re-key the lake, then the vault. Shared by the lab feed."""
+    outcome = edge.link(vault.linkable(edge.canonicals.values()) if edge.canonicals else [])
+    report.link_rules = outcome.rule_counts
+    report.relinked = len(outcome.mapping)
+    if outcome.superseded:
+        from pdp.lake import load_catalog
+        from pdp.pseudonym.rotation import remap_lake
+
+        remap_lake(spark, load_catalog(), outcome.superseded, f"{report.batch_id}-relink", lake_root)
+        vault.repseudonymise(outcome.superseded)
+    return outcome
 
 
 class _Clock:
