@@ -58,6 +58,7 @@ import json
 import re
 import time
 import unicodedata
+import zlib
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -705,9 +706,18 @@ class _Scanner:
         self.report.log_files += 1
 
     def other_file(self, table: str, path: str, relative: str) -> None:
-        """Any other file, as text lines (hidden checksums, deletion vectors, stray files)."""
+        """Any other file, as text lines (hidden checksums, deletion vectors, stray files).
+
+        A Hadoop checksum sidecar (``.<name>.crc``) whose bytes are exactly the CRC32s of its
+        sibling file is skipped: its content is a function of a file scanned in its own right,
+        and its random bytes once spelt ``aQi@k.my`` (a false EMAIL that failed `make demo`).
+        Any other ``.crc`` file is read as text like the rest.
+        """
         lines: list[str] = []
         try:
+            if _is_checksum_of_sibling(self.fs, path):
+                self.report.other_files += 1
+                return
             for line in self._lines(path):
                 lines.append(line)
                 if len(lines) >= _BATCH_ROWS:
@@ -847,6 +857,29 @@ def _owner(path: str, roots: set[str], root: str) -> str | None:
             break
         parent = parent.rsplit("/", 1)[0]
     return None
+
+
+def _is_checksum_of_sibling(filesystem: Any, path: str) -> bool:
+    """True when `path` is ``.<name>.crc`` holding Hadoop's CRC32 checksums of ``<name>`` beside it."""
+    folder, _, name = path.rpartition("/")
+    if not (name.startswith(".") and name.endswith(".crc")):
+        return False
+    sibling = f"{folder}/{name[1:-4]}"
+    try:
+        with filesystem.open_input_stream(path) as stream:
+            sums = stream.read()
+        if len(sums) < 8 or sums[:4] != b"crc\x00" or (len(sums) - 8) % 4:
+            return False
+        chunk = int.from_bytes(sums[4:8], "big")
+        if chunk <= 0:
+            return False
+        expected = bytearray(sums[:8])
+        with filesystem.open_input_stream(sibling) as stream:
+            while block := stream.read(chunk):
+                expected += zlib.crc32(block).to_bytes(4, "big")
+    except OSError:
+        return False
+    return bytes(expected) == sums
 
 
 def _table_name(root: str, table_root: str) -> str:

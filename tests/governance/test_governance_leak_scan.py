@@ -12,7 +12,7 @@ import io
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -232,6 +232,39 @@ def test_files_outside_tables_are_read_too(tmp_path: Path) -> None:
     report = scan_lake(lake)
     assert _only(report) == {("(outside any Delta table)", "_file", "EMAIL")}
     assert report.tables == 0 and report.other_files == 1
+
+
+def _chunk_whose_crc(test: Callable[[bytes], bool], seed: bytes) -> bytes:
+    """A 512-byte chunk whose big-endian CRC32 passes `test` (found by counting, in well under a second)."""
+    import zlib
+
+    for n in range(10_000_000):
+        chunk = (seed + n.to_bytes(8, "big")).ljust(512, b"\x00")
+        if test(zlib.crc32(chunk).to_bytes(4, "big")):
+            return chunk
+    raise AssertionError("no chunk found")
+
+
+def test_checksum_sidecar_is_skipped_only_when_it_is_the_siblings_crc(tmp_path: Path) -> None:
+    import zlib
+
+    letters = set(b"abcdefghijklmnopqrstuvwxyz")
+    alnum = letters | set(b"0123456789")
+    # Two chunks whose CRC32 bytes read "xx@x" then ".yy" + a separator: an address-like string in the sidecar.
+    first = _chunk_whose_crc(lambda c: c[0] in alnum and c[1] in alnum and c[2] == ord("@") and c[3] in alnum, b"a")
+    second = _chunk_whose_crc(
+        lambda c: c[0] == ord(".") and c[1] in letters and c[2] in letters and c[3] in b" \n;", b"b"
+    )
+    data = first + second
+    sums = b"".join(zlib.crc32(c).to_bytes(4, "big") for c in (first, second))
+    sidecar = b"crc\x00" + (512).to_bytes(4, "big") + sums
+    lake = tmp_path / "lake"
+    (lake / "tmp").mkdir(parents=True)
+    (lake / "tmp" / "part.bin").write_bytes(data)
+    (lake / "tmp" / ".part.bin.crc").write_bytes(sidecar)
+    assert scan_lake(lake).findings == []
+    (lake / "tmp" / ".other.bin.crc").write_bytes(sidecar)  # same bytes, no sibling they are the checksums of
+    assert _only(scan_lake(lake)) == {("(outside any Delta table)", "_file", "EMAIL")}
 
 
 # --- real Delta tables written by Spark -------------------------------------------------------------------
