@@ -30,15 +30,18 @@ class RunInfo(BaseModel):
     run_id: str = Field(min_length=1, max_length=128)
     job: str = Field(min_length=1, max_length=128)
     definitions_version: str = Field(min_length=1, max_length=128)
+    lineage: dict[str, str] | None = Field(
+        None, description="What the run read and used (input table versions, definition versions, as-of date)."
+    )
 
     @classmethod
-    def new(cls, job: str, *, definitions_version: str) -> RunInfo:
+    def new(cls, job: str, *, definitions_version: str, lineage: dict[str, str] | None = None) -> RunInfo:
         """A run with a fresh random id."""
-        return cls(run_id=uuid.uuid4().hex, job=job, definitions_version=definitions_version)
+        return cls(run_id=uuid.uuid4().hex, job=job, definitions_version=definitions_version, lineage=lineage)
 
     def user_metadata(self, **extra: str) -> str:
         """The JSON stored in Delta's ``userMetadata``; `extra` adds fields such as a commit token or a reason."""
-        payload: dict[str, str] = {"schema": _SCHEMA, **self.model_dump(), **extra}
+        payload: dict[str, Any] = {"schema": _SCHEMA, **self.model_dump(exclude_none=True), **extra}
         return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod

@@ -22,7 +22,18 @@ from typing import Any
 
 import yaml
 
-__all__ = ["concept_case_sql", "concept_of", "concept_sets", "concept_sets_version"]
+__all__ = [
+    "UnknownConceptError",
+    "concept_case_sql",
+    "concept_members_sql",
+    "concept_of",
+    "concept_sets",
+    "concept_sets_version",
+]
+
+
+class UnknownConceptError(KeyError):
+    """A definition names a concept set that `concept_sets.yml` does not define."""
 
 
 @lru_cache(maxsize=1)
@@ -72,3 +83,31 @@ def concept_case_sql(vocabulary_col: str, code_col: str) -> str:
         test = f"startswith({code_col}, {quote(entry)})" if prefix else f"{code_col} = {quote(entry)}"
         whens.append(f"WHEN {vocabulary_col} = {quote(vocab)} AND {test} THEN {quote(concept)}")
     return "CASE " + " ".join(whens) + " ELSE NULL END"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def concept_members_sql(concepts: list[str], vocabulary_col: str, code_col: str) -> str:
+    """A SQL condition true when (vocabulary, code) belongs to any of `concepts`, inclusively.
+
+    Why inclusive, unlike `concept_of`: a population rule asking for "a T2D diagnosis" wants
+    E11.2 as much as E11.9, while silver's single `concept` column keeps the most specific set
+    (t2d_nephropathy). Plain `=` and `LIKE 'prefix%'`, so Spark SQL and DuckDB both run it.
+
+    >>> concept_members_sql(["t2d"], "v", "c")
+    "((v = 'CIM-10' AND (c LIKE 'E11%')) OR (v = 'SNOMED' AND (c = '44054006')))"
+    """
+    sets = concept_sets()
+    terms = []
+    for concept in concepts:
+        if concept not in sets:
+            raise UnknownConceptError(concept)
+        for vocabulary, codes in sets[concept].items():
+            tests = [
+                f"{code_col} LIKE {_quote(code[:-1] + '%')}" if code.endswith("*") else f"{code_col} = {_quote(code)}"
+                for code in codes
+            ]
+            terms.append(f"({vocabulary_col} = {_quote(vocabulary)} AND ({' OR '.join(tests)}))")
+    return "(" + " OR ".join(terms) + ")" if terms else "FALSE"

@@ -1,0 +1,1 @@
+"""Population algorithms (placeholder docstring, replaced below)."""

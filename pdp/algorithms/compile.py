@@ -1,0 +1,456 @@
+"""Compile the definitions into one pipeline of named SQL steps, for any engine.
+
+Why SQL steps built once and run by an engine: the same definitions drive the Spark gold build,
+the DuckDB reference of `pdp bench gold` and the incremental rebuild; building the SQL apart
+from running it keeps them one logic (Splink's way). No Python loop over persons: every step
+is a set operation, and the engine plans it.
+
+The pipeline reads nine input relations (silver tables, registered by the runner):
+``in_person, in_death, in_location, in_condition, in_procedure, in_drug, in_measurement,
+in_observation, in_note_fact`` and, when `scoped`, ``in_scope(person_id)`` restricting the
+persons recomputed. Its outputs are the relations named in `OUTPUTS`:
+
+- ``out_population``: one row per person and population they belong to
+- ``out_stratum``: one row per person and pyramid (their one stratum, the rule that fired)
+- ``out_care_action``: one row per person on a pathway and action (last done, next due, status)
+- ``out_alert``: one row per person and alert
+- ``out_evidence``: the facts behind every row above (table, event id, date, source, code, value)
+
+>>> from datetime import date
+>>> from pdp.algorithms.model import load_definitions
+>>> steps = compile_pipeline(load_definitions(), as_of=date(2026, 6, 30), dialect=SparkDialect())
+>>> [s.name for s in steps][:3]
+['facts', 'codes', 'code_criteria']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from pdp.algorithms.dialect import Dialect, DuckDBDialect, SparkDialect
+from pdp.algorithms.expr import Expr, citations, parse_expr, to_sql
+from pdp.algorithms.model import Criterion, Definitions
+from pdp.semantic import concept_members_sql
+
+__all__ = ["INPUTS", "OUTPUTS", "DuckDBDialect", "SparkDialect", "Step", "compile_pipeline"]
+
+INPUTS = (
+    "in_person", "in_death", "in_location", "in_condition", "in_procedure", "in_drug",
+    "in_measurement", "in_observation", "in_note_fact",
+)
+OUTPUTS = ("out_population", "out_stratum", "out_care_action", "out_alert", "out_evidence")
+
+# silver table per domain: (input relation, silver table name, id column, value column or None)
+_DOMAINS: dict[str, tuple[str, str, str, str | None]] = {
+    "condition": ("in_condition", "condition_occurrence", "condition_occurrence_id", None),
+    "procedure": ("in_procedure", "procedure_occurrence", "procedure_occurrence_id", None),
+    "drug": ("in_drug", "drug_exposure", "drug_exposure_id", None),
+    "measurement": ("in_measurement", "measurement", "measurement_id", "value"),
+    "observation": ("in_observation", "observation", "observation_id", "value"),
+    "text": ("in_note_fact", "note_fact", "note_fact_id", "value"),
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One named relation of the pipeline: `CREATE VIEW name AS sql` in any engine."""
+
+    name: str
+    sql: str
+    materialise: bool = False  # worth caching: read by several later steps
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _in(column: str, values: list[str]) -> str:
+    return f"{column} IN ({', '.join(_q(v) for v in values)})"
+
+
+def _cmp(left: str, test_op: str, threshold: float) -> str:
+    return f"{left} {test_op} {threshold!r}"
+
+
+class _Compiler:
+    def __init__(self, defs: Definitions, as_of: date, dialect: Dialect, scoped: bool) -> None:
+        self.defs = defs
+        self.d = dialect
+        self.as_of = dialect.date(as_of)
+        self.scoped = scoped
+        self.events = {n: c for n, c in defs.criteria.items() if c.kind != "person"}
+        self.persons = {n: c for n, c in defs.criteria.items() if c.kind == "person"}
+
+    # -- facts ------------------------------------------------------------------------------
+
+    def facts(self) -> Step:
+        scope = " AND person_id IN (SELECT person_id FROM in_scope)" if self.scoped else ""
+        parts = []
+        for domain, (relation, table, id_col, value_col) in _DOMAINS.items():
+            value = f"CAST({value_col} AS DOUBLE)" if value_col else "CAST(NULL AS DOUBLE)"
+            extra = " AND assertion = 'affirmed'" if domain == "text" else ""
+            parts.append(
+                f"SELECT person_id, '{domain}' AS domain, '{table}' AS fact_table, {id_col} AS event_id, "
+                f"vocabulary, source_code, start_date, {value} AS value, status, source "
+                f"FROM {relation} WHERE start_date <= {self.as_of}{extra}{scope}"
+            )
+        return Step("facts", "\nUNION ALL\n".join(parts))
+
+    def codes(self) -> Step:
+        return Step("codes", "SELECT DISTINCT domain, vocabulary, source_code FROM facts")
+
+    def code_criteria(self) -> Step:
+        parts = []
+        for name, c in self.events.items():
+            members = concept_members_sql(c.concepts, "vocabulary", "source_code")
+            excluded = (
+                f" AND NOT {concept_members_sql(c.exclude_concepts, 'vocabulary', 'source_code')}"
+                if c.exclude_concepts else ""
+            )
+            parts.append(
+                f"SELECT domain, vocabulary, source_code, '{name}' AS criterion FROM codes "
+                f"WHERE {_in('domain', list(c.domains))} AND {members}{excluded}"
+            )
+        return Step("code_criteria", "\nUNION ALL\n".join(parts))
+
+    def _fact_test(self, c: Criterion) -> str:
+        tests = []
+        if c.look_back_days is not None:
+            tests.append(f"f.start_date > {self.d.minus_days(self.as_of, c.look_back_days)}")
+        if c.sources:
+            tests.append(_in("f.source", c.sources))
+        if c.statuses:
+            tests.append(_in("f.status", c.statuses))
+        if c.value:
+            tests.append(_cmp("f.value", c.value.op, c.value.threshold))
+        if c.latest or c.change:
+            tests.append("f.value IS NOT NULL")
+        return " AND ".join(tests) or "TRUE"
+
+    def matched(self) -> Step:
+        cases = " ".join(f"WHEN '{n}' THEN ({self._fact_test(c)})" for n, c in self.events.items())
+        return Step(
+            "matched",
+            "SELECT f.person_id, f.domain, f.fact_table, f.event_id, f.vocabulary, f.source_code, f.start_date, "
+            "f.value, f.status, f.source, m.criterion FROM facts f JOIN code_criteria m "
+            "ON f.domain = m.domain AND f.vocabulary = m.vocabulary AND f.source_code = m.source_code "
+            f"WHERE CASE m.criterion {cases} ELSE FALSE END",
+            materialise=True,
+        )
+
+    # -- criteria per person ----------------------------------------------------------------
+
+    def _names(self, kind: str) -> list[str]:
+        return [n for n, c in self.events.items() if c.kind == kind]
+
+    def ranked(self) -> Step:
+        """Matched facts numbered per person and criterion: newest first, one per distinct date."""
+        return Step(
+            "ranked",
+            "SELECT *, dense_rank() OVER (PARTITION BY person_id, criterion ORDER BY start_date DESC) AS date_rank, "
+            "row_number() OVER (PARTITION BY person_id, criterion, start_date ORDER BY event_id) AS same_day "
+            "FROM matched",
+        )
+
+    def holds(self) -> Step:
+        """(person, criterion) pairs that hold, with the last fact date."""
+        parts = []
+        events = self._names("events")
+        if events:
+            need = " ".join(f"WHEN '{n}' THEN {self.events[n].min_dates}" for n in events)
+            parts.append(
+                "SELECT person_id, criterion, max(start_date) AS last_date FROM matched "
+                f"WHERE {_in('criterion', events)} GROUP BY person_id, criterion "
+                f"HAVING count(DISTINCT start_date) >= CASE criterion {need} END"
+            )
+        latest = self._names("latest")
+        if latest:
+            tests = " ".join(
+                f"WHEN '{n}' THEN ({_cmp('value', self.events[n].latest.op, self.events[n].latest.threshold)})"
+                for n in latest
+                if self.events[n].latest is not None
+            )
+            parts.append(
+                "SELECT person_id, criterion, start_date AS last_date FROM ("
+                "SELECT *, row_number() OVER (PARTITION BY person_id, criterion ORDER BY start_date DESC, "
+                f"event_id DESC) AS rn FROM matched WHERE {_in('criterion', latest)}) t "
+                f"WHERE rn = 1 AND CASE criterion {tests} ELSE FALSE END"
+            )
+        change = self._names("change")
+        if change:
+            parts.append("SELECT person_id, criterion, max(later_date) AS last_date FROM change_pairs "
+                         "GROUP BY person_id, criterion")
+        return Step("holds", "\nUNION ALL\n".join(parts), materialise=True)
+
+    def change_pairs(self) -> Step | None:
+        change = self._names("change")
+        if not change:
+            return None
+        cases = []
+        for n in change:
+            ch = self.events[n].change
+            assert ch is not None
+            gap = self.d.days_between("b.start_date", "a.start_date")
+            recent = f"b.start_date > {self.d.minus_days(self.as_of, ch.recent_days)}"
+            if ch.absolute is not None:
+                amount = (f"b.value - a.value > {ch.absolute!r}" if ch.direction == "rise"
+                          else f"a.value - b.value > {ch.absolute!r}")
+            else:
+                rel = ch.relative or 0.0
+                amount = (f"b.value > a.value * {1 + rel!r}" if ch.direction == "rise"
+                          else f"b.value < a.value * {1 - rel!r}")
+            cases.append(f"WHEN '{n}' THEN ({gap} >= 1 AND {gap} <= {ch.within_days} AND {recent} AND {amount})")
+        return Step(
+            "change_pairs",
+            "SELECT a.person_id, a.criterion, a.event_id AS earlier_id, b.event_id AS later_id, "
+            "a.start_date AS earlier_date, b.start_date AS later_date, "
+            "row_number() OVER (PARTITION BY a.person_id, a.criterion ORDER BY b.start_date DESC, "
+            "a.start_date DESC, b.event_id, a.event_id) AS pair_rank "
+            "FROM matched a JOIN matched b ON a.person_id = b.person_id AND a.criterion = b.criterion "
+            f"WHERE {_in('a.criterion', change)} AND CASE a.criterion {' '.join(cases)} ELSE FALSE END",
+        )
+
+    def cited(self) -> Step:
+        """The facts an explanation cites for each criterion that holds."""
+        parts = []
+        events = self._names("events")
+        cols = ("r.person_id, r.criterion, r.fact_table, r.event_id, r.start_date, r.source, "
+                "r.vocabulary, r.source_code, r.value")
+        if events:
+            cite = " ".join(f"WHEN '{n}' THEN {self.events[n].cite}" for n in events)
+            parts.append(
+                f"SELECT {cols} FROM ranked r JOIN holds h ON r.person_id = h.person_id AND r.criterion = h.criterion "
+                f"WHERE {_in('r.criterion', events)} AND r.same_day = 1 AND r.date_rank <= CASE r.criterion {cite} END"
+            )
+        latest = self._names("latest")
+        if latest:
+            parts.append(
+                f"SELECT {cols} FROM ranked r JOIN holds h ON r.person_id = h.person_id AND r.criterion = h.criterion "
+                f"AND r.start_date = h.last_date WHERE {_in('r.criterion', latest)} AND r.date_rank = 1 AND "
+                "r.same_day = 1"
+            )
+        if self._names("change"):
+            parts.append(
+                f"SELECT {cols} FROM matched r JOIN change_pairs p ON r.person_id = p.person_id "
+                "AND r.criterion = p.criterion AND (r.event_id = p.earlier_id OR r.event_id = p.later_id) "
+                "WHERE p.pair_rank = 1"
+            )
+        return Step("cited", "\nUNION ALL\n".join(parts), materialise=True)
+
+    # -- persons, populations, strata ---------------------------------------------------------
+
+    def people(self) -> Step:
+        scope = " WHERE p.person_id IN (SELECT person_id FROM in_scope)" if self.scoped else ""
+        age = (f"CAST(floor(((year({self.as_of}) - p.year_of_birth) * 12 + month({self.as_of}) "
+               "- p.month_of_birth) / 12.0) AS INTEGER)")
+        return Step(
+            "people",
+            "SELECT p.person_id, p.person_pseudonym, p.gender, p.location_id, p.gp_rpps, "
+            f"{age} AS age, d.person_id IS NULL AS alive, l.location_id IS NOT NULL AS resident "
+            "FROM in_person p "
+            f"LEFT JOIN (SELECT DISTINCT person_id FROM in_death WHERE death_date <= {self.as_of}) d "
+            "ON p.person_id = d.person_id "
+            "LEFT JOIN (SELECT DISTINCT location_id FROM in_location) l ON p.location_id = l.location_id"
+            f"{scope}",
+        )
+
+    def _person_test(self, c: Criterion) -> str:
+        assert c.person is not None
+        tests = []
+        if c.person.sex:
+            tests.append(f"p.gender = {_q(c.person.sex)}")
+        if c.person.min_age is not None:
+            tests.append(f"p.age >= {c.person.min_age}")
+        if c.person.max_age is not None:
+            tests.append(f"p.age <= {c.person.max_age}")
+        return "(" + " AND ".join(tests or ["TRUE"]) + ")"
+
+    def flags(self) -> Step:
+        cols = [f"COALESCE(h.c_{n}, FALSE) AS c_{n}" for n in self.events]
+        cols += [f"COALESCE({self._person_test(c)}, FALSE) AS c_{n}" for n, c in self.persons.items()]
+        dates = [f"h.d_{n}" for n in self._done_by()]
+        pivot = ", ".join(
+            [f"max(CASE WHEN criterion = '{n}' THEN 1 ELSE 0 END) = 1 AS c_{n}" for n in self.events]
+            + [f"max(CASE WHEN criterion = '{n}' THEN last_date END) AS d_{n}" for n in self._done_by()]
+        )
+        return Step(
+            "flags",
+            f"SELECT p.*, {', '.join(cols + dates)} FROM people p "
+            f"LEFT JOIN (SELECT person_id, {pivot} FROM holds GROUP BY person_id) h ON p.person_id = h.person_id",
+        )
+
+    def _done_by(self) -> list[str]:
+        return sorted({a.done_by for pw in self.defs.pathways.values() for a in pw.actions})
+
+    @staticmethod
+    def _crit(name: str) -> str:
+        return f"c_{name}"
+
+    @staticmethod
+    def _pop(name: str) -> str:
+        return f"p_{name}"
+
+    def populations(self) -> list[Step]:
+        steps = []
+        source = "flags"
+        for i, level in enumerate(self.defs.population_order()):
+            cols = []
+            for name in level:
+                pop = self.defs.populations[name]
+                rule = f"(alive AND resident AND {to_sql(pop.include_rule, self._crit, self._pop)}"
+                if pop.exclude_rule is not None:
+                    rule += f" AND NOT {to_sql(pop.exclude_rule, self._crit, self._pop)}"
+                cols.append(f"COALESCE({rule}), FALSE) AS p_{name}")
+            name = f"populations_{i}"
+            steps.append(Step(name, f"SELECT *, {', '.join(cols)} FROM {source}"))
+            source = name
+        strata = []
+        for pyr in self.defs.pyramids.values():
+            whens = " ".join(
+                f"WHEN p_{s.population} AND {to_sql(s.rule, self._crit, self._pop)} THEN {_q(s.stratum)}"
+                for s in pyr.strata
+            )
+            strata.append(f"CASE {whens} END AS s_{pyr.name}")
+        steps.append(Step("persons", f"SELECT *, {', '.join(strata)} FROM {source}", materialise=True))
+        return steps
+
+    # -- outputs ----------------------------------------------------------------------------
+
+    def out_population(self) -> Step:
+        parts = []
+        for name, pop in self.defs.populations.items():
+            first = " ".join(f"WHEN c_{c} THEN {_q(c)}" for c in pop.evidence_hierarchy)
+            parts.append(
+                f"SELECT person_id, person_pseudonym, {_q(name)} AS population, {_q(pop.rule_id)} AS rule_id, "
+                f"CASE {first} END AS primary_evidence, {pop.version} AS definition_version, location_id, gp_rpps "
+                f"FROM persons WHERE p_{name}"
+            )
+        return Step("out_population", "\nUNION ALL\n".join(parts))
+
+    def out_stratum(self) -> Step:
+        parts = []
+        for pyr in self.defs.pyramids.values():
+            rule = " ".join(f"WHEN {_q(s.stratum)} THEN {_q(pyr.rule_id(s.stratum))}" for s in pyr.strata)
+            parts.append(
+                f"SELECT person_id, person_pseudonym, {_q(pyr.name)} AS pyramid, s_{pyr.name} AS stratum, "
+                f"CASE s_{pyr.name} {rule} END AS rule_id, {pyr.version} AS definition_version, location_id, gp_rpps "
+                f"FROM persons WHERE s_{pyr.name} IS NOT NULL"
+            )
+        return Step("out_stratum", "\nUNION ALL\n".join(parts))
+
+    def out_care_action(self) -> Step:
+        parts = []
+        for pw in self.defs.pathways.values():
+            stratum = f"s_{pw.pyramid}"
+
+            def in_stratum(s: str, col: str = stratum) -> str:
+                return f"{col} = {_q(s)}"
+
+            for a in pw.actions:
+                days = " ".join(
+                    f"WHEN {to_sql(i.rule, self._crit, self._pop, in_stratum)} THEN {i.days}" for i in a.intervals
+                )
+                rule = " ".join(
+                    f"WHEN {to_sql(i.rule, self._crit, self._pop, in_stratum)} "
+                    f"THEN {_q(pw.interval_rule_id(a.action, k))}"
+                    for k, i in enumerate(a.intervals)
+                )
+                parts.append(
+                    f"SELECT person_id, person_pseudonym, {_q(pw.name)} AS pathway, {stratum} AS stratum, "
+                    f"{_q(a.action)} AS action, {_q(a.professional)} AS professional, "
+                    f"CASE {days} END AS interval_days, "
+                    f"CASE {rule} END AS rule_id, d_{a.done_by} AS last_done, {pw.version} AS definition_version, "
+                    f"{pw.due_soon_days} AS due_soon_days, location_id, gp_rpps "
+                    f"FROM persons WHERE {_in(stratum, pw.strata)}"
+                )
+        union = "\nUNION ALL\n".join(parts)
+        due = f"COALESCE({self.d.plus_days('last_done', 'interval_days')}, {self.as_of})"
+        return Step(
+            "out_care_action",
+            f"SELECT person_id, person_pseudonym, pathway, stratum, action, professional, interval_days, rule_id, "
+            f"last_done, {due} AS next_due, CASE WHEN {due} < {self.as_of} THEN 'overdue' "
+            f"WHEN {due} <= {self.d.plus_days(self.as_of, 'due_soon_days')} THEN 'due' ELSE 'up_to_date' END "
+            f"AS status, definition_version, location_id, gp_rpps FROM ({union}) a",
+            materialise=True,
+        )
+
+    def out_alert(self) -> Step:
+        parts = []
+        for name, alert in self.defs.alerts.items():
+            head = (f"{_q(name)} AS alert, {_q(alert.severity)} AS severity, {_q(alert.professional)} AS professional, "
+                    f"{_q(alert.rule_id)} AS rule_id, {alert.version} AS definition_version")
+            if alert.rule is not None:
+                parts.append(
+                    f"SELECT person_id, person_pseudonym, {head}, location_id, gp_rpps FROM persons "
+                    f"WHERE {to_sql(alert.rule, self._crit, self._pop)}"
+                )
+            else:
+                assert alert.overdue is not None
+                parts.append(
+                    f"SELECT DISTINCT person_id, person_pseudonym, {head}, location_id, gp_rpps FROM out_care_action "
+                    f"WHERE status = 'overdue' AND {_in('stratum', alert.overdue.strata)}"
+                )
+        return Step("out_alert", "\nUNION ALL\n".join(parts))
+
+    def out_evidence(self) -> Step:
+        """Facts behind every population, stratum, action and alert (long form, engine-neutral)."""
+        parts = []
+        fact_cols = ("c.criterion, c.fact_table, c.event_id, c.start_date AS fact_date, c.source, c.vocabulary, "
+                     "c.source_code, c.value")
+        person_cols = ("'{crit}' AS criterion, 'person' AS fact_table, x.person_id AS event_id, "
+                       "CAST(NULL AS DATE) AS fact_date, CAST(NULL AS STRING) AS source, "
+                       "CAST(NULL AS STRING) AS vocabulary, CAST(NULL AS STRING) AS source_code, "
+                       "CAST(NULL AS DOUBLE) AS value")
+
+        def cite(kind: str, subject: str, rule_id: str, source: str, where: str, rule: Expr) -> None:
+            for crit, guards in citations(rule):
+                guard = " AND ".join(to_sql(g, self._crit, self._pop) for g in guards) or "TRUE"
+                head = (f"x.person_id, x.person_pseudonym, {_q(kind)} AS kind, {subject} AS subject, "
+                        f"{rule_id} AS rule_id")
+                cond = f"({where}) AND x.c_{crit} AND {guard}"
+                if crit in self.persons:
+                    parts.append(f"SELECT {head}, {person_cols.format(crit=crit)} FROM {source} x WHERE {cond}")
+                else:
+                    parts.append(
+                        f"SELECT {head}, {fact_cols} FROM {source} x JOIN cited c ON c.person_id = x.person_id "
+                        f"AND c.criterion = {_q(crit)} WHERE {cond}"
+                    )
+
+        for name, pop in self.defs.populations.items():
+            cite("population", _q(name), _q(pop.rule_id), "persons", f"x.p_{name}",
+                 parse_expr({"any": list(pop.evidence_hierarchy)}, "evidence"))
+        for pyr in self.defs.pyramids.values():
+            for s in pyr.strata:
+                if s.rule.op != "true":
+                    cite("stratum", _q(f"{pyr.name}:{s.stratum}"), _q(pyr.rule_id(s.stratum)), "persons",
+                         f"x.s_{pyr.name} = {_q(s.stratum)}", s.rule)
+        for name, alert in self.defs.alerts.items():
+            if alert.rule is not None:
+                cite("alert", _q(name), _q(alert.rule_id), "persons", to_sql(alert.rule, self._crit, self._pop),
+                     alert.rule)
+        for pw in self.defs.pathways.values():
+            for a in pw.actions:
+                parts.append(
+                    "SELECT x.person_id, x.person_pseudonym, 'action' AS kind, "
+                    f"{_q(pw.name + '.' + a.action)} AS subject, x.rule_id, {fact_cols} "
+                    "FROM out_care_action x JOIN cited c ON c.person_id = x.person_id "
+                    f"AND c.criterion = {_q(a.done_by)} AND c.start_date = x.last_done "
+                    f"WHERE x.pathway = {_q(pw.name)} AND x.action = {_q(a.action)}"
+                )
+        return Step("out_evidence", "\nUNION ALL\n".join(parts))
+
+    def steps(self) -> list[Step]:
+        out = [self.facts(), self.codes(), self.code_criteria(), self.matched(), self.ranked()]
+        pairs = self.change_pairs()
+        if pairs is not None:
+            out.append(pairs)
+        out += [self.holds(), self.cited(), self.people(), self.flags(), *self.populations()]
+        out += [self.out_population(), self.out_stratum(), self.out_care_action(), self.out_alert(),
+                self.out_evidence()]
+        return out
+
+
+def compile_pipeline(defs: Definitions, *, as_of: date, dialect: Dialect, scoped: bool = False) -> list[Step]:
+    """The named SQL steps computing every gold relation at `as_of` (see the module docstring)."""
+    return _Compiler(defs, as_of, dialect, scoped).steps()
