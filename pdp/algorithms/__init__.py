@@ -1,0 +1,1 @@
+"""Population algorithms: stratification, pathways, and the disclosure control of what they publish."""
