@@ -146,9 +146,16 @@ def protect(
     full = _with_margins(counts)
     primary = _primary(full, threshold)
     suppressed = _Suppression(full, primary).run()
-    labels_index = pd.Index([*table.index, total_label], name=table.index.name)
-    labels_columns = pd.Index([*table.columns, total_label], name=table.columns.name)
-    return _result(full, primary, suppressed, labels_index, labels_columns, threshold, total_label, False)
+    return _result(
+        full,
+        primary,
+        suppressed,
+        index=pd.Index([*table.index, total_label], name=table.index.name),
+        columns=pd.Index([*table.columns, total_label], name=table.columns.name),
+        threshold=threshold,
+        total_label=total_label,
+        one_dimensional=False,
+    )
 
 
 def protect_long(
@@ -393,7 +400,14 @@ def _protect_series(series: pd.Series, *, threshold: int, total_label: str) -> P
     name = series.name if series.name is not None else "count"
     index = pd.Index([*series.index, total_label], name=series.index.name)
     return _result(
-        full[:, None], primary[:, None], suppressed[:, None], index, pd.Index([name]), threshold, total_label, True
+        full[:, None],
+        primary[:, None],
+        suppressed[:, None],
+        index=index,
+        columns=pd.Index([name]),
+        threshold=threshold,
+        total_label=total_label,
+        one_dimensional=True,
     )
 
 
@@ -412,6 +426,7 @@ def _result(
     full: np.ndarray,
     primary: np.ndarray,
     suppressed: np.ndarray,
+    *,
     index: pd.Index,
     columns: pd.Index,
     threshold: int,

@@ -243,6 +243,22 @@ def test_a_small_row_total_is_hidden_and_protected_by_another_small_row() -> Non
     assert_not_recomputable(protected, counts)
 
 
+def test_a_commune_with_one_small_cell_loses_its_total_protected_by_the_smallest_other_commune() -> None:
+    counts = pd.DataFrame(
+        {"s0": [3, 40, 25, 60], "s1": [0, 30, 20, 50], "s2": [0, 12, 15, 70]},
+        index=["hamlet", "town", "village", "city"],
+    )
+    protected = protect(counts)
+    assert published(protected) == [
+        [NA, 0, 0, NA],  # 3 persons, all in s0: the row total is the same small count
+        [40, 30, 12, 82],
+        [NA, 20, 15, NA],  # the smallest other total (60 < 82 < 180) and its s0 close the cycle
+        [60, 50, 70, 180],
+        [128, 100, 97, 325],  # the column totals and the grand total stay published
+    ]
+    assert_not_recomputable(protected, counts)
+
+
 def test_a_pyramid_hides_a_small_stratum_with_the_next_smallest() -> None:
     pyramid = pd.Series([1200, 300, 7, 45], index=pd.Index(["0", "1", "2", "3"], name="stratum"), name="persons")
     protected = protect(pyramid)
