@@ -1,0 +1,1 @@
+"""Population algorithms: stratification, pathways, the territory report."""
