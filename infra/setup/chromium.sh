@@ -21,7 +21,9 @@ if [ ! -x "$CHROMIUM" ]; then
     if ! apt-cache show chromium >/dev/null 2>&1; then
         apt-get update -qq >/dev/null 2>&1 || die "apt-get update failed"
     fi
-    apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+    reinstall=()  # the package is there but its binary is gone: install it again
+    dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q "install ok installed" && reinstall=(--reinstall)
+    apt-get install -y -qq --no-install-recommends "${reinstall[@]}" chromium >/dev/null 2>&1 \
         || die "apt-get install chromium failed (run 'apt-get install -y chromium' to see why)"
     [ -x "$CHROMIUM" ] || die "package installed but $CHROMIUM is still missing"
 fi

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import html
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -171,9 +171,25 @@ def pyramid_figure(pyramid: PyramidCounts) -> go.Figure:
     )
 
 
+def indicator_names(indicators: list[Indicator]) -> dict[tuple[str, str], str]:
+    """(pathway, action) -> its display name: the label, plus the pathway when two pathways share a label.
+
+    Both pathways may well have an "Éducation thérapeutique"; a chart axis keyed by label would merge them.
+
+    >>> from pdp.algorithms.report_model import Indicator
+    >>> mk = lambda p: Indicator(pathway=p, action="etp", label="ETP", eligible=0, up_to_date=0, share=None,
+    ...                          reference=None, reference_label="", goal=0.5)
+    >>> list(indicator_names([mk("dt2"), mk("ic")]).values())
+    ['ETP (dt2)', 'ETP (ic)']
+    """
+    seen = Counter(i.label for i in indicators)
+    return {(i.pathway, i.action): i.label if seen[i.label] == 1 else f"{i.label} ({i.pathway})" for i in indicators}
+
+
 def indicators_figure(indicators: list[Indicator]) -> go.Figure:
     """Share up to date per indicator (bars), its reference (diamonds) and its goal (red ticks)."""
-    labels = [_plain(i.label) for i in indicators]
+    names = indicator_names(indicators)
+    labels = [_plain(names[(i.pathway, i.action)]) for i in indicators]
     bars = go.Bar(
         y=labels, x=[i.share for i in indicators], orientation="h", name="Territoire", marker_color="#3182bd",
         text=[fmt_pct(i.share) for i in indicators], textposition="inside", insidetextanchor="start",
@@ -201,11 +217,6 @@ def indicators_figure(indicators: list[Indicator]) -> go.Figure:
             yaxis={"type": "category", "autorange": "reversed", "automargin": True, "fixedrange": True},
         ),
     )
-
-
-def _action_names(indicators: list[Indicator]) -> dict[tuple[str, str], str]:
-    """(pathway, action) -> the indicator's label, to name the trend lines like the table rows."""
-    return {(i.pathway, i.action): i.label for i in indicators}
 
 
 def trends_figure(trends: list[TrendPoint], names: dict[tuple[str, str], str]) -> go.Figure:
@@ -238,7 +249,7 @@ def report_figures(model: ReportModel) -> dict[str, go.Figure]:
     """Every chart of the page by DOM id, in page order."""
     figures = {chart_id(f"pyramid-{p.pyramid}"): pyramid_figure(p) for p in model.pyramids}
     figures[chart_id("indicators")] = indicators_figure(model.indicators)
-    figures[chart_id("trends")] = trends_figure(model.trends, _action_names(model.indicators))
+    figures[chart_id("trends")] = trends_figure(model.trends, indicator_names(model.indicators))
     return figures
 
 

@@ -85,6 +85,9 @@ class PyramidCounts(_Strict):
         unknown = set(ids) - set(PYRAMID_STRATA[self.pyramid])
         if unknown:
             raise ValueError(f"pyramid {self.pyramid}: strata {sorted(unknown)} do not belong to it")
+        labels = [s.label for s in self.strata]
+        if len(set(labels)) != len(labels):  # the chart's axis is keyed by label
+            raise ValueError(f"pyramid {self.pyramid}: duplicate stratum labels {labels}")
         return self
 
     def ordered(self) -> list[StratumCount]:
@@ -143,3 +146,16 @@ class ReportModel(_Strict):
     priorities: list[Priority]
     trends: list[TrendPoint]
     notes: list[str]
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> ReportModel:
+        pyramids = [p.pyramid for p in self.pyramids]
+        if len(set(pyramids)) != len(pyramids):  # one chart (and one DOM id) per pyramid
+            raise ValueError(f"duplicate pyramids {pyramids}")
+        actions = [(i.pathway, i.action) for i in self.indicators]
+        if len(set(actions)) != len(actions):
+            raise ValueError("two indicators for the same pathway and action")
+        months = [(t.pathway, t.action, t.as_of.year, t.as_of.month) for t in self.trends]
+        if len(set(months)) != len(months):
+            raise ValueError("two trend points for the same action and month")
+        return self

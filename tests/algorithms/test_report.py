@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from pdp.algorithms.report import MASKED, chart_id, render_report
+from pdp.algorithms.report import MASKED, chart_id, indicator_names, render_report, trends_figure
 from pdp.algorithms.report_model import (
     Indicator,
     Priority,
@@ -214,8 +214,16 @@ def finish(proc: subprocess.Popen[str], what: str) -> str:
     return out
 
 
+@dataclass
+class Rendered:
+    model: ReportModel
+    page: Path  # the report as written
+    dom: Node  # the DOM Chromium dumped after running the page's scripts
+    png: Path  # Chromium's screenshot
+
+
 @pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReportModel, Path, Node, Path]:
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Rendered:
     """Render once, then dump the DOM and take the screenshot in parallel (two browsers, ~5 s)."""
     tmp_path = tmp_path_factory.mktemp("report")
     model = build_model()
@@ -227,10 +235,15 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReportModel, Pat
     finish(shot, "--screenshot")
     if os.environ.get("PDP_UPDATE_REPORT_EXAMPLE"):
         shutil.copyfile(png, EXAMPLE_PNG)
-    return model, page, dom, png
+    return Rendered(model, page, dom, png)
 
 
 # --- tests -----------------------------------------------------------------------------------------------
+
+
+def test_chromium_is_installed() -> None:
+    """Fails (not skips) on a machine without the browser, naming the script that installs it."""
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run `bash infra/setup/chromium.sh` (make test does it)"
 
 
 def _chart(dom: Node, element_id: str) -> Node:
@@ -254,16 +267,16 @@ def _drawn(paths: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("pyramid", ["t2d", "hf"])
-def test_pyramids_are_drawn_one_bar_per_stratum(rendered: tuple, pyramid: str) -> None:
-    model, _, dom, _ = rendered
+def test_pyramids_are_drawn_one_bar_per_stratum(rendered: Rendered, pyramid: str) -> None:
+    model, dom = rendered.model, rendered.dom
     counts = next(p for p in model.pyramids if p.pyramid == pyramid)
     bars = _bar_paths(_chart(dom, chart_id(f"pyramid-{pyramid}")))
     assert len(bars) == len(counts.strata)
     assert len(_drawn(bars)) == len(counts.strata), "a masked stratum is still drawn (hatched, at its bound)"
 
 
-def test_pyramid_has_stratum_4_on_top_and_at_risk_at_the_base(rendered: tuple) -> None:
-    _, _, dom, _ = rendered
+def test_pyramid_has_stratum_4_on_top_and_at_risk_at_the_base(rendered: Rendered) -> None:
+    dom = rendered.dom
     ticks = _chart(dom, chart_id("pyramid-t2d")).find("g", "ytick")
     labels = [t.text() for t in sorted(ticks, key=lambda t: _translate_y(t))]  # top of the page first
     assert labels[0].startswith("Strate 4") and labels[-1] == "À risque", labels
@@ -276,8 +289,8 @@ def _translate_y(tick: Node) -> float:
     return float(match.group(1))
 
 
-def test_indicators_chart_draws_every_known_share(rendered: tuple) -> None:
-    model, _, dom, _ = rendered
+def test_indicators_chart_draws_every_known_share(rendered: Rendered) -> None:
+    model, dom = rendered.model, rendered.dom
     chart = _chart(dom, chart_id("indicators"))
     bars = _bar_paths(chart)
     known = [i for i in model.indicators if i.share is not None]
@@ -287,8 +300,8 @@ def test_indicators_chart_draws_every_known_share(rendered: tuple) -> None:
     assert "masqué" in chart.text()
 
 
-def test_trends_chart_draws_one_line_per_action(rendered: tuple) -> None:
-    model, _, dom, _ = rendered
+def test_trends_chart_draws_one_line_per_action(rendered: Rendered) -> None:
+    model, dom = rendered.model, rendered.dom
     chart = _chart(dom, chart_id("trends"))
     actions = {(t.pathway, t.action) for t in model.trends}
     with_data = {(t.pathway, t.action) for t in model.trends if t.share is not None}
@@ -300,8 +313,8 @@ def test_trends_chart_draws_one_line_per_action(rendered: tuple) -> None:
     assert all(len(t.find("path", "point")) in (0, 12) for t in traces)
 
 
-def test_suppressed_counts_read_masked_never_as_a_number(rendered: tuple) -> None:
-    _, _, dom, _ = rendered
+def test_suppressed_counts_read_masked_never_as_a_number(rendered: Rendered) -> None:
+    dom = rendered.dom
     rows = [r for r in dom.find("tr") if r.find("td") and r.find("td")[0].text() == "Strate 4 — palliative"]
     assert len(rows) == 1
     assert rows[0].find("td")[1].text() == MASKED
@@ -320,8 +333,8 @@ def by_id_class(root: Node, tag: str, cls: str) -> Node:
     return found[0]
 
 
-def test_page_text_is_escaped_and_titled(rendered: tuple) -> None:
-    model, page, dom, _ = rendered
+def test_page_text_is_escaped_and_titled(rendered: Rendered) -> None:
+    model, page, dom = rendered.model, rendered.page, rendered.dom
     source = page.read_text(encoding="utf-8")
     assert "<script>alert" not in source and "&lt;script&gt;alert" in source
     assert "<proposé>" not in source.split("<script>")[0]
@@ -329,11 +342,12 @@ def test_page_text_is_escaped_and_titled(rendered: tuple) -> None:
     assert model.territory in title
     meta = dom.find("p", "meta")[0].text()
     assert "30/06/2025" in meta and "v1 (2025-05)" in meta
-    assert "Sevrage tabagique <proposé>" in dom.text(), "escaped text must still read right in the browser"
+    ticks = [t.text() for t in _chart(dom, chart_id("indicators")).find("g", "ytick")]
+    assert "Sevrage tabagique <proposé>" in ticks, "text escaped for plotly must still read right in the chart"
 
 
-def test_page_is_self_contained(rendered: tuple) -> None:
-    _, page, _, _ = rendered
+def test_page_is_self_contained(rendered: Rendered) -> None:
+    page = rendered.page
     source = page.read_text(encoding="utf-8")
     doc = parse(source)
     external: list[str] = []
@@ -343,6 +357,8 @@ def test_page_is_self_contained(rendered: tuple) -> None:
             if node.tag in {"script", "link", "img", "iframe"} and value:
                 external.append(f"<{node.tag} {attr}={value}>")
     assert not external, f"the report must not load anything: {external}"
+    csp = [m.attrs["content"] for m in doc.find("meta") if m.attrs.get("http-equiv") == "Content-Security-Policy"]
+    assert csp and "default-src 'none'" in csp[0], "the browser must refuse any fetch"
     styles = " ".join(s.text() for s in doc.find("style"))
     assert not re.search(r"url\(|@import", styles)
     assert source.count("<script>") == 2, "plotly.js inline once, then the charts"
@@ -350,8 +366,8 @@ def test_page_is_self_contained(rendered: tuple) -> None:
     assert html_without_plotly < 60_000, f"page without plotly.js is {html_without_plotly} bytes"
 
 
-def test_screenshot_is_a_real_picture(rendered: tuple) -> None:
-    _, _, _, png = rendered
+def test_screenshot_is_a_real_picture(rendered: Rendered) -> None:
+    png = rendered.png
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000
 
@@ -365,6 +381,14 @@ def test_model_refuses_unsuppressed_small_counts_and_round_trips() -> None:
         PyramidCounts(pyramid="hf", label="IC", strata=[StratumCount(stratum="at_risk", label="x", count=0)])
     model = build_model()
     assert ReportModel.model_validate_json(model.model_dump_json()) == model
+
+
+def test_trends_keep_the_last_12_months_and_name_lines_like_the_table() -> None:
+    model = build_model()
+    older = [TrendPoint(as_of=date(2024, m, 28), pathway="dt2", action="hba1c", share=0.5) for m in (4, 5)]
+    figure = trends_figure([*older, *model.trends], indicator_names(model.indicators))
+    assert [len(t.x) for t in figure.data] == [12] * 8
+    assert figure.data[0].x[0] == "juil. 2024" and figure.data[0].name == "HbA1c deux fois par an"
 
 
 def test_render_without_browser_for_empty_model(tmp_path: Path) -> None:
