@@ -20,6 +20,7 @@ demo: setup
 test: setup
 	$(BIN)/ruff check pdp tests
 	bash infra/setup/postgres.sh >/dev/null
+	bash infra/setup/chromium.sh >/dev/null
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: setup
