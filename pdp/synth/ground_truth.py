@@ -3,6 +3,11 @@
 Per person: true populations, strata, complications; per person and pathway: the actions
 due at the reference date, computed from the care protocol file and the events the person
 really has in the sources; plus identity truth for linkage evaluation.
+
+Beside the truth, what the sources support (pdp/synth/observable.py): whether the person
+is observed at all, populations and strata from the coded sources and from all sources, and
+the actions due on the coded pathways (actions_due_coded.csv). Persons.csv's coded columns
+come after the true ones, so readers of the older columns are unaffected.
 """
 
 from __future__ import annotations

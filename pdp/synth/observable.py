@@ -330,13 +330,17 @@ def _t2d_stratum(c: dict[str, bool]) -> int:
     return 1
 
 
-def populations(person: Person, c: dict[str, bool], world: World) -> PopulationView:
-    """The populations and strata of the rules document, from evaluated criteria."""
+def populations(person: Person, c: dict[str, bool], world: World, known: bool = True) -> PopulationView:
+    """The populations and strata of the rules document, from evaluated criteria.
+
+    `known`: the sources of the view hold at least one record of the person. A person no
+    source mentions is in no population, not even "men over 45": the platform cannot list them.
+    """
     ref = world.reference_date
     death = person.truth.death_date
     alive = death is None or death > ref
     resident = person.address.commune_code in {commune.code for commune in world.communes}
-    if not (alive and resident):
+    if not (known and alive and resident):
         return PopulationView()
     years = rules_age(person.identity.birth_date, ref)
     adult = years >= 18
@@ -412,13 +416,15 @@ def coded_actions(
 def observable_truth(person: Person, world: World, protocol: dict[str, Any] | None = None) -> ObservableTruth:
     """Observed flag, coded and all-sources views, and coded pathway actions of one person."""
     protocol = protocol or care_protocol()
+    seen = observed(person)
     coded = coded_facts(person)
     c_coded = criteria_at(coded, world.reference_date)
-    coded_view = populations(person, c_coded, world)
+    coded_view = populations(person, c_coded, world, known=seen)
     c_all = criteria_at([*coded, *report_facts(person)], world.reference_date)
     return ObservableTruth(
-        observed=observed(person),
+        observed=seen,
         coded=coded_view,
-        all_sources=populations(person, c_all, world),
+        # the reports' index carries the patient's identity: a report alone makes the person known
+        all_sources=populations(person, c_all, world, known=seen or bool(person.reports)),
         coded_actions=tuple(coded_actions(coded_view, c_coded, coded, world, protocol)),
     )

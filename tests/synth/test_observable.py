@@ -97,6 +97,7 @@ class Case:
 
 
 T2D = [gp_dx("E11.9", 100)]  # a coded T2D diagnosis, for cases about something else
+PARACETAMOL = delivered("paracetamol", 20)  # a record that says nothing clinical: the person is known
 
 CASES = [
     Case("nothing recorded"),
@@ -235,8 +236,9 @@ CASES = [
     Case("a fact 1826 days old is out of the look-back", [gp_dx("E11.9", 1826)]),
     Case("a fact 1825 days old is in", [gp_dx("E11.9", 1825)], t2d=("1", "1"), hf=("1", "1")),
     # at-risk rules
-    Case("a man aged 46: T2D at risk", sex="M", birth=date(1979, 3, 1), t2d=("at_risk", "at_risk")),
-    Case("a man aged 45 is not", sex="M", birth=date(1980, 3, 1)),
+    Case("a man aged 46: T2D at risk", PARACETAMOL, sex="M", birth=date(1979, 3, 1), t2d=("at_risk", "at_risk")),
+    Case("a man aged 45 is not", PARACETAMOL, sex="M", birth=date(1980, 3, 1)),
+    Case("a man aged 46 no source records is in no population", sex="M", birth=date(1979, 3, 1)),
     Case(
         "a minor with T2D risk factors is not at risk",
         [gp_measure("bmi", 30, 33.0), gp_dx("I10", 80)],
@@ -304,7 +306,7 @@ def test_age_counts_the_birthday_as_passed_in_the_birth_month(birth: date, years
 
 def test_the_age_rule_puts_a_man_born_later_in_the_month_at_risk() -> None:
     world = replace(make_world(), reference_date=date(2025, 6, 15))
-    person = make_person(1, sex="M", birth_date=date(1979, 6, 20))
+    person = make_person(1, sex="M", birth_date=date(1979, 6, 20), events=PARACETAMOL)
     assert observable_truth(person, world).coded.t2d_stratum == "at_risk"
 
 
