@@ -29,7 +29,7 @@ from typing import Any, Literal
 from pdp.synth.formats.hl7_lab import measurement_decimals
 from pdp.synth.model import ActionDue, ObservableTruth, Person, PopulationView
 from pdp.synth.protocol import DoneBy, care_protocol, done_codes, schedule
-from pdp.synth.world import World
+from pdp.synth.world import Commune, World
 
 FactKind = Literal["diagnosis", "procedure", "drug", "measurement"]
 Source = Literal["pmsi", "lab", "gp", "pharmacy", "report"]
@@ -304,10 +304,9 @@ def criteria_at(facts: Iterable[Fact], day: date) -> dict[str, bool]:
             continue
         for key in _rules_for(f.kind, f.system, f.code, f.source, f.status):
             hits.setdefault(key, []).append(f)
-    out = {
-        name: any(_rule_holds(rule, hits.get((name, i), []), day) for i, rule in enumerate(rules))
-        for name, rules in CRITERIA.items()
-    }
+    out = dict.fromkeys(CRITERIA, False)  # a criterion without matching facts is false: skip it
+    for (name, i), matched in hits.items():
+        out[name] = out[name] or _rule_holds(CRITERIA[name][i], matched, day)
     out["structural_heart_disease"] = out["structural_heart_disease"] or out["myocardial_infarction"]
     return out
 
@@ -330,6 +329,11 @@ def _t2d_stratum(c: dict[str, bool]) -> int:
     return 1
 
 
+@lru_cache(maxsize=8)
+def _commune_codes(communes: tuple[Commune, ...]) -> frozenset[str]:
+    return frozenset(c.code for c in communes)
+
+
 def populations(person: Person, c: dict[str, bool], world: World, known: bool = True) -> PopulationView:
     """The populations and strata of the rules document, from evaluated criteria.
 
@@ -339,7 +343,7 @@ def populations(person: Person, c: dict[str, bool], world: World, known: bool = 
     ref = world.reference_date
     death = person.truth.death_date
     alive = death is None or death > ref
-    resident = person.address.commune_code in {commune.code for commune in world.communes}
+    resident = person.address.commune_code in _commune_codes(world.communes)
     if not (known and alive and resident):
         return PopulationView()
     years = rules_age(person.identity.birth_date, ref)
