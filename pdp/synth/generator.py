@@ -122,7 +122,10 @@ def _stats(persons: list[Person], rendered: list[Rendered], world: World) -> Cou
             stats[f"hf_stage_{t.hf_stage}"] += 1
         for a in t.actions_due:
             stats[f"action_{a.action}_{a.status}"] += 1
+        if p.observable is not None:
+            _observable_stats(stats, p)
     for p in persons:
+        stats["observed"] += int(p.observable is not None and p.observable.observed)
         for e in p.events:
             stats[f"event_{e.channel}_{e.kind}"] += 1
         stats["hospital_stays"] += len(p.stays)
@@ -131,6 +134,62 @@ def _stats(persons: list[Person], rendered: list[Rendered], world: World) -> Cou
         if not r.spec.path.startswith("ground_truth/") and not r.spec.path.endswith("index.csv"):
             stats[f"records_{r.spec.path.split('/')[0]}"] += r.records
     return stats
+
+
+def _true_strata(t: ClinicalTruth) -> tuple[str | None, int | None]:
+    """The true T2D stratum ("at_risk" for the at-risk population) and HF stratum, as the views write them."""
+    t2d = str(t.t2d_stratum) if t.t2d and t.t2d_stratum else "at_risk" if t.t2d_at_risk else None
+    return t2d, t.hf_stage if (t.hf or t.hf_at_risk) else None
+
+
+def _observable_stats(stats: Counter, p: Person) -> None:
+    """Counts of the coded and all-sources views of an alive person, and their agreement with the truth."""
+    assert p.observable is not None
+    seen = p.observable
+    true_t2d, true_hf = _true_strata(p.truth)
+    for name, view in (("coded", seen.coded), ("all", seen.all_sources)):
+        for population in ("t2d", "t2d_at_risk", "hf", "hf_at_risk"):
+            stats[f"{name}:population:{population}"] += int(getattr(view, population))
+        if view.t2d_stratum:
+            stats[f"{name}:t2d_stratum:{view.t2d_stratum}"] += 1
+        if view.hf_stratum:
+            stats[f"{name}:hf_stratum:{view.hf_stratum}"] += 1
+        if true_t2d:
+            stats[f"{name}:t2d_agree:{true_t2d}"] += int(view.t2d_stratum == true_t2d)
+        if true_hf:
+            stats[f"{name}:hf_agree:{true_hf}"] += int(view.hf_stratum == true_hf)
+    if true_t2d:
+        stats[f"true:t2d_stratum:{true_t2d}"] += 1
+    if true_hf:
+        stats[f"true:hf_stratum:{true_hf}"] += 1
+    stats["observed_alive"] += int(seen.observed)
+    for _, a in seen.coded_actions:
+        stats[f"coded:action:{a.action}_{a.status}"] += 1
+
+
+def _view_summary(stats: Counter, name: str) -> dict[str, Any]:
+    """One view's populations, strata, and per true stratum the share the view puts in the same stratum."""
+
+    def agreement(pyramid: str, strata: tuple[str, ...]) -> dict[str, Any]:
+        out = {}
+        for s in strata:
+            n = stats[f"true:{pyramid}_stratum:{s}"]
+            same = stats[f"{name}:{pyramid}_agree:{s}"]
+            out[s] = {"true": n, "same": same, "share": round(same / n, 4) if n else None}
+        return out
+
+    t2d_strata = ("at_risk", "1", "2", "3", "4")
+    hf_strata = ("1", "2", "3", "4")
+    summary: dict[str, Any] = {
+        "populations": {p: stats[f"{name}:population:{p}"] for p in ("t2d", "t2d_at_risk", "hf", "hf_at_risk")},
+        "t2d_strata": {s: stats[f"{name}:t2d_stratum:{s}"] for s in t2d_strata},
+        "hf_strata": {s: stats[f"{name}:hf_stratum:{s}"] for s in hf_strata},
+        "agreement_with_truth": {"t2d": agreement("t2d", t2d_strata), "hf": agreement("hf", hf_strata)},
+    }
+    if name == "coded":
+        prefix = "coded:action:"
+        summary["actions"] = {k.removeprefix(prefix): v for k, v in sorted(stats.items()) if k.startswith(prefix)}
+    return summary
 
 
 def render_chunk(index: int, skeletons: list[Skeleton], world: World, territory: TerritoryDef) -> ChunkResult:
@@ -257,6 +316,10 @@ def summarise(stats: Counter, territory: TerritoryDef, persons: int, seed: int, 
         "hospital_stays": stats["hospital_stays"],
         "reports": stats["reports"],
         "actions": {k.removeprefix("action_"): v for k, v in sorted(stats.items()) if k.startswith("action_")},
+        # what the emitted sources support (alive persons; see pdp/synth/observable.py)
+        "observed": {"persons": stats["observed"], "alive": stats["observed_alive"]},
+        "coded": _view_summary(stats, "coded"),
+        "all_sources": _view_summary(stats, "all"),
     }
 
 

@@ -3,19 +3,23 @@
 Per person: true populations, strata, complications; per person and pathway: the actions
 due at the reference date, computed from the care protocol file and the events the person
 really has in the sources; plus identity truth for linkage evaluation.
+
+Beside the truth, what the sources support (pdp/synth/observable.py): whether the person
+is observed at all, populations and strata from the coded sources and from all sources, and
+the actions due on the coded pathways (actions_due_coded.csv). Persons.csv's coded columns
+come after the true ones, so readers of the older columns are unaffected.
 """
 
 from __future__ import annotations
 
-import ast
 import csv
 import io
-from datetime import date, timedelta
-from typing import Any
+from datetime import date
 
-from pdp.synth.model import ActionDue, Person, age
+from pdp.synth.model import ActionDue, Person, PopulationView, age
+from pdp.synth.observable import observable_truth
 from pdp.synth.output import FileSpec, Rendered
-from pdp.synth.territory import load_care_protocol
+from pdp.synth.protocol import care_protocol, done_codes, schedule, when
 from pdp.synth.world import World
 
 PERSON_COLUMNS = (
@@ -45,6 +49,19 @@ PERSON_COLUMNS = (
     "bmi",
     "risk_factors",
     "social_referral",
+    # what the emitted sources support (pdp/synth/observable.py, docs/clinical-rules.md)
+    "observed",
+    "t2d_coded",
+    "t2d_at_risk_coded",
+    "t2d_stratum_coded",
+    "hf_coded",
+    "hf_at_risk_coded",
+    "hf_stratum_coded",
+    "t2d_all",
+    "t2d_stratum_all",
+    "hf_all",
+    "hf_stratum_all",
+    "hf_stratum",
 )
 IDENTITY_COLUMNS = (
     "person_id",
@@ -67,42 +84,14 @@ ACTION_COLUMNS = ("person_id", "pathway", "action", "interval_days", "last_done"
 PERSONS = FileSpec("ground_truth/persons.csv", header=",".join(PERSON_COLUMNS) + "\n")
 IDENTITIES = FileSpec("ground_truth/identities.csv", header=",".join(IDENTITY_COLUMNS) + "\n")
 ACTIONS = FileSpec("ground_truth/actions_due.csv", header=",".join(ACTION_COLUMNS) + "\n")
+CODED_ACTIONS = FileSpec("ground_truth/actions_due_coded.csv", header=",".join(ACTION_COLUMNS) + "\n")
 
 
-def _when(expression: str, variables: dict[str, Any]) -> bool:
-    """Evaluate a protocol condition: `true`, names, `==`/`<`/`>` with numbers, `and`/`or`/`not`."""
-    tree = ast.parse(expression.replace("true", "True").replace("false", "False"), mode="eval")
-
-    def ev(node: ast.AST) -> Any:
-        if isinstance(node, ast.Expression):
-            return ev(node.body)
-        if isinstance(node, ast.BoolOp):
-            values = [ev(v) for v in node.values]
-            return all(values) if isinstance(node.op, ast.And) else any(values)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            return not ev(node.operand)
-        if isinstance(node, ast.Compare) and len(node.ops) == 1:
-            left, right = ev(node.left), ev(node.comparators[0])
-            op = node.ops[0]
-            if isinstance(op, ast.Eq):
-                return left == right
-            if isinstance(op, ast.Lt):
-                return left is not None and left < right
-            if isinstance(op, ast.Gt):
-                return left is not None and left > right
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.Name):
-            if node.id not in variables:
-                raise ValueError(f"unknown variable {node.id!r} in protocol condition {expression!r}")
-            return variables[node.id]
-        raise ValueError(f"unsupported protocol condition {expression!r}")
-
-    return bool(ev(tree))
+_when = when  # the protocol's condition language (kept under its historical name)
 
 
 def _done_days(person: Person, done_by: list[dict[str, str]]) -> list[date]:
-    wanted = {(d["system"], str(d["code"])) for d in done_by}
+    wanted = done_codes(done_by)
     days = [e.day for e in person.events if (e.code_system, e.code) in wanted]
     for stay in person.stays:
         days += [stay.admission for act in stay.acts if ("CCAM", act) in wanted]
@@ -110,8 +99,12 @@ def _done_days(person: Person, done_by: list[dict[str, str]]) -> list[date]:
 
 
 def actions_due(person: Person, world: World) -> list[tuple[str, ActionDue]]:
-    """The actions of each pathway the person is on, with their status at the reference date."""
-    protocol = load_care_protocol()
+    """The actions of each pathway the person is on, with their status at the reference date.
+
+    From the true state and every event the person has; an action never done is counted
+    due since the start of the history (overdue), the clinical reading of "never done".
+    """
+    protocol = care_protocol()
     t = person.truth
     if t.death_date is not None:
         return []
@@ -125,18 +118,14 @@ def actions_due(person: Person, world: World) -> list[tuple[str, ActionDue]]:
         "last_hba1c_above_target": last_hba1c is not None and last_hba1c > protocol["hba1c_target"],
         "hf_stage": t.hf_stage,
     }
-    ref = world.reference_date
-    soon = timedelta(days=protocol["due_soon_days"])
-    out: list[tuple[str, ActionDue]] = []
-    for pathway in pathways:
-        for action, variants in protocol["pathways"][pathway].items():
-            interval = next(v["days"] for v in variants if _when(v["when"], variables))
-            days = _done_days(person, protocol["actions"][action]["done_by"])
-            last = max(days) if days else None
-            due = last + timedelta(days=interval) if last else world.history_start
-            status = "overdue" if due < ref else "due" if due <= ref + soon else "up_to_date"
-            out.append((pathway, ActionDue(action, interval, last, due, status)))
-    return out
+    return schedule(
+        pathways,
+        variables,
+        lambda done_by: _done_days(person, done_by),
+        world.reference_date,
+        world.history_start,
+        protocol,
+    )
 
 
 def _csv_row(values: list[object]) -> str:
@@ -149,12 +138,46 @@ def _flag(value: bool) -> int:
     return int(bool(value))
 
 
+def _action_row(person_id: int, pathway: str, a: ActionDue) -> str:
+    return _csv_row(
+        [
+            person_id,
+            pathway,
+            a.action,
+            a.interval_days,
+            a.last_done.isoformat() if a.last_done else None,
+            a.due_date.isoformat(),
+            a.status,
+        ]
+    )
+
+
+def _view_columns(coded: PopulationView, everything: PopulationView) -> list[object]:
+    return [
+        _flag(coded.t2d),
+        _flag(coded.t2d_at_risk),
+        coded.t2d_stratum,
+        _flag(coded.hf),
+        _flag(coded.hf_at_risk),
+        coded.hf_stratum,
+        _flag(everything.t2d),
+        everything.t2d_stratum,
+        _flag(everything.hf),
+        everything.hf_stratum,
+    ]
+
+
 def render_ground_truth(persons: list[Person], world: World) -> list[Rendered]:
-    """persons.csv, identities.csv and actions_due.csv rows for a chunk."""
-    people, identities, actions = [], [], []
+    """persons.csv, identities.csv, actions_due.csv and actions_due_coded.csv rows for a chunk.
+
+    Also fills `person.truth.actions_due` and `person.observable` for the run's summary.
+    """
+    protocol = care_protocol()
+    people, identities, actions, coded_actions = [], [], [], []
     for p in persons:
         t, ident = p.truth, p.identity
         alive = t.death_date is None
+        seen = p.observable = observable_truth(p, world, protocol)
         people.append(
             _csv_row(
                 [
@@ -184,6 +207,9 @@ def render_ground_truth(persons: list[Person], world: World) -> list[Rendered]:
                     t.bmi,
                     "|".join(t.risk_factors),
                     p.social_referral,
+                    _flag(seen.observed),
+                    *_view_columns(seen.coded, seen.all_sources),
+                    t.hf_stage if (t.hf or t.hf_at_risk) else None,
                 ]
             )
         )
@@ -209,21 +235,11 @@ def render_ground_truth(persons: list[Person], world: World) -> list[Rendered]:
         )
         for pathway, a in actions_due(p, world):
             p.truth.actions_due.append(a)
-            actions.append(
-                _csv_row(
-                    [
-                        p.person_id,
-                        pathway,
-                        a.action,
-                        a.interval_days,
-                        a.last_done.isoformat() if a.last_done else None,
-                        a.due_date.isoformat(),
-                        a.status,
-                    ]
-                )
-            )
+            actions.append(_action_row(p.person_id, pathway, a))
+        coded_actions += [_action_row(p.person_id, pathway, a) for pathway, a in seen.coded_actions]
     return [
         Rendered(PERSONS, "".join(people), len(people)),
         Rendered(IDENTITIES, "".join(identities), len(identities)),
         Rendered(ACTIONS, "".join(actions), len(actions)),
+        Rendered(CODED_ACTIONS, "".join(coded_actions), len(coded_actions)),
     ]

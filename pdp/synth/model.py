@@ -172,6 +172,33 @@ class ActionDue:
     status: Literal["up_to_date", "due", "overdue"]
 
 
+@dataclass(frozen=True, slots=True)
+class PopulationView:
+    """Populations and strata a set of sources supports at the reference date.
+
+    Why beside the truth: the platform can only find what the sources say. Scoring it against
+    the true state alone would blame it for facts no source carries, so the ground truth also
+    states what the coded sources (and the coded sources plus free text) support.
+    """
+
+    t2d: bool = False
+    t2d_at_risk: bool = False
+    t2d_stratum: str | None = None  # "at_risk", "1".."4", or None outside both populations
+    hf: bool = False
+    hf_at_risk: bool = False
+    hf_stratum: int | None = None  # 1..4 (Intermountain) for hf and hf_at_risk members
+
+
+@dataclass(frozen=True, slots=True)
+class ObservableTruth:
+    """What the emitted sources support about a person (see pdp/synth/observable.py)."""
+
+    observed: bool  # at least one coded record reaches a source file
+    coded: PopulationView
+    all_sources: PopulationView  # coded records plus affirmed facts of the free-text reports
+    coded_actions: tuple[tuple[str, ActionDue], ...] = ()  # (pathway, action) from the coded view
+
+
 @dataclass(slots=True)
 class Person:
     """A synthetic resident: true identity, contact, GP, truth and care history."""
@@ -189,6 +216,7 @@ class Person:
     reports: list[Report] = field(default_factory=list)
     social_referral: str | None = None  # referring association, when referred
     insured_nir: str | None = None  # NIR on the insurance card (a parent's for minors)
+    observable: ObservableTruth | None = None  # filled by the ground-truth writer
 
 
 def age(birth: date, day: date) -> int:

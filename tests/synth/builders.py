@@ -30,6 +30,8 @@ from pdp.synth.model import (
 from pdp.synth.world import Commune, World
 
 REFERENCE_DATE = date(2025, 6, 30)
+TERRITORY_PERSONS = 20_000  # the acceptance territory (conftest.territory_dir)
+TERRITORY_SEED = 7
 
 COMMUNES = (
     Commune("59178", "Douai", "59500", 39_700),

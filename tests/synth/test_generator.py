@@ -10,6 +10,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from builders import TERRITORY_PERSONS as PERSONS
+from builders import TERRITORY_SEED as SEED
 
 from pdp.synth import generate, load_territory
 from pdp.synth.clinical import t2d_stratum
@@ -17,22 +19,6 @@ from pdp.synth.formats.delimited import PHARMACY_COLUMNS, PMSI_COLUMNS, SOCIAL_C
 from pdp.synth.formats.insee import DEATH_LAYOUT
 from pdp.synth.model import ClinicalTruth
 from pdp.synth.nir import nir_is_valid
-
-PERSONS = 20_000
-SEED = 7
-
-
-@pytest.fixture(scope="session")
-def territory_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The acceptance territory: 20 000 persons, seed 7, generated once for the whole run."""
-    out = tmp_path_factory.mktemp("synth") / "douaisis"
-    generate(out, persons=PERSONS, seed=SEED, territory="douaisis", workers=2)
-    return out
-
-
-@pytest.fixture(scope="session")
-def summary(territory_dir: Path) -> dict:
-    return json.loads((territory_dir / "ground_truth" / "summary.json").read_text())
 
 
 @pytest.mark.slow
