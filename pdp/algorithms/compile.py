@@ -90,9 +90,10 @@ class _Compiler:
         for domain, (relation, table, id_col, value_col) in _DOMAINS.items():
             value = f"CAST({value_col} AS DOUBLE)" if value_col else "CAST(NULL AS DOUBLE)"
             extra = " AND assertion = 'affirmed'" if domain == "text" else ""
+            end = "CAST(NULL AS DATE)" if domain == "text" else "end_date"
             parts.append(
                 f"SELECT person_id, '{domain}' AS domain, '{table}' AS fact_table, {id_col} AS event_id, "
-                f"vocabulary, source_code, start_date, {value} AS value, status, source "
+                f"vocabulary, source_code, start_date, {end} AS end_date, {value} AS value, status, source "
                 f"FROM {relation} WHERE start_date <= {self.as_of}{extra}{scope}"
             )
         return Step("facts", "\nUNION ALL\n".join(parts))
@@ -122,6 +123,8 @@ class _Compiler:
             tests.append(_in("f.source", c.sources))
         if c.statuses:
             tests.append(_in("f.status", c.statuses))
+        if c.min_nights:
+            tests.append(f"{self.d.days_between('f.end_date', 'f.start_date')} >= {c.min_nights}")
         if c.value:
             tests.append(_cmp("f.value", c.value.op, c.value.threshold))
         if c.latest or c.change:
@@ -369,7 +372,7 @@ class _Compiler:
         return Step(
             "out_care_action",
             f"SELECT person_id, person_pseudonym, pathway, stratum, action, professional, interval_days, rule_id, "
-            f"last_done, {due} AS next_due, CASE WHEN {due} < {self.as_of} THEN 'overdue' "
+            f"last_done, {due} AS next_due, CASE WHEN last_done IS NULL OR {due} < {self.as_of} THEN 'overdue' "
             f"WHEN {due} <= {self.d.plus_days(self.as_of, 'due_soon_days')} THEN 'due' ELSE 'up_to_date' END "
             f"AS status, definition_version, location_id, gp_rpps FROM ({union}) a",
             materialise=True,

@@ -80,6 +80,7 @@ class Criterion(_Strict):
     change: Change | None = None
     look_back_days: int | None = Field(None, ge=1)
     min_dates: int = Field(1, ge=1)
+    min_nights: int | None = Field(None, ge=1, description="facts of a stay lasting at least this many nights")
     person: PersonTest | None = None
 
     @model_validator(mode="after")

@@ -46,6 +46,7 @@ class Fact:
     source: Source
     value: float | None = None  # measurements, rounded as the writers print them
     status: str | None = None  # PMSI diagnoses: "DP" or "DAS"
+    nights: int | None = None  # PMSI: nights between admission and discharge
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ class Rule:
     above: float | None = None  # value > above
     exclude: tuple[tuple[str, str], ...] = ()
     latest: bool = False  # the value test applies to the latest value in the window only
+    min_nights: int = 0  # PMSI stays of at least this many nights (a day case is not a hospitalisation)
 
 
 def _cim(*patterns: str) -> tuple[tuple[str, str], ...]:
@@ -117,7 +119,9 @@ CRITERIA: dict[str, tuple[Rule, ...]] = {
     "severe_hypoglycaemia": (_dx("E16.0*", "E16.1*", "E16.2*", "E11.0*", min_dates=2),),
     "hf_dx": (_dx(*_HF),),
     "ald5": (),
-    "hf_hospitalisations": (Rule("diagnosis", _cim(*_HF), 365, min_dates=2, sources=frozenset({"pmsi"}), status="DP"),),
+    "hf_hospitalisations": (
+        Rule("diagnosis", _cim(*_HF), 365, min_dates=2, sources=frozenset({"pmsi"}), status="DP", min_nights=1),
+    ),
     "lvef_reduced": (Rule("measurement", _loinc("10230-1", "8806-2"), 1826, at_most=40),),
     "ntprobnp_high": (Rule("measurement", _loinc("33762-6"), 730, min_dates=2, at_least=450),),
     "hypertension": (_dx("I10*", "I11*", "I12*", "I13*", "I15*"),),
@@ -179,7 +183,8 @@ def coded_facts(person: Person) -> list[Fact]:
     """
     out: list[Fact] = []
     for stay in person.stays:
-        out.append(Fact(stay.admission, "diagnosis", "CIM-10", stay.principal_dx, "pmsi", status="DP"))
+        nights = (stay.discharge - stay.admission).days
+        out.append(Fact(stay.admission, "diagnosis", "CIM-10", stay.principal_dx, "pmsi", status="DP", nights=nights))
         out += [Fact(stay.admission, "diagnosis", "CIM-10", c, "pmsi", status="DAS") for c in stay.associated_dx]
         out += [Fact(stay.admission, "procedure", "CCAM", a, "pmsi") for a in stay.acts]
     for e in person.events:
@@ -285,7 +290,7 @@ def _value_ok(rule: Rule, value: float | None) -> bool:
 
 def _rule_holds(rule: Rule, facts: list[Fact], day: date) -> bool:
     start = day - timedelta(days=rule.lookback)  # window (start, day]
-    window = [f for f in facts if start < f.day <= day]
+    window = [f for f in facts if start < f.day <= day and (f.nights or 0) >= rule.min_nights]
     if not window:
         return False
     if rule.latest:

@@ -73,7 +73,8 @@ def schedule(
     """Each pathway's actions with interval, last done, next due and status at `reference`.
 
     `done_days(done_by)` gives the days the action was done; `never_done_due` is the due date
-    of an action never done (the two ground truths differ there, see their callers).
+    of an action never done (the two ground truths differ there, see their callers). An action
+    never done is overdue whatever that date (docs/clinical-rules.md).
     """
     soon = timedelta(days=protocol["due_soon_days"])
     out: list[tuple[str, ActionDue]] = []
@@ -83,6 +84,9 @@ def schedule(
             days = done_days(protocol["actions"][action]["done_by"])
             last = max(days) if days else None
             due = last + timedelta(days=interval) if last else never_done_due
-            status = "overdue" if due < reference else "due" if due <= reference + soon else "up_to_date"
+            if last is None or due < reference:
+                status = "overdue"
+            else:
+                status = "due" if due <= reference + soon else "up_to_date"
             out.append((pathway, ActionDue(action, interval, last, due, status)))
     return out

@@ -359,8 +359,8 @@ def test_coded_actions_take_intervals_from_the_coded_state() -> None:
     assert actions["t2d:hba1c"] == (91, ago(60), ago(60) + timedelta(days=91), "up_to_date"), "insulin: every 91 days"
     assert actions["t2d:ecg"] == (365, ago(300), ago(300) + timedelta(days=365), "up_to_date"), "a PMSI act"
     assert actions["t2d:fundus"] == (730, ago(800), ago(70), "overdue")
-    assert actions["t2d:monofilament"] == (365, None, D, "due"), "never done: due on D"
-    assert actions["hf:weight"] == (30, None, D, "due"), "coded HF stratum 4: weight every 30 days"
+    assert actions["t2d:monofilament"] == (365, None, D, "overdue"), "never done: overdue, next due D"
+    assert actions["hf:weight"] == (30, None, D, "overdue"), "coded HF stratum 4: weight every 30 days"
     assert set(actions) == {
         "t2d:hba1c", "t2d:blood_panel", "t2d:ecg", "t2d:monofilament", "t2d:fundus",
         "hf:ntprobnp", "hf:echo", "hf:blood_panel", "hf:weight",
