@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -143,6 +144,9 @@ def demo(
             store.init()
     result = run_ingest(out)
     _demo_reconcile(out, result)
+    as_of = date.fromisoformat(summary["reference_date"])
+    run_gold(as_of)
+    _demo_pyramids(out, as_of)
     from pdp.governance.leak_scan_cli import run_scan
 
     if run_scan(console=console):
@@ -155,6 +159,118 @@ def _demo_reconcile(sources: Path, result: dict) -> None:
     sent = sum(m["records"] for rel, m in files.items() if rel.split("/")[0] not in {"reports", "ground_truth"})
     console.print(f"demo: {sent:,} structured records sent, {result['in']:,} read this run, "
                   f"{result['landed']:,} landed, {result['quarantined']:,} quarantined")
+
+
+def _as_of(text: str | None) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"--as-of must be a date YYYY-MM-DD, not {text!r}") from None
+
+
+def run_gold(as_of: date | None = None) -> dict:
+    """`pdp run` as a function (the demo reuses it): silver → gold at `as_of` (default: today)."""
+    from pdp.algorithms import DefinitionError, build_gold, load_definitions
+    from pdp.lake import LakeError, get_spark
+
+    try:
+        defs = load_definitions()
+    except DefinitionError as exc:
+        raise UserError(str(exc)) from None
+    day = as_of or date.today()
+    try:
+        report = build_gold(get_spark(app_name="pdp-run"), as_of=day, definitions=defs)
+    except LakeError as exc:
+        raise UserError(str(exc)) from None
+    if report.skipped:
+        console.print(f"gold at {day.isoformat()} is up to date with silver and {defs.version}: nothing written")
+    else:
+        rows = ", ".join(f"{k} {v:,}" for k, v in report.rows.items())
+        console.print(f"gold at {day.isoformat()} ({defs.version}): {rows} in {report.seconds['total']:.1f} s")
+    return {"as_of": day, "skipped": report.skipped, "rows": report.rows, "definitions": defs.version}
+
+
+@app.command("run")
+def run_command(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Reference date YYYY-MM-DD (default: today).")] = None,
+) -> None:
+    """Silver → gold: populations, pyramids, care actions, alerts, with the facts behind each."""
+    run_gold(_as_of(as_of))
+
+
+@app.command("explain")
+def explain_command(
+    person: Annotated[str, typer.Argument(help="A pseudonym (v<N>:...) or a numeric person id from gold.")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Date of the gold run (default: latest).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the explanation as JSON.")] = False,
+) -> None:
+    """One person's populations, strata, due actions and alerts, with the rules and facts behind them."""
+    from pdp.algorithms.explain import PersonNotFound, explain_person
+    from pdp.lake import get_spark
+
+    if not (person.isdigit() or (person.startswith("v") and ":" in person)):
+        raise UserError("PERSON must be a pseudonym (v<N>:...) or a numeric person id")
+    try:
+        found = explain_person(get_spark(app_name="pdp-explain"), person, as_of=_as_of(as_of))
+    except PersonNotFound as exc:
+        raise UserError(str(exc)) from None
+    if as_json:
+        print(json.dumps(found.as_json(), indent=2, ensure_ascii=False, default=str))
+        return
+    _print_explanation(found)
+
+
+def _print_explanation(found) -> None:
+    console.print(f"[bold]{found.person_pseudonym}[/bold] (person {found.person_id}) at {found.as_of}, "
+                  f"definitions {found.definitions}")
+
+    def facts(kind: str, subject: str) -> None:
+        for f in found.facts(kind, subject):
+            value = f" = {f['value']:g}" if f["value"] is not None else ""
+            where = f"{f['fact_table']}#{f['event_id']}"
+            console.print(f"      · {f['criterion']}: {f['vocabulary'] or ''} {f['source_code'] or ''}{value} "
+                          f"on {f['fact_date'] or '-'} from {f['source'] or '-'} ({where})")
+
+    for p in found.populations:
+        console.print(f"  population {p['population']}: {p['rule_id']} (first evidence: {p['primary_evidence']})")
+        facts("population", p["population"])
+    for s in found.strata:
+        console.print(f"  pyramid {s['pyramid']}: stratum {s['stratum']} by {s['rule_id']}")
+        facts("stratum", f"{s['pyramid']}:{s['stratum']}")
+    for a in found.actions:
+        console.print(f"  action {a['pathway']}.{a['action']} ({a['professional']}): {a['status']}, last done "
+                      f"{a['last_done'] or 'never'}, next due {a['next_due']}, every {a['interval_days']} days "
+                      f"({a['rule_id']})")
+        facts("action", f"{a['pathway']}.{a['action']}")
+    for a in found.alerts:
+        console.print(f"  alert {a['alert']} ({a['severity']}, for {a['professional']}): {a['rule_id']}")
+        facts("alert", a["alert"])
+
+
+def _demo_pyramids(sources: Path, as_of: date) -> None:
+    """Both pyramids as gold computes them, beside the ground truth (true, coded-only, all sources)."""
+    from pdp.bench.evaluate import STRATA, evaluate
+    from pdp.lake import get_spark
+
+    result = evaluate(get_spark(app_name="pdp-demo"), sources, as_of=as_of)
+    for pyramid, strata in STRATA.items():
+        coded, true, every = (result.score(pyramid, w) for w in ("coded", "true", "all"))
+        table = Table(title=f"{pyramid.upper()} pyramid at {as_of} — gold (from the lake) against the ground truth")
+        for col in ("stratum", "gold", "truth: coded sources", "truth: all sources", "truth: real state",
+                    "recall (coded)"):
+            table.add_column(col, justify="right" if col != "stratum" else "left")
+        g, c, a, t = coded.counts("gold"), coded.counts("truth"), every.counts("truth"), true.counts("truth")
+        for stratum in reversed(strata):
+            table.add_row(stratum, f"{g[stratum]:,}", f"{c[stratum]:,}", f"{a[stratum]:,}", f"{t[stratum]:,}",
+                          f"{coded.recall[stratum]:.3f}")
+        console.print(table)
+        console.print(f"{pyramid}: agreement (share of {coded.persons:,} alive residents in the right stratum, "
+                      f"'none' included) — coded {coded.agreement:.4f}, all sources {every.agreement:.4f}, "
+                      f"real state {true.agreement:.4f}")
+    console.print(f"care actions: person × action status agreement with the coded truth "
+                  f"{result.actions['agreement']:.4f} over {int(result.actions['rows']):,} rows")
 
 
 @app.command("scan-lake")

@@ -250,7 +250,8 @@ class _Compiler:
         return Step(
             "people",
             "SELECT p.person_id, p.person_pseudonym, p.gender, p.location_id, p.gp_rpps, "
-            f"{age} AS age, d.person_id IS NULL AS alive, l.location_id IS NOT NULL AS resident "
+            f"{age} AS age, d.person_id IS NULL AS alive, "
+            "(p.location_id IS NULL OR l.location_id IS NOT NULL) AS resident "
             "FROM in_person p "
             f"LEFT JOIN (SELECT DISTINCT person_id FROM in_death WHERE death_date <= {self.as_of}) d "
             "ON p.person_id = d.person_id "

@@ -4,8 +4,9 @@ Why this shape:
 - **Traceable.** Silver is read at pinned versions (time travel), and every gold commit carries
   the run id, the definitions' identity, each artefact's version and the silver versions read
   (Delta commit metadata); every gold row carries its definition's version.
-- **Idempotent.** The run's inputs (definitions digest, concept sets, as-of date, silver
-  versions) hash to a fingerprint kept in the commit metadata; a run whose fingerprint equals
+- **Idempotent.** The run's inputs (the compiled SQL, which the definitions, the concept sets,
+  the as-of date and the compiler shape, and the silver versions) hash to a fingerprint kept in
+  the commit metadata; a run whose fingerprint equals
   the one already in gold for that as-of date writes nothing (no new Delta version).
 - **Atomic per table, replace per date.** Each gold table is replaced for its `as_of` partition
   in one commit (`replaceWhere`), so re-running a date never duplicates rows.
@@ -27,10 +28,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING
 
-from pdp.algorithms.compile import INPUTS, SparkDialect, compile_pipeline
+from pdp.algorithms.compile import INPUTS, SparkDialect, Step, compile_pipeline
 from pdp.algorithms.model import Definitions, load_definitions
 from pdp.lake import LakeTable, RunInfo, load_catalog
-from pdp.semantic import concept_sets_version
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -92,11 +92,11 @@ def _silver(spark: SparkSession, lake_root: str | None) -> tuple[dict[str, DataF
     return frames, versions
 
 
-def fingerprint(defs: Definitions, as_of: date, versions: dict[str, int | None], scope: str = "all") -> str:
-    """The identity of a run's inputs: same fingerprint, same gold."""
+def fingerprint(steps: list[Step], versions: dict[str, int | None], scope: str = "all") -> str:
+    """The identity of a run's inputs: the compiled SQL (definitions, concept sets, as-of date and the
+    compiler's own code all shape it) and the silver versions read. Same fingerprint, same gold."""
     payload = json.dumps(
-        {"definitions": defs.digest, "concepts": concept_sets_version(), "as_of": as_of.isoformat(),
-         "silver": versions, "scope": scope},
+        {"sql": [[s.name, s.sql] for s in steps], "silver": versions, "scope": scope, "gold": list(GOLD_OUTPUTS)},
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
@@ -128,7 +128,8 @@ def build_gold(
     frames, versions = _silver(spark, lake_root)
     scoped = persons is not None
     scope_ids = sorted(set(persons or []))
-    fp = fingerprint(defs, as_of, versions, "persons" if scoped else "all")
+    steps = compile_pipeline(defs, as_of=as_of, dialect=SparkDialect(), scoped=scoped)
+    fp = fingerprint(steps, versions, "persons" if scoped else "all")
     report = GoldReport(as_of=as_of, definitions=defs.version, fingerprint=fp, silver_versions=versions,
                         scoped_persons=len(scope_ids) if scoped else None)
     if not scoped and _already_built(spark, lake_root, as_of, fp):
@@ -143,7 +144,7 @@ def build_gold(
         schema = StructType([StructField("person_id", LongType(), False)])
         spark.createDataFrame([(i,) for i in scope_ids], schema).createOrReplaceTempView("in_scope")
     cached: list[DataFrame] = []
-    for step in compile_pipeline(defs, as_of=as_of, dialect=SparkDialect(), scoped=scoped):
+    for step in steps:
         frame = spark.sql(step.sql)
         if step.materialise:
             # Cut the lineage: later steps read this relation many times (the evidence step dozens),
