@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     )
     synth_chunk_persons: int = Field(2000, ge=100, description="Persons generated per chunk by `pdp synth`.")
     synth_workers: int = Field(0, ge=0, description="Generator worker processes (0 = one per core).")
+    definitions_dir: Path | None = Field(
+        None, description="Population definitions (criteria, populations, pyramids...); default: the package's own."
+    )
 
     @field_validator("spark_log_level")
     @classmethod

@@ -314,14 +314,22 @@ def _validate(model: type[BaseModel], data: Any, path: Path) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "(file)"
-        raise DefinitionError(f"{path}: {field}: {err['msg']}") from None
+        errors = exc.errors()
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])  # a typo explains the rest
+        field = ".".join(str(p) for p in err["loc"])
+        message = str(err["msg"]).removeprefix("Value error, ")
+        raise DefinitionError(f"{path}: {field}: {message}" if field else f"{path}: {message}") from None
 
 
 def load_definitions(root: Path | None = None) -> Definitions:
     """Read and cross-check every definition file under `root` (default: the package's own)."""
-    root = root or _default_root()
+    if root is None:
+        from pdp.config import get_settings
+
+        root = get_settings().definitions_dir or _default_root()
+    root = Path(root)
+    if not root.is_dir():
+        raise DefinitionError(f"{root}: the definitions directory does not exist")
     digest = hashlib.sha256()
     criteria_path = root / "criteria.yml"
     if not criteria_path.is_file():
