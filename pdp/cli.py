@@ -145,7 +145,7 @@ def demo(
     result = run_ingest(out)
     _demo_reconcile(out, result)
     as_of = date.fromisoformat(summary["reference_date"])
-    run_gold(as_of)
+    run_gold(as_of, summary["territory_name"])
     _demo_pyramids(out, as_of)
     from pdp.governance.leak_scan_cli import run_scan
 
@@ -170,9 +170,12 @@ def _as_of(text: str | None) -> date | None:
         raise UserError(f"--as-of must be a date YYYY-MM-DD, not {text!r}") from None
 
 
-def run_gold(as_of: date | None = None) -> dict:
-    """`pdp run` as a function (the demo reuses it): silver → gold at `as_of` (default: today)."""
+def run_gold(as_of: date | None = None, territory: str = "territoire") -> dict:
+    """`pdp run` as a function (the demo reuses it): silver → gold at `as_of` (default: today), the
+    territory's indicators under disclosure control, and its HTML report."""
     from pdp.algorithms import DefinitionError, build_gold, load_definitions
+    from pdp.algorithms.indicators import publish_indicators
+    from pdp.config import get_settings
     from pdp.lake import LakeError, get_spark
 
     try:
@@ -180,8 +183,11 @@ def run_gold(as_of: date | None = None) -> dict:
     except DefinitionError as exc:
         raise UserError(str(exc)) from None
     day = as_of or date.today()
+    spark = get_spark(app_name="pdp-run")
     try:
-        report = build_gold(get_spark(app_name="pdp-run"), as_of=day, definitions=defs)
+        report = build_gold(spark, as_of=day, definitions=defs)
+        published = publish_indicators(spark, as_of=day, territory=territory, definitions=defs,
+                                       report_dir=get_settings().var_dir / "reports")
     except LakeError as exc:
         raise UserError(str(exc)) from None
     if report.skipped:
@@ -189,15 +195,20 @@ def run_gold(as_of: date | None = None) -> dict:
     else:
         rows = ", ".join(f"{k} {v:,}" for k, v in report.rows.items())
         console.print(f"gold at {day.isoformat()} ({defs.version}): {rows} in {report.seconds['total']:.1f} s")
-    return {"as_of": day, "skipped": report.skipped, "rows": report.rows, "definitions": defs.version}
+    console.print(f"indicators: {published.rows:,} published aggregates"
+                  f"{'' if published.written else ' (unchanged)'}; report: {published.report}")
+    return {"as_of": day, "skipped": report.skipped, "rows": report.rows, "definitions": defs.version,
+            "report": published.report}
 
 
 @app.command("run")
 def run_command(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Reference date YYYY-MM-DD (default: today).")] = None,
+    territory: Annotated[str, typer.Option(help="Territory label of the indicators and the report.")] = "territoire",
 ) -> None:
-    """Silver → gold: populations, pyramids, care actions, alerts, with the facts behind each."""
-    run_gold(_as_of(as_of))
+    """Silver → gold: populations, pyramids, care actions, alerts (with the facts behind each), the
+    territory's indicators under disclosure control, and its HTML report (var/reports/)."""
+    run_gold(_as_of(as_of), territory)
 
 
 @app.command("explain")

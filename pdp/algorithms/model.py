@@ -170,6 +170,7 @@ class Stratum(_Strict):
     label: str = Field(min_length=1)
     population: str = Field(pattern=_NAME)
     when: Any
+    reference_share: float | None = Field(None, ge=0, le=1, description="the stratum's share in the reference")
 
     @cached_property
     def rule(self) -> Expr:
@@ -178,6 +179,7 @@ class Stratum(_Strict):
 
 class Pyramid(_Versioned):
     strata: list[Stratum] = Field(min_length=1)
+    reference_label: str | None = None
 
     @model_validator(mode="after")
     def _parse(self) -> Pyramid:
@@ -254,6 +256,21 @@ class Alert(_Versioned):
         return f"alert.{self.name}@{self.version}"
 
 
+class IndicatorAction(_Strict):
+    action: str = Field(pattern=_NAME)
+    label: str = Field(min_length=1)
+    goal: float = Field(gt=0, le=1)
+
+
+class IndicatorSet(_Versioned):
+    """Shares of a pathway's people up to date per action, against a reference and a goal."""
+
+    pathway: str = Field(pattern=_NAME)
+    reference: Literal["best_gp"]
+    min_eligible_for_reference: int = Field(ge=11)
+    actions: list[IndicatorAction] = Field(min_length=1)
+
+
 class Definitions(_Strict):
     """Every definition, cross-checked: names resolve, populations form no cycle."""
 
@@ -263,6 +280,7 @@ class Definitions(_Strict):
     pyramids: dict[str, Pyramid]
     pathways: dict[str, Pathway]
     alerts: dict[str, Alert]
+    indicators: dict[str, IndicatorSet]
     digest: str
 
     @property
@@ -274,7 +292,7 @@ class Definitions(_Strict):
         """`kind.name` -> version, for commit metadata and gold rows."""
         out = {"criteria": str(self.criteria_version)}
         for kind, group in (("population", self.populations), ("pyramid", self.pyramids),
-                            ("pathway", self.pathways), ("alert", self.alerts)):
+                            ("pathway", self.pathways), ("alert", self.alerts), ("indicators", self.indicators)):
             for name, item in group.items():
                 out[f"{kind}.{name}"] = str(item.version)
         return out
@@ -296,7 +314,9 @@ class Definitions(_Strict):
         return levels
 
 
-_KINDS = {"populations": Population, "pyramids": Pyramid, "pathways": Pathway, "alerts": Alert}
+_KINDS = {
+    "populations": Population, "pyramids": Pyramid, "pathways": Pathway, "alerts": Alert, "indicators": IndicatorSet,
+}
 
 
 def _default_root() -> Path:
@@ -408,3 +428,11 @@ def _cross_check(defs: Definitions, paths: dict[tuple[str, str], Path], criteria
     for name, alert in defs.alerts.items():
         if alert.rule is not None:
             check(alert.rule, paths[("alerts", name)], "when")
+    for name, ind in defs.indicators.items():
+        path = paths[("indicators", name)]
+        if ind.pathway not in defs.pathways:
+            raise DefinitionError(f"{path}: pathway: unknown pathway {ind.pathway!r}")
+        known = {a.action for a in defs.pathways[ind.pathway].actions}
+        for a in ind.actions:
+            if a.action not in known:
+                raise DefinitionError(f"{path}: actions.{a.action}: not an action of pathway {ind.pathway!r}")

@@ -295,3 +295,24 @@ def test_incremental_rebuild_of_touched_persons_equals_a_full_run(spark: SparkSe
 def _rows(spark: SparkSession, lake: str, name: str) -> list[tuple]:
     frame = LakeTable(spark, f"gold.{name}", lake_root=lake).read().drop("definitions")
     return sorted(tuple(str(v) for v in r) for r in frame.collect())
+
+
+def test_published_indicators_hide_small_counts_and_the_report_is_written(spark: SparkSession, gold: dict,
+                                                                         tmp_path: Path) -> None:
+    from pdp.algorithms.indicators import publish_indicators
+
+    lake = str(gold["lake"])
+    result = publish_indicators(spark, as_of=AS_OF, territory="Golden", lake_root=lake, report_dir=tmp_path)
+    rows = [r.asDict() for r in LakeTable(spark, "gold.indicator", lake_root=lake).read().collect()]
+    assert rows and result.rows == len(rows) and result.written
+    assert not [r for r in rows if r["value"] is not None and 1 <= r["value"] <= 10], "a count of 1 to 10 is published"
+    assert all((r["value"] is None) == r["suppressed"] for r in rows)
+    pyramid = {r["category"]: r["value"] for r in rows
+               if r["level"] == "territory" and r["topic"] == "t2d" and r["measure"] == "stratum_count"}
+    strata = [r for r in gold["stratum"] if r["pyramid"] == "t2d"]
+    assert pyramid["Total"] == len(strata) and pyramid["1"] == sum(1 for r in strata if r["stratum"] == "1")
+    assert result.report is not None and result.report.stat().st_size > 100_000
+    html = result.report.read_text(encoding="utf-8")
+    assert "Golden" in html and "chart-pyramid-t2d" in html
+    again = publish_indicators(spark, as_of=AS_OF, territory="Golden", lake_root=lake)
+    assert not again.written, "unchanged aggregates write no new version"
