@@ -392,13 +392,19 @@ def ingest(
     if not directory.is_dir():
         raise UserError(f"landing folder {directory} does not exist")
 
+    spark = get_spark(app_name="pdp-lab-feed")
+
     def show(report) -> None:
+        from pdp.algorithms.realtime import refresh_alerts
+
         records_in, landed, quarantined = report.totals()
         console.print(f"lab feed: {records_in:,} in = {landed:,} landed + {quarantined:,} quarantined")
+        if report.persons:  # the same definitions as `pdp run`, on the touched persons only, at once
+            done = refresh_alerts(spark, report.persons, as_of=date.today())
+            console.print(f"alerts: {done.alerts} for {done.persons} person(s) recomputed in {done.seconds:.1f} s")
 
     with _key_store_errors():
-        query = start_lab_stream(directory, spark=get_spark(app_name="pdp-lab-feed"), available_now=once,
-                                 on_batch=show)
+        query = start_lab_stream(directory, spark=spark, available_now=once, on_batch=show)
         console.print(f"lab feed watching {directory} (Ctrl-C to stop)" if not once else "lab feed: one pass")
         try:
             query.awaitTermination()
@@ -494,15 +500,18 @@ def keys_rotate_command() -> None:
 def bench(
     name: Annotated[str, typer.Argument(help="Benchmark name, or 'all'.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print figures as JSON.")] = False,
+    persons: Annotated[int | None, typer.Option(min=1, help="Territory size, for benchmarks that take one.")] = None,
 ) -> None:
     """Run a benchmark; prints its figures and its ratio against the reference it names."""
-    from pdp.bench import BENCHMARKS, run_benchmark
+    from pdp.bench import BENCHMARKS, run_benchmark, takes_persons
 
     names = sorted(BENCHMARKS) if name == "all" else [name]
     for n in names:
         if n not in BENCHMARKS:
             raise UserError(f"unknown benchmark {n!r}; known: {', '.join(sorted(BENCHMARKS))}, all")
-        result = run_benchmark(n)
+        if persons is not None and name != "all" and not takes_persons(n):
+            raise UserError(f"benchmark {n!r} takes no --persons")
+        result = run_benchmark(n, persons=persons if takes_persons(n) else None)
         if as_json:
             print(json.dumps(result))
         else:

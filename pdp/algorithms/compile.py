@@ -99,7 +99,8 @@ class _Compiler:
         return Step("facts", "\nUNION ALL\n".join(parts))
 
     def codes(self) -> Step:
-        return Step("codes", "SELECT DISTINCT domain, vocabulary, source_code FROM facts")
+        # materialised: each of the ~50 criteria reads it, and a view would re-scan silver for each
+        return Step("codes", "SELECT DISTINCT domain, vocabulary, source_code FROM facts", materialise=True)
 
     def code_criteria(self) -> Step:
         parts = []
@@ -113,7 +114,7 @@ class _Compiler:
                 f"SELECT domain, vocabulary, source_code, '{name}' AS criterion FROM codes "
                 f"WHERE {_in('domain', list(c.domains))} AND {members}{excluded}"
             )
-        return Step("code_criteria", "\nUNION ALL\n".join(parts))
+        return Step("code_criteria", "\nUNION ALL\n".join(parts), materialise=True)
 
     def _fact_test(self, c: Criterion) -> str:
         tests = []
@@ -397,51 +398,57 @@ class _Compiler:
                 )
         return Step("out_alert", "\nUNION ALL\n".join(parts))
 
-    def out_evidence(self) -> Step:
-        """Facts behind every population, stratum, action and alert (long form, engine-neutral)."""
-        parts = []
-        fact_cols = ("c.criterion, c.fact_table, c.event_id, c.start_date AS fact_date, c.source, c.vocabulary, "
-                     "c.source_code, c.value")
-        person_cols = ("'{crit}' AS criterion, 'person' AS fact_table, x.person_id AS event_id, "
-                       "CAST(NULL AS DATE) AS fact_date, CAST(NULL AS STRING) AS source, "
-                       "CAST(NULL AS STRING) AS vocabulary, CAST(NULL AS STRING) AS source_code, "
-                       "CAST(NULL AS DOUBLE) AS value")
+    def citations(self) -> Step:
+        """(person, kind, subject, rule, criterion) for every criterion a published decision cites.
 
-        def cite(kind: str, subject: str, rule_id: str, source: str, where: str, rule: Expr) -> None:
+        One narrow projection of `persons` per citation, joined to the facts once afterwards: a
+        join per citation made a plan of ~70 joins that took Spark longer to analyse than to run.
+        """
+        parts = []
+
+        def cite(kind: str, subject: str, rule_id: str, where: str, rule: Expr) -> None:
             for crit, guards in citations(rule):
                 guard = " AND ".join(to_sql(g, self._crit, self._pop) for g in guards) or "TRUE"
-                head = (f"x.person_id, x.person_pseudonym, {_q(kind)} AS kind, {subject} AS subject, "
-                        f"{rule_id} AS rule_id")
-                cond = f"({where}) AND x.c_{crit} AND {guard}"
-                if crit in self.persons:
-                    parts.append(f"SELECT {head}, {person_cols.format(crit=crit)} FROM {source} x WHERE {cond}")
-                else:
-                    parts.append(
-                        f"SELECT {head}, {fact_cols} FROM {source} x JOIN cited c ON c.person_id = x.person_id "
-                        f"AND c.criterion = {_q(crit)} WHERE {cond}"
-                    )
+                parts.append(
+                    f"SELECT person_id, person_pseudonym, {_q(kind)} AS kind, {subject} AS subject, "
+                    f"{rule_id} AS rule_id, {_q(crit)} AS criterion FROM persons "
+                    f"WHERE ({where}) AND c_{crit} AND {guard}"
+                )
 
         for name, pop in self.defs.populations.items():
-            cite("population", _q(name), _q(pop.rule_id), "persons", f"x.p_{name}",
+            cite("population", _q(name), _q(pop.rule_id), f"p_{name}",
                  parse_expr({"any": list(pop.evidence_hierarchy)}, "evidence"))
         for pyr in self.defs.pyramids.values():
             for s in pyr.strata:
                 if s.rule.op != "true":
-                    cite("stratum", _q(f"{pyr.name}:{s.stratum}"), _q(pyr.rule_id(s.stratum)), "persons",
-                         f"x.s_{pyr.name} = {_q(s.stratum)}", s.rule)
+                    cite("stratum", _q(f"{pyr.name}:{s.stratum}"), _q(pyr.rule_id(s.stratum)),
+                         f"s_{pyr.name} = {_q(s.stratum)}", s.rule)
         for name, alert in self.defs.alerts.items():
             if alert.rule is not None:
-                cite("alert", _q(name), _q(alert.rule_id), "persons", to_sql(alert.rule, self._crit, self._pop),
-                     alert.rule)
-        for pw in self.defs.pathways.values():
-            for a in pw.actions:
-                parts.append(
-                    "SELECT x.person_id, x.person_pseudonym, 'action' AS kind, "
-                    f"{_q(pw.name + '.' + a.action)} AS subject, x.rule_id, {fact_cols} "
-                    "FROM out_care_action x JOIN cited c ON c.person_id = x.person_id "
-                    f"AND c.criterion = {_q(a.done_by)} AND c.start_date = x.last_done "
-                    f"WHERE x.pathway = {_q(pw.name)} AND x.action = {_q(a.action)}"
-                )
+                cite("alert", _q(name), _q(alert.rule_id), to_sql(alert.rule, self._crit, self._pop), alert.rule)
+        return Step("citations", "\nUNION ALL\n".join(parts), materialise=True)
+
+    def out_evidence(self) -> Step:
+        """Facts behind every population, stratum, action and alert (long form, engine-neutral)."""
+        fact_cols = ("c.criterion, c.fact_table, c.event_id, c.start_date AS fact_date, c.source, c.vocabulary, "
+                     "c.source_code, c.value")
+        head = "x.person_id, x.person_pseudonym, x.kind, x.subject, x.rule_id"
+        persons = ", ".join(_q(n) for n in self.persons) or "''"
+        parts = [
+            f"SELECT {head}, {fact_cols} FROM citations x JOIN cited c "
+            "ON c.person_id = x.person_id AND c.criterion = x.criterion",
+            f"SELECT {head}, x.criterion, 'person' AS fact_table, x.person_id AS event_id, "
+            "CAST(NULL AS DATE) AS fact_date, CAST(NULL AS STRING) AS source, CAST(NULL AS STRING) AS vocabulary, "
+            "CAST(NULL AS STRING) AS source_code, CAST(NULL AS DOUBLE) AS value "
+            f"FROM citations x WHERE x.criterion IN ({persons})",
+        ]
+        done_by = " ".join(f"WHEN x.pathway = {_q(pw.name)} AND x.action = {_q(a.action)} THEN {_q(a.done_by)}"
+                           for pw in self.defs.pathways.values() for a in pw.actions)
+        parts.append(
+            "SELECT x.person_id, x.person_pseudonym, 'action' AS kind, x.pathway || '.' || x.action AS subject, "
+            f"x.rule_id, {fact_cols} FROM out_care_action x JOIN cited c ON c.person_id = x.person_id "
+            f"AND c.criterion = CASE {done_by} END AND c.start_date = x.last_done"
+        )
         return Step("out_evidence", "\nUNION ALL\n".join(parts))
 
     def steps(self) -> list[Step]:
@@ -451,7 +458,7 @@ class _Compiler:
             out.append(pairs)
         out += [self.holds(), self.cited(), self.people(), self.flags(), *self.populations()]
         out += [self.out_population(), self.out_stratum(), self.out_care_action(), self.out_alert(),
-                self.out_evidence()]
+                self.citations(), self.out_evidence()]
         return out
 
 

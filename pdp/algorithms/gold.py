@@ -145,12 +145,14 @@ def build_gold(
         spark.createDataFrame([(i,) for i in scope_ids], schema).createOrReplaceTempView("in_scope")
     cached: list[DataFrame] = []
     for step in steps:
+        tick = time.perf_counter()
         frame = spark.sql(step.sql)
         if step.materialise:
             # Cut the lineage: later steps read this relation many times (the evidence step dozens),
             # and re-analysing the whole plan behind every reference exhausts the driver's heap.
             frame = frame.localCheckpoint(eager=True)
             cached.append(frame)
+            report.seconds[f"step.{step.name}"] = time.perf_counter() - tick
         frame.createOrReplaceTempView(step.name)
     report.seconds["plan"] = time.perf_counter() - started
     lineage = {

@@ -197,6 +197,7 @@ class LabFeed:
         clock.lap("quarantine")
         if landed:  # needs the bronze commit: a person is recomputed from all their bronze rows
             report.silver["person"] = self._silver_people(landed, run)
+            report.persons = {r["person_pseudonym"] for r in landed if r["person_pseudonym"]}
         clock.lap("silver_people")
         self._log(report, logged, started, run)
         clock.lap("log")

@@ -80,6 +80,7 @@ class IngestReport:
     seconds: dict[str, float] = field(default_factory=dict)  # per stage: edge, vault, bronze, quarantine, silver, log
     parse_workers: int = 0  # worker processes of the parse+edge stage (0: in-process)
     parse_cpu_seconds: float = 0.0  # CPU time of parse+edge summed over the processes that ran it
+    persons: set[str] = field(default_factory=set)  # lab feed: pseudonyms whose silver the batch changed
 
     def totals(self) -> tuple[int, int, int]:
         read = [f for f in self.files if not f.skipped]

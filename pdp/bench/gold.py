@@ -1,0 +1,131 @@
+"""`pdp bench gold [--persons N]`: the whole gold build on Spark against DuckDB running the same SQL.
+
+What is measured: Spark's `build_gold` (the production path: compiled SQL steps, checkpoints,
+every gold table written to Delta) against DuckDB (threads = Spark's cores) running the very
+same compiled steps (`DuckDBDialect`, dates aside) over the same silver exported as Parquet,
+each output materialised as a table. Both engines must give the same strata and statuses: the
+bench compares every (person, pyramid, stratum) and (person, action, status).
+
+Where the silver comes from: the lake's own silver (e.g. `make demo`'s 20 000 persons),
+replicated k times with fresh person ids until it holds N persons, so volumes are realistic
+without a long ingest; replication is not timed. Events per second per core = silver events
+(condition, procedure, drug, measurement, observation rows) / seconds / cores.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+AS_OF = date(2026, 6, 30)
+EVENT_TABLES = ("condition_occurrence", "procedure_occurrence", "drug_exposure", "measurement", "observation")
+_RELATIONS = {
+    "in_person": "person", "in_death": "death", "in_location": "location", "in_condition": "condition_occurrence",
+    "in_procedure": "procedure_occurrence", "in_drug": "drug_exposure", "in_measurement": "measurement",
+    "in_observation": "observation", "in_note_fact": "note_fact",
+}
+
+
+def _replicate(spark: Any, source_root: str | None, target: str, persons: int) -> tuple[int, int, int]:
+    """Copy silver into `target`, k copies of every person (ids offset, pseudonyms suffixed); (k, persons, events)."""
+    from pyspark.sql import functions as F
+
+    from pdp.lake import LakeTable, RunInfo, load_catalog
+
+    base = LakeTable(spark, "silver.person", lake_root=source_root)
+    if not base.exists():
+        raise RuntimeError("no silver in the lake: run `make demo` (or `pdp ingest`) first")
+    have = base.read().count()
+    k = max(1, math.ceil(persons / have))
+    copies = spark.range(k).withColumnRenamed("id", "copy")
+    run = RunInfo.new("bench.gold.replicate", definitions_version="bench")
+    events = 0
+    for name in _RELATIONS.values():
+        definition = load_catalog().table(f"silver.{name}")
+        src = LakeTable(spark, definition, lake_root=source_root)
+        out = LakeTable(spark, definition, lake_root=target).create()
+        if not src.exists():
+            continue
+        frame = src.read()
+        if "person_id" in frame.columns:
+            frame = frame.crossJoin(F.broadcast(copies))
+            shift = F.col("copy") * F.lit(1 << 40)
+            frame = frame.withColumn("person_id", F.col("person_id") + shift)
+            if "person_pseudonym" in frame.columns:
+                frame = frame.withColumn("person_pseudonym", F.concat("person_pseudonym", F.lit("~"), F.col("copy")))
+            id_col = f"{name}_id"
+            if id_col in frame.columns:
+                frame = frame.withColumn(id_col, F.col(id_col) + shift)
+            frame = frame.drop("copy")
+        out.append(frame.select(*definition.column_names), run=run)
+        if name in EVENT_TABLES:
+            events += out.read().count()
+    return k, have * k, events
+
+
+def _duckdb(parquet: dict[str, str], threads: int, defs: Any) -> tuple[float, Any]:
+    import duckdb
+
+    from pdp.algorithms import DuckDBDialect, compile_pipeline
+
+    con = duckdb.connect()
+    con.execute(f"SET threads = {threads}")
+    start = time.perf_counter()
+    for relation, path in parquet.items():
+        con.execute(f"CREATE VIEW {relation} AS SELECT * FROM read_parquet('{path}/*.parquet')")
+    for step in compile_pipeline(defs, as_of=AS_OF, dialect=DuckDBDialect()):
+        con.execute(f"CREATE TABLE {step.name} AS {step.sql}")
+    return time.perf_counter() - start, con
+
+
+def bench_gold(persons: int | None = None) -> dict[str, Any]:
+    """Spark gold build vs DuckDB on the same SQL and data, at `persons` (default 100 000)."""
+    from pdp.algorithms import build_gold, load_definitions
+    from pdp.lake import get_spark
+    from pdp.lake.session import compute_cores
+
+    persons = persons or int(os.environ.get("PDP_BENCH_GOLD_PERSONS", 100_000))
+    defs = load_definitions()
+    spark = get_spark(app_name="pdp-bench-gold")
+    cores = compute_cores(spark)
+    with tempfile.TemporaryDirectory(prefix="pdp-bench-gold-") as tmp:
+        lake = str(Path(tmp) / "lake")
+        k, people, events = _replicate(spark, None, lake, persons)
+        parquet: dict[str, str] = {}
+        from pdp.lake import LakeTable
+
+        for relation, name in _RELATIONS.items():
+            path = str(Path(tmp) / "parquet" / name)
+            LakeTable(spark, f"silver.{name}", lake_root=lake).read().write.parquet(path)
+            parquet[relation] = path
+        start = time.perf_counter()
+        report = build_gold(spark, as_of=AS_OF, definitions=defs, lake_root=lake)
+        spark_seconds = time.perf_counter() - start
+        duck_seconds, con = _duckdb(parquet, cores, defs)
+        spark_strata = {(r[0], r[1], r[2]) for r in LakeTable(spark, "gold.stratum", lake_root=lake).read()
+                        .select("person_id", "pyramid", "stratum").toLocalIterator()}
+        duck_strata = set(con.execute("SELECT person_id, pyramid, stratum FROM out_stratum").fetchall())
+        spark_actions = {(r[0], r[1], r[2], r[3]) for r in LakeTable(spark, "gold.care_action", lake_root=lake)
+                         .read().select("person_id", "pathway", "action", "status").toLocalIterator()}
+        duck_actions = set(con.execute("SELECT person_id, pathway, action, status FROM out_care_action").fetchall())
+    return {
+        "persons": people,
+        "replicas": k,
+        "silver_events": events,
+        "cores": cores,
+        "spark_seconds": round(spark_seconds, 1),
+        "spark_stages": {k2: round(v, 1) for k2, v in report.seconds.items()},
+        "duckdb_seconds": round(duck_seconds, 1),
+        "spark_events_per_s_per_core": round(events / spark_seconds / cores),
+        "duckdb_events_per_s_per_core": round(events / duck_seconds / cores),
+        "ratio_spark_over_duckdb": round(spark_seconds / duck_seconds, 2),
+        "goal_ratio": 2.5,
+        "same_strata": spark_strata == duck_strata,
+        "same_actions": spark_actions == duck_actions,
+        "strata_rows": len(spark_strata),
+    }
