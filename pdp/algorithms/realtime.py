@@ -66,8 +66,8 @@ def refresh_alerts(
         con.execute(f"CREATE TABLE {relation} AS SELECT * FROM {relation}_arrow")
     for step in compile_pipeline(defs, as_of=as_of, dialect=DuckDBDialect()):
         con.execute(f"CREATE TABLE {step.name} AS {step.sql}")
-    alerts = con.execute("SELECT * FROM out_alert").arrow()
-    evidence = con.execute("SELECT * FROM out_evidence WHERE kind = 'alert'").arrow()
+    alerts = con.sql("SELECT * FROM out_alert").to_arrow_table()
+    evidence = con.sql("SELECT * FROM out_evidence WHERE kind = 'alert'").to_arrow_table()
     run = RunInfo.new("gold.alerts.realtime", definitions_version=defs.version,
                       lineage={"as_of": as_of.isoformat(), "scope": "realtime"})
     where = f"as_of = DATE '{as_of.isoformat()}' AND person_id IN ({', '.join(str(i) for i in ids)})"

@@ -340,3 +340,22 @@ def test_realtime_alerts_follow_the_same_definitions_as_the_batch(spark: SparkSe
     assert realtime == _rows(spark, lake, "alert")
     assert realtime_evidence == [r for r in _rows(spark, lake, "evidence") if r[3] == "alert"]
     assert str(person_id(name)) in {r[1] for r in realtime}
+
+
+def test_explain_a_person_by_pseudonym_or_id(spark: SparkSession, gold: dict) -> None:
+    from pdp.algorithms.explain import PersonNotFound, explain_person
+
+    lake = str(gold["lake"])
+    by_id = explain_person(spark, str(person_id("two_complications")), lake_root=lake)
+    found = explain_person(spark, pseudonym("two_complications"), lake_root=lake)
+    assert found.as_json() == by_id.as_json()
+    body = found.as_json()
+    assert body["as_of"] == AS_OF.isoformat() and body["person_pseudonym"] == pseudonym("two_complications")
+    strata = {s["pyramid"]: s for s in body["strata"]}
+    assert strata["t2d"]["stratum"] == "3" and strata["t2d"]["rule_id"] == "pyramid.t2d.3@1"
+    assert {f["criterion"] for f in strata["t2d"]["facts"]} == {"t2d_retinopathy", "t2d_neuropathy"}
+    assert {a["action"] for a in body["actions"]} == {"hba1c", "blood_panel", "ecg", "monofilament", "fundus"}
+    assert all(a["status"] == "overdue" and a["last_done"] is None for a in body["actions"])
+    assert "name" not in str(body).lower() and "nir" not in body
+    with pytest.raises(PersonNotFound):
+        explain_person(spark, "123", lake_root=lake)
