@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from pdp.algorithms.compile import INPUTS, SparkDialect, Step, compile_pipeline
 from pdp.algorithms.model import Definitions, load_definitions
-from pdp.lake import LakeTable, RunInfo, load_catalog
+from pdp.lake import Commit, LakeTable, RunInfo, load_catalog
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -188,22 +188,20 @@ def _write(
         tick = time.perf_counter()
         table = LakeTable(spark, name, lake_root=lake_root).create()
         frame = spark.table(relation).withColumn("as_of", F.lit(as_of)).withColumn("definitions", F.lit(defs.version))
-        frame = frame.select(*table.definition.column_names).cache()
-        try:
-            report.rows[name] = frame.count()
-            if scope_ids is None:
-                table.overwrite(frame, replace_where=when, run=run)
-            else:
-                _replace_persons(spark, table, frame, when, scope_ids, run)
-        finally:
-            frame.unpersist()
+        frame = frame.select(*table.definition.column_names)
+        if scope_ids is None:
+            commit = table.overwrite(frame, replace_where=when, run=run)
+        else:
+            commit = _replace_persons(table, frame, when, scope_ids, run)
+        # rows written, from the commit's own metrics: counting the frame first would compute it twice
+        report.rows[name] = commit.metric("numOutputRows") if commit is not None else 0
         report.seconds[name] = time.perf_counter() - tick
 
 
 def _replace_persons(
-    spark: SparkSession, table: LakeTable, frame: DataFrame, when: str, scope_ids: list[int], run: RunInfo
-) -> None:
+    table: LakeTable, frame: DataFrame, when: str, scope_ids: list[int], run: RunInfo
+) -> Commit | None:
     """Replace the scoped persons' rows of one as-of date: delete theirs, append the new ones, one commit each."""
     ids = ", ".join(str(i) for i in scope_ids) or "NULL"
     table.delete(f"{when} AND person_id IN ({ids})", run=run)
-    table.append(frame, run=run)
+    return table.append(frame, run=run)

@@ -57,13 +57,13 @@ def _replicate(spark: Any, source_root: str | None, target: str, persons: int) -
         frame = src.read()
         if "person_id" in frame.columns:
             frame = frame.crossJoin(F.broadcast(copies))
-            shift = F.col("copy") * F.lit(1 << 40)
-            frame = frame.withColumn("person_id", F.col("person_id") + shift)
+            shift = F.col("copy") * F.lit(1 << 40)  # XOR, not +: xxhash64 ids use the whole 64-bit range
+            frame = frame.withColumn("person_id", F.col("person_id").bitwiseXOR(shift))
             if "person_pseudonym" in frame.columns:
                 frame = frame.withColumn("person_pseudonym", F.concat("person_pseudonym", F.lit("~"), F.col("copy")))
             id_col = f"{name}_id"
-            if id_col in frame.columns:
-                frame = frame.withColumn(id_col, F.col(id_col) + shift)
+            if id_col in frame.columns and id_col != "person_id":  # silver.person's own id is person_id
+                frame = frame.withColumn(id_col, F.col(id_col).bitwiseXOR(shift))
             frame = frame.drop("copy")
         out.append(frame.select(*definition.column_names), run=run)
         if name in EVENT_TABLES:
