@@ -188,7 +188,8 @@ def _write(
         tick = time.perf_counter()
         table = LakeTable(spark, name, lake_root=lake_root).create()
         frame = spark.table(relation).withColumn("as_of", F.lit(as_of)).withColumn("definitions", F.lit(defs.version))
-        frame = frame.select(*table.definition.column_names)
+        # a bounded number of files per write: the union of many parts would write one small file per part
+        frame = frame.select(*table.definition.column_names).coalesce(_files_per_write(spark))
         if scope_ids is None:
             commit = table.overwrite(frame, replace_where=when, run=run)
         else:
@@ -196,6 +197,10 @@ def _write(
         # rows written, from the commit's own metrics: counting the frame first would compute it twice
         report.rows[name] = commit.metric("numOutputRows") if commit is not None else 0
         report.seconds[name] = time.perf_counter() - tick
+
+
+def _files_per_write(spark: SparkSession) -> int:
+    return max(1, int(spark.conf.get("spark.sql.shuffle.partitions") or 8))
 
 
 def _replace_persons(

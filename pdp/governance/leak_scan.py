@@ -97,6 +97,9 @@ __all__ = [
 UNREADABLE = "UNREADABLE"
 DELTA_LOG_COLUMN = "_delta_log"
 PATH_COLUMN = "_path"
+_SPARK_PART_FILE = re.compile(
+    r"part-\d{5}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?=[.-])"
+)
 OTHER_FILE_COLUMN = "_file"
 FOOTER_COLUMN = "_parquet_metadata"
 
@@ -734,6 +737,10 @@ class _Scanner:
 
     def _flush(self, table: str, texts: list[str], column: str) -> None:
         if texts:
+            if column in (PATH_COLUMN, DELTA_LOG_COLUMN, OTHER_FILE_COLUMN):
+                # Spark's own part-file names (task number + random UUID) are not data: masked, because
+                # "part-00337-38057935-..." once read as the phone number 0033 7 38 05 79 35.
+                texts[:] = [_SPARK_PART_FILE.sub("part-<n>-<uuid>", t) for t in texts]
             found = self._strings(texts)
             self._merge(table, Counter({(column, label): count for label, count in found.items()}))
             texts.clear()

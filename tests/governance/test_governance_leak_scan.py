@@ -454,3 +454,13 @@ def test_scan_throughput_on_a_million_rows(spark, tmp_path: Path) -> None:
     print(f"leak scan: {report.rows:,} rows, {report.bytes / 1e6:.1f} MB in {elapsed:.2f} s = {rate:,.0f} rows/s, "
           f"{report.bytes / 1e6 / elapsed:.1f} MB/s")
     assert rate > 50_000
+
+
+def test_spark_part_file_names_are_not_read_as_phone_numbers(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    (lake / "tmp").mkdir(parents=True)
+    name = "part-00337-38057935-a847-4dff-8bf8-be77e8f3ef8f.c000.snappy.parquet"
+    pq.write_table(pa.table({"n": [1]}), lake / "tmp" / name)
+    assert scan_lake(lake).findings == []
+    (lake / "tmp" / "export-0033738057935.csv").write_text("nothing\n", encoding="utf-8")  # not Spark's: read
+    assert _only(scan_lake(lake)) == {("(outside any Delta table)", "_path", "PHONE")}
