@@ -75,8 +75,15 @@ class GoldReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _silver(spark: SparkSession, lake_root: str | None) -> tuple[dict[str, DataFrame], dict[str, int | None]]:
-    """Every input at its current version, pinned; an absent table is an empty one (its catalog schema)."""
+def silver_inputs(
+    spark: SparkSession, lake_root: str | None, *, person_ids: list[int] | None = None
+) -> tuple[dict[str, DataFrame], dict[str, int | None]]:
+    """Every input at its current version, pinned; an absent table is an empty one (its catalog schema).
+
+    `person_ids` keeps only those persons' rows (reference tables such as silver.location stay whole).
+    """
+    from pyspark.sql import functions as F
+
     frames: dict[str, DataFrame] = {}
     versions: dict[str, int | None] = {}
     catalog = load_catalog()
@@ -84,11 +91,14 @@ def _silver(spark: SparkSession, lake_root: str | None) -> tuple[dict[str, DataF
         table = LakeTable(spark, catalog.table(name), lake_root=lake_root)
         if table.exists():
             version = table.version()
-            frames[relation] = table.read(version=version)
+            frame = table.read(version=version)
             versions[name] = version
         else:
-            frames[relation] = spark.createDataFrame([], table.definition.spark_schema())
+            frame = spark.createDataFrame([], table.definition.spark_schema())
             versions[name] = None
+        if person_ids is not None and "person_id" in frame.columns:
+            frame = frame.where(F.col("person_id").isin(person_ids))
+        frames[relation] = frame
     return frames, versions
 
 
@@ -125,7 +135,7 @@ def build_gold(
     """Compute every gold table at `as_of` from silver; `persons` restricts the run to those person ids."""
     started = time.perf_counter()
     defs = definitions or load_definitions()
-    frames, versions = _silver(spark, lake_root)
+    frames, versions = silver_inputs(spark, lake_root)
     scoped = persons is not None
     scope_ids = sorted(set(persons or []))
     steps = compile_pipeline(defs, as_of=as_of, dialect=SparkDialect(), scoped=scoped)

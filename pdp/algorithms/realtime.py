@@ -18,7 +18,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from pdp.algorithms.compile import DuckDBDialect, compile_pipeline
-from pdp.algorithms.gold import SILVER_INPUTS
+from pdp.algorithms.gold import silver_inputs
 from pdp.algorithms.model import Definitions, load_definitions
 from pdp.lake import LakeTable, RunInfo
 
@@ -55,12 +55,8 @@ def refresh_alerts(
     if not ids:
         return AlertRefresh(0, 0, time.perf_counter() - started)
     con = duckdb.connect()
-    for relation, name in SILVER_INPUTS.items():
-        table = LakeTable(spark, name, lake_root=lake_root)
-        frame = (table.read() if table.exists()
-                 else spark.createDataFrame([], table.definition.spark_schema()))
-        if "person_id" in frame.columns:
-            frame = frame.where(F.col("person_id").isin(ids))
+    frames, _ = silver_inputs(spark, lake_root, person_ids=ids)
+    for relation, frame in frames.items():
         arrow = frame.toArrow()
         con.register(f"{relation}_arrow", arrow)
         con.execute(f"CREATE TABLE {relation} AS SELECT * FROM {relation}_arrow")

@@ -32,11 +32,6 @@ from typing import Any
 
 AS_OF = date(2026, 6, 30)
 EVENT_TABLES = ("condition_occurrence", "procedure_occurrence", "drug_exposure", "measurement", "observation")
-_RELATIONS = {
-    "in_person": "person", "in_death": "death", "in_location": "location", "in_condition": "condition_occurrence",
-    "in_procedure": "procedure_occurrence", "in_drug": "drug_exposure", "in_measurement": "measurement",
-    "in_observation": "observation", "in_note_fact": "note_fact",
-}
 
 
 def _replicate(spark: Any, source_root: str | None, target: str, persons: int) -> tuple[int, int, int]:
@@ -53,8 +48,11 @@ def _replicate(spark: Any, source_root: str | None, target: str, persons: int) -
     copies = spark.range(k).withColumnRenamed("id", "copy")
     run = RunInfo.new("bench.gold.replicate", definitions_version="bench")
     events = 0
-    for name in _RELATIONS.values():
-        definition = load_catalog().table(f"silver.{name}")
+    from pdp.algorithms.gold import SILVER_INPUTS
+
+    for qualified in SILVER_INPUTS.values():
+        definition = load_catalog().table(qualified)
+        name = definition.name
         src = LakeTable(spark, definition, lake_root=source_root)
         out = LakeTable(spark, definition, lake_root=target).create()
         if not src.exists():
@@ -105,11 +103,12 @@ def bench_gold(persons: int | None = None) -> dict[str, Any]:
         lake = str(Path(tmp) / "lake")
         k, people, events = _replicate(spark, None, lake, persons)
         parquet: dict[str, str] = {}
+        from pdp.algorithms.gold import SILVER_INPUTS
         from pdp.lake import LakeTable
 
-        for relation, name in _RELATIONS.items():
+        for relation, name in SILVER_INPUTS.items():
             path = str(Path(tmp) / "parquet" / name)
-            LakeTable(spark, f"silver.{name}", lake_root=lake).read().write.parquet(path)
+            LakeTable(spark, name, lake_root=lake).read().write.parquet(path)
             parquet[relation] = path
         start = time.perf_counter()
         report = build_gold(spark, as_of=AS_OF, definitions=defs, lake_root=lake)
