@@ -213,7 +213,8 @@ def run_command(
 
 @app.command("explain")
 def explain_command(
-    person: Annotated[str, typer.Argument(help="A pseudonym (v<N>:...) or a numeric person id from gold.")],
+    person: Annotated[str, typer.Argument(help="A pseudonym (v<N>:...) or a numeric person id from gold "
+                                            "(negative ids after `--`: pdp explain -- -123).")],
     as_of: Annotated[str | None, typer.Option("--as-of", help="Date of the gold run (default: latest).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the explanation as JSON.")] = False,
 ) -> None:
@@ -221,8 +222,8 @@ def explain_command(
     from pdp.algorithms.explain import PersonNotFound, explain_person
     from pdp.lake import get_spark
 
-    if not (person.isdigit() or (person.startswith("v") and ":" in person)):
-        raise UserError("PERSON must be a pseudonym (v<N>:...) or a numeric person id")
+    if not (person.removeprefix("-").isdigit() or (person.startswith("v") and ":" in person)):
+        raise UserError("PERSON must be a pseudonym (v<N>:...) or a numeric person id (a negative one after `--`)")
     try:
         found = explain_person(get_spark(app_name="pdp-explain"), person, as_of=_as_of(as_of))
     except PersonNotFound as exc:

@@ -75,7 +75,8 @@ def explain_person(
     tables = {name: LakeTable(spark, name, lake_root=lake_root) for name in GOLD_OUTPUTS.values()}
     if not all(t.exists() for t in tables.values()):
         raise PersonNotFound("gold is empty: run `pdp run` first")
-    key = F.col("person_id") == int(person) if person.isdigit() else F.col("person_pseudonym") == person
+    numeric = person.removeprefix("-").isdigit()  # person ids are xxhash64 values: often negative
+    key = F.col("person_id") == int(person) if numeric else F.col("person_pseudonym") == person
     strata = tables["gold.stratum"].read().where(key)
     populations = tables["gold.population"].read().where(key)
     dates = [r[0] for r in strata.select("as_of").union(populations.select("as_of")).distinct().collect()]
