@@ -107,11 +107,9 @@ def test_the_compiled_sql_runs_in_duckdb_on_empty_inputs() -> None:
 
     catalog = load_catalog()
     con = duckdb.connect()
-    inputs = {"in_person": "silver.person", "in_death": "silver.death", "in_location": "silver.location",
-              "in_condition": "silver.condition_occurrence", "in_procedure": "silver.procedure_occurrence",
-              "in_drug": "silver.drug_exposure", "in_measurement": "silver.measurement",
-              "in_observation": "silver.observation", "in_note_fact": "silver.note_fact"}
-    for relation, name in inputs.items():
+    from pdp.algorithms.gold import SILVER_INPUTS
+
+    for relation, name in SILVER_INPUTS.items():
         cols = ", ".join(f"{c.name} {_duck_type(c.type)}" for c in catalog.table(name).columns)
         con.execute(f"CREATE TABLE {relation} ({cols})")
     for step in compile_pipeline(load_definitions(), as_of=date(2026, 6, 30), dialect=DuckDBDialect()):
