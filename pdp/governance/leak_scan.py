@@ -567,9 +567,9 @@ class _Scanner:
         self.fs = filesystem
         self.root = root
         self.detectors = list(detectors)
-        self.nir = next((d for d in self.detectors if isinstance(d, NirDetector)), None)
         self.patterns = [d for d in self.detectors if isinstance(d, PatternDetector)]
         self.others = [d for d in self.detectors if not isinstance(d, PatternDetector)]
+        self.integer_detectors = [d for d in self.detectors if callable(getattr(d, "count_integers", None))]
         # One RE2 pass finds the cells any pattern detector could match; each then looks at those only.
         self.any_pattern = "|".join(f"(?:{d.candidate})" for d in self.patterns)
         self.cells: Counter[tuple[str, str, str]] = Counter()
@@ -626,9 +626,10 @@ class _Scanner:
         elif (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
               or pa.types.is_list_view(kind) or pa.types.is_large_list_view(kind)):
             self._array(f"{column}[]", pc.list_flatten(values), into)
-        elif (pa.types.is_integer(kind) or (pa.types.is_decimal(kind) and kind.scale == 0)) and self.nir:
-            for label, count in self.nir.count_integers(values).items():
-                into[(column, label)] += count
+        elif pa.types.is_integer(kind) or (pa.types.is_decimal(kind) and kind.scale == 0):
+            for detector in self.integer_detectors:
+                for label, count in detector.count_integers(values).items():
+                    into[(column, label)] += count
 
     def _merge(self, table: str, found: Counter[tuple[str, str]]) -> None:
         """Add one file's counts; ``LABEL#n`` labels also record ``n`` as evidence for ``min_distinct``."""
