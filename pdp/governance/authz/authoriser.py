@@ -64,6 +64,7 @@ from pdp.governance.authz.policy import (
     TERRITORY_RE,
     AuthzConfigError,
     Policy,
+    PolicyAdapter,
     PolicyLine,
     load_model,
     load_policy,
@@ -255,10 +256,11 @@ class Authoriser:
         validate_purpose_roles(purposes, str(self.purposes_path))
         model, model_digest = load_model(self.model_path)
         policy = load_policy(self.policy_path, purposes)
-        enforcer = casbin.Enforcer(model, enable_log=False)
+        try:
+            enforcer = casbin.Enforcer(model, PolicyAdapter(policy.lines), enable_log=False)
+        except Exception as exc:
+            raise AuthzConfigError(f"policy file {self.policy_path}: Casbin refused it: {type(exc).__name__}") from exc
         enforcer.add_function("role_in", _role_in)
-        if policy.lines and not enforcer.add_policies([list(line.fields) for line in policy.lines]):
-            raise AuthzConfigError(f"policy file {self.policy_path}: Casbin refused the policy lines")
         try:  # a matcher that does not compile must stop the load, not the first request
             with fast_policy_filter(enforcer.model.model["p"]["p"].policy, "\x00", "\x00"):
                 enforcer.enforce_ex(None, "x", "x", "x", "x")

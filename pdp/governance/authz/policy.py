@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from casbin.model import FastModel
+from casbin.model import FastModel, Model
+from casbin.persist import Adapter
 
 from pdp.governance.authz.vocabulary import ACTIONS, NATIONAL, NEVER, WILDCARD, Action, Resource, Role
 from pdp.pseudonym.reidentify import PurposeCatalog
@@ -39,6 +40,7 @@ __all__ = [
     "INDEX_KEYS",
     "AuthzConfigError",
     "Policy",
+    "PolicyAdapter",
     "PolicyLine",
     "load_model",
     "load_policy",
@@ -95,6 +97,22 @@ class Policy:
 
     def by_fields(self) -> dict[tuple[str, ...], PolicyLine]:
         return {line.fields: line for line in self.lines}
+
+
+class PolicyAdapter(Adapter):
+    """A read-only Casbin adapter over validated lines: how the policy reaches the enforcer.
+
+    Lines are appended as Casbin's own file adapter does (``model.add_policies`` would check
+    each line against all others: quadratic, 80 s for 10 000 lines on the fast model).
+    """
+
+    def __init__(self, lines: tuple[PolicyLine, ...] | list[list[str]]) -> None:
+        self._rows = [list(line.fields) if isinstance(line, PolicyLine) else list(line) for line in lines]
+
+    def load_policy(self, model: Model) -> None:
+        policy = model.model["p"]["p"].policy
+        for row in self._rows:
+            policy.append(row)
 
 
 def load_model(path: Path) -> tuple[FastModel, str]:
