@@ -14,7 +14,7 @@ Example::
 
     >>> from pdp.pseudonym.reidentify import load_purposes
     >>> policy = load_policy(DEFAULT_POLICY_FILE, load_purposes())
-    >>> policy.lines[0].role, policy.lines[0].effect
+    >>> str(policy.lines[0].role), policy.lines[0].effect
     ('siop_platform', 'allow')
 """
 

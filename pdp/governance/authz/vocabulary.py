@@ -22,7 +22,7 @@ Example::
 
     >>> Role("ethics") in NATIONAL, PATIENT_SCOPE[Role.PROFESSIONAL]
     (True, 'relationship')
-    >>> sorted(ACTIONS[Resource.OPPOSITION])
+    >>> sorted(str(action) for action in ACTIONS[Resource.OPPOSITION])
     ['read', 'submit', 'withdraw']
 """
 
