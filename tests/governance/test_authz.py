@@ -331,3 +331,13 @@ def test_the_shipped_files_are_the_defaults(tmp_path: Path) -> None:
     copy = Authoriser(model_path=DEFAULT_MODEL_FILE, policy_path=tmp_path / "policy.csv")
     assert copy.policy_version == Authoriser().policy_version
     assert copy.authorise(ENGINEER, "*", Resource.SOURCE, Action.READ, "data_operations").allowed
+
+
+def test_the_policy_directory_comes_from_the_settings(tmp_path: Path) -> None:
+    from pdp.config import Settings
+
+    files(tmp_path, HEADER + SIOP_WORKLIST)
+    authz = Authoriser.from_settings(Settings(_env_file=None, policy_dir=tmp_path))
+    assert [line.source for line in authz.policy_lines] == ["policy.csv:2"]
+    with pytest.raises(AuthzConfigError, match=r"model\.conf"):
+        Authoriser.from_settings(Settings(_env_file=None, policy_dir=tmp_path / "nowhere"))

@@ -78,11 +78,11 @@ _shared_lock = threading.Lock()
 
 
 def get_authoriser() -> Authoriser:
-    """The process-wide authoriser over the default files (built on first use; fails closed)."""
+    """The process-wide authoriser over ``PDP_POLICY_DIR`` or the default files (built on first use; fails closed)."""
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = Authoriser()
+            _shared = Authoriser.from_settings()
         return _shared
 
 

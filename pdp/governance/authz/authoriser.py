@@ -58,6 +58,7 @@ from typing import Any
 import casbin
 from casbin.model import fast_policy_filter
 
+from pdp.config import Settings, get_settings
 from pdp.governance.authz.policy import (
     DEFAULT_MODEL_FILE,
     DEFAULT_POLICY_FILE,
@@ -245,6 +246,15 @@ class Authoriser:
         self._hits = self._misses = 0
         self._lock = threading.Lock()
         self._state = self._load()
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, **kwargs: Any) -> Authoriser:
+        """The authoriser over ``PDP_POLICY_DIR`` (``model.conf`` + ``policy.csv``), or the default files."""
+        settings = settings or get_settings()
+        if settings.policy_dir is not None:
+            kwargs.setdefault("model_path", Path(settings.policy_dir) / "model.conf")
+            kwargs.setdefault("policy_path", Path(settings.policy_dir) / "policy.csv")
+        return cls(**kwargs)
 
     # -- loading ---------------------------------------------------------------------------------
 
