@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pytest
@@ -167,3 +167,16 @@ def test_a_professional_without_a_relationship_source_gets_nothing(authz: Author
 def test_the_siop_platform_reidentifies_the_territorys_pseudonyms(authz: Authoriser) -> None:
     decision = PolicyAuthorizer(authz, SIOP, "douaisis").authorize(Actor("siop-1"), "prevention_outreach", ASKED)
     assert decision.allowed and decision.allowed_pseudonyms == frozenset(ASKED)
+
+
+class Douaisis:
+    """Territory membership as gold would answer it: only the first two pseudonyms live in douaisis."""
+
+    def in_territory(self, territory: str, pseudonyms: Sequence[str]) -> set[str]:
+        return {p for p in pseudonyms if territory == "douaisis" and p in {MINE_GP, MINE_CARE}}
+
+
+def test_territory_membership_narrows_what_the_siop_platform_may_reidentify(authz: Authoriser) -> None:
+    authorizer = PolicyAuthorizer(authz, SIOP, "douaisis", membership=Douaisis())
+    decision = authorizer.authorize(Actor("siop-1"), "care_coordination", ASKED)
+    assert decision.allowed and decision.allowed_pseudonyms == {MINE_GP, MINE_CARE}

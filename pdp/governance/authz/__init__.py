@@ -36,7 +36,7 @@ from pdp.governance.authz.authoriser import (
     PrincipalError,
 )
 from pdp.governance.authz.policy import DEFAULT_MODEL_FILE, DEFAULT_POLICY_FILE, AuthzConfigError, PolicyLine
-from pdp.governance.authz.reidentify_policy import PolicyAuthorizer
+from pdp.governance.authz.reidentify_policy import PolicyAuthorizer, TerritoryMembership
 from pdp.governance.authz.relationships import (
     CareRelationship,
     CareRelationships,
@@ -68,6 +68,7 @@ __all__ = [
     "Resource",
     "Role",
     "SqlCareRelationships",
+    "TerritoryMembership",
     "authorise",
     "get_authoriser",
     "patients_in_scope",
