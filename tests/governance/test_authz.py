@@ -228,10 +228,13 @@ def test_reload_empties_the_cache_and_applies_the_new_policy(tmp_path: Path) -> 
 
     paths["policy_path"].write_text(HEADER + SIOP_WORKLIST + "p, siop_platform, douaisis, worklist, read, *, deny\n")
     assert authz.authorise(SIOP, *ask).allowed, "no reload yet: the cached decision stands"
+    changes: list[tuple[str, str]] = []
+    authz.on_reload = lambda previous, new: changes.append((previous, new))
     authz.reload()
     assert authz.cache_info().size == 0
     assert not authz.authorise(SIOP, *ask).allowed
     assert authz.policy_version != version
+    assert changes == [(version, authz.policy_version)]
 
 
 def test_a_failed_reload_keeps_the_policy_in_force(tmp_path: Path) -> None:

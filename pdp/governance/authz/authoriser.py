@@ -225,7 +225,8 @@ class Authoriser:
 
     Construction loads and validates every file, and raises :class:`AuthzConfigError` (one
     line naming the file) on any problem. ``reload()`` re-reads them; on error the previous
-    policy stays in force and the error is raised.
+    policy stays in force and the error is raised; on success ``on_reload(previous_version,
+    new_version)`` is called (for the audit log's record of policy changes).
     """
 
     def __init__(
@@ -236,11 +237,13 @@ class Authoriser:
         purposes_path: Path = DEFAULT_PURPOSES_FILE,
         cache_size: int = 65_536,
         on_decision: OnDecision | None = None,
+        on_reload: Callable[[str, str], None] | None = None,
     ) -> None:
         if cache_size < 0:
             raise ValueError("cache_size must be >= 0 (0 disables the cache)")
         self.model_path, self.policy_path, self.purposes_path = Path(model_path), Path(policy_path), Path(purposes_path)
         self.on_decision = on_decision
+        self.on_reload = on_reload
         self._cache_size = cache_size
         self._cache: OrderedDict[tuple[str, ...], Decision] = OrderedDict()
         self._hits = self._misses = 0
@@ -295,9 +298,11 @@ class Authoriser:
         """
         state = self._load()
         with self._lock:
-            self._state = state
+            previous, self._state = self._state.version, state
             self._cache.clear()
         logger.info("authorisation policy reloaded: version %s, %d lines", state.version, len(state.policy.lines))
+        if self.on_reload is not None:  # the audit log records policy changes: (previous, new) versions
+            self.on_reload(previous, state.version)
 
     # -- introspection ---------------------------------------------------------------------------
 
