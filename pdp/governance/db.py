@@ -54,6 +54,7 @@ TABLE_MODULES: tuple[str, ...] = (
     "pdp.pseudonym.vault",
     "pdp.pseudonym.reidentify",
     "pdp.governance.opposition.registry",
+    "pdp.governance.authz.relationships",
 )
 
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
