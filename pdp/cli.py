@@ -281,6 +281,35 @@ def oppose_apply_command(
                   f"{sum(t['files_removed'] for t in report.tables):,} files removed, {report.vault_rows} vault row(s)")
 
 
+ethics_app = typer.Typer(no_args_is_help=True, help="The ethics committee: reproducible, audited samples of gold.")
+app.add_typer(ethics_app, name="ethics")
+
+
+@ethics_app.command("sample")
+def ethics_sample_command(
+    territory: Annotated[str, typer.Option(help="Territory label of the gold run (pdp run --territory).")],
+    stratum: Annotated[str, typer.Option(help="Stratum to draw from (at_risk, 1, 2, 3, 4).")],
+    n: Annotated[int, typer.Option("--n", help="Number of persons to draw.")],
+    seed: Annotated[int, typer.Option(help="Seed of the draw: same seed and parameters, same persons.")],
+    pyramid: Annotated[str, typer.Option(help="Pyramid (t2d or hf).")] = "t2d",
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Date of the gold run (default: latest).")] = None,
+) -> None:
+    """Draw pseudonymised records (facts, assignment, explanation) for review; the draw is audited."""
+    from pdp.governance.ethics import SampleError, draw_sample
+    from pdp.lake import get_spark
+
+    engine, _ = _governance()
+    try:
+        sample = draw_sample(get_spark(app_name="pdp-ethics"), engine, territory=territory, pyramid=pyramid,
+                             stratum=stratum, n=n, seed=seed, as_of=_as_of(as_of) if as_of else None)
+    except SampleError as exc:
+        raise UserError(str(exc)) from None
+    audit_event(engine, action="ethics_sample", data_ref=sample.pseudonyms, purpose="ethics_review",
+                details=sample.parameters())
+    print(json.dumps({"parameters": sample.parameters(), "records": sample.records}, indent=2,
+                     ensure_ascii=False, default=str))
+
+
 @app.command("run")
 def run_command(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Reference date YYYY-MM-DD (default: today).")] = None,

@@ -16,9 +16,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from pdp.algorithms import build_gold
+from pdp.algorithms.indicators import publish_indicators
 from pdp.config import Settings
 from pdp.governance import create_all, make_engine
 from pdp.governance.erased_check import PseudonymDetector, spark_xxhash64
+from pdp.governance.ethics import MAX_SAMPLE, EthicsSample, SampleError, draw_sample, rank
 from pdp.governance.leak_scan import scan_lake
 from pdp.governance.opposition import ConsentError, OppositionRegistry, apply, submit, withdraw
 from pdp.ingest.pipeline import ingest_directory
@@ -30,6 +32,7 @@ from pdp.synth import generate
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 AS_OF = date(2026, 6, 30)
+TERRITORY = "Douaisis"
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +94,40 @@ def found(settings: Settings, pseudonyms: tuple[str, ...]) -> int:
     return sum(f.cells for f in report.findings)
 
 
-def test_opposition_end_to_end(spark: SparkSession, settings: Settings, territory: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def built(spark: SparkSession, settings: Settings, territory: Path) -> None:
+    """The territory ingested, gold built and its indicators published (the sample needs the territory)."""
     ingest_directory(territory, spark=spark, settings=settings)
     build_gold(spark, as_of=AS_OF, lake_root=settings.lake_uri)
+    publish_indicators(spark, as_of=AS_OF, territory=TERRITORY, lake_root=settings.lake_uri)
+
+
+def test_ethics_sample_is_reproducible_pseudonymised_and_explained(
+    spark: SparkSession, settings: Settings, built: None
+) -> None:
+    engine = make_engine(settings.db_url)
+    create_all(engine)
+
+    def draw(seed: int, n: int = 5) -> EthicsSample:
+        return draw_sample(spark, engine, territory=TERRITORY, pyramid="t2d", stratum="1", n=n, seed=seed,
+                           lake_root=settings.lake_uri)
+
+    first, again, other = draw(7), draw(7), draw(8)
+    assert first.pseudonyms == again.pseudonyms and len(first.pseudonyms) == 5
+    assert first.pseudonyms != other.pseudonyms
+    assert first.pseudonyms == sorted(first.pseudonyms, key=lambda p: rank(7, p))
+    for record in first.records:
+        assert [s["stratum"] for s in record["strata"] if s["pyramid"] == "t2d"] == ["1"]
+        assert all(s["facts"] for s in record["strata"]), "every assignment comes with its facts"
+        assert not {"nir", "birth_name", "first_names", "address", "phone"} & set(record)
+    with pytest.raises(SampleError, match="territory"):
+        draw_sample(spark, engine, territory="Nowhere", pyramid="t2d", stratum="1", n=1, seed=1,
+                    lake_root=settings.lake_uri)
+
+
+def test_opposition_end_to_end(
+    spark: SparkSession, settings: Settings, territory: Path, tmp_path: Path, built: None
+) -> None:
     engine = make_engine(settings.db_url)
     create_all(engine)
     store = KeyStore.from_settings(settings)
@@ -113,6 +147,10 @@ def test_opposition_end_to_end(spark: SparkSession, settings: Settings, territor
     pseudonyms = outcome.pseudonyms
     assert outcome.changed and outcome.gold and sum(t["rows_deleted"] for t in outcome.gold) > 0
     assert stratum.read().where(F.col("person_pseudonym").isin(list(pseudonyms))).count() == 0
+    everyone = draw_sample(spark, engine, territory=TERRITORY, pyramid="t2d",
+                           stratum=truth[person]["t2d_stratum_coded"], n=MAX_SAMPLE, seed=1,
+                           lake_root=settings.lake_uri)
+    assert not set(everyone.pseudonyms) & set(pseudonyms), "an opposed person was drawn for the ethics committee"
     assert OppositionRegistry(engine).opposed(list(pseudonyms)) == set(pseudonyms) & set(outcome.changed)
     # before apply the person is still in silver, bronze and gold history: the scan must see them
     assert found(settings, pseudonyms) > 0
