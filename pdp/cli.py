@@ -607,7 +607,16 @@ def keys_rotate_command() -> None:
             report = rotate_pseudonym_key(store=store, vault=vault, spark=spark, catalog=catalog)
         except RotationError as exc:
             raise UserError(str(exc)) from None
+    from pdp.governance.opposition import OppositionRegistry
+
+    OppositionRegistry(vault.engine).repseudonymise(report.mapping)
+    removed = sum(int(t["files_removed"]) for t in report.purged)
+    audit_event(action="key_operation", actor_role="data_engineer", data_ref=[], purpose="data_operations",
+                details={"operation": "rotate", "purpose": "pseudonym", "old_version": report.old_version,
+                         "new_version": report.new_version, "vault_rows": report.vault_rows,
+                         "tables": report.tables, "purge": report.purged})
     tables = ", ".join(f"{k} {v:,}" for k, v in report.tables.items()) or "no lake table yet"
+    console.print(f"purge: {removed:,} file(s) holding old pseudonyms removed from the lake")
     console.print(
         f"pseudonym key v{report.old_version} -> v{report.new_version}{' (resumed)' if report.resumed else ''}: "
         f"vault {report.vault_rows:,} records, lake {tables}; v{report.old_version} retired"

@@ -241,8 +241,11 @@ def link_batch(
         from pdp.lake import load_catalog
         from pdp.pseudonym.rotation import remap_lake
 
+        from pdp.governance.opposition import OppositionRegistry
+
         remap_lake(spark, load_catalog(), outcome.superseded, f"{report.batch_id}-relink", lake_root)
         vault.repseudonymise(outcome.superseded)
+        OppositionRegistry(vault.engine).repseudonymise(outcome.superseded)
     return outcome
 
 

@@ -15,7 +15,7 @@ from pdp.lake.errors import (
     UnsafeOperationError,
 )
 from pdp.lake.laketable import LakeTable
-from pdp.lake.maintenance import ErasureReport, PurgeReport, delete_where, erase, optimize, vacuum
+from pdp.lake.maintenance import ErasureReport, PurgeReport, delete_where, erase, erase_pseudonyms, optimize, vacuum
 from pdp.lake.runinfo import Commit, RunInfo
 from pdp.lake.session import get_spark
 
@@ -35,6 +35,7 @@ __all__ = [
     "UnsafeOperationError",
     "delete_where",
     "erase",
+    "erase_pseudonyms",
     "get_spark",
     "load_catalog",
     "optimize",

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyspark.sql.types import StructField, StructType
@@ -285,3 +286,31 @@ def _normal(path: str) -> str:
         if text.startswith(prefix):
             return text[len(prefix):].replace("//", "/") if prefix == "file:" else text[len(prefix):]
     return text
+
+
+def erase_pseudonyms(
+    spark: object, values: Iterable[str], *, run: RunInfo, reason: str,
+    zones: Iterable[str] = ("bronze", "silver", "gold"), lake_root: str | Path | None = None,
+    catalog: object | None = None,
+) -> list[ErasureReport]:
+    """`erase` `values` from every pseudonym column (catalog flag ``pseudonym: true``) of the tables of `zones`.
+
+    The one purge behind an opposition (the person's pseudonyms) and a key rotation (every old
+    pseudonym, after the re-keying MERGEs: their earlier files and change data still hold them).
+    """
+    from pdp.lake.catalog import load_catalog
+    from pdp.lake.laketable import LakeTable
+
+    catalog = catalog or load_catalog()
+    wanted = sorted(set(values))
+    reports = []
+    for name in catalog.names():  # type: ignore[attr-defined]
+        definition = catalog.table(name)  # type: ignore[attr-defined]
+        if definition.zone not in set(zones):
+            continue
+        table = LakeTable(spark, definition, lake_root=lake_root)  # type: ignore[arg-type]
+        for column in (c.name for c in definition.columns if c.pseudonym):
+            report = erase(table, column, wanted, run=run, reason=reason)
+            if report.version_before is not None:
+                reports.append(report)
+    return reports

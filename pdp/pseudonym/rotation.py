@@ -6,6 +6,12 @@ vault row, giving an old → new mapping that holds pseudonyms only (not nominat
 table with a pseudonym column is re-mapped in one atomic MERGE, then the vault rows are
 renamed in one transaction, then the old key version is retired.
 
+The purge: after the re-keying MERGEs, the files of earlier versions and the change-data files
+still hold the old pseudonyms, which the old key reverses. Rotation therefore ends with the
+opposition's purge (:func:`pdp.lake.erase_pseudonyms` over every old pseudonym): those files
+are removed, so an old key no longer reverses anything in the lake (the price is time travel
+to versions before the rotation, as for an erasure).
+
 Crash safety: the steps are ordered so that a re-run finishes the job. While the old version
 is not retired, the mapping can be recomputed from the vault; a table already re-mapped has
 no old pseudonym left (its MERGE matches nothing); the vault is renamed last, and the key
@@ -42,6 +48,8 @@ class RotationReport:
     new_version: int
     vault_rows: int = 0
     tables: dict[str, int] = field(default_factory=dict)  # table → rows re-mapped
+    purged: list[dict[str, object]] = field(default_factory=list)  # per table: files holding old pseudonyms removed
+    mapping: dict[str, str] = field(default_factory=dict, repr=False)  # old → new (pseudonyms only)
     resumed: bool = False
 
 
@@ -124,9 +132,16 @@ def rotate_pseudonym_key(
     report = RotationReport(old_version=old, new_version=new, resumed=resumed)
     mapping = _mapping(vault, store, old)
     if mapping and spark is not None and catalog is not None:
+        from pdp.lake import RunInfo, erase_pseudonyms
+
         report.tables = remap_lake(spark, catalog, mapping, run_id, lake_root)
+        run = RunInfo(run_id=f"{run_id}-purge", job="keys.rotate", definitions_version="pseudonym-rotation/1")
+        report.purged = [r.as_dict() for r in erase_pseudonyms(
+            spark, mapping, run=run, lake_root=lake_root, catalog=catalog,
+            reason=f"key rotation v{old} -> v{new}: files holding old pseudonyms removed")]
     elif mapping and catalog is not None and _has_pseudonym_columns(catalog):
         raise RotationError("the lake has pseudonym columns: rotation needs a Spark session to re-map them")
     report.vault_rows = vault.repseudonymise(mapping) if mapping else 0
+    report.mapping = mapping
     store.retire("pseudonym", old)
     return report

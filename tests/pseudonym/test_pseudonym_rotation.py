@@ -12,6 +12,8 @@ from pyspark.sql import SparkSession
 
 from pdp.config import Settings
 from pdp.governance import create_all, make_engine
+from pdp.governance.erased_check import PseudonymDetector
+from pdp.governance.leak_scan import scan_lake
 from pdp.lake import LakeTable, RunInfo, load_catalog
 from pdp.pseudonym.keys import KeyStore
 from pdp.pseudonym.normalise import CanonicalIdentity, RawIdentity, normalise
@@ -84,6 +86,11 @@ def test_rotation_rekeys_lake_and_vault_and_keeps_every_link(spark: SparkSession
     assert report.tables == {"silver.events": 12} and report.vault_rows == 3
     assert {(i.version, i.status) for i in store.status() if i.purpose == "pseudonym"} >= {(1, "retired")}
     assert vault.get_many(sorted(expected)), "vault records still decrypt under their new pseudonyms"
+    # the purge: no file of the lake (earlier versions, change data) holds an old pseudonym any more
+    old = sorted(before)
+    assert sum(t["files_removed"] for t in report.purged) >= 1
+    leftover = scan_lake(str(table.lake_root), detectors=[PseudonymDetector(old)])
+    assert not leftover.findings, [f.table for f in leftover.findings]
     again = rotate_pseudonym_key(store=store, vault=vault, spark=spark, catalog=catalog, lake_root=table.lake_root)
     assert again.new_version == 3 and all(p.startswith("v3:") for p in _groups(table))
 

@@ -119,26 +119,15 @@ def withdraw(consent: bytes | Path, *, engine: Engine, store: KeyStore) -> Submi
 
 def purge_lake(
     spark: SparkSession, pseudonyms: Iterable[str], *, zones: Iterable[str] = ("bronze", "silver", "gold"),
-    lake_root: str | None = None, catalog: Catalog | None = None, reason: str = _REASON, run_id: str | None = None,
+    lake_root: str | None = None, catalog: Catalog | None = None,
 ) -> list[dict[str, Any]]:
     """Erase `pseudonyms` from every table of `zones` that has a pseudonym column (one proof row per table)."""
-    from pdp.lake import LakeTable, RunInfo, erase, load_catalog
+    from pdp.lake import RunInfo, erase_pseudonyms
 
-    catalog = catalog or load_catalog()
-    values = sorted(set(pseudonyms))
-    run = RunInfo.new("governance.erasure", definitions_version="erasure/1") if run_id is None else RunInfo(
-        run_id=run_id, job="governance.erasure", definitions_version="erasure/1")
-    proofs = []
-    for name in catalog.names():
-        definition = catalog.table(name)
-        if definition.zone not in set(zones):
-            continue
-        table = LakeTable(spark, definition, lake_root=lake_root)
-        for column in (c.name for c in definition.columns if c.pseudonym):
-            proof = erase(table, column, values, run=run, reason=reason)
-            if proof.version_before is not None:
-                proofs.append(proof.as_dict())
-    return proofs
+    run = RunInfo.new("governance.erasure", definitions_version="erasure/1")
+    reports = erase_pseudonyms(spark, pseudonyms, run=run, reason=_REASON, zones=zones, lake_root=lake_root,
+                               catalog=catalog)
+    return [r.as_dict() for r in reports]
 
 
 def apply(
