@@ -53,6 +53,7 @@ metadata = MetaData(
 TABLE_MODULES: tuple[str, ...] = (
     "pdp.pseudonym.vault",
     "pdp.pseudonym.reidentify",
+    "pdp.governance.audit.tables",
 )
 
 _SQLITE_BUSY_TIMEOUT_MS = 10_000
