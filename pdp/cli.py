@@ -497,6 +497,155 @@ def keys_rotate_command() -> None:
     )
 
 
+audit_app = typer.Typer(
+    no_args_is_help=True, help="The tamper-evident audit trail: verify, sign and export the head, review."
+)
+app.add_typer(audit_app, name="audit")
+
+
+def _audit_errors():
+    from contextlib import contextmanager
+
+    from pdp.governance.audit import AuditEntryError, CheckpointFileError
+    from pdp.governance.db import GovernanceDbError
+    from pdp.pseudonym.kms import KeyStoreError
+
+    @contextmanager
+    def guard():
+        try:
+            yield
+        except (AuditEntryError, CheckpointFileError, GovernanceDbError, KeyStoreError) as exc:
+            raise UserError(str(exc)) from None
+
+    return guard()
+
+
+def _audit_log(*, with_keys: bool):
+    from pdp.governance.audit import AuditLog
+
+    return AuditLog.from_settings(with_keys=with_keys)
+
+
+def _moment(value: str | None, option: str):
+    """A --since/--until value: a date (YYYY-MM-DD) or an ISO datetime (UTC if no offset)."""
+    from datetime import datetime
+
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"{option} must be a date (YYYY-MM-DD) or an ISO datetime") from None
+
+
+@audit_app.command("verify")
+def audit_verify_command(
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option("--checkpoint", help="An exported signed tree head kept by a witness (repeatable)."),
+    ] = None,
+) -> None:
+    """Recompute every entry, the hash chain and the Merkle tree; check every signed tree head.
+
+    Exit 0 when the log verifies, 1 naming the first bad index and why.
+    """
+    from pdp.pseudonym.kms import KeyStoreError
+
+    with _audit_errors():
+        files = list(checkpoint or [])
+        try:
+            log = _audit_log(with_keys=True)
+            log.trusted_keys()  # opens the key store now: a wrong master key is a user error
+        except KeyStoreError as exc:
+            if not files:
+                raise UserError(f"{exc} (needed to check signed tree heads; or pass --checkpoint FILE)") from None
+            log = _audit_log(with_keys=False)
+        report = log.verify(checkpoints=files)
+    if report.ok:
+        console.print(report.line())
+        return
+    print(f"error: {report.line()}", file=sys.stderr)
+    raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint_command(
+    out: Annotated[Path | None, typer.Option(help="Where to export the signed head (default: var/audit/).")] = None,
+) -> None:
+    """Verify the log, sign its head (Ed25519, key in the key store), store it and export it as JSON."""
+    from pdp.config import get_settings
+    from pdp.governance.audit import AuditIntegrityError
+
+    with _audit_errors():
+        if out is not None and out.exists():
+            raise UserError(f"{out} already exists: refusing to overwrite it")
+        log = _audit_log(with_keys=True)
+        try:
+            head = log.checkpoint()
+        except AuditIntegrityError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(1) from None
+        stamp = head.timestamp[:19].replace(":", "")
+        target = out or get_settings().var_dir / "audit" / f"checkpoint-{head.tree_size:010d}-{stamp}.json"
+        head.export(target)
+    console.print(
+        f"signed tree head: size {head.tree_size}, root {head.root_hash}, key {head.key_id}; exported to {target}",
+        soft_wrap=True,
+    )
+
+
+@audit_app.command("query")
+def audit_query_command(
+    actor: Annotated[str | None, typer.Option(help="Only this actor id.")] = None,
+    purpose: Annotated[str | None, typer.Option(help="Only this purpose.")] = None,
+    decision: Annotated[str | None, typer.Option(help="allowed, denied, failed or done.")] = None,
+    action: Annotated[str | None, typer.Option(help="Only this action (e.g. reidentification).")] = None,
+    since: Annotated[str | None, typer.Option(help="From this date or datetime (inclusive).")] = None,
+    until: Annotated[str | None, typer.Option(help="Up to this date (inclusive) or datetime (exclusive).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many entries.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Filtered review of the audit log (for the ethics committee): pseudonyms and counts, never identities."""
+    with _audit_errors():
+        entries = _audit_log(with_keys=False).query(
+            actor=actor, purpose=purpose, decision=decision, action=action,
+            since=_moment(since, "--since"), until=_moment(until, "--until"), limit=limit,
+        )
+    if as_json:
+        for entry in entries:
+            print(json.dumps({**entry.as_dict(), "entry_hash": entry.entry_hash}, ensure_ascii=False))
+        return
+    table = Table(title=f"audit log: {len(entries)} entries")
+    for col in ("index", "at", "actor", "role", "action", "purpose", "decision", "refs", "rule"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(
+            str(e.index), e.at, e.actor, e.actor_role, str(e.action), e.purpose or "", str(e.decision),
+            str(len(e.data_ref)), e.rule,
+        )
+    console.print(table)
+
+
+@audit_app.command("transparency")
+def audit_transparency_command(
+    pseudonym: Annotated[str, typer.Argument(help="The citizen's pseudonym (v<N>:...).")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON out.")] = False,
+) -> None:
+    """Which uses were made of a citizen's data: when, by which kind of actor, for which purpose."""
+    with _audit_errors():
+        items = _audit_log(with_keys=False).transparency(pseudonym)
+    if as_json:
+        print(json.dumps([item.to_json() for item in items], ensure_ascii=False))
+        return
+    table = Table(title=f"{len(items)} recorded use(s)")
+    for col in ("at", "action", "actor role", "purpose", "decision", "identity released"):
+        table.add_column(col)
+    for i in items:
+        released = "" if i.identity_released is None else ("yes" if i.identity_released else "no")
+        table.add_row(i.at, i.action, i.actor_role, i.purpose or "", i.decision, released)
+    console.print(table)
+
+
 @app.command()
 def bench(
     name: Annotated[str, typer.Argument(help="Benchmark name, or 'all'.")],

@@ -60,16 +60,43 @@ _PURPOSE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}|<undeclared>")
 _REF_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/=+\-]{0,199}")
 _PSEUDONYM_RE = re.compile(r"v[1-9][0-9]{0,8}:[A-Za-z0-9_\-]{43}")
 # 13 or more digits, optionally separated by single spaces, dots or hyphens: a NIR (13), a NIR
-# with its key (15), or longer. No count, index or date of the log has 13 digits.
-_NIR_SHAPE_RE = re.compile(r"(?<![0-9])[0-9](?:[ .\-]?[0-9]){12,}")
+# with its key (15), or longer. No count, index or date of the log has 13 digits. The run must
+# not be glued to letters: hex hashes (roots, keys) hold 13-digit runs by chance (~10 % of them).
+_NIR_SHAPE_RE = re.compile(r"(?<![0-9A-Za-z])[0-9](?:[ .\-]?[0-9]){12,}(?![0-9A-Za-z])")
+# The Corsican NIR: department 2A/2B in place of two digits.
+_NIR_CORSICA_RE = re.compile(
+    r"(?<![0-9A-Za-z])[12][ .]?[0-9]{2}[ .]?[0-9]{2}[ .]?2[ABab][ .]?[0-9]{3}[ .]?[0-9]{3}"
+    r"(?:[ .]?[0-9]{2})?(?![0-9A-Za-z])"
+)
 _EMAIL_RE = re.compile(r"[^\s@]+@[^\s@]+\.[A-Za-z]{2,}")
 _IDENTITY_KEYS = frozenset(
-    {
-        "nir", "ins", "nss", "name", "names", "first_name", "firstname", "given_name", "last_name",
-        "lastname", "family_name", "surname", "birth_name", "birth_date", "birthdate", "date_of_birth",
-        "address", "street", "phone", "telephone", "mobile", "email", "e_mail", "identity",
-    }
-)  # fmt: skip
+    [
+        "nir",
+        "ins",
+        "nss",
+        "name",
+        "names",
+        "first_name",
+        "firstname",
+        "given_name",
+        "last_name",
+        "lastname",
+        "family_name",
+        "surname",
+        "birth_name",
+        "birth_date",
+        "birthdate",
+        "date_of_birth",
+        "address",
+        "street",
+        "phone",
+        "telephone",
+        "mobile",
+        "email",
+        "e_mail",
+        "identity",
+    ]
+)
 _HEX64_RE = re.compile(r"[0-9a-f]{64}")
 
 
@@ -100,7 +127,7 @@ def is_pseudonym(value: str) -> bool:
 
 
 def _looks_identifying(text: str) -> bool:
-    return bool(_NIR_SHAPE_RE.search(text) or _EMAIL_RE.search(text))
+    return bool(_NIR_SHAPE_RE.search(text) or _NIR_CORSICA_RE.search(text) or _EMAIL_RE.search(text))
 
 
 def _check_text(name: str, value: str, pattern: re.Pattern[str]) -> str:

@@ -99,9 +99,15 @@ class AuditLog:
         written; pass ``connection`` to commit the entry with the caller's own transaction.
         """
         record = AuditRecord(
-            actor=actor, actor_role=actor_role, action=action, decision=decision, data_ref=tuple(data_ref),
-            purpose=purpose, rule=rule, details=dict(details or {}),
-        )  # fmt: skip
+            actor=actor,
+            actor_role=actor_role,
+            action=action,
+            decision=decision,
+            data_ref=tuple(data_ref),
+            purpose=purpose,
+            rule=rule,
+            details=dict(details or {}),
+        )
         return self.record(record, connection=connection)
 
     def record(self, record: AuditRecord, *, connection: Connection | None = None) -> AuditEntry:
@@ -117,7 +123,9 @@ class AuditLog:
             raise KeyStoreError("audit log opened without signing keys: cannot sign or vouch for tree heads")
         return self._keys
 
-    def checkpoint(self, *, out: Path | None = None, actor: str = "pdp-audit", actor_role: str = "system") -> SignedTreeHead:
+    def checkpoint(
+        self, *, out: Path | None = None, actor: str = "pdp-audit", actor_role: str = "system"
+    ) -> SignedTreeHead:
         """Verify the log, sign its head, store it, record a ``checkpoint`` entry, export it to ``out``.
 
         Refuses (:class:`AuditIntegrityError`) to sign a log that does not verify: a signature
@@ -131,11 +139,14 @@ class AuditLog:
             # The append lock keeps the head still while it is hashed and signed.
             entry = append_entry(
                 conn,
-                AuditRecord(actor=actor, actor_role=actor_role, action=AuditAction.CHECKPOINT,
-                            decision=AuditDecision.DONE, details={"verified_size": report.size,
-                                                                   "verified_root": report.root_hash,
-                                                                   "key_id": signer.key_id}),
-            )  # fmt: skip
+                AuditRecord(
+                    actor=actor,
+                    actor_role=actor_role,
+                    action=AuditAction.CHECKPOINT,
+                    decision=AuditDecision.DONE,
+                    details={"verified_size": report.size, "verified_root": report.root_hash, "key_id": signer.key_id},
+                ),
+            )
             scanned = scan_log(conn, root_sizes={report.size})
             if scanned.bad_index is not None or scanned.roots[report.size].hex() != report.root_hash:
                 raise AuditIntegrityError("not signed: the log changed while it was being checked")
@@ -197,9 +208,15 @@ class AuditLog:
     ) -> list[AuditEntry]:
         """Filtered review, in index order (see :func:`~pdp.governance.audit.review.query_entries`)."""
         return query_entries(
-            self.engine, actor=actor, purpose=purpose, decision=decision, action=action,
-            since=since, until=until, limit=limit,
-        )  # fmt: skip
+            self.engine,
+            actor=actor,
+            purpose=purpose,
+            decision=decision,
+            action=action,
+            since=since,
+            until=until,
+            limit=limit,
+        )
 
     def transparency(self, pseudonym: str) -> list[TransparencyItem]:
         """Which uses were made of this person's data (roles and purposes, never actor ids)."""

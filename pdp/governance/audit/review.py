@@ -61,9 +61,15 @@ def query_entries(
     if isinstance(target, Engine):
         with target.connect() as conn:
             return query_entries(
-                conn, actor=actor, purpose=purpose, decision=decision, action=action,
-                since=since, until=until, limit=limit,
-            )  # fmt: skip
+                conn,
+                actor=actor,
+                purpose=purpose,
+                decision=decision,
+                action=action,
+                since=since,
+                until=until,
+                limit=limit,
+            )
     c = audit_log.c
     where: list[Any] = []
     if actor is not None:
@@ -107,9 +113,14 @@ class TransparencyItem:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "index": self.index, "at": self.at, "action": self.action, "actor_role": self.actor_role,
-            "purpose": self.purpose, "decision": self.decision, "identity_released": self.identity_released,
-        }  # fmt: skip
+            "index": self.index,
+            "at": self.at,
+            "action": self.action,
+            "actor_role": self.actor_role,
+            "purpose": self.purpose,
+            "decision": self.decision,
+            "identity_released": self.identity_released,
+        }
 
 
 def transparency_record(target: Engine | Connection, pseudonym: str) -> list[TransparencyItem]:
@@ -137,8 +148,13 @@ def transparency_record(target: Engine | Connection, pseudonym: str) -> list[Tra
             released = pseudonym in entry.details.get("released", ())
         items.append(
             TransparencyItem(
-                index=entry.index, at=entry.at, action=str(entry.action), actor_role=entry.actor_role,
-                purpose=entry.purpose, decision=str(entry.decision), identity_released=released,
-            )  # fmt: skip
+                index=entry.index,
+                at=entry.at,
+                action=str(entry.action),
+                actor_role=entry.actor_role,
+                purpose=entry.purpose,
+                decision=str(entry.decision),
+                identity_released=released,
+            )
         )
     return items

@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -222,9 +223,7 @@ class AuditSigningKeys:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.link(tmp, final)  # never overwrites: a concurrent creation loses cleanly
-            except FileExistsError:
-                pass
         finally:
             tmp.unlink(missing_ok=True)

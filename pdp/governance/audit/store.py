@@ -61,14 +61,14 @@ class AuditRecord:
 
 def _lock(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
-        conn.execute(
-            text("SELECT pg_advisory_xact_lock(:ns, hashtext(current_schema()))"), {"ns": _PG_LOCK_NAMESPACE}
-        )
+        conn.execute(text("SELECT pg_advisory_xact_lock(:ns, hashtext(current_schema()))"), {"ns": _PG_LOCK_NAMESPACE})
 
 
 def head(conn: Connection) -> tuple[int, str]:
     """(size, hash of the last entry): ``(0, GENESIS_HASH)`` for an empty log."""
-    row = conn.execute(select(audit_log.c.idx, audit_log.c.entry_hash).order_by(audit_log.c.idx.desc()).limit(1)).first()
+    row = conn.execute(
+        select(audit_log.c.idx, audit_log.c.entry_hash).order_by(audit_log.c.idx.desc()).limit(1)
+    ).first()
     return (0, GENESIS_HASH) if row is None else (int(row.idx) + 1, row.entry_hash)
 
 
