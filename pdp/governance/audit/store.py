@@ -149,8 +149,8 @@ def row_to_entry(row: Any) -> AuditEntry:
 
 def iter_entries(conn: Connection, *, where: Iterable[Any] = (), batch: int = 2000) -> Iterator[Any]:
     """Stored rows in index order (streamed in batches), optionally filtered."""
-    query = select(audit_log).where(*where).order_by(audit_log.c.idx)
-    yield from conn.execution_options(yield_per=batch).execute(query)
+    query = select(audit_log).where(*where).order_by(audit_log.c.idx).execution_options(yield_per=batch)
+    yield from conn.execute(query)  # options on the statement: Connection.execution_options would stick
 
 
 def count_entries(conn: Connection) -> int:
