@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 from sqlalchemy import Engine, select
@@ -31,4 +32,4 @@ def test_four_processes_appending_at_once_leave_one_contiguous_verified_chain(go
         # The writers really interleaved (the advisory lock queues them): many switches between actors.
         # (SQLite's busy handler lets one writer run on, so its order proves nothing either way.)
         ordered = [r.actor for r in sorted(rows, key=lambda r: r.idx)]
-        assert sum(a != b for a, b in zip(ordered, ordered[1:], strict=False)) >= WRITERS
+        assert sum(a != b for a, b in itertools.pairwise(ordered)) >= WRITERS

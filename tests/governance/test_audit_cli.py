@@ -1,0 +1,121 @@
+"""`pdp audit verify | checkpoint | query | transparency` on a SQLite store: exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from pdp.cli import main
+from pdp.config import get_settings
+from pdp.governance.audit import AuditLog
+
+P1 = "v1:" + "Qw3rTy_-9z" * 4 + "abc"
+
+
+@pytest.fixture()
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditLog]:
+    monkeypatch.setenv("PDP_DB_URL", f"sqlite:///{tmp_path / 'pdp.db'}")
+    monkeypatch.delenv("PDP_AUDIT_DB_URL", raising=False)
+    monkeypatch.setenv("PDP_KEY_STORE", str(tmp_path / "keys"))
+    monkeypatch.setenv("PDP_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("PDP_MASTER_KEY", base64.b64encode(os.urandom(32)).decode())
+    monkeypatch.delenv("PDP_MASTER_KEY_FILE", raising=False)
+    get_settings.cache_clear()
+    log = AuditLog.from_settings(with_keys=False)
+    for i, decision in enumerate(["allowed", "denied", "allowed"]):
+        log.append(
+            actor=f"siop-{i}",
+            actor_role="siop_platform",
+            action="authorisation_decision",
+            decision=decision,
+            purpose="care_coordination",
+            data_ref=[P1],
+            rule="r",
+        )
+    yield log
+    log.engine.dispose()
+    get_settings.cache_clear()
+
+
+def _pdp(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_checkpoint_then_verify_then_tamper(
+    store: AuditLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    witness = tmp_path / "witness.json"
+    code, out, err = _pdp(capsys, "audit", "checkpoint", "--out", str(witness))
+    assert code == 0, err
+    assert "signed tree head: size 4" in out and json.loads(witness.read_text())["tree_size"] == 4
+    code, out, _ = _pdp(capsys, "audit", "verify", "--checkpoint", str(witness))
+    assert code == 0 and "audit log verified: 4 entries" in out and "2 signed tree head(s)" in out
+
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET decision = 'allowed' WHERE idx = 1"))
+    code, out, err = _pdp(capsys, "audit", "verify")
+    assert code == 1
+    assert err.strip().splitlines() == ["error: audit log: bad entry 1: content does not match its hash (altered)"]
+    code, _, err = _pdp(capsys, "audit", "checkpoint")
+    assert code == 1 and "bad entry 1" in err and "Traceback" not in err
+
+
+def test_checkpoint_default_export_and_refusal_to_overwrite(
+    store: AuditLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _out, _ = _pdp(capsys, "audit", "checkpoint")
+    assert code == 0
+    exported = list((tmp_path / "var" / "audit").glob("checkpoint-*.json"))
+    assert len(exported) == 1
+    code, _, err = _pdp(capsys, "audit", "checkpoint", "--out", str(exported[0]))
+    assert code == 2 and "already exists" in err
+
+
+def test_verify_without_master_key_is_a_one_line_user_error(
+    store: AuditLog, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("PDP_MASTER_KEY")
+    get_settings.cache_clear()
+    code, _, err = _pdp(capsys, "audit", "verify")
+    assert code == 2 and err.startswith("error: no master key") and len(err.strip().splitlines()) == 1
+
+
+def test_query_filters_and_json(store: AuditLog, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _pdp(capsys, "audit", "query", "--decision", "denied", "--json")
+    assert code == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [(e["index"], e["actor"]) for e in lines] == [(1, "siop-1")]
+    code, out, _ = _pdp(capsys, "audit", "query", "--actor", "siop-2", "--since", "2000-01-01", "--json")
+    assert [json.loads(line)["index"] for line in out.splitlines()] == [2]
+    code, out, _ = _pdp(capsys, "audit", "query", "--purpose", "care_coordination")
+    assert code == 0 and "3 entries" in out
+    code, _, err = _pdp(capsys, "audit", "query", "--decision", "refused")
+    assert code == 2 and "unknown decision" in err
+    code, _, err = _pdp(capsys, "audit", "query", "--since", "yesterday")
+    assert code == 2 and "--since must be a date" in err
+
+
+def test_transparency(store: AuditLog, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _pdp(capsys, "audit", "transparency", P1, "--json")
+    assert code == 0
+    items = json.loads(out)
+    assert [(i["actor_role"], i["decision"]) for i in items] == [
+        ("siop_platform", "allowed"),
+        ("siop_platform", "denied"),
+        ("siop_platform", "allowed"),
+    ]
+    assert "siop-0" not in out  # roles, never actor ids
+    code, _, err = _pdp(capsys, "audit", "transparency", "1850578006084")
+    assert code == 2 and "1850578006084" not in err
