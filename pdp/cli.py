@@ -544,23 +544,38 @@ def audit_verify_command(
         list[Path] | None,
         typer.Option("--checkpoint", help="An exported signed tree head kept by a witness (repeatable)."),
     ] = None,
+    public_keys: Annotated[
+        Path | None,
+        typer.Option(help="Trust these public keys (`pdp audit public-keys`) instead of opening the key store."),
+    ] = None,
 ) -> None:
     """Recompute every entry, the hash chain and the Merkle tree; check every signed tree head.
 
     Exit 0 when the log verifies, 1 naming the first bad index and why.
     """
+    from pdp.governance.audit.signing import load_public_keys
     from pdp.pseudonym.kms import KeyStoreError
 
     with _audit_errors():
         files = list(checkpoint or [])
-        try:
-            log = _audit_log(with_keys=True)
-            log.trusted_keys()  # opens the key store now: a wrong master key is a user error
-        except KeyStoreError as exc:
-            if not files:
-                raise UserError(f"{exc} (needed to check signed tree heads; or pass --checkpoint FILE)") from None
+        trusted = None
+        if public_keys is not None:
+            try:
+                trusted = load_public_keys(public_keys)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
             log = _audit_log(with_keys=False)
-        report = log.verify(checkpoints=files)
+        else:
+            try:
+                log = _audit_log(with_keys=True)
+                log.trusted_keys()  # opens the key store now: a wrong master key is a user error
+            except KeyStoreError as exc:
+                if not files:
+                    raise UserError(
+                        f"{exc} (needed to check signed tree heads; or pass --public-keys or --checkpoint FILE)"
+                    ) from None
+                log = _audit_log(with_keys=False)
+        report = log.verify(checkpoints=files, trusted_keys=trusted)
     if report.ok:
         console.print(report.line())
         return
@@ -592,6 +607,27 @@ def audit_checkpoint_command(
         f"signed tree head: size {head.tree_size}, root {head.root_hash}, key {head.key_id}; exported to {target}",
         soft_wrap=True,
     )
+
+
+@audit_app.command("public-keys")
+def audit_public_keys_command(
+    out: Annotated[Path | None, typer.Option(help="Write the JSON to this file (default: print it).")] = None,
+) -> None:
+    """Export the audit signing public keys, for reviewers and witnesses who verify without the master key."""
+    from pdp.governance.audit import AuditSigningKeys
+
+    with _audit_errors():
+        keys = AuditSigningKeys.from_settings()
+        keys.ensure()
+        document = json.dumps(keys.public_keys_document(), indent=2, sort_keys=True) + "\n"
+        if out is None:
+            print(document, end="")
+            return
+        if out.exists():
+            raise UserError(f"{out} already exists: refusing to overwrite it")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(document, encoding="utf-8")
+    console.print(f"audit public keys exported to {out}")
 
 
 @audit_app.command("query")

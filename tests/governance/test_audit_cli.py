@@ -119,3 +119,24 @@ def test_transparency(store: AuditLog, capsys: pytest.CaptureFixture[str]) -> No
     assert "siop-0" not in out  # roles, never actor ids
     code, _, err = _pdp(capsys, "audit", "transparency", "1850578006084")
     assert code == 2 and "1850578006084" not in err
+
+
+def test_a_reviewer_without_the_master_key_verifies_with_the_exported_public_keys(
+    store: AuditLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _pdp(capsys, "audit", "checkpoint")[0] == 0
+    keys_file = tmp_path / "reviewer" / "audit-keys.json"
+    code, _, err = _pdp(capsys, "audit", "public-keys", "--out", str(keys_file))
+    assert code == 0, err
+    document = json.loads(keys_file.read_text())
+    assert document["format"] == "pdp-audit-public-keys/1" and len(document["keys"]) == 1
+
+    monkeypatch.delenv("PDP_MASTER_KEY")
+    get_settings.cache_clear()
+    code, out, _ = _pdp(capsys, "audit", "verify", "--public-keys", str(keys_file))
+    assert code == 0 and "1 signed tree head(s)" in out
+    # A keys file edited to vouch for another key is refused.
+    document["keys"] = {"ed25519:0000000000000000": next(iter(document["keys"].values()))}
+    keys_file.write_text(json.dumps(document))
+    code, _, err = _pdp(capsys, "audit", "verify", "--public-keys", str(keys_file))
+    assert code == 2 and "does not match its id" in err

@@ -169,20 +169,19 @@ class AuditLog:
     ) -> VerificationReport:
         """Recompute the log and check every stored and given head (files are loaded).
 
-        ``trusted_keys`` default: the key store's signing keys, plus the keys carried by the
-        given checkpoint files (a witness trusts the key it kept with its head).
+        Trusted keys: ``trusted_keys`` if given, else the key store's signing keys (none if this
+        log was opened without them); plus, in both cases, the key each given checkpoint file
+        carries — a witness trusts the key it kept with its head.
         """
         heads = [c if isinstance(c, SignedTreeHead) else SignedTreeHead.load(c) for c in checkpoints]
-        if trusted_keys is None:
-            keys: dict[str, Ed25519PublicKey] = {}
-            for h in heads:
-                key = h.embedded_key()
-                if key is not None:
-                    keys[h.key_id] = key
-            if self._keys is not None:
-                keys.update(self._keys.public_keys())
-            trusted_keys = keys
-        return verify_log(self.engine, trusted_keys=trusted_keys, checkpoints=heads)
+        keys: dict[str, Ed25519PublicKey] = dict(trusted_keys) if trusted_keys is not None else {}
+        if trusted_keys is None and self._keys is not None:
+            keys.update(self._keys.public_keys())
+        for h in heads:
+            key = h.embedded_key()
+            if key is not None:
+                keys.setdefault(h.key_id, key)
+        return verify_log(self.engine, trusted_keys=keys, checkpoints=heads)
 
     # --- reading --------------------------------------------------------------------------
 

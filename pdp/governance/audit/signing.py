@@ -46,9 +46,18 @@ from pdp.pseudonym.kms import KeyEncryptionService, KeyStoreError, LocalMasterKe
 if TYPE_CHECKING:
     from pdp.config import Settings
 
-__all__ = ["AuditSigner", "AuditSigningKeys", "key_id_of", "public_key_from_text", "public_key_text"]
+__all__ = [
+    "PUBLIC_KEYS_FORMAT",
+    "AuditSigner",
+    "AuditSigningKeys",
+    "key_id_of",
+    "load_public_keys",
+    "public_key_from_text",
+    "public_key_text",
+]
 
 _FORMAT = "pdp-audit-signing-key/1"
+PUBLIC_KEYS_FORMAT = "pdp-audit-public-keys/1"
 _FILE_RE = re.compile(r"audit-signing-v(?P<version>[1-9][0-9]{0,8})\.json")
 
 
@@ -146,6 +155,10 @@ class AuditSigningKeys:
         """Every version's public key by key id (each file authenticated by the master key)."""
         return {s.key_id: s.public_key for s in self._load()}
 
+    def public_keys_document(self) -> dict[str, object]:
+        """The public keys as a JSON document a witness or reviewer keeps to verify without the master key."""
+        return {"format": PUBLIC_KEYS_FORMAT, "keys": {k: public_key_text(v) for k, v in self.public_keys().items()}}
+
     # --- internals ------------------------------------------------------------------------
 
     def _exists(self) -> bool:
@@ -227,3 +240,23 @@ class AuditSigningKeys:
                 os.link(tmp, final)  # never overwrites: a concurrent creation loses cleanly
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def load_public_keys(path: Path) -> dict[str, Ed25519PublicKey]:
+    """Read a :meth:`AuditSigningKeys.public_keys_document` file; ``ValueError`` (one line) if malformed.
+
+    Each key must hash to its key id, so an edited file cannot rename a key.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError(f"public keys file {path} is not readable JSON") from None
+    if not isinstance(data, dict) or data.get("format") != PUBLIC_KEYS_FORMAT or not isinstance(data.get("keys"), dict):
+        raise ValueError(f"public keys file {path} is not a {PUBLIC_KEYS_FORMAT} file")
+    keys: dict[str, Ed25519PublicKey] = {}
+    for key_id, text in data["keys"].items():
+        key = public_key_from_text(text) if isinstance(text, str) else None
+        if key is None or key_id_of(key) != key_id:
+            raise ValueError(f"public keys file {path}: key {key_id!r} does not match its id")
+        keys[key_id] = key
+    return keys
