@@ -24,7 +24,7 @@ from pdp.governance.audit import (
 from pdp.governance.audit.entry import GENESIS_HASH
 from pdp.governance.audit.signing import AuditSigner, key_id_of
 from pdp.governance.audit.store import row_to_entry
-from pdp.governance.audit.tables import audit_checkpoint, audit_log
+from pdp.governance.audit.tables import audit_checkpoint, audit_head, audit_log
 from pdp.pseudonym.kms import KeyStoreError, LocalMasterKey
 
 P1 = "v1:" + "A1b2C3d4E5" * 4 + "xyz"
@@ -123,17 +123,42 @@ def test_reordered_entries_are_named(log: AuditLog) -> None:
     assert not report.ok and report.first_bad_index == 2
 
 
-def test_a_truncated_log_is_seen_by_an_earlier_checkpoint(log: AuditLog) -> None:
-    _fill(log, 5)
-    head = log.checkpoint()
-    assert head.tree_size == 6  # the checkpoint entry is part of the signed tree
+def test_a_removed_tail_is_seen_by_the_head_row(log: AuditLog) -> None:
+    _fill(log, 6)
     _exec(log.engine, "DELETE FROM audit_log WHERE idx >= 4")
     report = log.verify()
     assert not report.ok and report.first_bad_index == 4 and "removed" in report.reason
 
 
-def _rewrite_from(engine: Engine, start: int, **change: object) -> None:
-    """An attacker with the algorithm: alter entry `start`, then recompute every hash after it."""
+def test_entries_added_behind_the_appenders_back_are_seen_by_the_head_row(log: AuditLog) -> None:
+    _fill(log, 3)
+    _rewrite_from(log.engine, 1, rule="forged", move_head=False)
+    assert "last entry was replaced" in log.verify().reason
+    with log.engine.begin() as conn:  # a well-chained forged entry appended at the end, head untouched
+        last = row_to_entry(conn.execute(select(audit_log).where(audit_log.c.idx == 2)).one())
+        forged = type(last)(
+            **{**{f: getattr(last, f) for f in last.__slots__}, "index": 3, "prev_hash": last.entry_hash}
+        )
+        row = conn.execute(select(audit_log).where(audit_log.c.idx == 2)).mappings().one()
+        conn.execute(
+            insert(audit_log).values({**row, "idx": 3, "prev_hash": last.entry_hash, "entry_hash": forged.entry_hash})
+        )
+    report = log.verify()
+    assert not report.ok and report.first_bad_index == 3 and "behind its back" in report.reason
+
+
+def test_a_removed_tail_with_the_head_row_rewritten_is_seen_by_an_earlier_checkpoint(log: AuditLog) -> None:
+    _fill(log, 5)
+    head = log.checkpoint()
+    assert head.tree_size == 6  # the checkpoint entry is part of the signed tree
+    _exec(log.engine, "DELETE FROM audit_log WHERE idx >= 4")
+    _exec(log.engine, "UPDATE audit_head SET size = 4, last_hash = (SELECT entry_hash FROM audit_log WHERE idx = 3)")
+    report = log.verify()
+    assert not report.ok and report.first_bad_index == 4 and "beyond the log" in report.reason
+
+
+def _rewrite_from(engine: Engine, start: int, *, move_head: bool = True, **change: object) -> None:
+    """An attacker with the algorithm: alter entry `start`, recompute every hash after it (and the head row)."""
     with engine.begin() as conn:
         rows = conn.execute(select(audit_log).where(audit_log.c.idx >= start).order_by(audit_log.c.idx)).all()
         prev = conn.execute(select(audit_log.c.entry_hash).where(audit_log.c.idx == start - 1)).scalar()
@@ -144,6 +169,8 @@ def _rewrite_from(engine: Engine, start: int, **change: object) -> None:
             forged = type(forged)(**{**{f: getattr(forged, f) for f in forged.__slots__}, **values})
             prev = forged.entry_hash
             conn.execute(update(audit_log).where(audit_log.c.idx == row.idx).values(**values, entry_hash=prev))
+        if move_head:
+            conn.execute(update(audit_head).values(last_hash=prev))
 
 
 def test_a_rewritten_history_passes_the_chain_and_fails_only_against_an_earlier_checkpoint(

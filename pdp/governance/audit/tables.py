@@ -9,6 +9,10 @@ Why three tables:
 - ``audit_subject``: pseudonym → entry index, derived from ``data_ref`` at append time, so a
   citizen's transparency record is an indexed look-up, not a scan of the whole log. It is an
   index, not evidence: the verifier checks the entries it points at.
+- ``audit_head``: one row (size, hash of the last entry) that every append locks
+  (``SELECT … FOR UPDATE``) and moves forward in the same transaction: the lock that
+  serialises writers, and one round trip to read the head under it. The verifier checks it
+  against the entries (a removed tail that the head still counts is seen without a checkpoint).
 - ``audit_checkpoint``: the signed tree heads taken so far (what a witness also keeps).
 
 In production these tables live in their own database or schema with their own credentials
@@ -21,11 +25,11 @@ Example::
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Engine, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import BigInteger, CheckConstraint, Column, Engine, ForeignKey, Index, Integer, String, Table, Text
 
 from pdp.governance.db import metadata
 
-__all__ = ["audit_checkpoint", "audit_log", "audit_subject", "create_audit_tables"]
+__all__ = ["audit_checkpoint", "audit_head", "audit_log", "audit_subject", "create_audit_tables"]
 
 audit_log = Table(
     "audit_log",
@@ -54,6 +58,15 @@ audit_subject = Table(
     Column("entry_idx", BigInteger, ForeignKey("audit_log.idx"), primary_key=True),
 )
 
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("size", BigInteger, nullable=False),
+    Column("last_hash", String(64), nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+)
+
 audit_checkpoint = Table(
     "audit_checkpoint",
     metadata,
@@ -66,7 +79,7 @@ audit_checkpoint = Table(
     Column("signature", String(128), nullable=False),
 )
 
-AUDIT_TABLES = (audit_log, audit_subject, audit_checkpoint)
+AUDIT_TABLES = (audit_log, audit_subject, audit_head, audit_checkpoint)
 
 
 def create_audit_tables(engine: Engine) -> None:

@@ -6,7 +6,9 @@ What is checked, in one pass over the log in index order:
 2. each entry's stored JSON is readable, and its recomputed hash (RFC 9162 leaf hash of its
    canonical bytes) equals the stored ``entry_hash`` (an altered entry);
 3. each ``prev_hash`` equals the previous entry's hash (an inserted, removed or reordered entry);
-4. every signed tree head — those in ``audit_checkpoint`` and those a witness passes in —
+4. the head row (``audit_head``, moved forward by every append) counts exactly the entries
+   found and names the last one's hash (a removed tail, or rows added behind the appender's back);
+5. every signed tree head — those in ``audit_checkpoint`` and those a witness passes in —
    is signed by a trusted key, its size is not beyond the log (a truncated log), the
    recomputed root at its size equals the signed root (a history rewritten with every hash
    recomputed: only a head signed before the rewrite can see it), and the RFC 9162
@@ -36,7 +38,7 @@ from pdp.governance.audit.checkpoint import SignedTreeHead
 from pdp.governance.audit.entry import GENESIS_HASH
 from pdp.governance.audit.merkle import EMPTY_ROOT, MerkleAccumulator, consistency_proof, verify_consistency
 from pdp.governance.audit.store import iter_entries, row_to_entry
-from pdp.governance.audit.tables import audit_checkpoint
+from pdp.governance.audit.tables import audit_checkpoint, audit_head
 
 __all__ = ["ScannedLog", "VerificationReport", "scan_log", "stored_checkpoints", "verify_log"]
 
@@ -160,6 +162,30 @@ def verify_log(
         )
     size = scanned.size
     root = scanned.roots[size]
+    recorded = conn.execute(select(audit_head.c.size, audit_head.c.last_hash).where(audit_head.c.id == 1)).first()
+    last_hash = scanned.leaves[-1].hex() if scanned.leaves else GENESIS_HASH
+    if (recorded is None and size) or (
+        recorded is not None and (recorded.size, recorded.last_hash) != (size, last_hash)
+    ):
+        recorded_size = 0 if recorded is None else int(recorded.size)
+        if recorded_size > size:
+            reason = (
+                f"the head counts {recorded_size} entries but the log holds {size}: entries from {size} on were removed"
+            )
+        elif recorded_size < size:
+            reason = (
+                f"the head counts {recorded_size} entries but the log holds {size}: entries were added behind its back"
+            )
+        else:
+            reason = "the head's last hash is not the last entry's: the last entry was replaced"
+        return VerificationReport(
+            ok=False,
+            size=size,
+            root_hash=root.hex(),
+            checkpoints_checked=0,
+            first_bad_index=min(recorded_size, size) if recorded_size != size else max(size - 1, 0),
+            reason=reason,
+        )
     vouched = 0  # every index below this is covered by a head that matched
     matched: list[SignedTreeHead] = []
     for number, h in enumerate(sorted(heads, key=lambda h: (h.tree_size, h.timestamp)), start=1):
