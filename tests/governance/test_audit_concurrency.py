@@ -33,3 +33,10 @@ def test_four_processes_appending_at_once_leave_one_contiguous_verified_chain(go
         # (SQLite's busy handler lets one writer run on, so its order proves nothing either way.)
         ordered = [r.actor for r in sorted(rows, key=lambda r: r.idx)]
         assert sum(a != b for a, b in itertools.pairwise(ordered)) >= WRITERS
+
+
+def test_the_benchmark_is_registered_for_pdp_bench() -> None:
+    from pdp.bench import BENCHMARKS, takes_persons
+
+    assert BENCHMARKS["audit"] == "pdp.bench.audit:bench_audit"
+    assert not takes_persons("audit")

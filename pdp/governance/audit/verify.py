@@ -19,6 +19,10 @@ an entry check, the index is that entry's; for a head that no longer matches, it
 index no earlier matching head vouches for (the rewrite is somewhere from there to the
 head's size).
 
+Cost: one streamed read of the log, one SHA-256 per entry and per tree node; ~30 000
+entries/s on the development machine (SQLite, 2 shared cores), memory ~100 bytes per entry
+(the leaf hashes, kept for the consistency proofs).
+
 Example::
 
     report = verify_log(engine, trusted_keys=AuditSigningKeys.from_settings().public_keys())
