@@ -3,6 +3,7 @@ tampering done directly in the database, and only a checkpoint taken before sees
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -274,3 +275,19 @@ def test_a_rotated_signing_key_keeps_old_heads_verifying(log: AuditLog, signing_
     second = log.checkpoint()
     assert first.key_id != second.key_id == new.key_id
     assert log.verify().checkpoints_checked == 2
+
+
+def test_the_signing_key_lives_beside_the_data_keys_without_disturbing_the_key_store(tmp_path: Path) -> None:
+    from pdp.config import Settings
+    from pdp.pseudonym.keys import KeyStore
+
+    settings = Settings(
+        _env_file=None, key_store=tmp_path / "keys", master_key=base64.b64encode(os.urandom(32)).decode()
+    )
+    store = KeyStore.from_settings(settings)
+    store.init()
+    signer = AuditSigningKeys.from_settings(settings).ensure()
+    reopened = KeyStore.from_settings(settings)
+    assert {info.purpose for info in reopened.status()} == {"pseudonym", "vault", "record"}
+    reopened.rotate("pseudonym")
+    assert AuditSigningKeys.from_settings(settings).current().key_id == signer.key_id
