@@ -184,6 +184,10 @@ def run_gold(as_of: date | None = None, territory: str = "territoire") -> dict:
         raise UserError(str(exc)) from None
     day = as_of or date.today()
     spark = get_spark(app_name="pdp-run")
+    applied = apply_oppositions(spark)
+    if applied.persons:
+        console.print(f"oppositions: {applied.persons} person(s) erased from the lake and the vault "
+                      f"in {applied.seconds:.1f} s")
     try:
         report = build_gold(spark, as_of=day, definitions=defs)
         published = publish_indicators(spark, as_of=day, territory=territory, definitions=defs,
@@ -199,6 +203,137 @@ def run_gold(as_of: date | None = None, territory: str = "territoire") -> dict:
                   f"{'' if published.written else ' (unchanged)'}; report: {published.report}")
     return {"as_of": day, "skipped": report.skipped, "rows": report.rows, "definitions": defs.version,
             "report": published.report}
+
+
+oppose_app = typer.Typer(no_args_is_help=True, help="Citizens' opposition (FHIR Consent, deny): registry and erasure.")
+app.add_typer(oppose_app, name="oppose")
+
+
+def _governance():
+    from pdp.governance import create_all, make_engine
+    from pdp.pseudonym.keys import KeyStore
+
+    engine = make_engine()
+    create_all(engine)
+    return engine, KeyStore.from_settings()
+
+
+def audit_event(
+    *,
+    action: str,
+    actor_role: str = "system",
+    decision: str = "done",
+    data_ref=(),
+    purpose: str | None = None,
+    rule: str = "",
+    details: dict | None = None,
+) -> None:
+    """Record a command's governance event in the audit log (``PDP_AUDIT_DB_URL``, else the governance store).
+
+    The actor is the command line itself (``pdp-cli``): the operator's OS login is not recorded.
+    A refused entry (an identity in it) or an unwritable store is a one-line error.
+    """
+    from pdp.governance.audit import AuditEntryError, AuditLog
+
+    try:
+        AuditLog.from_settings(with_keys=False).append(
+            actor="pdp-cli", actor_role=actor_role, action=action, decision=decision, data_ref=data_ref,
+            purpose=purpose, rule=rule, details=details,
+        )
+    except AuditEntryError as exc:
+        raise UserError(str(exc)) from None
+
+
+def apply_oppositions(spark):
+    """`pdp oppose apply` as a function (`pdp run` starts with it): erase every pending opposed person."""
+    from pdp.governance.opposition import apply
+
+    with _key_store_errors():
+        engine, store = _governance()
+        return apply(spark=spark, engine=engine, store=store)
+
+
+def _consent_command(path: Path, *, withdrawal: bool) -> None:
+    from pdp.governance.opposition import ConsentError, submit
+    from pdp.lake import get_spark
+
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    with _key_store_errors():
+        engine, store = _governance()
+        try:
+            spark = None if withdrawal else get_spark(app_name="pdp-oppose")
+            outcome = submit(path, engine=engine, store=store, spark=spark, withdrawal=withdrawal)
+        except ConsentError as exc:
+            raise UserError(f"{path.name}: {exc}") from None
+    verb = "withdrawn" if withdrawal else "registered"
+    console.print(f"opposition {verb}: {len(outcome.changed)} of {len(outcome.pseudonyms)} pseudonym(s) changed state "
+                  f"({', '.join(outcome.pseudonyms)})")
+    if outcome.gold:
+        rows = sum(int(t["rows_deleted"]) for t in outcome.gold)
+        console.print(f"gold: {rows:,} row(s) removed at once from {len(outcome.gold)} table(s); "
+                      "`pdp oppose apply` (or `pdp run`) erases the rest of the lake and the vault")
+
+
+@oppose_app.command("submit")
+def oppose_submit_command(
+    consent: Annotated[Path, typer.Argument(help="A FHIR R4 Consent (JSON), provision deny.")],
+) -> None:
+    """Register an opposition: the person leaves every result now (gold at once), the lake at `apply`."""
+    _consent_command(consent, withdrawal=False)
+
+
+@oppose_app.command("withdraw")
+def oppose_withdraw_command(
+    consent: Annotated[Path, typer.Argument(help="The FHIR R4 Consent naming the patient.")],
+) -> None:
+    """Withdraw an opposition: data arriving from now on are used again (erased data stay erased)."""
+    _consent_command(consent, withdrawal=True)
+
+
+@oppose_app.command("apply")
+def oppose_apply_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the proof as JSON.")] = False,
+) -> None:
+    """Erase every opposed person from every lake table and version (data, change data) and the vault."""
+    from pdp.lake import get_spark
+
+    report = apply_oppositions(get_spark(app_name="pdp-oppose-apply"))
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return
+    console.print(f"erased {report.persons} person(s) in {report.seconds:.1f} s: "
+                  f"{sum(t['rows_deleted'] for t in report.tables):,} rows, "
+                  f"{sum(t['files_removed'] for t in report.tables):,} files removed, {report.vault_rows} vault row(s)")
+
+
+ethics_app = typer.Typer(no_args_is_help=True, help="The ethics committee: reproducible, audited samples of gold.")
+app.add_typer(ethics_app, name="ethics")
+
+
+@ethics_app.command("sample")
+def ethics_sample_command(
+    territory: Annotated[str, typer.Option(help="Territory label of the gold run (pdp run --territory).")],
+    stratum: Annotated[str, typer.Option(help="Stratum to draw from (at_risk, 1, 2, 3, 4).")],
+    n: Annotated[int, typer.Option("--n", help="Number of persons to draw.")],
+    seed: Annotated[int, typer.Option(help="Seed of the draw: same seed and parameters, same persons.")],
+    pyramid: Annotated[str, typer.Option(help="Pyramid (t2d or hf).")] = "t2d",
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Date of the gold run (default: latest).")] = None,
+) -> None:
+    """Draw pseudonymised records (facts, assignment, explanation) for review; the draw is audited."""
+    from pdp.governance.ethics import SampleError, draw_sample
+    from pdp.lake import get_spark
+
+    engine, _ = _governance()
+    try:
+        sample = draw_sample(get_spark(app_name="pdp-ethics"), engine, territory=territory, pyramid=pyramid,
+                             stratum=stratum, n=n, seed=seed, as_of=_as_of(as_of) if as_of else None)
+    except SampleError as exc:
+        raise UserError(str(exc)) from None
+    audit_event(action="ethics_sampling", actor_role="ethics", data_ref=sample.pseudonyms, purpose="ethics_review",
+                details=sample.parameters())
+    print(json.dumps({"parameters": sample.parameters(), "records": sample.records}, indent=2,
+                     ensure_ascii=False, default=str))
 
 
 @app.command("run")
@@ -286,14 +421,22 @@ def _demo_pyramids(sources: Path, as_of: date) -> None:
 
 
 @app.command("scan-lake")
-def scan_lake_command() -> None:
+def scan_lake_command(
+    pseudonym: Annotated[list[str] | None, typer.Option(
+        "--pseudonym", help="Look only for this pseudonym and its person id (proof of erasure); repeatable.")] = None,
+) -> None:
     """Scan every table, retained version, change-data file and log of the lake for direct identifiers.
 
     Exit 0 when clean, 1 with table/column/count (never a value) when anything is found.
     """
     from pdp.governance.leak_scan_cli import run_scan
+    from pdp.pseudonym.vault import VaultError, check_pseudonym
 
-    code = run_scan(console=console)
+    try:
+        wanted = [check_pseudonym(p) for p in pseudonym or []]
+    except VaultError as exc:
+        raise UserError(str(exc)) from None
+    code = run_scan(console=console, pseudonyms=wanted)
     if code:
         raise typer.Exit(code)
 

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     definitions_dir: Path | None = Field(
         None, description="Population definitions (criteria, populations, pyramids...); default: the package's own."
     )
+    policy_dir: Path | None = Field(
+        None, description="Authorisation model.conf + policy.csv (Casbin); default: the repository's infra/policy."
+    )
 
     @field_validator("spark_log_level")
     @classmethod

@@ -15,6 +15,7 @@ from typing import Any
 
 BENCHMARKS: dict[str, str] = {
     "audit": "pdp.bench.audit:bench_audit",
+    "authz": "pdp.bench.authz:bench_authz",
     "gold": "pdp.bench.gold:bench_gold",
     "ingest": "pdp.ingest.bench:bench_ingest",
     "labfeed": "pdp.ingest.labfeed_bench:bench_labfeed",

@@ -53,6 +53,8 @@ metadata = MetaData(
 TABLE_MODULES: tuple[str, ...] = (
     "pdp.pseudonym.vault",
     "pdp.pseudonym.reidentify",
+    "pdp.governance.opposition.registry",
+    "pdp.governance.authz.relationships",
     "pdp.governance.audit.tables",
 )
 

@@ -55,9 +55,9 @@ columns are cheap (each distinct value is checked once), free text is the slow c
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
-import unicodedata
 import zlib
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -72,6 +72,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pdp.pseudonym.name_tokens import LIGATURES, SAINTS, NameTokenHasher, fold_tokens, person_phrases
 from pdp.pseudonym.nir import Nir, parse_nir
 
 if TYPE_CHECKING:
@@ -252,31 +253,7 @@ class EmailDetector(PatternDetector):
 
 # --- folding text for the known-identity detector --------------------------------------------
 
-# Letters NFKD does not decompose into a base letter plus marks (same list as the edge's name
-# normaliser), and ß, whose upper case is two letters.
-_LIGATURES: tuple[tuple[str, str], ...] = (
-    ("Œ", "OE"), ("œ", "oe"), ("Æ", "AE"), ("æ", "ae"), ("ß", "ss"), ("ẞ", "SS"), ("Ø", "O"), ("ø", "o"),
-    ("Ł", "L"), ("ł", "l"), ("Đ", "D"), ("đ", "d"), ("Ð", "D"), ("ð", "d"), ("Þ", "TH"), ("þ", "th"), ("ı", "i"),
-)  # fmt: skip
-_LIGATURE_TABLE = str.maketrans(dict(_LIGATURES))
-_NOT_ALNUM = re.compile(r"[^A-Z0-9]+")
-_SAINTS = {"ST": "SAINT", "STE": "SAINTE"}
-
-
-def fold_tokens(text: str) -> tuple[str, ...]:
-    """Upper-case A-Z/0-9 tokens of ``text``: accents and marks dropped, anything else separates.
-
-    ``"12, rue Saint-Éloi"`` → ``("12", "RUE", "SAINT", "ELOI")``. For a name the edge accepts,
-    the tokens are those of :func:`pdp.pseudonym.normalise.normalise_name` (ST/STE before
-    another word read as SAINT/SAINTE), so vault names and lake cells compare as the edge does.
-    """
-    decomposed = unicodedata.normalize("NFKD", text.translate(_LIGATURE_TABLE))
-    bare = "".join(ch for ch in decomposed if not unicodedata.category(ch).startswith("M")).upper()
-    tokens = [tok for tok in _NOT_ALNUM.split(bare) if tok]
-    return tuple(_SAINTS.get(tok, tok) if i < len(tokens) - 1 else tok for i, tok in enumerate(tokens))
-
-
-_LIGATURE_CLASS = "[" + "".join(source for source, _ in _LIGATURES) + "]"
+_LIGATURE_CLASS = "[" + "".join(source for source, _ in LIGATURES) + "]"
 
 
 def _fold_array(values: pa.Array) -> pa.Array:
@@ -290,26 +267,11 @@ def _fold_array(values: pa.Array) -> pa.Array:
     if pc.any(non_ascii).as_py():
         subset = values.filter(non_ascii)
         if pc.any(pc.match_substring_regex(subset, _LIGATURE_CLASS)).as_py():
-            for source, target in _LIGATURES:
+            for source, target in LIGATURES:
                 subset = pc.replace_substring(subset, source, target)
         subset = pc.utf8_upper(pc.replace_substring_regex(pc.utf8_normalize(subset, form="NFKD"), r"\p{M}+", ""))
         upper = pc.replace_with_mask(upper, non_ascii, subset.cast(upper.type))
     return upper
-
-
-# Words that say "this is an address" rather than "whose": never enough to anchor an address.
-_ADDRESS_WORDS = frozenset({
-    "RUE", "AVENUE", "AV", "AVE", "BOULEVARD", "BD", "BLVD", "CHEMIN", "CHE", "CHM", "ALLEE", "ALL", "IMPASSE",
-    "IMP", "PLACE", "PL", "ROUTE", "RTE", "QUAI", "COURS", "CRS", "SQUARE", "SQ", "RESIDENCE", "RES", "LOTISSEMENT",
-    "LOT", "HAMEAU", "HAM", "LIEU", "DIT", "CITE", "VOIE", "SENTIER", "PASSAGE", "PAS", "FAUBOURG", "FBG", "FG",
-    "PROMENADE", "PROM", "ROND", "POINT", "PARVIS", "ESPLANADE", "MAIL", "VILLA", "CLOS", "DOMAINE", "ZA", "ZI",
-    "ZAC", "BIS", "TER", "QUATER", "DE", "DU", "DES", "LA", "LE", "LES", "L", "D", "AU", "AUX", "ET", "EN", "SUR",
-    "SOUS", "SAINT", "SAINTE", "ST", "STE", "BAT", "BATIMENT", "APPT", "APPARTEMENT", "ETAGE", "ESC", "ESCALIER",
-    "PORTE", "CEDEX", "BP", "CS", "TSA", "GRAND", "GRANDE", "PETIT", "PETITE", "VIEUX", "VIEILLE", "NOUVEAU",
-    "NOUVELLE", "NORD", "SUD", "EST", "OUEST", "HAUT", "BAS",
-})  # fmt: skip
-_PLACEHOLDER_NAMES = frozenset({"X", "XX", "XXX", "INCONNU", "INCONNUE", "ANONYME", "NEANT", "INDETERMINE"})
-_MIN_EXACT_SURNAME = 3
 
 
 def _grams(tokens: Sequence[str], sizes: Iterable[int]) -> Iterator[tuple[tuple[str, ...], int]]:
@@ -351,68 +313,66 @@ class KnownIdentityDetector(Detector):
     labels = ("KNOWN_NAME", "KNOWN_SURNAME", "KNOWN_ADDRESS")
     min_distinct: ClassVar[Mapping[str, int]] = {"KNOWN_SURNAME": 3}
 
-    def __init__(self) -> None:
-        self._first_names: dict[tuple[str, ...], set[tuple[str, ...]]] = {}  # surname phrase → first-name phrases
-        self._exact: dict[str, int] = {}  # folded surname → index (the evidence of LABEL#n)
-        self._addresses: set[tuple[str, ...]] = set()
+    def __init__(self, hasher: NameTokenHasher) -> None:
+        self._hash = hasher.hash
+        self._first_names: dict[str, set[str]] = {}  # surname phrase hash → first-name phrase hashes
+        self._exact: dict[str, int] = {}  # surname phrase hash → index (the evidence of LABEL#n)
+        self._addresses: set[str] = set()
         self._anchor_tokens: set[str] = set()
-        self._surname_sizes: set[int] = set()
-        self._first_name_sizes: set[int] = set()
-        self._address_sizes: set[int] = set()
+        self._sizes: dict[str, set[int]] = {"surname": set(), "first": set(), "address": set(), "exact": set()}
         self._people = 0
-        self._value_set: pa.Array | None = None
 
     # -- building ---------------------------------------------------------------------------
 
     @classmethod
     def from_records(cls, records: Iterable[VaultRecord]) -> KnownIdentityDetector:
-        """The detector for these vault records."""
-        detector = cls()
+        """The detector for these records, under a throw-away key (tests, or records already in hand)."""
+        detector = cls(NameTokenHasher(os.urandom(32)))
         for record in records:
-            detector.add(
-                surnames=[n for n in (record.birth_name, record.used_name) if n],
-                first_names=list(record.first_names or ()),
-                address=record.address_line,
-            )
+            surnames = [n for n in (record.birth_name, record.used_name) if n]
+            detector.add_person([
+                (kind, detector._hash(phrase), size) for kind, size, phrase in
+                person_phrases(surnames=surnames, first_names=list(record.first_names or ()),
+                               address=record.address_line)
+            ])
         return detector
 
     @classmethod
-    def from_vault(cls, vault: IdentityVault, *, batch: int = 5_000) -> KnownIdentityDetector:
-        """The detector for every person in ``vault`` (records decrypted in batches, kept as tokens only)."""
-        pseudonyms = vault.pseudonyms()
-        detector = cls()
-        for start in range(0, len(pseudonyms), batch):
-            for record in vault.get_many(pseudonyms[start : start + batch]).values():
-                detector.add(
-                    surnames=[n for n in (record.birth_name, record.used_name) if n],
-                    first_names=list(record.first_names or ()),
-                    address=record.address_line,
-                )
+    def from_vault(cls, vault: IdentityVault) -> KnownIdentityDetector:
+        """The detector for every person in ``vault``, from its name-token index: nothing is decrypted.
+
+        Needs the ``nametoken`` key only (not the vault key): the scanner compares keyed hashes.
+        """
+        hasher, rows = vault.name_token_index()
+        detector = cls(hasher)
+        person: list[tuple[str, str, int]] = []
+        current = None
+        for pseudonym, kind, token, size in rows:  # ordered by pseudonym
+            if pseudonym != current and person:
+                detector.add_person(person)
+                person = []
+            current = pseudonym
+            person.append((kind, token, size))
+        if person:
+            detector.add_person(person)
         return detector
 
-    def add(self, *, surnames: Sequence[str], first_names: Sequence[str], address: str | None) -> None:
-        """Add one person's names and address (kept as folded tokens)."""
+    def add_person(self, rows: Iterable[tuple[str, str, int]]) -> None:
+        """Add one person's hashed phrases ``(kind, token hash, size)``."""
         self._people += 1
-        self._value_set = None
-        firsts = {phrase for phrase in (fold_tokens(n) for n in first_names) if len("".join(phrase)) >= 2}
-        self._first_name_sizes.update(len(phrase) for phrase in firsts)
-        for surname in surnames:
-            phrase = fold_tokens(surname)
-            letters = "".join(phrase)
-            if letters in _PLACEHOLDER_NAMES or len(letters) < 2:
-                continue
-            if len(letters) >= _MIN_EXACT_SURNAME:
-                self._exact.setdefault(" ".join(phrase), len(self._exact))
-            self._anchor_tokens.add(max(phrase, key=len))
-            self._surname_sizes.add(len(phrase))
-            self._first_names.setdefault(phrase, set()).update(firsts)
-        if address:
-            phrase = fold_tokens(address)
-            anchors = [t for t in phrase if not t.isdigit() and t not in _ADDRESS_WORDS and len(t) >= 3]
-            if anchors and any(any(ch.isdigit() for ch in t) for t in phrase):
-                self._addresses.add(phrase)
-                self._address_sizes.add(len(phrase))
-                self._anchor_tokens.add(max(anchors, key=len))
+        rows = list(rows)
+        firsts = {token for kind, token, _ in rows if kind == "first"}
+        for kind, token, size in rows:
+            if kind in self._sizes:
+                self._sizes[kind].add(size)
+            if kind == "surname":
+                self._first_names.setdefault(token, set()).update(firsts)
+            elif kind == "exact":
+                self._exact.setdefault(token, len(self._exact))
+            elif kind == "address":
+                self._addresses.add(token)
+            elif kind == "anchor":
+                self._anchor_tokens.add(token)
 
     @property
     def people(self) -> int:
@@ -429,40 +389,42 @@ class KnownIdentityDetector(Detector):
         found: set[str] = set()
         if not tokens:
             return found
-        surname = self._exact.get(" ".join(tokens))
-        if surname is not None:
-            found.add(f"KNOWN_SURNAME#{surname}")
-        for gram, start in _grams(tokens, self._surname_sizes):
-            firsts = self._first_names.get(gram)
+        if len(tokens) in self._sizes["exact"]:
+            surname = self._exact.get(self._hash(tokens))
+            if surname is not None:
+                found.add(f"KNOWN_SURNAME#{surname}")
+        for gram, start in _grams(tokens, self._sizes["surname"]):
+            firsts = self._first_names.get(self._hash(gram))
             if firsts and self._has_first_name(tokens, start, len(gram), firsts):
                 found.add("KNOWN_NAME")
                 break
-        if any(gram in self._addresses for gram, _ in _grams(tokens, self._address_sizes)):
+        if any(self._hash(gram) in self._addresses for gram, _ in _grams(tokens, self._sizes["address"])):
             found.add("KNOWN_ADDRESS")
         return found
 
-    def _has_first_name(self, tokens: tuple[str, ...], start: int, size: int, firsts: set[tuple[str, ...]]) -> bool:
+    def _has_first_name(self, tokens: tuple[str, ...], start: int, size: int, firsts: set[str]) -> bool:
         """True when a first name of ``firsts`` appears in ``tokens`` outside the surname at ``start``."""
         for part in (tokens[:start], tokens[start + size :]):
-            if any(gram in firsts for gram, _ in _grams(part, self._first_name_sizes)):
+            if any(self._hash(gram) in firsts for gram, _ in _grams(part, self._sizes["first"])):
                 return True
         return False
 
-    def _anchors(self) -> pa.Array:
-        if self._value_set is None:
-            anchors = set(self._anchor_tokens)
-            # The array fold does not map ST/STE to SAINT/SAINTE: look for both spellings.
-            anchors |= {abbr for abbr, word in _SAINTS.items() if word in anchors}
-            self._value_set = pa.array(sorted(anchors), type=pa.string())
-        return self._value_set
+    def _anchors(self, words: pa.Array) -> pa.Array:
+        """The distinct words of ``words`` whose keyed hash is an anchor (ST/STE read as SAINT/SAINTE)."""
+        distinct = [w for w in pc.unique(words).to_pylist() if w]
+        return pa.array([w for w in distinct if self._hash((SAINTS.get(w, w),)) in self._anchor_tokens],
+                        type=pa.string())
 
     def count(self, values: pa.Array) -> Counter[str]:
         if self._people == 0 or len(values) == 0:
             return Counter()
-        # Candidates: cells holding at least one anchor token (vectorised), then the exact rule.
+        # Candidates: cells holding at least one anchor token (hashed once per distinct word), then the rule.
         words = pc.split_pattern_regex(_fold_array(values), "[^A-Z0-9]+")  # ST/STE are not mapped here
         flat = pc.list_flatten(words)
-        rows = pc.unique(pc.list_parent_indices(words).filter(pc.is_in(flat, value_set=self._anchors())))
+        anchors = self._anchors(flat)
+        if len(anchors) == 0:
+            return Counter()
+        rows = pc.unique(pc.list_parent_indices(words).filter(pc.is_in(flat, value_set=anchors)))
         return _count_distinct(values.take(rows), self._labels)
 
 
@@ -567,9 +529,9 @@ class _Scanner:
         self.fs = filesystem
         self.root = root
         self.detectors = list(detectors)
-        self.nir = next((d for d in self.detectors if isinstance(d, NirDetector)), None)
         self.patterns = [d for d in self.detectors if isinstance(d, PatternDetector)]
         self.others = [d for d in self.detectors if not isinstance(d, PatternDetector)]
+        self.integer_detectors = [d for d in self.detectors if callable(getattr(d, "count_integers", None))]
         # One RE2 pass finds the cells any pattern detector could match; each then looks at those only.
         self.any_pattern = "|".join(f"(?:{d.candidate})" for d in self.patterns)
         self.cells: Counter[tuple[str, str, str]] = Counter()
@@ -626,9 +588,10 @@ class _Scanner:
         elif (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
               or pa.types.is_list_view(kind) or pa.types.is_large_list_view(kind)):
             self._array(f"{column}[]", pc.list_flatten(values), into)
-        elif (pa.types.is_integer(kind) or (pa.types.is_decimal(kind) and kind.scale == 0)) and self.nir:
-            for label, count in self.nir.count_integers(values).items():
-                into[(column, label)] += count
+        elif pa.types.is_integer(kind) or (pa.types.is_decimal(kind) and kind.scale == 0):
+            for detector in self.integer_detectors:
+                for label, count in detector.count_integers(values).items():
+                    into[(column, label)] += count
 
     def _merge(self, table: str, found: Counter[tuple[str, str]]) -> None:
         """Add one file's counts; ``LABEL#n`` labels also record ``n`` as evidence for ``min_distinct``."""

@@ -15,6 +15,7 @@ addresses were not looked for. The exit code still follows the findings.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -112,18 +113,29 @@ def render(report: ScanReport, console: Console, *, vault_warning: str | None = 
     )
 
 
-def run_scan(settings: Settings | None = None, *, console: Console | None = None, use_vault: bool = True) -> int:
-    """Scan the configured lake (``settings.lake_uri``), print the outcome, return the exit code."""
+def run_scan(
+    settings: Settings | None = None, *, console: Console | None = None, use_vault: bool = True,
+    pseudonyms: Sequence[str] = (),
+) -> int:
+    """Scan the configured lake (``settings.lake_uri``), print the outcome, return the exit code.
+
+    With `pseudonyms`, the scan looks for those pseudonyms and their person ids only: the proof
+    that an erasure left nothing behind (exit 0: in no file).
+    """
     from pdp.config import get_settings
+    from pdp.governance.erased_check import PseudonymDetector
 
     settings = settings or get_settings()
     console = console or Console()
     known: KnownIdentityDetector | None = None
     warning: str | None = "disabled by the caller"
-    if use_vault:
+    if use_vault and not pseudonyms:
         known, warning = load_known_identities(settings)
+    detectors = [PseudonymDetector(pseudonyms)] if pseudonyms else None
+    if pseudonyms:
+        warning = None
     try:
-        report = scan_lake(settings.lake_uri, known=known)
+        report = scan_lake(settings.lake_uri, known=known, detectors=detectors)
     except LeakScanError as exc:
         console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return EXIT_BAD_INPUT

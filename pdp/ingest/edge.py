@@ -160,6 +160,11 @@ class Edge:
             return self._linked
         return {pseudonym: identity.record() for pseudonym, identity in self._state.identities.items()}
 
+    def forget(self, pseudonyms: set[str]) -> None:
+        """Drop these persons' identities (an opposition): they never reach the vault."""
+        records = self.vault_records
+        self._linked = {p: r for p, r in records.items() if p not in pseudonyms}
+
     def detach(self) -> EdgeState:
         """What the edge gathered since it was created or last detached, and a fresh start.
 

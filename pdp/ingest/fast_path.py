@@ -50,7 +50,17 @@ import pyarrow as pa
 from pdp.config import Settings, get_settings
 from pdp.ingest.edge import BronzeRow, Edge
 from pdp.ingest.parse import Duplicates, Tally, parse_file
-from pdp.ingest.pipeline import FileReport, IngestReport, _Clock, _engine, link_batch, registry_version
+from pdp.ingest.pipeline import (
+    FileReport,
+    IngestReport,
+    _Clock,
+    _engine,
+    account_opposed,
+    link_batch,
+    registry_version,
+    withhold_opposed,
+)
+from pdp.ingest.reasons import REASONS, ReasonCode
 from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA, bronze_dict, quarantine_dict
 
 if TYPE_CHECKING:
@@ -175,6 +185,7 @@ class LabFeed:
 
         run = RunInfo(run_id=batch_id, job="ingest-stream", definitions_version=registry_version(self.registry))
         outcome = self._link(edge, report)
+        withheld = withhold_opposed(edge, outcome, self._vault.engine)
         clock.lap("linkage")
         items = list(edge.vault_records.items())
         if items:
@@ -182,6 +193,11 @@ class LabFeed:
         report.vault_records = len(items)
         clock.lap("vault")
         landed = _relink(bronze, outcome.mapping)
+        if withheld:
+            landed, opposed = _split_opposed(landed, withheld)
+            quarantine.extend(opposed)
+            per_file: Counter = Counter((r["source"], r["file"]) for r in opposed)
+            account_opposed(report, dict(per_file))
         if landed:
             rows = self._frame(landed, BRONZE_SCHEMA)
             commit = self._table("bronze.records").merge(rows, keys=["record_hash"], run=run, update="none")
@@ -299,6 +315,22 @@ def _relink(rows: list[dict], mapping: dict[str, str]) -> list[dict]:
             row if target is None else row | {"person_pseudonym": target, "link_rule": f"{row['link_rule']}+linked"}
         )
     return out
+
+
+def _split_opposed(rows: list[dict], persons: set[str]) -> tuple[list[dict], list[dict]]:
+    """Bronze rows to land, and the opposed persons' rows as OPPOSED quarantine rows."""
+    kept, opposed = [], []
+    for r in rows:
+        if r["person_pseudonym"] in persons:
+            opposed.append({
+                "batch_id": r["batch_id"], "source": r["source"], "file": r["file"],
+                "record_position": r["record_position"], "reason_code": ReasonCode.OPPOSED.value,
+                "message": REASONS[ReasonCode.OPPOSED], "record_hash": r["record_hash"],
+                "quarantined_at": r["ingested_at"],
+            })
+        else:
+            kept.append(r)
+    return kept, opposed
 
 
 def _in_vault(vault: IdentityVault, pseudonyms: list[str]) -> set[str]:

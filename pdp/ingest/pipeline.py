@@ -28,11 +28,13 @@ from pdp.config import Settings, get_settings
 from pdp.ingest.edge import Edge
 from pdp.ingest.fanout import BatchContext, FileTask, auto_workers, run_files
 from pdp.ingest.parse import Duplicates
+from pdp.ingest.reasons import REASONS, ReasonCode
 from pdp.ingest.registry import Registry, discover, load_registry
 from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+    from sqlalchemy import Engine
 
     from pdp.ingest.edge import LinkOutcome
     from pdp.lake import RunInfo
@@ -193,6 +195,7 @@ def _ingest(
         report.by_reason = Counter(edge.stats.by_reason)
         report.pseudonymise_seconds = round(edge.stats.pseudonymise_seconds, 3)
         outcome = link_batch(spark, edge, vault, report, lake_root=lake_root)
+        withheld = withhold_opposed(edge, outcome, vault.engine)
         clock.lap("linkage")
         # commit: vault first (the identity behind every pseudonym), then the lake, then the log
         items = list(edge.vault_records.items())
@@ -204,6 +207,8 @@ def _ingest(
         if has_bronze:
             table = LakeTable(spark, "bronze.records", lake_root=lake_root).create()
             rows = _relinked(spark, spark.read.parquet(str(staging / "bronze")), outcome.mapping)
+            if withheld:
+                rows = _quarantine_opposed(spark, rows, withheld, report, run=run, lake_root=lake_root)
             commit = table.merge(rows, keys=["record_hash"], run=run, update="none")
             report.bronze_inserted = int(commit.metric("numTargetRowsInserted") or 0) if commit else 0
         clock.lap("bronze")
@@ -239,6 +244,52 @@ def link_batch(
         remap_lake(spark, load_catalog(), outcome.superseded, f"{report.batch_id}-relink", lake_root)
         vault.repseudonymise(outcome.superseded)
     return outcome
+
+
+def withhold_opposed(edge: Edge, outcome: LinkOutcome, engine: Engine) -> set[str]:
+    """The person pseudonyms of this batch whose person objected; their identities leave the edge's
+    vault records (never stored). Shared by the lab feed. Their records become ``OPPOSED`` quarantine rows."""
+    from pdp.governance.opposition import withheld_at_edge
+
+    batch = set(edge.canonicals) | set(edge.vault_records)
+    withheld = withheld_at_edge(engine, outcome.mapping, batch)
+    persons = withheld | {outcome.mapping.get(p, p) for p in withheld}
+    if persons:
+        edge.forget(persons)
+    return persons
+
+
+def _quarantine_opposed(
+    spark: SparkSession, rows: DataFrame, persons: set[str], report: IngestReport, *, run: RunInfo, lake_root: str
+) -> DataFrame:
+    """Move the opposed persons' staged bronze rows to ops.quarantine (reason OPPOSED); the rest goes on."""
+    from pyspark.sql import functions as F
+
+    from pdp.lake import LakeTable
+
+    opposed = F.col("person_pseudonym").isin(sorted(persons))
+    dropped = rows.where(opposed).select(
+        "batch_id", "source", "file", "record_position", F.lit(ReasonCode.OPPOSED.value).alias("reason_code"),
+        F.lit(REASONS[ReasonCode.OPPOSED]).alias("message"), "record_hash",
+        F.col("ingested_at").alias("quarantined_at"),
+    ).localCheckpoint()
+    per_file = {(r["source"], r["file"]): int(r["n"]) for r in dropped.groupBy("source", "file").agg(
+        F.count(F.lit(1)).alias("n")).collect()}
+    if per_file:
+        table = LakeTable(spark, "ops.quarantine", lake_root=lake_root).create()
+        commit = table.merge(dropped, keys=["record_hash"], run=run, update="none")
+        report.quarantine_inserted += int(commit.metric("numTargetRowsInserted") or 0) if commit else 0
+        account_opposed(report, per_file)
+    return rows.where(~opposed)
+
+
+def account_opposed(report: IngestReport, per_file: dict[tuple[str, str], int]) -> None:
+    """Withheld records count as quarantined (records_in = landed + quarantined still holds)."""
+    for file_report in report.files:
+        n = per_file.get((file_report.source, file_report.file), 0)
+        file_report.landed -= n
+        file_report.quarantined += n
+    report.by_reason[ReasonCode.OPPOSED.value] += sum(per_file.values())
 
 
 class _Clock:

@@ -48,6 +48,8 @@ class ReasonCode(StrEnum):
     CODE_UNKNOWN = "CODE_UNKNOWN"
     VALUE_INVALID = "VALUE_INVALID"
     DUPLICATE_RECORD = "DUPLICATE_RECORD"
+    # governance
+    OPPOSED = "OPPOSED"
 
 
 REASONS: dict[ReasonCode, str] = {
@@ -75,6 +77,7 @@ REASONS: dict[ReasonCode, str] = {
     ReasonCode.CODE_UNKNOWN: "a code that is not valid in its code system, or a code system the spec does not declare",
     ReasonCode.VALUE_INVALID: "a value of the wrong type (not a number, not in the spec's value map)",
     ReasonCode.DUPLICATE_RECORD: "the same record (same sender id or same bytes) already seen in this batch",
+    ReasonCode.OPPOSED: "the person objected (opposition registry): the record is withheld at the edge, never landed",
 }
 
 FILE_LEVEL: frozenset[ReasonCode] = frozenset(

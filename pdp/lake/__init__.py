@@ -15,7 +15,7 @@ from pdp.lake.errors import (
     UnsafeOperationError,
 )
 from pdp.lake.laketable import LakeTable
-from pdp.lake.maintenance import PurgeReport, delete_where, optimize, vacuum
+from pdp.lake.maintenance import ErasureReport, PurgeReport, delete_where, erase, optimize, vacuum
 from pdp.lake.runinfo import Commit, RunInfo
 from pdp.lake.session import get_spark
 
@@ -24,6 +24,7 @@ __all__ = [
     "CatalogError",
     "ColumnDef",
     "Commit",
+    "ErasureReport",
     "LakeError",
     "LakeTable",
     "PurgeReport",
@@ -33,6 +34,7 @@ __all__ = [
     "TableNotFoundError",
     "UnsafeOperationError",
     "delete_where",
+    "erase",
     "get_spark",
     "load_catalog",
     "optimize",

@@ -99,6 +99,8 @@ class TableDef(BaseModel):
                 raise ValueError(f"stats column {stat!r} is not a column")
             if column.quasi_identifier:
                 raise ValueError(f"stats column {stat!r} is a quasi-identifier; its values would sit in the log")
+            if column.pseudonym:
+                raise ValueError(f"stats column {stat!r} holds pseudonyms; erasure could not remove them from the log")
             if stat in self.partition_by:
                 raise ValueError(f"stats column {stat!r} is a partition column (Delta refuses statistics on it)")
             if not stats_eligible(column.spark_type):
@@ -128,7 +130,8 @@ class TableDef(BaseModel):
             return list(self.stats_columns)
         return [
             c.name for c in self.columns
-            if not c.quasi_identifier and c.name not in self.partition_by and stats_eligible(c.spark_type)
+            if not c.quasi_identifier and not c.pseudonym and c.name not in self.partition_by
+            and stats_eligible(c.spark_type)
         ]
 
     def path(self, lake_root: str | Path | None = None) -> str:

@@ -171,3 +171,117 @@ def _check_retention(table: LakeTable, retention: timedelta, *, force: bool, rea
         )
     if force and not (reason and reason.strip()):
         raise UnsafeOperationError(f"{table.name}: a forced vacuum needs a reason, recorded in the commit log")
+
+
+@dataclass(frozen=True)
+class ErasureReport:
+    """The proof of one table's erasure: what changed, version by version and file by file.
+
+    No value is in it: the erased values are the caller's to name (pseudonyms, in the audit log).
+    """
+
+    table: str
+    version_before: int | None
+    version_after: int | None
+    rows_deleted: int
+    files_removed: int
+    bytes_removed: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "table": self.table, "version_before": self.version_before, "version_after": self.version_after,
+            "rows_deleted": self.rows_deleted, "files_removed": self.files_removed, "bytes_removed": self.bytes_removed,
+        }
+
+
+def erase(table: LakeTable, column: str, values: Iterable[str], *, run: RunInfo, reason: str) -> ErasureReport:
+    """Delete the rows whose `column` is in `values`, then every file on disk that still holds one.
+
+    The opposition and key-rotation purge. After the DELETE, a file holding a value is by
+    construction outside the current snapshot: a data file of an earlier version, or a
+    change-data file (the DELETE's own included). Exactly those files are removed — Delta's
+    retention check is overridden for them only, with `reason`; the rest of the history stays
+    readable. The price: time travel to a version that referenced a removed file fails
+    (``pdp`` treats it as erased history). Checkpoints and commit JSON hold no value of a
+    pseudonym column (they carry statistics only, and the catalog keeps statistics off
+    pseudonyms and person ids), so the log needs no rewrite.
+
+    ``erase(LakeTable(spark, "silver.person"), "person_pseudonym", ["v1:..."], run=run, reason="opposition")``
+    Measured: see ``pdp oppose apply`` (the demo's figure is in the README).
+    """
+    from pyspark.sql import functions as F
+
+    if not (reason and reason.strip()):
+        raise UnsafeOperationError(f"{table.name}: an erasure needs a reason (recorded in the audit log)")
+    definition = table.definition
+    if definition.column(column).spark_type.simpleString() != "string":
+        raise SchemaMismatchError(f"{table.name}: erase matches a string column; {column!r} is not one")
+    unique = sorted({v for v in values if v is not None})
+    if not unique or not table.exists():
+        return ErasureReport(table.name, None, None, 0, 0, 0)
+    spark = table.spark
+    before = table.version()
+    schema = StructType([StructField(column, definition.column(column).spark_type, nullable=False)])
+    targets = spark.createDataFrame([(v,) for v in unique], schema)
+    rows = 0
+    if not definition.append_only:
+        deleted = table._commit_through_session(
+            run,
+            lambda delta: delta.alias("t").merge(F.broadcast(targets).alias("s"), f"t.`{column}` = s.`{column}`")
+            .whenMatchedDelete().execute(),
+            reason=reason.strip(),
+        )
+        rows = int(deleted.metric("numTargetRowsDeleted") or 0) if deleted is not None else 0
+    files, size = _remove_files_holding(table, column, targets)
+    return ErasureReport(table.name, before, table.version(), rows, files, size)
+
+
+def _remove_files_holding(table: LakeTable, column: str, targets: object) -> tuple[int, int]:
+    """Remove the parquet files outside the current snapshot that hold a target value (and their .crc)."""
+    from pyspark.sql import functions as F
+
+    spark = table.spark
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    root = jvm.org.apache.hadoop.fs.Path(table.path)
+    fs = root.getFileSystem(hadoop)
+    current = {_normal(p) for p in table.read().inputFiles()}
+    candidates: list[str] = []
+    listing = fs.listFiles(root, True)
+    while listing.hasNext():
+        status = listing.next()
+        path = status.getPath().toString()
+        if "/_delta_log/" in path or not path.endswith(".parquet") or _normal(path) in current:
+            continue
+        candidates.append(path)
+    if not candidates:
+        return 0, 0
+    schema = StructType([StructField(column, table.definition.column(column).spark_type)])
+    holders = [
+        r[0] for r in spark.read.schema(schema).parquet(*candidates)
+        .join(F.broadcast(targets), column, "left_semi")  # type: ignore[arg-type]
+        .select(F.input_file_name()).distinct().collect()
+    ]
+    removed = size = 0
+    for path in holders:
+        file = jvm.org.apache.hadoop.fs.Path(path)
+        if not fs.exists(file):
+            continue
+        size += int(fs.getFileStatus(file).getLen())
+        fs.delete(file, False)
+        removed += 1
+        crc = jvm.org.apache.hadoop.fs.Path(file.getParent(), f".{file.getName()}.crc")
+        if fs.exists(crc):
+            fs.delete(crc, False)
+    return removed, size
+
+
+def _normal(path: str) -> str:
+    """A file URI in one spelling (``file:/x`` and ``file:///x`` name the same file)."""
+    from urllib.parse import unquote
+
+    text = unquote(path)
+    for prefix in ("file://", "file:"):
+        if text.startswith(prefix):
+            return text[len(prefix):].replace("//", "/") if prefix == "file:" else text[len(prefix):]
+    return text

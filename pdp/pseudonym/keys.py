@@ -5,8 +5,10 @@ suspected leak, a scheduled rotation), every pseudonym changes with it, and the 
 re-pseudonymised without losing linkage. Versions let old and new keys coexist while that
 happens, and every pseudonym carries the version that made it (``v2:...``).
 
-Two purposes, two independent key series: ``"pseudonym"`` (HMAC keys of the pseudonyms) and
-``"vault"`` (AES-GCM keys of the identity vault). Holding one never opens the other.
+Independent key series, one per purpose: ``"pseudonym"`` (HMAC keys of the pseudonyms),
+``"vault"`` (AES-GCM keys of the identity vault), ``"record"`` (keyed hashes that recognise a
+record already ingested) and ``"nametoken"`` (keyed hashes of the vault's name tokens, the only
+key the leak scanner needs: :mod:`pdp.pseudonym.name_tokens`). Holding one never opens another.
 
 Life cycle of a version (status is reported, never chosen by the caller)::
 
@@ -82,7 +84,7 @@ __all__ = [
     "keys_status",
 ]
 
-Purpose = Literal["pseudonym", "vault", "record"]
+Purpose = Literal["pseudonym", "vault", "record", "nametoken"]
 KeyStatus = Literal["current", "previous", "retired"]
 PURPOSES: tuple[Purpose, ...] = get_args(Purpose)
 DATA_KEY_BYTES = 32
@@ -182,7 +184,7 @@ class KeyStore:
         existing = self._records()
         if existing:
             purposes = {r.purpose for r in existing}
-            if purposes == set(PURPOSES):
+            if purposes == set(PURPOSES) or "pseudonym" in purposes:  # newer purposes come through `ensure`
                 raise KeyStoreError(f"key store {self._dir} is already initialised")
             raise KeyStoreError(
                 f"key store {self._dir} is partly initialised (an interrupted init?): "

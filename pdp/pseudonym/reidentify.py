@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, NoReturn, Protocol
+from typing import Annotated, Literal, NoReturn, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -96,12 +96,17 @@ class PurposeCatalogError(Exception):
 
 
 class Purpose(BaseModel):
-    """One declared use of re-identification within the platform's purpose family."""
+    """One declared use within the platform's purpose family, and the roles that may invoke it.
+
+    ``roles`` are checked against the role vocabulary by the authoriser
+    (``pdp.governance.authz``); an empty list means no role may invoke the purpose.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str = Field(min_length=1)
     legal_basis: str = Field(min_length=1)
+    roles: tuple[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], ...] = ()
 
 
 class PurposeCatalog(BaseModel):

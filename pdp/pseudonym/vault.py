@@ -87,6 +87,7 @@ from pdp.governance.db import create_all, make_engine, metadata
 if TYPE_CHECKING:
     from pdp.config import Settings
     from pdp.pseudonym.blocking import BlockHasher
+    from pdp.pseudonym.name_tokens import NameTokenHasher
     from pdp.pseudonym.normalise import CanonicalIdentity
 
 __all__ = [
@@ -134,7 +135,19 @@ identity_vault_blocking = Table(
     Column("key_version", Integer, nullable=False),
     Index("ix_identity_vault_blocking_block", "block"),
 )
-_INDEXED = "*"  # one per indexed row, so rows written before the index existed are found
+# One per indexed row, so rows written before the index existed are found; "*2": blocking keys
+# and name tokens (rows marked "*" by earlier code lack name tokens and are re-indexed).
+_INDEXED = "*2"
+
+identity_vault_name_tokens = Table(
+    "identity_vault_name_tokens",
+    metadata,
+    Column("pseudonym", String(128), primary_key=True),
+    Column("kind", String(8), primary_key=True),  # surname | exact | first | address | anchor
+    Column("token", String(32), primary_key=True),  # keyed hash (pdp.pseudonym.name_tokens)
+    Column("size", Integer, nullable=False),  # tokens in the phrase
+)
+NAME_TOKEN_PURPOSE = "nametoken"
 
 
 class VaultError(Exception):
@@ -341,6 +354,7 @@ class _Keys:
         self._by_version: dict[int, AESGCM] = {}
         self._current: tuple[int, AESGCM] | None = None
         self._hashers: dict[int, BlockHasher] = {}
+        self._names: NameTokenHasher | None = None
 
     def current(self) -> tuple[int, AESGCM]:
         if self._current is None:
@@ -360,6 +374,11 @@ class _Keys:
         if version not in self._hashers:
             self._hashers[version] = BlockHasher(self._source.get(VAULT_KEY_PURPOSE, version).material)
         return self._hashers[version]
+
+    def names(self) -> NameTokenHasher:
+        if self._names is None:
+            self._names = name_token_hasher(self._source)
+        return self._names
 
     @staticmethod
     def _cipher(key: _DataKey) -> AESGCM:
@@ -636,6 +655,17 @@ class IdentityVault:
             logger.info("identity vault: %d rows added to the blocking index", len(missing))
         return len(missing)
 
+    def name_token_index(self) -> tuple[NameTokenHasher, list[tuple[str, str, str, int]]]:
+        """The name-token hasher and every index row ``(pseudonym, kind, token, size)``, by pseudonym.
+
+        What the leak scanner reads instead of decrypting identities: keyed hashes only, under
+        the ``nametoken`` key (see :mod:`pdp.pseudonym.name_tokens`).
+        """
+        t = identity_vault_name_tokens.c
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(t.pseudonym, t.kind, t.token, t.size).order_by(t.pseudonym, t.kind, t.token))
+            return name_token_hasher(self._key_store), [(p, k, tok, int(n)) for p, k, tok, n in rows]
+
     @property
     def engine(self) -> Engine:
         """The governance store engine this vault writes to."""
@@ -726,14 +756,40 @@ def record_canonical(record: VaultRecord) -> CanonicalIdentity | None:
 
 def _unindex(conn: Connection, pseudonyms: Sequence[str]) -> None:
     conn.execute(delete(identity_vault_blocking).where(identity_vault_blocking.c.pseudonym.in_(list(pseudonyms))))
+    conn.execute(delete(identity_vault_name_tokens)
+                 .where(identity_vault_name_tokens.c.pseudonym.in_(list(pseudonyms))))
 
 
-_LINKAGE_TRAITS = ("birth_name", "used_name", "first_names", "sex", "birth_date", "birth_place", "nir")
+# The values the blocking keys and the name tokens derive from (a row's other fields move nothing).
+_INDEXED_TRAITS = ("birth_name", "used_name", "first_names", "sex", "birth_date", "birth_place", "nir",
+                   "address_line")
 
 
 def _linkage_traits(state: _Stored) -> tuple[Any, ...]:
-    """The values the blocking keys derive from (a row's other fields do not move its keys)."""
-    return tuple(state.values.get(name) for name in _LINKAGE_TRAITS)
+    """The values the blocking keys and name tokens derive from (a new phone number re-indexes nothing)."""
+    return tuple(state.values.get(name) for name in _INDEXED_TRAITS)
+
+
+def name_token_hasher(source: KeySource) -> NameTokenHasher:
+    """The hasher of the name-token index (key store purpose ``nametoken``, created if the store predates it)."""
+    from pdp.pseudonym.name_tokens import NameTokenHasher
+
+    ensure = getattr(source, "ensure", None)
+    key = ensure(NAME_TOKEN_PURPOSE) if callable(ensure) else source.current(NAME_TOKEN_PURPOSE)
+    return NameTokenHasher(key.material)
+
+
+def _name_token_rows(pseudonym: str, state: _Stored, hasher: NameTokenHasher) -> list[dict[str, Any]]:
+    from pdp.pseudonym.name_tokens import person_phrases
+
+    values = state.values
+    surnames = [n for n in (values.get("birth_name"), values.get("used_name")) if n]
+    rows = {
+        (kind, hasher.hash(phrase)): size
+        for kind, size, phrase in person_phrases(
+            surnames=surnames, first_names=list(values.get("first_names") or ()), address=values.get("address_line"))
+    }
+    return [{"pseudonym": pseudonym, "kind": k, "token": t, "size": n} for (k, t), n in sorted(rows.items())]
 
 
 def _reindex(
@@ -746,8 +802,11 @@ def _reindex(
     if not states:
         return
     hasher = keys.hasher(version)
+    names = keys.names()
     rows = []
+    tokens: list[dict[str, Any]] = []
     for pseudonym, state in states.items():
+        tokens.extend(_name_token_rows(pseudonym, state, names))
         rows.append({"pseudonym": pseudonym, "block": _INDEXED, "key_version": version})
         try:
             canonical = record_canonical(state.to_record())
@@ -763,6 +822,8 @@ def _reindex(
             _unindex(conn, chunk)
     for chunk in _chunks(rows, 4 * _DEFAULT_BATCH):
         conn.execute(insert(identity_vault_blocking), list(chunk))
+    for chunk in _chunks(tokens, 4 * _DEFAULT_BATCH):
+        conn.execute(insert(identity_vault_name_tokens), list(chunk))
 
 
 def _merge_states(moved: _Stored, resident: _Stored) -> _Stored:

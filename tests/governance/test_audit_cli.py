@@ -140,3 +140,24 @@ def test_a_reviewer_without_the_master_key_verifies_with_the_exported_public_key
     keys_file.write_text(json.dumps(document))
     code, _, err = _pdp(capsys, "audit", "verify", "--public-keys", str(keys_file))
     assert code == 2 and "does not match its id" in err
+
+
+def test_commands_record_their_events_through_audit_event(store: AuditLog) -> None:
+    from pdp.cli import UserError, audit_event
+
+    parameters = {
+        "territory": "douaisis",
+        "pyramid": "t2d",
+        "stratum": "2",
+        "as_of": "2026-06-30",
+        "n": 2,
+        "seed": 7,
+        "eligible": 120,
+    }
+    audit_event(
+        action="ethics_sampling", actor_role="ethics", data_ref=[P1], purpose="ethics_review", details=parameters
+    )
+    entry = store.query(action="ethics_sampling")[0]
+    assert (entry.actor, entry.actor_role, entry.decision, entry.details) == ("pdp-cli", "ethics", "done", parameters)
+    with pytest.raises(UserError, match="direct identifier"):
+        audit_event(action="ethics_sampling", data_ref=["185057800608491"])

@@ -93,8 +93,10 @@ def test_init_creates_version_1_of_each_purpose_in_a_private_directory(store: Ke
         ("pseudonym", 1, "current"),
         ("vault", 1, "current"),
         ("record", 1, "current"),
+        ("nametoken", 1, "current"),
     ]
-    assert sorted(p.name for p in key_dir.iterdir()) == ["pseudonym-v1.json", "record-v1.json", "vault-v1.json"]
+    assert sorted(p.name for p in key_dir.iterdir()) == [
+        "nametoken-v1.json", "pseudonym-v1.json", "record-v1.json", "vault-v1.json"]
     assert stat.S_IMODE(key_dir.stat().st_mode) == 0o700
     for path in key_dir.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -148,7 +148,9 @@ def test_the_default_authorizer_denies_everything(
     assert "deny by default" in message
     assert vault.decrypted == []
     [row] = log_rows(governance_engine)
-    assert (row["decision"], row["purpose"], row["purposes_version"]) == ("refused", "care_coordination", 1)
+    assert (row["decision"], row["purpose"], row["purposes_version"]) == (
+        "refused", "care_coordination", load_purposes().version
+    )
     assert row["pseudonyms"] == [P1, P2]
     assert DenyAllAuthorizer().authorize(COORDINATOR, "ethics_review", [P1]).allowed is False
 

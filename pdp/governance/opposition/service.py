@@ -1,0 +1,170 @@
+"""Opposition end to end: a Consent in, the person out of every result, then out of every file.
+
+Why in this order:
+
+1. ``submit``: the Consent's INS identity is normalised and pseudonymised exactly as the edge
+   does for any source (never stored in clear), resolved to the person's pseudonym through
+   linkage against the vault's known persons, and registered. Gold is purged of the person
+   at once (a few small tables), so no result read afterwards holds them; re-identification,
+   samples and registries consult the registry on every call.
+2. ``apply`` (also run by ``pdp run``): every lake table with a pseudonym column is purged —
+   Delta DELETE, then removal of every file of an earlier version or of change data that still
+   holds the person (:func:`pdp.lake.erase`) — and the vault record is deleted. The proof
+   (tables, versions before and after, rows, files and bytes removed) is returned for the
+   audit log. When it returns, ``pdp scan-lake --pseudonym P`` finds P in no file.
+3. Later data about the person are refused at the edge (:func:`withheld_at_edge`), counted
+   under reason ``OPPOSED``.
+4. ``withdraw``: future data are used again; what was erased stays erased.
+
+>>> outcome = submit(consent_bytes, engine=engine, store=store, spark=spark)   # doctest: +SKIP
+>>> apply(spark=spark, engine=engine, store=store).persons                      # doctest: +SKIP
+1
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pdp.governance.opposition.consent import ConsentError, parse_consent
+from pdp.governance.opposition.registry import OppositionRegistry
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+    from sqlalchemy import Engine
+
+    from pdp.lake import Catalog
+    from pdp.pseudonym import KeyStore
+
+__all__ = ["ApplyReport", "SubmitOutcome", "apply", "purge_lake", "resolve", "submit", "withdraw", "withheld_at_edge"]
+
+_REASON = "opposition (GDPR art. 21): erasure of the person from every version of the table"
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    kind: Literal["submit", "withdraw"]
+    pseudonyms: tuple[str, ...]
+    changed: tuple[str, ...]
+    gold: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ApplyReport:
+    persons: int = 0
+    pseudonyms: tuple[str, ...] = ()
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    vault_rows: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"persons": self.persons, "tables": self.tables, "vault_rows": self.vault_rows,
+                "seconds": round(self.seconds, 3)}
+
+
+def resolve(raw_identity: Any, *, engine: Engine, store: KeyStore) -> tuple[str, ...]:
+    """The pseudonyms of the person behind an identity: their own key, and their person's after linkage.
+
+    Goes through the edge's own normalisation, pseudonymisation and linkage against the vault
+    (:meth:`IdentityVault.linkable`), so an opposition finds the person under the pseudonym the
+    lake uses even when the person was first seen without a NIR.
+    """
+    from pdp.pseudonym import Pseudonymiser, Rejection
+    from pdp.pseudonym.linkage import LinkInput, link
+    from pdp.pseudonym.normalise import normalise
+    from pdp.pseudonym.vault import IdentityVault
+
+    canonical = normalise(raw_identity)
+    if isinstance(canonical, Rejection):
+        raise ConsentError(
+            f"Consent.patient: the INS identity is unusable ({canonical.reason_code} on {canonical.field})"
+        )
+    pseudonymiser = Pseudonymiser(store)
+    own = pseudonymiser.pseudonym(canonical)
+    known = IdentityVault(engine, store).linkable([canonical])
+    result = link([LinkInput("consent", canonical)], pseudonymiser, known=known)
+    person = result.pseudonyms.get("consent", own)
+    return tuple(dict.fromkeys((own, person)))
+
+
+def submit(
+    consent: bytes | Path, *, engine: Engine, store: KeyStore, spark: SparkSession | None = None,
+    lake_root: str | None = None, withdrawal: bool = False,
+) -> SubmitOutcome:
+    """Register (or, with ``withdrawal``, withdraw) the opposition a Consent expresses.
+
+    On submit with a Spark session, gold is purged of the person immediately.
+    """
+    raw = consent.read_bytes() if isinstance(consent, Path) else consent
+    request = parse_consent(raw)
+    if not withdrawal and request.status != "active":
+        raise ConsentError(f"Consent.status: an opposition must be 'active' (got {request.status!r})")
+    pseudonyms = resolve(request.raw_identity, engine=engine, store=store)
+    registry = OppositionRegistry(engine)
+    if withdrawal:
+        return SubmitOutcome("withdraw", pseudonyms, tuple(registry.withdraw(pseudonyms)))
+    changed = registry.submit(pseudonyms)
+    gold = purge_lake(spark, pseudonyms, zones=("gold",), lake_root=lake_root) if spark is not None else []
+    return SubmitOutcome("submit", pseudonyms, tuple(changed), gold)
+
+
+def withdraw(consent: bytes | Path, *, engine: Engine, store: KeyStore) -> SubmitOutcome:
+    """Withdraw an opposition: data arriving from now on are used again."""
+    return submit(consent, engine=engine, store=store, withdrawal=True)
+
+
+def purge_lake(
+    spark: SparkSession, pseudonyms: Iterable[str], *, zones: Iterable[str] = ("bronze", "silver", "gold"),
+    lake_root: str | None = None, catalog: Catalog | None = None, reason: str = _REASON, run_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """Erase `pseudonyms` from every table of `zones` that has a pseudonym column (one proof row per table)."""
+    from pdp.lake import LakeTable, RunInfo, erase, load_catalog
+
+    catalog = catalog or load_catalog()
+    values = sorted(set(pseudonyms))
+    run = RunInfo.new("governance.erasure", definitions_version="erasure/1") if run_id is None else RunInfo(
+        run_id=run_id, job="governance.erasure", definitions_version="erasure/1")
+    proofs = []
+    for name in catalog.names():
+        definition = catalog.table(name)
+        if definition.zone not in set(zones):
+            continue
+        table = LakeTable(spark, definition, lake_root=lake_root)
+        for column in (c.name for c in definition.columns if c.pseudonym):
+            proof = erase(table, column, values, run=run, reason=reason)
+            if proof.version_before is not None:
+                proofs.append(proof.as_dict())
+    return proofs
+
+
+def apply(
+    *, spark: SparkSession, engine: Engine, store: KeyStore, lake_root: str | None = None,
+) -> ApplyReport:
+    """Erase every pending opposed person from the lake (all versions, change data) and the vault."""
+    from pdp.pseudonym.vault import IdentityVault
+
+    started = time.perf_counter()
+    registry = OppositionRegistry(engine)
+    pending = registry.pending()
+    report = ApplyReport(pseudonyms=tuple(pending))
+    if not pending:
+        report.seconds = time.perf_counter() - started
+        return report
+    report.tables = purge_lake(spark, pending, lake_root=lake_root)
+    report.vault_rows = IdentityVault(engine, store).delete(pending)
+    registry.mark_applied(pending, at=datetime.now(UTC))
+    report.persons = len(pending)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def withheld_at_edge(engine: Engine, mapping: Mapping[str, str], pseudonyms: Iterable[str]) -> set[str]:
+    """The batch pseudonyms to refuse at the edge: opposed themselves, or linked to an opposed person."""
+    batch = set(pseudonyms)
+    finals = {p: mapping.get(p, p) for p in batch}
+    opposed = OppositionRegistry(engine).opposed(sorted(batch | set(finals.values())))
+    return {p for p, person in finals.items() if p in opposed or person in opposed}
