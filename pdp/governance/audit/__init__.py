@@ -8,7 +8,8 @@ key store and exports it for an outside witness; ``verify`` recomputes everythin
 the first bad index. See the modules: ``vocabulary`` (actions, decisions), ``entry``
 (fields, checks, canonical bytes), ``merkle`` (RFC 9162), ``store`` (serialised appends),
 ``signing`` (the key), ``checkpoint`` (signed heads), ``verify``, ``review`` (query,
-transparency), ``sink`` (the adapter for ``reidentify``), ``log`` (the facade).
+transparency), ``sink`` (the adapter for ``reidentify``), ``recorders`` (the authoriser's ``on_decision`` and
+``on_reload`` hooks), ``log`` (the facade).
 
 Example::
 
@@ -32,6 +33,7 @@ from pdp.governance.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from pdp.governance.audit.recorders import AuditDecisionRecorder, PolicyChangeRecorder
 from pdp.governance.audit.review import TransparencyItem, query_entries, transparency_record
 from pdp.governance.audit.signing import AuditSigningKeys
 from pdp.governance.audit.sink import AuditLogSink
@@ -43,6 +45,7 @@ from pdp.governance.audit.vocabulary import AuditAction, AuditDecision
 __all__ = [
     "AuditAction",
     "AuditDecision",
+    "AuditDecisionRecorder",
     "AuditEntry",
     "AuditEntryError",
     "AuditIntegrityError",
@@ -51,6 +54,7 @@ __all__ = [
     "AuditRecord",
     "AuditSigningKeys",
     "CheckpointFileError",
+    "PolicyChangeRecorder",
     "SignedTreeHead",
     "TransparencyItem",
     "VerificationReport",
