@@ -161,3 +161,43 @@ def test_commands_record_their_events_through_audit_event(store: AuditLog) -> No
     assert (entry.actor, entry.actor_role, entry.decision, entry.details) == ("pdp-cli", "ethics", "done", parameters)
     with pytest.raises(UserError, match="direct identifier"):
         audit_event(action="ethics_sampling", data_ref=["185057800608491"])
+
+
+def test_an_opposition_withdrawal_through_the_cli_is_recorded_with_pseudonyms_only(
+    store: AuditLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pdp.pseudonym.keys import KeyStore
+
+    KeyStore.from_settings().init()
+    nir = "1850578006084" + f"{97 - 1850578006084 % 97:02d}"
+    consent = {
+        "resourceType": "Consent",
+        "status": "inactive",
+        "scope": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "#p"},
+        "dateTime": "2026-07-01T10:00:00+02:00",
+        "contained": [
+            {
+                "resourceType": "Patient",
+                "id": "p",
+                "identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": nir}],
+                "name": [{"use": "official", "family": "ZYGOMATIQUE", "given": ["QUETZALIA"]}],
+                "gender": "male",
+                "birthDate": "1985-05-12",
+            }
+        ],
+        "provision": {"type": "deny"},
+    }
+    path = tmp_path / "consent.json"
+    path.write_text(json.dumps(consent))
+    code, _, err = _pdp(capsys, "oppose", "withdraw", str(path))
+    assert code == 0, err
+    entry = store.query(action="opposition_withdraw")[-1]
+    assert entry.actor_role == "dmp" and entry.purpose == "opposition_management" and entry.data_ref
+    assert all(ref.startswith("v1:") for ref in entry.data_ref)
+    dump = repr(store.query())
+    assert nir not in dump and "ZYGOMATIQUE" not in dump and "QUETZALIA" not in dump
+    assert store.transparency(entry.data_ref[0])[-1].action == "opposition_withdraw"
