@@ -594,7 +594,7 @@ def keys_init_command(
 ) -> None:
     """Create version 1 of the pseudonym and vault keys, wrapped under the master key."""
     from pdp.config import Settings, get_settings
-    from pdp.pseudonym.keys import keys_init
+    from pdp.pseudonym.keys import keys_init, keys_status
 
     with _key_store_errors():
         settings = get_settings()
@@ -603,7 +603,11 @@ def keys_init_command(
 
             create_master_key_file(new_master_key_file)
             settings = Settings(master_key_file=new_master_key_file)
-        console.print(keys_init(settings))
+        summary = keys_init(settings)
+        purposes = sorted({info.purpose for info in keys_status(settings)})
+    audit_event(action="key_operation", rule="key store initialised",
+                details={"operation": "init", "purposes": purposes})
+    console.print(summary)
 
 
 @keys_app.command("status")
@@ -643,6 +647,10 @@ def keys_rotate_command() -> None:
             report = rotate_pseudonym_key(store=store, vault=vault, spark=spark, catalog=catalog)
         except RotationError as exc:
             raise UserError(str(exc)) from None
+    audit_event(action="key_operation", rule="pseudonym key rotated; lake and vault re-keyed; old version retired",
+                details={"operation": "rotate", "purpose": "pseudonym", "old_version": report.old_version,
+                         "new_version": report.new_version, "resumed": report.resumed,
+                         "vault_records": report.vault_rows, "tables": dict(report.tables)})
     tables = ", ".join(f"{k} {v:,}" for k, v in report.tables.items()) or "no lake table yet"
     console.print(
         f"pseudonym key v{report.old_version} -> v{report.new_version}{' (resumed)' if report.resumed else ''}: "

@@ -201,3 +201,11 @@ def test_an_opposition_withdrawal_through_the_cli_is_recorded_with_pseudonyms_on
     dump = repr(store.query())
     assert nir not in dump and "ZYGOMATIQUE" not in dump and "QUETZALIA" not in dump
     assert store.transparency(entry.data_ref[0])[-1].action == "opposition_withdraw"
+
+
+def test_keys_init_is_recorded_as_a_key_operation(store: AuditLog, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _pdp(capsys, "keys", "init")
+    assert code == 0, err
+    entry = store.query(action="key_operation")[-1]
+    assert entry.details["operation"] == "init" and "pseudonym" in entry.details["purposes"]
+    assert store.verify(trusted_keys={}).ok
