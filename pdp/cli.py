@@ -218,13 +218,45 @@ def _governance():
     return engine, KeyStore.from_settings()
 
 
+def audit_event(
+    *,
+    action: str,
+    actor_role: str = "system",
+    decision: str = "done",
+    data_ref=(),
+    purpose: str | None = None,
+    rule: str = "",
+    details: dict | None = None,
+) -> None:
+    """Record a command's governance event in the audit log (``PDP_AUDIT_DB_URL``, else the governance store).
+
+    The actor is the command line itself (``pdp-cli``): the operator's OS login is not recorded.
+    A refused entry (an identity in it) or an unwritable store is a one-line error.
+    """
+    from pdp.governance.audit import AuditEntryError, AuditLog
+
+    try:
+        AuditLog.from_settings(with_keys=False).append(
+            actor="pdp-cli", actor_role=actor_role, action=action, decision=decision, data_ref=data_ref,
+            purpose=purpose, rule=rule, details=details,
+        )
+    except AuditEntryError as exc:
+        raise UserError(str(exc)) from None
+
+
 def apply_oppositions(spark):
     """`pdp oppose apply` as a function (`pdp run` starts with it): erase every pending opposed person."""
     from pdp.governance.opposition import apply
 
     with _key_store_errors():
         engine, store = _governance()
-        return apply(spark=spark, engine=engine, store=store)
+        report = apply(spark=spark, engine=engine, store=store)
+    if report.persons:  # the proof of the erasure, pseudonyms and counts only
+        audit_event(action="erasure", data_ref=report.pseudonyms, purpose="opposition_management",
+                    rule="opposition (GDPR art. 21): erased from every table, version and change file, and the vault; "
+                         "Delta's retention check overridden for the rewritten files",
+                    details=report.as_dict())
+    return report
 
 
 def _consent_command(path: Path, *, withdrawal: bool) -> None:
@@ -240,6 +272,10 @@ def _consent_command(path: Path, *, withdrawal: bool) -> None:
             outcome = submit(path, engine=engine, store=store, spark=spark, withdrawal=withdrawal)
         except ConsentError as exc:
             raise UserError(f"{path.name}: {exc}") from None
+    audit_event(action="opposition_withdraw" if withdrawal else "opposition_submit", actor_role="dmp",
+                data_ref=outcome.pseudonyms, purpose="opposition_management",
+                details={"changed": len(outcome.changed),
+                         "gold_rows_removed": sum(int(t["rows_deleted"]) for t in outcome.gold)})
     verb = "withdrawn" if withdrawal else "registered"
     console.print(f"opposition {verb}: {len(outcome.changed)} of {len(outcome.pseudonyms)} pseudonym(s) changed state "
                   f"({', '.join(outcome.pseudonyms)})")
@@ -304,7 +340,7 @@ def ethics_sample_command(
                              stratum=stratum, n=n, seed=seed, as_of=_as_of(as_of) if as_of else None)
     except SampleError as exc:
         raise UserError(str(exc)) from None
-    audit_event(engine, action="ethics_sample", data_ref=sample.pseudonyms, purpose="ethics_review",
+    audit_event(action="ethics_sampling", actor_role="ethics", data_ref=sample.pseudonyms, purpose="ethics_review",
                 details=sample.parameters())
     print(json.dumps({"parameters": sample.parameters(), "records": sample.records}, indent=2,
                      ensure_ascii=False, default=str))
@@ -558,7 +594,7 @@ def keys_init_command(
 ) -> None:
     """Create version 1 of the pseudonym and vault keys, wrapped under the master key."""
     from pdp.config import Settings, get_settings
-    from pdp.pseudonym.keys import keys_init
+    from pdp.pseudonym.keys import keys_init, keys_status
 
     with _key_store_errors():
         settings = get_settings()
@@ -567,7 +603,11 @@ def keys_init_command(
 
             create_master_key_file(new_master_key_file)
             settings = Settings(master_key_file=new_master_key_file)
-        console.print(keys_init(settings))
+        summary = keys_init(settings)
+        purposes = sorted({info.purpose for info in keys_status(settings)})
+    audit_event(action="key_operation", rule="key store initialised",
+                details={"operation": "init", "purposes": purposes})
+    console.print(summary)
 
 
 @keys_app.command("status")
@@ -611,16 +651,201 @@ def keys_rotate_command() -> None:
 
     OppositionRegistry(vault.engine).repseudonymise(report.mapping)
     removed = sum(int(t["files_removed"]) for t in report.purged)
-    audit_event(action="key_operation", actor_role="data_engineer", data_ref=[], purpose="data_operations",
+    audit_event(action="key_operation", rule="pseudonym key rotated; lake and vault re-keyed, purged; old retired",
                 details={"operation": "rotate", "purpose": "pseudonym", "old_version": report.old_version,
-                         "new_version": report.new_version, "vault_rows": report.vault_rows,
-                         "tables": report.tables, "purge": report.purged})
+                         "new_version": report.new_version, "resumed": report.resumed,
+                         "vault_records": report.vault_rows, "tables": dict(report.tables), "purge": report.purged})
     tables = ", ".join(f"{k} {v:,}" for k, v in report.tables.items()) or "no lake table yet"
     console.print(f"purge: {removed:,} file(s) holding old pseudonyms removed from the lake")
     console.print(
         f"pseudonym key v{report.old_version} -> v{report.new_version}{' (resumed)' if report.resumed else ''}: "
         f"vault {report.vault_rows:,} records, lake {tables}; v{report.old_version} retired"
     )
+
+
+audit_app = typer.Typer(
+    no_args_is_help=True, help="The tamper-evident audit trail: verify, sign and export the head, review."
+)
+app.add_typer(audit_app, name="audit")
+
+
+def _audit_errors():
+    from contextlib import contextmanager
+
+    from pdp.governance.audit import AuditEntryError, CheckpointFileError
+    from pdp.governance.db import GovernanceDbError
+    from pdp.pseudonym.kms import KeyStoreError
+
+    @contextmanager
+    def guard():
+        try:
+            yield
+        except (AuditEntryError, CheckpointFileError, GovernanceDbError, KeyStoreError) as exc:
+            raise UserError(str(exc)) from None
+
+    return guard()
+
+
+def _audit_log(*, with_keys: bool):
+    from pdp.governance.audit import AuditLog
+
+    return AuditLog.from_settings(with_keys=with_keys)
+
+
+def _moment(value: str | None, option: str):
+    """A --since/--until value: a date (YYYY-MM-DD) or an ISO datetime (UTC if no offset)."""
+    from datetime import datetime
+
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"{option} must be a date (YYYY-MM-DD) or an ISO datetime") from None
+
+
+@audit_app.command("verify")
+def audit_verify_command(
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option("--checkpoint", help="An exported signed tree head kept by a witness (repeatable)."),
+    ] = None,
+    public_keys: Annotated[
+        Path | None,
+        typer.Option(help="Trust these public keys (`pdp audit public-keys`) instead of opening the key store."),
+    ] = None,
+) -> None:
+    """Recompute every entry, the hash chain and the Merkle tree; check every signed tree head.
+
+    Exit 0 when the log verifies, 1 naming the first bad index and why.
+    """
+    from pdp.governance.audit.signing import load_public_keys
+    from pdp.pseudonym.kms import KeyStoreError
+
+    with _audit_errors():
+        files = list(checkpoint or [])
+        trusted = None
+        if public_keys is not None:
+            try:
+                trusted = load_public_keys(public_keys)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+            log = _audit_log(with_keys=False)
+        else:
+            try:
+                log = _audit_log(with_keys=True)
+                log.trusted_keys()  # opens the key store now: a wrong master key is a user error
+            except KeyStoreError as exc:
+                if not files:
+                    raise UserError(
+                        f"{exc} (needed to check signed tree heads; or pass --public-keys or --checkpoint FILE)"
+                    ) from None
+                log = _audit_log(with_keys=False)
+        report = log.verify(checkpoints=files, trusted_keys=trusted)
+    if report.ok:
+        console.print(report.line())
+        return
+    print(f"error: {report.line()}", file=sys.stderr)
+    raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint_command(
+    out: Annotated[Path | None, typer.Option(help="Where to export the signed head (default: var/audit/).")] = None,
+) -> None:
+    """Verify the log, sign its head (Ed25519, key in the key store), store it and export it as JSON."""
+    from pdp.config import get_settings
+    from pdp.governance.audit import AuditIntegrityError
+
+    with _audit_errors():
+        if out is not None and out.exists():
+            raise UserError(f"{out} already exists: refusing to overwrite it")
+        log = _audit_log(with_keys=True)
+        try:
+            head = log.checkpoint()
+        except AuditIntegrityError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(1) from None
+        stamp = head.timestamp[:19].replace(":", "")
+        target = out or get_settings().var_dir / "audit" / f"checkpoint-{head.tree_size:010d}-{stamp}.json"
+        head.export(target)
+    console.print(
+        f"signed tree head: size {head.tree_size}, root {head.root_hash}, key {head.key_id}; exported to {target}",
+        soft_wrap=True,
+    )
+
+
+@audit_app.command("public-keys")
+def audit_public_keys_command(
+    out: Annotated[Path | None, typer.Option(help="Write the JSON to this file (default: print it).")] = None,
+) -> None:
+    """Export the audit signing public keys, for reviewers and witnesses who verify without the master key."""
+    from pdp.governance.audit import AuditSigningKeys
+
+    with _audit_errors():
+        keys = AuditSigningKeys.from_settings()
+        keys.ensure()
+        document = json.dumps(keys.public_keys_document(), indent=2, sort_keys=True) + "\n"
+        if out is None:
+            print(document, end="")
+            return
+        if out.exists():
+            raise UserError(f"{out} already exists: refusing to overwrite it")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(document, encoding="utf-8")
+    console.print(f"audit public keys exported to {out}")
+
+
+@audit_app.command("query")
+def audit_query_command(
+    actor: Annotated[str | None, typer.Option(help="Only this actor id.")] = None,
+    purpose: Annotated[str | None, typer.Option(help="Only this purpose.")] = None,
+    decision: Annotated[str | None, typer.Option(help="allowed, denied, failed or done.")] = None,
+    action: Annotated[str | None, typer.Option(help="Only this action (e.g. reidentification).")] = None,
+    since: Annotated[str | None, typer.Option(help="From this date or datetime (inclusive).")] = None,
+    until: Annotated[str | None, typer.Option(help="Up to this date (inclusive) or datetime (exclusive).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many entries.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Filtered review of the audit log (for the ethics committee): pseudonyms and counts, never identities."""
+    with _audit_errors():
+        entries = _audit_log(with_keys=False).query(
+            actor=actor, purpose=purpose, decision=decision, action=action,
+            since=_moment(since, "--since"), until=_moment(until, "--until"), limit=limit,
+        )
+    if as_json:
+        for entry in entries:
+            print(json.dumps({**entry.as_dict(), "entry_hash": entry.entry_hash}, ensure_ascii=False))
+        return
+    table = Table(title=f"audit log: {len(entries)} entries")
+    for col in ("index", "at", "actor", "role", "action", "purpose", "decision", "refs", "rule"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(
+            str(e.index), e.at, e.actor, e.actor_role, str(e.action), e.purpose or "", str(e.decision),
+            str(len(e.data_ref)), e.rule,
+        )
+    console.print(table)
+
+
+@audit_app.command("transparency")
+def audit_transparency_command(
+    pseudonym: Annotated[str, typer.Argument(help="The citizen's pseudonym (v<N>:...).")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON out.")] = False,
+) -> None:
+    """Which uses were made of a citizen's data: when, by which kind of actor, for which purpose."""
+    with _audit_errors():
+        items = _audit_log(with_keys=False).transparency(pseudonym)
+    if as_json:
+        print(json.dumps([item.to_json() for item in items], ensure_ascii=False))
+        return
+    table = Table(title=f"{len(items)} recorded use(s)")
+    for col in ("at", "action", "actor role", "purpose", "decision", "identity released"):
+        table.add_column(col)
+    for i in items:
+        released = "" if i.identity_released is None else ("yes" if i.identity_released else "no")
+        table.add_row(i.at, i.action, i.actor_role, i.purpose or "", i.decision, released)
+    console.print(table)
 
 
 @app.command()

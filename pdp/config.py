@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     spark_log_level: str = Field("ERROR", description="Spark log level (quiet by default).")
     spark_ui: bool = Field(False, description="Enable the Spark UI (off by default and in tests).")
     db_url: str = Field("sqlite:///./var/pdp.db", description="Governance store (SQLAlchemy URL).")
+    audit_db_url: str | None = Field(
+        None,
+        description="Audit trail store (SQLAlchemy URL); default: the governance store. In production, its own "
+        "database or schema with its own credentials.",
+    )
     key_store: Path = Field(Path("./var/keys"), description="Directory of envelope-encrypted versioned keys.")
     master_key_file: Path | None = Field(
         None, description="File holding the master key (alternative to PDP_MASTER_KEY)."

@@ -55,6 +55,7 @@ TABLE_MODULES: tuple[str, ...] = (
     "pdp.pseudonym.reidentify",
     "pdp.governance.opposition.registry",
     "pdp.governance.authz.relationships",
+    "pdp.governance.audit.tables",
 )
 
 _SQLITE_BUSY_TIMEOUT_MS = 10_000

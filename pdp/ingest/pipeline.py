@@ -238,10 +238,9 @@ def link_batch(
     report.link_rules = outcome.rule_counts
     report.relinked = len(outcome.mapping)
     if outcome.superseded:
+        from pdp.governance.opposition import OppositionRegistry
         from pdp.lake import load_catalog
         from pdp.pseudonym.rotation import remap_lake
-
-        from pdp.governance.opposition import OppositionRegistry
 
         remap_lake(spark, load_catalog(), outcome.superseded, f"{report.batch_id}-relink", lake_root)
         vault.repseudonymise(outcome.superseded)
