@@ -246,20 +246,16 @@ def audit_event(
 
 def apply_oppositions(spark):
     """`pdp oppose apply` as a function (`pdp run` starts with it): erase every pending opposed person."""
+    from pdp.governance.audit import AuditLog
     from pdp.governance.opposition import apply
 
     with _key_store_errors():
         engine, store = _governance()
-        report = apply(spark=spark, engine=engine, store=store)
-    if report.persons:  # the proof of the erasure, pseudonyms and counts only
-        audit_event(action="erasure", data_ref=report.pseudonyms, purpose="opposition_management",
-                    rule="opposition (GDPR art. 21): erased from every table, version and change file, and the vault; "
-                         "Delta's retention check overridden for the rewritten files",
-                    details=report.as_dict())
-    return report
+        return apply(spark=spark, engine=engine, store=store, audit=AuditLog.from_settings(with_keys=False))
 
 
 def _consent_command(path: Path, *, withdrawal: bool) -> None:
+    from pdp.governance.audit import AuditLog
     from pdp.governance.opposition import ConsentError, submit
     from pdp.lake import get_spark
 
@@ -269,13 +265,10 @@ def _consent_command(path: Path, *, withdrawal: bool) -> None:
         engine, store = _governance()
         try:
             spark = None if withdrawal else get_spark(app_name="pdp-oppose")
-            outcome = submit(path, engine=engine, store=store, spark=spark, withdrawal=withdrawal)
+            outcome = submit(path, engine=engine, store=store, spark=spark, withdrawal=withdrawal,
+                             audit=AuditLog.from_settings(with_keys=False))
         except ConsentError as exc:
             raise UserError(f"{path.name}: {exc}") from None
-    audit_event(action="opposition_withdraw" if withdrawal else "opposition_submit", actor_role="dmp",
-                data_ref=outcome.pseudonyms, purpose="opposition_management",
-                details={"changed": len(outcome.changed),
-                         "gold_rows_removed": sum(int(t["rows_deleted"]) for t in outcome.gold)})
     verb = "withdrawn" if withdrawal else "registered"
     console.print(f"opposition {verb}: {len(outcome.changed)} of {len(outcome.pseudonyms)} pseudonym(s) changed state "
                   f"({', '.join(outcome.pseudonyms)})")

@@ -36,3 +36,22 @@ def test_the_benchmark_policy_has_ten_thousand_valid_lines() -> None:
         (Path(tmp) / "policy.csv").write_text(text, encoding="utf-8")
         authz = Authoriser(policy_path=Path(tmp) / "policy.csv")
     assert len(authz.policy_lines) == 10_000 and len(territories) > 500
+
+
+def test_the_shared_authoriser_records_every_decision_in_the_audit_log(tmp_path, monkeypatch) -> None:
+    import pdp.governance.authz as authz
+    from pdp.config import get_settings
+    from pdp.governance.audit import AuditLog
+    from pdp.governance.authz import Principal, authorise
+
+    monkeypatch.setenv("PDP_AUDIT_DB_URL", f"sqlite:///{tmp_path / 'audit.db'}")
+    get_settings.cache_clear()
+    monkeypatch.setattr(authz, "_shared", None)
+    try:
+        ethics = Principal(sub="committee-1", role="ethics", territories={"*"})
+        assert not authorise(ethics, "douaisis", "identity", "reidentify", "ethics_review").allowed
+        assert authorise(ethics, "*", "audit_log", "read", "audit_review").allowed
+        entries = AuditLog.from_settings(with_keys=False).query(action="authorisation_decision")
+        assert [(e.actor, e.decision) for e in entries] == [("committee-1", "denied"), ("committee-1", "allowed")]
+    finally:
+        get_settings.cache_clear()

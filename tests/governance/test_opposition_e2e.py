@@ -19,6 +19,7 @@ from pdp.algorithms import build_gold
 from pdp.algorithms.indicators import publish_indicators
 from pdp.config import Settings
 from pdp.governance import create_all, make_engine
+from pdp.governance.audit import AuditLog, create_audit_tables
 from pdp.governance.erased_check import PseudonymDetector, spark_xxhash64
 from pdp.governance.ethics import MAX_SAMPLE, EthicsSample, SampleError, draw_sample, rank
 from pdp.governance.leak_scan import scan_lake
@@ -142,8 +143,10 @@ def test_opposition_end_to_end(
         submit(consent(identities[person], provision="permit"), engine=engine, store=store)
 
     stratum = LakeTable(spark, "gold.stratum", lake_root=settings.lake_uri)
+    create_audit_tables(engine)
+    audit = AuditLog(engine)
     outcome = submit(consent(identities[person]), engine=engine, store=store, spark=spark,
-                     lake_root=settings.lake_uri)
+                     lake_root=settings.lake_uri, audit=audit)
     pseudonyms = outcome.pseudonyms
     assert outcome.changed and outcome.gold and sum(t["rows_deleted"] for t in outcome.gold) > 0
     assert stratum.read().where(F.col("person_pseudonym").isin(list(pseudonyms))).count() == 0
@@ -157,13 +160,19 @@ def test_opposition_end_to_end(
     ids = [r[0] for r in spark.sql(f"SELECT xxhash64('{pseudonyms[0]}')").collect()]
     assert ids == [spark_xxhash64(pseudonyms[0])]
 
-    report = apply(spark=spark, engine=engine, store=store, lake_root=settings.lake_uri)
+    report = apply(spark=spark, engine=engine, store=store, lake_root=settings.lake_uri, audit=audit)
     assert report.persons == len(OppositionRegistry(engine).active()) and report.vault_rows >= 1
     by_table = {t["table"]: t for t in report.tables}
     assert by_table["silver.person"]["rows_deleted"] >= 1 and by_table["bronze.records"]["files_removed"] >= 1
     assert found(settings, pseudonyms) == 0, "a file of the lake still holds the erased pseudonym"
     assert IdentityVault(engine, store).get_many(list(pseudonyms)) == {}
     assert apply(spark=spark, engine=engine, store=store, lake_root=settings.lake_uri).persons == 0
+    # the audit holds the proof: who, what, which pseudonyms, per table versions, rows and files
+    (proof,) = audit.query(action="erasure")
+    assert set(proof.data_ref) == set(report.pseudonyms) and proof.details["tables"] == report.tables
+    assert [e.action for e in audit.query()] == ["opposition_submit", "erasure"]
+    assert audit.verify().ok
+    assert {t.action for t in audit.transparency(pseudonyms[0])} == {"opposition_submit", "erasure"}
 
     # new data about the opposed person are refused at the edge, counted, never landed
     source, record_ids = a_pmsi_file_with(territory, person)
@@ -176,7 +185,7 @@ def test_opposition_end_to_end(
     assert IdentityVault(engine, store).get_many(list(pseudonyms)) == {}
 
     # withdrawal: future data are used again
-    withdrawn = withdraw(consent(identities[person], status="inactive"), engine=engine, store=store)
+    withdrawn = withdraw(consent(identities[person], status="inactive"), engine=engine, store=store, audit=audit)
     assert set(withdrawn.changed) == set(outcome.changed)
     again = tmp_path / "again"
     variant(source, record_ids, again, nth=2)

@@ -5,7 +5,7 @@ Public surface (everything else is internal):
 - :class:`Authoriser` — loads and validates ``model.conf``, ``policy.csv`` and ``purposes.yml``
   (fail closed), decides with :meth:`Authoriser.authorise`, reloads, reports every decision to
   ``on_decision``; :func:`get_authoriser` / :func:`authorise` use one shared instance over the
-  default files.
+  default files, which records every decision and policy reload in the audit log.
 - :class:`Principal` (from token claims), :class:`Decision`, :class:`DecisionRecord`.
 - The vocabulary: :class:`Role`, :class:`Resource`, :class:`Action`.
 - Per-patient scope: :class:`CareRelationships` and its in-memory and SQL implementations,
@@ -83,7 +83,12 @@ def get_authoriser() -> Authoriser:
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = Authoriser.from_settings()
+            # Every decision, allowed or denied, and every policy reload goes to the audit log.
+            from pdp.governance.audit import AuditDecisionRecorder, AuditLog, PolicyChangeRecorder
+
+            log = AuditLog.from_settings(with_keys=False)
+            _shared = Authoriser.from_settings(on_decision=AuditDecisionRecorder(log),
+                                               on_reload=PolicyChangeRecorder(log))
         return _shared
 
 

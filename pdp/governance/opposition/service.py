@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
     from sqlalchemy import Engine
 
+    from pdp.governance.audit import AuditLog
     from pdp.lake import Catalog
     from pdp.pseudonym import KeyStore
 
@@ -93,9 +94,10 @@ def resolve(raw_identity: Any, *, engine: Engine, store: KeyStore) -> tuple[str,
 
 def submit(
     consent: bytes | Path, *, engine: Engine, store: KeyStore, spark: SparkSession | None = None,
-    lake_root: str | None = None, withdrawal: bool = False,
+    lake_root: str | None = None, withdrawal: bool = False, audit: AuditLog | None = None,
+    actor: str = "pdp-cli", actor_role: str = "dmp",
 ) -> SubmitOutcome:
-    """Register (or, with ``withdrawal``, withdraw) the opposition a Consent expresses.
+    """Register (or, with ``withdrawal``, withdraw) the opposition a Consent expresses; recorded in `audit`.
 
     On submit with a Spark session, gold is purged of the person immediately.
     """
@@ -106,15 +108,22 @@ def submit(
     pseudonyms = resolve(request.raw_identity, engine=engine, store=store)
     registry = OppositionRegistry(engine)
     if withdrawal:
-        return SubmitOutcome("withdraw", pseudonyms, tuple(registry.withdraw(pseudonyms)))
-    changed = registry.submit(pseudonyms)
-    gold = purge_lake(spark, pseudonyms, zones=("gold",), lake_root=lake_root) if spark is not None else []
-    return SubmitOutcome("submit", pseudonyms, tuple(changed), gold)
+        outcome = SubmitOutcome("withdraw", pseudonyms, tuple(registry.withdraw(pseudonyms)))
+    else:
+        changed = registry.submit(pseudonyms)
+        gold = purge_lake(spark, pseudonyms, zones=("gold",), lake_root=lake_root) if spark is not None else []
+        outcome = SubmitOutcome("submit", pseudonyms, tuple(changed), gold)
+    if audit is not None:
+        audit.append(actor=actor, actor_role=actor_role,
+                     action="opposition_withdraw" if withdrawal else "opposition_submit", decision="done",
+                     data_ref=outcome.pseudonyms, purpose="opposition_management",
+                     details={"changed": len(outcome.changed), "gold": outcome.gold})
+    return outcome
 
 
-def withdraw(consent: bytes | Path, *, engine: Engine, store: KeyStore) -> SubmitOutcome:
+def withdraw(consent: bytes | Path, *, engine: Engine, store: KeyStore, audit: AuditLog | None = None) -> SubmitOutcome:
     """Withdraw an opposition: data arriving from now on are used again."""
-    return submit(consent, engine=engine, store=store, withdrawal=True)
+    return submit(consent, engine=engine, store=store, withdrawal=True, audit=audit)
 
 
 def purge_lake(
@@ -132,8 +141,13 @@ def purge_lake(
 
 def apply(
     *, spark: SparkSession, engine: Engine, store: KeyStore, lake_root: str | None = None,
+    audit: AuditLog | None = None, actor: str = "pdp-cli",
 ) -> ApplyReport:
-    """Erase every pending opposed person from the lake (all versions, change data) and the vault."""
+    """Erase every pending opposed person from the lake (all versions, change data) and the vault.
+
+    The proof (per table: versions before and after, rows, files and bytes removed; vault rows)
+    goes to `audit` as one ``erasure`` entry naming the pseudonyms.
+    """
     from pdp.pseudonym.vault import IdentityVault
 
     started = time.perf_counter()
@@ -148,6 +162,11 @@ def apply(
     registry.mark_applied(pending, at=datetime.now(UTC))
     report.persons = len(pending)
     report.seconds = time.perf_counter() - started
+    if audit is not None:
+        audit.append(actor=actor, actor_role="system", action="erasure", decision="done", data_ref=pending,
+                     purpose="opposition_management", rule=_REASON
+                     + "; Delta's retention check overridden for the files holding the person only",
+                     details=report.as_dict())
     return report
 
 
