@@ -642,7 +642,7 @@ def keys_rotate_command() -> None:
             raise UserError(str(exc)) from None
     from pdp.governance.opposition import OppositionRegistry
 
-    OppositionRegistry(vault.engine).repseudonymise(report.mapping)
+    OppositionRegistry(vault.engine).follow(report.mapping)
     removed = sum(int(t["files_removed"]) for t in report.purged)
     audit_event(action="key_operation", rule="pseudonym key rotated; lake and vault re-keyed, purged; old retired",
                 details={"operation": "rotate", "purpose": "pseudonym", "old_version": report.old_version,

@@ -244,7 +244,7 @@ def link_batch(
 
         remap_lake(spark, load_catalog(), outcome.superseded, f"{report.batch_id}-relink", lake_root)
         vault.repseudonymise(outcome.superseded)
-        OppositionRegistry(vault.engine).repseudonymise(outcome.superseded)
+        OppositionRegistry(vault.engine).follow(outcome.superseded)
     return outcome
 
 

@@ -87,6 +87,7 @@ __all__ = [
 Purpose = Literal["pseudonym", "vault", "record", "nametoken"]
 KeyStatus = Literal["current", "previous", "retired"]
 PURPOSES: tuple[Purpose, ...] = get_args(Purpose)
+_ORIGINAL_PURPOSES: tuple[Purpose, ...] = ("pseudonym", "vault")
 DATA_KEY_BYTES = 32
 _FORMAT = "pdp-key/1"
 _FILE_NAME = re.compile(r"(?P<purpose>[a-z]+)-v(?P<version>[1-9][0-9]{0,8})\.json")
@@ -293,7 +294,9 @@ class KeyStore:
         if not records:
             raise KeyStoreError(f"key store {self._dir} is not initialised: run `pdp keys init`")
         missing = set(PURPOSES) - {r.purpose for r in records}
-        if missing:
+        # A purpose added after the store was made (record, nametoken) is created by `ensure`;
+        # only the original ones, or the one asked for, make the store incomplete.
+        if missing & set(_ORIGINAL_PURPOSES) or purpose in missing:
             raise KeyStoreError(f"key store {self._dir} has no {sorted(missing)[0]} key: it is incomplete")
         series = [r for r in records if r.purpose == purpose]
         if [r.version for r in series] != list(range(1, len(series) + 1)):

@@ -119,7 +119,9 @@ def test_ethics_sample_is_reproducible_pseudonymised_and_explained(
     assert first.pseudonyms == sorted(first.pseudonyms, key=lambda p: rank(7, p))
     for record in first.records:
         assert [s["stratum"] for s in record["strata"] if s["pyramid"] == "t2d"] == ["1"]
-        assert all(s["facts"] for s in record["strata"]), "every assignment comes with its facts"
+        assert all(s["rule_id"] for s in record["strata"]), "every assignment names its rule"
+        t2d = [p for p in record["populations"] if p["population"] == "t2d"]
+        assert t2d and all(p["facts"] for p in t2d), "membership comes with the silver facts behind it"
         assert not {"nir", "birth_name", "first_names", "address", "phone"} & set(record)
     with pytest.raises(SampleError, match="territory"):
         draw_sample(spark, engine, territory="Nowhere", pyramid="t2d", stratum="1", n=1, seed=1,

@@ -199,7 +199,7 @@ def test_the_master_key_is_read_from_a_private_file(
     key_file.chmod(0o600)
     settings = make_settings(key_dir, None, master_key_file=key_file)
     keys_init(settings)
-    assert [i.version for i in keys_status(settings)] == [1, 1, 1]
+    assert [i.version for i in keys_status(settings)] == [1, 1, 1, 1]
     key_file.chmod(0o644)
     with pytest.raises(MasterKeyError, match="accessible to other users"):
         KeyStore.from_settings(settings)
@@ -316,6 +316,7 @@ def test_the_command_helpers_init_show_and_rotate(make_settings: Callable[..., S
         ("pseudonym", 2, "current"),
         ("vault", 1, "current"),
         ("record", 1, "current"),
+        ("nametoken", 1, "current"),
     ]
 
 

@@ -118,7 +118,7 @@ class OppositionRegistry:
                 conn.execute(update(opposition_registry).where(r.pseudonym.in_(items[start:start + _CHUNK]))
                              .values(applied_at=at or datetime.now(UTC)))
 
-    def repseudonymise(self, mapping: Mapping[str, str]) -> int:
+    def follow(self, mapping: Mapping[str, str]) -> int:
         """Follow a key rotation or a linkage merge: old pseudonym → new, state kept."""
         r = opposition_registry.c
         moved = 0
