@@ -283,6 +283,8 @@ def _demo_pyramids(sources: Path, as_of: date) -> None:
                       f"real state {true.agreement:.4f}")
     console.print(f"care actions: person × action status agreement with the coded truth "
                   f"{result.actions['agreement']:.4f} over {int(result.actions['rows']):,} rows")
+    per_action = {k: v for k, v in result.actions.items() if "." in k}
+    console.print("  per action: " + ", ".join(f"{k} {v:.4f}" for k, v in per_action.items()))
 
 
 @app.command("scan-lake")

@@ -102,7 +102,16 @@ hba1c_above_target          | dx E11.9 -10; lab 4548-4=7.4 -100                 
 hba1c_latest_back_on_target | dx E11.9 -10; lab 4548-4=7.4 -200; lab 4548-4=6.8 -100                  | hba1c=up_to_date/182
 hba1c_on_insulin            | dx E11.9 -10; drug A10AE04 -20; lab 4548-4=6.2 -61                      | hba1c=due/91
 hba1c_stratum_4             | dx E11.2 -10; dx Z99.2 das -10; lab 4548-4=6.2 -70                      | hba1c=due/91
-never_done                  | dx E11.9 -10                                                            | hba1c=overdue/182 ecg=overdue/365 monofilament=overdue/365 fundus=overdue/730 blood_panel=overdue/365
+never_done                  | dx E11.9 -10                                                            | hba1c=overdue/182 ecg=overdue/365 monofilament=overdue/365 fundus=overdue/730 blood_panel=overdue/365 influenza_vaccine=overdue/365 pneumococcal_vaccine=overdue/1826
+flu_vaccine_this_season     | dx E11.9 -10; drug J07BB02 -250                                         | influenza_vaccine=up_to_date/365
+flu_vaccine_due_soon        | dx E11.9 -10; drug J07BB02 -340                                         | influenza_vaccine=due/365
+flu_vaccine_due_today       | dx E11.9 -10; drug J07BB02 -365                                         | influenza_vaccine=due/365
+flu_vaccine_a_year_ago      | dx E11.9 -10; drug J07BB02 -366                                         | influenza_vaccine=overdue/365
+flu_vaccine_prescribed_only | dx E11.9 -10; drug J07BB02 gp -100                                      | influenza_vaccine=overdue/365
+flu_vaccine_after_as_of     | dx E11.9 -10; drug J07BB02 +5                                           | influenza_vaccine=overdue/365
+pneumococcal_within_5_years | dx E11.9 -10; drug J07AL02 -1700                                        | pneumococcal_vaccine=up_to_date/1826 influenza_vaccine=overdue/365
+pneumococcal_due_soon       | dx E11.9 -10; drug J07AL01 -1800                                        | pneumococcal_vaccine=due/1826
+pneumococcal_over_5_years   | dx E11.9 -10; drug J07AL02 -1827                                        | pneumococcal_vaccine=overdue/1826
 yearly_exams                | dx E11.9 -10; proc DEQP003 -300; proc 401191002 gp -340; lab 2160-0=9 -400 | ecg=up_to_date/365 monofilament=due/365 blood_panel=overdue/365
 fundus_every_2_years        | dx E11.9 -10; proc BGQP002 -700                                         | fundus=due/730
 fundus_retinopathy_yearly   | dx E11.3 -10; proc BGQP002 -700                                         | fundus=overdue/365
