@@ -535,10 +535,12 @@ def _vaccinations(ctx: _Ctx, age: int) -> None:
         span = cal["influenza_campaign"]["days"]
         day = opens + timedelta(days=min(rng.randrange(span), rng.randrange(span)))  # most shots early
         if rng.random() < propensity and ctx.start <= day <= ctx.end:
-            p.events.append(_event(ctx, "drug", day, "drugs", "influenza_vaccine", "pharmacy", ctx.pharmacy.finess, pack=1))
+            shot = _event(ctx, "drug", day, "drugs", "influenza_vaccine", "pharmacy", ctx.pharmacy.finess, pack=1)
+            p.events.append(shot)
     if chronic and rng.random() < cal["pneumococcal_share"]:
         day = ctx.start + timedelta(days=rng.randrange(max(1, (ctx.end - ctx.start).days + 1)))
-        p.events.append(_event(ctx, "drug", day, "drugs", "pneumococcal_vaccine", "pharmacy", ctx.pharmacy.finess, pack=1))
+        dose = _event(ctx, "drug", day, "drugs", "pneumococcal_vaccine", "pharmacy", ctx.pharmacy.finess, pack=1)
+        p.events.append(dose)
 
 
 def _nearest(facilities: tuple[Facility, ...], commune: str, rng: random.Random, local_share: float) -> Facility:
