@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
@@ -368,3 +369,47 @@ def test_explain_a_person_by_pseudonym_or_id(spark: SparkSession, gold: dict) ->
     assert "name" not in str(body).lower() and "nir" not in body
     with pytest.raises(PersonNotFound):
         explain_person(spark, "123", lake_root=lake)
+
+
+def _cells(frame: Any) -> list[tuple]:  # a pandas frame of counts
+    return sorted(tuple(str(v) for v in r) for r in frame[sorted(frame.columns)].itertuples(index=False))
+
+
+def test_the_trend_runs_the_same_sql_on_duckdb_at_each_month_end(spark: SparkSession, gold: dict) -> None:
+    from pdp.algorithms.compile import DuckDBDialect, compile_pipeline
+    from pdp.algorithms.indicators import gold_counts
+    from pdp.algorithms.trend import compute_trend, duckdb_counts, load_silver, month_ends, needed_steps
+
+    lake = str(gold["lake"])
+    defs = load_definitions()
+    build_gold(spark, as_of=AS_OF, lake_root=lake)  # gold up to date with silver (an earlier test adds a fact)
+    kept = {s.name for s in needed_steps(compile_pipeline(defs, as_of=AS_OF, dialect=DuckDBDialect()))}
+    assert {"out_stratum", "out_care_action", "persons"} <= kept
+    assert not kept & {"out_evidence", "citations", "out_alert", "cited"}, "the aggregates need no explanation"
+    con, _ = load_silver(spark, lake)
+    try:
+        now = duckdb_counts(con, defs, AS_OF)
+        earlier = duckdb_counts(con, defs, date(2026, 5, 31))
+    finally:
+        con.close()
+    spark_now = gold_counts(spark, as_of=AS_OF, lake_root=lake)
+    assert _cells(now.strata) == _cells(spark_now.strata), "DuckDB and Spark disagree on the strata counts"
+    assert _cells(now.actions) == _cells(spark_now.actions), "DuckDB and Spark disagree on the action counts"
+
+    def diabetics(counts: Any) -> int:
+        s = counts.strata
+        return int(s[(s["pyramid"] == "t2d") & (s["stratum"] != "at_risk")]["count"].sum())
+
+    # the pathway cases are diagnosed 10 days before the as-of date: not yet diabetic on 31 May
+    assert diabetics(earlier) < diabetics(now)
+    assert diabetics(now) - diabetics(earlier) >= len(_table(ACTIONS)) - 4
+
+    result = compute_trend(spark, as_of=AS_OF, months=12, territory="Golden", lake_root=lake)
+    assert result.dates == month_ends(AS_OF, 12) and len(result.dates) == 11 and result.dates[-1] == date(2026, 5, 31)
+    assert result.written and result.rows > 0
+    where = "as_of < DATE '2026-06-30'"
+    stored = [r.asDict() for r in LakeTable(spark, "gold.indicator", lake_root=lake).read().where(where).collect()]
+    assert {r["as_of"] for r in stored} == set(result.dates) and len(stored) == result.rows
+    assert not [r for r in stored if r["value"] is not None and 1 <= r["value"] <= 10], "a count of 1 to 10 is published"
+    assert not compute_trend(spark, as_of=AS_OF, months=12, territory="Golden", lake_root=lake).written, \
+        "unchanged silver: the stored points are kept"
