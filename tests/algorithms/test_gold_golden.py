@@ -322,6 +322,15 @@ def test_published_indicators_hide_small_counts_and_the_report_is_written(spark:
     strata = [r.asDict() for r in LakeTable(spark, "gold.stratum", lake_root=lake).read().collect()
               if r["pyramid"] == "t2d"]  # now: an earlier test of the module may have added a person
     assert pyramid["Total"] == len(strata) and pyramid["1"] == sum(1 for r in strata if r["stratum"] == "1")
+    per_gp = {(r["measure"], r["category"]): r["value"] for r in rows
+              if r["level"] == "gp" and r["unit"] == "10000000001" and r["topic"] == "t2d"}
+    assert per_gp[("stratum_count", "Total")] == len(strata), "every golden person has the same declared GP"
+    ecg = sum(1 for r in LakeTable(spark, "gold.care_action", lake_root=lake).read().collect()
+              if r["pathway"] == "t2d" and r["action"] == "ecg" and r["status"] != "overdue")
+    territory_ecg = next(r["value"] for r in rows if r["level"] == "territory" and r["measure"] == "action_status"
+                         and r["category"] == "ecg" and r["status"] == "up_to_date")
+    # one GP: its up-to-date count is the territory's, published (or hidden) in both tables alike
+    assert per_gp[("action_up_to_date", "ecg")] == territory_ecg and territory_ecg in (ecg, None)
     assert result.report is not None and result.report.stat().st_size > 100_000
     html = result.report.read_text(encoding="utf-8")
     assert "Golden" in html and "chart-pyramid-t2d" in html
