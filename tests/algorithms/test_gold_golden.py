@@ -373,7 +373,8 @@ def test_explain_a_person_by_pseudonym_or_id(spark: SparkSession, gold: dict) ->
     strata = {s["pyramid"]: s for s in body["strata"]}
     assert strata["t2d"]["stratum"] == "3" and strata["t2d"]["rule_id"] == "pyramid.t2d.3@1"
     assert {f["criterion"] for f in strata["t2d"]["facts"]} == {"t2d_retinopathy", "t2d_neuropathy"}
-    assert {a["action"] for a in body["actions"]} == {"hba1c", "blood_panel", "ecg", "monofilament", "fundus"}
+    assert {a["action"] for a in body["actions"]} == {"hba1c", "blood_panel", "ecg", "monofilament", "fundus",
+                                                      "influenza_vaccine", "pneumococcal_vaccine"}
     assert all(a["status"] == "overdue" and a["last_done"] is None for a in body["actions"])
     assert "name" not in str(body).lower() and "nir" not in body
     with pytest.raises(PersonNotFound):
