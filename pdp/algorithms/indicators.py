@@ -195,7 +195,8 @@ def _best_gp(rows: list[dict[str, Any]], defs: Definitions) -> dict[tuple[str, s
 
     Computed from published figures only, so that the reference adds nothing an attacker could use:
     a practice is a candidate for an action when its up-to-date count is published and its eligible
-    patients are too (every stratum of the pathway published in the GP × stratum table).
+    patients follow from its published GP × stratum row (every stratum of the pathway, or the row
+    total and every other stratum).
     """
     published = {(r["topic"], r["unit"], r["measure"], r["category"]): r["value"] for r in rows
                  if r["level"] == "gp" and r["unit"] != NO_GP}
@@ -203,11 +204,16 @@ def _best_gp(rows: list[dict[str, Any]], defs: Definitions) -> dict[tuple[str, s
     for ind in defs.indicators.values():
         pathway = defs.pathways[ind.pathway]
         gps = {unit for topic, unit, measure, _ in published if topic == ind.pathway and measure == "action_up_to_date"}
+        others = [s.stratum for s in defs.pyramids[pathway.pyramid].strata if s.stratum not in pathway.strata]
         for gp in sorted(gps):
             strata = [published.get((pathway.pyramid, gp, "stratum_count", s)) for s in pathway.strata]
-            if any(v is None for v in strata):
+            rest = [published.get((pathway.pyramid, gp, "stratum_count", s)) for s in [TOTAL, *others]]
+            if all(v is not None for v in strata):
+                eligible = sum(v for v in strata if v is not None)
+            elif all(v is not None for v in rest):  # the practice's total less its other strata
+                eligible = (rest[0] or 0) - sum(v for v in rest[1:] if v is not None)
+            else:
                 continue
-            eligible = sum(v for v in strata if v is not None)
             if eligible < ind.min_eligible_for_reference:
                 continue
             for a in ind.actions:
