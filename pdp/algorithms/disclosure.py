@@ -221,14 +221,17 @@ def protect_linked(
     every table), and the tables are protected again until no suppression pattern changes (suppressions
     only grow, so this ends).
 
-    Why that is enough when the shared cells are published (the common case): two tables that share
-    only a margin are two projections of one three-way table (commune × GP × stratum); for any values of
-    the two tables with the same published margin, a three-way table with both projections exists
-    (a transportation problem with equal totals always has a non-negative integer solution), so what
-    one table publishes restricts nothing in the other beyond the margin: each table's own guarantee
-    (every hole moves by ±1 along a cycle) holds jointly. When shared cells are suppressed, the tables
-    are coupled through them only; tests/algorithms/test_disclosure.py attacks the whole published set
-    with linear programmes.
+    What is proved and what is tested. Two tables that share only a margin, all of it published (the
+    commune × stratum and GP × stratum tables of a real territory, whose pyramid has no stratum of 10
+    or fewer), are two projections of one three-way table (commune × GP × stratum); for any values of
+    the two tables with that margin, a three-way table with both projections exists (a transportation
+    problem with equal totals always has a non-negative integer solution), so one table restricts
+    nothing in the other: each table's own guarantee (every hole moves by ±1 along a cycle) holds
+    jointly. Other couplings are not covered by that argument: a suppressed shared cell, and relations
+    that are sums rather than shared cells (a GP's eligible patients for an action, up to date plus
+    overdue, are the GP's patients in the pathway's strata). For those, tests/algorithms/test_disclosure.py
+    attacks every hole from all the published tables at once with linear programmes, on random
+    territories with many small cells, and shows the attack succeeds against tables protected one by one.
     """
     def value(key: Hashable, row: Hashable, column: Hashable) -> int:
         table = tables[key]
