@@ -72,7 +72,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["DEFAULT_THRESHOLD", "LinkedCell", "ProtectedTable", "protect", "protect_linked", "protect_long"]
+__all__ = ["DEFAULT_THRESHOLD", "LinkedCell", "ProtectedTable", "determined", "protect", "protect_linked",
+           "protect_long", "withheld"]
 
 DEFAULT_THRESHOLD = 10
 """Counts from 1 to this value (inclusive) are never published."""
@@ -258,6 +259,51 @@ def protect_linked(
         for key in changed:
             protected[key] = protect(tables[key], threshold=threshold, total_label=total_label, force=force[key])
     raise AssertionError(f"linked protection did not settle in {max_rounds} rounds")
+
+
+def determined(protected: ProtectedTable, weights: dict[tuple[Hashable, Hashable], float]) -> bool:
+    """Whether a linear combination of the grid's cells (margins included) follows from what is published.
+
+    Exact linear algebra on the table's line equations: the combination's suppressed part must lie in the
+    span of the equations restricted to the suppressed cells. Used for a figure another table publishes
+    that is a *sum* of this table's cells (a pathway's eligible persons = its strata of the pyramid).
+    """
+    table = protected.table
+    hidden = protected.suppressed.to_numpy()
+    rows, columns = list(table.index), list(table.columns)
+    position = {cell: k for k, cell in enumerate(map(tuple, np.argwhere(hidden)))}
+    target = np.zeros(len(position))
+    for (row, column), weight in weights.items():
+        cell = (rows.index(row), columns.index(column))
+        if cell in position:
+            target[position[cell]] += weight
+    if not target.any():
+        return True
+    n_rows, n_columns = hidden.shape
+    lines = [[(i, j) for j in range(n_columns)] for i in range(n_rows)] if not protected.one_dimensional else []
+    lines += [[(i, j) for i in range(n_rows)] for j in range(n_columns)]
+    equations = []
+    for line in lines:
+        coefficients = np.zeros(len(position))
+        for k, cell in enumerate(line):
+            if cell in position:
+                coefficients[position[cell]] += -1.0 if k == len(line) - 1 else 1.0
+        if coefficients.any():
+            equations.append(coefficients)
+    if not equations:
+        return False
+    matrix = np.array(equations)
+    return bool(np.linalg.matrix_rank(np.vstack([matrix, target])) == np.linalg.matrix_rank(matrix))
+
+
+def withheld(protected: ProtectedTable) -> ProtectedTable:
+    """The same table with every figure suppressed (nothing of it published)."""
+    everything = pd.DataFrame(True, index=protected.table.index, columns=protected.table.columns)
+    return ProtectedTable(
+        table=protected.table.mask(everything), primary=protected.primary,
+        secondary=everything & ~protected.primary, threshold=protected.threshold,
+        total_label=protected.total_label, one_dimensional=protected.one_dimensional,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------

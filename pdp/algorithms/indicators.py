@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from pdp.algorithms.disclosure import LinkedCell, protect_linked
+from pdp.algorithms.disclosure import LinkedCell, ProtectedTable, determined, protect_linked, withheld
 from pdp.algorithms.model import Definitions, load_definitions
 from pdp.lake import LakeTable, RunInfo
 
@@ -149,6 +149,24 @@ def published_tables(counts: Counts, defs: Definitions) -> tuple[dict[tuple[str,
     return tables, links
 
 
+def protect_published(tables: dict[tuple[str, str], pd.DataFrame], links: list[tuple[LinkedCell, ...]],
+                      defs: Definitions) -> dict[tuple[str, str], ProtectedTable]:
+    """Disclosure control of the whole published set (`published_tables`).
+
+    Shared cells: `protect_linked`. Sums: the action tables publish the pathway's eligible persons
+    (each action's total), the sum of the pathway's strata in the territory's pyramid; they are
+    published only when that sum already follows from the published pyramid (always, unless one of
+    the territory's strata holds 1 to 10 persons: then the pathway's action tables are withheld).
+    """
+    protected = protect_linked(tables, links, total_label=TOTAL)
+    for name, pathway in defs.pathways.items():
+        eligible = {(TOTAL, s): 1.0 for s in pathway.strata}
+        if not any(determined(protected[(kind, pathway.pyramid)], eligible) for kind in ("commune", "gp")):
+            for kind in ("action", "gp_action"):
+                protected[(kind, name)] = withheld(protected[(kind, name)])
+    return protected
+
+
 def indicator_rows(counts: Counts, *, territory: str, defs: Definitions) -> list[dict[str, Any]]:
     """Every published aggregate of one as-of date, disclosure-controlled, as gold.indicator rows (without as_of).
 
@@ -156,7 +174,7 @@ def indicator_rows(counts: Counts, *, territory: str, defs: Definitions) -> list
     or in neither. A shared margin is stored once (the territory's pyramid and up-to-date counts).
     """
     tables, links = published_tables(counts, defs)
-    protected = protect_linked(tables, links, total_label=TOTAL)
+    protected = protect_published(tables, links, defs)
     rows: list[dict[str, Any]] = []
     for (kind, name), table in protected.items():
         if kind == "commune":

@@ -504,12 +504,22 @@ def test_the_joint_attacker_beats_tables_protected_one_by_one() -> None:
     assert {key[0][0] for key, _ in beaten} & {"action", "gp_action"}
 
 
-@pytest.mark.parametrize("seed", [0, 4, 5])
-def test_no_suppressed_cell_of_the_published_set_can_be_recomputed_from_all_tables_together(seed: int) -> None:
+def test_the_joint_attacker_uses_the_eligible_counts_against_a_pyramid_with_a_small_stratum() -> None:
+    """Seed 12: the territory has 6 persons at risk of T2D, so the pyramid hides that stratum and stratum 2;
+    each action's total (the pathway's eligible persons, strata 1 to 4) would give stratum 2 back."""
     from pdp.algorithms.disclosure import protect_linked
 
+    tables, links, defs = _published_set(12)
+    beaten = _recomputed(joint_intervals(tables, protect_linked(tables, links), defs))
+    assert (("commune", "t2d"), "Total", "at_risk") in {key for key, _ in beaten}
+
+
+@pytest.mark.parametrize("seed", [0, 4, 5, 12, 13, 14])
+def test_no_suppressed_cell_of_the_published_set_can_be_recomputed_from_all_tables_together(seed: int) -> None:
+    from pdp.algorithms.indicators import protect_published
+
     tables, links, defs = _published_set(seed)
-    protected = protect_linked(tables, links)
+    protected = protect_published(tables, links, defs)
     for group in links:  # a shared cell is hidden in every table or in none
         assert len({bool(protected[key].suppressed.loc[r, c]) for key, r, c in group}) == 1, group
     intervals = joint_intervals(tables, protected, defs)
