@@ -170,7 +170,7 @@ def _as_of(text: str | None) -> date | None:
         raise UserError(f"--as-of must be a date YYYY-MM-DD, not {text!r}") from None
 
 
-def run_gold(as_of: date | None = None, territory: str = "territoire") -> dict:
+def run_gold(as_of: date | None = None, territory: str = "territoire", trend_months: int = 12) -> dict:
     """`pdp run` as a function (the demo reuses it): silver → gold at `as_of` (default: today), the
     territory's indicators under disclosure control, and its HTML report."""
     from pdp.algorithms import DefinitionError, build_gold, load_definitions
@@ -191,7 +191,7 @@ def run_gold(as_of: date | None = None, territory: str = "territoire") -> dict:
     try:
         report = build_gold(spark, as_of=day, definitions=defs)
         published = publish_indicators(spark, as_of=day, territory=territory, definitions=defs,
-                                       report_dir=get_settings().var_dir / "reports")
+                                       report_dir=get_settings().var_dir / "reports", trend_months=trend_months)
     except LakeError as exc:
         raise UserError(str(exc)) from None
     if report.skipped:
@@ -201,6 +201,10 @@ def run_gold(as_of: date | None = None, territory: str = "territoire") -> dict:
         console.print(f"gold at {day.isoformat()} ({defs.version}): {rows} in {report.seconds['total']:.1f} s")
     console.print(f"indicators: {published.rows:,} published aggregates"
                   f"{'' if published.written else ' (unchanged)'}; report: {published.report}")
+    if trend_months > 1:
+        console.print(f"trend: {trend_months - 1} earlier month ends, {published.trend_rows:,} aggregates"
+                      f"{'' if published.trend_written else ' (unchanged)'} in {published.seconds['trend']:.1f} s "
+                      f"(DuckDB over silver read once)")
     return {"as_of": day, "skipped": report.skipped, "rows": report.rows, "definitions": defs.version,
             "report": published.report}
 
@@ -343,10 +347,12 @@ def ethics_sample_command(
 def run_command(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Reference date YYYY-MM-DD (default: today).")] = None,
     territory: Annotated[str, typer.Option(help="Territory label of the indicators and the report.")] = "territoire",
+    trend_months: Annotated[int, typer.Option(min=1, max=36, help="Months of indicator trend: the as-of date and "
+                                              "the month ends before it (1: the as-of date only).")] = 12,
 ) -> None:
     """Silver → gold: populations, pyramids, care actions, alerts (with the facts behind each), the
-    territory's indicators under disclosure control, and its HTML report (var/reports/)."""
-    run_gold(_as_of(as_of), territory)
+    territory's indicators under disclosure control (with their monthly trend), and its HTML report (var/reports/)."""
+    run_gold(_as_of(as_of), territory, trend_months)
 
 
 @app.command("explain")
@@ -421,6 +427,8 @@ def _demo_pyramids(sources: Path, as_of: date) -> None:
                       f"real state {true.agreement:.4f}")
     console.print(f"care actions: person × action status agreement with the coded truth "
                   f"{result.actions['agreement']:.4f} over {int(result.actions['rows']):,} rows")
+    per_action = {k: v for k, v in result.actions.items() if "." in k}
+    console.print("  per action: " + ", ".join(f"{k} {v:.4f}" for k, v in per_action.items()))
 
 
 @app.command("scan-lake")

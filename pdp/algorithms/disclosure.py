@@ -72,7 +72,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["DEFAULT_THRESHOLD", "ProtectedTable", "protect", "protect_long"]
+__all__ = ["DEFAULT_THRESHOLD", "LinkedCell", "ProtectedTable", "determined", "protect", "protect_linked",
+           "protect_long", "withheld"]
 
 DEFAULT_THRESHOLD = 10
 """Counts from 1 to this value (inclusive) are never published."""
@@ -131,6 +132,7 @@ def protect(
     *,
     threshold: int = DEFAULT_THRESHOLD,
     total_label: str = "Total",
+    force: set[tuple[Hashable, Hashable]] | None = None,
 ) -> ProtectedTable:
     """Suppress the counts 1..``threshold`` of ``table`` and enough others that none can be recomputed.
 
@@ -138,14 +140,29 @@ def protect(
     categories), or a Series (a one-dimensional table: a vector and its total). The margins are computed
     here, suppressed under the same rule, and returned with the cells. The result depends only on the input
     (values and label order): same input, same output.
+
+    ``force``: (row, column) labels of the grid (``total_label`` for a margin) that must be suppressed
+    whatever their value, and protected like primary cells (they are reported as secondary). Used for
+    tables published together that share cells (:func:`protect_linked`); a forced 0 stays published
+    (a zero is never suppressed: the other table publishes it as 0 too).
     """
     _check_threshold(threshold)
     if isinstance(table, pd.Series):
+        if force:
+            raise ValueError("force applies to two-dimensional tables")
         return _protect_series(table, threshold=threshold, total_label=total_label)
     counts = _counts(table, total_label=total_label)
     full = _with_margins(counts)
     primary = _primary(full, threshold)
-    suppressed = _Suppression(full, primary).run()
+    forced = np.zeros_like(primary)
+    if force:
+        rows = {label: i for i, label in enumerate([*table.index, total_label])}
+        columns = {label: j for j, label in enumerate([*table.columns, total_label])}
+        for row, column in force:
+            if row not in rows or column not in columns:
+                raise ValueError(f"forced cell ({row!r}, {column!r}) is not in the table")
+            forced[rows[row], columns[column]] = full[rows[row], columns[column]] > 0
+    suppressed = _Suppression(full, primary | forced).run()
     return _result(
         full,
         primary,
@@ -182,6 +199,111 @@ def protect_long(
         raise ValueError(f"protect_long: duplicate ({row}, {column}) pairs; aggregate them first")
     wide = df.pivot(index=row, columns=column, values=value).fillna(0)
     return protect(wide, threshold=threshold, total_label=total_label).to_long(row=row, column=column, value=value)
+
+
+LinkedCell = tuple[Hashable, Hashable, Hashable]
+"""(table key, row label, column label) of a cell of one of several tables published together."""
+
+
+def protect_linked(
+    tables: dict[Hashable, pd.DataFrame],
+    links: list[tuple[LinkedCell, ...]],
+    *,
+    threshold: int = DEFAULT_THRESHOLD,
+    total_label: str = "Total",
+    max_rounds: int = 50,
+) -> dict[Hashable, ProtectedTable]:
+    """Protect tables that are published together and share cells (e.g. the same margin).
+
+    Each entry of ``links`` lists cells of different tables that hold the same count (the GP × stratum
+    table's column totals *are* the commune × stratum table's: both are the territory's pyramid). An
+    attacker who sees a shared cell published in one table reads it in the other, so a shared cell is
+    suppressed everywhere as soon as one table suppresses it (it is then protected as a primary cell in
+    every table), and the tables are protected again until no suppression pattern changes (suppressions
+    only grow, so this ends).
+
+    What is proved and what is tested. Two tables that share only a margin, all of it published (the
+    commune × stratum and GP × stratum tables of a real territory, whose pyramid has no stratum of 10
+    or fewer), are two projections of one three-way table (commune × GP × stratum); for any values of
+    the two tables with that margin, a three-way table with both projections exists (a transportation
+    problem with equal totals always has a non-negative integer solution), so one table restricts
+    nothing in the other: each table's own guarantee (every hole moves by ±1 along a cycle) holds
+    jointly. Other couplings are not covered by that argument: a suppressed shared cell, and relations
+    that are sums rather than shared cells (a GP's eligible patients for an action, up to date plus
+    overdue, are the GP's patients in the pathway's strata). For those, tests/algorithms/test_disclosure.py
+    attacks every hole from all the published tables at once with linear programmes, on random
+    territories with many small cells, and shows the attack succeeds against tables protected one by one.
+    """
+    def value(key: Hashable, row: Hashable, column: Hashable) -> int:
+        table = tables[key]
+        rows = table if row == total_label else table.loc[[row]]
+        cells = rows.to_numpy() if column == total_label else rows[[column]].to_numpy()
+        return int(cells.sum())
+
+    for group in links:
+        values = {value(*cell) for cell in group}
+        if len(values) > 1:
+            raise ValueError(f"linked cells {group} hold different counts {sorted(values)}")
+    force: dict[Hashable, set[tuple[Hashable, Hashable]]] = {key: set() for key in tables}
+    protected = {key: protect(t, threshold=threshold, total_label=total_label) for key, t in tables.items()}
+    for _ in range(max_rounds):
+        changed: set[Hashable] = set()
+        for group in links:
+            if any(bool(protected[key].suppressed.loc[row, column]) for key, row, column in group):
+                for key, row, column in group:
+                    if not protected[key].suppressed.loc[row, column] and (row, column) not in force[key]:
+                        force[key].add((row, column))
+                        changed.add(key)
+        if not changed:
+            return protected
+        for key in changed:
+            protected[key] = protect(tables[key], threshold=threshold, total_label=total_label, force=force[key])
+    raise AssertionError(f"linked protection did not settle in {max_rounds} rounds")
+
+
+def determined(protected: ProtectedTable, weights: dict[tuple[Hashable, Hashable], float]) -> bool:
+    """Whether a linear combination of the grid's cells (margins included) follows from what is published.
+
+    Exact linear algebra on the table's line equations: the combination's suppressed part must lie in the
+    span of the equations restricted to the suppressed cells. Used for a figure another table publishes
+    that is a *sum* of this table's cells (a pathway's eligible persons = its strata of the pyramid).
+    """
+    table = protected.table
+    hidden = protected.suppressed.to_numpy()
+    rows, columns = list(table.index), list(table.columns)
+    position = {cell: k for k, cell in enumerate(map(tuple, np.argwhere(hidden)))}
+    target = np.zeros(len(position))
+    for (row, column), weight in weights.items():
+        cell = (rows.index(row), columns.index(column))
+        if cell in position:
+            target[position[cell]] += weight
+    if not target.any():
+        return True
+    n_rows, n_columns = hidden.shape
+    lines = [[(i, j) for j in range(n_columns)] for i in range(n_rows)] if not protected.one_dimensional else []
+    lines += [[(i, j) for i in range(n_rows)] for j in range(n_columns)]
+    equations = []
+    for line in lines:
+        coefficients = np.zeros(len(position))
+        for k, cell in enumerate(line):
+            if cell in position:
+                coefficients[position[cell]] += -1.0 if k == len(line) - 1 else 1.0
+        if coefficients.any():
+            equations.append(coefficients)
+    if not equations:
+        return False
+    matrix = np.array(equations)
+    return bool(np.linalg.matrix_rank(np.vstack([matrix, target])) == np.linalg.matrix_rank(matrix))
+
+
+def withheld(protected: ProtectedTable) -> ProtectedTable:
+    """The same table with every figure suppressed (nothing of it published)."""
+    everything = pd.DataFrame(True, index=protected.table.index, columns=protected.table.columns)
+    return ProtectedTable(
+        table=protected.table.mask(everything), primary=protected.primary,
+        secondary=everything & ~protected.primary, threshold=protected.threshold,
+        total_label=protected.total_label, one_dimensional=protected.one_dimensional,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,13 +1,20 @@
-"""Territory indicators from gold, under disclosure control, and the territory's HTML report.
+"""Territory, commune and GP indicators from gold, under disclosure control, and the territory's HTML report.
 
 Why aggregates are computed from gold (not from silver): they must count exactly the persons,
 strata and statuses the worklists publish. Why disclosure control here: this is where person
-rows become published numbers; every count goes through `protect` (1 to 10 suppressed, plus
-complements so that no suppressed cell can be recomputed from its margins) before it is
-written to gold.indicator or drawn in the report. Tables are protected one by one: the
-commune × stratum table (its margins are the territory's pyramid) and, per pathway, the action
-× status table (its margins are the eligible counts). The best-GP reference is a share of a
-practice with at least `min_eligible_for_reference` eligible patients; its counts are not published.
+rows become published numbers; every count goes through `protect_linked` (1 to 10 suppressed, plus
+complements so that no suppressed cell can be recomputed) before it is written to gold.indicator or
+drawn in the report. The tables published at one as-of date, per pyramid: commune × stratum and
+GP × stratum (both have the territory's pyramid as column totals); per pathway: action × status
+(margins: the eligible counts) and GP × action up to date (its column totals are the action ×
+status table's up-to-date column). Tables sharing cells are protected together: a shared cell is
+suppressed in every table or in none (see `disclosure.protect_linked` for why that suffices, and
+tests/algorithms/test_disclosure.py for the attack on the whole published set).
+
+GPs are professionals, not patients: the GP unit is the declared GP's RPPS as gold holds it (the
+SIOP gives each GP their own figures), 'none' for persons without a declared GP. The best-GP
+reference is the best share of a practice with at least `min_eligible_for_reference` eligible
+patients, among practices whose figures are published (so the reference discloses nothing more).
 
 >>> publish_indicators(spark, as_of=date(2026, 6, 30), territory="Douaisis")   # doctest: +SKIP
 """
@@ -22,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from pdp.algorithms.disclosure import protect
+from pdp.algorithms.disclosure import LinkedCell, ProtectedTable, determined, protect_linked, withheld
 from pdp.algorithms.model import Definitions, load_definitions
 from pdp.lake import LakeTable, RunInfo
 
@@ -40,6 +47,8 @@ class IndicatorReport:
     rows: int
     written: bool
     report: Path | None = None
+    trend_rows: int = 0
+    trend_written: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -62,56 +71,174 @@ def _long(protected: pd.DataFrame, *, level: str, unit_col: str, topic: str, mea
     return out
 
 
+@dataclass
+class Counts:
+    """Person counts an as-of date's indicators are made of (one row per cell), from any engine.
+
+    `strata`: unit (commune or 'unknown'), gp (declared GP's RPPS or 'none'), pyramid, stratum, count;
+    `actions`: gp, pathway, action, status (up_to_date: not overdue, or overdue), count.
+    """
+
+    strata: pd.DataFrame
+    actions: pd.DataFrame
+
+
+NO_GP = "none"  # persons with no declared GP known to any source
+STRATA_COUNTS_SQL = (f"SELECT coalesce(location_id, 'unknown') AS unit, coalesce(gp_rpps, '{NO_GP}') AS gp, pyramid, "
+                     "stratum, count(*) AS count FROM {stratum} GROUP BY 1, 2, 3, 4")
+ACTION_COUNTS_SQL = (f"SELECT coalesce(gp_rpps, '{NO_GP}') AS gp, pathway, action, "
+                     "CASE WHEN status = 'overdue' THEN 'overdue' ELSE 'up_to_date' END AS status, count(*) AS count "
+                     "FROM {care_action} GROUP BY 1, 2, 3, 4")
+
+
+def gold_counts(spark: SparkSession, *, as_of: date, lake_root: str | None = None) -> Counts:
+    """The counts of gold's stored rows at `as_of` (Spark)."""
+    day = _day(as_of)
+    for name in ("stratum", "care_action"):
+        LakeTable(spark, f"gold.{name}", lake_root=lake_root).read().where(day).createOrReplaceTempView(
+            f"_ind_{name}")
+    return Counts(
+        strata=spark.sql(STRATA_COUNTS_SQL.format(stratum="_ind_stratum")).toPandas(),
+        actions=spark.sql(ACTION_COUNTS_SQL.format(care_action="_ind_care_action")).toPandas(),
+    )
+
+
+def _wide(frame: pd.DataFrame, index: str, columns: str, *, rows: list[str] | None = None,
+          cols: list[str]) -> pd.DataFrame:
+    """A count table (0 where no person), rows sorted unless given."""
+    summed = frame.groupby([index, columns], as_index=False)["count"].sum()
+    wide = summed.pivot(index=index, columns=columns, values="count")
+    wide = wide.reindex(index=rows if rows is not None else sorted(wide.index), columns=cols).fillna(0)
+    wide = wide.astype("int64")
+    wide.index.name, wide.columns.name = index, columns
+    return wide
+
+
+def published_tables(counts: Counts, defs: Definitions) -> tuple[dict[tuple[str, str], pd.DataFrame],
+                                                                 list[tuple[LinkedCell, ...]]]:
+    """Every count table published at one as-of date, and the cells they share.
+
+    Per pyramid: commune × stratum and GP × stratum (their column totals are both the territory's
+    pyramid). Per pathway: action × status (up to date / overdue; margins: eligible per action) and
+    GP × action (persons up to date; its column totals are the action × status table's up-to-date
+    column).
+    """
+    tables: dict[tuple[str, str], pd.DataFrame] = {}
+    links: list[tuple[LinkedCell, ...]] = []
+    for name, pyramid in defs.pyramids.items():
+        strata = [s.stratum for s in pyramid.strata]
+        part = counts.strata[counts.strata["pyramid"] == name]
+        if part.empty:
+            part = pd.DataFrame({"unit": ["unknown"], "gp": [NO_GP], "stratum": [strata[0]], "count": [0]})
+        tables[("commune", name)] = _wide(part, "unit", "stratum", cols=strata)
+        tables[("gp", name)] = _wide(part, "gp", "stratum", cols=strata)
+        links += [((("commune", name), TOTAL, s), (("gp", name), TOTAL, s)) for s in [*strata, TOTAL]]
+    for name, pathway in defs.pathways.items():
+        actions = [a.action for a in pathway.actions]
+        part = counts.actions[counts.actions["pathway"] == name]
+        if part.empty:
+            part = pd.DataFrame({"gp": [NO_GP], "action": [actions[0]], "status": ["overdue"], "count": [0]})
+        tables[("action", name)] = _wide(part, "action", "status", rows=actions, cols=["up_to_date", "overdue"])
+        up = part[part["status"] == "up_to_date"]
+        gps = sorted(set(part["gp"]))
+        tables[("gp_action", name)] = (_wide(up, "gp", "action", rows=gps, cols=actions) if not up.empty else
+                                       pd.DataFrame(0, index=pd.Index(gps, name="gp"),
+                                                    columns=pd.Index(actions, name="action")))
+        links += [((("action", name), a, "up_to_date"), (("gp_action", name), TOTAL, a)) for a in actions]
+        links.append(((("action", name), TOTAL, "up_to_date"), (("gp_action", name), TOTAL, TOTAL)))
+    return tables, links
+
+
+def protect_published(tables: dict[tuple[str, str], pd.DataFrame], links: list[tuple[LinkedCell, ...]],
+                      defs: Definitions) -> dict[tuple[str, str], ProtectedTable]:
+    """Disclosure control of the whole published set (`published_tables`).
+
+    Shared cells: `protect_linked`. Sums: the action tables publish the pathway's eligible persons
+    (each action's total), the sum of the pathway's strata in the territory's pyramid; they are
+    published only when that sum already follows from the published pyramid (always, unless one of
+    the territory's strata holds 1 to 10 persons: then the pathway's action tables are withheld).
+    """
+    protected = protect_linked(tables, links, total_label=TOTAL)
+    for name, pathway in defs.pathways.items():
+        eligible = {(TOTAL, s): 1.0 for s in pathway.strata}
+        if not any(determined(protected[(kind, pathway.pyramid)], eligible) for kind in ("commune", "gp")):
+            for kind in ("action", "gp_action"):
+                protected[(kind, name)] = withheld(protected[(kind, name)])
+    return protected
+
+
+def indicator_rows(counts: Counts, *, territory: str, defs: Definitions) -> list[dict[str, Any]]:
+    """Every published aggregate of one as-of date, disclosure-controlled, as gold.indicator rows (without as_of).
+
+    The tables are protected together (`protect_linked`): a cell two tables share is suppressed in both
+    or in neither. A shared margin is stored once (the territory's pyramid and up-to-date counts).
+    """
+    tables, links = published_tables(counts, defs)
+    protected = protect_published(tables, links, defs)
+    rows: list[dict[str, Any]] = []
+    for (kind, name), table in protected.items():
+        if kind == "commune":
+            long = table.to_long(row="unit", column="stratum", value="value")
+            for r in _long(long, level="commune", unit_col="unit", topic=name, measure="stratum_count",
+                           category_col="stratum", status="all", territory=territory):
+                if r["unit"] == TOTAL:  # the margins are the territory's own pyramid
+                    r["level"], r["unit"] = "territory", territory
+                rows.append(r)
+        elif kind == "gp":
+            long = table.to_long(row="gp", column="stratum", value="value")
+            long = long[long["gp"] != TOTAL]  # the territory's pyramid, already stored
+            rows += _long(long, level="gp", unit_col="gp", topic=name, measure="stratum_count",
+                          category_col="stratum", status="all", territory=territory)
+        elif kind == "action":
+            long = table.to_long(row="action", column="status", value="value")
+            rows += _long(long, level="territory", unit_col="action", topic=name, measure="action_status",
+                          category_col="action", status=None, territory=territory)
+        else:
+            long = table.to_long(row="gp", column="action", value="value")
+            long = long[long["gp"] != TOTAL]  # the territory's up-to-date counts, already stored
+            rows += _long(long, level="gp", unit_col="gp", topic=name, measure="action_up_to_date",
+                          category_col="action", status="up_to_date", territory=territory)
+    return rows
+
+
 def compute_indicators(
     spark: SparkSession, *, as_of: date, territory: str, defs: Definitions, lake_root: str | None = None
 ) -> list[dict[str, Any]]:
     """Every published aggregate at `as_of`, disclosure-controlled, as gold.indicator rows (without as_of)."""
-    day = _day(as_of)
-    strata = LakeTable(spark, "gold.stratum", lake_root=lake_root).read().where(day)
-    counts = (strata.selectExpr("coalesce(location_id, 'unknown') AS unit", "pyramid", "stratum")
-              .groupBy("unit", "pyramid", "stratum").count().toPandas())
-    rows: list[dict[str, Any]] = []
-    for name, pyramid in defs.pyramids.items():
-        part = counts[counts["pyramid"] == name]
-        wide = part.pivot(index="unit", columns="stratum", values="count").reindex(
-            columns=[s.stratum for s in pyramid.strata]).fillna(0).astype("int64")
-        if wide.empty:
-            wide = pd.DataFrame([[0] * len(pyramid.strata)], index=["unknown"], columns=wide.columns)
-        wide.index.name, wide.columns.name = "unit", "stratum"
-        long = protect(wide, total_label=TOTAL).to_long(row="unit", column="stratum", value="value")
-        for r in _long(long, level="commune", unit_col="unit", topic=name, measure="stratum_count",
-                       category_col="stratum", status="all", territory=territory):
-            if r["unit"] == TOTAL:  # the margins are the territory's own pyramid
-                r["level"], r["unit"] = "territory", territory
-            rows.append(r)
-    actions = (LakeTable(spark, "gold.care_action", lake_root=lake_root).read().where(day)
-               .selectExpr("pathway", "action", "CASE WHEN status = 'overdue' THEN 'overdue' ELSE 'up_to_date' END "
-                           "AS status").groupBy("pathway", "action", "status").count().toPandas())
-    for name, pathway in defs.pathways.items():
-        part = actions[actions["pathway"] == name]
-        wide = part.pivot(index="action", columns="status", values="count").reindex(
-            index=[a.action for a in pathway.actions], columns=["up_to_date", "overdue"]).fillna(0).astype("int64")
-        wide.index.name, wide.columns.name = "action", "status"
-        long = protect(wide, total_label=TOTAL).to_long(row="action", column="status", value="value")
-        rows += _long(long, level="territory", unit_col="action", topic=name, measure="action_status",
-                      category_col="action", status=None, territory=territory)
-    return rows
+    return indicator_rows(gold_counts(spark, as_of=as_of, lake_root=lake_root), territory=territory, defs=defs)
 
 
-def _best_gp(
-    spark: SparkSession, as_of: date, defs: Definitions, lake_root: str | None
-) -> dict[tuple[str, str], float]:
-    """(pathway, action) -> the best share up to date among GP practices with enough eligible patients."""
+def _best_gp(rows: list[dict[str, Any]], defs: Definitions) -> dict[tuple[str, str], float]:
+    """(pathway, action) -> the best share up to date among GP practices with enough eligible patients.
+
+    Computed from published figures only, so that the reference adds nothing an attacker could use:
+    a practice is a candidate for an action when its up-to-date count is published and its eligible
+    patients follow from its published GP × stratum row (every stratum of the pathway, or the row
+    total and every other stratum).
+    """
+    published = {(r["topic"], r["unit"], r["measure"], r["category"]): r["value"] for r in rows
+                 if r["level"] == "gp" and r["unit"] != NO_GP}
     out: dict[tuple[str, str], float] = {}
-    frame = (LakeTable(spark, "gold.care_action", lake_root=lake_root).read().where(_day(as_of))
-             .where("gp_rpps IS NOT NULL")
-             .selectExpr("pathway", "action", "gp_rpps", "CASE WHEN status = 'overdue' THEN 0 ELSE 1 END AS ok")
-             .groupBy("pathway", "action", "gp_rpps").agg({"ok": "avg", "*": "count"}).collect())
-    minimum = {ind.pathway: ind.min_eligible_for_reference for ind in defs.indicators.values()}
-    for r in frame:
-        if r["count(1)"] >= minimum.get(r["pathway"], 11):
-            key = (r["pathway"], r["action"])
-            out[key] = max(out.get(key, 0.0), float(r["avg(ok)"]))
+    for ind in defs.indicators.values():
+        pathway = defs.pathways[ind.pathway]
+        gps = {unit for topic, unit, measure, _ in published if topic == ind.pathway and measure == "action_up_to_date"}
+        others = [s.stratum for s in defs.pyramids[pathway.pyramid].strata if s.stratum not in pathway.strata]
+        for gp in sorted(gps):
+            strata = [published.get((pathway.pyramid, gp, "stratum_count", s)) for s in pathway.strata]
+            rest = [published.get((pathway.pyramid, gp, "stratum_count", s)) for s in [TOTAL, *others]]
+            if all(v is not None for v in strata):
+                eligible = sum(v for v in strata if v is not None)
+            elif all(v is not None for v in rest):  # the practice's total less its other strata
+                eligible = (rest[0] or 0) - sum(v for v in rest[1:] if v is not None)
+            else:
+                continue
+            if eligible < ind.min_eligible_for_reference:
+                continue
+            for a in ind.actions:
+                up = published.get((ind.pathway, gp, "action_up_to_date", a.action))
+                if up is not None:
+                    key = (ind.pathway, a.action)
+                    out[key] = max(out.get(key, 0.0), up / eligible)
     return out
 
 
@@ -123,8 +250,13 @@ def publish_indicators(
     definitions: Definitions | None = None,
     lake_root: str | None = None,
     report_dir: Path | None = None,
+    trend_months: int = 1,
 ) -> IndicatorReport:
-    """Write gold.indicator at `as_of` (only when it changed) and the territory's HTML report."""
+    """Write gold.indicator at `as_of` (only when it changed) and the territory's HTML report.
+
+    `trend_months` > 1 also computes and stores the `trend_months - 1` previous month ends
+    (`pdp.algorithms.trend`), before the report draws the trend.
+    """
     started = time.perf_counter()
     defs = definitions or load_definitions()
     rows = compute_indicators(spark, as_of=as_of, territory=territory, defs=defs, lake_root=lake_root)
@@ -139,6 +271,13 @@ def publish_indicators(
         run = RunInfo.new(JOB, definitions_version=defs.version, lineage={"as_of": as_of.isoformat()})
         table.overwrite(frame, replace_where=_day(as_of), run=run)
     result = IndicatorReport(rows=len(rows), written=written)
+    if trend_months > 1:
+        from pdp.algorithms.trend import compute_trend
+
+        trend = compute_trend(spark, as_of=as_of, months=trend_months, territory=territory, definitions=defs,
+                              lake_root=lake_root)
+        result.trend_rows, result.trend_written = trend.rows, trend.written
+        result.seconds["trend"] = trend.seconds.get("total", 0.0)
     if report_dir is not None:
         model = report_model(spark, as_of=as_of, territory=territory, defs=defs, lake_root=lake_root, rows=rows)
         from pdp.algorithms.report import render_report
@@ -176,7 +315,7 @@ def report_model(
                          reference_share=s.reference_share) for s in p.strata])
         for name, p in defs.pyramids.items() if name in ("t2d", "hf")
     ]
-    best = _best_gp(spark, as_of, defs, lake_root)
+    best = _best_gp(rows, defs)
     indicators, trends = [], []
     for ind in defs.indicators.values():
         for a in ind.actions:
@@ -215,5 +354,6 @@ def report_model(
         trends=trends,
         notes=[f"Populations, strates et actions calculées depuis le lac (gold) au {as_of.isoformat()}, "
                f"définitions {defs.version}.",
-               "Tendance : une valeur par mois pour chaque date de calcul `pdp run --as-of` des 12 derniers mois."],
+               "Tendance : une valeur par fin de mois des 12 derniers mois (`pdp run --trend-months`), les "
+               "règles appliquées à chaque date aux faits datés de ce jour ou avant, tels que le lac les connaît."],
     )

@@ -179,5 +179,9 @@ def _score_actions(sources: Path, owners: dict[str, int], rows: list) -> dict[st
             got[(person, r["pathway"], r["action"])] = r["status"]
     keys = set(expected) | set(got)
     agree = sum(1 for k in keys if expected.get(k) == got.get(k))
-    return {"agreement": agree / max(1, len(keys)), "rows": float(len(keys)),
-            "missing": float(len(set(expected) - set(got))), "extra": float(len(set(got) - set(expected)))}
+    out = {"agreement": agree / max(1, len(keys)), "rows": float(len(keys)),
+           "missing": float(len(set(expected) - set(got))), "extra": float(len(set(got) - set(expected)))}
+    for pathway, action in sorted({(k[1], k[2]) for k in keys}):  # per action: where a disagreement comes from
+        mine = [k for k in keys if (k[1], k[2]) == (pathway, action)]
+        out[f"{pathway}.{action}"] = sum(1 for k in mine if expected.get(k) == got.get(k)) / len(mine)
+    return out

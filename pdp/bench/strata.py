@@ -58,5 +58,7 @@ def bench_strata(persons: int | None = None) -> dict[str, Any]:
         out[f"population.{name}"] = {k: round(v, 4) for k, v in figures.items()}
     out["actions.coded.agreement"] = round(result.actions["agreement"], 4)
     out["actions.coded.rows"] = int(result.actions["rows"])
+    out["actions.coded.by_action"] = {k: round(v, 4) for k, v in result.actions.items()
+                                      if k not in {"agreement", "rows", "missing", "extra"}}
     out["goal_agreement"] = 0.98
     return out

@@ -19,7 +19,7 @@ from datetime import date
 from pdp.synth.model import ActionDue, Person, PopulationView, age
 from pdp.synth.observable import observable_truth
 from pdp.synth.output import FileSpec, Rendered
-from pdp.synth.protocol import care_protocol, done_codes, schedule, when
+from pdp.synth.protocol import care_protocol, done_codes, done_sources, schedule, when
 from pdp.synth.world import World
 
 PERSON_COLUMNS = (
@@ -91,8 +91,9 @@ _when = when  # the protocol's condition language (kept under its historical nam
 
 
 def _done_days(person: Person, done_by: list[dict[str, str]]) -> list[date]:
-    wanted = done_codes(done_by)
-    days = [e.day for e in person.events if (e.code_system, e.code) in wanted]
+    wanted, sources = done_codes(done_by), done_sources(done_by)
+    days = [e.day for e in person.events
+            if (e.code_system, e.code) in wanted and (sources is None or e.channel in sources)]
     for stay in person.stays:
         days += [stay.admission for act in stay.acts if ("CCAM", act) in wanted]
     return days

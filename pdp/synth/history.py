@@ -23,6 +23,7 @@ from pdp.synth.model import (
     ReportFact,
     Stay,
 )
+from pdp.synth.territory import load_calibration
 from pdp.synth.world import World
 
 _COMPLICATION_DX = {
@@ -512,6 +513,36 @@ def _reports(ctx: _Ctx) -> None:
         p.reports.append(Report(ctx.next_id("D"), "consultation_note", ctx.day_in(), p.gp, p.gp.rpps, note))
 
 
+def _vaccinations(ctx: _Ctx, age: int) -> None:
+    """Flu shots per autumn campaign and a pneumococcal dose, delivered by the pharmacy.
+
+    Who: people with diabetes or heart failure, and everyone aged 65 or more for the flu
+    (calibration.yml `vaccination`). Drawn from a random generator of their own (seeded by the
+    world seed and the person), after every other event: adding vaccinations leaves a seed's
+    other events, their ids and every earlier draw unchanged.
+    """
+    p, t = ctx.person, ctx.person.truth
+    cal = load_calibration()["vaccination"]
+    chronic = t.t2d or t.hf
+    if not chronic and age < cal["influenza_from_age"]:
+        return
+    digest = hashlib.blake2b(f"{ctx.world.seed}\x1f{p.person_id}\x1fvaccines".encode(), digest_size=8).digest()
+    rng = random.Random(int.from_bytes(digest, "big"))
+    propensity = rng.betavariate(*cal["influenza_propensity_beta"])
+    month, day_of_month = cal["influenza_campaign"]["start"]
+    for year in range(ctx.start.year - 1, ctx.end.year + 1):
+        opens = date(year, month, day_of_month)
+        span = cal["influenza_campaign"]["days"]
+        day = opens + timedelta(days=min(rng.randrange(span), rng.randrange(span)))  # most shots early
+        if rng.random() < propensity and ctx.start <= day <= ctx.end:
+            shot = _event(ctx, "drug", day, "drugs", "influenza_vaccine", "pharmacy", ctx.pharmacy.finess, pack=1)
+            p.events.append(shot)
+    if chronic and rng.random() < cal["pneumococcal_share"]:
+        day = ctx.start + timedelta(days=rng.randrange(max(1, (ctx.end - ctx.start).days + 1)))
+        dose = _event(ctx, "drug", day, "drugs", "pneumococcal_vaccine", "pharmacy", ctx.pharmacy.finess, pack=1)
+        p.events.append(dose)
+
+
 def _nearest(facilities: tuple[Facility, ...], commune: str, rng: random.Random, local_share: float) -> Facility:
     local = [f for f in facilities if f.commune_code == commune]
     return rng.choice(local) if local and rng.random() < local_share else rng.choice(facilities)
@@ -549,5 +580,6 @@ def build_history(person: Person, age: int, world: World, deceased: bool, rng: r
     if t.hypertension or t.obesity or t.risk_factors or t.hf_at_risk or t.t2d_at_risk:
         _risk_history(ctx, adherence)
     _reports(ctx)
+    _vaccinations(ctx, age)
     person.events.sort(key=lambda e: (e.day, e.event_id))
     person.stays.sort(key=lambda s: (s.admission, s.stay_id))

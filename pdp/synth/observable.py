@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from pdp.synth.formats.hl7_lab import measurement_decimals
 from pdp.synth.model import ActionDue, ObservableTruth, Person, PopulationView
-from pdp.synth.protocol import DoneBy, care_protocol, done_codes, schedule
+from pdp.synth.protocol import DoneBy, care_protocol, done_codes, done_sources, schedule
 from pdp.synth.world import Commune, World
 
 FactKind = Literal["diagnosis", "procedure", "drug", "measurement"]
@@ -415,8 +415,8 @@ def coded_actions(
     }
 
     def done_days(done_by: DoneBy) -> list[date]:
-        wanted = done_codes(done_by)
-        return [f.day for f in past if (f.system, f.code) in wanted]
+        wanted, sources = done_codes(done_by), done_sources(done_by)
+        return [f.day for f in past if (f.system, f.code) in wanted and (sources is None or f.source in sources)]
 
     pathways = [p for p, on in (("t2d", view.t2d), ("hf", view.hf)) if on]
     return schedule(pathways, variables, done_days, ref, ref, protocol)

@@ -62,6 +62,12 @@ def done_codes(done_by: DoneBy) -> frozenset[tuple[str, str]]:
     return frozenset((d["system"], str(d["code"])) for d in done_by)
 
 
+def done_sources(done_by: DoneBy) -> frozenset[str] | None:
+    """The sources (channels) whose records count, or None for any (e.g. vaccines: the pharmacy only)."""
+    sources = {d["source"] for d in done_by if "source" in d}
+    return frozenset(sources) or None
+
+
 def schedule(
     pathways: Iterable[str],
     variables: dict[str, Any],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import doctest
 import json
 import time
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -367,3 +368,162 @@ def test_three_hundred_communes_by_ten_strata_protect_well_under_a_second() -> N
         timings.append(time.perf_counter() - start)
     assert min(timings) < 1.0, timings
     assert_primary_rule(protected, counts)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The whole published set: commune, GP and action tables attacked together
+
+
+def _territory_counts(rng: np.random.Generator, persons: int, communes: int, gps: int) -> tuple[Any, Any]:
+    """Person-level draws (commune, declared GP, strata, action statuses) aggregated as `indicators.Counts`.
+
+    Communes and GP lists of very unequal sizes, so that many cells are small.
+    """
+    from pdp.algorithms.indicators import NO_GP, Counts
+    from pdp.algorithms.model import load_definitions
+
+    defs = load_definitions()
+    commune_w = rng.pareto(1.2, communes) + 0.05
+    gp_w = rng.pareto(1.0, gps) + 0.1
+    commune = rng.choice([f"59{k:03d}" for k in range(communes)], size=persons, p=commune_w / commune_w.sum())
+    gp = rng.choice([f"100{k:08d}" for k in range(gps)] + [NO_GP], size=persons,
+                    p=np.append(gp_w / gp_w.sum() * 0.92, 0.08))
+    strata_rows, action_rows = [], []
+    for name, pyramid in defs.pyramids.items():
+        labels = [s.stratum for s in pyramid.strata]
+        shares = rng.dirichlet(np.full(len(labels), 2.0)) * rng.uniform(0.1, 0.4)
+        drawn = rng.choice([*labels, None], size=persons, p=np.append(shares, 1 - shares.sum()))
+        frame = pd.DataFrame({"unit": commune, "gp": gp, "stratum": drawn}).dropna()
+        strata_rows.append(frame.assign(pyramid=name))
+        for pw_name, pathway in defs.pathways.items():
+            if pathway.pyramid != name:
+                continue
+            members = frame[frame["stratum"].isin(pathway.strata)]
+            for action in pathway.actions:
+                late = rng.random(len(members)) < rng.uniform(0.1, 0.7)
+                action_rows.append(pd.DataFrame({"gp": members["gp"].to_numpy(), "pathway": pw_name,
+                                                 "action": action.action,
+                                                 "status": np.where(late, "overdue", "up_to_date")}))
+    strata = pd.concat(strata_rows).groupby(["unit", "gp", "pyramid", "stratum"], as_index=False).size()
+    actions = pd.concat(action_rows).groupby(["gp", "pathway", "action", "status"], as_index=False).size()
+    counts = Counts(strata=strata.rename(columns={"size": "count"}), actions=actions.rename(columns={"size": "count"}))
+    return counts, defs
+
+
+def joint_intervals(tables: dict, protected: dict, defs: Any) -> dict[tuple, tuple[float, float, int]]:
+    """For every hole of every published table, (min, max, truth) over all person-level tables matching
+    everything published together, with what the attacker knows of the structure: the commune and GP
+    tables count the same persons (a commune × GP × stratum table), every person of a pathway has every
+    action of it with one status, and the action tables count those persons."""
+    variables: dict[tuple, int] = {}
+
+    def var(key: tuple) -> int:
+        return variables.setdefault(key, len(variables))
+
+    expressions: dict[tuple, dict[int, float]] = {}  # (table key, row, column) -> {variable: coefficient}
+    truth: dict[tuple, int] = {}
+    extra: list[dict[int, float]] = []  # structural equations (= 0)
+    for (kind, name), table in tables.items():
+        rows, cols = list(table.index), list(table.columns)
+        if kind == "commune":
+            gps = list(tables[("gp", name)].index)
+            cell = {(r, c): {var((name, r, g, c)): 1.0 for g in gps} for r in rows for c in cols}
+        elif kind == "gp":
+            communes = list(tables[("commune", name)].index)
+            cell = {(r, c): {var((name, u, r, c)): 1.0 for u in communes} for r in rows for c in cols}
+        elif kind == "action":
+            gps = list(tables[("gp_action", name)].index)
+            cell = {(r, c): {var((name, g, r, c)): 1.0 for g in gps} for r in rows for c in cols}
+        else:
+            cell = {(r, c): {var((name, r, c, "up_to_date")): 1.0} for r in rows for c in cols}
+        for (r, c), expr in cell.items():
+            expressions[((kind, name), r, c)] = expr
+            truth[((kind, name), r, c)] = int(table.loc[r, c])
+        for r in rows:
+            expressions[((kind, name), r, "Total")] = {k: v for c in cols for k, v in cell[(r, c)].items()}
+            truth[((kind, name), r, "Total")] = int(table.loc[r].sum())
+        for c in cols:
+            expressions[((kind, name), "Total", c)] = {k: v for r in rows for k, v in cell[(r, c)].items()}
+            truth[((kind, name), "Total", c)] = int(table[c].sum())
+        expressions[((kind, name), "Total", "Total")] = {k: v for e in cell.values() for k, v in e.items()}
+        truth[((kind, name), "Total", "Total")] = int(table.to_numpy().sum())
+    for name, pathway in defs.pathways.items():  # up + overdue = the GP's patients in the pathway's strata
+        communes = list(tables[("commune", pathway.pyramid)].index)
+        for g in tables[("gp_action", name)].index:
+            for a in tables[("gp_action", name)].columns:
+                equation = {var((name, g, a, "up_to_date")): 1.0, var((name, g, a, "overdue")): 1.0}
+                for u in communes:
+                    for s in pathway.strata:
+                        equation[var((pathway.pyramid, u, g, s))] = -1.0
+                extra.append(equation)
+    n = len(variables)
+
+    def row(expr: dict[int, float]) -> np.ndarray:
+        out = np.zeros(n)
+        for k, v in expr.items():
+            out[k] += v
+        return out
+
+    hidden = [key for key in expressions if bool(protected[key[0]].suppressed.loc[key[1], key[2]])]
+    shown = [key for key in expressions if key not in set(hidden)]
+    a_eq = np.array([row(expressions[k]) for k in shown] + [row(e) for e in extra])
+    b_eq = np.array([float(truth[k]) for k in shown] + [0.0] * len(extra))
+    out = {}
+    for key in hidden:
+        objective = row(expressions[key])
+        bounds = []
+        for direction in (1.0, -1.0):
+            result = linprog(direction * objective, A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs")
+            assert result.status in (0, 3), result.message
+            bounds.append(direction * result.fun if result.status == 0 else np.inf)
+        out[key] = (bounds[0], bounds[1], truth[key])
+    return out
+
+
+def _recomputed(intervals: dict) -> list:
+    return [(k, v) for k, v in intervals.items() if v[1] - v[0] < 1 - 1e-6]
+
+
+def _published_set(seed: int) -> tuple[dict, list, Any]:
+    from pdp.algorithms.indicators import published_tables
+
+    rng = np.random.default_rng(4242 + seed)
+    counts, defs = _territory_counts(rng, persons=int(rng.integers(600, 2500)), communes=int(rng.integers(3, 9)),
+                                     gps=int(rng.integers(2, 7)))
+    tables, links = published_tables(counts, defs)
+    return tables, links, defs
+
+
+def test_the_joint_attacker_beats_tables_protected_one_by_one() -> None:
+    """Seed 4: each table is safe alone, but the GP × action table and the action × status table differ on a
+    shared up-to-date total; with the structure (up + overdue = the GP's patients) the attacker pins cells."""
+    tables, _, defs = _published_set(4)
+    one_by_one = {key: protect(table) for key, table in tables.items()}
+    beaten = _recomputed(joint_intervals(tables, one_by_one, defs))
+    assert beaten, "the joint attack found nothing to recompute: it would not catch a linkage leak"
+    assert {key[0][0] for key, _ in beaten} & {"action", "gp_action"}
+
+
+def test_the_joint_attacker_uses_the_eligible_counts_against_a_pyramid_with_a_small_stratum() -> None:
+    """Seed 12: the territory has 6 persons at risk of T2D, so the pyramid hides that stratum and stratum 2;
+    each action's total (the pathway's eligible persons, strata 1 to 4) would give stratum 2 back."""
+    from pdp.algorithms.disclosure import protect_linked
+
+    tables, links, defs = _published_set(12)
+    beaten = _recomputed(joint_intervals(tables, protect_linked(tables, links), defs))
+    assert (("commune", "t2d"), "Total", "at_risk") in {key for key, _ in beaten}
+
+
+@pytest.mark.parametrize("seed", [0, 4, 5, 12, 13, 14])
+def test_no_suppressed_cell_of_the_published_set_can_be_recomputed_from_all_tables_together(seed: int) -> None:
+    from pdp.algorithms.indicators import protect_published
+
+    tables, links, defs = _published_set(seed)
+    protected = protect_published(tables, links, defs)
+    for group in links:  # a shared cell is hidden in every table or in none
+        assert len({bool(protected[key].suppressed.loc[r, c]) for key, r, c in group}) == 1, group
+    intervals = joint_intervals(tables, protected, defs)
+    assert intervals, "nothing suppressed: the case tests nothing"
+    for key, (low, high, value) in intervals.items():
+        assert low - 1e-6 <= value <= high + 1e-6, f"attacker's LP is wrong at {key}"
+    assert not _recomputed(intervals), _recomputed(intervals)[:5]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
@@ -102,7 +103,16 @@ hba1c_above_target          | dx E11.9 -10; lab 4548-4=7.4 -100                 
 hba1c_latest_back_on_target | dx E11.9 -10; lab 4548-4=7.4 -200; lab 4548-4=6.8 -100                  | hba1c=up_to_date/182
 hba1c_on_insulin            | dx E11.9 -10; drug A10AE04 -20; lab 4548-4=6.2 -61                      | hba1c=due/91
 hba1c_stratum_4             | dx E11.2 -10; dx Z99.2 das -10; lab 4548-4=6.2 -70                      | hba1c=due/91
-never_done                  | dx E11.9 -10                                                            | hba1c=overdue/182 ecg=overdue/365 monofilament=overdue/365 fundus=overdue/730 blood_panel=overdue/365
+never_done                  | dx E11.9 -10                                                            | hba1c=overdue/182 ecg=overdue/365 monofilament=overdue/365 fundus=overdue/730 blood_panel=overdue/365 influenza_vaccine=overdue/365 pneumococcal_vaccine=overdue/1826
+flu_vaccine_this_season     | dx E11.9 -10; drug J07BB02 -250                                         | influenza_vaccine=up_to_date/365
+flu_vaccine_due_soon        | dx E11.9 -10; drug J07BB02 -340                                         | influenza_vaccine=due/365
+flu_vaccine_due_today       | dx E11.9 -10; drug J07BB02 -365                                         | influenza_vaccine=due/365
+flu_vaccine_a_year_ago      | dx E11.9 -10; drug J07BB02 -366                                         | influenza_vaccine=overdue/365
+flu_vaccine_prescribed_only | dx E11.9 -10; drug J07BB02 gp -100                                      | influenza_vaccine=overdue/365
+flu_vaccine_after_as_of     | dx E11.9 -10; drug J07BB02 +5                                           | influenza_vaccine=overdue/365
+pneumococcal_within_5_years | dx E11.9 -10; drug J07AL02 -1700                                        | pneumococcal_vaccine=up_to_date/1826 influenza_vaccine=overdue/365
+pneumococcal_due_soon       | dx E11.9 -10; drug J07AL01 -1800                                        | pneumococcal_vaccine=due/1826
+pneumococcal_over_5_years   | dx E11.9 -10; drug J07AL02 -1827                                        | pneumococcal_vaccine=overdue/1826
 yearly_exams                | dx E11.9 -10; proc DEQP003 -300; proc 401191002 gp -340; lab 2160-0=9 -400 | ecg=up_to_date/365 monofilament=due/365 blood_panel=overdue/365
 fundus_every_2_years        | dx E11.9 -10; proc BGQP002 -700                                         | fundus=due/730
 fundus_retinopathy_yearly   | dx E11.3 -10; proc BGQP002 -700                                         | fundus=overdue/365
@@ -312,6 +322,15 @@ def test_published_indicators_hide_small_counts_and_the_report_is_written(spark:
     strata = [r.asDict() for r in LakeTable(spark, "gold.stratum", lake_root=lake).read().collect()
               if r["pyramid"] == "t2d"]  # now: an earlier test of the module may have added a person
     assert pyramid["Total"] == len(strata) and pyramid["1"] == sum(1 for r in strata if r["stratum"] == "1")
+    per_gp = {(r["measure"], r["category"]): r["value"] for r in rows
+              if r["level"] == "gp" and r["unit"] == "10000000001" and r["topic"] == "t2d"}
+    assert per_gp[("stratum_count", "Total")] == len(strata), "every golden person has the same declared GP"
+    ecg = sum(1 for r in LakeTable(spark, "gold.care_action", lake_root=lake).read().collect()
+              if r["pathway"] == "t2d" and r["action"] == "ecg" and r["status"] != "overdue")
+    territory_ecg = next(r["value"] for r in rows if r["level"] == "territory" and r["measure"] == "action_status"
+                         and r["category"] == "ecg" and r["status"] == "up_to_date")
+    # one GP: its up-to-date count is the territory's, published (or hidden) in both tables alike
+    assert per_gp[("action_up_to_date", "ecg")] == territory_ecg and territory_ecg in (ecg, None)
     assert result.report is not None and result.report.stat().st_size > 100_000
     html = result.report.read_text(encoding="utf-8")
     assert "Golden" in html and "chart-pyramid-t2d" in html
@@ -354,8 +373,53 @@ def test_explain_a_person_by_pseudonym_or_id(spark: SparkSession, gold: dict) ->
     strata = {s["pyramid"]: s for s in body["strata"]}
     assert strata["t2d"]["stratum"] == "3" and strata["t2d"]["rule_id"] == "pyramid.t2d.3@1"
     assert {f["criterion"] for f in strata["t2d"]["facts"]} == {"t2d_retinopathy", "t2d_neuropathy"}
-    assert {a["action"] for a in body["actions"]} == {"hba1c", "blood_panel", "ecg", "monofilament", "fundus"}
+    assert {a["action"] for a in body["actions"]} == {"hba1c", "blood_panel", "ecg", "monofilament", "fundus",
+                                                      "influenza_vaccine", "pneumococcal_vaccine"}
     assert all(a["status"] == "overdue" and a["last_done"] is None for a in body["actions"])
     assert "name" not in str(body).lower() and "nir" not in body
     with pytest.raises(PersonNotFound):
         explain_person(spark, "123", lake_root=lake)
+
+
+def _cells(frame: Any) -> list[tuple]:  # a pandas frame of counts
+    return sorted(tuple(str(v) for v in r) for r in frame[sorted(frame.columns)].itertuples(index=False))
+
+
+def test_the_trend_runs_the_same_sql_on_duckdb_at_each_month_end(spark: SparkSession, gold: dict) -> None:
+    from pdp.algorithms.compile import DuckDBDialect, compile_pipeline
+    from pdp.algorithms.indicators import gold_counts
+    from pdp.algorithms.trend import compute_trend, duckdb_counts, load_silver, month_ends, needed_steps
+
+    lake = str(gold["lake"])
+    defs = load_definitions()
+    build_gold(spark, as_of=AS_OF, lake_root=lake)  # gold up to date with silver (an earlier test adds a fact)
+    kept = {s.name for s in needed_steps(compile_pipeline(defs, as_of=AS_OF, dialect=DuckDBDialect()))}
+    assert {"out_stratum", "out_care_action", "persons"} <= kept
+    assert not kept & {"out_evidence", "citations", "out_alert", "cited"}, "the aggregates need no explanation"
+    con, _ = load_silver(spark, lake)
+    try:
+        now = duckdb_counts(con, defs, AS_OF)
+        earlier = duckdb_counts(con, defs, date(2026, 5, 31))
+    finally:
+        con.close()
+    spark_now = gold_counts(spark, as_of=AS_OF, lake_root=lake)
+    assert _cells(now.strata) == _cells(spark_now.strata), "DuckDB and Spark disagree on the strata counts"
+    assert _cells(now.actions) == _cells(spark_now.actions), "DuckDB and Spark disagree on the action counts"
+
+    def diabetics(counts: Any) -> int:
+        s = counts.strata
+        return int(s[(s["pyramid"] == "t2d") & (s["stratum"] != "at_risk")]["count"].sum())
+
+    # the pathway cases are diagnosed 10 days before the as-of date: not yet diabetic on 31 May
+    assert diabetics(earlier) < diabetics(now)
+    assert diabetics(now) - diabetics(earlier) >= len(_table(ACTIONS)) - 4
+
+    result = compute_trend(spark, as_of=AS_OF, months=12, territory="Golden", lake_root=lake)
+    assert result.dates == month_ends(AS_OF, 12) and len(result.dates) == 11 and result.dates[-1] == date(2026, 5, 31)
+    assert result.written and result.rows > 0
+    where = "as_of < DATE '2026-06-30'"
+    stored = [r.asDict() for r in LakeTable(spark, "gold.indicator", lake_root=lake).read().where(where).collect()]
+    assert {r["as_of"] for r in stored} == set(result.dates) and len(stored) == result.rows
+    assert not [r for r in stored if r["value"] is not None and 1 <= r["value"] <= 10], "a count of 1 to 10 is published"
+    assert not compute_trend(spark, as_of=AS_OF, months=12, territory="Golden", lake_root=lake).written, \
+        "unchanged silver: the stored points are kept"

@@ -363,8 +363,28 @@ def test_coded_actions_take_intervals_from_the_coded_state() -> None:
     assert actions["hf:weight"] == (30, None, D, "overdue"), "coded HF stratum 4: weight every 30 days"
     assert set(actions) == {
         "t2d:hba1c", "t2d:blood_panel", "t2d:ecg", "t2d:monofilament", "t2d:fundus",
+        "t2d:influenza_vaccine", "t2d:pneumococcal_vaccine",
         "hf:ntprobnp", "hf:echo", "hf:blood_panel", "hf:weight",
     }  # fmt: skip
+
+
+def test_vaccines_count_when_the_pharmacy_delivered_them_not_when_prescribed() -> None:
+    person = make_person(
+        1,
+        events=[
+            *T2D,
+            *delivered("influenza_vaccine", 400, 250),
+            *prescribed("influenza_vaccine", 20),  # a prescription alone is no vaccination
+            *prescribed("pneumococcal_vaccine", 100),
+        ],
+    )
+    actions = _actions(observable_truth(person, make_world()))
+    assert actions["t2d:influenza_vaccine"] == (365, ago(250), ago(250) + timedelta(days=365), "up_to_date")
+    assert actions["t2d:pneumococcal_vaccine"] == (1826, None, D, "overdue")
+    person.truth.t2d, person.truth.t2d_stratum = True, 1
+    true = {a.action: a for _, a in actions_due(person, make_world())}
+    assert (true["influenza_vaccine"].last_done, true["influenza_vaccine"].status) == (ago(250), "up_to_date")
+    assert true["pneumococcal_vaccine"].last_done is None, "the true history's GP prescription is no vaccination either"
 
 
 def test_no_coded_actions_off_the_coded_pathways() -> None:
@@ -414,6 +434,8 @@ def test_the_generated_coded_columns_are_consistent(territory_dir: Path, summary
     assert {a["action"] for a in actions if a["pathway"] == "hf"} == {"ntprobnp", "echo", "blood_panel", "weight"}
     assert {a["status"] for a in actions} == {"overdue", "due", "up_to_date"}
     assert any(a["action"] == "weight" for a in _rows(territory_dir, "actions_due.csv"))
+    flu = Counter(a["status"] for a in actions if a["action"] == "influenza_vaccine")
+    assert flu["up_to_date"] > 0 and flu["overdue"] > 0, f"vaccinated and unvaccinated diabetics: {flu}"
     _print_agreement(rows)
 
 
