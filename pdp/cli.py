@@ -151,6 +151,23 @@ def demo(
 
     if run_scan(console=console):
         raise UserError("the leak scanner found direct identifiers in the lake (see above)")
+    _demo_audit()
+
+
+def _demo_audit() -> None:
+    """The demo ends by signing the audit log's head and verifying the whole log (`pdp audit verify`)."""
+    from pdp.governance.audit import AuditIntegrityError, AuditLog
+
+    with _key_store_errors():
+        log = AuditLog.from_settings()
+        try:
+            head = log.checkpoint()
+        except AuditIntegrityError as exc:
+            raise UserError(f"audit log: {exc}") from None
+        report = log.verify()
+    console.print(f"audit: {report.line()} (signed head {head.tree_size} entries, key {head.key_id})", soft_wrap=True)
+    if not report.ok:
+        raise UserError("the audit log does not verify (see above)")
 
 
 def _demo_reconcile(sources: Path, result: dict) -> None:
