@@ -265,6 +265,14 @@ def audit_event(
         raise UserError(str(exc)) from None
 
 
+def _ingest_lock():
+    """The lake's ingest lock (waited for): oppositions never interleave with an ingest's edge and commit."""
+    from pdp.config import get_settings
+    from pdp.ingest.fast_path import waiting_ingest_lock
+
+    return waiting_ingest_lock(get_settings().var_dir / "ingest.lock")
+
+
 def apply_oppositions(spark):
     """`pdp oppose apply` as a function (`pdp run` starts with it): erase every pending opposed person."""
     from pdp.governance.audit import AuditLog
@@ -272,7 +280,8 @@ def apply_oppositions(spark):
 
     with _key_store_errors():
         engine, store = _governance()
-        return apply(spark=spark, engine=engine, store=store, audit=AuditLog.from_settings(with_keys=False))
+        return apply(spark=spark, engine=engine, store=store, audit=AuditLog.from_settings(with_keys=False),
+                     lock=_ingest_lock())
 
 
 def _consent_command(path: Path, *, withdrawal: bool) -> None:
@@ -286,7 +295,7 @@ def _consent_command(path: Path, *, withdrawal: bool) -> None:
         engine, store = _governance()
         try:
             spark = None if withdrawal else get_spark(app_name="pdp-oppose")
-            outcome = submit(path, engine=engine, store=store, spark=spark, withdrawal=withdrawal,
+            outcome = submit(path, engine=engine, store=store, spark=spark, withdrawal=withdrawal, lock=_ingest_lock(),
                              audit=AuditLog.from_settings(with_keys=False))
         except ConsentError as exc:
             raise UserError(f"{path.name}: {exc}") from None

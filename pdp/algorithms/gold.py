@@ -217,6 +217,5 @@ def _replace_persons(
     table: LakeTable, frame: DataFrame, when: str, scope_ids: list[int], run: RunInfo
 ) -> Commit | None:
     """Replace the scoped persons' rows of one as-of date: delete theirs, append the new ones, one commit each."""
-    ids = ", ".join(str(i) for i in scope_ids) or "NULL"
-    table.delete(f"{when} AND person_id IN ({ids})", run=run)
+    table.delete_keys("person_id", scope_ids, where=when.replace("as_of", "t.as_of"), run=run)
     return table.append(frame, run=run)

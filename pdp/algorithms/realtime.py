@@ -66,10 +66,10 @@ def refresh_alerts(
     evidence = con.sql("SELECT * FROM out_evidence WHERE kind = 'alert'").to_arrow_table()
     run = RunInfo.new("gold.alerts.realtime", definitions_version=defs.version,
                       lineage={"as_of": as_of.isoformat(), "scope": "realtime"})
-    where = f"as_of = DATE '{as_of.isoformat()}' AND person_id IN ({', '.join(str(i) for i in ids)})"
-    for name, rows, extra in (("gold.alert", alerts, ""), ("gold.evidence", evidence, " AND kind = 'alert'")):
+    day = f"t.as_of = DATE '{as_of.isoformat()}'"
+    for name, rows, extra in (("gold.alert", alerts, ""), ("gold.evidence", evidence, " AND t.kind = 'alert'")):
         table = LakeTable(spark, name, lake_root=lake_root).create()
-        table.delete(where + extra, run=run)
+        table.delete_keys("person_id", ids, where=day + extra, run=run)
         if rows.num_rows:
             frame = (spark.createDataFrame(rows.to_pandas())
                      .withColumn("as_of", F.lit(as_of)).withColumn("definitions", F.lit(defs.version)))

@@ -12,6 +12,7 @@ without Spark so the check runs wherever the lake is readable).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 
@@ -73,24 +74,39 @@ def spark_xxhash64(text: str, seed: int = 42) -> int:
 
 
 class PseudonymDetector(Detector):
-    """Finds given pseudonyms in string cells and their person ids in integer cells."""
+    """Finds given pseudonyms, and their person ids, in string cells; their person ids in integer cells.
+
+    A person id inside text counts when it stands as a whole number (``person_id IN (-123, …)``
+    in a commit's predicate, a JSON statistic): the scan covers the Delta logs as text.
+    """
 
     labels = ("PSEUDONYM", "PERSON_ID")
 
     def __init__(self, pseudonyms: Iterable[str]) -> None:
         self.pseudonyms = sorted(set(pseudonyms))
         self.person_ids = sorted({spark_xxhash64(p) for p in self.pseudonyms})
+        self._id_pattern = (r"(?:^|[^0-9])(?:" + "|".join(re.escape(str(i)) for i in self.person_ids) + r")(?:[^0-9]|$)"
+                            if self.person_ids else None)
 
     def find(self, text: str) -> set[str]:
-        return {"PSEUDONYM"} if any(p in text for p in self.pseudonyms) else set()
+        found = {"PSEUDONYM"} if any(p in text for p in self.pseudonyms) else set()
+        if self._id_pattern and re.search(self._id_pattern, text):
+            found.add("PERSON_ID")
+        return found
 
     def count(self, values: pa.Array) -> Counter[str]:
+        found: Counter[str] = Counter()
         hits = None
         for p in self.pseudonyms:
             match = pc.fill_null(pc.match_substring(values, p), False)
             hits = match if hits is None else pc.or_(hits, match)
-        total = int(pc.sum(hits).as_py() or 0) if hits is not None else 0
-        return Counter({"PSEUDONYM": total}) if total else Counter()
+        if hits is not None and (total := int(pc.sum(hits).as_py() or 0)):
+            found["PSEUDONYM"] = total
+        if self._id_pattern:
+            ids = int(pc.sum(pc.fill_null(pc.match_substring_regex(values, self._id_pattern), False)).as_py() or 0)
+            if ids:
+                found["PERSON_ID"] = ids
+        return found
 
     def count_integers(self, values: pa.Array) -> Counter[str]:
         if values.type.bit_width < 64 or not pa.types.is_signed_integer(values.type):

@@ -10,6 +10,10 @@ choose, that a stratum or a due action was right and fair. The draw must therefo
 - free of opposed persons (the opposition registry is read at draw time);
 - audited: the caller records the seed, the parameters and the pseudonyms drawn.
 
+Territory: a lake serves one territory today (``pdp run --territory`` labels its gold run); the
+label is checked against the gold runs and the draw covers that lake. A lake holding several
+territories (the national scale-out) will filter on the territory's communes.
+
 >>> sample = draw_sample(spark, engine, territory="Douaisis", pyramid="t2d", stratum="3", n=5, seed=7)  # doctest: +SKIP
 >>> [r["person_pseudonym"] for r in sample.records]                                        # doctest: +SKIP
 """

@@ -347,11 +347,11 @@ class KnownIdentityDetector(Detector):
         detector = cls(hasher)
         person: list[tuple[str, str, int]] = []
         current = None
-        for pseudonym, kind, token, size in rows:  # ordered by pseudonym
-            if pseudonym != current and person:
+        for holder, kind, token, size in rows:  # ordered by holder (one person)
+            if holder != current and person:
                 detector.add_person(person)
                 person = []
-            current = pseudonym
+            current = holder
             person.append((kind, token, size))
         if person:
             detector.add_person(person)

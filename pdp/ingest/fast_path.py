@@ -70,7 +70,6 @@ if TYPE_CHECKING:
     from pdp.ingest.registry import Registry
     from pdp.ingest.spec import SourceSpec
     from pdp.lake import LakeTable, RunInfo
-    from pdp.pseudonym.vault import IdentityVault
 
 __all__ = ["LabFeed", "LabFile"]
 
@@ -131,7 +130,7 @@ class LabFeed:
 
     def ingest(self, files: Sequence[LabFile]) -> IngestReport:
         """Land `files` (dropped HL7 batch files) in bronze and silver; per-file counts in the report."""
-        with _waiting_lock(self.settings.var_dir / "ingest.lock"):
+        with waiting_ingest_lock(self.settings.var_dir / "ingest.lock"):
             self._staging.mkdir(parents=True, exist_ok=True)
             staging = Path(self._staging) / f"fast-{secrets.token_hex(4)}"
             try:
@@ -185,7 +184,7 @@ class LabFeed:
 
         run = RunInfo(run_id=batch_id, job="ingest-stream", definitions_version=registry_version(self.registry))
         outcome = self._link(edge, report)
-        withheld = withhold_opposed(edge, outcome, self._vault.engine)
+        withheld = withhold_opposed(edge, outcome, self._vault.engine, self._store)
         clock.lap("linkage")
         items = list(edge.vault_records.items())
         if items:
@@ -254,7 +253,7 @@ class LabFeed:
         if any(c.scheme != "nir" for c in canonicals.values()):
             return False
         traits = {self._pseudonymiser.pseudonym(replace(c, scheme="traits", nir=None)) for c in canonicals.values()}
-        present = _in_vault(self._vault, [*canonicals, *traits])
+        present = self._vault.contains([*canonicals, *traits])
         return all(p in present for p in canonicals) and not (traits & present)
 
     def _silver_events(self, bronze: list[dict], rows: DataFrame, run: RunInfo) -> dict[str, int]:
@@ -333,28 +332,12 @@ def _split_opposed(rows: list[dict], persons: set[str]) -> tuple[list[dict], lis
     return kept, opposed
 
 
-def _in_vault(vault: IdentityVault, pseudonyms: list[str]) -> set[str]:
-    """Which of `pseudonyms` have a vault record (reads the primary key only, decrypts nothing)."""
-    from sqlalchemy import select
-
-    from pdp.pseudonym.vault import identity_vault
-
-    found: set[str] = set()
-    unique = sorted(set(pseudonyms))
-    with vault.engine.connect() as conn:
-        for start in range(0, len(unique), 500):
-            chunk = unique[start : start + 500]
-            query = select(identity_vault.c.pseudonym).where(identity_vault.c.pseudonym.in_(chunk))
-            found.update(row[0] for row in conn.execute(query))
-    return found
-
-
 def _inserted(commit: object) -> int:
     return int(commit.metric("numTargetRowsInserted") or 0) if commit else 0  # type: ignore[attr-defined]
 
 
 @contextmanager
-def _waiting_lock(lock_path: Path) -> Iterator[None]:
+def waiting_ingest_lock(lock_path: Path) -> Iterator[None]:
     """The ingest lock of `pdp ingest` (same file), waited for: a running batch ingest delays the feed."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+b") as handle:

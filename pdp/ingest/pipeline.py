@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from pdp.ingest.edge import LinkOutcome
     from pdp.lake import RunInfo
+    from pdp.pseudonym.keys import KeyStore
     from pdp.pseudonym.vault import IdentityVault
 
 __all__ = ["BRONZE_SCHEMA", "QUARANTINE_SCHEMA", "FileReport", "IngestBusy", "IngestReport", "ingest_directory"]
@@ -195,7 +196,7 @@ def _ingest(
         report.by_reason = Counter(edge.stats.by_reason)
         report.pseudonymise_seconds = round(edge.stats.pseudonymise_seconds, 3)
         outcome = link_batch(spark, edge, vault, report, lake_root=lake_root)
-        withheld = withhold_opposed(edge, outcome, vault.engine)
+        withheld = withhold_opposed(edge, outcome, vault.engine, store)
         clock.lap("linkage")
         # commit: vault first (the identity behind every pseudonym), then the lake, then the log
         items = list(edge.vault_records.items())
@@ -216,7 +217,7 @@ def _ingest(
             table = LakeTable(spark, "ops.quarantine", lake_root=lake_root).create()
             staged = spark.read.parquet(str(staging / "quarantine"))
             commit = table.merge(staged, keys=["record_hash"], run=run, update="none")
-            report.quarantine_inserted = int(commit.metric("numTargetRowsInserted") or 0) if commit else 0
+            report.quarantine_inserted += int(commit.metric("numTargetRowsInserted") or 0) if commit else 0
         clock.lap("quarantine")
         if has_bronze:  # every staged record, also those a killed earlier run already put in bronze
             staged = spark.read.parquet(str(staging / "bronze")).select("record_hash")
@@ -239,22 +240,27 @@ def link_batch(
     report.relinked = len(outcome.mapping)
     if outcome.superseded:
         from pdp.governance.opposition import OppositionRegistry
-        from pdp.lake import load_catalog
+        from pdp.lake import RunInfo, erase_pseudonyms, load_catalog
         from pdp.pseudonym.rotation import remap_lake
 
         remap_lake(spark, load_catalog(), outcome.superseded, f"{report.batch_id}-relink", lake_root)
         vault.repseudonymise(outcome.superseded)
         OppositionRegistry(vault.engine).follow(outcome.superseded)
+        # the superseded aliases leave the lake's history too: a later erasure of the person, who
+        # is known by the new pseudonym only, must not leave the old one behind
+        erase_pseudonyms(spark, outcome.superseded, lake_root=lake_root, reason="linkage merged known persons",
+                         run=RunInfo(run_id=f"{report.batch_id}-relink-purge", job="ingest",
+                                     definitions_version="linkage-purge/1"))
     return outcome
 
 
-def withhold_opposed(edge: Edge, outcome: LinkOutcome, engine: Engine) -> set[str]:
+def withhold_opposed(edge: Edge, outcome: LinkOutcome, engine: Engine, store: KeyStore) -> set[str]:
     """The person pseudonyms of this batch whose person objected; their identities leave the edge's
     vault records (never stored). Shared by the lab feed. Their records become ``OPPOSED`` quarantine rows."""
     from pdp.governance.opposition import withheld_at_edge
 
     batch = set(edge.canonicals) | set(edge.vault_records)
-    withheld = withheld_at_edge(engine, outcome.mapping, batch)
+    withheld = withheld_at_edge(engine, store, outcome.mapping, edge.canonicals, batch)
     persons = withheld | {outcome.mapping.get(p, p) for p in withheld}
     if persons:
         edge.forget(persons)

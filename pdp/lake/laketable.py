@@ -17,7 +17,7 @@ roughly doubles.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -196,6 +196,31 @@ class LakeTable:
         if self.definition.append_only:
             raise UnsafeOperationError(f"{self.name} is append-only: delete is refused")
         return self._commit_through_session(run, lambda delta: delta.delete(predicate))
+
+    def delete_keys(
+        self, column: str, values: Iterable[object], *, run: RunInfo, where: str | None = None
+    ) -> Commit | None:
+        """Delete the rows whose `column` is in `values` (and match `where`), keys kept out of the log.
+
+        A ``delete("person_id IN (…)")`` writes its predicate, values included, into the commit
+        log (kept 30 days) where an erasure cannot reach them; here the values are joined as a
+        DataFrame (a MERGE), so the log holds only the condition. `where` must not name persons.
+        """
+        from pyspark.sql import functions as F
+        from pyspark.sql.types import StructField, StructType
+
+        self._require()
+        if self.definition.append_only:
+            raise UnsafeOperationError(f"{self.name} is append-only: delete is refused")
+        unique = list(dict.fromkeys(v for v in values if v is not None))
+        if not unique:
+            return None
+        schema = StructType([StructField(column, self.definition.column(column).spark_type, nullable=False)])
+        keys = self.spark.createDataFrame([(v,) for v in unique], schema)
+        condition = f"t.`{column}` = k.`{column}`" + (f" AND ({where})" if where else "")
+        return self._commit_through_session(
+            run, lambda delta: delta.alias("t").merge(F.broadcast(keys).alias("k"), condition)
+            .whenMatchedDelete().execute())
 
     def remap(
         self, column: str, mapping: DataFrame, *, run: RunInfo, also_set: dict[str, str] | None = None

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql.types import StructField, StructType
 
@@ -238,7 +238,12 @@ def erase(table: LakeTable, column: str, values: Iterable[str], *, run: RunInfo,
 
 
 def _remove_files_holding(table: LakeTable, column: str, targets: object) -> tuple[int, int]:
-    """Remove the parquet files outside the current snapshot that hold a target value (and their .crc)."""
+    """Remove the parquet files outside the current snapshot that hold a target value (and their .crc).
+
+    Every path is compared as a Hadoop ``Path`` built from its URI: Delta and ``input_file_name``
+    give percent-encoded URIs, the file listing gives paths, and a lake under a directory with a
+    space or a ``%`` must not make a current file look like history, or a holder look absent.
+    """
     from pyspark.sql import functions as F
 
     spark = table.spark
@@ -246,15 +251,19 @@ def _remove_files_holding(table: LakeTable, column: str, targets: object) -> tup
     hadoop = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
     root = jvm.org.apache.hadoop.fs.Path(table.path)
     fs = root.getFileSystem(hadoop)
-    current = {_normal(p) for p in table.read().inputFiles()}
+
+    def from_uri(uri: str) -> Any:
+        return fs.makeQualified(jvm.org.apache.hadoop.fs.Path(jvm.java.net.URI(uri)))
+
+    current = {from_uri(p).toString() for p in table.read().inputFiles()}
     candidates: list[str] = []
     listing = fs.listFiles(root, True)
     while listing.hasNext():
-        status = listing.next()
-        path = status.getPath().toString()
-        if "/_delta_log/" in path or not path.endswith(".parquet") or _normal(path) in current:
+        path = fs.makeQualified(listing.next().getPath())
+        text = path.toString()
+        if "/_delta_log/" in text or not text.endswith(".parquet") or text in current:
             continue
-        candidates.append(path)
+        candidates.append(text)  # Spark reads Hadoop path strings (not URIs): spaces as they are
     if not candidates:
         return 0, 0
     schema = StructType([StructField(column, table.definition.column(column).spark_type)])
@@ -264,10 +273,12 @@ def _remove_files_holding(table: LakeTable, column: str, targets: object) -> tup
         .select(F.input_file_name()).distinct().collect()
     ]
     removed = size = 0
-    for path in holders:
-        file = jvm.org.apache.hadoop.fs.Path(path)
+    for uri in holders:
+        file = from_uri(uri)
+        if file.toString() in current:
+            raise UnsafeOperationError(f"{table.name}: a file of the current version still holds an erased value")
         if not fs.exists(file):
-            continue
+            raise UnsafeOperationError(f"{table.name}: a file holding an erased value cannot be found to remove it")
         size += int(fs.getFileStatus(file).getLen())
         fs.delete(file, False)
         removed += 1
@@ -275,17 +286,6 @@ def _remove_files_holding(table: LakeTable, column: str, targets: object) -> tup
         if fs.exists(crc):
             fs.delete(crc, False)
     return removed, size
-
-
-def _normal(path: str) -> str:
-    """A file URI in one spelling (``file:/x`` and ``file:///x`` name the same file)."""
-    from urllib.parse import unquote
-
-    text = unquote(path)
-    for prefix in ("file://", "file:"):
-        if text.startswith(prefix):
-            return text[len(prefix):].replace("//", "/") if prefix == "file:" else text[len(prefix):]
-    return text
 
 
 def erase_pseudonyms(

@@ -8,7 +8,9 @@ happens, and every pseudonym carries the version that made it (``v2:...``).
 Independent key series, one per purpose: ``"pseudonym"`` (HMAC keys of the pseudonyms),
 ``"vault"`` (AES-GCM keys of the identity vault), ``"record"`` (keyed hashes that recognise a
 record already ingested) and ``"nametoken"`` (keyed hashes of the vault's name tokens, the only
-key the leak scanner needs: :mod:`pdp.pseudonym.name_tokens`). Holding one never opens another.
+key the leak scanner needs: :mod:`pdp.pseudonym.name_tokens`) and ``"opposition"`` (keyed hashes of
+an opposed person's canonical identities, stable across pseudonym-key rotations, so an opposition
+outlives them). Holding one never opens another.
 
 Life cycle of a version (status is reported, never chosen by the caller)::
 
@@ -84,7 +86,7 @@ __all__ = [
     "keys_status",
 ]
 
-Purpose = Literal["pseudonym", "vault", "record", "nametoken"]
+Purpose = Literal["pseudonym", "vault", "record", "nametoken", "opposition"]
 KeyStatus = Literal["current", "previous", "retired"]
 PURPOSES: tuple[Purpose, ...] = get_args(Purpose)
 _ORIGINAL_PURPOSES: tuple[Purpose, ...] = ("pseudonym", "vault")

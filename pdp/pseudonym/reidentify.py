@@ -207,8 +207,8 @@ class OppositionRegistry(Protocol):
 class NoOppositionRegistry:
     """Placeholder registry that reads nothing and reports no opposition.
 
-    It exists so the opposition step is already in the path; the governance opposition
-    registry replaces it, and every production caller must pass that registry.
+    For tests of the other steps only: by default :func:`reidentify` consults the governance
+    opposition registry in the vault's store (:class:`pdp.governance.opposition.OppositionRegistry`).
     """
 
     def opposed(self, pseudonyms: Sequence[str]) -> set[str]:
@@ -307,11 +307,20 @@ class DbAuditSink:
 # -- the function ------------------------------------------------------------------------------
 
 _DENY_ALL = DenyAllAuthorizer()
-_NO_OPPOSITION = NoOppositionRegistry()
 
 
 class _Vault(Protocol):
     def get_many(self, pseudonyms: Iterable[str]) -> dict[str, VaultRecord]: ...
+
+
+def _registry_of(vault: _Vault) -> OppositionRegistry:
+    """The governance opposition registry beside the vault (the default: opposition is never optional)."""
+    from pdp.governance.opposition import OppositionRegistry as Registry
+
+    engine = getattr(vault, "engine", None)
+    if engine is None:
+        raise ReidentificationError("no opposition registry: pass `opposition=` (the vault has no governance store)")
+    return Registry(engine)
 
 
 def reidentify(
@@ -322,7 +331,7 @@ def reidentify(
     vault: _Vault,
     audit: AuditSink,
     authorizer: Authorizer = _DENY_ALL,
-    opposition: OppositionRegistry = _NO_OPPOSITION,
+    opposition: OppositionRegistry | None = None,
     purposes: PurposeCatalog | None = None,
 ) -> dict[str, VaultRecord]:
     """Identities of the authorised, non-opposed ``pseudonyms``, for ``actor`` and ``purpose``.
@@ -378,7 +387,8 @@ def reidentify(
     allowed = [p for p in requested if p in decision.allowed_pseudonyms]
 
     try:
-        opposed = set(opposition.opposed(tuple(allowed)))
+        registry = opposition if opposition is not None else _registry_of(vault)
+        opposed = set(registry.opposed(tuple(allowed)))
     except Exception as exc:
         trail.refuse(f"opposition registry unavailable: {type(exc).__name__}")
     releasable = [p for p in allowed if p not in opposed]

@@ -50,6 +50,8 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -139,10 +141,13 @@ identity_vault_blocking = Table(
 # and name tokens (rows marked "*" by earlier code lack name tokens and are re-indexed).
 _INDEXED = "*2"
 
+# Keyed by a holder id, HMAC(pseudonym) under a key derived from the ``opposition`` key, not by
+# the pseudonym: the scanner (which holds the ``nametoken`` key only) can group a person's
+# tokens but cannot tie a dictionary of hashed names to a pseudonym.
 identity_vault_name_tokens = Table(
-    "identity_vault_name_tokens",
+    "identity_vault_name_token",
     metadata,
-    Column("pseudonym", String(128), primary_key=True),
+    Column("holder", String(32), primary_key=True),
     Column("kind", String(8), primary_key=True),  # surname | exact | first | address | anchor
     Column("token", String(32), primary_key=True),  # keyed hash (pdp.pseudonym.name_tokens)
     Column("size", Integer, nullable=False),  # tokens in the phrase
@@ -355,6 +360,7 @@ class _Keys:
         self._current: tuple[int, AESGCM] | None = None
         self._hashers: dict[int, BlockHasher] = {}
         self._names: NameTokenHasher | None = None
+        self._holder_key: bytes | None = None
 
     def current(self) -> tuple[int, AESGCM]:
         if self._current is None:
@@ -374,6 +380,18 @@ class _Keys:
         if version not in self._hashers:
             self._hashers[version] = BlockHasher(self._source.get(VAULT_KEY_PURPOSE, version).material)
         return self._hashers[version]
+
+    def holder(self, pseudonym: str) -> str:
+        """The name-token rows' holder id of a pseudonym (see ``identity_vault_name_tokens``)."""
+        if self._holder_key is None:
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+            ensure = getattr(self._source, "ensure", None)
+            key = ensure("opposition") if callable(ensure) else self._source.current("opposition")
+            self._holder_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                                    info=b"pdp/identity_vault/name-token-holder/v1").derive(key.material)
+        return hmac.new(self._holder_key, pseudonym.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
     def names(self) -> NameTokenHasher:
         if self._names is None:
@@ -544,7 +562,7 @@ class IdentityVault:
                 resident.update(self._read(conn, list(chunk), keys))
             for chunk in _chunks(list(moving), self._batch_size):
                 conn.execute(delete(identity_vault).where(identity_vault.c.pseudonym.in_(chunk)))
-                _unindex(conn, chunk)
+                _unindex(conn, chunk, keys)
             version, cipher = keys.current()
             now = _now()
             new_rows = []
@@ -578,12 +596,13 @@ class IdentityVault:
     def delete(self, pseudonyms: Iterable[str]) -> int:
         """Erase the records of ``pseudonyms`` (right to erasure); returns rows deleted."""
         wanted = list(dict.fromkeys(check_pseudonym(p) for p in pseudonyms))
+        keys = _Keys(self._key_store)
         deleted = 0
         with self._engine.begin() as conn:
             for chunk in _chunks(wanted, self._batch_size):
                 result = conn.execute(delete(identity_vault).where(identity_vault.c.pseudonym.in_(chunk)))
                 deleted += result.rowcount
-                _unindex(conn, chunk)
+                _unindex(conn, chunk, keys)
         logger.info("identity vault: %d records erased", deleted)
         return deleted
 
@@ -656,15 +675,19 @@ class IdentityVault:
         return len(missing)
 
     def name_token_index(self) -> tuple[NameTokenHasher, list[tuple[str, str, str, int]]]:
-        """The name-token hasher and every index row ``(pseudonym, kind, token, size)``, by pseudonym.
+        """The name-token hasher and every index row ``(holder, kind, token, size)``, by holder.
 
         What the leak scanner reads instead of decrypting identities: keyed hashes only, under
-        the ``nametoken`` key (see :mod:`pdp.pseudonym.name_tokens`).
+        the ``nametoken`` key (see :mod:`pdp.pseudonym.name_tokens`), grouped by a holder id that
+        does not reveal the pseudonym. Raises if the store has no ``nametoken`` key (nothing indexed).
         """
+        from pdp.pseudonym.name_tokens import NameTokenHasher
+
+        hasher = NameTokenHasher(self._key_store.current(NAME_TOKEN_PURPOSE).material)
         t = identity_vault_name_tokens.c
         with self._engine.connect() as conn:
-            rows = conn.execute(select(t.pseudonym, t.kind, t.token, t.size).order_by(t.pseudonym, t.kind, t.token))
-            return name_token_hasher(self._key_store), [(p, k, tok, int(n)) for p, k, tok, n in rows]
+            rows = conn.execute(select(t.holder, t.kind, t.token, t.size).order_by(t.holder, t.kind, t.token))
+            return hasher, [(h, k, tok, int(n)) for h, k, tok, n in rows]
 
     @property
     def engine(self) -> Engine:
@@ -678,6 +701,16 @@ class IdentityVault:
             query = query.where(identity_vault.c.pseudonym.startswith(prefix, autoescape=True))
         with self._engine.connect() as conn:
             return [row[0] for row in conn.execute(query)]
+
+    def contains(self, pseudonyms: Iterable[str]) -> set[str]:
+        """Which of `pseudonyms` have a record (reads the primary key only, decrypts nothing)."""
+        wanted = list(dict.fromkeys(pseudonyms))
+        found: set[str] = set()
+        with self._engine.connect() as conn:
+            for chunk in _chunks(wanted, self._batch_size):
+                query = select(identity_vault.c.pseudonym).where(identity_vault.c.pseudonym.in_(list(chunk)))
+                found.update(conn.scalars(query))
+        return found
 
     def count(self) -> int:
         """Number of records in the vault."""
@@ -754,10 +787,10 @@ def record_canonical(record: VaultRecord) -> CanonicalIdentity | None:
     return canonical if isinstance(canonical, CanonicalIdentity) else None
 
 
-def _unindex(conn: Connection, pseudonyms: Sequence[str]) -> None:
+def _unindex(conn: Connection, pseudonyms: Sequence[str], keys: _Keys) -> None:
     conn.execute(delete(identity_vault_blocking).where(identity_vault_blocking.c.pseudonym.in_(list(pseudonyms))))
-    conn.execute(delete(identity_vault_name_tokens)
-                 .where(identity_vault_name_tokens.c.pseudonym.in_(list(pseudonyms))))
+    holders = [keys.holder(p) for p in pseudonyms]
+    conn.execute(delete(identity_vault_name_tokens).where(identity_vault_name_tokens.c.holder.in_(holders)))
 
 
 # The values the blocking keys and the name tokens derive from (a row's other fields move nothing).
@@ -779,7 +812,7 @@ def name_token_hasher(source: KeySource) -> NameTokenHasher:
     return NameTokenHasher(key.material)
 
 
-def _name_token_rows(pseudonym: str, state: _Stored, hasher: NameTokenHasher) -> list[dict[str, Any]]:
+def _name_token_rows(holder: str, state: _Stored, hasher: NameTokenHasher) -> list[dict[str, Any]]:
     from pdp.pseudonym.name_tokens import person_phrases
 
     values = state.values
@@ -789,7 +822,7 @@ def _name_token_rows(pseudonym: str, state: _Stored, hasher: NameTokenHasher) ->
         for kind, size, phrase in person_phrases(
             surnames=surnames, first_names=list(values.get("first_names") or ()), address=values.get("address_line"))
     }
-    return [{"pseudonym": pseudonym, "kind": k, "token": t, "size": n} for (k, t), n in sorted(rows.items())]
+    return [{"holder": holder, "kind": k, "token": t, "size": n} for (k, t), n in sorted(rows.items())]
 
 
 def _reindex(
@@ -806,7 +839,7 @@ def _reindex(
     rows = []
     tokens: list[dict[str, Any]] = []
     for pseudonym, state in states.items():
-        tokens.extend(_name_token_rows(pseudonym, state, names))
+        tokens.extend(_name_token_rows(keys.holder(pseudonym), state, names))
         rows.append({"pseudonym": pseudonym, "block": _INDEXED, "key_version": version})
         try:
             canonical = record_canonical(state.to_record())
@@ -819,7 +852,7 @@ def _reindex(
             )
     if not fresh:
         for chunk in _chunks(list(states), _DEFAULT_BATCH):
-            _unindex(conn, chunk)
+            _unindex(conn, chunk, keys)
     for chunk in _chunks(rows, 4 * _DEFAULT_BATCH):
         conn.execute(insert(identity_vault_blocking), list(chunk))
     for chunk in _chunks(tokens, 4 * _DEFAULT_BATCH):

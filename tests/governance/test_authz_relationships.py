@@ -109,6 +109,7 @@ class SpyVault:
 
     def __init__(self, vault: IdentityVault) -> None:
         self.vault, self.decrypted = vault, []
+        self.engine = vault.engine
 
     def get_many(self, pseudonyms: Iterable[str]) -> dict[str, VaultRecord]:
         wanted = list(pseudonyms)

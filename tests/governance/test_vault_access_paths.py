@@ -37,6 +37,12 @@ def calls() -> dict[str, set[str]]:
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in DECRYPTING:
                 found.setdefault(rel, set()).add(node.func.attr)
+            if isinstance(node, ast.ImportFrom) and node.module == "pdp.pseudonym.vault":
+                private = {a.name for a in node.names} & {"identity_vault", "_Keys", "VAULT_KEY_PURPOSE"}
+                if private:
+                    found.setdefault(rel, set()).update(f"import {n}" for n in private)
+            if isinstance(node, ast.Constant) and node.value in ("ciphertext", "get_many"):
+                found.setdefault(rel, set()).add(f"string {node.value}")
             if isinstance(node, ast.Attribute) and node.attr in ("ciphertext", "nonce") and isinstance(
                     node.value, ast.Attribute) and node.value.attr == "c":
                 found.setdefault(rel, set()).add(f"identity_vault.c.{node.attr}")

@@ -73,6 +73,10 @@ class SpyVault:
         self.vault = vault
         self.decrypted: list[str] = []
 
+    @property
+    def engine(self) -> Engine:
+        return self.vault.engine
+
     def get_many(self, pseudonyms: Iterable[str]) -> dict[str, VaultRecord]:
         wanted = list(pseudonyms)
         self.decrypted.extend(wanted)
@@ -303,6 +307,8 @@ def test_nothing_is_released_when_the_call_cannot_be_recorded(vault: SpyVault) -
 
 def test_a_vault_failure_is_recorded_as_failed(audit: DbAuditSink, governance_engine: Engine) -> None:
     class BrokenVault:
+        engine = governance_engine
+
         def get_many(self, pseudonyms: Iterable[str]) -> dict[str, VaultRecord]:
             raise RuntimeError("decryption error")
 
@@ -374,3 +380,24 @@ def test_a_request_that_is_not_a_collection_is_refused_and_recorded(
     assert vault.decrypted == []
     [row] = log_rows(governance_engine)
     assert (row["decision"], row["pseudonyms"]) == ("refused", [])
+
+
+def test_the_governance_opposition_registry_is_consulted_by_default(
+    vault: SpyVault, audit: DbAuditSink, governance_engine: Engine
+) -> None:
+    from pdp.governance.opposition import OppositionRegistry
+
+    OppositionRegistry(governance_engine).submit([P2])
+    got = reidentify([P1, P2], actor=COORDINATOR, purpose="care_coordination", vault=vault, audit=audit,
+                     authorizer=AllowOnly([P1, P2]))
+    assert set(got) == {P1} and P2 not in vault.decrypted
+
+
+def test_without_a_registry_nothing_is_released(audit: DbAuditSink) -> None:
+    class NoStore:
+        def get_many(self, pseudonyms: Iterable[str]) -> dict[str, VaultRecord]:
+            raise AssertionError("must not be read")
+
+    with pytest.raises(ReidentificationRefused, match="opposition registry unavailable"):
+        reidentify([P1], actor=COORDINATOR, purpose="care_coordination", vault=NoStore(), audit=audit,
+                   authorizer=AllowOnly([P1]))

@@ -88,11 +88,20 @@ def parse_consent(raw: bytes) -> ConsentRequest:
                          ("birthDate", identity.birth_date)):
         if not value:
             raise ConsentError(f"Consent.patient: the contained Patient lacks the INS trait {field}")
-    recorded = data.get("dateTime")
     return ConsentRequest(
         status=str(data.get("status")), provision=provision, raw_identity=identity,
-        recorded_at=datetime.fromisoformat(recorded.replace("Z", "+00:00")) if isinstance(recorded, str) else None,
+        recorded_at=_instant(data.get("dateTime")),
     )
+
+
+def _instant(value: object) -> datetime | None:
+    """FHIR ``dateTime`` may be a year, a month, a day or an instant: only a full one is kept."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _contained_patient(data: dict[str, Any]) -> dict[str, Any]:

@@ -22,12 +22,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, Engine, String, Table, select, update
+from sqlalchemy import Column, Connection, DateTime, Engine, String, Table, select, update
 
 from pdp.governance.db import metadata
 from pdp.pseudonym.vault import check_pseudonym
 
-__all__ = ["OppositionRegistry", "opposition_registry"]
+__all__ = ["OppositionRegistry", "opposition_registry", "opposition_token"]
 
 _CHUNK = 500
 
@@ -42,6 +42,20 @@ opposition_registry = Table(
 )
 
 
+# Keyed hashes (``opposition`` key, never rotated with the pseudonyms) of the opposed person's
+# canonical identities, NIR scheme and traits scheme: what the edge checks, so an opposition
+# survives key rotations and the erasure of the vault record, and catches a later record that
+# comes without a NIR.
+opposition_token = Table(
+    "opposition_token",
+    metadata,
+    Column("token", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),  # active | withdrawn
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("withdrawn_at", DateTime(timezone=True), nullable=True),
+)
+
+
 class OppositionRegistry:
     """The registry in the governance store; implements the ``opposed`` hook of re-identification."""
 
@@ -52,13 +66,15 @@ class OppositionRegistry:
     def engine(self) -> Engine:
         return self._engine
 
-    def submit(self, pseudonyms: Iterable[str], *, at: datetime | None = None) -> list[str]:
-        """Register the opposition of the person behind `pseudonyms`; returns those newly active."""
+    def submit(self, pseudonyms: Iterable[str], *, tokens: Iterable[str] = (), at: datetime | None = None) -> list[str]:
+        """Register the opposition of the person behind `pseudonyms` (and identity `tokens`); returns
+        the pseudonyms newly active."""
         now = at or datetime.now(UTC)
         items = sorted({check_pseudonym(p) for p in pseudonyms})
         changed: list[str] = []
         r = opposition_registry.c
         with self._engine.begin() as conn:
+            _set_tokens(conn, sorted(set(tokens)), "active", now)
             known = {row.pseudonym: row.status for row in conn.execute(
                 select(r.pseudonym, r.status).where(r.pseudonym.in_(items)))}
             for p in items:
@@ -72,12 +88,15 @@ class OppositionRegistry:
                 changed.append(p)
         return changed
 
-    def withdraw(self, pseudonyms: Iterable[str], *, at: datetime | None = None) -> list[str]:
+    def withdraw(
+        self, pseudonyms: Iterable[str], *, tokens: Iterable[str] = (), at: datetime | None = None
+    ) -> list[str]:
         """Withdraw the opposition (future data only); returns the pseudonyms that were active."""
         now = at or datetime.now(UTC)
         items = sorted({check_pseudonym(p) for p in pseudonyms})
         r = opposition_registry.c
         with self._engine.begin() as conn:
+            _set_tokens(conn, sorted(set(tokens)), "withdrawn", now)
             active = [row.pseudonym for row in conn.execute(
                 select(r.pseudonym).where(r.pseudonym.in_(items), r.status == "active"))]
             if active:
@@ -95,6 +114,17 @@ class OppositionRegistry:
                 chunk = items[start:start + _CHUNK]
                 found.update(conn.execute(
                     select(r.pseudonym).where(r.pseudonym.in_(chunk), r.status == "active")).scalars())
+        return found
+
+    def opposed_tokens(self, tokens: Sequence[str]) -> set[str]:
+        """Which identity tokens belong to an active opposition (the edge's check)."""
+        items = list(dict.fromkeys(tokens))
+        t = opposition_token.c
+        found: set[str] = set()
+        with self._engine.connect() as conn:
+            for start in range(0, len(items), _CHUNK):
+                found.update(conn.execute(select(t.token).where(
+                    t.token.in_(items[start:start + _CHUNK]), t.status == "active")).scalars())
         return found
 
     def active(self) -> list[str]:
@@ -119,7 +149,8 @@ class OppositionRegistry:
                              .values(applied_at=at or datetime.now(UTC)))
 
     def follow(self, mapping: Mapping[str, str]) -> int:
-        """Follow a key rotation or a linkage merge: old pseudonym → new, state kept."""
+        """Follow a key rotation or a linkage merge: old pseudonym → new. An active opposition wins
+        over any state the new pseudonym had (and is applied again, since new data may be there)."""
         r = opposition_registry.c
         moved = 0
         with self._engine.begin() as conn:
@@ -127,7 +158,23 @@ class OppositionRegistry:
             for row in rows:
                 new = mapping[row["pseudonym"]]
                 conn.execute(opposition_registry.delete().where(r.pseudonym == row["pseudonym"]))
-                if conn.execute(select(r.pseudonym).where(r.pseudonym == new)).first() is None:
+                existing = conn.execute(select(opposition_registry).where(r.pseudonym == new)).mappings().first()
+                if existing is None:
                     conn.execute(opposition_registry.insert().values({**row, "pseudonym": new}))
+                elif row["status"] == "active":
+                    conn.execute(update(opposition_registry).where(r.pseudonym == new).values(
+                        status="active", submitted_at=row["submitted_at"], withdrawn_at=None, applied_at=None))
                 moved += 1
         return moved
+
+
+def _set_tokens(conn: Connection, tokens: list[str], status: str, now: datetime) -> None:
+    t = opposition_token.c
+    known = set(conn.execute(select(t.token).where(t.token.in_(tokens))).scalars()) if tokens else set()
+    for token in tokens:
+        if token in known:
+            values = {"status": status, **({"withdrawn_at": now} if status == "withdrawn"
+                                           else {"submitted_at": now, "withdrawn_at": None})}
+            conn.execute(update(opposition_token).where(t.token == token).values(**values))
+        elif status == "active":
+            conn.execute(opposition_token.insert().values(token=token, status="active", submitted_at=now))

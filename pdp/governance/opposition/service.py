@@ -23,9 +23,13 @@ Why in this order:
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -60,19 +64,42 @@ class ApplyReport:
     pseudonyms: tuple[str, ...] = ()
     tables: list[dict[str, Any]] = field(default_factory=list)
     vault_rows: int = 0
+    relationships: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {"persons": self.persons, "tables": self.tables, "vault_rows": self.vault_rows,
-                "seconds": round(self.seconds, 3)}
+                "care_relationships": self.relationships, "seconds": round(self.seconds, 3)}
 
 
-def resolve(raw_identity: Any, *, engine: Engine, store: KeyStore) -> tuple[str, ...]:
-    """The pseudonyms of the person behind an identity: their own key, and their person's after linkage.
+def identity_tokens(canonical: Any, store: KeyStore, *, key: bytes | None = None) -> tuple[str, ...]:
+    """The opposition tokens of an identity: keyed hashes (``opposition`` key) of its canonical
+    bytes, and of its traits-scheme form when it is NIR-keyed (a later record may lack the NIR).
 
-    Goes through the edge's own normalisation, pseudonymisation and linkage against the vault
-    (:meth:`IdentityVault.linkable`), so an opposition finds the person under the pseudonym the
-    lake uses even when the person was first seen without a NIR.
+    The key is never rotated with the pseudonyms, so an opposition outlives key rotations and
+    the erasure of the person's vault record.
+    """
+    from pdp.pseudonym.normalise import CanonicalIdentity
+
+    key = key or store.ensure("opposition").material
+    forms = [canonical]
+    if canonical.scheme == "nir":
+        forms.append(replace(canonical, scheme="traits", nir=None))
+    out = []
+    for form in forms:
+        if isinstance(form, CanonicalIdentity):
+            digest = hmac.new(key, form.canonical_bytes, hashlib.sha256).digest()[:24]
+            out.append(base64.urlsafe_b64encode(digest).decode("ascii"))
+    return tuple(dict.fromkeys(out))
+
+
+def resolve(raw_identity: Any, *, engine: Engine, store: KeyStore) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The pseudonyms of the person behind an identity, and its opposition tokens.
+
+    Pseudonyms: the identity's own key (NIR scheme) and its traits-scheme key, and the person's
+    after linkage against the vault (:meth:`IdentityVault.linkable`), including the known
+    pseudonyms linkage merges into it — so an opposition finds the person under the pseudonym
+    the lake uses, even when the person was first seen without a NIR.
     """
     from pdp.pseudonym import Pseudonymiser, Rejection
     from pdp.pseudonym.linkage import LinkInput, link
@@ -86,16 +113,20 @@ def resolve(raw_identity: Any, *, engine: Engine, store: KeyStore) -> tuple[str,
         )
     pseudonymiser = Pseudonymiser(store)
     own = pseudonymiser.pseudonym(canonical)
+    traits = own
+    if canonical.scheme == "nir":
+        traits = pseudonymiser.pseudonym(replace(canonical, scheme="traits", nir=None))
     known = IdentityVault(engine, store).linkable([canonical])
     result = link([LinkInput("consent", canonical)], pseudonymiser, known=known)
     person = result.pseudonyms.get("consent", own)
-    return tuple(dict.fromkeys((own, person)))
+    merged = [old for old, new in result.superseded.items() if new == person]
+    return tuple(dict.fromkeys((own, person, traits, *merged))), identity_tokens(canonical, store)
 
 
 def submit(
     consent: bytes | Path, *, engine: Engine, store: KeyStore, spark: SparkSession | None = None,
     lake_root: str | None = None, withdrawal: bool = False, audit: AuditLog | None = None,
-    actor: str = "pdp-cli", actor_role: str = "dmp",
+    actor: str = "pdp-cli", actor_role: str = "dmp", lock: AbstractContextManager[Any] | None = None,
 ) -> SubmitOutcome:
     """Register (or, with ``withdrawal``, withdraw) the opposition a Consent expresses; recorded in `audit`.
 
@@ -105,14 +136,15 @@ def submit(
     request = parse_consent(raw)
     if not withdrawal and request.status != "active":
         raise ConsentError(f"Consent.status: an opposition must be 'active' (got {request.status!r})")
-    pseudonyms = resolve(request.raw_identity, engine=engine, store=store)
+    pseudonyms, tokens = resolve(request.raw_identity, engine=engine, store=store)
     registry = OppositionRegistry(engine)
-    if withdrawal:
-        outcome = SubmitOutcome("withdraw", pseudonyms, tuple(registry.withdraw(pseudonyms)))
-    else:
-        changed = registry.submit(pseudonyms)
-        gold = purge_lake(spark, pseudonyms, zones=("gold",), lake_root=lake_root) if spark is not None else []
-        outcome = SubmitOutcome("submit", pseudonyms, tuple(changed), gold)
+    with lock or nullcontext():  # not between an ingest's edge check and its commit
+        if withdrawal:
+            outcome = SubmitOutcome("withdraw", pseudonyms, tuple(registry.withdraw(pseudonyms, tokens=tokens)))
+        else:
+            changed = registry.submit(pseudonyms, tokens=tokens)
+            gold = purge_lake(spark, pseudonyms, zones=("gold",), lake_root=lake_root) if spark is not None else []
+            outcome = SubmitOutcome("submit", pseudonyms, tuple(changed), gold)
     if audit is not None:
         audit.append(actor=actor, actor_role=actor_role,
                      action="opposition_withdraw" if withdrawal else "opposition_submit", decision="done",
@@ -121,9 +153,12 @@ def submit(
     return outcome
 
 
-def withdraw(consent: bytes | Path, *, engine: Engine, store: KeyStore, audit: AuditLog | None = None) -> SubmitOutcome:
+def withdraw(
+    consent: bytes | Path, *, engine: Engine, store: KeyStore, audit: AuditLog | None = None,
+    lock: AbstractContextManager[Any] | None = None,
+) -> SubmitOutcome:
     """Withdraw an opposition: data arriving from now on are used again."""
-    return submit(consent, engine=engine, store=store, withdrawal=True, audit=audit)
+    return submit(consent, engine=engine, store=store, withdrawal=True, audit=audit, lock=lock)
 
 
 def purge_lake(
@@ -141,7 +176,7 @@ def purge_lake(
 
 def apply(
     *, spark: SparkSession, engine: Engine, store: KeyStore, lake_root: str | None = None,
-    audit: AuditLog | None = None, actor: str = "pdp-cli",
+    audit: AuditLog | None = None, actor: str = "pdp-cli", lock: AbstractContextManager[Any] | None = None,
 ) -> ApplyReport:
     """Erase every pending opposed person from the lake (all versions, change data) and the vault.
 
@@ -152,27 +187,47 @@ def apply(
 
     started = time.perf_counter()
     registry = OppositionRegistry(engine)
-    pending = registry.pending()
-    report = ApplyReport(pseudonyms=tuple(pending))
-    if not pending:
+    with lock or nullcontext():  # no ingest lands a record between the purge and marking it done
+        pending = registry.pending()
+        report = ApplyReport(pseudonyms=tuple(pending))
+        if not pending:
+            report.seconds = time.perf_counter() - started
+            return report
+        report.tables = purge_lake(spark, pending, lake_root=lake_root)
+        report.vault_rows = IdentityVault(engine, store).delete(pending)
+        report.relationships = _forget_relationships(engine, pending)
+        report.persons = len(pending)
         report.seconds = time.perf_counter() - started
-        return report
-    report.tables = purge_lake(spark, pending, lake_root=lake_root)
-    report.vault_rows = IdentityVault(engine, store).delete(pending)
-    registry.mark_applied(pending, at=datetime.now(UTC))
-    report.persons = len(pending)
-    report.seconds = time.perf_counter() - started
-    if audit is not None:
-        audit.append(actor=actor, actor_role="system", action="erasure", decision="done", data_ref=pending,
-                     purpose="opposition_management", rule=_REASON
-                     + "; Delta's retention check overridden for the files holding the person only",
-                     details=report.as_dict())
+        if audit is not None:  # the proof first: if it cannot be written, the erasure is redone next time
+            audit.append(actor=actor, actor_role="system", action="erasure", decision="done", data_ref=pending,
+                         purpose="opposition_management", rule=_REASON
+                         + "; Delta's retention check overridden for the files holding the person only",
+                         details=report.as_dict())
+        registry.mark_applied(pending, at=datetime.now(UTC))
     return report
 
 
-def withheld_at_edge(engine: Engine, mapping: Mapping[str, str], pseudonyms: Iterable[str]) -> set[str]:
-    """The batch pseudonyms to refuse at the edge: opposed themselves, or linked to an opposed person."""
+def _forget_relationships(engine: Engine, pseudonyms: list[str]) -> int:
+    """Care relationships (GP ↔ patient) of erased persons go too."""
+    from pdp.governance.authz.relationships import care_relationship
+
+    with engine.begin() as conn:
+        return int(conn.execute(care_relationship.delete().where(
+            care_relationship.c.pseudonym.in_(pseudonyms))).rowcount or 0)
+
+
+def withheld_at_edge(
+    engine: Engine, store: KeyStore, mapping: Mapping[str, str], canonicals: Mapping[str, Any],
+    pseudonyms: Iterable[str],
+) -> set[str]:
+    """The batch pseudonyms to refuse at the edge: opposed themselves, linked to an opposed person,
+    or with an identity whose opposition token is registered (after a key rotation or an erasure)."""
     batch = set(pseudonyms)
     finals = {p: mapping.get(p, p) for p in batch}
-    opposed = OppositionRegistry(engine).opposed(sorted(batch | set(finals.values())))
-    return {p for p, person in finals.items() if p in opposed or person in opposed}
+    registry = OppositionRegistry(engine)
+    opposed = registry.opposed(sorted(batch | set(finals.values())))
+    withheld = {p for p, person in finals.items() if p in opposed or person in opposed}
+    key = store.ensure("opposition").material
+    tokens = {p: identity_tokens(c, store, key=key) for p, c in canonicals.items() if p not in withheld}
+    hit = registry.opposed_tokens(sorted({t for ts in tokens.values() for t in ts}))
+    return withheld | {p for p, ts in tokens.items() if set(ts) & hit}
