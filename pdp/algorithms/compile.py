@@ -136,10 +136,10 @@ class _Compiler:
         cases = " ".join(f"WHEN '{n}' THEN ({self._fact_test(c)})" for n, c in self.events.items())
         return Step(
             "matched",
-            "SELECT f.person_id, f.domain, f.fact_table, f.event_id, f.vocabulary, f.source_code, f.start_date, "
-            "f.value, f.status, f.source, m.criterion FROM facts f JOIN code_criteria m "
+            f"SELECT {self.d.broadcast('m')}f.person_id, f.domain, f.fact_table, f.event_id, f.vocabulary, "
+            "f.source_code, f.start_date, f.value, f.status, f.source, m.criterion FROM facts f JOIN code_criteria m "
             "ON f.domain = m.domain AND f.vocabulary = m.vocabulary AND f.source_code = m.source_code "
-            f"WHERE CASE m.criterion {cases} ELSE FALSE END",
+            f"WHERE CASE m.criterion {cases} ELSE FALSE END{self.d.distribute_by('person_id')}",
             materialise=True,
         )
 
@@ -185,7 +185,7 @@ class _Compiler:
         if change:
             parts.append("SELECT person_id, criterion, max(later_date) AS last_date FROM change_pairs "
                          "GROUP BY person_id, criterion")
-        return Step("holds", "\nUNION ALL\n".join(parts), materialise=True)
+        return Step("holds", "\nUNION ALL\n".join(parts) + self.d.distribute_by("person_id"), materialise=True)
 
     def change_pairs(self) -> Step | None:
         change = self._names("change")
@@ -240,7 +240,7 @@ class _Compiler:
                 "AND r.criterion = p.criterion AND (r.event_id = p.earlier_id OR r.event_id = p.later_id) "
                 "WHERE p.pair_rank = 1"
             )
-        return Step("cited", "\nUNION ALL\n".join(parts), materialise=True)
+        return Step("cited", "\nUNION ALL\n".join(parts) + self.d.distribute_by("person_id"), materialise=True)
 
     # -- persons, populations, strata ---------------------------------------------------------
 
@@ -317,7 +317,8 @@ class _Compiler:
                 for s in pyr.strata
             )
             strata.append(f"CASE {whens} END AS s_{pyr.name}")
-        steps.append(Step("persons", f"SELECT *, {', '.join(strata)} FROM {source}", materialise=True))
+        steps.append(Step("persons", f"SELECT *, {', '.join(strata)} FROM {source}{self.d.distribute_by('person_id')}",
+                          materialise=True))
         return steps
 
     # -- outputs ----------------------------------------------------------------------------
@@ -376,7 +377,7 @@ class _Compiler:
             f"SELECT person_id, person_pseudonym, pathway, stratum, action, professional, interval_days, rule_id, "
             f"last_done, {due} AS next_due, CASE WHEN last_done IS NULL OR {due} < {self.as_of} THEN 'overdue' "
             f"WHEN {due} <= {self.d.plus_days(self.as_of, 'due_soon_days')} THEN 'due' ELSE 'up_to_date' END "
-            f"AS status, definition_version, location_id, gp_rpps FROM ({union}) a",
+            f"AS status, definition_version, location_id, gp_rpps FROM ({union}) a{self.d.distribute_by('person_id')}",
             materialise=True,
         )
 
@@ -426,7 +427,7 @@ class _Compiler:
         for name, alert in self.defs.alerts.items():
             if alert.rule is not None:
                 cite("alert", _q(name), _q(alert.rule_id), to_sql(alert.rule, self._crit, self._pop), alert.rule)
-        return Step("citations", "\nUNION ALL\n".join(parts), materialise=True)
+        return Step("citations", "\nUNION ALL\n".join(parts) + self.d.distribute_by("person_id"), materialise=True)
 
     def out_evidence(self) -> Step:
         """Facts behind every population, stratum, action and alert (long form, engine-neutral)."""

@@ -1,13 +1,16 @@
-"""Where Spark SQL and DuckDB differ, for the SQL the definitions compile to: dates, and only dates.
+"""Where Spark SQL and DuckDB differ, for the SQL the definitions compile to: dates, and physical hints.
 
 Why a dialect class (as Splink does): the population logic is written once, as SQL built from
-the definitions; the two engines disagree only on date arithmetic, so that difference lives
-here instead of in `if spark:` branches.
+the definitions; the two engines disagree on date arithmetic, and only Spark needs to be told
+how to move rows (a broadcast hint, a distribution by person), so those differences live here
+instead of in `if spark:` branches. A hint never changes a result, only the plan.
 
 >>> SparkDialect().minus_days("DATE '2026-06-30'", 365)
 "date_sub(DATE '2026-06-30', 365)"
 >>> DuckDBDialect().days_between("b", "a")
 "datediff('day', a, b)"
+>>> SparkDialect().broadcast("m"), DuckDBDialect().broadcast("m")
+('/*+ BROADCAST(m) */ ', '')
 """
 
 from __future__ import annotations
@@ -34,6 +37,14 @@ class Dialect(ABC):
     def days_between(self, later: str, earlier: str) -> str:
         """Whole days from `earlier` to `later`."""
 
+    def broadcast(self, alias: str) -> str:
+        """A hint placed after SELECT: the relation `alias` is small, copy it to every task."""
+        return ""
+
+    def distribute_by(self, *columns: str) -> str:
+        """A clause ending a query: rows with equal `columns` end up in the same partition."""
+        return ""
+
 
 class SparkDialect(Dialect):
     name = "spark"
@@ -46,6 +57,16 @@ class SparkDialect(Dialect):
 
     def days_between(self, later: str, earlier: str) -> str:
         return f"datediff({later}, {earlier})"
+
+    def broadcast(self, alias: str) -> str:
+        # a materialised step has no size statistics for the planner: without the hint, joining
+        # the few thousand codes to every fact shuffled (and sorted) every fact
+        return f"/*+ BROADCAST({alias}) */ "
+
+    def distribute_by(self, *columns: str) -> str:
+        # a materialised step keeps its partitioning: the per-person windows, aggregates and joins
+        # downstream then run without shuffling again
+        return f" DISTRIBUTE BY {', '.join(columns)}"
 
 
 class DuckDBDialect(Dialect):

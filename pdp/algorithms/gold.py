@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 from pdp.algorithms.compile import INPUTS, SparkDialect, Step, compile_pipeline
 from pdp.algorithms.model import Definitions, load_definitions
 from pdp.lake import Commit, LakeTable, RunInfo, load_catalog
+from pdp.lake.sparkconf import scoped_conf
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -59,6 +60,9 @@ GOLD_OUTPUTS: dict[str, str] = {
     "out_alert": "gold.alert",
     "out_evidence": "gold.evidence",
 }
+
+
+_STATIC_PLAN = {"spark.sql.adaptive.enabled": "false"}
 
 
 @dataclass
@@ -156,14 +160,19 @@ def build_gold(
     cached: list[DataFrame] = []
     for step in steps:
         tick = time.perf_counter()
-        frame = spark.sql(step.sql)
         if step.materialise:
             # Cut the lineage: later steps read this relation many times (the evidence step dozens),
             # and re-analysing the whole plan behind every reference exhausts the driver's heap.
-            frame = frame.localCheckpoint(eager=True)
+            # Planned without adaptive execution: an adaptive plan hides its output partitioning
+            # from the checkpoint, and then every per-person step after it shuffles again what
+            # the step had already distributed by person (see `Dialect.distribute_by`).
+            with scoped_conf(spark, _STATIC_PLAN):
+                frame = spark.sql(step.sql).localCheckpoint(eager=True)
             cached.append(frame)
-            report.seconds[f"step.{step.name}"] = time.perf_counter() - tick
+        else:
+            frame = spark.sql(step.sql)
         frame.createOrReplaceTempView(step.name)
+        report.seconds[f"step.{step.name}"] = time.perf_counter() - tick
     report.seconds["plan"] = time.perf_counter() - started
     lineage = {
         "as_of": as_of.isoformat(),
@@ -191,22 +200,50 @@ def _write(
     scope_ids: list[int] | None,
     report: GoldReport,
 ) -> None:
+    """Write every gold table, one commit each; the tables before the last are written concurrently.
+
+    Why concurrently: a gold commit is mostly the driver's Delta protocol work (snapshot, commit,
+    finding the commit made), during which the executors idle; the tables are independent, so
+    their commits overlap. The last table seals the run (see `_already_built`): it is written only
+    once the others are committed, so a failed run is never taken for a finished one.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    *first, last = GOLD_OUTPUTS.items()
+    with ThreadPoolExecutor(max_workers=len(first)) as pool:
+        futures = [pool.submit(_write_one, spark, lake_root, relation, name, as_of, defs, run, scope_ids, report)
+                   for relation, name in first]
+        for future in futures:
+            future.result()
+    _write_one(spark, lake_root, *last, as_of, defs, run, scope_ids, report)
+
+
+def _write_one(
+    spark: SparkSession,
+    lake_root: str | None,
+    relation: str,
+    name: str,
+    as_of: date,
+    defs: Definitions,
+    run: RunInfo,
+    scope_ids: list[int] | None,
+    report: GoldReport,
+) -> None:
     from pyspark.sql import functions as F
 
     when = f"as_of = DATE '{as_of.isoformat()}'"
-    for relation, name in GOLD_OUTPUTS.items():
-        tick = time.perf_counter()
-        table = LakeTable(spark, name, lake_root=lake_root).create()
-        frame = spark.table(relation).withColumn("as_of", F.lit(as_of)).withColumn("definitions", F.lit(defs.version))
-        # a bounded number of files per write: the union of many parts would write one small file per part
-        frame = frame.select(*table.definition.column_names).coalesce(_files_per_write(spark))
-        if scope_ids is None:
-            commit = table.overwrite(frame, replace_where=when, run=run)
-        else:
-            commit = _replace_persons(table, frame, when, scope_ids, run)
-        # rows written, from the commit's own metrics: counting the frame first would compute it twice
-        report.rows[name] = commit.metric("numOutputRows") if commit is not None else 0
-        report.seconds[name] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    table = LakeTable(spark, name, lake_root=lake_root).create()
+    frame = spark.table(relation).withColumn("as_of", F.lit(as_of)).withColumn("definitions", F.lit(defs.version))
+    # a bounded number of files per write: the union of many parts would write one small file per part
+    frame = frame.select(*table.definition.column_names).coalesce(_files_per_write(spark))
+    if scope_ids is None:
+        commit = table.overwrite(frame, replace_where=when, run=run)
+    else:
+        commit = _replace_persons(table, frame, when, scope_ids, run)
+    # rows written, from the commit's own metrics: counting the frame first would compute it twice
+    report.rows[name] = commit.metric("numOutputRows") if commit is not None else 0
+    report.seconds[name] = time.perf_counter() - tick
 
 
 def _files_per_write(spark: SparkSession) -> int:
