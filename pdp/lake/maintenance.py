@@ -240,9 +240,9 @@ def erase(table: LakeTable, column: str, values: Iterable[str], *, run: RunInfo,
 def _remove_files_holding(table: LakeTable, column: str, targets: object) -> tuple[int, int]:
     """Remove the parquet files outside the current snapshot that hold a target value (and their .crc).
 
-    Every path is compared as a Hadoop ``Path`` built from its URI: Delta and ``input_file_name``
-    give percent-encoded URIs, the file listing gives paths, and a lake under a directory with a
-    space or a ``%`` must not make a current file look like history, or a holder look absent.
+    Every path is compared as a qualified Hadoop ``Path``: ``input_file_name`` gives percent-encoded
+    URIs, ``inputFiles`` and the listing give plain path strings, and a lake under a directory with
+    a space or a ``%`` must not make a current file look like history, or a holder look absent.
     """
     from pyspark.sql import functions as F
 
@@ -252,10 +252,13 @@ def _remove_files_holding(table: LakeTable, column: str, targets: object) -> tup
     root = jvm.org.apache.hadoop.fs.Path(table.path)
     fs = root.getFileSystem(hadoop)
 
-    def from_uri(uri: str) -> Any:
+    def from_uri(uri: str) -> Any:  # input_file_name(): percent-encoded
         return fs.makeQualified(jvm.org.apache.hadoop.fs.Path(jvm.java.net.URI(uri)))
 
-    current = {from_uri(p).toString() for p in table.read().inputFiles()}
+    def from_path(path: str) -> Any:  # DataFrame.inputFiles(): a Hadoop path string, not encoded
+        return fs.makeQualified(jvm.org.apache.hadoop.fs.Path(path))
+
+    current = {from_path(p).toString() for p in table.read().inputFiles()}
     candidates: list[str] = []
     listing = fs.listFiles(root, True)
     while listing.hasNext():
