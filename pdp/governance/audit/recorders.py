@@ -13,7 +13,7 @@ recorded as asked (an unknown purpose spelled with spaces, a NIR passed as an ob
 recorded, with the offending field replaced by ``<withheld>``: a denial must leave a trace.
 
 Cost: one durable append per decision (cached or not), i.e. the audit store's append rate
-bounds the authoriser's decision rate (see :mod:`pdp.bench.audit`).
+bounds the authoriser's decision rate (see `pdp/bench/audit.py`).
 
 Example::
 

@@ -19,7 +19,7 @@ append runs in its own transaction by default, or inside the caller's (``connect
 that an operation and its audit record commit together (the head stays locked until then).
 
 Measured (``pdp bench audit``, 2 shared cores, load ~7, local PostgreSQL 16): see
-:mod:`pdp.bench.audit`.
+`pdp/bench/audit.py`.
 
 Example::
 

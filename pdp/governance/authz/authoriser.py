@@ -25,7 +25,7 @@ enforcer runs under a lock; a bounded LRU cache keyed by (role, domain, whether 
 the domain, object, action, purpose) answers repeated questions without the lock's contention
 on the enforcer, and is emptied by :meth:`Authoriser.reload`.
 
-Measured (``pdp bench authz``, 10 000 policy lines, 2 shared cores): see :mod:`pdp.bench.authz`.
+Measured (``pdp bench authz``, 10 000 policy lines, 2 shared cores): see `pdp/bench/authz.py`.
 
 Domains: a territory name, or ``*`` for what belongs to no one territory (a citizen's
 opposition, the audit log as a whole, the source registry): only national lines match ``*``,
