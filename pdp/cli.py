@@ -230,13 +230,18 @@ oppose_app = typer.Typer(no_args_is_help=True, help="Citizens' opposition (FHIR 
 app.add_typer(oppose_app, name="oppose")
 
 
-def _governance():
+def _governance_engine():
     from pdp.governance import create_all, make_engine
-    from pdp.pseudonym.keys import KeyStore
 
     engine = make_engine()
     create_all(engine)
-    return engine, KeyStore.from_settings()
+    return engine
+
+
+def _governance():
+    from pdp.pseudonym.keys import KeyStore
+
+    return _governance_engine(), KeyStore.from_settings()
 
 
 def audit_event(
@@ -357,7 +362,7 @@ def ethics_sample_command(
     from pdp.governance.ethics import SampleError, draw_sample
     from pdp.lake import get_spark
 
-    engine, _ = _governance()
+    engine = _governance_engine()  # the draw reads gold and the registry: no key needed
     try:
         sample = draw_sample(get_spark(app_name="pdp-ethics"), engine, territory=territory, pyramid=pyramid,
                              stratum=stratum, n=n, seed=seed, as_of=_as_of(as_of) if as_of else None)

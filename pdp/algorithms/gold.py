@@ -254,5 +254,5 @@ def _replace_persons(
     table: LakeTable, frame: DataFrame, when: str, scope_ids: list[int], run: RunInfo
 ) -> Commit | None:
     """Replace the scoped persons' rows of one as-of date: delete theirs, append the new ones, one commit each."""
-    table.delete_keys("person_id", scope_ids, where=when.replace("as_of", "t.as_of"), run=run)
+    table.delete_keys("person_id", scope_ids, where=f"t.{when}", run=run)
     return table.append(frame, run=run)
