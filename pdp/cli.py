@@ -667,7 +667,7 @@ def keys_rotate_command() -> None:
 
     with _key_store_errors():
         store = KeyStore.from_settings()
-        vault = IdentityVault.from_settings()
+        vault = IdentityVault.from_settings(edge=True)  # re-keys from the linkage view; opens nothing
         catalog = load_catalog()
         needs_spark = any(c.pseudonym for name in catalog.names() for c in catalog.table(name).columns)
         spark = None

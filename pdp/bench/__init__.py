@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "pseudonymise": "pdp.pseudonym.bench:bench_pseudonymise",
     "strata": "pdp.bench.strata:bench_strata",
     "synth": "pdp.synth.bench:bench_synth",
+    "vault": "pdp.bench.vault:bench_vault",
 }
 
 

@@ -43,14 +43,14 @@ def load_known_identities(settings: Settings) -> tuple[KnownIdentityDetector | N
     from pdp.governance.db import GovernanceDbError, create_all, make_engine
     from pdp.pseudonym.keys import KeyStore
     from pdp.pseudonym.kms import KeyStoreError
-    from pdp.pseudonym.vault import IdentityVault, VaultError
+    from pdp.pseudonym.vault import EdgeKeys, IdentityVault, VaultError
 
     try:
         store = KeyStore.from_settings(settings)
         engine = make_engine(settings=settings)
         try:
             create_all(engine)
-            return KnownIdentityDetector.from_vault(IdentityVault(engine, store)), None
+            return KnownIdentityDetector.from_vault(IdentityVault(engine, EdgeKeys(store))), None
         finally:
             engine.dispose()
     except (KeyStoreError, VaultError, GovernanceDbError) as exc:

@@ -96,7 +96,7 @@ class LabFeed:
         from pdp.ingest.registry import load_registry
         from pdp.pseudonym.keys import KeyStore
         from pdp.pseudonym.pseudonymise import Pseudonymiser
-        from pdp.pseudonym.vault import IdentityVault
+        from pdp.pseudonym.vault import EdgeKeys, IdentityVault
 
         # A child session (same context, own SQL settings): one shuffle partition for the
         # micro-batch's tiny joins and aggregates, without changing the caller's session.
@@ -107,7 +107,7 @@ class LabFeed:
         self.registry = registry or load_registry()
         self.spec: SourceSpec = self.registry[_SOURCE]
         self._store = KeyStore.from_settings(self.settings)
-        self._vault = IdentityVault(_engine(self.settings), self._store)
+        self._vault = IdentityVault(_engine(self.settings), EdgeKeys(self._store))  # seals; cannot open
         self._pseudonymiser = Pseudonymiser(self._store)
         self._today = today
         self._tables: dict[str, LakeTable] = {}

@@ -152,11 +152,11 @@ def _ingest(
     from pdp.ingest.silver import build_silver
     from pdp.lake import LakeTable, RunInfo
     from pdp.pseudonym.keys import KeyStore
-    from pdp.pseudonym.vault import IdentityVault
+    from pdp.pseudonym.vault import EdgeKeys, IdentityVault
 
     registry = registry or load_registry()
     store = KeyStore.from_settings(settings)
-    vault = IdentityVault(_engine(settings), store)
+    vault = IdentityVault(_engine(settings), EdgeKeys(store))  # seals; cannot open
     edge = Edge(store, today=today)
     started = datetime.now(UTC)
     batch_id = f"ingest-{started:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"

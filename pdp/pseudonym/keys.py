@@ -10,7 +10,17 @@ Independent key series, one per purpose: ``"pseudonym"`` (HMAC keys of the pseud
 record already ingested) and ``"nametoken"`` (keyed hashes of the vault's name tokens, the only
 key the leak scanner needs: :mod:`pdp.pseudonym.name_tokens`) and ``"opposition"`` (keyed hashes of
 an opposed person's canonical identities, stable across pseudonym-key rotations, so an opposition
-outlives them). Holding one never opens another.
+outlives them) and ``"seal"`` (an X25519 key pair: the edge seals identity observations to its
+public key, only re-identification opens them with the private key: :mod:`pdp.pseudonym.sealing`)
+and ``"serving"`` (AES-GCM key of re-identification's cache of merged identities, which only
+the serving side holds).
+Holding one never opens another.
+
+Public keys: a ``seal`` file also carries its public key and an *attestation* (the public key
+wrapped by the master key, associated data = format + purpose + version + ``public``).
+:meth:`KeyStore.public` checks the attestation and returns the public key without unwrapping
+the private one, and opening the store checks a ``seal`` file through its attestation too: a
+process that only seals (the edge) never has the private key in memory.
 
 Life cycle of a version (status is reported, never chosen by the caller)::
 
@@ -80,18 +90,21 @@ __all__ = [
     "KeyStoreError",
     "MasterKey",
     "MasterKeyError",
+    "PublicKey",
     "Purpose",
     "keys_init",
     "keys_rotate",
     "keys_status",
 ]
 
-Purpose = Literal["pseudonym", "vault", "record", "nametoken", "opposition"]
+Purpose = Literal["pseudonym", "vault", "record", "nametoken", "opposition", "seal", "serving"]
 KeyStatus = Literal["current", "previous", "retired"]
 PURPOSES: tuple[Purpose, ...] = get_args(Purpose)
 _ORIGINAL_PURPOSES: tuple[Purpose, ...] = ("pseudonym", "vault")
 DATA_KEY_BYTES = 32
 _FORMAT = "pdp-key/1"
+# Purposes whose material is an X25519 private key with a published public key.
+_KEY_PAIRS: tuple[Purpose, ...] = ("seal",)
 _FILE_NAME = re.compile(r"(?P<purpose>[a-z]+)-v(?P<version>[1-9][0-9]{0,8})\.json")
 
 
@@ -134,10 +147,25 @@ class _KeyRecord(BaseModel):
     retired_at: datetime | None = None
     kek: str
     wrapped: str
+    public_key: str | None = None  # key pairs only: raw X25519 public key, base64
+    attest: str | None = None  # key pairs only: the public key wrapped by the master key
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKey:
+    """The public half of a key pair version (raw 32 bytes): safe to hand to any process."""
+
+    purpose: Purpose
+    version: int
+    raw: bytes
 
 
 def _aad(purpose: str, version: int) -> bytes:
     return f"{_FORMAT}\x1f{purpose}\x1f{version}".encode("ascii")
+
+
+def _public_aad(purpose: str, version: int) -> bytes:
+    return _aad(purpose, version) + b"\x1fpublic"
 
 
 def _check_purpose(purpose: str) -> Purpose:
@@ -158,7 +186,10 @@ class KeyStore:
         self._dir = Path(directory)
         self._kek = master_key
         for record in self._records():
-            self._unwrap(record)
+            if record.purpose in _KEY_PAIRS:
+                self._public(record)  # checked through the attestation: the private key stays wrapped
+            else:
+                self._unwrap(record)
 
     def __repr__(self) -> str:
         return f"KeyStore(directory={str(self._dir)!r}, master_key={self._kek.kek_id!r})"
@@ -223,6 +254,25 @@ class KeyStore:
             if record.version == version:
                 return self._data_key(record, self._status(record, records))
         raise KeyStoreError(f"no {purpose} key version {version} in {self._dir}")
+
+    def public(self, purpose: Purpose, version: int | None = None) -> PublicKey:
+        """The public key of a key-pair purpose (current version by default), attestation checked.
+
+        Never unwraps the private key: what the edge calls to seal.
+        """
+        purpose = _check_purpose(purpose)
+        if purpose not in _KEY_PAIRS:
+            raise KeyStoreError(f"{purpose} keys are symmetric: they have no public key")
+        records = self._series(purpose)
+        if version is None:
+            active = [r for r in records if r.status == "active"]
+            record = active[-1]
+        else:
+            found = [r for r in records if r.version == version]
+            if not found:
+                raise KeyStoreError(f"no {purpose} key version {version} in {self._dir}")
+            record = found[0]
+        return PublicKey(purpose, record.version, self._public(record))
 
     def rotate(self, purpose: Purpose) -> DataKey:
         """Add a new version, which becomes current; the former current becomes previous."""
@@ -331,12 +381,42 @@ class KeyStore:
             raise KeyStoreError(f"key {record.purpose}-v{record.version} is not {DATA_KEY_BYTES} bytes")
         return material
 
+    def _public(self, record: _KeyRecord) -> bytes:
+        name = f"{record.purpose}-v{record.version}"
+        if record.public_key is None or record.attest is None:
+            raise KeyStoreError(f"key file {name} has no attested public key")
+        try:
+            raw = base64.b64decode(record.public_key, validate=True)
+            attest = base64.b64decode(record.attest, validate=True)
+        except ValueError:
+            raise KeyStoreError(f"key file {name} is malformed") from None
+        if record.kek != self._kek.kek_id:
+            raise KeyStoreError(f"key file {name} was wrapped by {record.kek!r}, not by the configured master key")
+        try:
+            attested = self._kek.unwrap(attest, aad=_public_aad(record.purpose, record.version))
+        except UnwrapError:
+            raise KeyStoreError("master key does not open the key store") from None
+        if attested != raw or len(raw) != DATA_KEY_BYTES:
+            raise KeyStoreError(f"key file {name}: its public key does not match its attestation")
+        return raw
+
     def _data_key(self, record: _KeyRecord, status: KeyStatus) -> DataKey:
         return DataKey(record.purpose, record.version, self._unwrap(record), status)
 
     def _create(self, purpose: Purpose, version: int) -> _KeyRecord:
         material = secrets.token_bytes(DATA_KEY_BYTES)
         wrapped = self._kek.wrap(material, aad=_aad(purpose, version))
+        public: dict[str, str] = {}
+        if purpose in _KEY_PAIRS:
+            from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+            from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+            raw = X25519PrivateKey.from_private_bytes(material).public_key().public_bytes(
+                Encoding.Raw, PublicFormat.Raw)
+            public = {
+                "public_key": base64.b64encode(raw).decode("ascii"),
+                "attest": base64.b64encode(self._kek.wrap(raw, aad=_public_aad(purpose, version))).decode("ascii"),
+            }
         record = _KeyRecord(
             format=_FORMAT,
             purpose=purpose,
@@ -345,6 +425,7 @@ class KeyStore:
             created_at=datetime.now(UTC),
             kek=self._kek.kek_id,
             wrapped=base64.b64encode(wrapped).decode("ascii"),
+            **public,
         )
         self._write(record, replace=False)
         return record

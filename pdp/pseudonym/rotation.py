@@ -65,8 +65,8 @@ def _mapping(vault: IdentityVault, store: KeyStore, old: int) -> dict[str, str]:
     """old pseudonym → new pseudonym for every vault row of version `old`."""
     pseudonymiser = Pseudonymiser(store)
     olds = vault.pseudonyms(prefix=f"v{old}:")
-    records = vault.get_many(olds)
-    missing = [p for p in olds if records[p].canonical is None]
+    records = vault.linkage_view(olds)  # the linkage view holds the canonical bytes: no sealed record is opened
+    missing = [p for p in olds if p not in records or records[p].canonical is None]
     if missing:
         raise RotationError(
             f"{len(missing)} vault record(s) lack their canonical identity: they cannot be re-keyed "

@@ -14,16 +14,24 @@ from pathlib import Path
 PDP = Path(__file__).resolve().parents[2] / "pdp"
 README = Path(__file__).resolve().parents[2] / "README.md"
 
-# The methods of IdentityVault that decrypt records (upsert merges with the stored record).
-DECRYPTING = {"get_many", "linkable", "upsert", "upsert_many", "repseudonymise", "rekey", "_read"}
+# The methods of IdentityVault that decrypt something: ``get_many``, ``compact`` and ``reseal``
+# open sealed records (private seal key); the others read the linkage view (the edge's ``vault`` key).
+DECRYPTING = {"get_many", "compact", "reseal", "linkage_view", "linkable", "upsert", "upsert_many",
+              "repseudonymise", "rekey", "_read", "_open"}
+OPENING = {"get_many", "compact", "reseal"}
+# Modules that build a vault able to open sealed records, to hand it to reidentify.
+SERVING: tuple[str, ...] = ()
+# The vault benchmark measures re-identification's read, on a store and keys it makes and deletes.
+BENCH = ("pdp/bench/vault.py",)
 
 # module → the decrypting methods it may call, and why (the README's list).
 ALLOWED = {
     "pdp/pseudonym/reidentify.py": {"get_many"},  # re-identification: authorise → opposition → vault → audit
-    "pdp/pseudonym/rotation.py": {"get_many", "repseudonymise"},  # key rotation re-keys from the canonical
+    "pdp/pseudonym/rotation.py": {"linkage_view", "repseudonymise"},  # key rotation re-keys from the canonical
     "pdp/ingest/pipeline.py": {"upsert_many", "linkable", "repseudonymise"},  # edge: merge, linkage, relink
     "pdp/ingest/fast_path.py": {"upsert_many"},  # the lab feed's edge (linkage goes through pipeline)
     "pdp/governance/opposition/service.py": {"linkable"},  # an opposition's identity → the person's pseudonym
+    "pdp/bench/vault.py": {"upsert_many", "get_many"},  # `pdp bench vault`: a throwaway store and keys
 }
 
 
@@ -64,3 +72,23 @@ def test_the_readme_lists_every_decryption_path() -> None:
 def test_the_leak_scanner_reads_no_identity() -> None:
     source = (PDP / "governance" / "leak_scan.py").read_text(encoding="utf-8")
     assert "get_many" not in source and "name_token_index" in source
+
+
+def test_only_re_identification_opens_sealed_records() -> None:
+    """Every module but reidentify that builds a vault builds it through EdgeKeys (no private seal key)."""
+    openers = {module for module, methods in calls().items() if methods & OPENING}
+    assert openers == {"pdp/pseudonym/reidentify.py", *SERVING, *BENCH}
+    for path in sorted(PDP.rglob("*.py")):
+        module = path.relative_to(PDP.parent).as_posix()
+        if module in ("pdp/pseudonym/vault.py", *SERVING, *BENCH):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "IdentityVault":
+                assert ast.unparse(node.args[1]).startswith("EdgeKeys("), (module, ast.unparse(node))
+
+
+def test_the_edge_opens_its_vault_through_edge_keys() -> None:
+    cli = (PDP / "cli.py").read_text(encoding="utf-8")
+    assert "IdentityVault.from_settings(edge=True)" in cli
+    assert "IdentityVault.from_settings()" not in cli

@@ -17,7 +17,14 @@ from pdp.config import Settings, get_settings
 from pdp.governance import create_all, make_engine
 from pdp.pseudonym.keys import KeyStore
 from pdp.pseudonym.reidentify import Actor, DbAuditSink, Decision, reidentify
-from pdp.pseudonym.vault import IdentityVault, UpsertResult, VaultError, VaultRecord, identity_vault
+from pdp.pseudonym.vault import (
+    IdentityVault,
+    UpsertResult,
+    VaultError,
+    VaultRecord,
+    identity_vault,
+    identity_vault_seal,
+)
 
 
 def pseudonym(n: int) -> str:
@@ -107,26 +114,30 @@ def test_a_ciphertext_moved_to_another_pseudonym_fails_authentication(
     other = VaultRecord(birth_name="DURAND", observed_at=date(2024, 1, 1))
     vault.upsert_many({pseudonym(1): IDENTITY, pseudonym(2): other})
     moved = raw_row(governance_engine, pseudonym(1))
-    with governance_engine.begin() as conn:
+    with governance_engine.begin() as conn:  # the linkage view: the associated data is the pseudonym
         conn.execute(
             update(identity_vault)
             .where(identity_vault.c.pseudonym == pseudonym(2))
             .values(nonce=moved["nonce"], ciphertext=moved["ciphertext"])
         )
     with pytest.raises(VaultError, match="failed authentication") as caught:
-        vault.get_many([pseudonym(2)])
+        vault.linkage_view([pseudonym(2)])
     assert pseudonym(2) in str(caught.value)
-    assert vault.get_many([pseudonym(1)]) == {pseudonym(1): IDENTITY}
+    with governance_engine.begin() as conn:  # a sealed observation: its bind names the pseudonym
+        conn.execute(update(identity_vault_seal).where(identity_vault_seal.c.pseudonym == pseudonym(1))
+                     .values(pseudonym=pseudonym(2)))
+    with pytest.raises(VaultError, match="failed authentication"):
+        vault.get_many([pseudonym(2)])
+    assert vault.get_many([pseudonym(1)]) == {}
 
 
 def test_a_tampered_ciphertext_is_refused(vault: IdentityVault, governance_engine: Engine) -> None:
     vault.upsert(pseudonym(1), IDENTITY)
-    blob = bytearray(raw_row(governance_engine, pseudonym(1))["ciphertext"])
+    with governance_engine.connect() as conn:
+        blob = bytearray(conn.scalar(select(identity_vault_seal.c.ciphertext)))
     blob[5] ^= 0x01
     with governance_engine.begin() as conn:
-        conn.execute(
-            update(identity_vault).where(identity_vault.c.pseudonym == pseudonym(1)).values(ciphertext=bytes(blob))
-        )
+        conn.execute(update(identity_vault_seal).values(ciphertext=bytes(blob)))
     with pytest.raises(VaultError, match="failed authentication"):
         vault.get_many([pseudonym(1)])
 

@@ -104,7 +104,7 @@ def resolve(raw_identity: Any, *, engine: Engine, store: KeyStore) -> tuple[tupl
     from pdp.pseudonym import Pseudonymiser, Rejection
     from pdp.pseudonym.linkage import LinkInput, link
     from pdp.pseudonym.normalise import normalise
-    from pdp.pseudonym.vault import IdentityVault
+    from pdp.pseudonym.vault import EdgeKeys, IdentityVault
 
     canonical = normalise(raw_identity)
     if isinstance(canonical, Rejection):
@@ -116,7 +116,7 @@ def resolve(raw_identity: Any, *, engine: Engine, store: KeyStore) -> tuple[tupl
     traits = own
     if canonical.scheme == "nir":
         traits = pseudonymiser.pseudonym(replace(canonical, scheme="traits", nir=None))
-    known = IdentityVault(engine, store).linkable([canonical])
+    known = IdentityVault(engine, EdgeKeys(store)).linkable([canonical])
     result = link([LinkInput("consent", canonical)], pseudonymiser, known=known)
     person = result.pseudonyms.get("consent", own)
     merged = [old for old, new in result.superseded.items() if new == person]
@@ -183,7 +183,7 @@ def apply(
     The proof (per table: versions before and after, rows, files and bytes removed; vault rows)
     goes to `audit` as one ``erasure`` entry naming the pseudonyms.
     """
-    from pdp.pseudonym.vault import IdentityVault
+    from pdp.pseudonym.vault import EdgeKeys, IdentityVault
 
     started = time.perf_counter()
     registry = OppositionRegistry(engine)
@@ -194,7 +194,7 @@ def apply(
             report.seconds = time.perf_counter() - started
             return report
         report.tables = purge_lake(spark, pending, lake_root=lake_root)
-        report.vault_rows = IdentityVault(engine, store).delete(pending)
+        report.vault_rows = IdentityVault(engine, EdgeKeys(store)).delete(pending)
         report.relationships = _forget_relationships(engine, pending)
         report.persons = len(pending)
         report.seconds = time.perf_counter() - started

@@ -1,0 +1,121 @@
+"""`pdp bench vault`: the identity vault's write and read paths since the seal split.
+
+What production does, on a fresh SQLite governance store and key store in a temporary
+directory: the edge writes ``persons`` full identity records with ``upsert_many`` through
+:class:`~pdp.pseudonym.vault.EdgeKeys` (a sealed box per record + the linkage view + the blocking
+and name-token indexes, batches of 20 000 as the ingest pipeline sends them), writes a second
+observation for each person (the merge path), then re-identification's read ``get_many`` opens
+and merges every box and writes the folds back (cold), and reads a 1 500-person worklist from
+the merged cache (warm, median of 5).
+
+Reference, in the same run: the cost of the split itself — sealing every plaintext to an X25519
+public key (``sealing.seal``) against encrypting it under the symmetric vault key with AES-GCM
+(what the edge did before the split), same plaintexts, same process (one core, like the edge's
+one writer). ``seal_vs_aesgcm`` is the ratio of their throughputs.
+
+Measured: see the README ("Ways into the vault") for the figures of the last run and the
+machine load they were taken at.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+PERSONS = 20_000
+_BATCH = 20_000
+
+
+def _records(n: int, seed: int = 7) -> list[tuple[str, Any]]:
+    from pdp.pseudonym.vault import VaultRecord
+
+    rng = random.Random(seed)
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    out = []
+    for i in range(n):
+        pseudonym = "v1:" + base64.urlsafe_b64encode(rng.randbytes(32)).decode()[:43]
+        name = "".join(rng.choice(letters) for _ in range(rng.randint(4, 10)))
+        out.append((pseudonym, VaultRecord(
+            birth_name=name, first_names=("".join(rng.choice(letters) for _ in range(6)),),
+            sex=rng.choice("MF"), birth_date=date(1930 + i % 70, 1 + i % 12, 1 + i % 28),
+            birth_place=f"{rng.randint(1, 95):02d}{rng.randint(1, 999):03d}",
+            address_line=f"{rng.randint(1, 200)} RUE {name}", postcode="75011", commune_code="75111",
+            phone=f"06{rng.randint(0, 99_999_999):08d}", gp_rpps=f"{rng.randint(10**10, 10**11 - 1)}",
+            observed_at=date(2024, 1 + i % 12, 1))))
+    return out
+
+
+def bench_vault(persons: int = PERSONS) -> dict[str, Any]:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from pdp.config import Settings
+    from pdp.governance.db import create_all, make_engine
+    from pdp.pseudonym.keys import KeyStore
+    from pdp.pseudonym.sealing import seal
+    from pdp.pseudonym.vault import EdgeKeys, IdentityVault, VaultRecord
+
+    records = _records(persons)
+    with tempfile.TemporaryDirectory(prefix="pdp-bench-vault-") as tmp:
+        root = Path(tmp)
+        settings = Settings(_env_file=None, key_store=root / "keys",
+                            master_key=base64.b64encode(os.urandom(32)).decode())
+        store = KeyStore.from_settings(settings)
+        store.init()
+        engine = make_engine(f"sqlite:///{root / 'pdp.db'}")
+        create_all(engine)
+        edge = IdentityVault(engine, EdgeKeys(store))
+
+        started = time.perf_counter()
+        for start in range(0, persons, _BATCH):
+            edge.upsert_many(records[start:start + _BATCH])
+        insert_s = time.perf_counter() - started
+
+        second = [(p, VaultRecord(phone=f"07{i:08d}", observed_at=date(2025, 1, 1)))
+                  for i, (p, _r) in enumerate(records)]
+        started = time.perf_counter()
+        for start in range(0, persons, _BATCH):
+            edge.upsert_many(second[start:start + _BATCH])
+        merge_s = time.perf_counter() - started
+
+        reader = IdentityVault(engine, store)
+        wanted = [p for p, _r in records]
+        started = time.perf_counter()
+        opened = reader.get_many(wanted)  # cold: every box opened, the folds written back
+        cold_s = time.perf_counter() - started
+        assert len(opened) == persons and all(r.phone and r.phone.startswith("07") for r in opened.values())
+        worklist = wanted[:1_500]  # warm: a GP's worklist, from the merged cache
+        timings = []
+        for _ in range(5):
+            started = time.perf_counter()
+            assert len(reader.get_many(worklist)) == len(worklist)
+            timings.append(time.perf_counter() - started)
+
+        plaintexts = [r.model_dump_json(exclude_none=True).encode() for _p, r in records]
+        public = store.public("seal").raw
+        started = time.perf_counter()
+        for i, text in enumerate(plaintexts):
+            seal(public, text, aad=i.to_bytes(8, "big"))
+        seal_s = time.perf_counter() - started
+        cipher = AESGCM(store.current("vault").material)
+        started = time.perf_counter()
+        for i, text in enumerate(plaintexts):
+            cipher.encrypt(os.urandom(12), text, i.to_bytes(8, "big"))
+        aes_s = time.perf_counter() - started
+        engine.dispose()
+    return {
+        "persons": persons,
+        "insert_per_s": round(persons / insert_s),
+        "merge_per_s": round(persons / merge_s),
+        "reidentify_cold_per_s": round(persons / cold_s),
+        "worklist_1500_warm_ms": round(1000 * sorted(timings)[len(timings) // 2], 1),
+        "seal_per_s": round(persons / seal_s),
+        "aesgcm_per_s": round(persons / aes_s),
+        "seal_vs_aesgcm": round(seal_s / aes_s, 1),
+        "load_average": round(os.getloadavg()[0], 1),
+    }
