@@ -105,6 +105,8 @@ DATA_KEY_BYTES = 32
 _FORMAT = "pdp-key/1"
 # Purposes whose material is an X25519 private key with a published public key.
 _KEY_PAIRS: tuple[Purpose, ...] = ("seal",)
+# Keys only the serving side (re-identification) uses: opening the store does not unwrap them.
+_SERVING_SIDE: tuple[Purpose, ...] = ("seal", "serving")
 _FILE_NAME = re.compile(r"(?P<purpose>[a-z]+)-v(?P<version>[1-9][0-9]{0,8})\.json")
 
 
@@ -188,7 +190,7 @@ class KeyStore:
         for record in self._records():
             if record.purpose in _KEY_PAIRS:
                 self._public(record)  # checked through the attestation: the private key stays wrapped
-            else:
+            elif record.purpose not in _SERVING_SIDE:  # checked when used, never unwrapped by the edge
                 self._unwrap(record)
 
     def __repr__(self) -> str:
@@ -240,6 +242,20 @@ class KeyStore:
                 raise KeyStoreError(f"key store {self._dir} is not initialised: run `pdp keys init`")
             self._create(purpose, 1)
         return self.current(purpose)
+
+    def create_missing(self, purpose: Purpose) -> int:
+        """Create version 1 of `purpose` if this store predates it, without unwrapping anything.
+
+        What the edge calls for the serving-side keys (``seal``, ``serving``) on a store made
+        before them: the key exists afterwards, and the edge never held its material.
+        Returns the current version.
+        """
+        purpose = _check_purpose(purpose)
+        if not any(r.purpose == purpose for r in self._records()):
+            if not self._records():
+                raise KeyStoreError(f"key store {self._dir} is not initialised: run `pdp keys init`")
+            self._create(purpose, 1)
+        return [r for r in self._series(purpose) if r.status == "active"][-1].version
 
     def current(self, purpose: Purpose) -> DataKey:
         """The version new pseudonyms / vault records must use."""

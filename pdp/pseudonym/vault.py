@@ -76,6 +76,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
     DateTime,
@@ -150,10 +151,12 @@ identity_vault = Table(
 # data is its random sealing id; ``bind`` (HMAC of sealing id and pseudonym under a key derived
 # from the ``vault`` key) ties the box to its pseudonym, so renaming a person (linkage, key
 # rotation) re-binds rows without opening them, and a row moved to another pseudonym is refused.
+_BoxId = BigInteger().with_variant(Integer(), "sqlite")  # 64-bit; SQLite's rowid already is
+
 identity_vault_seal = Table(
     "identity_vault_seal",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),  # arrival order: the merge order
+    Column("id", _BoxId, primary_key=True, autoincrement=True),  # arrival order: the merge order
     Column("sealing_id", String(32), nullable=False, unique=True),
     Column("pseudonym", String(128), nullable=False),
     Column("bind", String(64), nullable=False),
@@ -176,7 +179,8 @@ identity_vault_merged = Table(
     Column("key_version", Integer, nullable=False),
     Column("nonce", LargeBinary(_NONCE_BYTES), nullable=False),
     Column("ciphertext", LargeBinary, nullable=False),
-    Column("through_id", Integer, nullable=False),  # the last box folded in
+    Column("through_id", _BoxId, nullable=False),  # the last box folded in
+    Column("boxes", Integer, nullable=False),  # how many boxes the fold holds: checked before a write-back
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -565,8 +569,8 @@ class EdgeKeys:
         return self._store.get(purpose, version)
 
     def ensure(self, purpose: str) -> Any:
-        if purpose in (SEAL_KEY_PURPOSE, SERVING_KEY_PURPOSE):  # a store made before them: create, return nothing
-            self._store.ensure(purpose)
+        if purpose in (SEAL_KEY_PURPOSE, SERVING_KEY_PURPOSE):  # a store made before them: create, unwrap nothing
+            self._store.create_missing(purpose)
             return None
         return self._store.ensure(purpose)
 
@@ -587,6 +591,9 @@ class IdentityVault:
         self._engine = engine
         self._key_store = key_store
         self._batch_size = batch_size
+        # rows of older code are upgraded once; after that no call pays the anti-join (a rolling
+        # deploy with older writers still running is not supported)
+        self._upgraded = False
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *, edge: bool = False) -> IdentityVault:
@@ -837,6 +844,7 @@ class IdentityVault:
         keys = _Keys(self._key_store)
         deleted = 0
         with self._engine.begin() as conn:
+            _lock_for_write(conn)  # an upsert in flight must not commit boxes after the erasure
             for chunk in _chunks(wanted, self._batch_size):
                 result = conn.execute(delete(identity_vault).where(identity_vault.c.pseudonym.in_(chunk)))
                 conn.execute(delete(identity_vault_seal).where(identity_vault_seal.c.pseudonym.in_(chunk)))
@@ -854,49 +862,65 @@ class IdentityVault:
         Internal: the one read of whole identities, with the ``serving`` and ``seal`` private
         keys; callers outside the re-identification path must not use it: go through
         :func:`pdp.pseudonym.reidentify.reidentify`, which checks and records the access.
-        Each person is their merged cache row (if any) followed by the boxes sealed after it,
-        in arrival order, with the upsert rule (module docstring); when boxes were opened the
-        fold is written back, so the next read of that person is one AES-GCM decryption.
+        Each person is their merged cache row, if it still covers exactly the boxes it says it
+        folded, followed by the boxes after it, in arrival order, with the upsert rule (module
+        docstring); otherwise every box is opened again. New folds are written back, so the
+        next read of that person is one AES-GCM decryption.
         """
         wanted = list(dict.fromkeys(check_pseudonym(p) for p in pseudonyms))
         keys = _Keys(self._key_store)
         self._upgrade_if_needed(keys)
         states: dict[str, _Stored] = {}
-        folded: dict[str, int] = {}  # pseudonym → last box id, for the persons whose boxes were opened
+        folds: dict[str, tuple[_Stored, int, int]] = {}  # pseudonym → (state, last box id, boxes)
         with self._engine.connect() as conn:
+            if conn.dialect.name == "postgresql":  # the three reads below see one snapshot
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
             for chunk in _chunks(wanted, self._batch_size):
-                through: dict[str, int] = {}
+                cached: dict[str, tuple[_Stored, int, int]] = {}
                 for row in _select_in(conn, _MERGED_SQL, chunk):
                     state = self._open_merged(row, keys)
                     if state is not None:
-                        states[row.pseudonym], through[row.pseudonym] = state, int(row.through_id)
-                for row in _select_in(conn, _NEW_BOXES_SQL, chunk):
-                    if row.id <= through.get(row.pseudonym, 0):
-                        continue  # the cache row could not be read and was skipped: never fold twice
-                    record = _observation(self._open(row, keys), row.pseudonym)
-                    states.setdefault(row.pseudonym, _Stored()).merge(record)
-                    folded[row.pseudonym] = row.id
+                        cached[row.pseudonym] = (state, int(row.through_id), int(row.boxes))
+                ids: dict[str, list[int]] = {}
+                for box_id, pseudonym in _select_in(conn, _BOX_IDS_SQL, chunk):
+                    ids.setdefault(pseudonym, []).append(int(box_id))
+                needed: list[int] = []
+                for pseudonym, box_ids in ids.items():
+                    state, through, boxes = cached.get(pseudonym, (None, 0, 0))
+                    if state is None or sum(1 for i in box_ids if i <= through) != boxes:
+                        state, through = _Stored(), 0  # no cache, or a stale one: fold every box
+                    states[pseudonym] = state
+                    newer = [i for i in box_ids if i > through]
+                    needed.extend(newer)
+                    if newer:
+                        folds[pseudonym] = (state, max(box_ids), len(box_ids))
+                for id_chunk in _chunks(sorted(needed), self._batch_size):
+                    for row in _select_in(conn, _BOXES_BY_ID_SQL, list(id_chunk)):
+                        states[row.pseudonym].merge(_observation(self._open(row, keys), row.pseudonym))
         out: dict[str, VaultRecord] = {}
         for pseudonym, state in states.items():
             try:
                 out[pseudonym] = state.to_record()
-            except ValidationError as exc:
-                raise VaultError(f"identity vault: record for {pseudonym} no longer validates") from exc
-        if folded:
-            self._write_merged({p: (states[p], folded[p]) for p in folded}, keys)
+            except ValidationError:
+                raise VaultError(f"identity vault: record for {pseudonym} no longer validates") from None
+        if folds:
+            self._write_merged(folds, keys)
         return {p: out[p] for p in wanted if p in out}
 
     def compact(self) -> int:
         """Fold every person's new boxes into the merged cache; returns persons folded.
 
         Serving side (holds the private keys): run before serving, so that the first worklist
-        of the day does not pay the X25519 exchanges of the night's ingestion.
+        of the day does not pay the X25519 exchanges of the night's ingestion, and after a
+        ``serving`` key rotation (rows under an older version are folded again).
         """
         s, m = identity_vault_seal, identity_vault_merged
+        version, _cipher = _Keys(self._key_store).serving()
         with self._engine.connect() as conn:
             pending = list(conn.scalars(
                 select(s.c.pseudonym).distinct().select_from(s.outerjoin(m, m.c.pseudonym == s.c.pseudonym))
-                .where(s.c.id > func.coalesce(m.c.through_id, 0)).order_by(s.c.pseudonym)))
+                .where((m.c.pseudonym.is_(None)) | (s.c.id > m.c.through_id) | (m.c.key_version != version))
+                .order_by(s.c.pseudonym)))
         for chunk in _chunks(pending, 5_000):
             self.get_many(chunk)
         logger.info("identity vault: %d persons folded into the merged cache", len(pending))
@@ -915,28 +939,33 @@ class IdentityVault:
             raise VaultError(
                 f"identity vault: merged record of {row.pseudonym} failed authentication (tampered or moved)"
             ) from None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise VaultError(f"identity vault: merged record of {row.pseudonym} has an unreadable envelope") from exc
+        except (ValueError, KeyError, TypeError):
+            raise VaultError(f"identity vault: merged record of {row.pseudonym} has an unreadable envelope") from None
 
-    def _write_merged(self, folds: Mapping[str, tuple[_Stored, int]], keys: _Keys) -> None:
+    def _write_merged(self, folds: Mapping[str, tuple[_Stored, int, int]], keys: _Keys) -> None:
+        """Write folds back, each only if the boxes up to its last id are still the ones it folded.
+
+        A rename that moved older boxes in, or an erasure followed by new boxes, since the read
+        changes that count: the fold is dropped and the next read folds again.
+        """
         version, cipher = keys.serving()
         now = _now()
         rows = []
-        for pseudonym, (state, through) in folds.items():
+        for pseudonym, (state, through, boxes) in folds.items():
             nonce = os.urandom(_NONCE_BYTES)
             ciphertext = cipher.encrypt(nonce, state.to_plaintext(), _merged_aad(pseudonym, through))
             rows.append({"pseudonym": pseudonym, "key_version": version, "nonce": nonce, "ciphertext": ciphertext,
-                         "through_id": through, "updated_at": now})
+                         "through_id": through, "boxes": boxes, "updated_at": now})
         m = identity_vault_merged
         with self._engine.begin() as conn:
             _lock_for_write(conn)
             for chunk in _chunks(rows, self._batch_size):
                 names = [r["pseudonym"] for r in chunk]
-                # a concurrent rename or erasure dropped a row's boxes: write only folds still true
-                live = {p: int(n) for p, n in conn.execute(
-                    select(identity_vault_seal.c.pseudonym, func.max(identity_vault_seal.c.id))
-                    .where(identity_vault_seal.c.pseudonym.in_(names)).group_by(identity_vault_seal.c.pseudonym))}
-                keep = [r for r in chunk if live.get(r["pseudonym"], -1) >= r["through_id"]]
+                ids: dict[str, list[int]] = {}
+                for box_id, pseudonym in _select_in(conn, _BOX_IDS_SQL, names):
+                    ids.setdefault(pseudonym, []).append(int(box_id))
+                keep = [r for r in chunk
+                        if sum(1 for i in ids.get(r["pseudonym"], ()) if i <= r["through_id"]) == r["boxes"]]
                 conn.execute(delete(m).where(m.c.pseudonym.in_(names)))
                 if keep:
                     conn.execute(insert(m), keep)
@@ -958,8 +987,8 @@ class IdentityVault:
                     if state.values:
                         try:
                             out[pseudonym] = state.to_record()
-                        except ValidationError as exc:
-                            raise VaultError(f"identity vault: record for {pseudonym} no longer validates") from exc
+                        except ValidationError:
+                            raise VaultError(f"identity vault: record for {pseudonym} no longer validates") from None
         return {p: out[p] for p in wanted if p in out}
 
     def linkable(self, canonicals: Iterable[CanonicalIdentity]) -> list[tuple[str, CanonicalIdentity]]:
@@ -994,8 +1023,11 @@ class IdentityVault:
         return out
 
     def _upgrade_if_needed(self, keys: _Keys) -> None:
+        if self._upgraded:
+            return
         with self._engine.connect() as conn:
             if conn.execute(_missing_query().limit(1)).first() is None:
+                self._upgraded = True
                 return
         with self._engine.begin() as conn:
             _lock_for_write(conn)
@@ -1007,20 +1039,22 @@ class IdentityVault:
         Rows from before the seal split hold the whole record under the ``vault`` key: it is
         sealed as one observation and the row is cut down to the linkage view.
         """
+        if self._upgraded:
+            return 0
         missing = list(conn.scalars(_missing_query()))
         version, cipher = keys.current()
         now = _now()
         for chunk in _chunks(missing, self._batch_size):
             states = {p: state for p, (state, _count) in self._read(conn, list(chunk), keys).items()}
-            sealed = set(conn.scalars(select(identity_vault_seal.c.pseudonym).distinct()
-                                      .where(identity_vault_seal.c.pseudonym.in_(list(states)))))
-            legacy = {p: st for p, st in states.items() if p not in sealed and set(st.values) - set(LINKAGE_TRAITS)}
+            # every row older code wrote holds the record as it knew it (whole, or linkage traits
+            # only): seal it, one box per observation date so the per-field merge rule survives
+            legacy = {p: st for p, st in states.items() if st.values}
             observations = []
             for pseudonym, state in legacy.items():
-                record = state.to_record()
-                observations.append((pseudonym, record.model_dump_json(exclude_none=True).encode("utf-8")))
-                if record.address_line:
-                    _add_name_tokens(conn, [(pseudonym, record)], keys)
+                for record in _records_by_date(state):
+                    observations.append((pseudonym, record.model_dump_json(exclude_none=True).encode("utf-8")))
+                    if record.address_line:
+                        _add_name_tokens(conn, [(pseudonym, record)], keys)
             self._append_sealed(conn, observations, keys)
             rows = []
             for pseudonym in legacy:
@@ -1032,6 +1066,7 @@ class IdentityVault:
             _reindex(conn, {p: st.linkage_only() for p, st in states.items()}, version, keys)
         if missing:
             logger.info("identity vault: %d rows upgraded (indexed, full records sealed)", len(missing))
+        self._upgraded = True
         return len(missing)
 
     def _append_sealed(self, conn: Connection, observations: Sequence[tuple[str, bytes]], keys: _Keys) -> None:
@@ -1159,8 +1194,8 @@ class IdentityVault:
                 raise VaultError(
                     f"identity vault: record for {pseudonym} failed authentication (tampered, moved or wrong key)"
                 ) from exc
-            except (ValueError, KeyError, TypeError) as exc:
-                raise VaultError(f"identity vault: record for {pseudonym} has an unreadable envelope") from exc
+            except (ValueError, KeyError, TypeError):
+                raise VaultError(f"identity vault: record for {pseudonym} has an unreadable envelope") from None
             found[pseudonym] = (state, int(source_count))
         return found
 
@@ -1210,19 +1245,33 @@ def _unindex(conn: Connection, pseudonyms: Sequence[str], keys: _Keys, *, tokens
 # Re-identification's two reads, as driver SQL: SQLAlchemy's expanding IN renders each of a
 # batch's values at every call (about 20 µs a value, measured with cProfile on a 1 500-person
 # worklist: two thirds of the read), a plain placeholder list costs nothing.
-_MERGED_SQL = ("SELECT pseudonym, key_version, nonce, ciphertext, through_id FROM identity_vault_merged "
+_MERGED_SQL = ("SELECT pseudonym, key_version, nonce, ciphertext, through_id, boxes FROM identity_vault_merged "
                "WHERE pseudonym IN ({})")
-_NEW_BOXES_SQL = (
-    "SELECT s.id, s.sealing_id, s.pseudonym, s.bind_version, s.bind, s.key_version, s.enc, s.ciphertext "
-    "FROM identity_vault_seal s LEFT JOIN identity_vault_merged m ON m.pseudonym = s.pseudonym "
-    "WHERE s.pseudonym IN ({}) AND s.id > COALESCE(m.through_id, 0) ORDER BY s.id"
+_BOX_IDS_SQL = "SELECT id, pseudonym FROM identity_vault_seal WHERE pseudonym IN ({}) ORDER BY id"
+_BOXES_BY_ID_SQL = (
+    "SELECT id, sealing_id, pseudonym, bind_version, bind, key_version, enc, ciphertext "
+    "FROM identity_vault_seal WHERE id IN ({}) ORDER BY id"
 )
 
 
-def _select_in(conn: Connection, sql: str, values: Sequence[str]) -> Any:
+def _select_in(conn: Connection, sql: str, values: Sequence[str] | Sequence[int]) -> Any:
     """Rows of `sql` with its ``IN ({})`` filled with one driver placeholder per value."""
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     return conn.exec_driver_sql(sql.format(", ".join([mark] * len(values))), tuple(values))
+
+
+def _records_by_date(state: _Stored) -> list[VaultRecord]:
+    """A stored state as one record per observation date, oldest first (undated first)."""
+    by_date: dict[str, dict[str, Any]] = {}
+    for name, value in state.values.items():
+        by_date.setdefault(state.observed.get(name) or "", {})[name] = value
+    out = []
+    for when in sorted(by_date):
+        try:
+            out.append(VaultRecord.model_validate({**by_date[when], "observed_at": when or None}))
+        except ValidationError:
+            raise VaultError("identity vault: a record written by older code no longer validates") from None
+    return out
 
 
 def _merged_aad(pseudonym: str, through: int) -> bytes:
@@ -1238,8 +1287,8 @@ def _public_of(private: bytes) -> bytes:
 def _observation(plaintext: bytes, pseudonym: str) -> VaultRecord:
     try:
         return VaultRecord.model_validate_json(plaintext.rstrip(b" "))
-    except (ValidationError, ValueError) as exc:
-        raise VaultError(f"identity vault: a sealed record of {pseudonym} has an unreadable envelope") from exc
+    except (ValidationError, ValueError):
+        raise VaultError(f"identity vault: a sealed record of {pseudonym} has an unreadable envelope") from None
 
 
 def _missing_query() -> Any:

@@ -19,6 +19,8 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 DECRYPTING = {"get_many", "compact", "reseal", "linkage_view", "linkable", "upsert", "upsert_many",
               "repseudonymise", "rekey", "_read", "_open"}
 OPENING = {"get_many", "compact", "reseal"}
+# The vault itself and the key machinery it is built on.
+KEY_MODULES = ("pdp/pseudonym/vault.py", "pdp/pseudonym/keys.py", "pdp/pseudonym/sealing.py")
 # Modules that build a vault able to open sealed records, to hand it to reidentify.
 SERVING: tuple[str, ...] = ()
 # The vault benchmark measures re-identification's read, on a store and keys it makes and deletes.
@@ -31,7 +33,8 @@ ALLOWED = {
     "pdp/ingest/pipeline.py": {"upsert_many", "linkable", "repseudonymise"},  # edge: merge, linkage, relink
     "pdp/ingest/fast_path.py": {"upsert_many"},  # the lab feed's edge (linkage goes through pipeline)
     "pdp/governance/opposition/service.py": {"linkable"},  # an opposition's identity → the person's pseudonym
-    "pdp/bench/vault.py": {"upsert_many", "get_many"},  # `pdp bench vault`: a throwaway store and keys
+    # `pdp bench vault`: a throwaway store and keys
+    "pdp/bench/vault.py": {"upsert_many", "get_many", "import seal", "string seal"},
 }
 
 
@@ -39,17 +42,21 @@ def calls() -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for path in sorted(PDP.rglob("*.py")):
         rel = path.relative_to(PDP.parent).as_posix()
-        if rel == "pdp/pseudonym/vault.py":
+        if rel in KEY_MODULES:
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in DECRYPTING:
                 found.setdefault(rel, set()).add(node.func.attr)
             if isinstance(node, ast.ImportFrom) and node.module == "pdp.pseudonym.vault":
-                private = {a.name for a in node.names} & {"identity_vault", "_Keys", "VAULT_KEY_PURPOSE"}
+                private = {a.name for a in node.names} & {
+                    "identity_vault", "identity_vault_seal", "identity_vault_merged", "_Keys", "VAULT_KEY_PURPOSE",
+                    "SEAL_KEY_PURPOSE", "SERVING_KEY_PURPOSE"}
                 if private:
                     found.setdefault(rel, set()).update(f"import {n}" for n in private)
-            if isinstance(node, ast.Constant) and node.value in ("ciphertext", "get_many"):
+            if isinstance(node, ast.ImportFrom) and node.module == "pdp.pseudonym.sealing":
+                found.setdefault(rel, set()).update(f"import {a.name}" for a in node.names)
+            if isinstance(node, ast.Constant) and node.value in ("ciphertext", "get_many", "seal", "serving"):
                 found.setdefault(rel, set()).add(f"string {node.value}")
             if isinstance(node, ast.Attribute) and node.attr in ("ciphertext", "nonce") and isinstance(
                     node.value, ast.Attribute) and node.value.attr == "c":
@@ -91,4 +98,14 @@ def test_only_re_identification_opens_sealed_records() -> None:
 def test_the_edge_opens_its_vault_through_edge_keys() -> None:
     cli = (PDP / "cli.py").read_text(encoding="utf-8")
     assert "IdentityVault.from_settings(edge=True)" in cli
-    assert "IdentityVault.from_settings()" not in cli
+    for path in sorted(PDP.rglob("*.py")):
+        module = path.relative_to(PDP.parent).as_posix()
+        if module in ("pdp/pseudonym/vault.py", *SERVING, *BENCH):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr == "from_settings" and ast.unparse(node.func.value).endswith("IdentityVault"):
+                assert any(k.arg == "edge" and ast.unparse(k.value) == "True" for k in node.keywords), module
+            if node.func.attr == "IdentityVault":
+                raise AssertionError(f"{module}: build the vault as IdentityVault(engine, EdgeKeys(store))")

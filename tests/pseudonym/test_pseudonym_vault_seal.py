@@ -196,3 +196,55 @@ def test_re_identification_folds_boxes_into_the_merged_cache_and_renames_drop_it
     assert got.phone == "0611111111" and got.birth_name == IDENTITY.birth_name  # older box did not overwrite
     edge.delete([pseudonym(1)])
     assert merged() == {} and reader.get_many([pseudonym(1)]) == {}
+
+
+def test_a_serving_key_rotation_folds_again_and_loses_nothing(governance_engine: Engine, key_store: KeyStore) -> None:
+    edge = IdentityVault(governance_engine, EdgeKeys(key_store))
+    edge.upsert(pseudonym(1), IDENTITY)
+    assert IdentityVault(governance_engine, key_store).get_many([pseudonym(1)]) == {pseudonym(1): IDENTITY}
+    key_store.rotate("serving")
+    reader = IdentityVault(governance_engine, key_store)
+    assert reader.compact() == 1  # the row under the old version is folded again
+    assert reader.get_many([pseudonym(1)]) == {pseudonym(1): IDENTITY}
+    edge.upsert(pseudonym(1), VaultRecord(email="x@example.org", observed_at=date(2025, 1, 1)))
+    got = reader.get_many([pseudonym(1)])[pseudonym(1)]
+    assert got.email == "x@example.org" and got.phone == IDENTITY.phone
+
+
+def test_a_stale_fold_is_never_written_back_nor_trusted(governance_engine: Engine, key_store: KeyStore) -> None:
+    """A rename that moves older boxes in between a read and its write-back (review finding)."""
+    from pdp.pseudonym.vault import _Keys
+
+    edge = IdentityVault(governance_engine, EdgeKeys(key_store))
+    reader = IdentityVault(governance_engine, key_store)
+    edge.upsert(pseudonym(2), VaultRecord(email="old@example.org", observed_at=date(2025, 1, 1)))
+    edge.upsert(pseudonym(1), IDENTITY)
+    with governance_engine.connect() as conn:
+        last = int(conn.scalar(select(func.max(identity_vault_seal.c.id))))
+    stale = _Stored()
+    stale.merge(IDENTITY)
+    edge.repseudonymise({pseudonym(2): pseudonym(1)})  # pseudonym(1) now owns an older box too
+    reader._write_merged({pseudonym(1): (stale, last, 1)}, _Keys(key_store))  # a fold read before the rename
+    assert reader.get_many([pseudonym(1)])[pseudonym(1)].email == "old@example.org"
+
+
+def test_a_legacy_row_with_linkage_traits_only_is_sealed_with_its_dates(
+    governance_engine: Engine, key_store: KeyStore
+) -> None:
+    state = _Stored()
+    state.merge(VaultRecord(birth_name="ANCIEN", observed_at=date(2020, 1, 1)))
+    state.merge(VaultRecord(nir=IDENTITY.nir, observed_at=date(2022, 1, 1)))
+    key = key_store.current("vault")
+    nonce = os.urandom(12)
+    legacy = AESGCM(key.material).encrypt(nonce, state.to_plaintext(), _aad(pseudonym(1)))
+    now = datetime.now(UTC)
+    with governance_engine.begin() as conn:
+        conn.execute(insert(identity_vault).values(
+            pseudonym=pseudonym(1), key_version=key.version, nonce=nonce, ciphertext=legacy, source_count=2,
+            created_at=now, updated_at=now))
+    reader = IdentityVault(governance_engine, key_store)
+    assert reader.get_many([pseudonym(1)])[pseudonym(1)].nir == IDENTITY.nir
+    assert sealed_rows(governance_engine) == 2  # one box per observation date
+    IdentityVault(governance_engine, EdgeKeys(key_store)).upsert(
+        pseudonym(1), VaultRecord(birth_name="NOUVEAU", observed_at=date(2021, 1, 1)))
+    assert reader.get_many([pseudonym(1)])[pseudonym(1)].birth_name == "NOUVEAU"  # 2021 beats 2020
