@@ -1,0 +1,75 @@
+"""``create_app(settings)``: the FastAPI application, assembled from its routers.
+
+Why a factory: the app is built over explicit settings (tests build theirs over a private lake
+and store; ``pdp serve`` over the process settings), and every long-lived part is made once
+here, failing closed — no issuer, audience or JWKS, an unreadable policy: no app.
+
+Errors: every refusal is a JSON ``{"detail": ...}`` with its status; anything unexpected is a
+500 with a fixed message (the exception is logged by type only: no request data, no identity).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from pdp.api.context import ApiContext
+from pdp.api.deps import Permission, any_role
+from pdp.api.routers import admin, definitions, dmp, ethics, public, siop
+from pdp.config import Settings, get_settings
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API over ``settings`` (default: the process settings)."""
+    settings = settings or get_settings()
+    ctx = ApiContext.build(settings)
+    app = FastAPI(
+        title="pdp — population data platform API",
+        version="0.1.0",
+        description="SIOP worklists and alerts, DMP opposition and transparency, ethics review, admin; "
+                    "bearer JWT (RS256/ES256) + X-Purpose on every route but /healthz and /openapi.json.",
+        docs_url=None, redoc_url=None,
+    )
+    app.state.ctx = ctx
+    for module in (public, definitions, admin, ethics, dmp, siop):
+        describe_access(module.router)
+        app.include_router(module.router)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("unexpected error on %s %s: %s", request.method, request.scope.get("route") and
+                     getattr(request.scope["route"], "path", "?"), type(exc).__name__)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    return app
+
+
+def _access_of(dependant: Dependant) -> dict | None:
+    for dep in dependant.dependencies:
+        if isinstance(dep.call, Permission):
+            return {"roles": sorted(str(r) for r in dep.call.roles), "object": str(dep.call.obj),
+                    "action": str(dep.call.action), "territorial": dep.call.territorial}
+        if dep.call is any_role:
+            return {"roles": "any", "territorial": False}
+        found = _access_of(dep)
+        if found is not None:
+            return found
+    return None
+
+
+def describe_access(router: APIRouter) -> None:
+    """Write each route's access rule into its OpenAPI operation (``x-pdp-access``): what the matrix
+    test and API clients read — roles served, policy object and action, whether a territory applies;
+    a route without one is public."""
+    for route in router.routes:
+        if isinstance(route, APIRoute):
+            access = _access_of(route.dependant)
+            route.openapi_extra = {**(route.openapi_extra or {}), "x-pdp-access": access or "public"}

@@ -1,0 +1,226 @@
+"""``/siop``: worklists and alerts of a territory, re-identified for the SIOP; the contextual call.
+
+The worklist of a territory is its persons with the due actions of their pathways, ordered by
+declared GP; filters narrow it (GP, pathway, stratum, status, action, professional type). Each
+page is re-identified through ``reidentify`` only (policy, patient scope, opposition, audit);
+the cursor is signed and bound to the territory and the filters (:mod:`pdp.api.cursor`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+
+from pdp.api import views
+from pdp.api.cursor import CursorError, filters_digest
+from pdp.api.deps import Access, Permission
+from pdp.api.fhir import worklist_bundle
+from pdp.api.reid import release
+from pdp.api.schemas import (
+    AlertOut,
+    AlertPage,
+    CitizenIdentity,
+    ContextualAnswer,
+    FhirBundle,
+    WorklistPage,
+    WorklistPatient,
+)
+from pdp.api.snapshot import GoldSnapshot
+from pdp.governance.authz import Action, Resource, Role, patients_in_scope
+
+router = APIRouter(prefix="/siop", tags=["siop"])
+
+TerritoryPath = Annotated[str, Path(pattern=r"^[a-z][a-z0-9-]{0,63}$", description="Territory (policy domain).")]
+_RPPS = r"^[0-9]{11}$"
+_STATUSES = ("due", "overdue", "up_to_date")
+
+WorklistAccess = Annotated[Access, Depends(Permission(Resource.WORKLIST, Action.READ, roles={Role.SIOP_PLATFORM}))]
+AlertAccess = Annotated[Access, Depends(Permission(Resource.ALERT, Action.READ, roles={Role.SIOP_PLATFORM}))]
+LookupAccess = Annotated[Access, Depends(Permission(Resource.LOOKUP, Action.QUERY,
+                                                    roles={Role.SIOP_PLATFORM, Role.PROFESSIONAL}))]
+
+
+@dataclass(frozen=True)
+class WorklistFilters:
+    gp: str | None
+    pathway: str | None
+    stratum: str | None
+    status: tuple[str, ...]
+    action: str | None
+    professional: str | None
+
+    def digest(self) -> str:
+        return filters_digest(**self.__dict__)
+
+    def keeps(self, row: dict[str, Any]) -> bool:
+        return (row["status"] in self.status
+                and (self.pathway is None or row["pathway"] == self.pathway)
+                and (self.stratum is None or row["stratum"] == self.stratum)
+                and (self.action is None or row["action"] == self.action)
+                and (self.professional is None or row["professional"] == self.professional))
+
+
+def worklist_filters(
+    gp: Annotated[str | None, Query(pattern=_RPPS, description="RPPS of the declared GP.")] = None,
+    pathway: Annotated[str | None, Query(pattern=r"^[a-z0-9_]{1,32}$")] = None,
+    stratum: Annotated[str | None, Query(pattern=r"^(at_risk|[1-4])$")] = None,
+    status_: Annotated[list[str] | None, Query(alias="status", description="due, overdue, up_to_date "
+                                                "(repeatable; default due and overdue).")] = None,
+    action: Annotated[str | None, Query(pattern=r"^[a-z0-9_]{1,32}$")] = None,
+    professional: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$")] = None,
+) -> WorklistFilters:
+    statuses = tuple(sorted(set(status_ or ("due", "overdue"))))
+    if any(s not in _STATUSES for s in statuses):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"status must be among {', '.join(_STATUSES)}")
+    return WorklistFilters(gp, pathway, stratum, statuses, action, professional)
+
+
+Filters = Annotated[WorklistFilters, Depends(worklist_filters)]
+Cursor = Annotated[str | None, Query(max_length=512, description="The next_cursor of the previous page.")]
+Limit = Annotated[int, Query(ge=1, le=2000)]
+
+
+def _snapshot(access: Access) -> GoldSnapshot:
+    snapshot = access.ctx.snapshots.current()
+    if snapshot.as_of is None or snapshot.territory != access.territory:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no gold run served for this territory")
+    return snapshot
+
+
+def _offset(access: Access, resource: str, digest: str, cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    try:
+        return access.ctx.cursors.read(cursor, territory=access.territory, resource=resource, filters=digest)
+    except CursorError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+
+
+def _worklist(access: Access, filters: WorklistFilters, cursor: str | None, limit: int) -> WorklistPage:
+    snapshot = _snapshot(access)
+    ctx, defs = access.ctx, access.ctx.definitions
+    digest = filters.digest()
+    offset = _offset(access, "worklist", digest, cursor)
+    opposed = set(ctx.registry.active())
+    matching: list[tuple[str, list[dict[str, Any]]]] = []
+    for p in snapshot.worklist_order:
+        if p in opposed or (filters.gp is not None and snapshot.gp_of.get(p) != filters.gp):
+            continue
+        rows = [r for r in snapshot.actions[p] if filters.keeps(r)]
+        if rows:
+            matching.append((p, rows))
+    page = matching[offset:offset + limit]
+    records = release(access, snapshot, [p for p, _ in page])
+    evidence = snapshot.facts([p for p, _ in page if p in records])
+    items = [
+        WorklistPatient(
+            patient=views.identity(records[p]), gp_rpps=snapshot.gp_of.get(p),
+            strata=[views.stratum(defs, s) for s in snapshot.strata.get(p, [])],
+            actions=[views.due_action(defs, r, evidence[p]) for r in rows],
+        )
+        for p, rows in page if p in records
+    ]
+    more = offset + limit < len(matching)
+    next_cursor = (ctx.cursors.issue(territory=access.territory, resource="worklist", filters=digest,
+                                     offset=offset + limit) if more else None)
+    return WorklistPage(territory=access.territory, as_of=snapshot.as_of, definitions=snapshot.definitions,
+                        items=items, withheld=len(page) - len(items), next_cursor=next_cursor)
+
+
+@router.get("/{territory}/worklist", response_model=WorklistPage)
+def worklist(
+    territory: TerritoryPath, access: WorklistAccess, filters: Filters, cursor: Cursor = None, limit: Limit = 100
+) -> WorklistPage:
+    """The territory's worklist (plain JSON): persons with their due actions, re-identified, one page."""
+    return _worklist(access, filters, cursor, limit)
+
+
+@router.get("/{territory}/worklist/fhir", response_model=FhirBundle)
+def worklist_fhir(
+    territory: TerritoryPath, request: Request, access: WorklistAccess, filters: Filters,
+    cursor: Cursor = None, limit: Limit = 100,
+) -> dict[str, Any]:
+    """The same page as a FHIR R4 Bundle: a List per GP, a Task per due action, the Patients."""
+    page = _worklist(access, filters, cursor, limit)
+    next_url = str(request.url.include_query_params(cursor=page.next_cursor)) if page.next_cursor else None
+    return worklist_bundle(page, next_url=next_url)
+
+
+@router.get("/{territory}/alerts", response_model=AlertPage)
+def alerts(
+    territory: TerritoryPath, access: AlertAccess,
+    severity: Annotated[str | None, Query(pattern=r"^(low|medium|high)$")] = None,
+    cursor: Cursor = None, limit: Limit = 100,
+) -> AlertPage:
+    """The territory's clinical alerts (polling with a cursor), re-identified for care coordination."""
+    snapshot = _snapshot(access)
+    ctx, defs = access.ctx, access.ctx.definitions
+    digest = filters_digest(severity=severity)
+    offset = _offset(access, "alerts", digest, cursor)
+    opposed = set(ctx.registry.active())
+    matching = [a for a in snapshot.alerts
+                if a["person_pseudonym"] not in opposed and (severity is None or a["severity"] == severity)]
+    page = matching[offset:offset + limit]
+    records = release(access, snapshot, sorted({a["person_pseudonym"] for a in page}))
+    evidence = snapshot.facts(sorted(records))
+    items = []
+    for a in page:
+        p = a["person_pseudonym"]
+        if p not in records:
+            continue
+        definition = defs.alerts.get(a["alert"])
+        items.append(AlertOut(
+            patient=views.identity(records[p]), gp_rpps=a.get("gp_rpps"), alert=a["alert"],
+            label=definition.label if definition else a["alert"], severity=a["severity"],
+            professional=a["professional"], rule_id=a["rule_id"],
+            explanation=views.facts(defs, evidence[p].get(("alert", a["alert"]), [])),
+        ))
+    more = offset + limit < len(matching)
+    return AlertPage(
+        territory=access.territory, as_of=snapshot.as_of, items=items,
+        withheld=len(page) - len(items),
+        next_cursor=ctx.cursors.issue(territory=access.territory, resource="alerts", filters=digest,
+                                      offset=offset + limit) if more else None,
+    )
+
+
+@router.post("/contextual", response_model=ContextualAnswer)
+def contextual(
+    access: LookupAccess,
+    patient: CitizenIdentity,
+    territory: Annotated[str, Query(pattern=r"^[a-z][a-z0-9-]{0,63}$", description="Territory of the request.")],
+) -> ContextualAnswer:
+    """The contextual call from GP software: one patient (identity in the body), their stratum, due
+    actions, logigramme and explanation. A professional gets only their own patients (else 403, audited)."""
+    from pdp.api.identity import person_of
+
+    snapshot = _snapshot(access)
+    ctx, defs = access.ctx, access.ctx.definitions
+    person = person_of(ctx, snapshot, patient)
+    if person is None or not ctx.not_opposed([person]):
+        access.record([], decision="done", rule="contextual call: no result for this patient",
+                      details={"found": False})
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no result for this patient")
+    if not patients_in_scope(access.principal, [person], ctx.relationships(snapshot)):
+        access.record([person], decision="denied",
+                      rule="contextual call: not the professional's patient (declared GP or care relationship)")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "forbidden: not a patient of the requesting professional")
+    access.record([person], rule="contextual call")
+    evidence = snapshot.facts([person])[person]
+    strata = snapshot.strata.get(person, [])
+    actions = [r for r in snapshot.actions.get(person, []) if r["status"] in ("due", "overdue")]
+    logigrammes = []
+    for s in strata:
+        for path in defs.pathways.values():
+            if path.pyramid == s["pyramid"] and s["stratum"] in path.strata:
+                chart = views.logigramme(defs, path.name, s["stratum"])
+                if chart is not None:
+                    logigrammes.append(chart)
+    return ContextualAnswer(
+        territory=access.territory, as_of=snapshot.as_of, definitions=snapshot.definitions,
+        strata=[views.stratum(defs, s) for s in strata],
+        populations=sorted(r["population"] for r in snapshot.populations.get(person, [])),
+        actions=[views.due_action(defs, r, evidence) for r in actions], logigrammes=logigrammes,
+    )
