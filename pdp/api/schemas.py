@@ -244,6 +244,7 @@ class AuditEntryOut(_Out):
     decision: str
     rule: str
     details: dict[str, Any]
+    prev_hash: str
     entry_hash: str
 
 

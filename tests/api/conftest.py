@@ -11,6 +11,7 @@ import base64
 import csv
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -24,9 +25,18 @@ ISSUER = "https://auth.test.pdp"
 AUDIENCE = "pdp-api-test"
 
 
+_CACHE = os.environ.get("PDP_TEST_API_CACHE")
+"""Development only: a directory where the built lake (and its sources, store and keys) is kept
+after a first run and copied from on the next ones, to iterate on the API without minutes of Spark.
+Unset in CI: every run builds its own."""
+
+
 @pytest.fixture(scope="session")
 def api_var(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("api var")
+    var = tmp_path_factory.mktemp("api var")
+    if _CACHE and (Path(_CACHE) / "ready").exists():
+        shutil.copytree(_CACHE, var, dirs_exist_ok=True)
+    return var
 
 
 @pytest.fixture(scope="session")
@@ -34,35 +44,45 @@ def api_settings(api_var: Path):
     from pdp.config import Settings
     from pdp.pseudonym.keys import KeyStore
 
-    master = base64.b64encode(os.urandom(32)).decode("ascii")
-    jwks = api_var / "jwks.json"
+    key_file = api_var / "master.key"
+    if not key_file.exists():
+        key_file.write_text(base64.b64encode(os.urandom(32)).decode("ascii"))
     s = Settings(_env_file=None, var_dir=api_var, lake_uri=str(api_var / "lake"),
-                 db_url=f"sqlite:///{api_var / 'pdp.db'}", key_store=api_var / "keys", master_key=master,
-                 oidc_issuer=ISSUER, oidc_audience=AUDIENCE, oidc_jwks=str(jwks), dev_tokens=True,
-                 api_snapshot_check_seconds=0.0)
-    KeyStore.from_settings(s).init()
+                 db_url=f"sqlite:///{api_var / 'pdp.db'}", key_store=api_var / "keys",
+                 master_key=key_file.read_text(), oidc_issuer=ISSUER, oidc_audience=AUDIENCE,
+                 oidc_jwks=str(api_var / "jwks.json"), dev_tokens=True, api_snapshot_check_seconds=0.0)
+    if not (api_var / "keys").exists():
+        KeyStore.from_settings(s).init()
     return s
 
 
 @pytest.fixture(scope="session")
-def territory_sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def territory_sources(api_var: Path) -> Path:
     from pdp.synth import generate
 
-    out = tmp_path_factory.mktemp("api-src") / "t"
-    generate(out, persons=300, seed=5, territory="douaisis", workers=1)
+    out = api_var / "sources"
+    if not (out / "ground_truth").exists():
+        generate(out, persons=300, seed=5, territory="douaisis", workers=1)
     return out
 
 
 @pytest.fixture(scope="session")
-def gold_lake(spark, api_settings, territory_sources: Path) -> Path:
+def gold_lake(request: pytest.FixtureRequest, api_var: Path, api_settings, territory_sources: Path) -> Path:
     """The territory ingested, gold built at AS_OF and its indicators published (label 'Douaisis')."""
-    from pdp.algorithms import build_gold
-    from pdp.algorithms.indicators import publish_indicators
-    from pdp.ingest.pipeline import ingest_directory
+    if not (api_var / "ready").exists():
+        from pdp.algorithms import build_gold
+        from pdp.algorithms.indicators import publish_indicators
+        from pdp.ingest.pipeline import ingest_directory
 
-    ingest_directory(territory_sources, spark=spark, settings=api_settings)
-    build_gold(spark, as_of=AS_OF, lake_root=api_settings.lake_uri)
-    publish_indicators(spark, as_of=AS_OF, territory="Douaisis", lake_root=api_settings.lake_uri, trend_months=1)
+        spark = request.getfixturevalue("spark")
+        ingest_directory(territory_sources, spark=spark, settings=api_settings)
+        build_gold(spark, as_of=AS_OF, lake_root=api_settings.lake_uri)
+        publish_indicators(spark, as_of=AS_OF, territory="Douaisis", lake_root=api_settings.lake_uri,
+                           trend_months=1)
+        (api_var / "ready").write_text("built\n")
+        if _CACHE:
+            shutil.rmtree(_CACHE, ignore_errors=True)
+            shutil.copytree(api_var, _CACHE)
     return Path(api_settings.lake_uri)
 
 
@@ -138,3 +158,25 @@ def patient(identity: dict[str, str]) -> dict[str, Any]:
 
 def as_json(data: Any) -> str:
     return json.dumps(data)
+
+
+@pytest.fixture(scope="session")
+def people(territory_sources: Path, identities: dict[str, dict[str, str]]) -> list[dict[str, str]]:
+    """Alive persons with coded T2D whose NIR is their own (the INS keys them): identity + declared GP."""
+    with (territory_sources / "ground_truth" / "persons.csv").open(encoding="utf-8") as f:
+        truth = list(csv.DictReader(f))
+    out = []
+    for row in truth:
+        ident = identities[row["person_id"]]
+        if (row["t2d_coded"] == "1" and row["alive"] == "1" and row["gp_rpps"] and ident["nir"]
+                and ident["nir"] == ident["insured_nir"] and row["t2d_stratum_coded"] in ("1", "2", "3", "4")):
+            out.append({**ident, "gp_rpps": row["gp_rpps"]})
+    assert len(out) >= 4, "the synthetic territory has too few coded T2D persons for the API tests"
+    return out
+
+
+def citizen(identity: dict[str, str]) -> dict[str, Any]:
+    """The API's CitizenIdentity body of an identity."""
+    return {"nir": identity["nir"], "birth_name": identity["birth_name"],
+            "first_names": identity["first_names"].split(), "sex": identity["sex"],
+            "birth_date": identity["birth_date"]}

@@ -99,10 +99,10 @@ def _offset(access: Access, resource: str, digest: str, cursor: str | None) -> i
 
 
 def _worklist(access: Access, filters: WorklistFilters, cursor: str | None, limit: int) -> WorklistPage:
+    digest = filters.digest()
+    offset = _offset(access, "worklist", digest, cursor)  # a forged or foreign cursor fails before any read
     snapshot = _snapshot(access)
     ctx, defs = access.ctx, access.ctx.definitions
-    digest = filters.digest()
-    offset = _offset(access, "worklist", digest, cursor)
     opposed = set(ctx.registry.active())
     matching: list[tuple[str, list[dict[str, Any]]]] = []
     for p in snapshot.worklist_order:
@@ -155,10 +155,10 @@ def alerts(
     cursor: Cursor = None, limit: Limit = 100,
 ) -> AlertPage:
     """The territory's clinical alerts (polling with a cursor), re-identified for care coordination."""
-    snapshot = _snapshot(access)
-    ctx, defs = access.ctx, access.ctx.definitions
     digest = filters_digest(severity=severity)
     offset = _offset(access, "alerts", digest, cursor)
+    snapshot = _snapshot(access)
+    ctx, defs = access.ctx, access.ctx.definitions
     opposed = set(ctx.registry.active())
     matching = [a for a in snapshot.alerts
                 if a["person_pseudonym"] not in opposed and (severity is None or a["severity"] == severity)]
