@@ -136,8 +136,8 @@ class SnapshotStore:
         days = sorted({p["as_of"] for p in handle.partitions() if p.get("as_of")})
         if not days:
             return None, None
-        day = days[-1]
-        return handle.to_pyarrow_table(filters=[("as_of", "=", day)]), date.fromisoformat(day)
+        day = date.fromisoformat(days[-1])
+        return handle.to_pyarrow_table(filters=[("as_of", "=", day)]), day
 
     def _build(self, versions: dict[str, int]) -> GoldSnapshot:
         started = time.perf_counter()
@@ -149,7 +149,7 @@ class SnapshotStore:
             handle = self._tables.get(name)
             if handle is None:
                 return []
-            return handle.to_pyarrow_table(filters=[("as_of", "=", as_of.isoformat())]).to_pylist()
+            return handle.to_pyarrow_table(filters=[("as_of", "=", as_of)]).to_pylist()
 
         by_person: dict[str, dict[str, list[dict[str, Any]]]] = {"strata": defaultdict(list),
                                                                  "populations": defaultdict(list),
@@ -167,12 +167,12 @@ class SnapshotStore:
             rows.sort(key=lambda r: (r["pathway"], r["action"]))
         alerts = sorted(rows_of("alert"), key=lambda r: (r["person_pseudonym"], r["alert"]))
         evidence_handle = self._tables.get("evidence")
-        evidence = (evidence_handle.to_pyarrow_table(filters=[("as_of", "=", as_of.isoformat())])
+        evidence = (evidence_handle.to_pyarrow_table(filters=[("as_of", "=", as_of)])
                     if evidence_handle is not None else None)
         territory = None
         indicator = self._tables.get("indicator")
         if indicator is not None:
-            labels = indicator.to_pyarrow_table(filters=[("as_of", "=", as_of.isoformat())],
+            labels = indicator.to_pyarrow_table(filters=[("as_of", "=", as_of)],
                                                 columns=["territory"]).column("territory").unique().to_pylist()
             slugs = sorted({territory_slug(x) for x in labels if x})
             territory = slugs[0] if len(slugs) == 1 else None
