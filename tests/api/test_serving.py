@@ -42,7 +42,8 @@ def test_the_worklist_is_re_identified_filtered_and_never_carries_a_pseudonym(cl
     # every page was released by `reidentify`, which recorded who, why and which pseudonyms
     audit = client.get("/ethics/audit", params={"action": "reidentification", "decision": "allowed"},
                        headers=headers(token("ethics", ["*"]), "audit_review")).json()["entries"]
-    assert audit and all(e["purpose"] == "care_coordination" for e in audit)
+    assert audit and all(e["purpose"] in ("care_coordination", "prevention_outreach") for e in audit)
+    assert all(e["actor_role"] == "siop_platform" and e["data_ref"] for e in audit)
 
 
 def test_cursor_pages_cover_the_worklist_once(client, token) -> None:
