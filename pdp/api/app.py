@@ -14,6 +14,7 @@ import logging
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
@@ -43,13 +44,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         describe_access(module.router)
         app.include_router(module.router)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI echoes the offending input by default: a NIR or a name in a body must not come back
+        # (proxies and clients log responses). Location, message and type say what to fix.
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.error("unexpected error on %s %s: %s", request.method, request.scope.get("route") and
                      getattr(request.scope["route"], "path", "?"), type(exc).__name__)
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict:
+    """The generated schema plus the bearer scheme every non-public operation requires."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT (RS256/ES256)"}}
+        for ops in schema.get("paths", {}).values():
+            for op in ops.values():
+                if isinstance(op, dict) and op.get("x-pdp-access") not in (None, "public"):
+                    op["security"] = [{"bearer": []}]
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def _access_of(dependant: Dependant) -> dict | None:

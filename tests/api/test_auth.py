@@ -166,3 +166,19 @@ def test_pro_sante_connect_claims_map_to_a_professional() -> None:
         map_psc_claims(claims, {"29232": "cornouaille"})
     with pytest.raises(PscMappingError, match="SubjectNameID"):
         map_psc_claims({**claims, "SubjectNameID": "0123"}, {"59178": "douaisis"})
+
+
+def test_a_rejected_body_never_echoes_its_identity(light) -> None:
+    client, signer, _ = light
+    token = signer.mint(role="dmp", territories=["*"])
+    body = {"nir": "2990599123456", "birth_name": "SECRETNAME", "first_names": ["X"], "sex": "Q",
+            "birth_date": "1990-01-01"}
+    response = client.post("/dmp/transparency", json=body,
+                           headers={"Authorization": f"Bearer {token}", "X-Purpose": "citizen_information"})
+    assert response.status_code == 422
+    assert "SECRETNAME" not in response.text and "2990599123456" not in response.text
+    assert {e["loc"][-1] for e in response.json()["detail"]} >= {"sex"}
+    schema = client.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert "security" not in schema["paths"]["/healthz"]["get"]
+    assert schema["paths"]["/siop/{territory}/worklist"]["get"]["security"] == [{"bearer": []}]
