@@ -70,8 +70,11 @@ def _operations(spec: dict[str, Any], bodies: dict[tuple[str, str], Any]) -> lis
             if body is None and "requestBody" in op:
                 body = _example_body(spec, op)
                 assert body is not None, f"{method} {path}: no example body"
+            params = {"territory": TERRITORY} if "territory" in query else {}
+            if "max_seconds" in query:  # a stream: its current events, then closed
+                params["max_seconds"] = "0"
             out.append(Operation(method, path, re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES[m.group(1)], path),
-                                 access, {"territory": TERRITORY} if "territory" in query else {}, body))
+                                 access, params, body))
     return out
 
 

@@ -107,6 +107,23 @@ def test_alerts_feed_pages_with_a_cursor(client, token) -> None:
         assert nxt.status_code == 200
 
 
+def test_alerts_stream_as_server_sent_events(client, token) -> None:
+    polled = client.get(f"/siop/{TERRITORY}/alerts", params={"limit": 2000}, headers=siop_headers(token)).json()
+    response = client.get(f"/siop/{TERRITORY}/alerts/stream", params={"max_seconds": 0},
+                          headers=siop_headers(token))
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    events = [block for block in response.text.split("\n\n") if block.strip()]
+    if not polled["items"]:
+        assert events == []
+        return
+    (event,) = events
+    lines = dict(line.split(": ", 1) for line in event.splitlines())
+    assert lines["event"] == "alerts" and "v1:" not in response.text
+    streamed = json.loads(lines["data"])["items"]
+    assert [(a["alert"], a["patient"]["ins_nir"]) for a in streamed] == \
+        [(a["alert"], a["patient"]["ins_nir"]) for a in polled["items"]]
+
+
 def test_bola_a_professional_gets_only_their_own_patients(client, token, people) -> None:
     main = people[0]
     other_gp = next(p["gp_rpps"] for p in people if p["gp_rpps"] != main["gp_rpps"])

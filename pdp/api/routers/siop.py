@@ -8,10 +8,13 @@ the cursor is signed and bound to the territory and the filters (:mod:`pdp.api.c
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from fastapi.responses import StreamingResponse
 
 from pdp.api import views
 from pdp.api.cursor import CursorError, filters_digest
@@ -148,25 +151,13 @@ def worklist_fhir(
     return worklist_bundle(page, next_url=next_url)
 
 
-@router.get("/{territory}/alerts", response_model=AlertPage)
-def alerts(
-    territory: TerritoryPath, access: AlertAccess,
-    severity: Annotated[str | None, Query(pattern=r"^(low|medium|high)$")] = None,
-    cursor: Cursor = None, limit: Limit = 100,
-) -> AlertPage:
-    """The territory's clinical alerts (polling with a cursor), re-identified for care coordination."""
-    digest = filters_digest(severity=severity)
-    offset = _offset(access, "alerts", digest, cursor)
-    snapshot = _snapshot(access)
-    ctx, defs = access.ctx, access.ctx.definitions
-    opposed = set(ctx.registry.active())
-    matching = [a for a in snapshot.alerts
-                if a["person_pseudonym"] not in opposed and (severity is None or a["severity"] == severity)]
-    page = matching[offset:offset + limit]
-    records = release(access, snapshot, sorted({a["person_pseudonym"] for a in page}))
+def _alert_items(access: Access, snapshot: GoldSnapshot, rows: list[dict[str, Any]]) -> list[AlertOut]:
+    """The alerts of ``rows`` whose persons ``reidentify`` releases, with their explanations."""
+    defs = access.ctx.definitions
+    records = release(access, snapshot, sorted({a["person_pseudonym"] for a in rows}))
     evidence = snapshot.facts(sorted(records))
     items = []
-    for a in page:
+    for a in rows:
         p = a["person_pseudonym"]
         if p not in records:
             continue
@@ -177,13 +168,77 @@ def alerts(
             professional=a["professional"], rule_id=a["rule_id"],
             explanation=views.facts(defs, evidence[p].get(("alert", a["alert"]), [])),
         ))
+    return items
+
+
+def _alert_rows(access: Access, snapshot: GoldSnapshot, severity: str | None) -> list[dict[str, Any]]:
+    opposed = set(access.ctx.registry.active())
+    return [a for a in snapshot.alerts
+            if a["person_pseudonym"] not in opposed and (severity is None or a["severity"] == severity)]
+
+
+Severity = Annotated[str | None, Query(pattern=r"^(low|medium|high)$")]
+
+
+@router.get("/{territory}/alerts", response_model=AlertPage)
+def alerts(
+    territory: TerritoryPath, access: AlertAccess, severity: Severity = None, cursor: Cursor = None,
+    limit: Limit = 100,
+) -> AlertPage:
+    """The territory's clinical alerts (polling with a cursor), re-identified for care coordination."""
+    digest = filters_digest(severity=severity)
+    offset = _offset(access, "alerts", digest, cursor)
+    snapshot = _snapshot(access)
+    matching = _alert_rows(access, snapshot, severity)
+    page = matching[offset:offset + limit]
+    items = _alert_items(access, snapshot, page)
     more = offset + limit < len(matching)
     return AlertPage(
-        territory=access.territory, as_of=snapshot.as_of, items=items,
-        withheld=len(page) - len(items),
-        next_cursor=ctx.cursors.issue(territory=access.territory, resource="alerts", filters=digest,
-                                      offset=offset + limit) if more else None,
+        territory=access.territory, as_of=snapshot.as_of, items=items, withheld=len(page) - len(items),
+        next_cursor=access.ctx.cursors.issue(territory=access.territory, resource="alerts", filters=digest,
+                                             offset=offset + limit) if more else None,
     )
+
+
+@router.get(
+    "/{territory}/alerts/stream", response_class=StreamingResponse,
+    responses={200: {"description": "Server-sent events: one `alerts` event (an AlertPage) per batch of new alerts.",
+                     "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/AlertPage"}}}}},
+)
+async def alerts_stream(
+    territory: TerritoryPath, request: Request, access: AlertAccess, severity: Severity = None,
+    max_seconds: Annotated[float, Query(ge=0, le=3600, description="Close the stream after this long "
+                                        "(clients reconnect); 0: the current alerts, then close.")] = 300,
+    poll_seconds: Annotated[float, Query(ge=0.5, le=60)] = 2.0,
+) -> StreamingResponse:
+    """The alerts feed as server-sent events: the current alerts, then each new one as gold changes.
+
+    Every batch is re-identified (and audited) when it is sent; an alert already sent on this
+    stream is not sent again; opposed persons are left out at each batch.
+    """
+    from starlette.concurrency import run_in_threadpool
+
+    _snapshot(access)  # 404 before the stream opens if the territory is not served
+
+    async def events():
+        sent: set[tuple[str, str, str]] = set()
+        deadline = time.monotonic() + max_seconds
+        while True:
+            snapshot = await run_in_threadpool(access.ctx.snapshots.current)
+            fresh = [a for a in await run_in_threadpool(_alert_rows, access, snapshot, severity)
+                     if (a["person_pseudonym"], a["alert"], str(snapshot.as_of)) not in sent]
+            if fresh:
+                items = await run_in_threadpool(_alert_items, access, snapshot, fresh)
+                sent.update((a["person_pseudonym"], a["alert"], str(snapshot.as_of)) for a in fresh)
+                page = AlertPage(territory=access.territory, as_of=snapshot.as_of, items=items,
+                                 withheld=len(fresh) - len(items), next_cursor=None)
+                yield f"event: alerts\nid: {snapshot.version_tag}\ndata: {page.model_dump_json()}\n\n"
+            if time.monotonic() >= deadline or await request.is_disconnected():
+                return
+            await asyncio.sleep(min(poll_seconds, max(0.0, deadline - time.monotonic())))
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 @router.post("/contextual", response_model=ContextualAnswer)
