@@ -139,6 +139,18 @@ class WorklistPage(_Out):
     next_cursor: str | None
 
 
+class WorklistChanges(_Out):
+    """What changed in the territory's worklist since the SIOP's last pull (gold's change data)."""
+
+    territory: str
+    as_of: date
+    changed: list[WorklistPatient] = Field(description="Current state (every status) of each person whose "
+                                           "worklist rows changed and who is still on a pathway.")
+    gone: int = Field(description="Persons whose rows were removed and who are no longer in gold (not identified).")
+    withheld: int
+    next_since: str = Field(description="Pass as `since` on the next pull.")
+
+
 class AlertOut(_Out):
     patient: PatientIdentity
     gp_rpps: str | None

@@ -48,6 +48,7 @@ class GoldSnapshot:
     versions: dict[str, int]
     as_of: date | None = None
     territory: str | None = None
+    territory_label: str | None = None
     definitions: str | None = None
     actions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     strata: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -169,16 +170,17 @@ class SnapshotStore:
         evidence_handle = self._tables.get("evidence")
         evidence = (evidence_handle.to_pyarrow_table(filters=[("as_of", "=", as_of)])
                     if evidence_handle is not None else None)
-        territory = None
+        territory = label = None
         indicator = self._tables.get("indicator")
         if indicator is not None:
             labels = indicator.to_pyarrow_table(filters=[("as_of", "=", as_of)],
                                                 columns=["territory"]).column("territory").unique().to_pylist()
             slugs = sorted({territory_slug(x) for x in labels if x})
             territory = slugs[0] if len(slugs) == 1 else None
+            label = next((x for x in labels if x and territory_slug(x) == territory), None)
         order = sorted(by_person["actions"], key=lambda p: (gp_of.get(p) or "~", p))
         return GoldSnapshot(
-            versions=versions, as_of=as_of, territory=territory, definitions=definitions,
+            versions=versions, as_of=as_of, territory=territory, territory_label=label, definitions=definitions,
             actions=dict(by_person["actions"]), strata=dict(by_person["strata"]),
             populations=dict(by_person["populations"]), alerts=alerts, gp_of=gp_of, worklist_order=order,
             evidence=evidence, loaded_at=time.perf_counter() - started,

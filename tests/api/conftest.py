@@ -78,7 +78,7 @@ def gold_lake(request: pytest.FixtureRequest, api_var: Path, api_settings, terri
         ingest_directory(territory_sources, spark=spark, settings=api_settings)
         build_gold(spark, as_of=AS_OF, lake_root=api_settings.lake_uri)
         publish_indicators(spark, as_of=AS_OF, territory="Douaisis", lake_root=api_settings.lake_uri,
-                           trend_months=1)
+                           trend_months=1, report_dir=api_var / "reports")
         (api_var / "ready").write_text("built\n")
         if _CACHE:
             shutil.rmtree(_CACHE, ignore_errors=True)

@@ -211,3 +211,36 @@ def test_opposition_through_the_api_end_to_end(client, token, people) -> None:
     assert all(set(u) == {"at", "action", "actor_role", "purpose", "decision", "identity_released"} for u in uses)
     withdrawn = client.post("/dmp/oppositions/withdraw", json=consent(person, status="inactive"), headers=dmp)
     assert withdrawn.status_code == 200 and withdrawn.json()["status"] == "withdrawn"
+
+
+def test_the_territory_report_is_served_as_html(client, token) -> None:
+    response = client.get(f"/siop/{TERRITORY}/report", headers=siop_headers(token, "quality_review"))
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert "<html" in response.text.lower() and "v1:" not in response.text
+
+
+def test_worklist_changes_since_the_last_pull_come_from_gold_change_data(client, token, api_settings) -> None:
+    """A SIOP pulls a cursor, gold changes (a status updated, a person's rows removed), the next pull
+    returns exactly those persons: the one still on a pathway re-identified, the other counted."""
+    from deltalake import DeltaTable
+
+    from pdp.lake import table
+
+    url = f"/siop/{TERRITORY}/worklist/changes"
+    first = client.get(url, headers=siop_headers(token))
+    assert first.status_code == 200 and first.json()["changed"] == []
+    since = first.json()["next_since"]
+    assert client.get(url, params={"since": since}, headers=siop_headers(token)).json()["changed"] == []
+    snapshot = client.app.state.ctx.snapshots.current()
+    updated, removed = [p for p in snapshot.worklist_order if p in snapshot.strata][:2]
+    gold = DeltaTable(table("gold.care_action").path(api_settings.lake_uri))
+    gold.update(predicate=f"person_pseudonym = '{updated}'", updates={"status": "'overdue'"})
+    gold.delete(f"person_pseudonym = '{removed}'")
+    changes = client.get(url, params={"since": since}, headers=siop_headers(token))
+    assert changes.status_code == 200 and "v1:" not in changes.text
+    body = changes.json()
+    assert len(body["changed"]) == 1 and body["gone"] == 1 and body["withheld"] == 0
+    assert {a["status"] for a in body["changed"][0]["actions"]} == {"overdue"}
+    assert client.get(url, params={"since": body["next_since"]}, headers=siop_headers(token)).json()["changed"] == []
+    other = headers(token("siop_platform", [TERRITORY, "cornouaille"]), "care_coordination")
+    assert client.get("/siop/cornouaille/worklist/changes", params={"since": since}, headers=other).status_code == 400

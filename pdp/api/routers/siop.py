@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 
 from pdp.api import views
 from pdp.api.cursor import CursorError, filters_digest
@@ -27,6 +28,7 @@ from pdp.api.schemas import (
     CitizenIdentity,
     ContextualAnswer,
     FhirBundle,
+    WorklistChanges,
     WorklistPage,
     WorklistPatient,
 )
@@ -41,6 +43,7 @@ _STATUSES = ("due", "overdue", "up_to_date")
 
 WorklistAccess = Annotated[Access, Depends(Permission(Resource.WORKLIST, Action.READ, roles={Role.SIOP_PLATFORM}))]
 AlertAccess = Annotated[Access, Depends(Permission(Resource.ALERT, Action.READ, roles={Role.SIOP_PLATFORM}))]
+ReportAccess = Annotated[Access, Depends(Permission(Resource.INDICATOR, Action.READ, roles={Role.SIOP_PLATFORM}))]
 LookupAccess = Annotated[Access, Depends(Permission(Resource.LOOKUP, Action.QUERY,
                                                     roles={Role.SIOP_PLATFORM, Role.PROFESSIONAL}))]
 
@@ -151,6 +154,62 @@ def worklist_fhir(
     return worklist_bundle(page, next_url=next_url)
 
 
+_MAX_CHANGED = 5000
+
+
+def _changed_persons(access: Access, since: int, until: int) -> set[str]:
+    """Pseudonyms with a change in gold.care_action's change data after version ``since`` (delta-rs, no JVM)."""
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    from pdp.lake import table
+
+    if until <= since:
+        return set()
+    handle = DeltaTable(table("gold.care_action").path(access.ctx.settings.lake_uri))
+    try:
+        changes = pa.table(handle.load_cdf(starting_version=since + 1, ending_version=until,
+                                           columns=["person_pseudonym"]))
+    except Exception:  # versions vacuumed, or change data not kept that far back
+        raise HTTPException(status.HTTP_410_GONE, "changes since that cursor are no longer kept: read the "
+                                                  "whole worklist again") from None
+    return set(changes.column("person_pseudonym").to_pylist())
+
+
+@router.get("/{territory}/worklist/changes", response_model=WorklistChanges)
+def worklist_changes(
+    territory: TerritoryPath, access: WorklistAccess,
+    since: Annotated[str | None, Query(max_length=512, description="The next_since of the previous pull; "
+                                       "omitted: no changes, and the cursor of now.")] = None,
+) -> WorklistChanges:
+    """What changed in the worklist since the SIOP's last pull, from gold's change data feed, so that a
+    SIOP stays in step without re-reading everything. Changed persons are re-identified like the worklist."""
+    version = _offset(access, "worklist-changes", "", since) if since is not None else None
+    snapshot = _snapshot(access)
+    current = snapshot.versions.get("care_action", -1)
+    if version is not None and version > current:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "cursor is ahead of the gold served")
+    changed = _changed_persons(access, version, current) if version is not None else set()
+    if len(changed) > _MAX_CHANGED:
+        raise HTTPException(status.HTTP_409_CONFLICT, "too many changes: read the whole worklist again")
+    opposed = set(access.ctx.registry.active())
+    still = sorted(p for p in changed if p in snapshot.actions and p not in opposed)
+    records = release(access, snapshot, still)
+    evidence = snapshot.facts([p for p in still if p in records])
+    defs = access.ctx.definitions
+    items = [WorklistPatient(patient=views.identity(records[p]), gp_rpps=snapshot.gp_of.get(p),
+                             strata=[views.stratum(defs, s) for s in snapshot.strata.get(p, [])],
+                             actions=[views.due_action(defs, r, evidence[p]) for r in snapshot.actions[p]])
+             for p in still if p in records]
+    return WorklistChanges(
+        territory=access.territory, as_of=snapshot.as_of, changed=items,
+        gone=len([p for p in changed if p not in snapshot.actions and p not in opposed]),
+        withheld=len(still) - len(items),
+        next_since=access.ctx.cursors.issue(territory=access.territory, resource="worklist-changes", filters="",
+                                            offset=current),
+    )
+
+
 def _alert_items(access: Access, snapshot: GoldSnapshot, rows: list[dict[str, Any]]) -> list[AlertOut]:
     """The alerts of ``rows`` whose persons ``reidentify`` releases, with their explanations."""
     defs = access.ctx.definitions
@@ -239,6 +298,21 @@ async def alerts_stream(
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@router.get("/{territory}/report", response_class=HTMLResponse,
+            responses={200: {"description": "The territory report (self-contained HTML).",
+                             "content": {"text/html": {"schema": {"type": "string"}}}}})
+def report(territory: TerritoryPath, access: ReportAccess) -> HTMLResponse:
+    """The territory's report of the gold run served (pyramids, indicators under disclosure control, trend),
+    as `pdp run` wrote it under var/reports/: aggregates only."""
+    snapshot = _snapshot(access)
+    label = snapshot.territory_label or ""
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label)
+    path = FilePath(access.ctx.settings.var_dir) / "reports" / f"{safe}-{snapshot.as_of.isoformat()}.html"
+    if not label or not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no report for the gold run served (see `pdp run`)")
+    return HTMLResponse(path.read_text(encoding="utf-8"), headers={"Cache-Control": "no-store"})
 
 
 @router.post("/contextual", response_model=ContextualAnswer)
