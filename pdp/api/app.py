@@ -70,10 +70,23 @@ def _openapi(app: FastAPI) -> dict:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         schema.setdefault("components", {})["securitySchemes"] = {
             "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT (RS256/ES256)"}}
+        schema["components"].setdefault("schemas", {})["ApiError"] = {
+            "type": "object", "properties": {"detail": {}}, "required": ["detail"], "title": "ApiError"}
+        error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}}}
+        refusals = {"400": "Missing or unknown X-Purpose (the allowed purposes are listed), or a bad cursor",
+                    "401": "Missing or invalid bearer token (WWW-Authenticate: Bearer error=\"invalid_token\")",
+                    "403": "Not allowed for this role, territory or purpose (recorded in the audit log)",
+                    "404": "Nothing served for this territory or patient", "409": "Too many changes",
+                    "410": "Changes no longer kept", "503": "A store the answer depends on is unavailable"}
         for ops in schema.get("paths", {}).values():
             for op in ops.values():
                 if isinstance(op, dict) and op.get("x-pdp-access") not in (None, "public"):
                     op["security"] = [{"bearer": []}]
+                    for code, text in refusals.items():
+                        op.setdefault("responses", {}).setdefault(code, {"description": text, **error})
+                    if "422" in op["responses"]:  # our handler's shape, not FastAPI's default
+                        op["responses"]["422"] = {"description": "Invalid request (the input is never echoed)",
+                                                  **error}
         app.openapi_schema = schema
     return app.openapi_schema
 
