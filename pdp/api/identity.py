@@ -32,7 +32,34 @@ def pseudonyms_of(ctx: ApiContext, identity: CitizenIdentity) -> tuple[str, ...]
     return pseudonyms
 
 
+def _direct(ctx: ApiContext, identity: CitizenIdentity) -> tuple[str, ...]:
+    """The identity's own keys (NIR scheme, traits scheme), as the edge computes them: no linkage."""
+    from dataclasses import replace
+
+    from pdp.pseudonym import Pseudonymiser, RawIdentity, Rejection
+    from pdp.pseudonym.normalise import normalise
+
+    canonical = normalise(RawIdentity(birth_name=identity.birth_name, first_names=list(identity.first_names),
+                                      sex=identity.sex, birth_date=identity.birth_date.isoformat(), nir=identity.nir))
+    if isinstance(canonical, Rejection):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            f"patient: the INS identity is unusable ({canonical.reason_code} on {canonical.field})")
+    pseudonymiser = Pseudonymiser(ctx.key_store)
+    own = pseudonymiser.pseudonym(canonical)
+    if canonical.scheme != "nir":
+        return (own,)
+    return own, pseudonymiser.pseudonym(replace(canonical, scheme="traits", nir=None))
+
+
 def person_of(ctx: ApiContext, snapshot: GoldSnapshot, identity: CitizenIdentity) -> str | None:
-    """The pseudonym gold holds the person under, or None when gold does not know them."""
+    """The pseudonym gold holds the person under, or None when gold does not know them.
+
+    The identity's own keys first (one HMAC each: the common case, a person keyed by their INS);
+    linkage against the vault only when gold knows neither (a person first seen without a NIR).
+    Measured by `pdp bench api`: the linkage path costs ~1 s on 2 000 vault records, the direct one ~ms.
+    """
     known = snapshot.gp_of
+    found = next((p for p in _direct(ctx, identity) if p in known), None)
+    if found is not None:
+        return found
     return next((p for p in pseudonyms_of(ctx, identity) if p in known), None)
