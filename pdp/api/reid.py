@@ -21,7 +21,12 @@ from pdp.governance.audit import AuditLogSink
 from pdp.governance.authz import PolicyAuthorizer
 from pdp.pseudonym.reidentify import Actor, AuditWriteFailed, ReidentificationError, ReidentificationRefused, reidentify
 
-__all__ = ["release"]
+__all__ = ["BATCH", "release"]
+
+#: Pseudonyms per ``reidentify`` call. Each call is one audit entry whose details list the released
+#: pseudonyms, and an entry's details are capped at 64 KiB (~1 300 pseudonyms): a 1 500-patient GP
+#: worklist is released in several audited calls rather than refused as unauditable.
+BATCH = 500
 
 
 def release(access: Access, snapshot: GoldSnapshot, pseudonyms: Sequence[str]) -> dict[str, Any]:
@@ -31,12 +36,15 @@ def release(access: Access, snapshot: GoldSnapshot, pseudonyms: Sequence[str]) -
     ctx, principal = access.ctx, access.principal
     authorizer = PolicyAuthorizer(ctx.authoriser, principal, access.territory,
                                   relationships=ctx.relationships(snapshot), membership=SnapshotMembership(snapshot))
+    released: dict[str, Any] = {}
     try:
-        return reidentify(
-            pseudonyms, actor=Actor(principal.sub, frozenset({str(principal.role)})), purpose=access.purpose,
-            vault=ctx.vault, audit=AuditLogSink(ctx.audit, actor_role=str(principal.role)), authorizer=authorizer,
-            opposition=ctx.registry, purposes=ctx.authoriser.purposes,
-        )
+        for start in range(0, len(pseudonyms), BATCH):
+            released.update(reidentify(
+                pseudonyms[start:start + BATCH], actor=Actor(principal.sub, frozenset({str(principal.role)})),
+                purpose=access.purpose, vault=ctx.vault, audit=AuditLogSink(ctx.audit, actor_role=str(principal.role)),
+                authorizer=authorizer, opposition=ctx.registry, purposes=ctx.authoriser.purposes,
+            ))
+        return released
     except ReidentificationRefused as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
     except (AuditWriteFailed, ReidentificationError) as exc:

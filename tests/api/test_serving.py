@@ -244,3 +244,20 @@ def test_worklist_changes_since_the_last_pull_come_from_gold_change_data(client,
     assert client.get(url, params={"since": body["next_since"]}, headers=siop_headers(token)).json()["changed"] == []
     other = headers(token("siop_platform", [TERRITORY, "cornouaille"]), "care_coordination")
     assert client.get("/siop/cornouaille/worklist/changes", params={"since": since}, headers=other).status_code == 400
+
+
+def test_a_large_page_is_released_in_several_audited_calls(client, token, monkeypatch) -> None:
+    """An audit entry's details are capped (64 KiB): a big page is re-identified in batches, each audited."""
+    import pdp.api.reid
+
+    monkeypatch.setattr(pdp.api.reid, "BATCH", 3)
+    ethics = headers(token("ethics", ["*"]), "audit_review")
+
+    def entries() -> int:
+        return len(client.get("/ethics/audit", params={"action": "reidentification", "limit": 5000},
+                              headers=ethics).json()["entries"])
+
+    before = entries()
+    page = client.get(f"/siop/{TERRITORY}/worklist", params={"limit": 7}, headers=siop_headers(token)).json()
+    assert len(page["items"]) + page["withheld"] == 7
+    assert entries() - before == 3
