@@ -182,3 +182,11 @@ def test_a_rejected_body_never_echoes_its_identity(light) -> None:
     assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert "security" not in schema["paths"]["/healthz"]["get"]
     assert schema["paths"]["/siop/{territory}/worklist"]["get"]["security"] == [{"bearer": []}]
+
+
+@pytest.mark.parametrize("name", ["pdp.api.psc", "pdp.api.cursor"])
+def test_the_docstring_examples_run(name: str) -> None:
+    import doctest
+    import importlib
+
+    assert doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS).failed == 0
