@@ -14,8 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from pdp.governance.authz import Authoriser, Principal, Role
 from tests.api.conftest import TERRITORY, citizen, consent, headers
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]  # the session's gold lake is built with Spark
 
 OTHER_TERRITORY = "cornouaille"
 PUBLIC = {("/healthz", "get")}

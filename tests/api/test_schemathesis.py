@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import (
@@ -18,6 +19,8 @@ from schemathesis.checks import (
 
 from pdp.governance.authz import Authoriser, Principal
 from tests.api.conftest import TERRITORY, headers
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]  # the session's gold lake is built with Spark
 
 NATIONAL = ("dmp", "ethics", "data_engineer")
 _AUTHZ = Authoriser()

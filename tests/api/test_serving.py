@@ -6,9 +6,12 @@ from __future__ import annotations
 import base64
 import json
 
+import pytest
 from fhir.resources.R4B.bundle import Bundle
 
 from tests.api.conftest import TERRITORY, citizen, consent, headers
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]  # the session's gold lake is built with Spark
 
 SIOP = ("siop_platform", [TERRITORY])
 
