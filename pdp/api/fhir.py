@@ -97,7 +97,7 @@ def worklist_bundle(page: WorklistPage, *, next_url: str | None) -> dict[str, An
         if gp:
             resource["source"] = {"type": "Practitioner", "identifier": {"system": RPPS_SYSTEM, "value": gp}}
         entries.append({"fullUrl": _urn(), "resource": resource, "search": {"mode": "include"}})
-    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": len(page.items),
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": page.total,
                               "entry": entries}
     if next_url:
         bundle["link"] = [{"relation": "next", "url": next_url}]

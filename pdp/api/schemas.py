@@ -135,6 +135,7 @@ class WorklistPage(_Out):
     as_of: date
     definitions: str | None
     items: list[WorklistPatient]
+    total: int = Field(description="Persons matching the filters, every page together.")
     withheld: int = Field(description="Persons of the page not released (not in the vault, or withheld by policy).")
     next_cursor: str | None
 

@@ -37,6 +37,12 @@ def test_the_worklist_is_re_identified_filtered_and_never_carries_a_pseudonym(cl
         assert item["patient"]["ins_nir"] and item["patient"]["birth_name"]
         assert item["actions"] and all(a["status"] in ("due", "overdue") for a in item["actions"])
         assert all(a["reason"] and a["rule_id"].startswith("pathway.") for a in item["actions"])
+    assert page["total"] == len(page["items"]) + page["withheld"]
+    lean = client.get(f"/siop/{TERRITORY}/worklist", params={"limit": 2000, "explain": "false"},
+                      headers=siop_headers(token)).json()
+    assert [i["patient"] for i in lean["items"]] == [i["patient"] for i in page["items"]]
+    assert all(a["explanation"] == [] for i in lean["items"] for a in i["actions"])
+    assert any(a["explanation"] for i in page["items"] for a in i["actions"])
     overdue = whole_worklist(client, token, status="overdue", pathway="t2d")
     assert overdue and all(a["status"] == "overdue" and a["pathway"] == "t2d" for i in overdue for a in i["actions"])
     gp = page["items"][0]["gp_rpps"]

@@ -86,6 +86,7 @@ def worklist_filters(
 Filters = Annotated[WorklistFilters, Depends(worklist_filters)]
 Cursor = Annotated[str | None, Query(max_length=512, description="The next_cursor of the previous page.")]
 Limit = Annotated[int, Query(ge=1, le=2000)]
+Explain = Annotated[bool, Query(description="Include the facts behind each due action (false: lighter pages).")]
 
 
 def _snapshot(access: Access) -> GoldSnapshot:
@@ -104,7 +105,8 @@ def _offset(access: Access, resource: str, digest: str, cursor: str | None) -> i
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
 
 
-def _worklist(access: Access, filters: WorklistFilters, cursor: str | None, limit: int) -> WorklistPage:
+def _worklist(access: Access, filters: WorklistFilters, cursor: str | None, limit: int,
+              explain: bool = True) -> WorklistPage:
     digest = filters.digest()
     offset = _offset(access, "worklist", digest, cursor)  # a forged or foreign cursor fails before any read
     snapshot = _snapshot(access)
@@ -119,7 +121,8 @@ def _worklist(access: Access, filters: WorklistFilters, cursor: str | None, limi
             matching.append((p, rows))
     page = matching[offset:offset + limit]
     records = release(access, snapshot, [p for p, _ in page])
-    evidence = snapshot.facts([p for p, _ in page if p in records])
+    evidence = snapshot.facts([p for p, _ in page if p in records] if explain else [])
+    evidence.update({p: {} for p, _ in page if p not in evidence})
     items = [
         WorklistPatient(
             patient=views.identity(records[p]), gp_rpps=snapshot.gp_of.get(p),
@@ -132,15 +135,16 @@ def _worklist(access: Access, filters: WorklistFilters, cursor: str | None, limi
     next_cursor = (ctx.cursors.issue(territory=access.territory, resource="worklist", filters=digest,
                                      offset=offset + limit) if more else None)
     return WorklistPage(territory=access.territory, as_of=snapshot.as_of, definitions=snapshot.definitions,
-                        items=items, withheld=len(page) - len(items), next_cursor=next_cursor)
+                        items=items, total=len(matching), withheld=len(page) - len(items), next_cursor=next_cursor)
 
 
 @router.get("/{territory}/worklist", response_model=WorklistPage)
 def worklist(
-    territory: TerritoryPath, access: WorklistAccess, filters: Filters, cursor: Cursor = None, limit: Limit = 100
+    territory: TerritoryPath, access: WorklistAccess, filters: Filters, cursor: Cursor = None, limit: Limit = 100,
+    explain: Explain = True,
 ) -> WorklistPage:
     """The territory's worklist (plain JSON): persons with their due actions, re-identified, one page."""
-    return _worklist(access, filters, cursor, limit)
+    return _worklist(access, filters, cursor, limit, explain)
 
 
 @router.get("/{territory}/worklist/fhir", response_model=FhirBundle)
