@@ -18,14 +18,16 @@ Figures (bounded async client: ``clients`` concurrent httpx connections for ``se
   ``governance_cost`` = reference rps / worklist rps.
 Targets (issue 10): worklist p95 ≤ 150 ms and ≥ 200 requests/s.
 
-Measured (this session, 2 cores shared with other jobs, 2 uvicorn workers, 32 clients × 20 s):
-one 1 500-patient worklist alone ~550 ms (2.4 MB of JSON: every due action with its reason and
-explanation); under load 1.9 requests/s, p50 13 s, p95 24 s, 14 connections dropped — the targets
-are missed by two orders of magnitude. Contextual call: 73 requests/s, p50 214 ms, p95 1.6 s. The
-reference (same 2.4 MB from memory, same server): 67 requests/s, p50 414 ms — governance costs
-×35 in throughput. Where the worklist's time goes (next work): vault decryption of 1 500 records
-and three audited ``reidentify`` batches (64 KiB cap per entry), pydantic models per action, the
-payload itself (an ``explain=false`` / ids-only form, or FHIR paging by GP, would cut it).
+Measured (this session, 2 cores shared with other jobs, 2 uvicorn workers, 32 clients × 20 s; two
+runs): one 1 500-patient worklist alone ~400-550 ms (2.4 MB of JSON; ~330 ms with ``explain=false``,
+so the facts are not the main cost); under load ~2 requests/s, p50 ~13 s, p95 ~22-24 s, 10-14
+connections dropped — the targets are missed by two orders of magnitude. Contextual call: 73-89
+requests/s, p50 170-210 ms, p95 1.4-1.6 s. The reference (the same 2.4 MB from memory, same
+server): 67-84 requests/s, p50 ~320-410 ms — governance costs ×35-42 in throughput. Where the
+worklist's time goes (next work): decrypting 1 500 vault records and three audited ``reidentify``
+batches (an audit entry's details are capped at 64 KiB; ~1 500 ``audit_subject`` rows per page on
+SQLite), two audited authorisation decisions, pydantic models per action; then the dropped
+connections under load (uvicorn workers saturated on 2 cores).
 """
 
 from __future__ import annotations
