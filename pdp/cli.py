@@ -902,6 +902,65 @@ def bench(
             console.print(f"[bold]{n}[/bold]: " + ", ".join(f"{k}={v}" for k, v in result.items() if k != "name"))
 
 
+token_app = typer.Typer(no_args_is_help=True,
+                        help="Development tokens for trying the API (refused outside development).")
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("mint")
+def token_mint_command(
+    role: Annotated[str, typer.Option(help="pdp_role: siop_platform, professional, dmp, ethics, data_engineer...")],
+    territory: Annotated[list[str], typer.Option(help="A territory the role is held in (repeatable; '*' national).")],
+    rpps: Annotated[str | None, typer.Option(help="The professional's 11-digit RPPS number.")] = None,
+    ttl: Annotated[int, typer.Option(min=1, max=86_400, help="Lifetime in seconds.")] = 3600,
+    sub: Annotated[str | None, typer.Option(help="Subject (default: dev-<role>-<random>).")] = None,
+) -> None:
+    """Print a bearer token signed by the development key (ES256, under var/api/; its JWKS beside it).
+
+    Refused unless PDP_DEV_TOKENS=1; the API must be started with PDP_OIDC_JWKS pointing at the JWKS.
+    """
+    from pdp.api.devtokens import DevSigner, DevTokenError
+    from pdp.config import get_settings
+    from pdp.governance.authz import Principal, PrincipalError
+
+    try:
+        Principal(sub=sub or "dev-check", role=role, territories=frozenset(territory), rpps=rpps)  # type: ignore[arg-type]
+        signer = DevSigner.ensure(get_settings())
+        print(signer.mint(role=role, territories=list(territory), rpps=rpps, ttl=ttl, sub=sub))
+    except (DevTokenError, PrincipalError) as exc:
+        raise UserError(str(exc)) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65_535, help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+) -> None:
+    """Start the API (uvicorn) against the configured lake and governance store."""
+    import uvicorn
+
+    from pdp.api.auth import JwksError
+    from pdp.api.devtokens import DevSigner, DevTokenError
+    from pdp.config import get_settings
+
+    settings = get_settings()
+    if settings.dev_tokens:  # development: the dev key's JWKS exists before the first token is checked
+        try:
+            DevSigner.ensure(settings)
+        except DevTokenError as exc:
+            raise UserError(str(exc)) from None
+    try:
+        from pdp.api import create_app
+
+        create_app(settings)  # fail closed here, in one line, rather than in a worker
+    except (JwksError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    console.print(f"pdp API on http://{host}:{port} (lake {settings.lake_uri})")
+    uvicorn.run("pdp.api.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one-line errors, exit 2 for user mistakes."""
     try:

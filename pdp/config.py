@@ -57,6 +57,22 @@ class Settings(BaseSettings):
         None, description="Authorisation model.conf + policy.csv (Casbin); default: the repository's infra/policy."
     )
 
+    oidc_issuer: str | None = Field(
+        None, description="Issuer (`iss`) the API accepts in bearer tokens; no default: the API will not start without."
+    )
+    oidc_audience: str | None = Field(
+        None, description="Audience (`aud`) the API's tokens must name; no default: the API refuses to start without."
+    )
+    oidc_jwks: str | None = Field(
+        None, description="The issuer's JWKS: a file path or an https URL (cached, re-read on an unknown `kid`)."
+    )
+    dev_tokens: bool = Field(
+        False, description="Development only: allow `pdp token mint` (a local ES256 key under var/api/)."
+    )
+    api_snapshot_check_seconds: float = Field(
+        2.0, ge=0, description="How often the API looks for a new gold version (0: on every request)."
+    )
+
     @field_validator("spark_log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:

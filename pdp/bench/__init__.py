@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 BENCHMARKS: dict[str, str] = {
+    "api": "pdp.bench.api:bench_api",
     "audit": "pdp.bench.audit:bench_audit",
     "authz": "pdp.bench.authz:bench_authz",
     "gold": "pdp.bench.gold:bench_gold",

@@ -1,0 +1,1 @@
+"""One router per resource: public, definitions, admin, ethics, dmp, siop."""

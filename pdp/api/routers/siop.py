@@ -1,0 +1,359 @@
+"""``/siop``: worklists and alerts of a territory, re-identified for the SIOP; the contextual call.
+
+The worklist of a territory is its persons with the due actions of their pathways, ordered by
+declared GP; filters narrow it (GP, pathway, stratum, status, action, professional type). Each
+page is re-identified through ``reidentify`` only (policy, patient scope, opposition, audit);
+the cursor is signed and bound to the territory and the filters (:mod:`pdp.api.cursor`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path as FilePath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from fastapi.responses import HTMLResponse, StreamingResponse
+
+from pdp.api import views
+from pdp.api.cursor import CursorError, filters_digest
+from pdp.api.deps import Access, Permission
+from pdp.api.fhir import worklist_bundle
+from pdp.api.reid import release
+from pdp.api.schemas import (
+    AlertOut,
+    AlertPage,
+    CitizenIdentity,
+    ContextualAnswer,
+    FhirBundle,
+    WorklistChanges,
+    WorklistPage,
+    WorklistPatient,
+)
+from pdp.api.snapshot import GoldSnapshot
+from pdp.governance.authz import Action, Resource, Role, patients_in_scope
+
+router = APIRouter(prefix="/siop", tags=["siop"])
+
+TerritoryPath = Annotated[str, Path(pattern=r"^[a-z][a-z0-9-]{0,63}$", description="Territory (policy domain).")]
+_RPPS = r"^[0-9]{11}$"
+_STATUSES = ("due", "overdue", "up_to_date")
+
+WorklistAccess = Annotated[Access, Depends(Permission(Resource.WORKLIST, Action.READ, roles={Role.SIOP_PLATFORM}))]
+AlertAccess = Annotated[Access, Depends(Permission(Resource.ALERT, Action.READ, roles={Role.SIOP_PLATFORM}))]
+ReportAccess = Annotated[Access, Depends(Permission(Resource.INDICATOR, Action.READ, roles={Role.SIOP_PLATFORM}))]
+LookupAccess = Annotated[Access, Depends(Permission(Resource.LOOKUP, Action.QUERY,
+                                                    roles={Role.SIOP_PLATFORM, Role.PROFESSIONAL}))]
+
+
+@dataclass(frozen=True)
+class WorklistFilters:
+    gp: str | None
+    pathway: str | None
+    stratum: str | None
+    status: tuple[str, ...]
+    action: str | None
+    professional: str | None
+
+    def digest(self) -> str:
+        return filters_digest(**self.__dict__)
+
+    def keeps(self, row: dict[str, Any]) -> bool:
+        return (row["status"] in self.status
+                and (self.pathway is None or row["pathway"] == self.pathway)
+                and (self.stratum is None or row["stratum"] == self.stratum)
+                and (self.action is None or row["action"] == self.action)
+                and (self.professional is None or row["professional"] == self.professional))
+
+
+def worklist_filters(
+    gp: Annotated[str | None, Query(pattern=_RPPS, description="RPPS of the declared GP.")] = None,
+    pathway: Annotated[str | None, Query(pattern=r"^[a-z0-9_]{1,32}$")] = None,
+    stratum: Annotated[str | None, Query(pattern=r"^(at_risk|[1-4])$")] = None,
+    status_: Annotated[list[str] | None, Query(alias="status", description="due, overdue, up_to_date "
+                                                "(repeatable; default due and overdue).")] = None,
+    action: Annotated[str | None, Query(pattern=r"^[a-z0-9_]{1,32}$")] = None,
+    professional: Annotated[str | None, Query(pattern=r"^[a-z_]{1,32}$")] = None,
+) -> WorklistFilters:
+    statuses = tuple(sorted(set(status_ or ("due", "overdue"))))
+    if any(s not in _STATUSES for s in statuses):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"status must be among {', '.join(_STATUSES)}")
+    return WorklistFilters(gp, pathway, stratum, statuses, action, professional)
+
+
+Filters = Annotated[WorklistFilters, Depends(worklist_filters)]
+Cursor = Annotated[str | None, Query(max_length=512, description="The next_cursor of the previous page.")]
+Limit = Annotated[int, Query(ge=1, le=2000)]
+Explain = Annotated[bool, Query(description="Include the facts behind each due action (false: lighter pages).")]
+
+
+def _snapshot(access: Access) -> GoldSnapshot:
+    snapshot = access.ctx.snapshots.current()
+    if snapshot.as_of is None or snapshot.territory != access.territory:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no gold run served for this territory")
+    return snapshot
+
+
+def _offset(access: Access, resource: str, digest: str, cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    try:
+        return access.ctx.cursors.read(cursor, territory=access.territory, resource=resource, filters=digest)
+    except CursorError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+
+
+def _worklist(access: Access, filters: WorklistFilters, cursor: str | None, limit: int,
+              explain: bool = True) -> WorklistPage:
+    digest = filters.digest()
+    offset = _offset(access, "worklist", digest, cursor)  # a forged or foreign cursor fails before any read
+    snapshot = _snapshot(access)
+    ctx, defs = access.ctx, access.ctx.definitions
+    opposed = set(ctx.registry.active())
+    matching: list[tuple[str, list[dict[str, Any]]]] = []
+    for p in snapshot.worklist_order:
+        if p in opposed or (filters.gp is not None and snapshot.gp_of.get(p) != filters.gp):
+            continue
+        rows = [r for r in snapshot.actions[p] if filters.keeps(r)]
+        if rows:
+            matching.append((p, rows))
+    page = matching[offset:offset + limit]
+    records = release(access, snapshot, [p for p, _ in page])
+    evidence = snapshot.facts([p for p, _ in page if p in records] if explain else [])
+    evidence.update({p: {} for p, _ in page if p not in evidence})
+    items = [
+        WorklistPatient(
+            patient=views.identity(records[p]), gp_rpps=snapshot.gp_of.get(p),
+            strata=[views.stratum(defs, s) for s in snapshot.strata.get(p, [])],
+            actions=[views.due_action(defs, r, evidence[p]) for r in rows],
+        )
+        for p, rows in page if p in records
+    ]
+    more = offset + limit < len(matching)
+    next_cursor = (ctx.cursors.issue(territory=access.territory, resource="worklist", filters=digest,
+                                     offset=offset + limit) if more else None)
+    return WorklistPage(territory=access.territory, as_of=snapshot.as_of, definitions=snapshot.definitions,
+                        items=items, total=len(matching), withheld=len(page) - len(items), next_cursor=next_cursor)
+
+
+@router.get("/{territory}/worklist", response_model=WorklistPage)
+def worklist(
+    territory: TerritoryPath, access: WorklistAccess, filters: Filters, cursor: Cursor = None, limit: Limit = 100,
+    explain: Explain = True,
+) -> WorklistPage:
+    """The territory's worklist (plain JSON): persons with their due actions, re-identified, one page."""
+    return _worklist(access, filters, cursor, limit, explain)
+
+
+@router.get("/{territory}/worklist/fhir", response_model=FhirBundle)
+def worklist_fhir(
+    territory: TerritoryPath, request: Request, access: WorklistAccess, filters: Filters,
+    cursor: Cursor = None, limit: Limit = 100,
+) -> dict[str, Any]:
+    """The same page as a FHIR R4 Bundle: a List per GP, a Task per due action, the Patients."""
+    page = _worklist(access, filters, cursor, limit)
+    next_url = str(request.url.include_query_params(cursor=page.next_cursor)) if page.next_cursor else None
+    return worklist_bundle(page, next_url=next_url)
+
+
+_MAX_CHANGED = 5000
+
+
+def _changed_persons(access: Access, since: int, until: int) -> set[str]:
+    """Pseudonyms with a change in gold.care_action's change data after version ``since`` (delta-rs, no JVM)."""
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    from pdp.lake import table
+
+    if until <= since:
+        return set()
+    handle = DeltaTable(table("gold.care_action").path(access.ctx.settings.lake_uri))
+    try:
+        changes = pa.table(handle.load_cdf(starting_version=since + 1, ending_version=until,
+                                           columns=["person_pseudonym"]))
+    except Exception:  # versions vacuumed, or change data not kept that far back
+        raise HTTPException(status.HTTP_410_GONE, "changes since that cursor are no longer kept: read the "
+                                                  "whole worklist again") from None
+    return set(changes.column("person_pseudonym").to_pylist())
+
+
+@router.get("/{territory}/worklist/changes", response_model=WorklistChanges)
+def worklist_changes(
+    territory: TerritoryPath, access: WorklistAccess,
+    since: Annotated[str | None, Query(max_length=512, description="The next_since of the previous pull; "
+                                       "omitted: no changes, and the cursor of now.")] = None,
+) -> WorklistChanges:
+    """What changed in the worklist since the SIOP's last pull, from gold's change data feed, so that a
+    SIOP stays in step without re-reading everything. Changed persons are re-identified like the worklist."""
+    version = _offset(access, "worklist-changes", "", since) if since is not None else None
+    snapshot = _snapshot(access)
+    current = snapshot.versions.get("care_action", -1)
+    if version is not None and version > current:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "cursor is ahead of the gold served")
+    changed = _changed_persons(access, version, current) if version is not None else set()
+    if len(changed) > _MAX_CHANGED:
+        raise HTTPException(status.HTTP_409_CONFLICT, "too many changes: read the whole worklist again")
+    opposed = set(access.ctx.registry.active())
+    still = sorted(p for p in changed if p in snapshot.actions and p not in opposed)
+    records = release(access, snapshot, still)
+    evidence = snapshot.facts([p for p in still if p in records])
+    defs = access.ctx.definitions
+    items = [WorklistPatient(patient=views.identity(records[p]), gp_rpps=snapshot.gp_of.get(p),
+                             strata=[views.stratum(defs, s) for s in snapshot.strata.get(p, [])],
+                             actions=[views.due_action(defs, r, evidence[p]) for r in snapshot.actions[p]])
+             for p in still if p in records]
+    return WorklistChanges(
+        territory=access.territory, as_of=snapshot.as_of, changed=items,
+        gone=len([p for p in changed if p not in snapshot.actions and p not in opposed]),
+        withheld=len(still) - len(items),
+        next_since=access.ctx.cursors.issue(territory=access.territory, resource="worklist-changes", filters="",
+                                            offset=current),
+    )
+
+
+def _alert_items(access: Access, snapshot: GoldSnapshot, rows: list[dict[str, Any]]) -> list[AlertOut]:
+    """The alerts of ``rows`` whose persons ``reidentify`` releases, with their explanations."""
+    defs = access.ctx.definitions
+    records = release(access, snapshot, sorted({a["person_pseudonym"] for a in rows}))
+    evidence = snapshot.facts(sorted(records))
+    items = []
+    for a in rows:
+        p = a["person_pseudonym"]
+        if p not in records:
+            continue
+        definition = defs.alerts.get(a["alert"])
+        items.append(AlertOut(
+            patient=views.identity(records[p]), gp_rpps=a.get("gp_rpps"), alert=a["alert"],
+            label=definition.label if definition else a["alert"], severity=a["severity"],
+            professional=a["professional"], rule_id=a["rule_id"],
+            explanation=views.facts(defs, evidence[p].get(("alert", a["alert"]), [])),
+        ))
+    return items
+
+
+def _alert_rows(access: Access, snapshot: GoldSnapshot, severity: str | None) -> list[dict[str, Any]]:
+    opposed = set(access.ctx.registry.active())
+    return [a for a in snapshot.alerts
+            if a["person_pseudonym"] not in opposed and (severity is None or a["severity"] == severity)]
+
+
+Severity = Annotated[str | None, Query(pattern=r"^(low|medium|high)$")]
+
+
+@router.get("/{territory}/alerts", response_model=AlertPage)
+def alerts(
+    territory: TerritoryPath, access: AlertAccess, severity: Severity = None, cursor: Cursor = None,
+    limit: Limit = 100,
+) -> AlertPage:
+    """The territory's clinical alerts (polling with a cursor), re-identified for care coordination."""
+    digest = filters_digest(severity=severity)
+    offset = _offset(access, "alerts", digest, cursor)
+    snapshot = _snapshot(access)
+    matching = _alert_rows(access, snapshot, severity)
+    page = matching[offset:offset + limit]
+    items = _alert_items(access, snapshot, page)
+    more = offset + limit < len(matching)
+    return AlertPage(
+        territory=access.territory, as_of=snapshot.as_of, items=items, withheld=len(page) - len(items),
+        next_cursor=access.ctx.cursors.issue(territory=access.territory, resource="alerts", filters=digest,
+                                             offset=offset + limit) if more else None,
+    )
+
+
+@router.get(
+    "/{territory}/alerts/stream", response_class=StreamingResponse,
+    responses={200: {"description": "Server-sent events: one `alerts` event (an AlertPage) per batch of new alerts.",
+                     "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/AlertPage"}}}}},
+)
+async def alerts_stream(
+    territory: TerritoryPath, request: Request, access: AlertAccess, severity: Severity = None,
+    max_seconds: Annotated[float, Query(ge=0, le=3600, description="Close the stream after this long "
+                                        "(clients reconnect); 0: the current alerts, then close.")] = 300,
+    poll_seconds: Annotated[float, Query(ge=0.5, le=60)] = 2.0,
+) -> StreamingResponse:
+    """The alerts feed as server-sent events: the current alerts, then each new one as gold changes.
+
+    Every batch is re-identified (and audited) when it is sent; an alert already sent on this
+    stream is not sent again; opposed persons are left out at each batch.
+    """
+    from starlette.concurrency import run_in_threadpool
+
+    _snapshot(access)  # 404 before the stream opens if the territory is not served
+
+    async def events():
+        sent: set[tuple[str, str, str]] = set()
+        deadline = time.monotonic() + max_seconds
+        while True:
+            snapshot = await run_in_threadpool(access.ctx.snapshots.current)
+            fresh = [a for a in await run_in_threadpool(_alert_rows, access, snapshot, severity)
+                     if (a["person_pseudonym"], a["alert"], str(snapshot.as_of)) not in sent]
+            if fresh:
+                items = await run_in_threadpool(_alert_items, access, snapshot, fresh)
+                sent.update((a["person_pseudonym"], a["alert"], str(snapshot.as_of)) for a in fresh)
+                page = AlertPage(territory=access.territory, as_of=snapshot.as_of, items=items,
+                                 withheld=len(fresh) - len(items), next_cursor=None)
+                yield f"event: alerts\nid: {snapshot.version_tag}\ndata: {page.model_dump_json()}\n\n"
+            if time.monotonic() >= deadline or await request.is_disconnected():
+                return
+            await asyncio.sleep(min(poll_seconds, max(0.0, deadline - time.monotonic())))
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@router.get("/{territory}/report", response_class=HTMLResponse,
+            responses={200: {"description": "The territory report (self-contained HTML).",
+                             "content": {"text/html": {"schema": {"type": "string"}}}}})
+def report(territory: TerritoryPath, access: ReportAccess) -> HTMLResponse:
+    """The territory's report of the gold run served (pyramids, indicators under disclosure control, trend),
+    as `pdp run` wrote it under var/reports/: aggregates only."""
+    snapshot = _snapshot(access)
+    label = snapshot.territory_label or ""
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in label)
+    path = FilePath(access.ctx.settings.var_dir) / "reports" / f"{safe}-{snapshot.as_of.isoformat()}.html"
+    if not label or not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no report for the gold run served (see `pdp run`)")
+    return HTMLResponse(path.read_text(encoding="utf-8"), headers={"Cache-Control": "no-store"})
+
+
+@router.post("/contextual", response_model=ContextualAnswer)
+def contextual(
+    access: LookupAccess,
+    patient: CitizenIdentity,
+    territory: Annotated[str, Query(pattern=r"^[a-z][a-z0-9-]{0,63}$", description="Territory of the request.")],
+) -> ContextualAnswer:
+    """The contextual call from GP software: one patient (identity in the body), their stratum, due
+    actions, logigramme and explanation. A professional gets only their own patients (else 403, audited)."""
+    from pdp.api.identity import person_of
+
+    snapshot = _snapshot(access)
+    ctx, defs = access.ctx, access.ctx.definitions
+    person = person_of(ctx, snapshot, patient)
+    if person is None or not ctx.not_opposed([person]):
+        access.record([], decision="done", rule="contextual call: no result for this patient",
+                      details={"found": False})
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no result for this patient")
+    if not patients_in_scope(access.principal, [person], ctx.relationships(snapshot)):
+        access.record([person], decision="denied",
+                      rule="contextual call: not the professional's patient (declared GP or care relationship)")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "forbidden: not a patient of the requesting professional")
+    access.record([person], rule="contextual call")
+    evidence = snapshot.facts([person])[person]
+    strata = snapshot.strata.get(person, [])
+    actions = [r for r in snapshot.actions.get(person, []) if r["status"] in ("due", "overdue")]
+    logigrammes = []
+    for s in strata:
+        for path in defs.pathways.values():
+            if path.pyramid == s["pyramid"] and s["stratum"] in path.strata:
+                chart = views.logigramme(defs, path.name, s["stratum"])
+                if chart is not None:
+                    logigrammes.append(chart)
+    return ContextualAnswer(
+        territory=access.territory, as_of=snapshot.as_of, definitions=snapshot.definitions,
+        strata=[views.stratum(defs, s) for s in strata],
+        populations=sorted(r["population"] for r in snapshot.populations.get(person, [])),
+        actions=[views.due_action(defs, r, evidence) for r in actions], logigrammes=logigrammes,
+    )
