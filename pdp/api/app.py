@@ -40,6 +40,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None, redoc_url=None,
     )
     app.state.ctx = ctx
+    # fold the boxes the edge sealed since the last start: the first worklist then costs AES-GCM
+    # reads, not X25519 exchanges (see IdentityVault.compact)
+    from pdp.pseudonym.kms import KeyStoreError
+
+    try:
+        folded = ctx.vault.compact()
+        logger.info("serving: %d persons' new identity observations folded", folded)
+    except KeyStoreError as exc:  # no key store here: routes that re-identify will refuse, the rest serve
+        logger.warning("serving: identity cache not folded (%s)", exc)
     for module in (public, definitions, admin, ethics, dmp, siop):
         describe_access(module.router)
         app.include_router(module.router)

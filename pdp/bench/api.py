@@ -64,7 +64,7 @@ def _build(var: Path, patients: int, others: int) -> tuple[Any, list[dict[str, A
     from pdp.lake import table
     from pdp.pseudonym import KeyStore, Pseudonymiser, RawIdentity
     from pdp.pseudonym.normalise import normalise
-    from pdp.pseudonym.vault import IdentityVault, VaultRecord
+    from pdp.pseudonym.vault import EdgeKeys, IdentityVault, VaultRecord
 
     master = base64.b64encode(os.urandom(32)).decode("ascii")
     settings = Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
@@ -105,7 +105,7 @@ def _build(var: Path, patients: int, others: int) -> tuple[Any, list[dict[str, A
                                  "fact_table": "condition_occurrence", "event_id": i, "fact_date": AS_OF,
                                  "source": "pmsi", "vocabulary": "CIM10", "source_code": "E119", "value": None,
                                  "definitions": "defs-bench"})
-    IdentityVault(engine, store).upsert_many(records)
+    IdentityVault(engine, EdgeKeys(store)).upsert_many(records)  # as the edge seals them
     rows["alert"] = [{**{k: v for k, v in r.items() if k in ("as_of", "person_id", "person_pseudonym",
                                                               "location_id", "gp_rpps", "definition_version",
                                                               "definitions")},
