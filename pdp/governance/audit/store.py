@@ -116,17 +116,16 @@ def _append(conn: Connection, record: AuditRecord) -> AuditEntry:
         entry_hash=entry.entry_hash,
     )
     subjects = [{"pseudonym": p, "entry_idx": entry.index} for p in entry.subjects()]
-    new_subjects = insert(audit_subject).values(subjects) if subjects else None
     move_head = update(audit_head).where(audit_head.c.id == 1).values(size=size + 1, last_hash=entry.entry_hash)
     if conn.dialect.name == "postgresql":  # one statement, one round trip under the lock
         statement = move_head.add_cte(new_entry.cte("new_entry"))
-        if new_subjects is not None:
-            statement = statement.add_cte(new_subjects.cte("new_subjects"))
+        if subjects:
+            statement = statement.add_cte(insert(audit_subject).values(subjects).cte("new_subjects"))
         conn.execute(statement)
     else:
         conn.execute(new_entry)
-        if new_subjects is not None:
-            conn.execute(new_subjects)
+        if subjects:  # executemany of one cached statement: a multi-row VALUES is compiled anew each time
+            conn.execute(insert(audit_subject), subjects)
         conn.execute(move_head)
     return entry
 
