@@ -45,6 +45,21 @@ def sealed_rows(engine: Engine) -> int:
         return int(conn.scalar(select(func.count()).select_from(identity_vault_seal)) or 0)
 
 
+def write_legacy_row(engine: Engine, key_store: KeyStore, *records: VaultRecord) -> None:
+    """A row as code before the seal split wrote it: the merged record, whole, under the vault key."""
+    state = _Stored()
+    for record in records:
+        state.merge(record)
+    key = key_store.current("vault")
+    nonce = os.urandom(12)
+    legacy = AESGCM(key.material).encrypt(nonce, state.to_plaintext(), _aad(pseudonym(1)))
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(insert(identity_vault).values(
+            pseudonym=pseudonym(1), key_version=key.version, nonce=nonce, ciphertext=legacy,
+            source_count=len(records), created_at=now, updated_at=now))
+
+
 def test_a_box_opens_only_with_its_key_and_its_associated_data() -> None:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -153,16 +168,7 @@ def test_rows_from_before_the_seal_split_are_sealed_and_cut_down(
     governance_engine: Engine, key_store: KeyStore
 ) -> None:
     """Older code kept the whole record under the vault key; the first use seals it."""
-    state = _Stored()
-    state.merge(IDENTITY)
-    key = key_store.current("vault")
-    nonce = os.urandom(12)
-    legacy = AESGCM(key.material).encrypt(nonce, state.to_plaintext(), _aad(pseudonym(1)))
-    now = datetime.now(UTC)
-    with governance_engine.begin() as conn:
-        conn.execute(insert(identity_vault).values(
-            pseudonym=pseudonym(1), key_version=key.version, nonce=nonce, ciphertext=legacy, source_count=1,
-            created_at=now, updated_at=now))
+    write_legacy_row(governance_engine, key_store, IDENTITY)
     edge = IdentityVault(governance_engine, EdgeKeys(key_store))
     assert edge.linkage_view([pseudonym(1)])[pseudonym(1)].phone is None
     assert sealed_rows(governance_engine) == 1
@@ -231,17 +237,8 @@ def test_a_stale_fold_is_never_written_back_nor_trusted(governance_engine: Engin
 def test_a_legacy_row_with_linkage_traits_only_is_sealed_with_its_dates(
     governance_engine: Engine, key_store: KeyStore
 ) -> None:
-    state = _Stored()
-    state.merge(VaultRecord(birth_name="ANCIEN", observed_at=date(2020, 1, 1)))
-    state.merge(VaultRecord(nir=IDENTITY.nir, observed_at=date(2022, 1, 1)))
-    key = key_store.current("vault")
-    nonce = os.urandom(12)
-    legacy = AESGCM(key.material).encrypt(nonce, state.to_plaintext(), _aad(pseudonym(1)))
-    now = datetime.now(UTC)
-    with governance_engine.begin() as conn:
-        conn.execute(insert(identity_vault).values(
-            pseudonym=pseudonym(1), key_version=key.version, nonce=nonce, ciphertext=legacy, source_count=2,
-            created_at=now, updated_at=now))
+    write_legacy_row(governance_engine, key_store, VaultRecord(birth_name="ANCIEN", observed_at=date(2020, 1, 1)),
+                     VaultRecord(nir=IDENTITY.nir, observed_at=date(2022, 1, 1)))
     reader = IdentityVault(governance_engine, key_store)
     assert reader.get_many([pseudonym(1)])[pseudonym(1)].nir == IDENTITY.nir
     assert sealed_rows(governance_engine) == 2  # one box per observation date
