@@ -23,10 +23,10 @@ from pdp.pseudonym.reidentify import Actor, AuditWriteFailed, ReidentificationEr
 
 __all__ = ["BATCH", "release"]
 
-#: Pseudonyms per ``reidentify`` call. Each call is one audit entry whose details list the released
-#: pseudonyms, and an entry's details are capped at 64 KiB (~1 300 pseudonyms): a 1 500-patient GP
-#: worklist is released in several audited calls rather than refused as unauditable.
-BATCH = 500
+#: Pseudonyms per ``reidentify`` call (the largest page). Each call is one audit entry whose details
+#: name the shorter of the released and withheld lists (at most 1 000 pseudonyms, ~48 KiB, under the
+#: 64 KiB cap of an entry's details): a 2 000-patient page is one hash-chained audit write.
+BATCH = 2000
 
 
 def release(access: Access, snapshot: GoldSnapshot, pseudonyms: Sequence[str]) -> dict[str, Any]:

@@ -56,8 +56,16 @@ class GoldSnapshot:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     gp_of: dict[str, str | None] = field(default_factory=dict)
     worklist_order: list[str] = field(default_factory=list)
+    by_gp: dict[str | None, list[str]] = field(default_factory=dict)
     evidence: pa.Table | None = None
     loaded_at: float = 0.0
+    #: Per-snapshot memo of rendered person views (:func:`pdp.api.views.person_parts`): gold does
+    #: not change under a snapshot, so each person's strata and actions are rendered once, not per request.
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def worklist_persons(self, gp: str | None) -> list[str]:
+        """Persons with due actions in worklist order (GP, then pseudonym); only ``gp``'s when given."""
+        return self.worklist_order if gp is None else self.by_gp.get(gp, [])
 
     @property
     def version_tag(self) -> str:
@@ -179,9 +187,13 @@ class SnapshotStore:
             territory = slugs[0] if len(slugs) == 1 else None
             label = next((x for x in labels if x and territory_slug(x) == territory), None)
         order = sorted(by_person["actions"], key=lambda p: (gp_of.get(p) or "~", p))
+        by_gp: dict[str | None, list[str]] = defaultdict(list)
+        for p in order:
+            by_gp[gp_of.get(p)].append(p)
         return GoldSnapshot(
             versions=versions, as_of=as_of, territory=territory, territory_label=label, definitions=definitions,
             actions=dict(by_person["actions"]), strata=dict(by_person["strata"]),
             populations=dict(by_person["populations"]), alerts=alerts, gp_of=gp_of, worklist_order=order,
+            by_gp=dict(by_gp),
             evidence=evidence, loaded_at=time.perf_counter() - started,
         )

@@ -9,6 +9,7 @@ import json
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
+from pdp.api.schemas import WorklistPage
 from tests.api.conftest import TERRITORY, citizen, consent, headers
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]  # the session's gold lake is built with Spark
@@ -38,6 +39,9 @@ def test_the_worklist_is_re_identified_filtered_and_never_carries_a_pseudonym(cl
         assert item["actions"] and all(a["status"] in ("due", "overdue") for a in item["actions"])
         assert all(a["reason"] and a["rule_id"].startswith("pathway.") for a in item["actions"])
     assert page["total"] == len(page["items"]) + page["withheld"]
+    # the page is rendered from memoised bytes, not through the model: it must be exactly what the
+    # declared response model gives for the same content (shape, field order, formatting)
+    assert WorklistPage.model_validate_json(response.content).model_dump_json().encode() == response.content
     lean = client.get(f"/siop/{TERRITORY}/worklist", params={"limit": 2000, "explain": "false"},
                       headers=siop_headers(token)).json()
     assert [i["patient"] for i in lean["items"]] == [i["patient"] for i in page["items"]]

@@ -84,6 +84,22 @@ def test_reidentify_records_through_the_audit_log_and_the_citizen_sees_roles_not
         assert secret not in dump
 
 
+def test_a_mostly_released_call_names_the_withheld_and_transparency_reads_either_form(
+    governance_engine: Engine, vault: IdentityVault
+) -> None:
+    """Details name the shorter list (an entry's details are capped at 64 KiB): here the withheld one."""
+    log = AuditLog(governance_engine)
+    sink = AuditLogSink(log, actor_role="siop_platform")
+    released = reidentify([P1, P2, P3], actor=COORDINATOR, purpose="care_coordination", vault=vault, audit=sink,
+                          authorizer=AllowOnly([P1, P2]))
+    assert set(released) == {P1, P2}
+    (entry,) = log.query(action="reidentification")
+    assert entry.details["withheld"] == [P3] and "released" not in entry.details
+    assert [i.identity_released for i in log.transparency(P1)] == [True]
+    assert [i.identity_released for i in log.transparency(P3)] == [False]
+    assert log.verify(trusted_keys={}).ok
+
+
 def test_transparency_refuses_what_is_not_a_pseudonym(governance_engine: Engine) -> None:
     with pytest.raises(AuditEntryError, match="not a pseudonym") as caught:
         AuditLog(governance_engine).transparency(NIR)

@@ -15,7 +15,7 @@ from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from pdp.api import views
 from pdp.api.cursor import CursorError, filters_digest
@@ -30,7 +30,6 @@ from pdp.api.schemas import (
     FhirBundle,
     WorklistChanges,
     WorklistPage,
-    WorklistPatient,
 )
 from pdp.api.snapshot import GoldSnapshot
 from pdp.governance.authz import Action, Resource, Role, patients_in_scope
@@ -105,46 +104,44 @@ def _offset(access: Access, resource: str, digest: str, cursor: str | None) -> i
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
 
 
+PageItem = tuple[Any, str | None, views.PersonPart, list[int]]
+
+
 def _worklist(access: Access, filters: WorklistFilters, cursor: str | None, limit: int,
-              explain: bool = True) -> WorklistPage:
+              explain: bool = True) -> tuple[WorklistPage, list[PageItem]]:
+    """One page: its envelope (no items) and its released persons (record, GP, rendered part, actions chosen)."""
     digest = filters.digest()
     offset = _offset(access, "worklist", digest, cursor)  # a forged or foreign cursor fails before any read
     snapshot = _snapshot(access)
-    ctx, defs = access.ctx, access.ctx.definitions
+    ctx = access.ctx
     opposed = set(ctx.registry.active())
-    matching: list[tuple[str, list[dict[str, Any]]]] = []
-    for p in snapshot.worklist_order:
-        if p in opposed or (filters.gp is not None and snapshot.gp_of.get(p) != filters.gp):
+    matching: list[tuple[str, list[int]]] = []
+    for p in snapshot.worklist_persons(filters.gp):
+        if p in opposed:
             continue
-        rows = [r for r in snapshot.actions[p] if filters.keeps(r)]
-        if rows:
-            matching.append((p, rows))
+        chosen = [i for i, r in enumerate(snapshot.actions[p]) if filters.keeps(r)]
+        if chosen:
+            matching.append((p, chosen))
     page = matching[offset:offset + limit]
     records = release(access, snapshot, [p for p, _ in page])
-    evidence = snapshot.facts([p for p, _ in page if p in records] if explain else [])
-    evidence.update({p: {} for p, _ in page if p not in evidence})
-    items = [
-        WorklistPatient(
-            patient=views.identity(records[p]), gp_rpps=snapshot.gp_of.get(p),
-            strata=[views.stratum(defs, s) for s in snapshot.strata.get(p, [])],
-            actions=[views.due_action(defs, r, evidence[p]) for r in rows],
-        )
-        for p, rows in page if p in records
-    ]
+    parts = views.person_parts(ctx.definitions, snapshot, [p for p, _ in page if p in records], explain=explain)
+    items = [(records[p], snapshot.gp_of.get(p), parts[p], chosen) for p, chosen in page if p in records]
     more = offset + limit < len(matching)
     next_cursor = (ctx.cursors.issue(territory=access.territory, resource="worklist", filters=digest,
                                      offset=offset + limit) if more else None)
-    return WorklistPage(territory=access.territory, as_of=snapshot.as_of, definitions=snapshot.definitions,
-                        items=items, total=len(matching), withheld=len(page) - len(items), next_cursor=next_cursor)
+    envelope = WorklistPage(territory=access.territory, as_of=snapshot.as_of, definitions=snapshot.definitions,
+                            items=[], total=len(matching), withheld=len(page) - len(items), next_cursor=next_cursor)
+    return envelope, items
 
 
 @router.get("/{territory}/worklist", response_model=WorklistPage)
 def worklist(
     territory: TerritoryPath, access: WorklistAccess, filters: Filters, cursor: Cursor = None, limit: Limit = 100,
     explain: Explain = True,
-) -> WorklistPage:
+) -> Response:
     """The territory's worklist (plain JSON): persons with their due actions, re-identified, one page."""
-    return _worklist(access, filters, cursor, limit, explain)
+    envelope, items = _worklist(access, filters, cursor, limit, explain)
+    return Response(views.worklist_json(envelope, items), media_type="application/json")
 
 
 @router.get("/{territory}/worklist/fhir", response_model=FhirBundle)
@@ -153,7 +150,8 @@ def worklist_fhir(
     cursor: Cursor = None, limit: Limit = 100,
 ) -> dict[str, Any]:
     """The same page as a FHIR R4 Bundle: a List per GP, a Task per due action, the Patients."""
-    page = _worklist(access, filters, cursor, limit)
+    envelope, items = _worklist(access, filters, cursor, limit)
+    page = envelope.model_copy(update={"items": [views.worklist_patient(*item) for item in items]})
     next_url = str(request.url.include_query_params(cursor=page.next_cursor)) if page.next_cursor else None
     return worklist_bundle(page, next_url=next_url)
 
@@ -199,11 +197,8 @@ def worklist_changes(
     opposed = set(access.ctx.registry.active())
     still = sorted(p for p in changed if p in snapshot.actions and p not in opposed)
     records = release(access, snapshot, still)
-    evidence = snapshot.facts([p for p in still if p in records])
-    defs = access.ctx.definitions
-    items = [WorklistPatient(patient=views.identity(records[p]), gp_rpps=snapshot.gp_of.get(p),
-                             strata=[views.stratum(defs, s) for s in snapshot.strata.get(p, [])],
-                             actions=[views.due_action(defs, r, evidence[p]) for r in snapshot.actions[p]])
+    parts = views.person_parts(access.ctx.definitions, snapshot, [p for p in still if p in records], explain=True)
+    items = [views.worklist_patient(records[p], snapshot.gp_of.get(p), parts[p], list(range(len(parts[p].actions))))
              for p in still if p in records]
     return WorklistChanges(
         territory=access.territory, as_of=snapshot.as_of, changed=items,

@@ -126,14 +126,20 @@ def is_pseudonym(value: str) -> bool:
     return bool(_PSEUDONYM_RE.fullmatch(value))
 
 
+def _looks_like_email(text: str) -> bool:
+    # The "@" test first: the pattern's search backtracks over every start of an @-less string
+    # (~5 µs on a pseudonym: most of an audited 1 500-pseudonym re-identification's checks).
+    return "@" in text and bool(_EMAIL_RE.search(text))
+
+
 def _looks_identifying(text: str) -> bool:
-    return bool(_NIR_SHAPE_RE.search(text) or _NIR_CORSICA_RE.search(text) or _EMAIL_RE.search(text))
+    return bool(_NIR_SHAPE_RE.search(text) or _NIR_CORSICA_RE.search(text) or _looks_like_email(text))
 
 
 def _check_text(name: str, value: str, pattern: re.Pattern[str], *, email_ok: bool = False) -> str:
     if not isinstance(value, str) or not pattern.fullmatch(value):
         raise AuditEntryError(f"audit entry: {name} is malformed (value not shown)")
-    if _NIR_SHAPE_RE.search(value) or _NIR_CORSICA_RE.search(value) or (not email_ok and _EMAIL_RE.search(value)):
+    if _NIR_SHAPE_RE.search(value) or _NIR_CORSICA_RE.search(value) or (not email_ok and _looks_like_email(value)):
         raise AuditEntryError(f"audit entry: {name} looks like a direct identifier (value not shown)")
     return value
 

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from pdp.governance.audit.entry import AuditEntry, AuditEntryError, format_at, is_pseudonym
+from pdp.governance.audit.sink import released_in
 from pdp.governance.audit.store import iter_entries, row_to_entry
 from pdp.governance.audit.tables import audit_log, audit_subject
 from pdp.governance.audit.vocabulary import AuditAction, AuditDecision
@@ -145,7 +146,7 @@ def transparency_record(target: Engine | Connection, pseudonym: str) -> list[Tra
         entry = row_to_entry(row)
         released: bool | None = None
         if str(entry.action) == AuditAction.REIDENTIFICATION:
-            released = pseudonym in entry.details.get("released", ())
+            released = released_in(entry.details, entry.data_ref, pseudonym)
         items.append(
             TransparencyItem(
                 index=entry.index,
