@@ -107,6 +107,24 @@ def _offset(access: Access, resource: str, digest: str, cursor: str | None) -> i
 PageItem = tuple[Any, str | None, views.PersonPart, list[int]]
 
 
+def _matching(snapshot: GoldSnapshot, filters: WorklistFilters, digest: str) -> list[tuple[str, list[int]]]:
+    """Persons matching ``filters`` with the indexes of their matching actions, once per snapshot and filters.
+
+    Why memoised: every page of a cursor walk needs the whole match (its total, its offset); gold does
+    not change under a snapshot, opposition does, so it is applied after, per request.
+    """
+    key = ("match", digest)
+    found = snapshot.memo.get(key)
+    if found is None:
+        found = []
+        for p in snapshot.worklist_persons(filters.gp):
+            chosen = [i for i, r in enumerate(snapshot.actions[p]) if filters.keeps(r)]
+            if chosen:
+                found.append((p, chosen))
+        snapshot.memo[key] = found
+    return found
+
+
 def _worklist(access: Access, filters: WorklistFilters, cursor: str | None, limit: int,
               explain: bool = True) -> tuple[WorklistPage, list[PageItem]]:
     """One page: its envelope (no items) and its released persons (record, GP, rendered part, actions chosen)."""
@@ -115,13 +133,7 @@ def _worklist(access: Access, filters: WorklistFilters, cursor: str | None, limi
     snapshot = _snapshot(access)
     ctx = access.ctx
     opposed = set(ctx.registry.active())
-    matching: list[tuple[str, list[int]]] = []
-    for p in snapshot.worklist_persons(filters.gp):
-        if p in opposed:
-            continue
-        chosen = [i for i, r in enumerate(snapshot.actions[p]) if filters.keeps(r)]
-        if chosen:
-            matching.append((p, chosen))
+    matching = [m for m in _matching(snapshot, filters, digest) if m[0] not in opposed]
     page = matching[offset:offset + limit]
     records = release(access, snapshot, [p for p, _ in page])
     parts = views.person_parts(ctx.definitions, snapshot, [p for p, _ in page if p in records], explain=explain)
