@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     oidc_jwks: str | None = Field(
         None, description="The issuer's JWKS: a file path or an https URL (cached, re-read on an unknown `kid`)."
     )
+    psc_issuer: str | None = Field(
+        None, description="Pro Santé Connect's issuer: tokens from it are verified against PDP_PSC_JWKS and "
+        "their claims mapped to a professional (pdp/api/psc.py); unset: PSC tokens are refused.")
+    psc_audience: str | None = Field(None, description="The audience (client id) PSC tokens name for this platform.")
+    psc_jwks: str | None = Field(None, description="PSC's JWKS: a file path or an https URL.")
+    psc_communes: Path | None = Field(
+        None, description="CSV `commune,territory` (INSEE code → onboarded territory) for PSC practice places.")
     dev_tokens: bool = Field(
         False, description="Development only: allow `pdp token mint` (a local ES256 key under var/api/)."
     )

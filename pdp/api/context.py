@@ -25,7 +25,7 @@ from pdp.governance.audit import AuditDecisionRecorder, AuditLog, PolicyChangeRe
 from pdp.governance.authz import Authoriser, SqlCareRelationships
 from pdp.governance.opposition import OppositionRegistry
 
-__all__ = ["ApiContext", "GoldAndRecordedRelationships", "SnapshotMembership"]
+__all__ = ["ApiContext", "GoldAndRecordedRelationships", "PscIssuer", "SnapshotMembership"]
 
 
 class GoldAndRecordedRelationships:
@@ -53,6 +53,30 @@ class SnapshotMembership:
         return {p for p in pseudonyms if p in known}
 
 
+@dataclass(frozen=True)
+class PscIssuer:
+    """Pro Santé Connect as a second trusted issuer: its verifier and the practice-commune table."""
+
+    verifier: TokenVerifier
+    communes: dict[str, str]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PscIssuer | None:
+        """None when PSC is not configured; a one-line error when it is half-configured."""
+        from pdp.api.auth import JwksError
+        from pdp.api.psc import load_communes
+
+        parts = (settings.psc_issuer, settings.psc_audience, settings.psc_jwks, settings.psc_communes)
+        if not any(parts):
+            return None
+        if not all(parts):
+            raise JwksError("Pro Santé Connect needs PDP_PSC_ISSUER, PDP_PSC_AUDIENCE, PDP_PSC_JWKS and "
+                            "PDP_PSC_COMMUNES together")
+        verifier = TokenVerifier(issuer=settings.psc_issuer or "", audience=settings.psc_audience or "",
+                                 jwks=JwksSource(settings.psc_jwks or ""))
+        return cls(verifier=verifier, communes=load_communes(settings.psc_communes))  # type: ignore[arg-type]
+
+
 @dataclass
 class ApiContext:
     settings: Settings
@@ -62,6 +86,7 @@ class ApiContext:
     engine: Engine
     snapshots: SnapshotStore
     cursors: CursorSigner
+    psc: PscIssuer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -78,7 +103,7 @@ class ApiContext:
                                               on_reload=PolicyChangeRecorder(audit))
         return cls(settings=settings, verifier=verifier, authoriser=authoriser, audit=audit, engine=engine,
                    snapshots=SnapshotStore(settings.lake_uri, check_seconds=settings.api_snapshot_check_seconds),
-                   cursors=CursorSigner.from_var(settings.var_dir))
+                   cursors=CursorSigner.from_var(settings.var_dir), psc=PscIssuer.from_settings(settings))
 
     @cached_property
     def registry(self) -> OppositionRegistry:

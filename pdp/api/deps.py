@@ -27,6 +27,7 @@ from fastapi import Depends, Header, HTTPException, Request, status
 
 from pdp.api.auth import JwksError, TokenError
 from pdp.api.context import ApiContext
+from pdp.api.psc import PscMappingError, map_psc_claims
 from pdp.governance.authz import Principal, PrincipalError, Role
 from pdp.governance.authz.vocabulary import WILDCARD
 
@@ -51,6 +52,17 @@ def get_context(request: Request) -> ApiContext:
 ContextDep = Annotated[ApiContext, Depends(get_context)]
 
 
+def _issuer(token: str) -> str | None:
+    """The ``iss`` a token claims, unverified: only to choose which issuer's keys verify it."""
+    import jwt
+
+    try:
+        issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+    except Exception:  # the chosen verifier reports a malformed token with its reason
+        return None
+    return issuer if isinstance(issuer, str) else None
+
+
 def get_principal(
     ctx: ContextDep, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
 ) -> Principal:
@@ -60,8 +72,14 @@ def get_principal(
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorised("authorization is not a bearer token")
+    token = token.strip()
+    psc = ctx.psc if ctx.psc is not None and _issuer(token) == ctx.psc.verifier.issuer else None
     try:
-        claims = ctx.verifier.verify(token.strip())
+        claims = (psc or ctx).verifier.verify(token)
+        if psc is not None:
+            claims = map_psc_claims(claims, psc.communes)
+    except PscMappingError as exc:
+        raise unauthorised(f"Pro Sante Connect claims do not make a professional here ({exc})") from None
     except TokenError as exc:
         raise unauthorised(str(exc)) from None
     except JwksError:

@@ -15,6 +15,10 @@ The mapping (the README's table) is: role ``professional``; ``pdp_rpps`` = the 1
 contain one of the practice communes (a table ``commune → territory`` the deployment provides).
 A professional with no practice in an onboarded territory gets no territory, hence no principal.
 
+Wiring: with ``PDP_PSC_ISSUER``, ``PDP_PSC_AUDIENCE``, ``PDP_PSC_JWKS`` and ``PDP_PSC_COMMUNES``
+set, a bearer token whose ``iss`` is PSC's is verified against PSC's key set (same algorithms and
+checks as the platform's issuer), then mapped here; every other token goes to ``PDP_OIDC_*``.
+
 Example::
 
     >>> claims = {"sub": "f:550e8400", "SubjectNameID": "810000000001",
@@ -28,9 +32,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-__all__ = ["PscMappingError", "map_psc_claims"]
+__all__ = ["PscMappingError", "load_communes", "map_psc_claims"]
 
 _NATIONAL_ID = re.compile(r"8(\d{11})")
 
@@ -56,3 +61,21 @@ def map_psc_claims(claims: Mapping[str, Any], territory_of_commune: Mapping[str,
         raise PscMappingError("no practice (SubjectRefPro.exercices[].activities[]) in an onboarded territory")
     return {"sub": str(claims.get("sub") or ""), "pdp_role": "professional", "pdp_rpps": match.group(1),
             "pdp_territories": territories}
+
+
+def load_communes(path: Path) -> dict[str, str]:
+    """The deployment's ``commune,territory`` CSV (header required) as a dict; one-line error if unreadable."""
+    import csv
+
+    try:
+        with Path(path).open(encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PscMappingError(f"PSC communes file {path}: unreadable ({type(exc).__name__})") from None
+    if not rows or set(rows[0]) != {"commune", "territory"}:
+        raise PscMappingError(f"PSC communes file {path}: expected the columns commune,territory")
+    bad = [i for i, r in enumerate(rows, start=2) if not re.fullmatch(r"[0-9][0-9AB][0-9]{3}", r["commune"] or "")
+           or not re.fullmatch(r"[a-z][a-z0-9-]{0,63}", r["territory"] or "")]
+    if bad:
+        raise PscMappingError(f"PSC communes file {path}: line {bad[0]} is not an INSEE code and a territory slug")
+    return {r["commune"]: r["territory"] for r in rows}

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from jwt.algorithms import RSAAlgorithm
 
 from pdp.api import create_app
+from pdp.api.auth import JwksError
 from pdp.api.devtokens import DevSigner, DevTokenError
 from pdp.api.psc import PscMappingError, map_psc_claims
 from pdp.config import Settings
@@ -190,3 +191,51 @@ def test_the_docstring_examples_run(name: str) -> None:
     import importlib
 
     assert doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS).failed == 0
+
+
+PSC_ISSUER = "https://auth.esante.gouv.fr/auth/realms/esante-wallet"
+
+
+def test_pro_sante_connect_tokens_are_verified_against_psc_and_mapped_to_a_professional(
+    light, tmp_path: Path
+) -> None:
+    """A second trusted issuer: PSC's own keys, then the documented claim mapping (pdp/api/psc.py)."""
+    from jwt.algorithms import ECAlgorithm
+
+    _client, signer, settings = light
+    psc_key = ec.generate_private_key(ec.SECP256R1())
+    jwk = json.loads(ECAlgorithm.to_jwk(psc_key.public_key()))
+    (tmp_path / "psc-jwks.json").write_text(json.dumps({"keys": [{**jwk, "kid": "psc-1", "alg": "ES256"}]}))
+    (tmp_path / "communes.csv").write_text("commune,territory\n59178,douaisis\n")
+    psc_settings = settings.model_copy(update={
+        "psc_issuer": PSC_ISSUER, "psc_audience": "pdp-platform", "psc_jwks": str(tmp_path / "psc-jwks.json"),
+        "psc_communes": tmp_path / "communes.csv"})
+    client = TestClient(create_app(psc_settings), raise_server_exceptions=False)
+
+    def psc_token(commune: str = "59178", key=psc_key, **over: object) -> str:
+        now = int(time.time())
+        claims = {"iss": PSC_ISSUER, "aud": "pdp-platform", "sub": "f:psc-42", "iat": now, "exp": now + 600,
+                  "SubjectNameID": "810001234567",
+                  "SubjectRefPro": {"exercices": [{"codeProfession": "10",
+                                                   "activities": [{"codeCommuneStructure": commune}]}]}, **over}
+        return jwt.encode(claims, key, algorithm="ES256", headers={"kid": "psc-1"})
+
+    def definitions(token: str):
+        return client.get(ROUTE, headers={"Authorization": f"Bearer {token}", "X-Purpose": "care_coordination"})
+
+    assert definitions(psc_token()).status_code == 200
+    refused = {
+        "practice outside every onboarded territory": psc_token(commune="75056"),
+        "not an RPPS holder": psc_token(SubjectNameID="0123"),
+        "signed by another key": psc_token(key=ec.generate_private_key(ec.SECP256R1())),
+        "wrong audience": psc_token(aud="someone-else"),
+    }
+    for case, token in refused.items():
+        response = definitions(token)
+        assert response.status_code == 401, case
+        assert response.headers["WWW-Authenticate"].startswith("Bearer"), case
+    assert "onboarded territory" in definitions(psc_token(commune="75056")).json()["detail"]
+    # the platform's own issuer still works beside PSC
+    assert definitions(signer.mint(role="siop_platform", territories=["douaisis"])).status_code == 200
+    with pytest.raises(JwksError, match="PDP_PSC_ISSUER"):  # `pdp serve` prints it in one line
+        create_app(settings.model_copy(update={"psc_issuer": PSC_ISSUER}))
