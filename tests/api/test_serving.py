@@ -125,16 +125,24 @@ def test_alerts_stream_as_server_sent_events(client, token) -> None:
     response = client.get(f"/siop/{TERRITORY}/alerts/stream", params={"max_seconds": 0},
                           headers=siop_headers(token))
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
-    events = [block for block in response.text.split("\n\n") if block.strip()]
-    if not polled["items"]:
-        assert events == []
-        return
+    blocks = [block for block in response.text.split("\n\n") if block.strip()]
+    assert blocks[0].startswith("retry: ")
+    events = blocks[1:]
+    assert polled["items"], "the test territory has alerts"
     (event,) = events
     lines = dict(line.split(": ", 1) for line in event.splitlines())
     assert lines["event"] == "alerts" and "v1:" not in response.text
     streamed = json.loads(lines["data"])["items"]
     assert [(a["alert"], a["patient"]["ins_nir"]) for a in streamed] == \
         [(a["alert"], a["patient"]["ins_nir"]) for a in polled["items"]]
+    # a client resuming after the last event it received gets nothing it has seen
+    resumed = client.get(f"/siop/{TERRITORY}/alerts/stream", params={"max_seconds": 0},
+                         headers={**siop_headers(token), "Last-Event-ID": lines["id"]})
+    assert resumed.status_code == 200 and "event: alerts" not in resumed.text
+    # a malformed id is a 422, not a silent replay of everything
+    bad = client.get(f"/siop/{TERRITORY}/alerts/stream", params={"max_seconds": 0},
+                     headers={**siop_headers(token), "Last-Event-ID": "abc"})
+    assert bad.status_code == 422
 
 
 def test_bola_a_professional_gets_only_their_own_patients(client, token, people) -> None:

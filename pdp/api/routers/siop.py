@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, status
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from pdp.api import views
@@ -270,9 +270,31 @@ def alerts(
     )
 
 
+_KEEPALIVE_SECONDS = 15.0  # an SSE comment this often when idle: proxies close silent streams
+
+
+def _alert_key(a: dict[str, Any]) -> tuple[str, str, str]:
+    return a["person_pseudonym"], a["alert"], str(a["as_of"])
+
+
+def _alerts_at(access: Access, version: int) -> set[tuple[str, str, str]]:
+    """The alerts gold.alert held at ``version`` (time travel, delta-rs): what a resuming client has seen."""
+    from deltalake import DeltaTable
+
+    from pdp.lake import table
+
+    try:
+        old = DeltaTable(table("gold.alert").path(access.ctx.settings.lake_uri), version=version)
+        rows = old.to_pyarrow_table(columns=["person_pseudonym", "alert", "as_of"]).to_pylist()
+    except Exception:  # vacuumed or never existed: the client gets the current alerts again
+        return set()
+    return {_alert_key(r) for r in rows}
+
+
 @router.get(
     "/{territory}/alerts/stream", response_class=StreamingResponse,
-    responses={200: {"description": "Server-sent events: one `alerts` event (an AlertPage) per batch of new alerts.",
+    responses={200: {"description": "Server-sent events: one `alerts` event (an AlertPage) per batch of new "
+                                    "alerts, its `id` the gold.alert version; `: keep-alive` comments when idle.",
                      "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/AlertPage"}}}}},
 )
 async def alerts_stream(
@@ -280,29 +302,41 @@ async def alerts_stream(
     max_seconds: Annotated[float, Query(ge=0, le=3600, description="Close the stream after this long "
                                         "(clients reconnect); 0: the current alerts, then close.")] = 300,
     poll_seconds: Annotated[float, Query(ge=0.5, le=60)] = 2.0,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", pattern=r"^[0-9]{1,12}$",
+                                                description="The id of the last event received (a "
+                                                "gold.alert version): resume after it.")] = None,
 ) -> StreamingResponse:
     """The alerts feed as server-sent events: the current alerts, then each new one as gold changes.
 
     Every batch is re-identified (and audited) when it is sent; an alert already sent on this
-    stream is not sent again; opposed persons are left out at each batch.
+    stream is not sent again; opposed persons are left out at each batch. A client that
+    reconnects with ``Last-Event-ID`` (browsers' EventSource do) gets only the alerts that were
+    not in gold at that version; an idle stream carries a keep-alive comment every 15 s.
     """
     from starlette.concurrency import run_in_threadpool
 
     _snapshot(access)  # 404 before the stream opens if the territory is not served
+    seen = await run_in_threadpool(_alerts_at, access, int(last_event_id)) if last_event_id is not None else set()
 
     async def events():
-        sent: set[tuple[str, str, str]] = set()
+        sent: set[tuple[str, str, str]] = set(seen)
         deadline = time.monotonic() + max_seconds
+        quiet_since = time.monotonic()
+        yield f"retry: {int(poll_seconds * 1000)}\n\n"
         while True:
             snapshot = await run_in_threadpool(access.ctx.snapshots.current)
             fresh = [a for a in await run_in_threadpool(_alert_rows, access, snapshot, severity)
-                     if (a["person_pseudonym"], a["alert"], str(snapshot.as_of)) not in sent]
+                     if _alert_key(a) not in sent]
             if fresh:
                 items = await run_in_threadpool(_alert_items, access, snapshot, fresh)
-                sent.update((a["person_pseudonym"], a["alert"], str(snapshot.as_of)) for a in fresh)
+                sent.update(_alert_key(a) for a in fresh)
                 page = AlertPage(territory=access.territory, as_of=snapshot.as_of, items=items,
                                  withheld=len(fresh) - len(items), next_cursor=None)
-                yield f"event: alerts\nid: {snapshot.version_tag}\ndata: {page.model_dump_json()}\n\n"
+                yield f"event: alerts\nid: {snapshot.versions.get('alert', 0)}\ndata: {page.model_dump_json()}\n\n"
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= _KEEPALIVE_SECONDS:
+                yield ": keep-alive\n\n"
+                quiet_since = time.monotonic()
             if time.monotonic() >= deadline or await request.is_disconnected():
                 return
             await asyncio.sleep(min(poll_seconds, max(0.0, deadline - time.monotonic())))
