@@ -66,12 +66,21 @@ class CursorSigner:
     def _mac(self, body: bytes) -> bytes:
         return hmac.new(self._key, body, hashlib.sha256).digest()
 
-    def issue(self, *, territory: str, resource: str, filters: str, offset: int) -> str:
-        body = json.dumps({"t": territory, "r": resource, "f": filters, "o": offset}, separators=(",", ":")).encode()
+    def issue(self, *, territory: str, resource: str, filters: str, offset: int,
+              marks: dict[str, int] | None = None) -> str:
+        """A signed cursor; ``marks`` are further positions it carries (e.g. one Delta version per table)."""
+        data: dict[str, object] = {"t": territory, "r": resource, "f": filters, "o": offset}
+        if marks:
+            data["m"] = dict(sorted(marks.items()))
+        body = json.dumps(data, separators=(",", ":")).encode()
         return f"{_b64(body)}.{_b64(self._mac(body))}"
 
     def read(self, cursor: str, *, territory: str, resource: str, filters: str) -> int:
         """The offset of a cursor issued for exactly this territory, resource and filters."""
+        return self.read_marks(cursor, territory=territory, resource=resource, filters=filters)[0]
+
+    def read_marks(self, cursor: str, *, territory: str, resource: str, filters: str) -> tuple[int, dict[str, int]]:
+        """The offset and the marks of a cursor issued for exactly this territory, resource and filters."""
         try:
             body_part, mac_part = cursor.split(".")
             body, mac = _unb64(body_part), _unb64(mac_part)
@@ -88,6 +97,8 @@ class CursorSigner:
             raise CursorError("cursor was issued for another territory")
         if data.get("r") != resource or data.get("f") != filters:
             raise CursorError("cursor was issued for another resource or other filters")
-        if offset < 0:
+        marks = data.get("m", {})
+        if offset < 0 or not isinstance(marks, dict) or not all(
+                isinstance(k, str) and isinstance(v, int) and v >= -1 for k, v in marks.items()):
             raise CursorError("malformed cursor")
-        return offset
+        return offset, marks

@@ -253,15 +253,19 @@ def test_worklist_changes_since_the_last_pull_come_from_gold_change_data(client,
     since = first.json()["next_since"]
     assert client.get(url, params={"since": since}, headers=siop_headers(token)).json()["changed"] == []
     snapshot = client.app.state.ctx.snapshots.current()
-    updated, removed = [p for p in snapshot.worklist_order if p in snapshot.strata][:2]
+    updated, removed, restratified = [p for p in snapshot.worklist_order if p in snapshot.strata][:3]
     gold = DeltaTable(table("gold.care_action").path(api_settings.lake_uri))
     gold.update(predicate=f"person_pseudonym = '{updated}'", updates={"status": "'overdue'"})
     gold.delete(f"person_pseudonym = '{removed}'")
+    # a stratum changes with the same due actions: still a change of the worklist item
+    DeltaTable(table("gold.stratum").path(api_settings.lake_uri)).update(
+        predicate=f"person_pseudonym = '{restratified}'", updates={"rule_id": "'pyramid.t2d.test@9'"})
     changes = client.get(url, params={"since": since}, headers=siop_headers(token))
     assert changes.status_code == 200 and "v1:" not in changes.text
     body = changes.json()
-    assert len(body["changed"]) == 1 and body["gone"] == 1 and body["withheld"] == 0
-    assert {a["status"] for a in body["changed"][0]["actions"]} == {"overdue"}
+    assert len(body["changed"]) == 2 and body["gone"] == 1 and body["withheld"] == 0
+    assert {a["status"] for a in body["changed"][0]["actions"] + body["changed"][1]["actions"]} >= {"overdue"}
+    assert any(s["rule_id"] == "pyramid.t2d.test@9" for i in body["changed"] for s in i["strata"])
     assert client.get(url, params={"since": body["next_since"]}, headers=siop_headers(token)).json()["changed"] == []
     other = headers(token("siop_platform", [TERRITORY, "cornouaille"]), "care_coordination")
     assert client.get("/siop/cornouaille/worklist/changes", params={"since": since}, headers=other).status_code == 400

@@ -171,8 +171,13 @@ def worklist_fhir(
 _MAX_CHANGED = 5000
 
 
-def _changed_persons(access: Access, since: int, until: int) -> set[str]:
-    """Pseudonyms with a change in gold.care_action's change data after version ``since`` (delta-rs, no JVM)."""
+#: The gold tables a worklist item is made of (its actions, its strata, the facts of its explanations),
+#: all with change data feed: a change in any of them is a change of the item.
+_WORKLIST_TABLES = ("care_action", "stratum", "evidence")
+
+
+def _changed_persons(access: Access, name: str, since: int, until: int) -> set[str]:
+    """Pseudonyms with a change in gold.``name``'s change data after version ``since`` (delta-rs, no JVM)."""
     import pyarrow as pa
     from deltalake import DeltaTable
 
@@ -180,7 +185,7 @@ def _changed_persons(access: Access, since: int, until: int) -> set[str]:
 
     if until <= since:
         return set()
-    handle = DeltaTable(table("gold.care_action").path(access.ctx.settings.lake_uri))
+    handle = DeltaTable(table(f"gold.{name}").path(access.ctx.settings.lake_uri))
     try:
         changes = pa.table(handle.load_cdf(starting_version=since + 1, ending_version=until,
                                            columns=["person_pseudonym"]))
@@ -196,16 +201,28 @@ def worklist_changes(
     since: Annotated[str | None, Query(max_length=512, description="The next_since of the previous pull; "
                                        "omitted: no changes, and the cursor of now.")] = None,
 ) -> WorklistChanges:
-    """What changed in the worklist since the SIOP's last pull, from gold's change data feed, so that a
-    SIOP stays in step without re-reading everything. Changed persons are re-identified like the worklist."""
-    version = _offset(access, "worklist-changes", "", since) if since is not None else None
+    """What changed in the worklist since the SIOP's last pull, from gold's change data feed (due actions,
+    strata and the facts behind them), so that a SIOP stays in step without re-reading everything.
+    Changed persons are re-identified like the worklist."""
+    read: tuple[int, dict[str, int]] | None = None
+    if since is not None:  # a bad cursor is the client's error, whatever the state of gold
+        try:
+            read = access.ctx.cursors.read_marks(since, territory=access.territory,
+                                                 resource="worklist-changes", filters="")
+        except CursorError as exc:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     snapshot = _snapshot(access)
-    current = snapshot.versions.get("care_action", -1)
-    if version is not None and version > current:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "cursor is ahead of the gold served")
-    changed = _changed_persons(access, version, current) if version is not None else set()
-    if len(changed) > _MAX_CHANGED:
-        raise HTTPException(status.HTTP_409_CONFLICT, "too many changes: read the whole worklist again")
+    current = {name: snapshot.versions.get(name, -1) for name in _WORKLIST_TABLES}
+    changed: set[str] = set()
+    if read is not None:
+        first, marks = read
+        seen = {name: marks.get(name, current[name]) for name in _WORKLIST_TABLES} | {"care_action": first}
+        if any(seen[name] > current[name] for name in _WORKLIST_TABLES):
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "cursor is ahead of the gold served")
+        for name in _WORKLIST_TABLES:
+            changed |= _changed_persons(access, name, seen[name], current[name])
+            if len(changed) > _MAX_CHANGED:
+                raise HTTPException(status.HTTP_409_CONFLICT, "too many changes: read the whole worklist again")
     opposed = set(access.ctx.registry.active())
     still = sorted(p for p in changed if p in snapshot.actions and p not in opposed)
     records = release(access, snapshot, still)
@@ -217,7 +234,8 @@ def worklist_changes(
         gone=len([p for p in changed if p not in snapshot.actions and p not in opposed]),
         withheld=len(still) - len(items),
         next_since=access.ctx.cursors.issue(territory=access.territory, resource="worklist-changes", filters="",
-                                            offset=current),
+                                            offset=current["care_action"],
+                                            marks={n: current[n] for n in _WORKLIST_TABLES[1:]}),
     )
 
 
