@@ -196,6 +196,33 @@ class Logigramme(_Out):
     steps: list[PathwayStep]
 
 
+class CareTeamMember(_In):
+    """A patient joining a professional's care team: INS identity (body only) and the consent attestation.
+
+    Why an attestation: sharing between the members of a care team of different legal entities
+    needs the patient's consent (arrêté du 26 novembre 2016); the SIOP collects it and says so here.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, hide_input_in_errors=True,
+        json_schema_extra={"example": {"patient": CitizenIdentity.model_config["json_schema_extra"]["example"],
+                                       "consent": "recorded"}},
+    )
+
+    patient: CitizenIdentity
+    consent: Literal["recorded"] = Field(description="The SIOP has recorded the patient's consent to sharing "
+                                                     "within the care team.")
+
+
+class CareTeamReceipt(_Out):
+    """The membership after the call: no identity, no pseudonym."""
+
+    territory: str
+    rpps: str
+    kind: Literal["care"]
+    member: bool
+
+
 class ContextualAnswer(_Out):
     """The contextual call's answer: the caller already holds the identity; nothing identifying is added."""
 

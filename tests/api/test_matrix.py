@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]  # the session's gold lake is
 
 OTHER_TERRITORY = "cornouaille"
 PUBLIC = {("/healthz", "get")}
-PATH_VALUES = {"territory": TERRITORY, "kind": "pathways", "name": "t2d"}
+PATH_VALUES = {"territory": TERRITORY, "kind": "pathways", "name": "t2d", "rpps": "10000000042"}
 NATIONAL = ("dmp", "ethics", "data_engineer")
 
 
@@ -110,6 +110,8 @@ def test_every_operation_enforces_role_territory_and_purpose(client, token, peop
     main, matrix_person = people[0], people[1]
     bodies: dict[tuple[str, str], Any] = {
         ("/siop/contextual", "post"): citizen(main),
+        ("/siop/{territory}/care-team/{rpps}", "put"): {"patient": citizen(main), "consent": "recorded"},
+        ("/siop/{territory}/care-team/{rpps}", "delete"): citizen(main),
         ("/dmp/oppositions", "post"): consent(matrix_person),
         ("/dmp/oppositions/withdraw", "post"): consent(matrix_person, status="inactive"),
         ("/dmp/oppositions/status", "post"): citizen(matrix_person),

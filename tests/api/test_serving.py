@@ -163,6 +163,18 @@ def test_bola_a_professional_gets_only_their_own_patients(client, token, people)
                                                    "actor": "gp-not-theirs"},
                          headers=headers(token("ethics", ["*"]), "audit_review")).json()["entries"]
     assert len(entries) == 1 and len(entries[0]["data_ref"]) == 1, "the BOLA attempt is audited with the pseudonym"
+    # the SIOP records the stranger in the patient's care team: they see the patient until it ends
+    siop = siop_headers(token)
+    team = f"/siop/{TERRITORY}/care-team/{other_gp}"
+    joined = client.put(team, json={"patient": citizen(main), "consent": "recorded"}, headers=siop)
+    assert joined.status_code == 200 and joined.json()["member"] is True, joined.text
+    assert main["nir"] not in joined.text and "v1:" not in joined.text
+    assert client.post(url, params=params, json=citizen(main), headers=headers(stranger, "care_coordination")) \
+        .status_code == 200
+    assert client.put(team, json={"patient": citizen(main)}, headers=siop).status_code == 422, "consent attested"
+    assert client.request("DELETE", team, json=citizen(main), headers=siop).json()["member"] is False
+    assert client.post(url, params=params, json=citizen(main), headers=headers(stranger, "care_coordination")) \
+        .status_code == 403
     # the SIOP platform of another territory gets nothing, and the identity never goes in the URL
     assert client.post(url, params={"territory": "cornouaille"}, json=citizen(main),
                        headers=headers(token("siop_platform", ["cornouaille"]), "care_coordination")).status_code == 404

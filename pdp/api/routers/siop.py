@@ -25,6 +25,8 @@ from pdp.api.reid import release
 from pdp.api.schemas import (
     AlertOut,
     AlertPage,
+    CareTeamMember,
+    CareTeamReceipt,
     CitizenIdentity,
     ContextualAnswer,
     FhirBundle,
@@ -32,7 +34,14 @@ from pdp.api.schemas import (
     WorklistPage,
 )
 from pdp.api.snapshot import GoldSnapshot
-from pdp.governance.authz import Action, Resource, Role, patients_in_scope
+from pdp.governance.authz import (
+    Action,
+    CareRelationship,
+    Resource,
+    Role,
+    SqlCareRelationships,
+    patients_in_scope,
+)
 
 router = APIRouter(prefix="/siop", tags=["siop"])
 
@@ -45,6 +54,9 @@ AlertAccess = Annotated[Access, Depends(Permission(Resource.ALERT, Action.READ, 
 ReportAccess = Annotated[Access, Depends(Permission(Resource.INDICATOR, Action.READ, roles={Role.SIOP_PLATFORM}))]
 LookupAccess = Annotated[Access, Depends(Permission(Resource.LOOKUP, Action.QUERY,
                                                     roles={Role.SIOP_PLATFORM, Role.PROFESSIONAL}))]
+CareTeamAccess = Annotated[Access, Depends(Permission(Resource.CARE_TEAM, Action.WRITE,
+                                                      roles={Role.SIOP_PLATFORM}))]
+RppsPath = Annotated[str, Path(pattern=_RPPS, description="RPPS of the professional (11 digits).")]
 
 
 @dataclass(frozen=True)
@@ -416,3 +428,40 @@ def contextual(
         populations=sorted(r["population"] for r in snapshot.populations.get(person, [])),
         actions=[views.due_action(defs, r, evidence) for r in actions], logigrammes=logigrammes,
     )
+
+
+def _care_team_person(access: Access, identity: CitizenIdentity) -> str:
+    """The pseudonym of a patient of the territory served, not opposed (else 404, audited)."""
+    from pdp.api.identity import person_of
+
+    snapshot = _snapshot(access)
+    person = person_of(access.ctx, snapshot, identity)
+    if person is None or not access.ctx.not_opposed([person]):
+        access.record([], decision="done", rule="care team: no such patient in the territory",
+                      details={"found": False})
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such patient in the territory")
+    return person
+
+
+@router.put("/{territory}/care-team/{rpps}", response_model=CareTeamReceipt)
+def care_team_record(territory: TerritoryPath, rpps: RppsPath, body: CareTeamMember,
+                     access: CareTeamAccess) -> CareTeamReceipt:
+    """Record that the professional ``rpps`` is in the patient's care team: from the next request they
+    see the patient in their worklist and contextual calls, as the declared GP does. Idempotent; erased
+    with everything else when the patient objects."""
+    person = _care_team_person(access, body.patient)
+    SqlCareRelationships(access.ctx.engine).record(CareRelationship(rpps, person, "care"))
+    access.record([person], rule="care team: membership recorded, the patient's consent attested by the SIOP",
+                  details={"rpps": rpps, "kind": "care"})
+    return CareTeamReceipt(territory=access.territory, rpps=rpps, kind="care", member=True)
+
+
+@router.delete("/{territory}/care-team/{rpps}", response_model=CareTeamReceipt)
+def care_team_end(territory: TerritoryPath, rpps: RppsPath, patient: CitizenIdentity,
+                  access: CareTeamAccess) -> CareTeamReceipt:
+    """End the professional's membership of the patient's care team (effective on the next request).
+    Ending one that was not recorded is not an error; the declared GP is gold's, not ended here."""
+    person = _care_team_person(access, patient)
+    SqlCareRelationships(access.ctx.engine).end(CareRelationship(rpps, person, "care"))
+    access.record([person], rule="care team: membership ended", details={"rpps": rpps, "kind": "care"})
+    return CareTeamReceipt(territory=access.territory, rpps=rpps, kind="care", member=False)

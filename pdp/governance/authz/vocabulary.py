@@ -67,6 +67,7 @@ class Resource(StrEnum):
     ALERT = "alert"  # the real-time alerts feed
     INDICATOR = "indicator"  # aggregated indicators and the territory report
     LOOKUP = "lookup"  # the contextual call from GP software (one patient, by INS/NIR)
+    CARE_TEAM = "care_team"  # who, besides the declared GP, is in a patient's care team (recorded by the SIOP)
     IDENTITY = "identity"  # re-identification through the vault
     AUDIT_LOG = "audit_log"
     ETHICS_SAMPLE = "ethics_sample"  # the ethics committee's draw of pseudonymised records
@@ -103,6 +104,7 @@ ACTIONS: dict[Resource, frozenset[Action]] = {
     Resource.ALERT: frozenset({Action.READ}),
     Resource.INDICATOR: frozenset({Action.READ}),
     Resource.LOOKUP: frozenset({Action.QUERY}),
+    Resource.CARE_TEAM: frozenset({Action.WRITE}),
     Resource.IDENTITY: frozenset({Action.REIDENTIFY}),
     Resource.AUDIT_LOG: frozenset({Action.READ, Action.VERIFY}),
     Resource.ETHICS_SAMPLE: frozenset({Action.DRAW, Action.READ}),
@@ -132,7 +134,7 @@ PATIENT_SCOPE: dict[Role, PatientScope] = {
 #: Resources that carry patient-level data (identified, or pseudonymised per person).
 PATIENT_LEVEL: frozenset[Resource] = frozenset(
     {Resource.WORKLIST, Resource.STRATUM, Resource.POPULATION, Resource.ALERT, Resource.LOOKUP,
-     Resource.IDENTITY, Resource.ETHICS_SAMPLE, Resource.CITIZEN_PATHWAY, Resource.TRANSPARENCY}
+     Resource.CARE_TEAM, Resource.IDENTITY, Resource.ETHICS_SAMPLE, Resource.CITIZEN_PATHWAY, Resource.TRANSPARENCY}
 )
 
 #: Invariants of the platform: no *allow* line may ever grant these (the policy refuses to load).
@@ -140,8 +142,9 @@ PATIENT_LEVEL: frozenset[Resource] = frozenset(
 #: partner only ever queries PSI registries.
 NEVER: dict[Role, frozenset[Resource]] = {
     Role.ETHICS: frozenset({Resource.IDENTITY, Resource.WORKLIST, Resource.LOOKUP, Resource.ALERT,
-                            Resource.CITIZEN_PATHWAY, Resource.TRANSPARENCY}),
+                            Resource.CARE_TEAM, Resource.CITIZEN_PATHWAY, Resource.TRANSPARENCY}),
     Role.DATA_ENGINEER: PATIENT_LEVEL,
     Role.PARTNER: frozenset(Resource) - {Resource.PSI_REGISTRY},
-    Role.DMP: frozenset({Resource.IDENTITY, Resource.WORKLIST, Resource.LOOKUP, Resource.AUDIT_LOG}),
+    Role.DMP: frozenset({Resource.IDENTITY, Resource.WORKLIST, Resource.LOOKUP, Resource.CARE_TEAM,
+                         Resource.AUDIT_LOG}),
 }
