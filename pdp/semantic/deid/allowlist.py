@@ -50,7 +50,9 @@ class _TermsFile(BaseModel):
                 if not isinstance(term, str) or not term.strip() or term != term.strip():
                     raise ValueError(f"category {category!r}: an empty term or one with edge spaces")
                 if fold(term) != term:
-                    raise ValueError(f"category {category!r}: term {term!r} is not written folded (lower case, no accents)")
+                    raise ValueError(
+                        f"category {category!r}: term {term!r} is not written folded (lower case, no accents)"
+                    )
                 if term in seen:
                     raise ValueError(f"term {term!r} listed twice ({seen[term]!r} and {category!r})")
                 seen[term] = category

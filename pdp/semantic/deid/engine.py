@@ -203,7 +203,7 @@ def deidentify_many(
                 yield _redact(text, found, version)
         except DeidError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any failure: report its type, never its message
+        except Exception as exc:
             raise DeidError(f"de-identification failed ({type(exc).__name__})") from None
         finally:
             buffer.clear()
@@ -238,7 +238,7 @@ def merge(candidates: Sequence[_Candidate], length: int, text: str) -> list[_Can
         start, end = i, j
         while start < end and text[start] in _EDGE:
             start += 1
-        while end > start and text[end - 1] in _EDGE and not (text[end - 1] == "." and end - start == 2):
+        while end > start and text[end - 1] in _EDGE:
             end -= 1
         cand = order[owner[i]]
         if end > start and any(c.isalnum() for c in text[start:end]):

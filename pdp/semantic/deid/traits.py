@@ -56,6 +56,10 @@ class PersonTraits:
     phone: str | None = None
     email: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.birth_date is not None and not isinstance(self.birth_date, date):
+            object.__setattr__(self, "birth_date", _parse_date(self.birth_date))
+
     def __repr__(self) -> str:
         return "PersonTraits(<hidden>)"
 

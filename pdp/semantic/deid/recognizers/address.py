@@ -45,7 +45,8 @@ _MONTHS = frozenset(
 )
 _POSTCODE = re.compile(
     r"(?<![\w])(?:0[1-9]|[1-8]\d|9[0-8]|2[AB])\d{3}[ \t]+"
-    r"(?P<commune>[A-ZÀ-ÖØ-Þ][\w'’]+(?:[ \t\-]+(?:(?!CEDEX)[A-ZÀ-ÖØ-Þ][\w'’]+|(?:le|la|les|sur|sous|en|de|du|des|lès|lez|"
+    r"(?P<commune>[A-ZÀ-ÖØ-Þ][\w'’]+(?:[ \t\-]+(?:(?!CEDEX)[A-ZÀ-ÖØ-Þ][\w'’]+|"
+    r"(?:le|la|les|sur|sous|en|de|du|des|lès|lez|"
     r"aux|et|d'|l')(?=[ \t\-])))*(?:[ \t]+CEDEX(?:[ \t]+\d{1,2})?)?)"
 )
 _LABELLED_POSTCODE = re.compile(r"(?i:\b(?:code[ \t]+postal|CP))[ \t]*:?[ \t]*((?:\d{2}|2[AB])\d{3})(?![\w])")

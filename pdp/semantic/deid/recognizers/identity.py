@@ -14,7 +14,8 @@ carry over). Rules:
   occurrence is taken only if the name is not a listed common or clinical word;
 * first names whole and by part ("Jean-Marie" → "jean-marie", "jean", "marie"), only with a
   capital (a first name like "Claire" or "Rose" is also an adjective or a noun);
-* initials of the first names before or after a family name ("J. MARTIN", "MARTIN J.-M.");
+* initials of the first names before or after a family name ("J. MARTIN", "MARTIN J.-M."),
+  except a lone "M." before it, which is "Monsieur";
 * the birth date in every numeric and written form (14/03/1950, 14.03.50, 14 mars 1950, 1950-03-14);
 * the NIR with or without separators and with or without its key, the phone (0X or +33, any
   separators), the e-mail, the street line (number, street type abbreviated or not) and postcode.
@@ -105,7 +106,8 @@ class IdentityRecognizer(FrRecognizer):
                 pattern = rf"(?<![\w+])(?:(?:\+|00){_SEP}33{_SEP}(?:\(0\){_SEP})?|0){_digits(digits[1:])}(?![\w])"
                 self._others.append(("TEL", re.compile(pattern), 1.0))
         if traits.email and "@" in traits.email:
-            self._others.append(("EMAIL", re.compile(rf"(?<![\w.]){re.escape(fold(traits.email.strip()))}(?![\w])"), 1.0))
+            email = re.escape(fold(traits.email.strip()))
+            self._others.append(("EMAIL", re.compile(rf"(?<![\w.]){email}(?![\w])"), 1.0))
         if traits.address and traits.address.strip():
             self._others.append(("ADRESSE", _street_regex(traits.address), 0.95))
         if traits.postcode and re.fullmatch(r"\s*(?:\d{2}|2[ABab])\d{3}\s*", traits.postcode):
@@ -157,7 +159,8 @@ class IdentityRecognizer(FrRecognizer):
             after = re.compile(rf"^[ \t]+{initials}")
             for start, end in family_spans:
                 m = before.search(folded, max(0, start - 12), start)
-                if m and text[m.start()].isupper():
+                # a lone "M." before a name is "Monsieur", not an initial
+                if m and text[m.start()].isupper() and text[m.start():m.end()].strip() != "M.":
                     out.append(self.result("PRENOM", m.start(), m.end(), 0.9, "initials"))
                 m = after.search(folded[end:end + 12])
                 if m and text[end + m.end() - 2].isupper():
@@ -171,10 +174,7 @@ class IdentityRecognizer(FrRecognizer):
 def _date_regex(day: date) -> re.Pattern[str]:
     d, m, y = day.day, day.month, day.year
     dd = rf"0?{d}" if d < 10 else str(d)
-    if d == 1:
-        dd_written = r"(?:1er|0?1)"
-    else:
-        dd_written = dd
+    dd_written = r"(?:1er|0?1)" if d == 1 else dd
     mm = rf"0?{m}" if m < 10 else str(m)
     years = rf"(?:{y}|{y % 100:02d})"
     months = "|".join(rf"{re.escape(n)}\.?" for n in _MONTHS[m - 1])

@@ -41,8 +41,8 @@ def clean_person(text: str, start: int, end: int, terms: ClinicalTerms) -> list[
         # keep the name-shaped words, trimming listed clinical words at both edges
         while words and (not is_name_token(words[0][2]) or terms.allows(words[0][2])):
             words = words[1:]
-        while words and (not _word_ok(words[-1][2]) or terms.allows(words[-1][2])):
-            words = words[:-1]
+        while words and (not is_name_token(words[-1][2]) or terms.allows(words[-1][2])):
+            words = words[:-1]  # a name neither ends on a particle ("Chef de") nor on a listed word
         if not words or any(not _word_ok(w) for _s, _e, w in words):
             continue
         if all(terms.allows(w) for _s, _e, w in words):
@@ -54,7 +54,7 @@ def clean_person(text: str, start: int, end: int, terms: ClinicalTerms) -> list[
 
 
 def _word_ok(word: str) -> bool:
-    return is_name_token(word) or fold(word) in PARTICLES
+    return (is_name_token(word) and len(word) > 1) or fold(word) in PARTICLES
 
 
 def _opens_sentence(text: str, pos: int) -> bool:

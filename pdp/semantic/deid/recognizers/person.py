@@ -26,7 +26,7 @@ from pdp.semantic.deid.text import NAME_TOKEN
 
 _PARTICLE = r"(?:de|du|des|le|la|van|von|der|di|da|del|dos|ben|el|d'|l')"
 # 1 to 4 name words on one line, particles allowed inside ("Jean de LA FONTAINE").
-_NAMES = rf"{NAME_TOKEN}(?:(?:[ \t]+{_PARTICLE})?[ \t]+{NAME_TOKEN}){{0,3}}"
+_NAMES = rf"{NAME_TOKEN}(?:(?:[ \t]+{_PARTICLE})?[ \t]+{NAME_TOKEN}){{0,3}}(?![\w])"
 _INITIALS = r"(?:[A-Z]\.(?:[ \t]*-?[ \t]*[A-Z]\.)?[ \t]*)"
 _TITLE = (
     r"(?<![\w])(?:Mme|Mmes|Mlle|Melle|Madame|Mademoiselle|Monsieur|Messieurs|M\.|MM\.|Mr\.?|Dr\.?|Dre|Drs|"
@@ -38,16 +38,17 @@ _RELATION = (
     r"tuteur|tutrice|curateur|curatrice|aidant|aidante|personne[ \t]+de[ \t]+confiance))"
     r"(?:[ \t]+(?:de|d')[ \t]*|[ \t]*[,:(][ \t]*|[ \t]+)"
 )
-_BORN = r"(?<![\w])(?:née?|Née?|NÉE?|NEE?)[ \t]+(?!(?i:le|la|les|en|à|au|vers|dans|avec|sous|par|à)(?![\w]))"
+_BORN = r"(?<![\w])(?:née|né|Née?|NÉE?|NEE?)[ \t]+(?!(?i:le|la|les|en|à|au|vers|dans|avec|sous|par|à)(?![\w]))"
 _FAMILY_LABEL = (
     r"(?m:^[ \t]*(?i:nom(?:[ \t]+(?:de[ \t]+naissance|d'usage|marital|de[ \t]+jeune[ \t]+fille|patient|"
     r"de[ \t]+famille))?|patient(?:\(e\))?|patiente|nom[ \t]+et[ \t]+pr[ée]nom)[ \t]*:[ \t]*)"
 )
 _FIRST_LABEL = r"(?m:^[ \t]*(?i:pr[ée]noms?|pr[ée]nom\(s\))[ \t]*:[ \t]*)"
 _SIGNATURE = (
-    rf"(?m:^[ \t]*(?P<sig>[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+(?:-[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+)?[ \t]+[A-ZÀ-ÖØ-Þ]{{2,}}"
-    rf"(?:[-' \t][A-ZÀ-ÖØ-Þ]{{2,}})?|[A-ZÀ-ÖØ-Þ]{{2,}}(?:[-'][A-ZÀ-ÖØ-Þ]{{2,}})?[ \t]+[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+"
-    rf"(?:-[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+)?)[ \t]*$)"
+    r"(?m:^[ \t]*(?!(?:Mme|Mlle|Madame|Monsieur|Mademoiselle|Docteur|Professeur|Dr|Pr|Me)(?![\w]))"
+    r"(?P<sig>[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+(?:-[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+)?[ \t]+[A-ZÀ-ÖØ-Þ]{2,}"
+    r"(?:[-' \t][A-ZÀ-ÖØ-Þ]{2,})?|[A-ZÀ-ÖØ-Þ]{2,}(?:[-'][A-ZÀ-ÖØ-Þ]{2,})?[ \t]+[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+"
+    r"(?:-[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+)?)[ \t]*$)"
 )
 _PATTERNS: tuple[tuple[str, re.Pattern[str], str, float], ...] = (
     ("title", re.compile(rf"{_TITLE}(?P<name>{_INITIALS}?{_NAMES})"), "PERSONNE", 0.85),
@@ -56,7 +57,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], str, float], ...] = (
     ("family_label", re.compile(rf"{_FAMILY_LABEL}(?:{_TITLE})?(?P<name>{_NAMES})"), "NOM", 0.8),
     (
         "first_label",
-        re.compile(rf"{_FIRST_LABEL}(?P<name>{NAME_TOKEN}(?:[ \t]*[,;/]?[ \t]+{NAME_TOKEN}){{0,4}})"),
+        re.compile(rf"{_FIRST_LABEL}(?P<name>{NAME_TOKEN}(?:[ \t]*[,;/]?[ \t]+{NAME_TOKEN}){{0,4}})(?![\w])"),
         "PRENOM",
         0.8,
     ),
