@@ -902,6 +902,85 @@ def bench(
             console.print(f"[bold]{n}[/bold]: " + ", ".join(f"{k}={v}" for k, v in result.items() if k != "name"))
 
 
+nlp_app = typer.Typer(no_args_is_help=True, help="Free-text reports: de-identification (JSON out).")
+app.add_typer(nlp_app, name="nlp")
+
+_MAX_TEXT_BYTES = 5_000_000
+
+
+def _read_text(source: str) -> str:
+    """UTF-8 text from FILE or stdin ('-'): binary, wrong encoding or empty input is a UserError (no text in it)."""
+    if source == "-":
+        data = sys.stdin.buffer.read(_MAX_TEXT_BYTES + 1)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise UserError(f"{source}: no such file")
+        try:
+            with path.open("rb") as f:
+                data = f.read(_MAX_TEXT_BYTES + 1)
+        except OSError as exc:
+            raise UserError(f"{source}: cannot be read ({type(exc).__name__})") from None
+    where = "stdin" if source == "-" else source
+    if len(data) > _MAX_TEXT_BYTES:
+        raise UserError(f"{where}: larger than {_MAX_TEXT_BYTES} bytes")
+    if b"\x00" in data:
+        raise UserError(f"{where}: binary input (NUL bytes), expected UTF-8 text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{where}: not UTF-8 text (invalid byte at offset {exc.start})") from None
+    if not text.strip():
+        raise UserError(f"{where}: empty input")
+    return text
+
+
+def _read_identity(value: str | None):
+    from pdp.semantic.deid import PersonTraits, TraitsError
+
+    if value is None:
+        return None
+    raw = value
+    if not value.lstrip().startswith("{"):
+        path = Path(value)
+        if not path.is_file():
+            raise UserError("--identity: expected a JSON object or the path of a JSON file")
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"--identity: the file cannot be read ({type(exc).__name__})") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--identity: not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+    try:
+        return PersonTraits.from_json(data)
+    except TraitsError as exc:
+        raise UserError(str(exc)) from None
+
+
+@nlp_app.command("deid")
+def nlp_deid_command(
+    source: Annotated[str, typer.Argument(help="A UTF-8 text file, or '-' for stdin.")] = "-",
+    identity: Annotated[
+        str | None,
+        typer.Option(help="The person's known traits: a JSON object or a JSON file (birth_name, used_name, "
+                     "first_names, birth_date, nir, address, postcode, phone, email)."),
+    ] = None,
+    no_ner: Annotated[bool, typer.Option("--no-ner", help="Rules only, without the spaCy model.")] = False,
+) -> None:
+    """De-identify one report: prints JSON with the de-identified text and the spans (type, start, end, score)."""
+    traits = _read_identity(identity)
+    text = _read_text(source)
+    from pdp.semantic.deid import DeidError, deidentify
+
+    try:
+        result = deidentify(text, traits, ner=not no_ner)
+    except DeidError as exc:
+        raise UserError(str(exc)) from None
+    print(json.dumps(result.to_json(), ensure_ascii=False))
+
+
 token_app = typer.Typer(no_args_is_help=True,
                         help="Development tokens for trying the API (refused outside development).")
 app.add_typer(token_app, name="token")

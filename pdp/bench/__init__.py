@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "ingest": "pdp.ingest.bench:bench_ingest",
     "labfeed": "pdp.ingest.labfeed_bench:bench_labfeed",
     "linkage": "pdp.pseudonym.linkage_bench:bench_linkage",
+    "nlp": "pdp.bench.nlp:bench_nlp",
     "pseudonymise": "pdp.pseudonym.bench:bench_pseudonymise",
     "strata": "pdp.bench.strata:bench_strata",
     "synth": "pdp.synth.bench:bench_synth",
