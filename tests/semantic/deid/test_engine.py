@@ -107,12 +107,12 @@ def test_no_text_in_logs(deid, caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_errors_carry_no_text(deid, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pdp.semantic.deid.recognizers.phone import PhoneRecognizer
+    from pdp.semantic.deid.recognizers.phone import FrPhoneRecognizer
 
     def boom(self, text, entities, nlp_artifacts=None):  # a failure whose message holds the text
         raise ValueError(f"cannot parse {text!r}")
 
-    monkeypatch.setattr(PhoneRecognizer, "analyze", boom)
+    monkeypatch.setattr(FrPhoneRecognizer, "analyze", boom)
     with pytest.raises(DeidError) as err:
         deidentify("Mme Jeanne MARTIN", TRAITS)
     assert "MARTIN" not in str(err.value) and err.value.__cause__ is None and err.value.__suppress_context__

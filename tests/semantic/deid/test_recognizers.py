@@ -9,13 +9,13 @@ from __future__ import annotations
 import pytest
 
 from pdp.semantic.deid.recognizers import RECOGNIZERS
-from pdp.semantic.deid.recognizers.address import AddressRecognizer
-from pdp.semantic.deid.recognizers.dates import BirthDateRecognizer
-from pdp.semantic.deid.recognizers.email import EmailRecognizer
-from pdp.semantic.deid.recognizers.hospital_id import HospitalIdRecognizer
-from pdp.semantic.deid.recognizers.nir import NirRecognizer
-from pdp.semantic.deid.recognizers.person import PersonContextRecognizer
-from pdp.semantic.deid.recognizers.phone import PhoneRecognizer
+from pdp.semantic.deid.recognizers.address import FrAddressRecognizer
+from pdp.semantic.deid.recognizers.dates import FrBirthDateRecognizer
+from pdp.semantic.deid.recognizers.email import FrEmailRecognizer
+from pdp.semantic.deid.recognizers.hospital_id import FrHospitalIdRecognizer
+from pdp.semantic.deid.recognizers.nir import FrNirRecognizer
+from pdp.semantic.deid.recognizers.person import FrPersonContextRecognizer
+from pdp.semantic.deid.recognizers.phone import FrPhoneRecognizer
 
 NIR = [
     ("NIR : 180017512345660", [("NIR", "180017512345660")]),  # valid key
@@ -105,13 +105,13 @@ HOSPITAL_ID = [
 ]
 
 CASES = [
-    (NirRecognizer, NIR),
-    (PhoneRecognizer, PHONE),
-    (EmailRecognizer, EMAIL),
-    (AddressRecognizer, ADDRESS),
-    (BirthDateRecognizer, BIRTH_DATE),
-    (PersonContextRecognizer, PERSON),
-    (HospitalIdRecognizer, HOSPITAL_ID),
+    (FrNirRecognizer, NIR),
+    (FrPhoneRecognizer, PHONE),
+    (FrEmailRecognizer, EMAIL),
+    (FrAddressRecognizer, ADDRESS),
+    (FrBirthDateRecognizer, BIRTH_DATE),
+    (FrPersonContextRecognizer, PERSON),
+    (FrHospitalIdRecognizer, HOSPITAL_ID),
 ]
 
 
@@ -133,9 +133,9 @@ def test_every_registered_recognizer_has_a_table() -> None:
 
 
 def test_nir_key_raises_the_score(found) -> None:
-    good, bad = NirRecognizer().analyze("180017512345660 / 180017512345678", [])
+    good, bad = FrNirRecognizer().analyze("180017512345660 / 180017512345678", [])
     assert good.score > bad.score >= 0.5
 
 
 def test_a_name_word_must_end_on_a_word_boundary(found) -> None:
-    assert found(PersonContextRecognizer(), "vit avec sa mère, DT2 depuis 2010") == []
+    assert found(FrPersonContextRecognizer(), "vit avec sa mère, DT2 depuis 2010") == []

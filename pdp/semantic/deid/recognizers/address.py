@@ -10,7 +10,7 @@ lower-case word or punctuation. Words that are also common French words ("place"
 
 Example::
 
-    >>> r = AddressRecognizer().analyze("Domicile : 12 rue des Lilas, 59500 DOUAI", [])
+    >>> r = FrAddressRecognizer().analyze("Domicile : 12 rue des Lilas, 59500 DOUAI", [])
     >>> sorted((x.entity_type, x.start, x.end) for x in r)
     [('ADRESSE', 11, 27), ('ADRESSE', 29, 40)]
 """
@@ -79,7 +79,7 @@ def _street_end(text: str, pos: int) -> int:
 
 
 @register
-class AddressRecognizer(FrRecognizer):
+class FrAddressRecognizer(FrRecognizer):
     """Street lines and "postcode commune"; a bare postcode only when labelled (CP, code postal)."""
 
     NAME = "fr_address"

@@ -7,7 +7,7 @@ here; the patient's own birth date is also found anywhere by the identity recogn
 Example::
 
     >>> t = "Mme X, née le 3 février 1948, DDN : 03/02/1948"
-    >>> [t[r.start:r.end] for r in BirthDateRecognizer().analyze(t, [])]
+    >>> [t[r.start:r.end] for r in FrBirthDateRecognizer().analyze(t, [])]
     ['3 février 1948', '03/02/1948']
 """
 
@@ -32,7 +32,7 @@ _RULES = compile_rules(
 
 
 @register
-class BirthDateRecognizer(FrRecognizer):
+class FrBirthDateRecognizer(FrRecognizer):
     """A date after "né(e) le", "DDN", "date de naissance"."""
 
     NAME = "fr_birth_date"

@@ -2,7 +2,7 @@
 
 Example::
 
-    >>> [r.entity_type for r in EmailRecognizer().analyze("Courriel : j.martin@laposte.net", [])]
+    >>> [r.entity_type for r in FrEmailRecognizer().analyze("Courriel : j.martin@laposte.net", [])]
     ['EMAIL']
 """
 
@@ -16,7 +16,7 @@ _RULES = compile_rules(
 
 
 @register
-class EmailRecognizer(FrRecognizer):
+class FrEmailRecognizer(FrRecognizer):
     """local@domain.tld."""
 
     NAME = "fr_email"

@@ -3,7 +3,7 @@
 Example::
 
     >>> t = "IPP : 000123456 - NDA 2301234567 - N° de séjour : S23-004512"
-    >>> [t[r.start:r.end] for r in HospitalIdRecognizer().analyze(t, [])]
+    >>> [t[r.start:r.end] for r in FrHospitalIdRecognizer().analyze(t, [])]
     ['000123456', '2301234567', 'S23-004512']
 """
 
@@ -22,7 +22,7 @@ _RULES = compile_rules(("hospital_id", _LABEL + _ID, "ID_HOPITAL", 0.85, "id"))
 
 
 @register
-class HospitalIdRecognizer(FrRecognizer):
+class FrHospitalIdRecognizer(FrRecognizer):
     """An identifier after its label: IPP, NDA, N° de séjour / dossier / venue."""
 
     NAME = "fr_hospital_id"

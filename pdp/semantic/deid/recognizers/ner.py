@@ -65,7 +65,7 @@ def _opens_sentence(text: str, pos: int) -> bool:
 
 
 @register
-class NerPersonRecognizer(FrRecognizer):
+class FrNerPersonRecognizer(FrRecognizer):
     """PER entities of the spaCy model, cleaned of clinical words and headings."""
 
     NAME = "fr_ner_person"

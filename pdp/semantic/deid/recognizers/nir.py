@@ -7,7 +7,7 @@ a 13-character NIR without its key is redacted as well. The key check is the edg
 
 Example::
 
-    >>> [(r.entity_type, round(r.score, 2)) for r in NirRecognizer().analyze("NIR : 1 80 01 75 123 456 78", [])]
+    >>> [(r.entity_type, round(r.score, 2)) for r in FrNirRecognizer().analyze("NIR : 1 80 01 75 123 456 78", [])]
     [('NIR', 0.6)]
 """
 
@@ -29,7 +29,7 @@ _RULES = compile_rules(
 
 
 @register
-class NirRecognizer(FrRecognizer):
+class FrNirRecognizer(FrRecognizer):
     """NIR / INS matricule: 15 characters (or 13 without the key), separators allowed."""
 
     NAME = "fr_nir"

@@ -9,7 +9,7 @@ it also tells which words are the name (the title itself stays in the text: "Dr 
 Example::
 
     >>> t = "Copie : Docteur MACE Michèle. Présence de sa sœur (Chloé FRANÇOIS)."
-    >>> [t[r.start:r.end] for r in PersonContextRecognizer().analyze(t, [])]
+    >>> [t[r.start:r.end] for r in FrPersonContextRecognizer().analyze(t, [])]
     ['MACE Michèle', 'Chloé FRANÇOIS']
 """
 
@@ -67,7 +67,7 @@ _WORD = re.compile(r"[^\s,;/()]+")
 
 
 @register
-class PersonContextRecognizer(FrRecognizer):
+class FrPersonContextRecognizer(FrRecognizer):
     """Names after a title, a relation, "née", a header label, or alone on a signature line."""
 
     NAME = "fr_person_context"

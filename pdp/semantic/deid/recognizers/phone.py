@@ -2,7 +2,7 @@
 
 Example::
 
-    >>> [r.entity_type for r in PhoneRecognizer().analyze("joignable au 06.12.34.56.78", [])]
+    >>> [r.entity_type for r in FrPhoneRecognizer().analyze("joignable au 06.12.34.56.78", [])]
     ['TEL']
 """
 
@@ -24,7 +24,7 @@ _RULES = compile_rules(
 
 
 @register
-class PhoneRecognizer(FrRecognizer):
+class FrPhoneRecognizer(FrRecognizer):
     """A French landline or mobile number (ten digits, or +33 and nine)."""
 
     NAME = "fr_phone"
