@@ -1,7 +1,7 @@
 """De-identification of French free-text reports: one document and the person's known traits in,
 de-identified text with typed placeholders and the redacted spans out.
 
-Example (the model loads once per process, 3-8 s; then ~10 ms per 1 KB letter)::
+Example (the model loads once per process, 3-8 s; then ~5 ms per 1 KB letter on one core)::
 
     from pdp.semantic.deid import PersonTraits, deidentify
 
