@@ -35,6 +35,7 @@ VARIANTS = [
     ("tél. +33 6 12 34 56 78", [("TEL", "+33 6 12 34 56 78")]),
     ("JM.Martin@LaPoste.net", [("EMAIL", "JM.Martin@LaPoste.net")]),
     ("au 12 r. des Lilas", [("ADRESSE", "12 r. des Lilas")]),
+    ("mme martin-lefevre jeanne-marie", [("NOM", "martin-lefevre"), ("PRENOM", "jeanne-marie")]),  # dictated
     # negatives: the same words used as plain words, or other dates
     ("une urine claire, louise", []),
     ("Hospitalisation du 14/03/2024", []),

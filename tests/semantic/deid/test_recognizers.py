@@ -84,6 +84,8 @@ PERSON = [
     ("épouse BERNARD, sans profession", [("PERSONNE", "BERNARD")]),
     ("Mme MARTIN née DUPONT", [("PERSONNE", "MARTIN"), ("PERSONNE", "DUPONT")]),
     ("M. J. MARTIN", [("PERSONNE", "J. MARTIN")]),
+    ("Appel de M Lambert ce matin", [("PERSONNE", "Lambert")]),  # "M" without its dot
+    ("métastases M0, stade M", []),
     ("Patient(e) : PASCAL\nPrénoms : Élise, Marie", [("NOM", "PASCAL"), ("PRENOM", "Élise, Marie")]),
     ("Nom d'usage : MARTIN\nNom de naissance : DUPONT", [("NOM", "MARTIN"), ("NOM", "DUPONT")]),
     ("Bien confraternellement,\n\nCaroline RODRIGUES\n", [("PERSONNE", "Caroline RODRIGUES")]),

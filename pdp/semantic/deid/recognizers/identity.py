@@ -13,7 +13,8 @@ carry over). Rules:
   more that is not a particle ("LE GALL" → "le gall", "gall"); any case, but an all-lower-case
   occurrence is taken only if the name is not a listed common or clinical word;
 * first names whole and by part ("Jean-Marie" → "jean-marie", "jean", "marie"), only with a
-  capital (a first name like "Claire" or "Rose" is also an adjective or a noun);
+  capital (a first name like "Claire" or "Rose" is also an adjective or a noun), or in any case
+  right beside a family name found ("mme dupont jeanne", as dictation writes it);
 * initials of the first names before or after a family name ("J. MARTIN", "MARTIN J.-M."),
   except a lone "M." before it, which is "Monsieur";
 * the birth date in every numeric and written form (14/03/1950, 14.03.50, 14 mars 1950, 1950-03-14);
@@ -149,7 +150,7 @@ class IdentityRecognizer(FrRecognizer):
                 family_spans.append(m.span())
         for regex, _common in self._first:
             for m in regex.finditer(folded):
-                if not text[m.start()].isupper():
+                if not text[m.start()].isupper() and not _next_to(family_spans, m.start(), m.end(), text):
                     continue
                 out.append(self.result("PRENOM", m.start(), m.end(), 0.95, "first_name"))
         if self._initials:
@@ -169,6 +170,15 @@ class IdentityRecognizer(FrRecognizer):
             for m in regex.finditer(folded):
                 out.append(self.result(entity, m.start(), m.end(), score, entity.lower()))
         return out
+
+
+def _next_to(spans: list[tuple[int, int]], start: int, end: int, text: str) -> bool:
+    """True if only spaces or a comma separate [start, end) from one of ``spans`` ("dupont jeanne")."""
+    for s, e in spans:
+        gap = text[e:start] if e <= start else text[end:s] if end <= s else None
+        if gap is not None and len(gap) <= 3 and not gap.strip(" \t,"):
+            return True
+    return False
 
 
 def _date_regex(day: date) -> re.Pattern[str]:

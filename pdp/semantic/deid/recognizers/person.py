@@ -29,7 +29,9 @@ _PARTICLE = r"(?:de|du|des|le|la|van|von|der|di|da|del|dos|ben|el|d'|l')"
 _NAMES = rf"{NAME_TOKEN}(?:(?:[ \t]+{_PARTICLE})?[ \t]+{NAME_TOKEN}){{0,3}}(?![\w])"
 _INITIALS = r"(?:[A-Z]\.(?:[ \t]*-?[ \t]*[A-Z]\.)?[ \t]*)"
 _TITLE = (
-    r"(?<![\w])(?:Mme|Mmes|Mlle|Melle|Madame|Mademoiselle|Monsieur|Messieurs|M\.|MM\.|Mr\.?|Dr\.?|Dre|Drs|"
+    r"(?<![\w])(?:Mme|Mmes|Mlle|Melle|Madame|Mademoiselle|Monsieur|Messieurs|M\.|"
+    r"M(?=[ \t]+[A-ZÀ-ÖØ-Þ][A-Za-zÀ-ÖØ-öø-ÿ])|MM\.|Mr\.?|"
+    r"Dr\.?|Dre|Drs|"
     r"Docteur|Docteurs|Pr\.?|Pre|Professeur|Me|Maître|Maitre|Sr|Sœur|Soeur|Père)[ \t]+"
 )
 _RELATION = (
