@@ -2,10 +2,15 @@
 
 Public surface: :func:`validate_code` and :data:`CODE_SYSTEMS`, the syntax checks the edge
 applies to every incoming code; the concept sets (:func:`concept_sets`, :func:`concept_members_sql`)
-through which the population algorithms read silver.
+through which the population algorithms read silver; free-text de-identification
+(:func:`deidentify`, :func:`deidentify_many`, :class:`PersonTraits`, from :mod:`pdp.semantic.deid`,
+loaded on first use: Presidio and spaCy are heavy imports).
 """
 
 from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
 
 from pdp.semantic.codes import CODE_SYSTEMS, validate_code
 from pdp.semantic.concepts import (
@@ -18,10 +23,25 @@ from pdp.semantic.concepts import (
 
 __all__ = [
     "CODE_SYSTEMS",
+    "DeidError",
+    "DeidResult",
+    "PersonTraits",
     "UnknownConceptError",
     "concept_members_sql",
     "concept_of",
     "concept_sets",
     "concept_sets_version",
+    "deidentify",
+    "deidentify_many",
     "validate_code",
 ]
+
+_DEID = frozenset({"DeidError", "DeidResult", "PersonTraits", "deidentify", "deidentify_many"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DEID:
+        value = getattr(import_module("pdp.semantic.deid"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,3 +36,11 @@ def test_package_example(deid) -> None:
     traits = PersonTraits(birth_name="Dupont", used_name="Martin", first_names="Jeanne")
     result = deidentify("Mme Jeanne MARTIN née DUPONT, DDN : 14/03/1950, sous Metformine.", traits)
     assert result.text == "Mme <PRENOM> <NOM> née <NOM>, DDN : <DATE_NAISSANCE>, sous Metformine."
+
+
+def test_exposed_by_the_semantic_package() -> None:
+    import pdp.semantic as semantic
+    from pdp.semantic.deid import PersonTraits, deidentify
+
+    assert semantic.deidentify is deidentify and semantic.PersonTraits is PersonTraits
+    assert {"deidentify", "deidentify_many", "PersonTraits"} <= set(semantic.__all__)
