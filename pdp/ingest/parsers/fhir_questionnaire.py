@@ -22,7 +22,7 @@ score on 0-100, source value = the answer code as sent) and the scale score
 (``<name>@<version>/score``) when enough items are answered. Free-text answers are read and
 dropped: verbatims need de-identification before they may enter the lake.
 
-Measured (one core): ~0.5 ms per response (R4B validation ~0.35 ms, scoring and identity the rest).
+Measured (CPU time, one core, the synthetic DMP responses of 6 items): ~0.43 ms per response.
 """
 
 from __future__ import annotations
