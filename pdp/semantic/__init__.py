@@ -2,7 +2,9 @@
 
 Public surface: :func:`validate_code` and :data:`CODE_SYSTEMS`, the syntax checks the edge
 applies to every incoming code; the concept sets (:func:`concept_sets`, :func:`concept_members_sql`)
-through which the population algorithms read silver.
+through which the population algorithms read silver; the PREM / PROM questionnaires
+(:func:`load_questionnaires`) that score patient-reported answers at the edge and name the codes
+the survey indicators read.
 """
 
 from __future__ import annotations
@@ -15,13 +17,29 @@ from pdp.semantic.concepts import (
     concept_sets,
     concept_sets_version,
 )
+from pdp.semantic.survey import (
+    SURVEY_CODE_SYSTEM,
+    AnswerError,
+    Questionnaire,
+    SurveyDefinitionError,
+    load_questionnaires,
+    questionnaire_for,
+    questionnaires_version,
+)
 
 __all__ = [
     "CODE_SYSTEMS",
+    "SURVEY_CODE_SYSTEM",
+    "AnswerError",
+    "Questionnaire",
+    "SurveyDefinitionError",
     "UnknownConceptError",
     "concept_members_sql",
     "concept_of",
     "concept_sets",
     "concept_sets_version",
+    "load_questionnaires",
+    "questionnaire_for",
+    "questionnaires_version",
     "validate_code",
 ]
