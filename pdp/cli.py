@@ -555,7 +555,25 @@ def run_ingest(directory: Path) -> dict:
         console.print("quarantine reasons: " + ", ".join(f"{k} {v}" for k, v in report.by_reason.most_common()))
     if any(not f.balanced for f in report.files):
         raise UserError("counts do not reconcile for some file (in != landed + quarantined)")
+    _ingest_inbox(directory)
     return {"in": records_in, "landed": landed, "quarantined": quarantined, "silver": report.silver}
+
+
+def _ingest_inbox(directory: Path) -> None:
+    """What API routes handed to the edge (var/inbox: PREM / PROM responses) goes in after DIR, then leaves it."""
+    from pdp.ingest.inbox import inbox_dir, pending, remove_ingested
+    from pdp.ingest.pipeline import ingest_directory
+    from pdp.lake import get_spark
+
+    root = inbox_dir()
+    if not pending() or root.resolve() == directory.resolve():
+        return
+    with _key_store_errors():
+        report = ingest_directory(root, spark=get_spark(app_name="pdp-ingest"))
+    records_in, landed, quarantined = report.totals()
+    removed = remove_ingested(root, [(f.file, f.balanced) for f in report.files])
+    console.print(f"inbox: in {records_in:,} = landed {landed:,} + quarantined {quarantined:,}; "
+                  f"{removed} file(s) taken out of the inbox")
 
 
 @app.command()

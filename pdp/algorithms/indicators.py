@@ -11,6 +11,14 @@ status table's up-to-date column). Tables sharing cells are protected together: 
 suppressed in every table or in none (see `disclosure.protect_linked` for why that suffices, and
 tests/algorithms/test_disclosure.py for the attack on the whole published set).
 
+Patient feedback (PREM / PROM, ``kind: survey`` indicator files): per pyramid and questionnaire,
+the persons of each stratum who answered in the window (their latest response) and their mean
+scale score. The respondent counts are a one-dimensional table per (pyramid, questionnaire),
+protected like a pyramid (`protect`: 1 to 10 suppressed, then a complement); they share no cell
+with the other tables (respondents are not a margin of anything published). A mean is published
+only beside a published, non-zero count and rounded to a whole point on 0-100, so a suppressed
+stratum's mean is only ever known pooled with its complement's.
+
 GPs are professionals, not patients: the GP unit is the declared GP's RPPS as gold holds it (the
 SIOP gives each GP their own figures), 'none' for persons without a declared GP. The best-GP
 reference is the best share of a practice with at least `min_eligible_for_reference` eligible
@@ -23,20 +31,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from pdp.algorithms.disclosure import LinkedCell, ProtectedTable, determined, protect_linked, withheld
+from pdp.algorithms.disclosure import LinkedCell, ProtectedTable, determined, protect, protect_linked, withheld
 from pdp.algorithms.model import Definitions, load_definitions
 from pdp.lake import LakeTable, RunInfo
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from pdp.algorithms.report_model import ReportModel
+    from pdp.algorithms.report_model import FeedbackScore, ReportModel
 
 TOTAL = "Total"
 JOB = "gold.indicators"
@@ -76,11 +84,14 @@ class Counts:
     """Person counts an as-of date's indicators are made of (one row per cell), from any engine.
 
     `strata`: unit (commune or 'unknown'), gp (declared GP's RPPS or 'none'), pyramid, stratum, count;
-    `actions`: gp, pathway, action, status (up_to_date: not overdue, or overdue), count.
+    `actions`: gp, pathway, action, status (up_to_date: not overdue, or overdue), count;
+    `surveys` (None: no questionnaire answered yet): indicator, pyramid, questionnaire (``name@version``),
+    stratum, count (respondents), total (sum of their scale scores).
     """
 
     strata: pd.DataFrame
     actions: pd.DataFrame
+    surveys: pd.DataFrame | None = None
 
 
 NO_GP = "none"  # persons with no declared GP known to any source
@@ -91,8 +102,43 @@ ACTION_COUNTS_SQL = (f"SELECT coalesce(gp_rpps, '{NO_GP}') AS gp, pathway, actio
                      "FROM {care_action} GROUP BY 1, 2, 3, 4")
 
 
-def gold_counts(spark: SparkSession, *, as_of: date, lake_root: str | None = None) -> Counts:
-    """The counts of gold's stored rows at `as_of` (Spark)."""
+SURVEY_COUNTS_SQL = (
+    "WITH latest AS (SELECT person_id, regexp_extract(source_code, '^(.*)/score$', 1) AS questionnaire, "
+    "max_by(value, struct(start_date, value)) AS score FROM {survey} WHERE source_code IN ({codes}) "
+    "AND start_date > DATE '{start}' AND start_date <= DATE '{end}' GROUP BY 1, 2) "
+    "SELECT s.pyramid, l.questionnaire, s.stratum, count(*) AS count, sum(l.score) AS total "
+    "FROM {stratum} s JOIN latest l ON s.person_id = l.person_id WHERE s.pyramid IN ({pyramids}) GROUP BY 1, 2, 3"
+)
+"""Respondents and the sum of their latest scale score, per pyramid, questionnaire and stratum."""
+
+
+def _quoted(values: list[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def survey_counts(spark: SparkSession, *, as_of: date, defs: Definitions, stratum_view: str,
+                  lake_root: str | None = None) -> pd.DataFrame | None:
+    """Respondents per stratum for every survey indicator (None: no indicator, or no answer in the lake yet)."""
+    from pdp.semantic import load_questionnaires
+
+    survey = LakeTable(spark, "silver.survey_answer", lake_root=lake_root)
+    if not defs.survey_indicators or not survey.exists():
+        return None
+    survey.read().createOrReplaceTempView("_ind_survey")
+    questionnaires = load_questionnaires()
+    frames = []
+    for name, ind in defs.survey_indicators.items():
+        codes = [questionnaires[q.questionnaire].score_code for q in ind.questionnaires]
+        sql = SURVEY_COUNTS_SQL.format(
+            survey="_ind_survey", stratum=stratum_view, codes=_quoted(codes), pyramids=_quoted(ind.pyramids),
+            start=(as_of - timedelta(days=ind.window_days)).isoformat(), end=as_of.isoformat())
+        frames.append(spark.sql(sql).toPandas().assign(indicator=name))
+    return pd.concat(frames, ignore_index=True)
+
+
+def gold_counts(spark: SparkSession, *, as_of: date, lake_root: str | None = None,
+                defs: Definitions | None = None) -> Counts:
+    """The counts of gold's stored rows at `as_of` (Spark); with `defs`, the survey counts too."""
     day = _day(as_of)
     for name in ("stratum", "care_action"):
         LakeTable(spark, f"gold.{name}", lake_root=lake_root).read().where(day).createOrReplaceTempView(
@@ -100,7 +146,49 @@ def gold_counts(spark: SparkSession, *, as_of: date, lake_root: str | None = Non
     return Counts(
         strata=spark.sql(STRATA_COUNTS_SQL.format(stratum="_ind_stratum")).toPandas(),
         actions=spark.sql(ACTION_COUNTS_SQL.format(care_action="_ind_care_action")).toPandas(),
+        surveys=None if defs is None else survey_counts(spark, as_of=as_of, defs=defs, stratum_view="_ind_stratum",
+                                                       lake_root=lake_root),
     )
+
+
+def survey_rows(surveys: pd.DataFrame | None, *, territory: str, defs: Definitions) -> list[dict[str, Any]]:
+    """Respondents and mean scale score per stratum, disclosure-controlled, as gold.indicator rows.
+
+    Rows: topic = the pyramid, category = the stratum or 'Total', status = the questionnaire
+    (``name@version``); measure ``survey_respondents`` (persons) and ``survey_mean_score`` (0-100,
+    rounded; only where the count is published and not 0). A (pyramid, questionnaire) nobody
+    answered publishes nothing.
+    """
+    from pdp.semantic import load_questionnaires
+
+    if surveys is None or surveys.empty:
+        return []
+    questionnaires = load_questionnaires()
+    rows: list[dict[str, Any]] = []
+    for name, ind in defs.survey_indicators.items():
+        for item in ind.questionnaires:
+            code = questionnaires[item.questionnaire].score_code.removesuffix("/score")
+            for pyramid in ind.pyramids:
+                part = surveys[(surveys["indicator"] == name) & (surveys["questionnaire"] == code)
+                               & (surveys["pyramid"] == pyramid)]
+                if part.empty or int(part["count"].sum()) == 0:
+                    continue
+                strata = [s.stratum for s in defs.pyramids[pyramid].strata]
+                counts = part.groupby("stratum")["count"].sum().reindex(strata).fillna(0).astype("int64")
+                totals = part.groupby("stratum")["total"].sum().reindex(strata).fillna(0.0)
+                table = protect(counts.rename("respondents"), total_label=TOTAL).table["respondents"]
+                for label in [*strata, TOTAL]:
+                    n = table.loc[label]
+                    hidden = bool(pd.isna(n))
+                    base = {"territory": territory, "level": "territory", "unit": territory, "topic": pyramid,
+                            "category": label, "status": code}
+                    rows.append({**base, "measure": "survey_respondents", "value": None if hidden else int(n),
+                                 "suppressed": hidden})
+                    if not hidden and int(n) > 0:
+                        total = float(totals.sum() if label == TOTAL else totals.loc[label])
+                        rows.append({**base, "measure": "survey_mean_score", "value": round(total / int(n)),
+                                     "suppressed": False})
+    return rows
 
 
 def _wide(frame: pd.DataFrame, index: str, columns: str, *, rows: list[str] | None = None,
@@ -198,14 +286,15 @@ def indicator_rows(counts: Counts, *, territory: str, defs: Definitions) -> list
             long = long[long["gp"] != TOTAL]  # the territory's up-to-date counts, already stored
             rows += _long(long, level="gp", unit_col="gp", topic=name, measure="action_up_to_date",
                           category_col="action", status="up_to_date", territory=territory)
-    return rows
+    return rows + survey_rows(counts.surveys, territory=territory, defs=defs)
 
 
 def compute_indicators(
     spark: SparkSession, *, as_of: date, territory: str, defs: Definitions, lake_root: str | None = None
 ) -> list[dict[str, Any]]:
     """Every published aggregate at `as_of`, disclosure-controlled, as gold.indicator rows (without as_of)."""
-    return indicator_rows(gold_counts(spark, as_of=as_of, lake_root=lake_root), territory=territory, defs=defs)
+    counts = gold_counts(spark, as_of=as_of, lake_root=lake_root, defs=defs)
+    return indicator_rows(counts, territory=territory, defs=defs)
 
 
 def _best_gp(rows: list[dict[str, Any]], defs: Definitions) -> dict[tuple[str, str], float]:
@@ -349,6 +438,7 @@ def report_model(
         for n, i in enumerate(ranked, start=1)
     ]
     return ReportModel(
+        feedback=_feedback(rows, defs),
         territory=territory, as_of=as_of, generated_at=datetime.now(UTC).replace(tzinfo=None),
         definitions_version=defs.version, pyramids=pyramids, indicators=indicators, priorities=priorities,
         trends=trends,
@@ -357,3 +447,29 @@ def report_model(
                "Tendance : une valeur par fin de mois des 12 derniers mois (`pdp run --trend-months`), les "
                "règles appliquées à chaque date aux faits datés de ce jour ou avant, tels que le lac les connaît."],
     )
+
+
+def _feedback(rows: list[dict[str, Any]], defs: Definitions) -> list[FeedbackScore]:
+    """The report's patient-feedback table from the published survey rows (same order as the definitions)."""
+    from pdp.algorithms.report_model import FeedbackScore
+    from pdp.semantic import load_questionnaires
+
+    cells = {(r["topic"], r["status"], r["category"], r["measure"]): r["value"] for r in rows
+             if r["level"] == "territory" and r["measure"] in ("survey_respondents", "survey_mean_score")}
+    questionnaires = load_questionnaires()
+    out: list[FeedbackScore] = []
+    for ind in defs.survey_indicators.values():
+        for item in ind.questionnaires:
+            code = questionnaires[item.questionnaire].score_code.removesuffix("/score")
+            for pyramid in ind.pyramids:
+                strata = [(s.stratum, s.label) for s in defs.pyramids[pyramid].strata]
+                for stratum, label in [*strata, (TOTAL, "Ensemble")]:
+                    key = (pyramid, code, stratum)
+                    if (*key, "survey_respondents") not in cells:
+                        continue  # nobody answered this questionnaire in this pyramid: nothing published
+                    mean = cells.get((*key, "survey_mean_score"))
+                    out.append(FeedbackScore(
+                        questionnaire=code, label=item.label, pyramid=defs.pyramids[pyramid].label, stratum=stratum,
+                        stratum_label=label, respondents=cells[(*key, "survey_respondents")],
+                        mean_score=None if mean is None else float(mean)))
+    return out

@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pdp.algorithms.expr import Expr, ExprError, parse_expr
-from pdp.semantic import concept_sets
+from pdp.semantic import concept_sets, load_questionnaires
 
 Domain = Literal["condition", "procedure", "drug", "measurement", "observation", "text"]
 Op = Literal[">", ">=", "<", "<=", "="]
@@ -271,6 +271,25 @@ class IndicatorSet(_Versioned):
     actions: list[IndicatorAction] = Field(min_length=1)
 
 
+class SurveyQuestionnaire(_Strict):
+    questionnaire: str = Field(pattern=_NAME)  # a file of pdp/semantic/questionnaires/
+    label: str = Field(min_length=1)
+
+
+class SurveyIndicator(_Versioned):
+    """Patient feedback (PREM / PROM) per stratum: respondents and mean scale score, under disclosure control.
+
+    A file of ``indicators/`` with ``kind: survey``. Each person counts once per questionnaire:
+    their latest response authored in the ``window_days`` up to the as-of date, in the stratum gold
+    gives them in each pyramid listed.
+    """
+
+    kind: Literal["survey"]
+    pyramids: list[str] = Field(min_length=1)
+    window_days: int = Field(ge=30, le=3 * 366)
+    questionnaires: list[SurveyQuestionnaire] = Field(min_length=1)
+
+
 class Definitions(_Strict):
     """Every definition, cross-checked: names resolve, populations form no cycle."""
 
@@ -282,6 +301,7 @@ class Definitions(_Strict):
     alerts: dict[str, Alert]
     indicators: dict[str, IndicatorSet]
     digest: str
+    survey_indicators: dict[str, SurveyIndicator] = Field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -292,7 +312,8 @@ class Definitions(_Strict):
         """`kind.name` -> version, for commit metadata and gold rows."""
         out = {"criteria": str(self.criteria_version)}
         for kind, group in (("population", self.populations), ("pyramid", self.pyramids),
-                            ("pathway", self.pathways), ("alert", self.alerts), ("indicators", self.indicators)):
+                            ("pathway", self.pathways), ("alert", self.alerts), ("indicators", self.indicators),
+                            ("survey_indicators", self.survey_indicators)):
             for name, item in group.items():
                 out[f"{kind}.{name}"] = str(item.version)
         return out
@@ -362,11 +383,15 @@ def load_definitions(root: Path | None = None) -> Definitions:
         groups[kind] = {}
         for path in sorted((root / kind).glob("*.yml")):
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
-            item = _validate(model, _read(path), path)
+            data = _read(path)
+            group = kind
+            if kind == "indicators" and isinstance(data, dict) and data.get("kind") == "survey":
+                group = "survey_indicators"  # patient feedback: same folder, its own shape
+            item = _validate(model if group == kind else SurveyIndicator, data, path)
             if item.name != path.stem:
                 raise DefinitionError(f"{path}: name: {item.name!r} differs from the file name {path.stem!r}")
-            groups[kind][item.name] = item
-            paths[(kind, item.name)] = path
+            groups.setdefault(group, {})[item.name] = item
+            paths[(group, item.name)] = path
     defs = Definitions(
         criteria_version=criteria_file.version,
         criteria=criteria_file.criteria,
@@ -428,6 +453,15 @@ def _cross_check(defs: Definitions, paths: dict[tuple[str, str], Path], criteria
     for name, alert in defs.alerts.items():
         if alert.rule is not None:
             check(alert.rule, paths[("alerts", name)], "when")
+    questionnaires = load_questionnaires()
+    for name, survey in defs.survey_indicators.items():
+        path = paths[("survey_indicators", name)]
+        for pyramid in survey.pyramids:
+            if pyramid not in defs.pyramids:
+                raise DefinitionError(f"{path}: pyramids: unknown pyramid {pyramid!r}")
+        for q in survey.questionnaires:
+            if q.questionnaire not in questionnaires:
+                raise DefinitionError(f"{path}: questionnaires.{q.questionnaire}: not in pdp/semantic/questionnaires")
     for name, ind in defs.indicators.items():
         path = paths[("indicators", name)]
         if ind.pathway not in defs.pathways:

@@ -134,6 +134,27 @@ class TrendPoint(_Strict):
     share: Fraction | None
 
 
+class FeedbackScore(_Strict):
+    """Patient feedback (PREM / PROM) of one stratum: respondents and their mean scale score on 0-100.
+
+    ``respondents=None``: suppressed (1..10 or a complement), and then the mean is unknown too.
+    """
+
+    questionnaire: str  # name@version
+    label: str
+    pyramid: str
+    stratum: str  # a stratum of the pyramid, or "Total"
+    stratum_label: str
+    respondents: DisclosedCount
+    mean_score: Annotated[float, Field(ge=0.0, le=100.0)] | None
+
+    @model_validator(mode="after")
+    def _mean_needs_count(self) -> FeedbackScore:
+        if self.mean_score is not None and not self.respondents:
+            raise ValueError("a mean score is only shown beside a published, non-zero count")
+        return self
+
+
 class ReportModel(_Strict):
     """Everything one territory's report shows; `render_report` turns it into one offline HTML file."""
 
@@ -146,6 +167,7 @@ class ReportModel(_Strict):
     priorities: list[Priority]
     trends: list[TrendPoint]
     notes: list[str]
+    feedback: list[FeedbackScore] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_keys(self) -> ReportModel:

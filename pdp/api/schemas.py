@@ -70,6 +70,48 @@ class FhirResourceIn(BaseModel):
     resourceType: str
 
 
+_QR_EXAMPLE = {
+    "resourceType": "QuestionnaireResponse",
+    "questionnaire": "https://pdp.invalid/fhir/Questionnaire/prem_coordination|1",
+    "status": "completed",
+    "authored": "2025-03-14T10:00:00+01:00",
+    "contained": [{
+        "resourceType": "Patient", "id": "patient",
+        "identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": "180017505600103"}],
+        "name": [{"use": "official", "family": "MARTIN", "given": ["JEAN"]}],
+        "gender": "male", "birthDate": "1980-01-01",
+    }],
+    "subject": {"reference": "#patient"},
+    "item": [{"linkId": link, "answer": [{"valueCoding": {"code": code}}]} for link, code in (
+        ("shared_information", "4"), ("appointments", "3"), ("listened_to", "5"), ("next_step", "4"),
+        ("single_contact", "5"))],
+}
+
+
+class QuestionnaireResponseIn(FhirResourceIn):
+    """A FHIR R4 QuestionnaireResponse (PREM / PROM), the citizen as a contained FR Core Patient.
+
+    Checked by the edge's own parser (``fhir_questionnaire_response_ndjson``): the same rules,
+    the same quarantine reasons, as when the file is ingested.
+    """
+
+    model_config = ConfigDict(extra="allow", hide_input_in_errors=True, json_schema_extra={"example": _QR_EXAMPLE})
+
+    def __repr__(self) -> str:
+        return "QuestionnaireResponseIn(<hidden>)"
+
+    __str__ = __repr__
+
+
+class QuestionnaireReceipt(_Out):
+    """What the DMP keeps of a response handed to the edge (no identity, no pseudonym)."""
+
+    receipt: str = Field(description="Opaque receipt of this submission (not derived from its content).")
+    status: Literal["accepted"] = Field(description="In the edge's inbox; lands with the next `pdp ingest`.")
+    questionnaires: list[str] = Field(description="The questionnaire answered, as name@version.")
+    answers: int = Field(description="Answers and scale scores kept (free text is never kept).")
+
+
 # --- identities out (SIOP) ------------------------------------------------------------------------
 
 

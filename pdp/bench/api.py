@@ -18,16 +18,19 @@ Figures (bounded async client: ``clients`` concurrent httpx connections for ``se
   ``governance_cost`` = reference rps / worklist rps.
 Targets (issue 10): worklist p95 ≤ 150 ms and ≥ 200 requests/s.
 
-Measured (this session, 2 cores shared with other jobs, 2 uvicorn workers, 32 clients × 20 s; two
-runs): one 1 500-patient worklist alone ~400-550 ms (2.4 MB of JSON; ~330 ms with ``explain=false``,
-so the facts are not the main cost); under load ~2 requests/s, p50 ~13 s, p95 ~22-24 s, 10-14
-connections dropped — the targets are missed by two orders of magnitude. Contextual call: 73-89
-requests/s, p50 170-210 ms, p95 1.4-1.6 s. The reference (the same 2.4 MB from memory, same
-server): 67-84 requests/s, p50 ~320-410 ms — governance costs ×35-42 in throughput. Where the
-worklist's time goes (next work): decrypting 1 500 vault records and three audited ``reidentify``
-batches (an audit entry's details are capped at 64 KiB; ~1 500 ``audit_subject`` rows per page on
-SQLite), two audited authorisation decisions, pydantic models per action; then the dropped
-connections under load (uvicorn workers saturated on 2 cores).
+Measured (2026-12-05, `pdp bench api`, 2 cores shared with two helper sessions, load average 3-4,
+2 uvicorn workers, 32 clients × 20 s): one 1 500-patient worklist alone 170 ms (2.4 MB of JSON;
+160 ms with ``explain=false``); under load 9.2 requests/s, p50 2.4 s, p95 9.5 s. The default
+100-patient page: 67 requests/s, p50 264 ms, p95 1.6 s. Contextual call: 167 requests/s, p50 87 ms,
+p95 676 ms. The references (same bytes from memory, same server): 1 500 patients 167 requests/s,
+p95 222 ms; the page 427 requests/s, p95 248 ms — governance costs ×18 on the 1 500-patient
+worklist and ×6.4 on the page. The targets (p95 ≤ 150 ms, ≥ 200 requests/s for the 1 500-patient
+worklist) are missed; on this machine even the reference, which does no governance at all, misses
+them (the load client shares the 2 cores). What a request still pays, in order (py-spy of an
+in-process 100-patient page, ~15-19 ms): three audit appends (two authorisation decisions and the
+re-identification, each a SQLite transaction with its subjects), decrypting and validating the
+vault records, then rendering the identities; strata, actions and explanations are rendered once
+per gold snapshot and spliced as bytes (they were ~60 % of the request before that memo).
 """
 
 from __future__ import annotations

@@ -197,6 +197,13 @@ class Edge:
         mac.update(raw if raw else f"file-level\x1f{source}\x1f{file}\x1f{position}".encode())
         return f"r{self._record_version}:{digest_text(mac.finalize())}"
 
+    def keyed_id(self, record_id: str, *, source: str) -> str:
+        """Keyed hash of a sender-local id (``record_id_local``): an amended resource keeps the
+        same hash, so it can be matched to its first version, but the id itself never lands."""
+        mac = self._record_mac.copy()
+        mac.update(f"id\x1f{source}\x1f{record_id}".encode("utf-8", "surrogatepass"))
+        return f"i{self._record_version}:{digest_text(mac.finalize())}"
+
     def file_fingerprint(self, path: Path) -> str:
         """Keyed hash of a whole file's bytes, streamed: recognises a file already ingested."""
         mac = self._record_mac.copy()
@@ -249,8 +256,11 @@ class Edge:
             rule = canonical.scheme
         self.stats.landed += 1
         record_hash = self.record_hash(record.raw, source=record.source, file=record.file, position=record.position)
+        record_id = record.record_id
+        if record_id is not None and record.record_id_local:
+            record_id = self.keyed_id(record_id, source=record.source)
         return BronzeRow(
-            record_hash, record.source, record.file, record.position, record.record_id, pseudonym, rule, events,
+            record_hash, record.source, record.file, record.position, record_id, pseudonym, rule, events,
             attributes,
         )  # fmt: skip
 

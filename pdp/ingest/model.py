@@ -46,7 +46,7 @@ __all__ = [
     "SourceRecord",
 ]
 
-Domain = Literal["visit", "condition", "procedure", "drug", "measurement", "observation", "death"]
+Domain = Literal["visit", "condition", "procedure", "drug", "measurement", "observation", "death", "survey"]
 DOMAINS: frozenset[str] = frozenset(get_args(Domain))
 
 
@@ -132,6 +132,8 @@ class SourceRecord:
     (HL7: its segments joined by carriage returns) — the input of the edge's keyed record hash.
     ``attributes`` are the spec's non-nominative record-level fields for silver (admission
     mode, pack code, commune population...), as (name, text) pairs.
+    ``record_id_local``: the sender's id is itself a handle on the person at the sender (a FHIR
+    resource id a patient portal shows, a URL): the edge keeps only its keyed hash in bronze.
     """
 
     source: str
@@ -142,6 +144,7 @@ class SourceRecord:
     identity: IdentityFields = field(default_factory=IdentityFields)
     events: tuple[Event, ...] = ()
     attributes: tuple[tuple[str, str], ...] = ()
+    record_id_local: bool = False
 
     def __repr__(self) -> str:
         return (

@@ -1,5 +1,5 @@
 """Bronze → silver: the OMOP-inspired model (person, visits, conditions, procedures, drugs,
-measurements, observations, deaths, observation periods, locations), one Spark job per batch.
+measurements, observations, survey answers, deaths, observation periods, locations), one Spark job per batch.
 
 Ids are BIGINT and stable: an event's id is xxhash64 of its record's keyed hash and its index
 in the record, so re-running a batch inserts nothing twice (insert-only MERGE on the id); a
@@ -33,6 +33,7 @@ EVENT_TABLES = {
     "drug": ("drug_exposure", "drug_exposure_id"),
     "measurement": ("measurement", "measurement_id"),
     "observation": ("observation", "observation_id"),
+    "survey": ("survey_answer", "survey_answer_id"),
 }
 
 
@@ -74,6 +75,18 @@ def _events(bronze: DataFrame) -> DataFrame:
         "record_hash",
         "batch_id",
     )
+
+
+OPTIONAL_DOMAINS = frozenset({"survey"})
+"""Domains whose table is only created by a batch that holds some: most batches carry no
+questionnaire, and each MERGE is a Delta commit round; readers treat a missing table as empty."""
+
+
+def _domains(events: DataFrame) -> set[str]:
+    """Every always-merged domain, and the optional ones this batch holds."""
+    present = {r["domain"] for r in events.where(events["domain"].isin(sorted(OPTIONAL_DOMAINS)))
+               .select("domain").distinct().collect()}
+    return (set(EVENT_TABLES) - OPTIONAL_DOMAINS) | present
 
 
 def _merge_events(
@@ -250,7 +263,7 @@ def build_silver(
     bronze = bronze.cache()
     try:
         events = _events(bronze).cache()
-        counts = _merge_events(spark, events, run, lake_root)
+        counts = _merge_events(spark, events, run, lake_root, domains=_domains(events))
         counts["death"] = _deaths(spark, events, bronze, run, lake_root)
         batch_people = bronze.where("person_pseudonym IS NOT NULL").select("person_pseudonym").distinct()
         counts["person"] = _people(spark, batch_people, run, lake_root)

@@ -2,9 +2,11 @@
 
 Public surface: :func:`validate_code` and :data:`CODE_SYSTEMS`, the syntax checks the edge
 applies to every incoming code; the concept sets (:func:`concept_sets`, :func:`concept_members_sql`)
-through which the population algorithms read silver; free-text de-identification
-(:func:`deidentify`, :func:`deidentify_many`, :class:`PersonTraits`, from :mod:`pdp.semantic.deid`,
-loaded on first use: Presidio and spaCy are heavy imports).
+through which the population algorithms read silver; the PREM / PROM questionnaires
+(:func:`load_questionnaires`) that score patient-reported answers at the edge and name the codes
+the survey indicators read; free-text de-identification (:func:`deidentify`,
+:func:`deidentify_many`, :class:`PersonTraits`, from :mod:`pdp.semantic.deid`, loaded on first
+use: Presidio and spaCy are heavy imports).
 """
 
 from __future__ import annotations
@@ -20,12 +22,25 @@ from pdp.semantic.concepts import (
     concept_sets,
     concept_sets_version,
 )
+from pdp.semantic.survey import (
+    SURVEY_CODE_SYSTEM,
+    AnswerError,
+    Questionnaire,
+    SurveyDefinitionError,
+    load_questionnaires,
+    questionnaire_for,
+    questionnaires_version,
+)
 
 __all__ = [
     "CODE_SYSTEMS",
+    "SURVEY_CODE_SYSTEM",
+    "AnswerError",
     "DeidError",
     "DeidResult",
     "PersonTraits",
+    "Questionnaire",
+    "SurveyDefinitionError",
     "UnknownConceptError",
     "concept_members_sql",
     "concept_of",
@@ -33,6 +48,9 @@ __all__ = [
     "concept_sets_version",
     "deidentify",
     "deidentify_many",
+    "load_questionnaires",
+    "questionnaire_for",
+    "questionnaires_version",
     "validate_code",
 ]
 

@@ -25,6 +25,7 @@ from pdp.synth.formats.delimited import render_pharmacy, render_pmsi, render_soc
 from pdp.synth.formats.fhir_gp import render_gp_bundles
 from pdp.synth.formats.hl7_lab import render_lab_messages
 from pdp.synth.formats.insee import render_communes, render_deaths
+from pdp.synth.formats.questionnaires import render_questionnaires
 from pdp.synth.formats.reports import render_reports
 from pdp.synth.ground_truth import render_ground_truth
 from pdp.synth.history import build_history
@@ -43,7 +44,7 @@ from pdp.synth.population import (
 from pdp.synth.territory import TerritoryDef, load_calibration, load_territory
 from pdp.synth.world import World
 
-OUTPUT_FOLDERS = ("pmsi", "labs", "gp", "pharmacy", "social", "reports", "insee", "ground_truth")
+OUTPUT_FOLDERS = ("pmsi", "labs", "gp", "pharmacy", "social", "reports", "insee", "questionnaires", "ground_truth")
 MAX_PERSONS = 20_000_000
 SourceWriter = Callable[[list[Person], World, Callable], list[Rendered]]
 SOURCE_WRITERS: dict[str, SourceWriter] = {
@@ -53,6 +54,7 @@ SOURCE_WRITERS: dict[str, SourceWriter] = {
     "pharmacy": render_pharmacy,
     "social": render_social,
     "reports": render_reports,
+    "questionnaires": render_questionnaires,
 }
 
 

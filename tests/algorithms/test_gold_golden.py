@@ -338,6 +338,42 @@ def test_published_indicators_hide_small_counts_and_the_report_is_written(spark:
     assert not again.written, "unchanged aggregates write no new version"
 
 
+def test_patient_feedback_counts_each_respondent_once_in_their_stratum(spark: SparkSession, gold: dict) -> None:
+    """silver.survey_answer x gold.stratum: the latest scale score in the window per person and questionnaire."""
+    from pdp.algorithms.indicators import gold_counts
+    from pdp.lake import RunInfo
+
+    lake, defs = str(gold["lake"]), load_definitions()
+    strata = {r["person_id"]: r["stratum"] for r in LakeTable(spark, "gold.stratum", lake_root=lake).read()
+              .where(f"pyramid = 't2d' AND as_of = DATE '{AS_OF}'").collect()}
+    table = LakeTable(spark, "silver.survey_answer", lake_root=lake).create()
+    schema = table.definition.spark_schema()
+
+    def answer(person: int, n: int, code: str, days_ago: int, value: float) -> dict:
+        return {"survey_answer_id": 9_000_000 + n, "person_id": person, "person_pseudonym": f"v1:{person}",
+                "vocabulary": "PDP-SURVEY", "source_code": code, "concept_id": 1,
+                "start_date": AS_OF - timedelta(days=days_ago), "value": value, "status": "completed",
+                "source": "questionnaires", "source_file": "questionnaires/dmp.ndjson", "record_hash": f"r1:{n}",
+                "batch_id": "tests"}
+
+    rows, expected = [], {}
+    for n, (person, stratum) in enumerate(sorted(strata.items())):
+        score = float(40 + n % 7 * 5)
+        rows.append(answer(person, 4 * n, "prem_coordination@1/score", 30, score))  # the latest: counted
+        rows.append(answer(person, 4 * n + 1, "prem_coordination@1/score", 200, 0.0))  # older, same year
+        rows.append(answer(person, 4 * n + 2, "prem_coordination@1/score", 400, 100.0))  # out of the window
+        rows.append(answer(person, 4 * n + 3, "prem_coordination@1/next_step", 30, 100.0))  # an item, not a scale
+        count, total = expected.get(stratum, (0, 0.0))
+        expected[stratum] = (count + 1, total + score)
+    rows.append(answer(123456789, 10**6, "prem_coordination@1/score", 10, 90.0))  # nobody gold knows
+    table.append(spark.createDataFrame(rows, schema), run=RunInfo.new("tests", definitions_version="x"))
+    surveys = gold_counts(spark, as_of=AS_OF, lake_root=lake, defs=defs).surveys
+    assert surveys is not None
+    got = {r["stratum"]: (int(r["count"]), float(r["total"])) for r in surveys.to_dict("records")
+           if r["pyramid"] == "t2d" and r["questionnaire"] == "prem_coordination@1"}
+    assert got == expected and sum(c for c, _ in got.values()) == len(strata)
+
+
 def test_realtime_alerts_follow_the_same_definitions_as_the_batch(spark: SparkSession, gold: dict) -> None:
     from pdp.algorithms.realtime import refresh_alerts
     from pdp.lake import RunInfo

@@ -26,7 +26,8 @@ from pdp.ingest.parsers import parser_names
 from pdp.ingest.registry import SOURCES_DIR
 from pdp.ingest.spec import IdentityField
 
-BUILT_IN = ["gp_fhir", "insee_communes", "insee_deaths", "lab_hl7", "pharmacy", "pmsi", "reports", "social"]
+BUILT_IN = ["gp_fhir", "insee_communes", "insee_deaths", "lab_hl7", "pharmacy", "pmsi", "questionnaires", "reports",
+            "social"]
 
 
 def test_the_built_in_registry_has_one_spec_per_source(registry: Registry) -> None:
@@ -40,6 +41,7 @@ def test_sources_list_describes_each_source(registry: Registry) -> None:
     assert list(rows) == BUILT_IN
     assert rows["pmsi"]["produces"] == ["condition", "procedure", "visit"]
     assert rows["lab_hl7"]["produces"] == ["measurement"]
+    assert rows["questionnaires"]["produces"] == ["survey"]
     assert rows["reports"]["hold_back"] is True and rows["reports"]["format"] == "-"
     assert rows["insee_communes"]["subject"] == "reference"
     assert all("\n" not in row["description"] for row in rows.values())

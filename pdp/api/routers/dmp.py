@@ -5,6 +5,11 @@ at once, so the person leaves every result from the next request; the lake is er
 propagation job (``pdp oppose apply`` / ``pdp run``), never by a request (no Spark here). The
 citizen's transparency record (uses of their data: when, which kind of actor, why) and their
 own pathway in plain words. The identity is always in the body (POST), never in a URL.
+
+Patient feedback (PREM / PROM) as a FHIR ``QuestionnaireResponse``: checked by the edge's own
+parser and handed to the edge through its inbox (``pdp.ingest.inbox``), answered 202 with a
+receipt; it lands, pseudonymised, with the next ``pdp ingest`` and is only ever published as
+aggregates per stratum. A response the edge would quarantine is a 422 with the reason code.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from pdp.api.schemas import (
     CitizenStep,
     FhirResourceIn,
     OppositionOut,
+    QuestionnaireReceipt,
+    QuestionnaireResponseIn,
     TransparencyEntry,
     TransparencyRecord,
 )
@@ -37,6 +44,8 @@ Transparency = Annotated[Access, Depends(Permission(Resource.TRANSPARENCY, Actio
                                                     territorial=False))]
 Pathway = Annotated[Access, Depends(Permission(Resource.CITIZEN_PATHWAY, Action.READ, roles=_DMP,
                                                territorial=False))]
+Feedback = Annotated[Access, Depends(Permission(Resource.PATIENT_FEEDBACK, Action.SUBMIT, roles=_DMP,
+                                                territorial=False))]
 
 _WORDS = {"up_to_date": "done on time", "due": "due soon", "overdue": "late"}
 
@@ -120,3 +129,22 @@ def pathway(access: Pathway, citizen: CitizenIdentity) -> CitizenPathway:
                            f"{action.next_due.isoformat()} ({action.reason}).",
         ))
     return CitizenPathway(known=True, opposed=False, as_of=snapshot.as_of, steps=steps)
+
+
+@router.post("/questionnaire-responses", response_model=QuestionnaireReceipt, status_code=status.HTTP_202_ACCEPTED,
+             responses={422: {"description": "the edge would quarantine it: reason code and a value-free message"}})
+def submit_questionnaire_response(access: Feedback, response: QuestionnaireResponseIn) -> QuestionnaireReceipt:
+    """Hand a citizen's PREM / PROM answers (FHIR R4 QuestionnaireResponse) to the edge; 202 with a receipt."""
+    from pdp.ingest.inbox import Refused, accept
+
+    raw = json.dumps(response.model_dump(mode="json"), ensure_ascii=False, separators=(",", ":")).encode()
+    outcome = accept(raw, source="questionnaires", settings=access.ctx.settings)
+    if isinstance(outcome, Refused):
+        access.record([], decision="done", rule="questionnaire response refused: the edge would quarantine it",
+                      details={"accepted": False, "reason": str(outcome.reason)})
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            {"reason": str(outcome.reason), "message": outcome.message})
+    access.record([], rule="questionnaire response handed to the edge",
+                  details={"accepted": True, "receipt": outcome.receipt, "questionnaires": list(outcome.codes)})
+    return QuestionnaireReceipt(receipt=outcome.receipt, status="accepted", questionnaires=list(outcome.codes),
+                                answers=outcome.events)

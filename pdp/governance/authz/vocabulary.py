@@ -74,6 +74,7 @@ class Resource(StrEnum):
     OPPOSITION = "opposition"  # a citizen's opposition (FHIR Consent)
     TRANSPARENCY = "transparency"  # a citizen's record of the uses made of their data
     CITIZEN_PATHWAY = "citizen_pathway"  # a citizen's own due actions, for the DMP to show them
+    PATIENT_FEEDBACK = "patient_feedback"  # a citizen's PREM / PROM questionnaire response, handed to the edge
     SOURCE = "source"  # the source registry
     INGESTION_LOG = "ingestion_log"
     QUARANTINE_STATS = "quarantine_stats"  # counts by reason, never the quarantined records
@@ -111,6 +112,7 @@ ACTIONS: dict[Resource, frozenset[Action]] = {
     Resource.OPPOSITION: frozenset({Action.SUBMIT, Action.WITHDRAW, Action.READ}),
     Resource.TRANSPARENCY: frozenset({Action.READ}),
     Resource.CITIZEN_PATHWAY: frozenset({Action.READ}),
+    Resource.PATIENT_FEEDBACK: frozenset({Action.SUBMIT}),
     Resource.SOURCE: frozenset({Action.READ}),
     Resource.INGESTION_LOG: frozenset({Action.READ}),
     Resource.QUARANTINE_STATS: frozenset({Action.READ}),
@@ -134,7 +136,8 @@ PATIENT_SCOPE: dict[Role, PatientScope] = {
 #: Resources that carry patient-level data (identified, or pseudonymised per person).
 PATIENT_LEVEL: frozenset[Resource] = frozenset(
     {Resource.WORKLIST, Resource.STRATUM, Resource.POPULATION, Resource.ALERT, Resource.LOOKUP,
-     Resource.CARE_TEAM, Resource.IDENTITY, Resource.ETHICS_SAMPLE, Resource.CITIZEN_PATHWAY, Resource.TRANSPARENCY}
+     Resource.CARE_TEAM, Resource.IDENTITY, Resource.ETHICS_SAMPLE, Resource.CITIZEN_PATHWAY, Resource.TRANSPARENCY,
+     Resource.PATIENT_FEEDBACK}
 )
 
 #: Invariants of the platform: no *allow* line may ever grant these (the policy refuses to load).
@@ -142,7 +145,8 @@ PATIENT_LEVEL: frozenset[Resource] = frozenset(
 #: partner only ever queries PSI registries.
 NEVER: dict[Role, frozenset[Resource]] = {
     Role.ETHICS: frozenset({Resource.IDENTITY, Resource.WORKLIST, Resource.LOOKUP, Resource.ALERT,
-                            Resource.CARE_TEAM, Resource.CITIZEN_PATHWAY, Resource.TRANSPARENCY}),
+                            Resource.CARE_TEAM, Resource.CITIZEN_PATHWAY, Resource.TRANSPARENCY,
+                            Resource.PATIENT_FEEDBACK}),
     Role.DATA_ENGINEER: PATIENT_LEVEL,
     Role.PARTNER: frozenset(Resource) - {Resource.PSI_REGISTRY},
     Role.DMP: frozenset({Resource.IDENTITY, Resource.WORKLIST, Resource.LOOKUP, Resource.CARE_TEAM,

@@ -1,7 +1,8 @@
 """Parsers by format name; see :mod:`pdp.ingest.parsers.base` for the registry and the contract.
 
 Built-in formats: ``delimited`` (generic, spec-mapped), ``fixed_width`` (spec-mapped),
-``hl7v2_oru`` (HL7 v2 ORU^R01 batches), ``fhir_bundle_ndjson`` (FHIR R4 Bundles, one a line).
+``hl7v2_oru`` (HL7 v2 ORU^R01 batches), ``fhir_bundle_ndjson`` (FHIR R4 Bundles, one a line),
+``fhir_questionnaire_response_ndjson`` (FHIR R4 QuestionnaireResponses, PREM / PROM, one a line).
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ BUILTIN_PARSERS = (
     "pdp.ingest.parsers.fixed_width",
     "pdp.ingest.parsers.hl7_oru",
     "pdp.ingest.parsers.fhir_ndjson",
+    "pdp.ingest.parsers.fhir_questionnaire",
 )
 
 

@@ -30,12 +30,19 @@ from typing import Any, BinaryIO
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pdp.ingest.encoding import detect_encoding, iter_lines
-from pdp.ingest.model import Event, ParseOutcome, SourceRecord
+from pdp.ingest.model import Event, ParseOutcome, Quarantined, SourceRecord
 from pdp.ingest.parsers.base import FileContext, parser
 from pdp.ingest.reasons import ReasonCode
 from pdp.ingest.validate import Checks, Invalid
 
-__all__ = ["FhirOptions", "parse_fhir_ndjson"]
+__all__ = [
+    "FhirIdentityOptions",
+    "FhirOptions",
+    "ResourceIndex",
+    "fhir_resources",
+    "parse_fhir_ndjson",
+    "patient_identity",
+]
 
 _SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
 _DATE_ERRORS = frozenset(
@@ -44,8 +51,8 @@ _DATE_ERRORS = frozenset(
 _FR_CORE_INSEE = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code"
 
 
-class FhirOptions(BaseModel):
-    """Options of the ``fhir_bundle_ndjson`` parser: identifier systems and coding systems."""
+class FhirIdentityOptions(BaseModel):
+    """Where a FHIR Patient carries identity (FR Core): shared by every FHIR parser."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -56,6 +63,11 @@ class FhirOptions(BaseModel):
     birth_place_extensions: list[str] = Field(
         default_factory=lambda: ["http://hl7.org/fhir/StructureDefinition/patient-birthPlace"]
     )
+
+
+class FhirOptions(FhirIdentityOptions):
+    """Options of the ``fhir_bundle_ndjson`` parser: identifier systems and coding systems."""
+
     coding_systems: dict[str, str] = Field(min_length=1)  # coding system URL → code system name
 
     def code_systems_used(self) -> set[str]:
@@ -72,6 +84,23 @@ def parse_fhir_ndjson(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutco
     from fhir.resources.R4B.bundle import Bundle  # heavy import: only when a FHIR file is read
 
     opts: FhirOptions = ctx.spec.parser_options  # type: ignore[assignment]
+    for item in fhir_resources(stream, ctx, "Bundle", Bundle):
+        if isinstance(item, Quarantined):
+            yield item
+        else:
+            position, raw, bundle = item
+            yield _safe_record(bundle, position, raw, ctx, opts)
+
+
+def fhir_resources(
+    stream: BinaryIO, ctx: FileContext, resource_type: str, model: type[BaseModel]
+) -> Iterator[Quarantined | tuple[int, bytes, dict[str, Any]]]:
+    """The FHIR NDJSON line loop shared by the FHIR parsers: (position, raw, resource) per valid line.
+
+    Each non-blank line must be a JSON object of `resource_type` that the R4B `model` validates;
+    anything else is a quarantine row (FHIR_JSON_INVALID, FHIR_VALIDATION, DATE_INVALID or
+    ENCODING_INVALID) whose message names element paths and error types, never a value.
+    """
     encoding = detect_encoding(stream, ctx.spec.encoding, latin1_fallback=ctx.spec.latin1_fallback)
     for position, raw, text in iter_lines(stream, encoding):
         if text is None:
@@ -80,33 +109,33 @@ def parse_fhir_ndjson(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutco
         if not text.strip():
             continue
         try:
-            bundle = json.loads(text)
+            resource = json.loads(text)
         except ValueError:
             yield ctx.quarantine(position, ReasonCode.FHIR_JSON_INVALID, "line is not valid JSON", raw)
             continue
-        if not isinstance(bundle, dict):
+        if not isinstance(resource, dict):
             yield ctx.quarantine(position, ReasonCode.FHIR_JSON_INVALID, "line is not a JSON object", raw)
             continue
-        if bundle.get("resourceType") != "Bundle":
-            yield ctx.quarantine(position, ReasonCode.FHIR_VALIDATION, "resourceType is not Bundle", raw)
+        if resource.get("resourceType") != resource_type:
+            yield ctx.quarantine(position, ReasonCode.FHIR_VALIDATION, f"resourceType is not {resource_type}", raw)
             continue
         try:
-            Bundle.model_validate(bundle)
+            model.model_validate(resource)
         except ValidationError as exc:
-            yield ctx.quarantine(position, *_validation_fault(exc), raw)
+            yield ctx.quarantine(position, *_validation_fault(exc, resource_type), raw)
             continue
         except (ValueError, TypeError, LookupError) as exc:  # fhir.resources' own errors (unknown resource type...)
-            yield ctx.quarantine(position, ReasonCode.FHIR_VALIDATION, f"Bundle: {type(exc).__name__}", raw)
+            yield ctx.quarantine(position, ReasonCode.FHIR_VALIDATION, f"{resource_type}: {type(exc).__name__}", raw)
             continue
-        yield _safe_record(bundle, position, raw, ctx, opts)
+        yield position, raw, resource
 
 
-def _validation_fault(exc: ValidationError) -> tuple[ReasonCode, str]:
+def _validation_fault(exc: ValidationError, root: str = "Bundle") -> tuple[ReasonCode, str]:
     """Reason and value-free message: element paths and pydantic error types only."""
     errors = exc.errors()
     reason = ReasonCode.DATE_INVALID if all(e["type"] in _DATE_ERRORS for e in errors) else ReasonCode.FHIR_VALIDATION
     first = errors[0]
-    path = "Bundle" + "".join(
+    path = root + "".join(
         f"[{part}]" if isinstance(part, int) else f".{part}" if _SAFE_KEY.fullmatch(str(part)) else ".?"
         for part in first["loc"]
     )
@@ -114,10 +143,10 @@ def _validation_fault(exc: ValidationError) -> tuple[ReasonCode, str]:
     return reason, f"{path}: {first['type']}{more}"
 
 
-class _Bundle:
-    """Resources of one bundle, resolvable by reference."""
+class ResourceIndex:
+    """Resources of one bundle (or one resource's contained resources), resolvable by reference."""
 
-    def __init__(self, bundle: dict[str, Any]) -> None:
+    def __init__(self, bundle: dict[str, Any], *, contained: bool = False) -> None:
         self.entries: list[tuple[int, dict[str, Any]]] = []
         self.by_ref: dict[str, dict[str, Any]] = {}
         for index, entry in enumerate(bundle.get("entry") or []):
@@ -129,6 +158,8 @@ class _Bundle:
                 self.by_ref[entry["fullUrl"]] = resource
             if resource.get("id"):
                 self.by_ref[f"{resource.get('resourceType')}/{resource['id']}"] = resource
+                if contained:
+                    self.by_ref[f"#{resource['id']}"] = resource
 
     def resolve(self, reference: dict[str, Any] | None) -> dict[str, Any] | None:
         if not isinstance(reference, dict):
@@ -148,14 +179,14 @@ def _safe_record(
 
 
 def _record(bundle: dict[str, Any], position: int, raw: bytes, ctx: FileContext, opts: FhirOptions) -> SourceRecord:
-    resources = _Bundle(bundle)
+    resources = ResourceIndex(bundle)
     patients = [r for _, r in resources.entries if r.get("resourceType") == "Patient"]
     if not patients:
         raise Invalid(ReasonCode.IDENTITY_MISSING, "Bundle: no Patient resource")
     if len(patients) > 1:
         raise Invalid(ReasonCode.FHIR_VALIDATION, f"Bundle: {len(patients)} Patient resources, one expected")
     checks = ctx.checks
-    identity = checks.identity(_patient_identity(patients[0], resources, opts), "%Y-%m-%d", where="Patient")
+    identity = checks.identity(patient_identity(patients[0], resources, opts), "%Y-%m-%d", where="Patient")
     events: list[Event] = []
     for index, resource in resources.entries:
         kind = resource.get("resourceType")
@@ -173,7 +204,10 @@ def _record(bundle: dict[str, Any], position: int, raw: bytes, ctx: FileContext,
     )
 
 
-def _patient_identity(patient: dict[str, Any], resources: _Bundle, opts: FhirOptions) -> dict[str, str | None]:
+def patient_identity(
+    patient: dict[str, Any], resources: ResourceIndex, opts: FhirIdentityOptions
+) -> dict[str, str | None]:
+    """A FR Core Patient's identity texts for ``Checks.identity``: one reading for every FHIR source."""
     texts: dict[str, str | None] = {}
     for identifier in patient.get("identifier") or []:
         if identifier.get("system") in opts.nir_systems:
@@ -215,7 +249,7 @@ def _extension_code(element: dict[str, Any], urls: list[str]) -> str | None:
     return None
 
 
-def _practitioner_rpps(practitioner: dict[str, Any] | None, opts: FhirOptions) -> str | None:
+def _practitioner_rpps(practitioner: dict[str, Any] | None, opts: FhirIdentityOptions) -> str | None:
     if not practitioner or practitioner.get("resourceType") != "Practitioner":
         return None
     for identifier in practitioner.get("identifier") or []:
@@ -253,7 +287,7 @@ def _event(
     start: str | None,
     checks: Checks,
     opts: FhirOptions,
-    resources: _Bundle,
+    resources: ResourceIndex,
     actor: dict[str, Any] | None,
     status: str | None,
     end: str | None = None,
@@ -278,7 +312,7 @@ def _event(
     return checks.event(event, f"{where} code")
 
 
-def _encounter_id(resource: dict[str, Any], resources: _Bundle) -> str | None:
+def _encounter_id(resource: dict[str, Any], resources: ResourceIndex) -> str | None:
     encounter = resources.resolve(resource.get("encounter") or resource.get("context"))
     return encounter.get("id") if encounter else None
 
@@ -292,7 +326,7 @@ def _period_start(resource: dict[str, Any], prefix: str) -> str | None:
     return resource.get(f"{prefix}DateTime") or (resource.get(f"{prefix}Period") or {}).get("start")
 
 
-def _encounter(r: dict, where: str, res: _Bundle, checks: Checks, opts: FhirOptions) -> Event:
+def _encounter(r: dict, where: str, res: ResourceIndex, checks: Checks, opts: FhirOptions) -> Event:
     types = r.get("type") or []
     concept = types[0] if types else {"coding": [r["class"]] if isinstance(r.get("class"), dict) else []}
     period = r.get("period") or {}
@@ -313,7 +347,7 @@ def _encounter(r: dict, where: str, res: _Bundle, checks: Checks, opts: FhirOpti
     )
 
 
-def _condition(r: dict, where: str, res: _Bundle, checks: Checks, opts: FhirOptions) -> Event:
+def _condition(r: dict, where: str, res: ResourceIndex, checks: Checks, opts: FhirOptions) -> Event:
     return _event(
         r,
         where,
@@ -328,7 +362,7 @@ def _condition(r: dict, where: str, res: _Bundle, checks: Checks, opts: FhirOpti
     )
 
 
-def _observation(r: dict, where: str, res: _Bundle, checks: Checks, opts: FhirOptions) -> Event:
+def _observation(r: dict, where: str, res: ResourceIndex, checks: Checks, opts: FhirOptions) -> Event:
     quantity = r.get("valueQuantity") or {}
     value = quantity.get("value")
     unit = quantity.get("code") if quantity.get("system") == "http://unitsofmeasure.org" else quantity.get("unit")
@@ -349,14 +383,14 @@ def _observation(r: dict, where: str, res: _Bundle, checks: Checks, opts: FhirOp
     )
 
 
-def _medication(r: dict, res: _Bundle) -> dict[str, Any] | None:
+def _medication(r: dict, res: ResourceIndex) -> dict[str, Any] | None:
     if r.get("medicationCodeableConcept"):
         return r["medicationCodeableConcept"]
     medication = res.resolve(r.get("medicationReference"))
     return medication.get("code") if medication else None
 
 
-def _medication_request(r: dict, where: str, res: _Bundle, checks: Checks, opts: FhirOptions) -> Event:
+def _medication_request(r: dict, where: str, res: ResourceIndex, checks: Checks, opts: FhirOptions) -> Event:
     return _event(
         r,
         where,
@@ -371,7 +405,7 @@ def _medication_request(r: dict, where: str, res: _Bundle, checks: Checks, opts:
     )
 
 
-def _medication_statement(r: dict, where: str, res: _Bundle, checks: Checks, opts: FhirOptions) -> Event:
+def _medication_statement(r: dict, where: str, res: ResourceIndex, checks: Checks, opts: FhirOptions) -> Event:
     return _event(
         r,
         where,
@@ -386,7 +420,7 @@ def _medication_statement(r: dict, where: str, res: _Bundle, checks: Checks, opt
     )
 
 
-def _procedure(r: dict, where: str, res: _Bundle, checks: Checks, opts: FhirOptions) -> Event:
+def _procedure(r: dict, where: str, res: ResourceIndex, checks: Checks, opts: FhirOptions) -> Event:
     performers = r.get("performer") or [{}]
     return _event(
         r,

@@ -204,10 +204,10 @@ def patient(
         "resourceType": "Patient",
         "id": patient_id,
         "identifier": identifiers,
-        "name": _names(identity),
+        "name": human_names(identity),
         "gender": "male" if identity.sex == "M" else "female",
         "birthDate": identity.birth_date.isoformat(),
-        "address": [_home_address(person)],
+        "address": [home_address(person)],
     }
     if identity.birth_place:
         resource["extension"] = [
@@ -381,7 +381,7 @@ def _visits(events: list[ClinicalEvent]) -> list[tuple[date, list[ClinicalEvent]
     return sorted(days.items())
 
 
-def _names(identity: SourceIdentity) -> list[dict[str, Any]]:
+def human_names(identity: SourceIdentity) -> list[dict[str, Any]]:
     """Official (birth) name, then the usual (used) name when the source has one."""
     given = given_names(identity.first_names.strip()) if identity.first_names.strip() else []
     names = [_human_name("official", identity.birth_name, given)]
@@ -399,7 +399,7 @@ def _human_name(use: str, family: str, given: list[str]) -> dict[str, Any]:
     return name
 
 
-def _home_address(person: Person) -> dict[str, Any]:
+def home_address(person: Person) -> dict[str, Any]:
     """Home address with its INSEE commune code; blank parts are left out (FHIR forbids
     empty strings)."""
     a = person.address
