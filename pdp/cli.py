@@ -920,7 +920,8 @@ def bench(
             console.print(f"[bold]{n}[/bold]: " + ", ".join(f"{k}={v}" for k, v in result.items() if k != "name"))
 
 
-nlp_app = typer.Typer(no_args_is_help=True, help="Free-text reports: de-identification (JSON out).")
+nlp_app = typer.Typer(no_args_is_help=True,
+                      help="Free-text reports: de-identification and clinical facts (JSON out).")
 app.add_typer(nlp_app, name="nlp")
 
 _MAX_TEXT_BYTES = 5_000_000
@@ -997,6 +998,20 @@ def nlp_deid_command(
     except DeidError as exc:
         raise UserError(str(exc)) from None
     print(json.dumps(result.to_json(), ensure_ascii=False))
+
+
+@nlp_app.command("extract")
+def nlp_extract_command(
+    source: Annotated[str, typer.Argument(help="A UTF-8 text file, or '-' for stdin.")] = "-",
+) -> None:
+    """Clinical facts of one report: prints JSON, one object per fact (concept, kind, code, value and
+    unit, date, assertion — affirmed / negated / hypothesis / family — history, span, rule)."""
+    text = _read_text(source)
+    from pdp.semantic.facts import extract_facts, lexicon, qualifiers
+
+    facts = [f.as_dict() for f in extract_facts(text)]
+    print(json.dumps({"lexicon_version": lexicon().version, "qualifiers_version": qualifiers().version,
+                      "facts": facts}, ensure_ascii=False))
 
 
 token_app = typer.Typer(no_args_is_help=True,

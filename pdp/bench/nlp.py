@@ -141,6 +141,69 @@ def score_deid(docs: list[dict[str, Any]], predictions: list[list[tuple[str, int
     }
 
 
+#: The facts the generator labels (its concepts): the extraction is scored on these only.
+FACT_CONCEPTS = ("t2d", "insulin", "retinopathy", "nephropathy", "neuropathy", "foot_ulcer", "angiopathy",
+                 "amputation", "dialysis", "stroke", "mi", "hypertension", "obesity", "heart_failure",
+                 "severe_hypoglycaemia", "hba1c", "lvef", "ntprobnp", "weight")
+
+
+def score_facts(docs: list[dict[str, Any]], predictions: list[list[Any]]) -> dict[str, Any]:
+    """Precision, recall and F1 per fact type of ``predictions`` (:class:`pdp.semantic.facts.Fact`).
+
+    A truth fact is found when a predicted fact of the same concept overlaps its span *with the
+    same assertion* (a negated complication reported as present is a miss and a false positive)
+    and, for a measurement, the same value (±0.05). Predicted facts of concepts the generator does
+    not label (oral antidiabetics, signs, other measurements) are not scored.
+    """
+    tp: Counter[str] = Counter()
+    truth_n: Counter[str] = Counter()
+    pred_n: Counter[str] = Counter()
+    confusion: Counter[tuple[str, str]] = Counter()
+    for doc, facts in zip(docs, predictions, strict=True):
+        truth = [sp for sp in doc["spans"] if sp["label"] == "FACT" and sp["concept"] in FACT_CONCEPTS]
+        preds = [f for f in facts if f.concept in FACT_CONCEPTS]
+        used: set[int] = set()
+        for sp in truth:
+            truth_n[sp["concept"]] += 1
+            for i, f in enumerate(preds):
+                if i in used or f.concept != sp["concept"] or not (f.start < sp["end"] and sp["start"] < f.end):
+                    continue
+                confusion[(sp["assertion"], f.assertion)] += 1
+                value_ok = sp.get("value") is None or (f.value is not None and abs(f.value - sp["value"]) <= 0.05)
+                if f.assertion == sp["assertion"] and value_ok:
+                    tp[sp["concept"]] += 1
+                    used.add(i)
+                    break
+        for f in preds:
+            pred_n[f.concept] += 1
+
+    def prf(t: int, p: int, n: int) -> dict[str, float | int | None]:
+        precision = round(t / p, 4) if p else None
+        recall = round(t / n, 4) if n else None
+        f1 = round(2 * precision * recall / (precision + recall), 4) if precision and recall else None
+        return {"precision": precision, "recall": recall, "f1": f1, "truth": n}
+
+    per = {c: prf(tp[c], pred_n[c], truth_n[c]) for c in FACT_CONCEPTS if truth_n[c] or pred_n[c]}
+    overall = prf(sum(tp.values()), sum(pred_n.values()), sum(truth_n.values()))
+    f1s = [v["f1"] for v in per.values() if v["truth"]]
+    return {"overall": overall, "per_concept": per,
+            "min_f1": min((f or 0.0) for f in f1s) if f1s else None,
+            "assertion_confusion": {f"{a}->{b}": n for (a, b), n in sorted(confusion.items())}}
+
+
+def evaluate_facts(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Score :func:`pdp.semantic.facts.extract_facts` on the corpus; documents per CPU-second."""
+    from pdp.semantic.facts import extract_facts
+
+    extract_facts(docs[0]["text"] if docs else "")  # compile outside the timing
+    cpu = time.process_time()
+    predictions = [extract_facts(d["text"]) for d in docs]
+    cpu = time.process_time() - cpu
+    out = score_facts(docs, predictions)
+    out["docs_per_cpu_s"] = round(len(docs) / cpu, 1) if cpu else None
+    return out
+
+
 def _ours(ner: bool) -> Redactor:
     def run(items: list[tuple[str, Any]]) -> Iterable[list[tuple[str, int, int]]]:
         from pdp.semantic.deid import deidentify_many
@@ -222,7 +285,9 @@ def bench_nlp(persons: int = PERSONS) -> dict[str, Any]:
         generate(root, persons=persons, seed=EVAL_SEED, territory=EVAL_TERRITORY, force=True, workers=1)
         result = evaluate_deid(root)
         index_only = evaluate_deid(root, mode="index", reference=False)["pdp"]
+        facts = evaluate_facts(load_corpus(root, mode="index"))
     ours, ref = result["pdp"], result["presidio_default"]
+    pipeline = 1.0 / (1.0 / ours["docs_per_cpu_s"] + 1.0 / facts["docs_per_cpu_s"])
     return {
         "persons": persons,
         "seed": EVAL_SEED,
@@ -242,6 +307,16 @@ def bench_nlp(persons: int = PERSONS) -> dict[str, Any]:
         "presidio_default_recall_patient": ref["recall_patient"],
         "presidio_default_recall_other_names": ref["recall_other_names"],
         "presidio_default_precision": ref["precision"],
+        "facts_f1": facts["overall"]["f1"],
+        "facts_precision": facts["overall"]["precision"],
+        "facts_recall": facts["overall"]["recall"],
+        "facts_min_f1_per_type": facts["min_f1"],
+        "facts_docs_per_cpu_s": facts["docs_per_cpu_s"],
+        "pipeline_docs_per_cpu_s": round(pipeline, 1),
+        "target_pipeline_docs_per_cpu_s": 100.0,
+        "target_facts_f1_per_type": 0.90,
+        "facts_per_type": {k: v["f1"] for k, v in facts["per_concept"].items()},
+        "facts_assertions": facts["assertion_confusion"],
         "model_load_s": result["model_load_s"],
         "recall": ours["recall"],
         "groups": ours["groups"],

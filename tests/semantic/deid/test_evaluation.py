@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pdp.bench.nlp import evaluate_deid, load_corpus, score_deid
+from pdp.bench.nlp import evaluate_deid, evaluate_facts, load_corpus, score_deid, score_facts
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +38,24 @@ def test_figures_on_a_small_territory(deid, corpus: Path) -> None:
     assert ours["recall_other_names"] >= 0.95
     assert ours["precision"] >= 0.90
     assert ours["clinical_facts_touched"] <= 0.01
+
+
+def test_fact_scoring_counts_a_wrong_assertion_twice() -> None:
+    from pdp.semantic.facts import extract_facts
+
+    text = "Pas de rétinopathie. HbA1c à 7,5 %."
+    doc = {"text": text, "spans": [
+        {"start": 7, "end": 19, "label": "FACT", "concept": "retinopathy", "assertion": "affirmed"},
+        {"start": 21, "end": 34, "label": "FACT", "concept": "hba1c", "assertion": "affirmed", "value": 7.5}]}
+    scores = score_facts([doc], [extract_facts(text)])
+    assert scores["per_concept"]["retinopathy"] == {"precision": 0.0, "recall": 0.0, "f1": None, "truth": 1}
+    assert scores["per_concept"]["hba1c"]["f1"] == 1.0
+    assert scores["assertion_confusion"] == {"affirmed->affirmed": 1, "affirmed->negated": 1}
+
+
+def test_fact_figures_on_a_small_territory(corpus: Path) -> None:
+    """A floor (the generator's own phrasing: not a proof of accuracy on real letters)."""
+    result = evaluate_facts(load_corpus(corpus, mode="index"))
+    assert result["overall"]["truth"] >= 50
+    assert result["overall"]["f1"] >= 0.95
+    assert all(v["f1"] is not None and v["f1"] >= 0.9 for v in result["per_concept"].values() if v["truth"] >= 5)
