@@ -7,8 +7,8 @@ quarantine); the edge's real entry point is the ingest parsers, which hand the s
 :func:`pdp.pseudonym.normalise.normalise`.
 
 Sources read: PMSI, pharmacy and social CSVs (``;``), HL7 v2.5 lab batches (PID-3/5/7/8/11),
-FHIR GP bundles (the Patient resource), the reports' index and the INSEE deaths file
-(fixed width). Nothing read here is logged; identities stay in memory.
+FHIR GP bundles (the Patient resource), the reports' index, the DMP's questionnaire responses
+(the contained Patient) and the INSEE deaths file (fixed width). Nothing read here is logged; identities stay in memory.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def read_identities(root: Path) -> Iterator[SourceIdentity]:
     yield from _pharmacy(root)
     yield from _social(root)
     yield from _reports(root)
+    yield from _questionnaires(root)
     yield from _deaths(root)
 
 
@@ -214,6 +215,20 @@ def _gp(root: Path) -> Iterator[SourceIdentity]:
                 )
                 if patient is not None:
                     yield SourceIdentity(record_key("gp_fhir", rel, bundle["id"]), *_patient(patient))
+
+
+def _questionnaires(root: Path) -> Iterator[SourceIdentity]:
+    """The DMP's questionnaire responses: the citizen is the response's contained Patient."""
+    for path in sorted((root / "questionnaires").glob("*.ndjson")):
+        rel = path.relative_to(root).as_posix()
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if not line.strip():
+                    continue
+                response = json.loads(line)
+                patient = next((r for r in response.get("contained", []) if r.get("resourceType") == "Patient"), None)
+                if patient is not None:
+                    yield SourceIdentity(record_key("questionnaires", rel, response["id"]), *_patient(patient))
 
 
 def _patient(patient: dict) -> tuple[RawIdentity, str | None]:

@@ -23,7 +23,9 @@ Example::
     >>> (f.concept, f.value, f.unit, f.date)
     ('hba1c', 8.2, '%', '2024-03-12')
 
-Measured (`pdp bench nlp`): see the bench's docstring for documents per second and F1.
+Measured (`pdp bench nlp`, 576 synthetic letters of ~1 000 characters, seed 20261205, quiet
+machine): ~550 documents per CPU-second; F1 0.9986 against the generator's labels, which is a
+floor (the generator's phrasing), not a proof on real letters.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ CASES: list[tuple[str, list[tuple[str, str, str]]]] = [
                                            ("hypertension", "affirmed", "HTA")]),
     ("Pas de rétinopathie mais une néphropathie diabétique.",
      [("retinopathy", "negated", "rétinopathie"), ("nephropathy", "affirmed", "néphropathie diabétique")]),
-    ("Il n'est pas diabétique.", [("t2d", "negated", "diabétique")]),
+    ("Il n'est pas diabétique.", [("diabetes_unspecified", "negated", "diabétique")]),
     ("Rétinopathie non retrouvée au fond d'œil.", [("retinopathy", "negated", "Rétinopathie")]),
     ("Recherche de néphropathie et de neuropathie négative.",
      [("nephropathy", "negated", "néphropathie"), ("neuropathy", "negated", "neuropathie")]),
@@ -44,7 +44,7 @@ CASES: list[tuple[str, list[tuple[str, str, str]]]] = [
     ("Diabète de type 2 ? Bilan à compléter.", [("t2d", "hypothesis", "Diabète de type 2")]),
     ("IC à FE préservée possible.", [("heart_failure", "hypothesis", "IC à FE préservée")]),
     # family
-    ("Mère diabétique.", [("t2d", "family", "diabétique")]),
+    ("Mère diabétique.", [("diabetes_unspecified", "family", "diabétique")]),
     ("Antécédents familiaux : père DT2, mère hypertendue.",
      [("t2d", "family", "DT2"), ("hypertension", "family", "hypertendue")]),
     ("Diabète de type 2 depuis 2010, mère hypertendue.",
