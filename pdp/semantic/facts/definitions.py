@@ -132,10 +132,16 @@ class Qualifiers(_Strict):
     after_reach: int = Field(ge=1, le=200)
     coordination: str
     clause_break: str
+    pseudo: list[str] = []
     hypothesis: Cues
     negation: Cues
     family: FamilyCues
     history: Cues
+
+    @field_validator("pseudo")
+    @classmethod
+    def _check_pseudo(cls, value: list[str]) -> list[str]:
+        return _compiles(value)
 
     @field_validator("coordination", "clause_break")
     @classmethod

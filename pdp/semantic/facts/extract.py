@@ -107,6 +107,7 @@ class _Compiled:
     negation: _CompiledCues
     history: _CompiledCues
     family: tuple[re.Pattern[str], ...]
+    pseudo: tuple[re.Pattern[str], ...]
     after_reach: int
 
 
@@ -162,6 +163,7 @@ def _compiled() -> _Compiled:
         negation=_cues(qual.negation, qual.reach, "negation"),
         history=_cues(qual.history, qual.reach, "history"),
         family=tuple(compile_pattern(c) for c in qual.family.anywhere),
+        pseudo=tuple(compile_pattern(c) for c in qual.pseudo),
         after_reach=qual.after_reach,
     )
 
@@ -224,11 +226,15 @@ def _carries(gap: str, c: _Compiled) -> bool:
     return all(c.coordination.match(gap[m.start():]) for m in re.finditer(r",|\bet\b", gap))
 
 
-def _nearest_before(cues: _CompiledCues, folded: str, left: int, start: int, c: _Compiled) -> tuple[int, str] | None:
+def _nearest_before(cues: _CompiledCues, folded: str, left: int, start: int, c: _Compiled,
+                    masked: list[tuple[int, int]]) -> tuple[int, str] | None:
+    """The nearest `before` cue whose scope reaches the fact, ignoring cues inside a pseudo cue."""
     best: tuple[int, str] | None = None
     window = folded[left:start]
     for pattern, reach, source in cues.before:
         for m in pattern.finditer(window):
+            if any(s <= left + m.start() < e for s, e in masked):
+                continue
             gap = window[m.end():]
             if len(gap) > reach or not _carries(gap, c):
                 continue
@@ -266,6 +272,7 @@ def extract_facts(text: str) -> list[Fact]:
     folded = fold(text)
     breaks = [(m.start(), m.end()) for m in c.clause_break.finditer(folded)]
     segments = sorted(breaks + [(m.start(), m.end()) for m in c.segment_break.finditer(folded)])
+    masked = [(m.start(), m.end()) for p in c.pseudo for m in p.finditer(folded)]
     facts: list[Fact] = []
     for cand in _candidates(text, folded, c):
         left, right = _bounds(breaks, cand.start, cand.end, len(folded))
@@ -278,8 +285,8 @@ def extract_facts(text: str) -> list[Fact]:
             family = "family.anywhere#0"  # under a "family history" heading of the clause
         hyp_after = _after(c.hypothesis, folded, cand.end, right, c.after_reach)
         neg_after = _after(c.negation, folded, cand.end, right, c.after_reach)
-        hyp_before = _nearest_before(c.hypothesis, folded, left, cand.start, c)
-        neg_before = _nearest_before(c.negation, folded, left, cand.start, c)
+        hyp_before = _nearest_before(c.hypothesis, folded, left, cand.start, c, masked)
+        neg_before = _nearest_before(c.negation, folded, left, cand.start, c, masked)
         cue: str | None = None
         if family is not None:
             assertion, cue = "family", family
@@ -293,7 +300,7 @@ def extract_facts(text: str) -> list[Fact]:
             assertion, cue = "negated", neg_before[1]
         if cand.matcher.rule.endswith("#mention") and assertion != "negated":
             continue  # a test named without its value is a fact only when it was not done
-        history = (_nearest_before(c.history, folded, left, cand.start, c) is not None
+        history = (_nearest_before(c.history, folded, left, cand.start, c, masked) is not None
                    or _after(c.history, folded, cand.end, right, c.after_reach) is not None)
         facts.append(Fact(
             concept=cand.matcher.concept, kind=cand.matcher.kind, code=cand.matcher.code,

@@ -68,6 +68,17 @@ CASES: list[tuple[str, list[tuple[str, str, str]]]] = [
     ("Sous metformine et Lantus 20 UI.", [("oral_antidiabetic", "affirmed", "metformine"),
                                            ("insulin", "affirmed", "Lantus")]),
     ("Pas d'insuline.", [("insulin", "negated", "insuline")]),
+    # list items, pseudo-cues and planned care (found by comparing with edsnlp's qualifiers)
+    ("Antécédents familiaux :\n* Mère diabétique\n- père hypertendu",
+     [("diabetes_unspecified", "family", "diabétique"), ("hypertension", "family", "hypertendu")]),
+    ("Pas de doute sur une IC.", [("heart_failure", "affirmed", "IC")]),
+    ("Pas de modification du traitement de son diabète.", [("diabetes_unspecified", "affirmed", "diabète")]),
+    ("Une IC n'est pas exclue.", [("heart_failure", "hypothesis", "IC")]),
+    ("Éliminer une IC.", [("heart_failure", "hypothesis", "IC")]),
+    ("Dialyse envisagée si dégradation.", [("dialysis", "hypothesis", "Dialyse")]),
+    ("HTA non contrôlée.", [("hypertension", "affirmed", "HTA")]),
+    ("Pas d'allergie connue et décompensation d'une insuffisance cardiaque.",
+     [("heart_failure", "affirmed", "insuffisance cardiaque")]),
     # a test named without its value is not a fact, unless it was not done
     ("HbA1c à contrôler dans trois mois.", []),
     ("HbA1c non réalisée.", [("hba1c", "negated", "HbA1c")]),
@@ -117,7 +128,7 @@ def test_every_fact_names_its_rule_history_and_date() -> None:
     assert negated.rule.startswith("lexicon:retinopathy#") and "+ negation.before#" in negated.rule
     assert negated.date == "2024-03-12" and not negated.counts
     index = int(negated.rule.rsplit("#", 1)[1])
-    assert qualifiers().negation.before[index] == r"\babsence (de |d.)", "the cited cue is the one in the file"
+    assert qualifiers().negation.before[index] == r"\babsence (de |d'|du |des )", "the cited cue is in the file"
 
 
 def test_definition_files_refuse_unknown_keys_and_bad_patterns() -> None:
