@@ -524,9 +524,8 @@ class _Noise:
         return _TYPO_WORD_RE.sub(slip, text)
 
     def _dictation(self, text: str) -> str:
+        """Spoken punctuation, a hesitation or a repeated word, as a speech transcript leaves them."""
         rng = self.rng
-        if ", " in text:
-            text = re.sub(", ", lambda _m: " virgule " if rng.random() < 0.7 else ", ", text)
         if len(text) > 12 and rng.random() < 0.12:
             words = list(_DICTATION_WORD_RE.finditer(text))
             if words:
@@ -535,6 +534,8 @@ class _Noise:
                     text = text[: w.start()] + rng.choice(self.hesitations) + " " + text[w.start() :]
                 else:
                     text = text[: w.end()] + " " + w.group(0) + text[w.end() :]
+        if ", " in text:
+            text = re.sub(", ", lambda _m: " virgule " if rng.random() < 0.7 else ", ", text)
         return text
 
     def _wrap(self, text: str) -> str:
@@ -556,8 +557,8 @@ class _Noise:
         self.col = col
         return "".join(chars)
 
-    def apply(self, text: str, meta: dict[str, Any] | None) -> str:
-        if self.raw or not text:
+    def apply(self, text: str, meta: dict[str, Any] | None, *, verbatim: bool = False) -> str:
+        if self.raw or verbatim or not text:
             if self.wrap is not None and text:
                 self.col = len(text) - text.rfind("\n") - 1 if "\n" in text else self.col + len(text)
             return text
@@ -582,9 +583,10 @@ class _Text:
         self.spans: list[dict[str, Any]] = []
         self.noise = noise
 
-    def add(self, text: str) -> None:
+    def add(self, text: str, *, verbatim: bool = False) -> None:
+        """Append plain text; `verbatim` keeps it from the style artefacts (a spoken "point")."""
         if self.noise is not None:
-            text = self.noise.apply(text, None)
+            text = self.noise.apply(text, None, verbatim=verbatim)
         self._parts.append(text)
         self._pos += len(text)
 
@@ -1269,7 +1271,7 @@ def _period(doc: _Text, rng: random.Random) -> None:
 
 def _stop(doc: _Text, rng: random.Random) -> None:
     """The end of a dictated sentence: the punctuation word as spoken, or nothing at all."""
-    doc.add(rng.choice((" point", " point à la ligne\n", " point à la ligne", "", "", ".")))
+    doc.add(rng.choice((" point", " point à la ligne\n", " point à la ligne", "", "", ".")), verbatim=True)
 
 
 def _comma_list(items: list[_Item]) -> list[Piece]:
