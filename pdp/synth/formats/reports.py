@@ -29,8 +29,20 @@ Example::
     rendered = render_reports(persons, world, identity_of)
     docs = [r for r in rendered if r.spec.path.endswith(".txt")]
 
+Two styles (``World.report_style``, ``pdp synth --report-style``). "standard" is the phrasing
+the NLP pipes were tuned and are tested on. "varied", for evaluation (``pdp bench nlp``), draws
+most fact sentences from held-out phrasing (``report_phrases_varied.yml``, checked to copy no
+standard template) and gives a share of documents style artefacts: typos inside words (clinical
+terms included, and once in a while the patient's name, still labelled PATIENT_NAME), compound
+names broken across lines in the header, hard-wrapped lines, numbered lists, lab results pasted
+as a table (a FACT covers test, value and unit; the reference range stays outside) and dictation
+(spoken punctuation, hesitations, repeated words, lower-case sentences without periods). Each
+artefact transforms a piece *before* it is appended, so the spans stay exact; the standard style
+draws nothing more from the random stream and is byte-identical to what it was.
+
 Measured performance: 5 000-6 000 documents/s on one core (51 000 documents of ~1 100
-characters with their index and spans in 8-10 s); the test suite guards a floor of 1 000/s.
+characters with their index and spans in 8-10 s), ~4 700/s in the varied style; the test suite
+guards a floor of 1 000/s in both styles.
 """
 
 from __future__ import annotations
