@@ -45,7 +45,9 @@ def _progress(total: int, label: str):
     )
 
 
-def run_synth(out: Path, persons: int, seed: int, territory: str, force: bool, workers: int) -> dict:
+def run_synth(
+    out: Path, persons: int, seed: int, territory: str, force: bool, workers: int, report_style: str = "standard"
+) -> dict:
     from pdp.config import get_settings
     from pdp.synth import SynthError, generate
 
@@ -62,6 +64,7 @@ def run_synth(out: Path, persons: int, seed: int, territory: str, force: bool, w
                 workers=workers or settings.synth_workers,
                 chunk_size=settings.synth_chunk_persons,
                 on_chunk=lambda n: progress.advance(task, n),
+                report_style=report_style,
             )
     except SynthError as exc:
         raise UserError(str(exc)) from None
@@ -94,9 +97,13 @@ def synth(
     force: Annotated[bool, typer.Option(help="Replace a previous synth output in --out.")] = False,
     workers: Annotated[int, typer.Option(min=0, help="Worker processes (0 = settings / one per core).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    report_style: Annotated[
+        str,
+        typer.Option(help="Free-text reports: 'standard', or 'varied' (held-out phrasing, artefacts)."),
+    ] = "standard",
 ) -> None:
     """Generate a synthetic territory's raw nominative sources and its ground truth."""
-    summary = run_synth(out, persons, seed, territory, force, workers)
+    summary = run_synth(out, persons, seed, territory, force, workers, report_style)
     if as_json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
     else:

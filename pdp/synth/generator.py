@@ -8,6 +8,7 @@ output is byte-identical for a seed whatever the number of workers.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import multiprocessing as mp
@@ -26,7 +27,7 @@ from pdp.synth.formats.fhir_gp import render_gp_bundles
 from pdp.synth.formats.hl7_lab import render_lab_messages
 from pdp.synth.formats.insee import render_communes, render_deaths
 from pdp.synth.formats.questionnaires import render_questionnaires
-from pdp.synth.formats.reports import render_reports
+from pdp.synth.formats.reports import REPORT_STYLES, render_reports
 from pdp.synth.ground_truth import render_ground_truth
 from pdp.synth.history import build_history
 from pdp.synth.identity_variants import identity_resolver
@@ -349,20 +350,30 @@ def generate(
     chunk_size: int = 2000,
     force: bool = False,
     on_chunk: Callable[[int], None] | None = None,
+    report_style: str = "standard",
 ) -> dict[str, Any]:
-    """Write a territory's raw sources and ground truth under `out`; return the summary."""
+    """Write a territory's raw sources and ground truth under `out`; return the summary.
+
+    `report_style` "varied" writes the free-text reports with held-out phrasing and style
+    artefacts (typos, broken names, lab tables, dictation) for evaluating the NLP pipes; the
+    other sources do not depend on it.
+    """
     if persons <= 0:
         raise SynthError("--persons must be a positive number")
     if persons > MAX_PERSONS:
         raise SynthError(f"--persons must be at most {MAX_PERSONS:,}")
     if seed < 0:
         raise SynthError("--seed must be zero or positive")
+    if report_style not in REPORT_STYLES:
+        raise SynthError(f"--report-style must be one of {', '.join(REPORT_STYLES)}, not {report_style!r}")
     try:
         terr = load_territory(territory)
     except ValueError as exc:
         raise SynthError(str(exc)) from None
     _prepare_out(out, force)
     world = build_world(terr, seed, persons)
+    if report_style != "standard":
+        world = dataclasses.replace(world, report_style=report_style)
     skeletons = SkeletonSource(world, persons)
     sink = _Sink(out)
     sink.write(*_communes(terr))
@@ -403,6 +414,7 @@ def generate(
         "seed": seed,
         "territory": territory,
         "persons": persons,
+        "report_style": report_style,
         "files": _manifest(out, sink.counts),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

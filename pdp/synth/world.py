@@ -36,6 +36,9 @@ class World:
     associations: tuple[str, ...]  # social / associative referrers (names)
     catalog: dict  # parsed catalog.yml (codes and labels per concept)
     gp_software: frozenset[str] = frozenset()  # RPPS of GPs whose software exports FHIR records
+    # How the free-text reports are written: "standard" (the phrasing the NLP pipes were tuned
+    # and are tested on) or "varied" (held-out phrasing and style artefacts, for evaluation).
+    report_style: str = "standard"
 
     def commune(self, code: str) -> Commune:
         for c in self.communes:

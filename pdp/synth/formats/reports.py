@@ -29,8 +29,20 @@ Example::
     rendered = render_reports(persons, world, identity_of)
     docs = [r for r in rendered if r.spec.path.endswith(".txt")]
 
+Two styles (``World.report_style``, ``pdp synth --report-style``). "standard" is the phrasing
+the NLP pipes were tuned and are tested on. "varied", for evaluation (``pdp bench nlp``), draws
+most fact sentences from held-out phrasing (``report_phrases_varied.yml``, checked to copy no
+standard template) and gives a share of documents style artefacts: typos inside words (clinical
+terms included, and once in a while the patient's name, still labelled PATIENT_NAME), compound
+names broken across lines in the header, hard-wrapped lines, numbered lists, lab results pasted
+as a table (a FACT covers test, value and unit; the reference range stays outside) and dictation
+(spoken punctuation, hesitations, repeated words, lower-case sentences without periods). Each
+artefact transforms a piece *before* it is appended, so the spans stay exact; the standard style
+draws nothing more from the random stream and is byte-identical to what it was.
+
 Measured performance: 5 000-6 000 documents/s on one core (51 000 documents of ~1 100
-characters with their index and spans in 8-10 s); the test suite guards a floor of 1 000/s.
+characters with their index and spans in 8-10 s), ~4 700/s in the varied style; the test suite
+guards a floor of 1 000/s in both styles.
 """
 
 from __future__ import annotations
@@ -60,6 +72,7 @@ __all__ = [
     "INDEX_COLUMNS",
     "REPORT_INDEX",
     "REPORT_SPANS",
+    "REPORT_STYLES",
     "SPAN_LABELS",
     "render_reports",
     "report_path",
@@ -103,6 +116,8 @@ Section = Literal["history", "complications", "family", "treatment", "exam", "pa
 Service = Literal["diabetology", "cardiology", "nephrology", "internal"]
 Assertion = Literal["affirmed", "negated", "hypothesis", "family"]
 ASSERTIONS: tuple[str, ...] = ("affirmed", "negated", "hypothesis", "family")
+ReportStyle = Literal["standard", "varied"]
+REPORT_STYLES: tuple[str, ...] = get_args(ReportStyle)
 
 _DOC_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _TOKEN_RE = re.compile(r"(\[\[|\]\]|\{[A-Za-z_]+\})")
@@ -112,7 +127,7 @@ _ELIDING = frozenset("aeiouyhàâäéèêëîïôöùûüAEIOUYHÀÂÉÈÊËÎÏ
 # Placeholders each kind of template may use (checked when the phrase file is loaded).
 _COMMON = frozenset({"e", "il", "patient", "le_patient", "votre_patient"})
 _FACT_PLACEHOLDERS = _COMMON | {"depuis", "en", "cote", "imc"}
-_FAMILY_PLACEHOLDERS = _FACT_PLACEHOLDERS | {"rel", "poss_rel", "re"}
+_FAMILY_PLACEHOLDERS = _FACT_PLACEHOLDERS | {"rel", "poss_rel", "le_rel", "re"}
 _INSIDE_SPAN = frozenset({"e", "re", "value", "cote"})
 _INTRO_PLACEHOLDERS = _COMMON | {"ident", "age", "de_service", "sejour", "motif"}
 _FILLER_PLACEHOLDERS = _COMMON | {"rdv"}
@@ -333,7 +348,7 @@ def _build_phrasebook(raw: _PhraseFile) -> _Phrasebook:
             compiled = tuple(_compile(s, allowed, spans=1, where=f"concepts.{key}.{assertion}") for s in sources)
             for t in compiled:
                 names = {arg for kind, arg in t.ops if kind == "p"}
-                if assertion == "family" and not names & {"rel", "poss_rel"}:
+                if assertion == "family" and not names & {"rel", "poss_rel", "le_rel"}:
                     raise ValueError(f"concepts.{key}.family: {t.source!r} does not name the relative")
                 if "value" in allowed and "value" not in names:
                     raise ValueError(f"concepts.{key}.{assertion}: {t.source!r} does not quote {{value}}")
@@ -364,6 +379,82 @@ def _phrasebook() -> _Phrasebook:
     return _build_phrasebook(_PhraseFile.model_validate(yaml.safe_load(text)))
 
 
+class _LabRow(_Strict):
+    labels: list[str] = Field(min_length=1)
+    unit: str
+    references: list[str] = Field(min_length=1)
+
+
+class _VariedConcept(_Strict):
+    affirmed: list[str] = []
+    negated: list[str] = []
+    hypothesis: list[str] = []
+    family: list[str] = []
+
+
+class _VariedFile(_Strict):
+    concepts: dict[str, _VariedConcept]
+    relative_forms: dict[str, list[str]]
+    negation_groups: list[_NegationGroup] = Field(min_length=1)
+    lab_rows: dict[str, _LabRow]
+    lab_fillers: list[tuple[str, str, str, str]] = Field(min_length=3)
+    lab_titles: list[str] = Field(min_length=1)
+    hesitations: list[str] = Field(min_length=1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Varied:
+    """The held-out phrasing (report_phrases_varied.yml), compiled and checked against the main file."""
+
+    raw: _VariedFile
+    templates: dict[str, dict[str, tuple[_Template, ...]]]  # concept -> assertion -> templates
+
+
+def _build_varied(raw: _VariedFile, book: _Phrasebook) -> _Varied:
+    """Compile the held-out templates with the same rules as the main file (fail closed)."""
+    templates: dict[str, dict[str, tuple[_Template, ...]]] = {}
+    for key, c in raw.concepts.items():
+        concept = book.concepts.get(key)
+        if concept is None:
+            raise ValueError(f"varied concepts.{key}: not a concept of report_phrases.yml")
+        by_assertion: dict[str, tuple[_Template, ...]] = {}
+        for assertion in ASSERTIONS:
+            sources: list[str] = getattr(c, assertion)
+            if not sources:
+                continue
+            if assertion not in concept.templates:
+                raise ValueError(f"varied concepts.{key}.{assertion}: the concept has no such assertion")
+            allowed = _FAMILY_PLACEHOLDERS if assertion == "family" else _FACT_PLACEHOLDERS
+            if concept.value is not None and assertion != "negated":
+                allowed = allowed | {"value"}
+            where = f"varied concepts.{key}.{assertion}"
+            compiled = tuple(_compile(src, allowed, spans=1, where=where) for src in sources)
+            for t in compiled:
+                names = {arg for kind, arg in t.ops if kind == "p"}
+                if assertion == "family" and not names & {"rel", "poss_rel", "le_rel"}:
+                    raise ValueError(f"{where}: {t.source!r} does not name the relative")
+                if "value" in allowed and "value" not in names:
+                    raise ValueError(f"{where}: {t.source!r} does not quote {{value}}")
+                if t.source in {x.source for x in concept.templates[assertion]}:
+                    raise ValueError(f"{where}: {t.source!r} copies report_phrases.yml (not held out)")
+            by_assertion[assertion] = compiled
+        templates[key] = by_assertion
+    for rel in raw.relative_forms:
+        if rel not in book.raw.relatives:
+            raise ValueError(f"varied relative_forms: {rel!r} is not in relatives")
+    for key in raw.lab_rows:
+        if key not in book.concepts or book.concepts[key].value is None:
+            raise ValueError(f"varied lab_rows: {key!r} is not a measurement concept")
+    return _Varied(raw=raw, templates=templates)
+
+
+@lru_cache(maxsize=1)
+def _varied_book() -> _Varied:
+    """Load, validate and compile report_phrases_varied.yml once per process."""
+    text = resources.files("pdp.synth.formats").joinpath("report_phrases_varied.yml").read_text(encoding="utf-8")
+    return _build_varied(_VariedFile.model_validate(yaml.safe_load(text)), _phrasebook())
+
+
 def supported_concepts() -> frozenset[str]:
     """Concept keys a `ReportFact` may carry."""
     return frozenset(_phrasebook().concepts)
@@ -382,23 +473,140 @@ def report_path(doc_id: str) -> str:
 # --------------------------------------------------------------------------------------
 
 
+_TYPO_WORD_RE = re.compile(r"[^\W\d_]{5,}")
+_DICTATION_WORD_RE = re.compile(r"\b[a-zàâéèêîôûç']{2,}\b")
+
+
+def _typo(word: str, rng: random.Random) -> str:
+    """A keyboard slip inside a word: two letters swapped, one dropped or doubled.
+
+    First and last letters are kept, so a labelled word still starts and ends where it did.
+    """
+    if len(word) < 4:
+        return word
+    i = rng.randrange(1, len(word) - 2)
+    roll = rng.random()
+    if roll < 0.5 and word[i] != word[i + 1]:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
+    if roll < 0.8:
+        return word[:i] + word[i + 1 :]
+    return word[:i] + word[i] + word[i:]
+
+
+@dataclass(slots=True)
+class _Noise:
+    """Style artefacts of one "varied" document, applied to each piece as it is appended.
+
+    Every transformation happens before the piece is appended, so offsets are recorded on the
+    final text: a span labels exactly the (possibly misspelt, wrapped) characters it covers.
+    """
+
+    rng: random.Random
+    typo_rate: float = 0.0  # per eligible word of plain text (FACT words: twice as often)
+    name_typo: bool = False  # one mention of the patient's name misspelt
+    name_breaks: bool = False  # compound names broken across lines in the header
+    wrap: int | None = None  # hard-wrapped at this column (a space becomes a line break)
+    dictated: bool = False  # body transcribed from dictation
+    hesitations: tuple[str, ...] = ()
+    dictating: bool = False  # inside the dictated part right now
+    raw: bool = False  # copied block (lab table): no artefact
+    col: int = 0
+
+    @classmethod
+    def draw(cls, rng: random.Random, varied: _Varied) -> _Noise:
+        return cls(
+            rng=rng,
+            typo_rate=rng.choice((0.02, 0.04)) if rng.random() < 0.35 else 0.0,
+            name_typo=rng.random() < 0.08,
+            name_breaks=rng.random() < 0.25,
+            wrap=rng.randint(60, 90) if rng.random() < 0.15 else None,
+            dictated=rng.random() < 0.15,
+            hesitations=tuple(varied.raw.hesitations),
+        )
+
+    def _typos(self, text: str, rate: float) -> str:
+        rng = self.rng
+
+        def slip(m: re.Match[str]) -> str:
+            word = m.group(0)
+            if not word[1:].islower() or rng.random() >= rate:
+                return word
+            return _typo(word, rng)
+
+        return _TYPO_WORD_RE.sub(slip, text)
+
+    def _dictation(self, text: str) -> str:
+        """Spoken punctuation, a hesitation or a repeated word, as a speech transcript leaves them."""
+        rng = self.rng
+        if len(text) > 12 and rng.random() < 0.12:
+            words = list(_DICTATION_WORD_RE.finditer(text))
+            if words:
+                w = rng.choice(words)
+                if rng.random() < 0.5:
+                    text = text[: w.start()] + rng.choice(self.hesitations) + " " + text[w.start() :]
+                else:
+                    text = text[: w.end()] + " " + w.group(0) + text[w.end() :]
+        if ", " in text:
+            text = re.sub(", ", lambda _m: " virgule " if rng.random() < 0.7 else ", ", text)
+        return text
+
+    def _wrap(self, text: str) -> str:
+        width, col = self.wrap, self.col
+        if width is None:
+            return text
+        if "\n" not in text and col + len(text) < width:
+            self.col = col + len(text)
+            return text
+        chars = list(text)
+        for i, ch in enumerate(chars):
+            if ch == "\n":
+                col = 0
+            elif ch == " " and col >= width:
+                chars[i] = "\n"
+                col = 0
+            else:
+                col += 1
+        self.col = col
+        return "".join(chars)
+
+    def apply(self, text: str, meta: dict[str, Any] | None, *, verbatim: bool = False) -> str:
+        if self.raw or verbatim or not text:
+            if self.wrap is not None and text:
+                self.col = len(text) - text.rfind("\n") - 1 if "\n" in text else self.col + len(text)
+            return text
+        if meta is None:
+            if self.dictating:
+                text = self._dictation(text)
+            if self.typo_rate:
+                text = self._typos(text, self.typo_rate)
+        elif meta["label"] == "FACT" and self.typo_rate:
+            text = self._typos(text, 2 * self.typo_rate)
+        return self._wrap(text)
+
+
 class _Text:
     """Append-only text that records the span of each labelled piece as it is appended."""
 
-    __slots__ = ("_parts", "_pos", "spans")
+    __slots__ = ("_parts", "_pos", "noise", "spans")
 
-    def __init__(self) -> None:
+    def __init__(self, noise: _Noise | None = None) -> None:
         self._parts: list[str] = []
         self._pos = 0
         self.spans: list[dict[str, Any]] = []
+        self.noise = noise
 
-    def add(self, text: str) -> None:
+    def add(self, text: str, *, verbatim: bool = False) -> None:
+        """Append plain text; `verbatim` keeps it from the style artefacts (a spoken "point")."""
+        if self.noise is not None:
+            text = self.noise.apply(text, None, verbatim=verbatim)
         self._parts.append(text)
         self._pos += len(text)
 
     def add_pieces(self, pieces: Sequence[Piece]) -> None:
-        parts, pos = self._parts, self._pos
+        parts, pos, noise = self._parts, self._pos, self.noise
         for text, meta in pieces:
+            if noise is not None:
+                text = noise.apply(text, meta)
             parts.append(text)
             start = pos
             pos += len(text)
@@ -564,6 +772,8 @@ class _DocContext:
     author_title: str
     earliest_codes: dict[str, date] | None = None
     used_companions: set[str] = field(default_factory=set)
+    varied: _Varied | None = None  # the held-out phrasing, in the "varied" style only
+    noise: _Noise | None = None  # this document's style artefacts, in the "varied" style only
 
     # ---- names -------------------------------------------------------------------------
 
@@ -585,7 +795,12 @@ class _DocContext:
         """The patient named in the body: civility, family name, sometimes first and birth name."""
         rng = self.rng
         civ = ("Mme" if self.feminine else "M.") if rng.random() < 0.8 else ("Madame" if self.feminine else "Monsieur")
-        name = _span(self.styled(self.main_name()), "PATIENT_NAME")
+        written = self.styled(self.main_name())
+        if self.noise is not None and self.noise.name_typo:
+            # Misspelt once (the first mention in the body): still the patient's name.
+            self.noise.name_typo = False
+            written = _typo(written, rng)
+        name = _span(written, "PATIENT_NAME")
         first = self.first_first_name()
         form = rng.randrange(4)
         if first is None or form == 3:
@@ -731,6 +946,13 @@ def _ph_poss_rel(ctx: _DocContext, fact: _FactContext | None) -> list[Piece]:
     return [(("sa " if fact.relative_feminine else "son ") + fact.relative_form, None)]
 
 
+def _ph_le_rel(ctx: _DocContext, fact: _FactContext | None) -> list[Piece]:
+    assert fact is not None
+    form = fact.relative_form
+    article = "l'" if form[0] in _ELIDING else "la " if fact.relative_feminine else "le "
+    return [(article + form, None)]
+
+
 def _ph_re(ctx: _DocContext, fact: _FactContext | None) -> list[Piece]:
     assert fact is not None
     return [("e" if fact.relative_feminine else "", None)]
@@ -807,6 +1029,7 @@ _PLACEHOLDERS: dict[str, Callable[[_DocContext, _FactContext | None], list[Piece
     "value": _ph_value,
     "rel": _ph_rel,
     "poss_rel": _ph_poss_rel,
+    "le_rel": _ph_le_rel,
     "re": _ph_re,
     "proche": _ph_proche,
     "rdv": _ph_rdv,
@@ -853,6 +1076,8 @@ def _fact_context(ctx: _DocContext, fact: ReportFact, concept: _Concept) -> _Fac
         fc.relative_key = key
         fc.relative_form = ctx.rng.choice(forms.forms)
         fc.relative_feminine = forms.feminine
+        if ctx.varied is not None and key in ctx.varied.raw.relative_forms and ctx.rng.random() < 0.4:
+            fc.relative_form = ctx.rng.choice(ctx.varied.raw.relative_forms[key])
     return fc
 
 
@@ -870,6 +1095,8 @@ def _elide(joiner: str, noun: str) -> str:
 
 def _negation_group(ctx: _DocContext, facts: list[_FactContext]) -> list[Piece]:
     pattern = ctx.rng.choice(ctx.book.raw.negation_groups)
+    if ctx.varied is not None and ctx.rng.random() < 0.5:
+        pattern = ctx.rng.choice(ctx.varied.raw.negation_groups)
     pieces: list[Piece] = []
     for i, fc in enumerate(facts):
         noun = ctx.rng.choice(fc.concept.nouns)
@@ -893,6 +1120,10 @@ def _fact_items(ctx: _DocContext, contexts: list[_FactContext]) -> list[_Item]:
         if any(fc is g for g in grouped):
             continue
         template = rng.choice(fc.concept.templates[fc.fact.assertion])
+        if ctx.varied is not None and rng.random() < 0.7:
+            held_out = ctx.varied.templates.get(fc.fact.concept, {}).get(fc.fact.assertion)
+            if held_out:
+                template = rng.choice(held_out)
         section = fc.concept.section
         if fc.fact.assertion == "family":
             section = "family"
@@ -976,10 +1207,19 @@ def _write_body(doc: _Text, ctx: _DocContext, items: list[_Item]) -> None:
     for section_items in by_section.values():
         rng.shuffle(section_items)
     order = [s for s in _section_order(rng) if s in by_section]
-    layout = rng.choices(("bullets", "prose", "inline", "narrative"), weights=(3, 3, 2, 3))[0]
+    dictated = ctx.noise is not None and ctx.noise.dictated
+    if dictated:
+        layout = rng.choice(("prose", "narrative"))
+    elif ctx.varied is not None:
+        layout = rng.choices(("bullets", "prose", "inline", "narrative", "numbered"), weights=(2, 2, 2, 2, 3))[0]
+    else:
+        layout = rng.choices(("bullets", "prose", "inline", "narrative"), weights=(3, 3, 2, 3))[0]
     title_style = rng.randrange(3)
     bullet = rng.choice(("- ", "• ", "* ", "  - "))
     bullet_period = rng.random() < 0.4
+    numbering = rng.choice(("{k}. ", "{k}) ", "{k}- ", "{a}) ")) if layout == "numbered" else ""
+    cap = _capitalize if not dictated else list
+    stop = _stop if dictated else _period
     paragraph = None
     for section in order:
         section_items = by_section[section]
@@ -998,8 +1238,8 @@ def _write_body(doc: _Text, ctx: _DocContext, items: list[_Item]) -> None:
             for k, sentence in enumerate(sentences):
                 if k:
                     doc.add(" ")
-                doc.add_pieces(_capitalize(sentence))
-                doc.add(".")
+                doc.add_pieces(cap(sentence))
+                stop(doc, rng)
             continue
         if title_style == 0:
             heading = f"{title} :"
@@ -1014,13 +1254,20 @@ def _write_body(doc: _Text, ctx: _DocContext, items: list[_Item]) -> None:
                 doc.add_pieces(_capitalize(item.pieces) if rng.random() < 0.85 else item.pieces)
                 doc.add(".\n" if bullet_period else "\n")
             doc.add("\n")
+        elif layout == "numbered":
+            doc.add(heading + "\n")
+            for k, item in enumerate(section_items):
+                doc.add(numbering.format(k=k + 1, a="abcdefghijklmnopqrstuvwxyz"[k % 26]))
+                doc.add_pieces(_capitalize(item.pieces) if rng.random() < 0.7 else item.pieces)
+                doc.add(";\n" if bullet_period and k < len(section_items) - 1 else "\n")
+            doc.add("\n")
         elif layout == "prose":
             doc.add(heading + (" " if title_style != 2 else "\n"))
             for k, item in enumerate(section_items):
                 if k:
                     doc.add(" ")
-                doc.add_pieces(_capitalize(item.pieces))
-                doc.add(".")
+                doc.add_pieces(cap(item.pieces))
+                stop(doc, rng)
             doc.add("\n\n")
         else:
             doc.add(heading + (" " if title_style != 2 else " : "))
@@ -1028,6 +1275,15 @@ def _write_body(doc: _Text, ctx: _DocContext, items: list[_Item]) -> None:
             doc.add(".\n\n")
     if layout == "narrative":
         doc.add("\n\n")
+
+
+def _period(doc: _Text, rng: random.Random) -> None:
+    doc.add(".")
+
+
+def _stop(doc: _Text, rng: random.Random) -> None:
+    """The end of a dictated sentence: the punctuation word as spoken, or nothing at all."""
+    doc.add(rng.choice((" point", " point à la ligne\n", " point à la ligne", "", "", ".")), verbatim=True)
 
 
 def _comma_list(items: list[_Item]) -> list[Piece]:
@@ -1117,8 +1373,52 @@ def _first_names_pieces(first_names: str) -> list[Piece]:
     return pieces
 
 
+def _break_name(text: str) -> str | None:
+    """A compound name broken across two lines: "LEFÈVRE-\nDUPONT", "DE LA\nFONTAINE"."""
+    if "-" in text.strip("-"):
+        return text.replace("-", "-\n", 1)
+    if " " in text.strip():
+        return text.replace(" ", "\n", 1)
+    return None
+
+
+def _break_header_names(pieces: list[Piece]) -> list[Piece]:
+    """The first compound patient name or first name of a header block, broken across lines."""
+    for i, (text, meta) in enumerate(pieces):
+        if meta is not None and meta["label"] in ("PATIENT_NAME", "PATIENT_FIRST_NAME"):
+            broken = _break_name(text)
+            if broken is not None:
+                return [*pieces[:i], (broken, meta), *pieces[i + 1 :]]
+    return pieces
+
+
 def _write_patient_header(doc: _Text, ctx: _DocContext) -> None:
     """The patient as the sending system knows them: exact source strings, some traits optional."""
+    if ctx.noise is not None and ctx.noise.name_breaks:
+        # Written to a scratch text first, names broken, then appended: offsets stay exact.
+        scratch = _HeaderBuffer()
+        _write_patient_header_lines(scratch, ctx)
+        doc.add_pieces(_break_header_names(scratch.pieces))
+        return
+    _write_patient_header_lines(doc, ctx)
+
+
+class _HeaderBuffer:
+    """Collects pieces instead of appending them (same interface as `_Text` for the header)."""
+
+    __slots__ = ("pieces",)
+
+    def __init__(self) -> None:
+        self.pieces: list[Piece] = []
+
+    def add(self, text: str) -> None:
+        self.pieces.append((text, None))
+
+    def add_pieces(self, pieces: Sequence[Piece]) -> None:
+        self.pieces.extend(pieces)
+
+
+def _write_patient_header_lines(doc: _Text | _HeaderBuffer, ctx: _DocContext) -> None:
     rng, sid, person = ctx.rng, ctx.sid, ctx.person
     born = "Née le " if ctx.feminine else "Né le "
     dob = _span(f"{sid.birth_date.day:02d}/{sid.birth_date.month:02d}/{sid.birth_date.year}", "BIRTH_DATE")
@@ -1164,7 +1464,8 @@ def _write_patient_header(doc: _Text, ctx: _DocContext) -> None:
     else:
         # One line: "Concerne : Mme MARTIN Claire Marie (née DUPONT), née le 12/03/1950, ..."
         doc.add(rng.choice(("Concerne : ", "Patient : ", "Réf. : ")) + civ + " ")
-        doc.add_pieces([_span(ctx.main_name(), "PATIENT_NAME"), (" ", None), *first_names])
+        between = "\n" if ctx.noise is not None and ctx.noise.name_breaks and rng.random() < 0.5 else " "
+        doc.add_pieces([_span(ctx.main_name(), "PATIENT_NAME"), (between, None), *first_names])
         if sid.used_name:
             doc.add_pieces(
                 [(" (née " if ctx.feminine else " (né ", None), _span(sid.birth_name, "PATIENT_NAME"), (")", None)]
@@ -1222,6 +1523,60 @@ def _write_signature(doc: _Text, ctx: _DocContext) -> None:
         doc.add(rng.choice(raw.specialist_titles[ctx.service_key]) + "\n")
 
 
+def _lab_row(
+    label: str, value: str, unit: str, reference: str, style: int, meta: dict[str, Any] | None
+) -> list[Piece]:
+    """One row of a lab table as copied from a laboratory report; a FACT covers test to unit."""
+    if style == 0:
+        measured = f"{label} {'.' * max(3, 26 - len(label))} {value} {unit}"
+        rest = "   " + reference
+    elif style == 1:
+        measured = f"{label}\t{value}\t{unit}"
+        rest = "\t" + reference
+    elif style == 2:
+        measured = f"{label.ljust(30)}{value.rjust(8)} {unit}"
+        rest = " " * max(2, 16 - len(unit)) + reference
+    else:
+        measured = f"{label} : {value} {unit}"
+        rest = " " + reference
+    return [(measured, meta), (rest + "\n", None)]
+
+
+def _write_lab_table(doc: _Text, ctx: _DocContext, facts: list[_FactContext]) -> None:
+    """Results pasted from the laboratory's report: dotted leaders, tabs or aligned columns."""
+    rng, varied = ctx.rng, ctx.varied
+    assert varied is not None
+    style = rng.randrange(4)
+    decimal_point = rng.random() < 0.3  # the lab system's export, not the French comma
+    title = rng.choice(varied.raw.lab_titles)
+    head, dated, tail = title.partition("{date}")
+    doc.add("\n")
+    if dated:
+        sampled = ctx.report.day - timedelta(days=rng.randint(0, 20))
+        doc.add_pieces([(head, None), ctx.date_piece(sampled), (tail + "\n", None)])
+    else:
+        doc.add(head + "\n")
+    if style == 1 and rng.random() < 0.7:
+        doc.add("Analyse\tRésultat\tUnité\tValeurs de référence\n")
+    rows: list[list[Piece]] = []
+    for fc in facts:
+        spec = varied.raw.lab_rows[fc.fact.concept]
+        assert fc.fact.value is not None and fc.concept.value is not None
+        value = _french_number(fc.fact.value, fc.concept.value, rng)
+        if decimal_point:
+            value = value.replace(",", ".")
+        label, reference = rng.choice(spec.labels), rng.choice(spec.references)
+        rows.append(_lab_row(label, value, spec.unit, reference, style, _fact_meta(fc)))
+    for label, value, unit, reference in rng.sample(varied.raw.lab_fillers, rng.randint(2, 4)):
+        if decimal_point:
+            value = value.replace(",", ".")
+        rows.append(_lab_row(label, value, unit, reference, style, None))
+    rng.shuffle(rows)
+    for row in rows:
+        doc.add_pieces(row)
+    doc.add("\n")
+
+
 def _choose_service(book: _Phrasebook, facts: Sequence[ReportFact], rng: random.Random) -> str:
     """The department most of the affirmed or suspected facts point to."""
     counts: dict[str, int] = {}
@@ -1242,6 +1597,7 @@ def _render_document(
     index: _WorldIndex,
     book: _Phrasebook,
     stays: dict[str, Stay],
+    varied: _Varied | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
     concepts = [_check_fact(report, fact, book) for fact in report.facts]
     seed = hashlib.sha256(f"{index.world.seed}\x1freports\x1f{report.doc_id}".encode()).digest()
@@ -1269,6 +1625,8 @@ def _render_document(
         name_style=rng.choice(("upper", "upper", "title", "as_is")),
         date_style=rng.randrange(4),
         author_title=rng.choice(("Dr", "Dr", "Docteur", "Pr") if sender is not None else ("Dr", "Dr", "Docteur")),
+        varied=varied,
+        noise=_Noise.draw(rng, varied) if varied is not None else None,
     )
     if mode == "referral":
         specialists = [s for s in index.world.specialists if s.rpps != report.author.rpps]
@@ -1276,7 +1634,7 @@ def _render_document(
     else:
         addressee = person.gp if person.gp is not None and person.gp.rpps != report.author.rpps else None
 
-    doc = _Text()
+    doc = _Text(ctx.noise)
     _write_letterhead(doc, ctx)
     if rng.random() < 0.5:
         _write_date_line(doc, ctx)
@@ -1289,6 +1647,8 @@ def _render_document(
         doc.add(rng.choice(book.raw.subjects[kind]) + "\n")
     _write_patient_header(doc, ctx)
     doc.add(rng.choice(book.raw.salutations) + "\n\n")
+    if ctx.noise is not None and ctx.noise.dictated:
+        ctx.noise.dictating = True
     doc.add_pieces(_capitalize(ctx.render(rng.choice(book.intros[kind]))))
     doc.add(".")
     if rng.random() < 0.3:
@@ -1298,9 +1658,23 @@ def _render_document(
     doc.add("\n\n")
 
     contexts = [_fact_context(ctx, fact, concept) for fact, concept in zip(report.facts, concepts, strict=True)]
+    lab_facts: list[_FactContext] = []
+    if varied is not None:
+        lab_rows = varied.raw.lab_rows
+        lab_facts = [fc for fc in contexts if fc.fact.assertion == "affirmed" and fc.fact.concept in lab_rows]
+        if lab_facts and rng.random() < 0.5:
+            contexts = [fc for fc in contexts if not any(fc is lab for lab in lab_facts)]
+        else:
+            lab_facts = []
     items = _fact_items(ctx, contexts)
     items += _filler_items(ctx, {item.section for item in items})
     _write_body(doc, ctx, items)
+    if ctx.noise is not None:
+        ctx.noise.dictating = False
+        if lab_facts:
+            ctx.noise.raw = True
+            _write_lab_table(doc, ctx, lab_facts)
+            ctx.noise.raw = False
     _write_signature(doc, ctx)
     return doc.value(), doc.spans
 
@@ -1324,6 +1698,10 @@ def render_reports(
     concept, a measurement without value...), naming the document and the concept.
     """
     book = _phrasebook()
+    style = getattr(world, "report_style", "standard")
+    if style not in REPORT_STYLES:
+        raise ValueError(f"unknown report style {style!r} (known: {', '.join(REPORT_STYLES)})")
+    varied = _varied_book() if style == "varied" else None
     index = _WorldIndex.build(world)
     out: list[Rendered] = []
     index_rows = io.StringIO()
@@ -1338,7 +1716,7 @@ def render_reports(
         stays = {stay.stay_id: stay for stay in person.stays}
         for report in person.reports:
             path = report_path(report.doc_id)
-            text, spans = _render_document(person, report, sid, index, book, stays)
+            text, spans = _render_document(person, report, sid, index, book, stays, varied)
             out.append(Rendered(FileSpec(path=path, encoding="utf-8"), text))
             index_writer.writerow(
                 (
