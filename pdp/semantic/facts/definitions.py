@@ -132,6 +132,7 @@ class Qualifiers(_Strict):
     after_reach: int = Field(ge=1, le=200)
     coordination: str
     clause_break: str
+    line_break: str
     pseudo: list[str] = []
     hypothesis: Cues
     negation: Cues
@@ -143,7 +144,7 @@ class Qualifiers(_Strict):
     def _check_pseudo(cls, value: list[str]) -> list[str]:
         return _compiles(value)
 
-    @field_validator("coordination", "clause_break")
+    @field_validator("coordination", "clause_break", "line_break")
     @classmethod
     def _check(cls, value: str) -> str:
         return _compiles([value])[0]

@@ -79,12 +79,19 @@ CASES: list[tuple[str, list[tuple[str, str, str]]]] = [
     ("HTA non contrôlée.", [("hypertension", "affirmed", "HTA")]),
     ("Pas d'allergie connue et décompensation d'une insuffisance cardiaque.",
      [("heart_failure", "affirmed", "insuffisance cardiaque")]),
+    # hard-wrapped lines, dictation, other relatives and doubts (the generator's "varied" style)
+    ("Insuffisance\ncardiaque chronique.", [("heart_failure", "affirmed", "Insuffisance\ncardiaque chronique")]),
+    ("pas de rétinopathie point à la ligne AVC sylvien",
+     [("retinopathy", "negated", "rétinopathie"), ("stroke", "affirmed", "AVC")]),
+    ("Pas de rétinopathie\n- AVC en 2019", [("retinopathy", "negated", "rétinopathie"), ("stroke", "affirmed", "AVC")]),
+    ("La maman est diabétique.", [("diabetes_unspecified", "family", "diabétique")]),
+    ("Aspect pouvant correspondre à une neuropathie.", [("neuropathy", "hypothesis", "neuropathie")]),
     # a test named without its value is not a fact, unless it was not done
     ("HbA1c à contrôler dans trois mois.", []),
     ("HbA1c non réalisée.", [("hba1c", "negated", "HbA1c")]),
 ]
 
-VALUES: list[tuple[str, str, float, str]] = [
+VALUES: list[tuple[str, str, float, str | None]] = [
     ("HbA1c à 8,2 %", "hba1c", 8.2, "%"),
     ("hémoglobine glyquée = 7.4%", "hba1c", 7.4, "%"),
     ("FEVG estimée à 35 %", "lvef", 35.0, "%"),
@@ -98,6 +105,11 @@ VALUES: list[tuple[str, str, float, str]] = [
     ("elle pèse 64 kg", "weight", 64.0, "kg"),
     ("TA 145/90 mmHg", "blood_pressure", 145.0, "mmHg"),
     ("glycémie à jeun 1,32 g/L", "fasting_glucose", 1.32, "g/L"),
+    ("HEMOGLOBINE GLYQUEE ....... 8,2 %   [4.0-6.0]", "hba1c", 8.2, "%"),
+    ("Hb A1c (DCCT) ............. 7.2 %   4,0 - 6,0", "hba1c", 7.2, "%"),
+    ("HbA1c passée de 8,9 à 8,4 %", "hba1c", 8.4, "%"),
+    ("dernière HbA1c à 8,2", "hba1c", 8.2, None),
+    ("FEVG\n: 35%", "lvef", 35.0, "%"),
 ]
 
 
@@ -108,7 +120,7 @@ def test_facts_and_their_qualifiers(text: str, expected: list[tuple[str, str, st
 
 
 @pytest.mark.parametrize(("text", "concept", "value", "unit"), VALUES, ids=[v[0] for v in VALUES])
-def test_a_value_is_bound_to_its_test(text: str, concept: str, value: float, unit: str) -> None:
+def test_a_value_is_bound_to_its_test(text: str, concept: str, value: float, unit: str | None) -> None:
     (fact,) = extract_facts(text)
     assert (fact.concept, fact.value, fact.unit, fact.assertion) == (concept, value, unit, "affirmed")
     assert fact.kind == "measurement" and fact.code and fact.code.startswith("LOINC:")
