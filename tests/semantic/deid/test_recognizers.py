@@ -20,6 +20,7 @@ from pdp.semantic.deid.recognizers.phone import FrPhoneRecognizer
 NIR = [
     ("NIR : 180017512345660", [("NIR", "180017512345660")]),  # valid key
     ("N° SS : 1 80 01 75 123 456 60", [("NIR", "1 80 01 75 123 456 60")]),  # spaced
+    ("N° SS : 1 80 01 75 123\n456 60", [("NIR", "1 80 01 75 123\n456 60")]),  # hard-wrapped across a line
     ("INS 2 48 03 2A 004 123 41", [("NIR", "2 48 03 2A 004 123 41")]),  # Corse-du-Sud
     ("matricule 248032B00412368", [("NIR", "248032B00412368")]),  # Haute-Corse
     ("NIR 1 80 01 75 123 456 78 (clé fausse)", [("NIR", "1 80 01 75 123 456 78")]),  # wrong key: still redacted
@@ -33,6 +34,7 @@ NIR = [
 PHONE = [
     ("Portable : 06 12 34 56 78", [("TEL", "06 12 34 56 78")]),
     ("joignable au 06.12.34.56.78", [("TEL", "06.12.34.56.78")]),
+    ("joignable au 06\n12 34 56 78", [("TEL", "06\n12 34 56 78")]),  # hard-wrapped across a line
     ("Tél. : 0321456789", [("TEL", "0321456789")]),
     ("tél. +33 6 12 34 56 78", [("TEL", "+33 6 12 34 56 78")]),
     ("standard 0033 (0)3 21 45 67 89", [("TEL", "0033 (0)3 21 45 67 89")]),

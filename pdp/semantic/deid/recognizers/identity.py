@@ -55,7 +55,7 @@ _MONTHS = (
     ("juillet", "juil"), ("aout",), ("septembre", "sept", "sep"), ("octobre", "oct"), ("novembre", "nov"),
     ("decembre", "dec"),
 )
-_SEP = r"[ .\-\u00a0]*"
+_SEP = r"[ .\-\u00a0]*(?:\n[ \t]*)?"  # a number may be broken across a line (a hard-wrapped letter)
 _STREET_TYPES = {
     "rue": r"(?:rue|r\.?)", "avenue": r"(?:avenue|av\.?|ave)", "boulevard": r"(?:boulevard|bd|bld|boul\.?)",
     "place": r"(?:place|pl\.?)", "chemin": r"(?:chemin|ch\.?|chem\.?)", "impasse": r"(?:impasse|imp\.?)",

@@ -18,7 +18,7 @@ import re
 from pdp.pseudonym import NirInvalid, parse_nir
 from pdp.semantic.deid.recognizers.base import FrRecognizer, Rule, compile_rules, register
 
-_S = r"[ .\-\u00a0]?"
+_S = r"(?:[ .\-\u00a0]|[ \t]*\n[ \t]*)?"  # a separator, or a line break (a hard-wrapped letter)
 _BODY = (
     rf"[1-478]{_S}\d{{2}}{_S}(?:0[1-9]|1[0-2]|[2-9]\d){_S}(?:\d{{2}}|2[ABab]){_S}\d{{3}}{_S}\d{{3}}"
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pdp.semantic.deid.recognizers.base import FrRecognizer, Rule, compile_rules, register
 
-_S = r"[ .\-\u00a0]?"
+_S = r"(?:[ .\-\u00a0]|[ \t]*\n[ \t]*)?"  # a separator, or a line break (a hard-wrapped letter)
 _RULES = compile_rules(
     ("fr_national", rf"(?<![\w+])0[1-9](?:{_S}\d{{2}}){{4}}(?![\w])", "TEL", 0.7, 0),
     (
