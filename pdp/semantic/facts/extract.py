@@ -24,7 +24,7 @@ Example::
     ('hba1c', 8.2, '%', '2024-03-12')
 
 Measured (`pdp bench nlp`, 576 synthetic letters of ~1 050 characters in the generator's varied
-style, seed 20261205, load ~1.5): ~450 documents per CPU-second; F1 0.978 against the generator's
+style, seed 20261205, load ~3): ~440 documents per CPU-second; F1 0.983 against the generator's
 labels, which is a floor (the generator's phrasing), not a proof on real letters.
 """
 

@@ -85,6 +85,11 @@ CASES: list[tuple[str, list[tuple[str, str, str]]]] = [
      [("retinopathy", "negated", "rétinopathie"), ("stroke", "affirmed", "AVC")]),
     ("Pas de rétinopathie\n- AVC en 2019", [("retinopathy", "negated", "rétinopathie"), ("stroke", "affirmed", "AVC")]),
     ("La maman est diabétique.", [("diabetes_unspecified", "family", "diabétique")]),
+    ("ni neuropathie périphérique point diabète de type 2",
+     [("neuropathy", "negated", "neuropathie périphérique"), ("t2d", "affirmed", "diabète de type 2")]),
+    ("neuropathie : non rétinopathie diabétique stable",
+     [("neuropathy", "negated", "neuropathie"), ("retinopathy", "affirmed", "rétinopathie diabétique")]),
+    ("IC débutante à discuter, ETT demandée.", [("heart_failure", "hypothesis", "IC")]),
     ("Aspect pouvant correspondre à une neuropathie.", [("neuropathy", "hypothesis", "neuropathie")]),
     # a test named without its value is not a fact, unless it was not done
     ("HbA1c à contrôler dans trois mois.", []),
