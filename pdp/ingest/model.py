@@ -46,7 +46,7 @@ __all__ = [
     "SourceRecord",
 ]
 
-Domain = Literal["visit", "condition", "procedure", "drug", "measurement", "observation", "death", "survey"]
+Domain = Literal["visit", "condition", "procedure", "drug", "measurement", "observation", "death", "survey", "text"]
 DOMAINS: frozenset[str] = frozenset(get_args(Domain))
 
 

@@ -55,7 +55,7 @@ def parse_file(
     if spec.hold_back or spec.format is None:
         return
     path, root = Path(path), Path(root)
-    ctx = FileContext(spec=spec, file=path.relative_to(root).as_posix(), today=today or date.today())
+    ctx = FileContext(spec=spec, file=path.relative_to(root).as_posix(), today=today or date.today(), root=root)
     if seen is None and spec.validation.duplicates != "off":
         seen = FingerprintSet()
     try:

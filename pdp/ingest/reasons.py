@@ -51,6 +51,9 @@ class ReasonCode(StrEnum):
     DUPLICATE_RECORD = "DUPLICATE_RECORD"
     # governance
     OPPOSED = "OPPOSED"
+    # free text
+    DOCUMENT_MISSING = "DOCUMENT_MISSING"
+    DEID_FAILED = "DEID_FAILED"
 
 
 REASONS: dict[ReasonCode, str] = {
@@ -80,6 +83,8 @@ REASONS: dict[ReasonCode, str] = {
     ReasonCode.VALUE_INVALID: "a value of the wrong type (not a number, not in the spec's value map)",
     ReasonCode.DUPLICATE_RECORD: "the same record (same sender id or same bytes) already seen in this batch",
     ReasonCode.OPPOSED: "the person objected (opposition registry): the record is withheld at the edge, never landed",
+    ReasonCode.DOCUMENT_MISSING: "an index row whose document is absent, outside the source's documents or not text",
+    ReasonCode.DEID_FAILED: "the de-identification of a document failed: nothing of it may land",
 }
 
 FILE_LEVEL: frozenset[ReasonCode] = frozenset(

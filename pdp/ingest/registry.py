@@ -144,6 +144,7 @@ class Discovery:
     matched: tuple[tuple[SourceSpec, Path], ...]
     unmatched: tuple[Path, ...]
     ignored: int
+    companions: int = 0  # files a source reads through its index (free-text documents), never parsed alone
 
     def __iter__(self) -> Iterator[tuple[SourceSpec, Path]]:
         return iter(self.matched)
@@ -182,16 +183,19 @@ def discover(root: Path | str, registry: Registry | None = None) -> Discovery:
                     raise SpecError(f"{rel}: matched by two sources ({other.name}, {spec.name}); narrow their files")
                 owner[path] = spec
     ignored = {p for pattern in registry.ignore for p in root.glob(pattern) if p.is_file()}
+    companions = {p for spec in registry for pattern in spec.companions for p in root.glob(pattern)
+                  if p.is_file() and p not in owner}
     unmatched = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        if path not in owner and path not in ignored:
+        if path not in owner and path not in ignored and path not in companions:
             unmatched.append(path)
     matched = sorted(owner.items(), key=lambda item: (item[1].name, item[0].relative_to(root).as_posix()))
     return Discovery(
         root=root,
         matched=tuple((spec, path) for path, spec in matched),
         unmatched=tuple(unmatched),
-        ignored=len(ignored - set(owner)),
+        ignored=len(ignored - set(owner) - companions),
+        companions=len(companions),
     )
 
 

@@ -34,6 +34,7 @@ EVENT_TABLES = {
     "measurement": ("measurement", "measurement_id"),
     "observation": ("observation", "observation_id"),
     "survey": ("survey_answer", "survey_answer_id"),
+    "text": ("note_fact", "note_fact_id"),
 }
 
 
@@ -70,6 +71,7 @@ def _events(bronze: DataFrame) -> DataFrame:
         F.col("e.status").alias("status"),
         F.col("e.visit_key").alias("visit_key"),
         F.col("e.provider").alias("provider"),
+        F.col("e.source_value").alias("source_value"),
         "source",
         F.col("file").alias("source_file"),
         "record_hash",
@@ -77,7 +79,7 @@ def _events(bronze: DataFrame) -> DataFrame:
     )
 
 
-OPTIONAL_DOMAINS = frozenset({"survey"})
+OPTIONAL_DOMAINS = frozenset({"survey", "text"})
 """Domains whose table is only created by a batch that holds some: most batches carry no
 questionnaire, and each MERGE is a Delta commit round; readers treat a missing table as empty."""
 
@@ -105,12 +107,56 @@ def _merge_events(
             continue  # nothing of this domain in the rows: no MERGE (each costs a Delta commit round)
         table = opener(f"silver.{name}")
         rows = events.where(f"domain = '{domain}'").withColumnRenamed("event_id", id_col)
+        if domain == "text":
+            rows = _note_fact_rows(rows)
         if "quantity" in table.definition.column_names:
             rows = rows.withColumn("quantity", rows["value"])
         columns = table.definition.column_names
         commit = table.merge(rows.select(*columns), keys=[id_col], run=run, update="none")
         counts[name] = int(commit.metric("numTargetRowsInserted") or 0) if commit else 0
     return counts
+
+
+def _note_fact_rows(rows: DataFrame) -> DataFrame:
+    """Text facts: the edge writes ``status`` = assertion[;history] and ``source_value`` =
+    rule@start-end (offsets in the de-identified text); silver spells them out."""
+    from pyspark.sql import functions as F
+
+    assertion = F.split("status", ";").getItem(0)
+    return rows.select(
+        "*",
+        assertion.alias("assertion"),
+        F.col("status").contains(";history").alias("history"),
+        F.regexp_extract("source_value", r"^(.*)@\d+-\d+$", 1).alias("rule"),
+        F.regexp_extract("source_value", r"@(\d+)-\d+$", 1).cast("int").alias("span_start"),
+        F.regexp_extract("source_value", r"@\d+-(\d+)$", 1).cast("int").alias("span_end"),
+        F.xxhash64("record_hash").alias("note_id"),
+    ).withColumn("status", F.col("assertion"))
+
+
+def _notes(spark: SparkSession, bronze: DataFrame, run: RunInfo, lake_root: str | None,
+           tables: TableOpener | None = None) -> int:
+    """silver.note: the de-identified reports of the batch (their text only if the source kept it)."""
+    from pyspark.sql import functions as F
+
+    notes = bronze.where("person_pseudonym IS NOT NULL AND attributes['note_date'] IS NOT NULL").select(
+        F.xxhash64("record_hash").alias("note_id"),
+        F.xxhash64("person_pseudonym").alias("person_id"),
+        "person_pseudonym",
+        F.to_date(F.col("attributes")["note_date"]).alias("note_date"),
+        F.col("attributes")["note_type"].alias("note_type"),
+        F.col("attributes")["note_text"].alias("note_text"),
+        F.col("attributes")["note_redactions"].cast("int").alias("redactions"),
+        F.size("events").alias("facts"),
+        "source",
+        "record_hash",
+        "batch_id",
+    )
+    if notes.isEmpty():
+        return 0
+    commit = (tables or _opener(spark, lake_root))("silver.note").merge(notes, keys=["note_id"], run=run,
+                                                                         update="none")
+    return int(commit.metric("numTargetRowsInserted") or 0) if commit else 0
 
 
 def _deaths(
@@ -265,6 +311,7 @@ def build_silver(
         events = _events(bronze).cache()
         counts = _merge_events(spark, events, run, lake_root, domains=_domains(events))
         counts["death"] = _deaths(spark, events, bronze, run, lake_root)
+        counts["note"] = _notes(spark, bronze, run, lake_root)
         batch_people = bronze.where("person_pseudonym IS NOT NULL").select("person_pseudonym").distinct()
         counts["person"] = _people(spark, batch_people, run, lake_root)
         counts["location"] = _locations(spark, bronze, run, lake_root)

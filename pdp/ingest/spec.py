@@ -180,6 +180,7 @@ class SourceSpec(_Model):
     description: str = Field(min_length=1)
     format: str | None = None
     files: list[str] = Field(min_length=1)
+    companions: list[str] = Field(default_factory=list)  # read through the source's index, not alone
     encoding: str = "auto"
     latin1_fallback: bool = False
     subject: Literal["person", "reference"] = "person"
@@ -200,7 +201,7 @@ class SourceSpec(_Model):
             raise ValueError("lower-case letters, digits and '_', starting with a letter")
         return value
 
-    @field_validator("files")
+    @field_validator("files", "companions")
     @classmethod
     def _globs(cls, value: list[str]) -> list[str]:
         for pattern in value:

@@ -55,7 +55,29 @@ def test_every_record_is_landed_or_quarantined_and_logged(first_run: IngestRepor
         assert f.records_in == manifest[f.file]["records"], f.file
     records_in, landed, quarantined = first_run.totals()
     assert records_in == landed + quarantined and first_run.bronze_inserted == landed
-    assert first_run.held_back > 0, "free-text reports are held back for the NLP stage"
+    assert first_run.held_back == 0, "free-text reports are read (through their index), no source is held back"
+
+
+def test_reports_land_de_identified_with_their_facts(
+    first_run: IngestReport, spark: SparkSession, territory: Path, settings: Settings
+) -> None:
+    with open(territory / "reports" / "index.csv", encoding="utf-8") as handle:
+        index = list(csv.DictReader(handle))
+    notes = lake(spark, settings, "silver.note").read()
+    assert notes.count() == len(index) > 0
+    texts = [r.note_text for r in notes.select("note_text").collect()]
+    assert all(t and "<NOM>" in t for t in texts), "every letter names its patient, replaced"
+    for row in index:  # the patient's own names never reach the lake, in any note
+        for name in {row["birth_name"], row["used_name"]} - {""}:
+            assert not any(name in t for t in texts), "a patient's name in silver.note"
+    facts = lake(spark, settings, "silver.note_fact").read()
+    assert facts.count() > len(index)
+    assert {r.assertion for r in facts.select("assertion").distinct().collect()} <= {
+        "affirmed", "negated", "hypothesis", "family"}
+    sample = facts.join(notes.select("note_id", "note_text"), "note_id").where("concept = 'hba1c'").first()
+    assert sample is not None, "HbA1c values are read in the letters"
+    quoted = sample.note_text[sample.span_start:sample.span_end].lower()
+    assert ("a1c" in quoted or "glyqu" in quoted) and sample.value is not None, "offsets point into the stored text"
 
 
 def test_silver_rows_match_what_the_sources_sent(

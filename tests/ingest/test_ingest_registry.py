@@ -32,8 +32,9 @@ BUILT_IN = ["gp_fhir", "insee_communes", "insee_deaths", "lab_hl7", "pharmacy", 
 
 def test_the_built_in_registry_has_one_spec_per_source(registry: Registry) -> None:
     assert registry.names == BUILT_IN
-    assert registry["reports"].hold_back and registry["reports"].format is None
-    assert {registry[n].format for n in BUILT_IN if n != "reports"} == set(parser_names())
+    assert not any(spec.hold_back for spec in registry)
+    assert registry["reports"].companions == ["reports/*/*.txt"]
+    assert {registry[n].format for n in BUILT_IN} == set(parser_names())
 
 
 def test_sources_list_describes_each_source(registry: Registry) -> None:
@@ -42,7 +43,8 @@ def test_sources_list_describes_each_source(registry: Registry) -> None:
     assert rows["pmsi"]["produces"] == ["condition", "procedure", "visit"]
     assert rows["lab_hl7"]["produces"] == ["measurement"]
     assert rows["questionnaires"]["produces"] == ["survey"]
-    assert rows["reports"]["hold_back"] is True and rows["reports"]["format"] == "-"
+    assert rows["reports"]["hold_back"] is False and rows["reports"]["format"] == "report_index"
+    assert rows["reports"]["produces"] == ["text"]
     assert rows["insee_communes"]["subject"] == "reference"
     assert all("\n" not in row["description"] for row in rows.values())
 

@@ -27,7 +27,7 @@ def test_every_source_file_is_parsed_and_counts_match_the_manifest(territory: Pa
         path: n
         for path, n in manifest_records(territory).items()
         if not path.startswith(("ground_truth/", "reports/")) and path != "manifest.json"
-    }
+    } | {"reports/index.csv": manifest_records(territory)["reports/index.csv"]}
     per_file = Counter(r.file for r in parsed.records)
     assert dict(per_file) == expected
     assert {file for _, file in parsed.counts} == set(expected)
@@ -95,11 +95,18 @@ def test_latin1_and_bom_files_decode_accented_names(territory: Path, parsed: Out
     assert not any("Ã" in n for n in names if n)  # UTF-8 read as Latin-1 would show "Ã©"
 
 
-def test_held_back_reports_are_reported_not_parsed(territory: Path, registry: Registry, parsed: Outcomes) -> None:
-    held = [path.relative_to(territory).as_posix() for _, path in parsed.held_back]
-    assert "reports/index.csv" in held and any(p.endswith(".txt") for p in held)
-    assert not [r for r in parsed.records if r.source == "reports"]
-    assert parsed.unmatched == ()
+def test_reports_are_read_through_their_index_de_identified(territory: Path, registry: Registry,
+                                                            parsed: Outcomes) -> None:
+    assert parsed.held_back == [] and parsed.unmatched == ()
+    reports = [r for r in parsed.records if r.source == "reports"]
+    assert reports and {r.file for r in reports} == {"reports/index.csv"}, "documents are read via the index only"
+    with (territory / "ground_truth" / "identities.csv").open(encoding="utf-8", newline="") as handle:
+        nirs = {row["nir"] for row in csv.DictReader(handle) if row["nir"]}
+    for record in reports:
+        text = record.attribute("note_text") or ""
+        assert "<NOM>" in text and not any(n in text for n in nirs)
+        assert record.record_id_local and all(e.domain == "text" for e in record.events)
+    assert sum(len(r.events) for r in reports) > len(reports), "facts are read in the letters"
 
 
 def test_a_file_no_spec_matches_is_reported(territory: Path, registry: Registry, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from importlib import import_module
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from pydantic import BaseModel
@@ -45,6 +46,7 @@ BUILTIN_PARSERS = (
     "pdp.ingest.parsers.hl7_oru",
     "pdp.ingest.parsers.fhir_ndjson",
     "pdp.ingest.parsers.fhir_questionnaire",
+    "pdp.ingest.parsers.report_index",
 )
 
 
@@ -111,6 +113,7 @@ class FileContext:
     spec: SourceSpec
     file: str
     today: date
+    root: Path | None = None  # the ingest root: an index's documents are read from it
     _cache: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     @property
