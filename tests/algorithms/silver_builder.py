@@ -110,7 +110,8 @@ class SilverBuilder:
                             unit=None)
             elif kind == "text":
                 self._event("note_fact", name, "CIM-10", code, day, assertion=options[0], value=None, unit=None,
-                            status="consultation_note", source="reports")
+                            status=options[0], source="reports", note_id=self._n, concept=None, history=False,
+                            rule="golden", span_start=None, span_end=None)
             else:
                 raise ValueError(f"unknown fact kind {kind!r}")
 
