@@ -39,7 +39,7 @@ INPUTS = (
     "in_person", "in_death", "in_location", "in_condition", "in_procedure", "in_drug",
     "in_measurement", "in_observation", "in_note_fact",
 )
-OUTPUTS = ("out_population", "out_stratum", "out_care_action", "out_alert", "out_evidence")
+OUTPUTS = ("out_population", "out_stratum", "out_care_action", "out_alert", "out_registry", "out_evidence")
 
 # silver table per domain: (input relation, silver table name, id column, value column or None)
 _DOMAINS: dict[str, tuple[str, str, str, str | None]] = {
@@ -399,6 +399,27 @@ class _Compiler:
                 )
         return Step("out_alert", "\nUNION ALL\n".join(parts))
 
+    def out_registry(self) -> Step:
+        """Members of each PSI registry: stratum, rule and overdue actions (see `Registry`)."""
+        parts = []
+        for name, reg in self.defs.registries.items():
+            tests = [_in(f"s_{reg.pyramid}", reg.strata)]
+            if reg.rule is not None:
+                tests.append(to_sql(reg.rule, self._crit, self._pop))
+            if reg.overdue is not None:
+                tests.append(
+                    f"person_id IN (SELECT person_id FROM out_care_action WHERE status = 'overdue' AND pathway = "
+                    f"{_q(reg.overdue.pathway)} AND {_in('action', reg.overdue.actions)})"
+                )
+            parts.append(
+                f"SELECT person_id, person_pseudonym, {_q(name)} AS registry, {_q(reg.rule_id)} AS rule_id, "
+                f"{reg.version} AS definition_version, location_id, gp_rpps FROM persons WHERE {' AND '.join(tests)}"
+            )
+        if not parts:  # no registry declared: an empty relation of the same shape
+            parts.append("SELECT person_id, person_pseudonym, '' AS registry, '' AS rule_id, 0 AS definition_version, "
+                         "location_id, gp_rpps FROM persons WHERE FALSE")
+        return Step("out_registry", "\nUNION ALL\n".join(parts))
+
     def citations(self) -> Step:
         """(person, kind, subject, rule, criterion) for every criterion a published decision cites.
 
@@ -427,6 +448,10 @@ class _Compiler:
         for name, alert in self.defs.alerts.items():
             if alert.rule is not None:
                 cite("alert", _q(name), _q(alert.rule_id), to_sql(alert.rule, self._crit, self._pop), alert.rule)
+        for name, reg in self.defs.registries.items():
+            if reg.rule is not None:
+                cite("registry", _q(name), _q(reg.rule_id),
+                     f"{_in(f's_{reg.pyramid}', reg.strata)} AND {to_sql(reg.rule, self._crit, self._pop)}", reg.rule)
         return Step("citations", "\nUNION ALL\n".join(parts) + self.d.distribute_by("person_id"), materialise=True)
 
     def out_evidence(self) -> Step:
@@ -459,7 +484,7 @@ class _Compiler:
             out.append(pairs)
         out += [self.holds(), self.cited(), self.people(), self.flags(), *self.populations()]
         out += [self.out_population(), self.out_stratum(), self.out_care_action(), self.out_alert(),
-                self.citations(), self.out_evidence()]
+                self.out_registry(), self.citations(), self.out_evidence()]
         return out
 
 

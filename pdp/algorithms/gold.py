@@ -58,6 +58,7 @@ GOLD_OUTPUTS: dict[str, str] = {
     "out_stratum": "gold.stratum",
     "out_care_action": "gold.care_action",
     "out_alert": "gold.alert",
+    "out_registry": "gold.psi_registry",
     "out_evidence": "gold.evidence",
 }
 

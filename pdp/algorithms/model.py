@@ -290,6 +290,40 @@ class SurveyIndicator(_Versioned):
     questionnaires: list[SurveyQuestionnaire] = Field(min_length=1)
 
 
+class OverdueActions(_Strict):
+    pathway: str = Field(pattern=_NAME)
+    actions: list[str] = Field(min_length=1)
+
+
+class Registry(_Versioned):
+    """A named, versioned set of persons a partner may query by private set intersection.
+
+    Who: the persons of ``pyramid`` in one of ``strata`` for whom ``when`` holds (a rule over the
+    criteria, optional) and, if ``overdue`` is given, at least one of its actions of ``pathway``
+    is overdue. Built by ``pdp run`` into ``gold.psi_registry``; opposed persons are taken out
+    when the serving side builds the intersection set, from the opposition registry of that
+    moment (so an opposition counts at once, not at the next run).
+    """
+
+    pyramid: str = Field(pattern=_NAME)
+    strata: list[str] = Field(min_length=1)
+    when: Any = None
+    overdue: OverdueActions | None = None
+
+    @cached_property
+    def rule(self) -> Expr | None:
+        return None if self.when is None else _rule(self.when, "when")
+
+    @model_validator(mode="after")
+    def _parse(self) -> Registry:
+        self.rule  # noqa: B018
+        return self
+
+    @property
+    def rule_id(self) -> str:
+        return f"registry.{self.name}@{self.version}"
+
+
 class Definitions(_Strict):
     """Every definition, cross-checked: names resolve, populations form no cycle."""
 
@@ -302,6 +336,7 @@ class Definitions(_Strict):
     indicators: dict[str, IndicatorSet]
     digest: str
     survey_indicators: dict[str, SurveyIndicator] = Field(default_factory=dict)
+    registries: dict[str, Registry] = Field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -313,7 +348,7 @@ class Definitions(_Strict):
         out = {"criteria": str(self.criteria_version)}
         for kind, group in (("population", self.populations), ("pyramid", self.pyramids),
                             ("pathway", self.pathways), ("alert", self.alerts), ("indicators", self.indicators),
-                            ("survey_indicators", self.survey_indicators)):
+                            ("survey_indicators", self.survey_indicators), ("registry", self.registries)):
             for name, item in group.items():
                 out[f"{kind}.{name}"] = str(item.version)
         return out
@@ -337,6 +372,7 @@ class Definitions(_Strict):
 
 _KINDS = {
     "populations": Population, "pyramids": Pyramid, "pathways": Pathway, "alerts": Alert, "indicators": IndicatorSet,
+    "registries": Registry,
 }
 
 
@@ -453,6 +489,25 @@ def _cross_check(defs: Definitions, paths: dict[tuple[str, str], Path], criteria
     for name, alert in defs.alerts.items():
         if alert.rule is not None:
             check(alert.rule, paths[("alerts", name)], "when")
+    for name, reg in defs.registries.items():
+        path = paths[("registries", name)]
+        if reg.pyramid not in defs.pyramids:
+            raise DefinitionError(f"{path}: pyramid: unknown pyramid {reg.pyramid!r}")
+        strata = {s.stratum for s in defs.pyramids[reg.pyramid].strata}
+        for s in reg.strata:
+            if s not in strata:
+                raise DefinitionError(f"{path}: strata: {s!r} is not a stratum of pyramid {reg.pyramid!r}")
+        if reg.rule is not None:
+            check(reg.rule, path, "when")
+        if reg.overdue is not None:
+            pw = defs.pathways.get(reg.overdue.pathway)
+            if pw is None or pw.pyramid != reg.pyramid:
+                raise DefinitionError(f"{path}: overdue.pathway: {reg.overdue.pathway!r} is not a pathway of "
+                                      f"pyramid {reg.pyramid!r}")
+            known = {a.action for a in pw.actions}
+            for a in reg.overdue.actions:
+                if a not in known:
+                    raise DefinitionError(f"{path}: overdue.actions: {a!r} is not an action of pathway {pw.name!r}")
     questionnaires = load_questionnaires()
     for name, survey in defs.survey_indicators.items():
         path = paths[("survey_indicators", name)]

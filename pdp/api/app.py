@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 
 from pdp.api.context import ApiContext
 from pdp.api.deps import Permission, any_role
-from pdp.api.routers import admin, definitions, dmp, ethics, public, siop
+from pdp.api.routers import admin, definitions, dmp, ethics, psi, public, siop
 from pdp.config import Settings, get_settings
 
 __all__ = ["create_app"]
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         logger.info("serving: %d persons' new identity observations folded", folded)
     except KeyStoreError as exc:  # no key store here: routes that re-identify will refuse, the rest serve
         logger.warning("serving: identity cache not folded (%s)", exc)
-    for module in (public, definitions, admin, ethics, dmp, siop):
+    for module in (public, definitions, admin, ethics, dmp, siop, psi):
         describe_access(module.router)
         app.include_router(module.router)
 
@@ -107,6 +107,8 @@ def _access_of(dependant: Dependant) -> dict | None:
                     "action": str(dep.call.action), "territorial": dep.call.territorial}
         if dep.call is any_role:
             return {"roles": "any", "territorial": False}
+        if isinstance(getattr(dep.call, "pdp_access", None), dict):  # a route deciding per path (/psi)
+            return dict(dep.call.pdp_access)
         found = _access_of(dep)
         if found is not None:
             return found

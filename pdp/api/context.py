@@ -122,6 +122,12 @@ class ApiContext:
         return IdentityVault(self.engine, self.key_store)
 
     @cached_property
+    def psi(self) -> Any:
+        from pdp.pseudonym.psi.service import PsiService
+
+        return PsiService(self.engine, self.key_store)
+
+    @cached_property
     def definitions(self) -> Any:
         from pdp.algorithms import load_definitions
 

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 
 __all__ = ["GoldSnapshot", "SnapshotStore", "territory_slug"]
 
-GOLD = ("care_action", "stratum", "population", "alert", "evidence", "indicator")
+GOLD = ("care_action", "stratum", "population", "alert", "evidence", "indicator", "psi_registry")
 
 
 def territory_slug(label: str) -> str:
@@ -58,6 +58,8 @@ class GoldSnapshot:
     worklist_order: list[str] = field(default_factory=list)
     by_gp: dict[str | None, list[str]] = field(default_factory=dict)
     evidence: pa.Table | None = None
+    #: PSI registry → its members' pseudonyms (before opposition: the PSI service drops the opposed)
+    registries: dict[str, list[str]] = field(default_factory=dict)
     loaded_at: float = 0.0
     #: Per-snapshot memo of rendered person views (:func:`pdp.api.views.person_parts`): gold does
     #: not change under a snapshot, so each person's strata and actions are rendered once, not per request.
@@ -186,6 +188,9 @@ class SnapshotStore:
             slugs = sorted({territory_slug(x) for x in labels if x})
             territory = slugs[0] if len(slugs) == 1 else None
             label = next((x for x in labels if x and territory_slug(x) == territory), None)
+        registries: dict[str, list[str]] = defaultdict(list)
+        for r in rows_of("psi_registry"):
+            registries[r["registry"]].append(r["person_pseudonym"])
         order = sorted(by_person["actions"], key=lambda p: (gp_of.get(p) or "~", p))
         by_gp: dict[str | None, list[str]] = defaultdict(list)
         for p in order:
@@ -195,5 +200,6 @@ class SnapshotStore:
             actions=dict(by_person["actions"]), strata=dict(by_person["strata"]),
             populations=dict(by_person["populations"]), alerts=alerts, gp_of=gp_of, worklist_order=order,
             by_gp=dict(by_gp),
-            evidence=evidence, loaded_at=time.perf_counter() - started,
+            evidence=evidence, registries={k: sorted(v) for k, v in registries.items()},
+            loaded_at=time.perf_counter() - started,
         )

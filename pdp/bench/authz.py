@@ -42,7 +42,7 @@ _SIOP = [("worklist", "read", "care_coordination"), ("worklist", "read", "preven
 _PROFESSIONAL = [("worklist", "read", "care_coordination"), ("worklist", "read", "prevention_outreach"),
                  ("lookup", "query", "care_coordination"), ("identity", "reidentify", "care_coordination"),
                  ("identity", "reidentify", "prevention_outreach")]
-_PARTNER = [("psi_registry", "query", "psi_screening")]
+_PARTNER = [("psi_registry/t2d_at_risk_unscreened", "count", "psi_screening")]
 
 
 def generate_policy(lines: int = LINES) -> tuple[str, list[str]]:

@@ -56,6 +56,7 @@ TABLE_MODULES: tuple[str, ...] = (
     "pdp.governance.opposition.registry",
     "pdp.governance.authz.relationships",
     "pdp.governance.audit.tables",
+    "pdp.pseudonym.psi.service",
 )
 
 _SQLITE_BUSY_TIMEOUT_MS = 10_000

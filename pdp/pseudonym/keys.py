@@ -13,7 +13,8 @@ an opposed person's canonical identities, stable across pseudonym-key rotations,
 outlives them) and ``"seal"`` (an X25519 key pair: the edge seals identity observations to its
 public key, only re-identification opens them with the private key: :mod:`pdp.pseudonym.sealing`)
 and ``"serving"`` (AES-GCM key of re-identification's cache of merged identities, which only
-the serving side holds).
+the serving side holds) and ``"psi"`` (the secret the PSI servers' keys are derived from, one per
+registry version: :mod:`pdp.pseudonym.psi`; serving side only).
 Holding one never opens another.
 
 Public keys: a ``seal`` file also carries its public key and an *attestation* (the public key
@@ -97,7 +98,7 @@ __all__ = [
     "keys_status",
 ]
 
-Purpose = Literal["pseudonym", "vault", "record", "nametoken", "opposition", "seal", "serving"]
+Purpose = Literal["pseudonym", "vault", "record", "nametoken", "opposition", "seal", "serving", "psi"]
 KeyStatus = Literal["current", "previous", "retired"]
 PURPOSES: tuple[Purpose, ...] = get_args(Purpose)
 _ORIGINAL_PURPOSES: tuple[Purpose, ...] = ("pseudonym", "vault")
@@ -106,7 +107,7 @@ _FORMAT = "pdp-key/1"
 # Purposes whose material is an X25519 private key with a published public key.
 _KEY_PAIRS: tuple[Purpose, ...] = ("seal",)
 # Keys only the serving side (re-identification) uses: opening the store does not unwrap them.
-_SERVING_SIDE: tuple[Purpose, ...] = ("seal", "serving")
+_SERVING_SIDE: tuple[Purpose, ...] = ("seal", "serving", "psi")
 _FILE_NAME = re.compile(r"(?P<purpose>[a-z]+)-v(?P<version>[1-9][0-9]{0,8})\.json")
 
 

@@ -540,6 +540,10 @@ class _Keys:
         return AESGCM(key.material)
 
 
+# Keys of the serving side: the seal's private key, re-identification's cache key, the PSI secret.
+_NOT_THE_EDGES = (SEAL_KEY_PURPOSE, SERVING_KEY_PURPOSE, "psi")
+
+
 class EdgeKeys:
     """The key store as the edge sees it: every key except the private half of ``seal``.
 
@@ -557,7 +561,7 @@ class EdgeKeys:
         return f"EdgeKeys({self._store!r})"
 
     def _refuse(self, purpose: str) -> None:
-        if purpose in (SEAL_KEY_PURPOSE, SERVING_KEY_PURPOSE):
+        if purpose in _NOT_THE_EDGES:
             raise VaultError("identity vault: the edge seals identities and cannot open them (no private seal key)")
 
     def current(self, purpose: str) -> Any:
@@ -569,7 +573,7 @@ class EdgeKeys:
         return self._store.get(purpose, version)
 
     def ensure(self, purpose: str) -> Any:
-        if purpose in (SEAL_KEY_PURPOSE, SERVING_KEY_PURPOSE):  # a store made before them: create, unwrap nothing
+        if purpose in _NOT_THE_EDGES:  # a store made before them: create, unwrap nothing
             self._store.create_missing(purpose)
             return None
         return self._store.ensure(purpose)

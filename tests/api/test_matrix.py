@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]  # the session's gold lake is
 
 OTHER_TERRITORY = "cornouaille"
 PUBLIC = {("/healthz", "get")}
-PATH_VALUES = {"territory": TERRITORY, "kind": "pathways", "name": "t2d", "rpps": "10000000042"}
+PATH_VALUES = {"territory": TERRITORY, "kind": "pathways", "name": "t2d", "rpps": "10000000042",
+               "registry": "t2d_at_risk_unscreened", "mode": "count"}
 NATIONAL = ("dmp", "ethics", "data_engineer")
 
 
@@ -99,11 +100,18 @@ def _check(op: Operation, client: Any, token: Callable[..., str], authz: Authori
                               rpps=rpps if role == "professional" else None)
         tok = _token_for(token, role, [TERRITORY], rpps)
         for purpose in tied:
-            allowed = access["roles"] == "any" or authz.authorise(
-                principal, TERRITORY if access["territorial"] else "*", access["object"], access["action"],
-                purpose).allowed
-            op.expect(f"{role} for {purpose}", op.call(client, headers(tok, purpose)),
-                      range(200, 300) if allowed else {403})
+            obj, action = (access.get("object", ""), access.get("action", ""))
+            per_path = "{" in obj  # /psi: the object and action come from the path
+            if per_path and "{registry}" not in op.path:  # the list of registries: any partner purpose
+                allowed = True
+            else:
+                obj, action = obj.format(**PATH_VALUES), action.format(**PATH_VALUES)
+                allowed = access["roles"] == "any" or authz.authorise(
+                    principal, TERRITORY if access["territorial"] else "*", obj, action, purpose).allowed
+            # a PSI exchange carries protobuf bytes and a setup tag this generic call has not: past the
+            # policy it is refused for its body (400/409/422), which shows the decision let it through
+            ok: range | set[int] = set(range(200, 300)) | {400, 409, 422} if per_path else range(200, 300)
+            op.expect(f"{role} for {purpose}", op.call(client, headers(tok, purpose)), ok if allowed else {403})
 
 
 def test_every_operation_enforces_role_territory_and_purpose(client, token, people) -> None:

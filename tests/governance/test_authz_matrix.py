@@ -15,10 +15,13 @@ import pytest
 import yaml
 
 from pdp.governance.authz import Action, Authoriser, Principal, Resource, Role
-from pdp.governance.authz.vocabulary import PATIENT_LEVEL
+from pdp.governance.authz.vocabulary import NAMED, PATIENT_LEVEL
 
 MATRIX = yaml.safe_load((Path(__file__).parent / "authz_matrix.yml").read_text(encoding="utf-8"))
 UNDECLARED = "marketing"
+# named objects are decided per instance: the matrix's instances plus one no line names
+OBJECTS = [f"{r}/{i}" for r in Resource if r in NAMED for i in [*MATRIX["instances"][r.value], "not_declared"]] + [
+    r.value for r in Resource if r not in NAMED]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,7 @@ def expected_allowed() -> set[tuple[str, str, str, str, str]]:
                 assert domain in MATRIX["domains"], f"unknown domain {domain!r} in the matrix"
                 for grant, purposes in block["grants"].items():
                     obj, action = grant.split()
-                    assert obj in set(Resource) and action in set(Action), f"unknown grant {grant!r} in the matrix"
+                    assert obj in OBJECTS and action in set(Action), f"unknown grant {grant!r} in the matrix"
                     allowed.update((principal, domain, obj, action, purpose) for purpose in purposes)
     return allowed
 
@@ -47,7 +50,7 @@ CASES = [(p, d) for p in MATRIX["principals"] for d in MATRIX["domains"]]
 
 def principal(name: str) -> Principal:
     claims: dict[str, Any] = MATRIX["principals"][name]
-    return Principal(sub=f"test-{name}", role=claims["role"], territories=claims["territories"],
+    return Principal(sub=claims.get("sub", f"test-{name}"), role=claims["role"], territories=claims["territories"],
                      rpps=claims.get("rpps"))
 
 
@@ -56,11 +59,11 @@ def test_the_policy_allows_exactly_the_expected_table(authz: Authoriser, name: s
     who = principal(name)
     purposes = [*authz.purposes.purposes, UNDECLARED]
     unexpected_allow, unexpected_deny = [], []
-    for obj in Resource:
+    for obj in OBJECTS:
         for action in Action:
             for purpose in purposes:
                 decision = authz.authorise(who, domain, obj, action, purpose)
-                wanted = (name, domain, obj.value, action.value, purpose) in EXPECTED
+                wanted = (name, domain, obj, action.value, purpose) in EXPECTED
                 if decision.allowed and not wanted:
                     unexpected_allow.append(f"{obj} {action} {purpose}  <- {decision.rule}")
                 elif wanted and not decision.allowed:
@@ -86,3 +89,9 @@ def test_no_listed_grant_breaks_the_platform_invariants() -> None:
             assert obj not in {"identity", "worklist", "lookup"}
         if role == "data_engineer":
             assert Resource(obj) not in PATIENT_LEVEL
+
+
+def test_the_matrix_names_every_registry_declared() -> None:
+    from pdp.algorithms import load_definitions
+
+    assert sorted(MATRIX["instances"]["psi_registry"]) == sorted(load_definitions().registries)

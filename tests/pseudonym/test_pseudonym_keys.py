@@ -97,10 +97,11 @@ def test_init_creates_version_1_of_each_purpose_in_a_private_directory(store: Ke
         ("opposition", 1, "current"),
         ("seal", 1, "current"),
         ("serving", 1, "current"),
+        ("psi", 1, "current"),
     ]
     assert sorted(p.name for p in key_dir.iterdir()) == [
-        "nametoken-v1.json", "opposition-v1.json", "pseudonym-v1.json", "record-v1.json", "seal-v1.json",
-        "serving-v1.json", "vault-v1.json"]
+        "nametoken-v1.json", "opposition-v1.json", "pseudonym-v1.json", "psi-v1.json", "record-v1.json",
+        "seal-v1.json", "serving-v1.json", "vault-v1.json"]
     assert stat.S_IMODE(key_dir.stat().st_mode) == 0o700
     for path in key_dir.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -203,7 +204,7 @@ def test_the_master_key_is_read_from_a_private_file(
     key_file.chmod(0o600)
     settings = make_settings(key_dir, None, master_key_file=key_file)
     keys_init(settings)
-    assert [i.version for i in keys_status(settings)] == [1] * 7
+    assert [i.version for i in keys_status(settings)] == [1] * 8
     key_file.chmod(0o644)
     with pytest.raises(MasterKeyError, match="accessible to other users"):
         KeyStore.from_settings(settings)
@@ -324,6 +325,7 @@ def test_the_command_helpers_init_show_and_rotate(make_settings: Callable[..., S
         ("opposition", 1, "current"),
         ("seal", 1, "current"),
         ("serving", 1, "current"),
+        ("psi", 1, "current"),
     ]
 
 

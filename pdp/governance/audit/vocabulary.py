@@ -40,6 +40,9 @@ class AuditAction(StrEnum):
     """A change of the authorisation policy or of the purposes catalog."""
     CHECKPOINT = "checkpoint"
     """A signed tree head was taken (its size and root in the details)."""
+    PSI_QUERY = "psi_query"
+    """A partner's private set intersection exchange (setup download, request, reported result): partner,
+    registry, version, mode and sizes; never an item."""
     DATA_ACCESS = "data_access"
     """A read of patient-level data through the API that no other entry covers (a contextual call, a
     citizen's pathway): who, which route, which pseudonyms, allowed or denied (the BOLA case)."""

@@ -69,9 +69,10 @@ from pdp.governance.authz.policy import (
     PolicyLine,
     load_model,
     load_policy,
+    split_object,
     validate_purpose_roles,
 )
-from pdp.governance.authz.vocabulary import ACTIONS, NATIONAL, WILDCARD, Action, Resource, Role
+from pdp.governance.authz.vocabulary import ACTIONS, NAMED, NATIONAL, PER_SUBJECT, WILDCARD, Action, Resource, Role
 from pdp.pseudonym.reidentify import DEFAULT_PURPOSES_FILE, PurposeCatalog, PurposeCatalogError, load_purposes
 
 __all__ = [
@@ -168,7 +169,9 @@ class Principal:
 
 def _role_in(principal: object, role: str, domain: str) -> bool:
     """The model's grouping ``role_in(r.sub, p.sub, r.dom)``: from the claims, never from stored lines."""
-    return isinstance(principal, Principal) and principal.role == role and principal.holds(domain)
+    role, _, subject = role.partition("=")  # "partner=<sub>": a line for one principal of the role
+    return (isinstance(principal, Principal) and principal.role == role and (not subject or principal.sub == subject)
+            and principal.holds(domain))
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,18 +360,24 @@ class Authoriser:
             return Decision(False, INVALID_PRINCIPAL), False
         if not isinstance(domain, str) or not (domain == WILDCARD or TERRITORY_RE.fullmatch(domain)):
             return Decision(False, INVALID_DOMAIN), False
-        if obj not in Resource.__members__.values():
+        try:
+            base, instance = split_object(obj) if isinstance(obj, str) else ("", None)
+        except ValueError:
+            return Decision(False, UNKNOWN_OBJECT), False
+        if base not in Resource.__members__.values() or (Resource(base) in NAMED) != (instance is not None):
             return Decision(False, UNKNOWN_OBJECT), False
         if action not in Action.__members__.values():
             return Decision(False, UNKNOWN_ACTION), False
-        if action not in ACTIONS[Resource(obj)]:
+        if action not in ACTIONS[Resource(base)]:
             return Decision(False, ACTION_NOT_FOR_OBJECT), False
         if not isinstance(purpose, str) or not state.purposes.declares(purpose):
             return Decision(False, UNKNOWN_PURPOSE), False
         if principal.role not in state.purposes.purposes[purpose].roles:
             return Decision(False, PURPOSE_NOT_ALLOWED), False
         holds = principal.holds(domain)
-        key = (str(principal.role), domain, "1" if holds else "0", str(obj), str(action), purpose)
+        # a role whose lines may name one principal decides per principal (its own cache entries)
+        who = principal.sub if principal.role in PER_SUBJECT else ""
+        key = (str(principal.role), who, domain, "1" if holds else "0", str(obj), str(action), purpose)
         with self._lock:
             if self._state is state and (hit := self._cache.get(key)) is not None:
                 self._cache.move_to_end(key)
@@ -387,9 +396,15 @@ class Authoriser:
     ) -> Decision:
         """Casbin's answer (caller holds the lock: the fast policy filter is shared state)."""
         index_domain = WILDCARD if principal.role in NATIONAL else domain
+        policy = state.enforcer.model.model["p"]["p"].policy
         try:
-            with fast_policy_filter(state.enforcer.model.model["p"]["p"].policy, str(principal.role), index_domain):
+            if principal.role in PER_SUBJECT:
+                # the index is by exact role and would miss "partner=<sub>" lines: a partner's request
+                # is matched against every line (few, and role_in rejects the others at once)
                 allowed, explain = state.enforcer.enforce_ex(principal, domain, str(obj), str(action), purpose)
+            else:
+                with fast_policy_filter(policy, str(principal.role), index_domain):
+                    allowed, explain = state.enforcer.enforce_ex(principal, domain, str(obj), str(action), purpose)
         except Exception as exc:  # fail closed
             logger.error("authorisation enforcer failed: %s", type(exc).__name__)
             return Decision(False, ENFORCER_FAILED)

@@ -30,7 +30,17 @@ from typing import Literal, TypeVar
 from casbin.model import FastModel, Model
 from casbin.persist import Adapter
 
-from pdp.governance.authz.vocabulary import ACTIONS, NATIONAL, NEVER, WILDCARD, Action, Resource, Role
+from pdp.governance.authz.vocabulary import (
+    ACTIONS,
+    NAMED,
+    NATIONAL,
+    NEVER,
+    PER_SUBJECT,
+    WILDCARD,
+    Action,
+    Resource,
+    Role,
+)
 from pdp.pseudonym.reidentify import PurposeCatalog
 
 __all__ = [
@@ -44,6 +54,7 @@ __all__ = [
     "PolicyLine",
     "load_model",
     "load_policy",
+    "split_object",
     "validate_purpose_roles",
 ]
 
@@ -52,6 +63,10 @@ DEFAULT_MODEL_FILE = DEFAULT_POLICY_DIR / "model.conf"
 DEFAULT_POLICY_FILE = DEFAULT_POLICY_DIR / "policy.csv"
 
 TERRITORY_RE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+#: The name of a named object's instance (a PSI registry: its definition file's name).
+INSTANCE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+#: A principal named in a line (``partner=<sub>``): the token subjects' alphabet, without ``=`` or ``,``.
+_LINE_SUBJECT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@\-|]{0,199}")
 _REQUEST = ("r_sub", "r_dom", "r_obj", "r_act", "r_purpose")
 _POLICY = ("p_sub", "p_dom", "p_obj", "p_act", "p_purpose", "p_eft")
 _EFFECT = "some(where (p_eft == allow)) && !some(where (p_eft == deny))"
@@ -77,10 +92,14 @@ class PolicyLine:
     purpose: str
     effect: Effect
     source: str  # "policy.csv:42"
+    subject: str | None = None  # one principal of the role (vocabulary.PER_SUBJECT)
+    instance: str | None = None  # one instance of a named object (vocabulary.NAMED)
 
     @property
     def fields(self) -> tuple[str, ...]:
-        return (self.role, self.domain, self.obj, self.action, self.purpose, self.effect)
+        role = f"{self.role}={self.subject}" if self.subject else str(self.role)
+        obj = f"{self.obj}/{self.instance}" if self.instance else str(self.obj)
+        return (role, self.domain, obj, self.action, self.purpose, self.effect)
 
     @property
     def rule(self) -> str:
@@ -191,8 +210,16 @@ def _parse_line(text: str, where: str, purposes: PurposeCatalog) -> PolicyLine:
     if len(fields) != 7:
         raise ValueError(f"expected 'p, role, domain, object, action, purpose, allow|deny', got {len(fields)} fields")
     _, role_s, domain, obj_s, action_s, purpose, effect = fields
+    role_s, _, subject = role_s.partition("=")
     role = _member(Role, role_s, "role")
+    if subject and (role not in PER_SUBJECT or not _LINE_SUBJECT_RE.fullmatch(subject)):
+        raise ValueError(f"role {role_s!r} cannot name one principal" if role not in PER_SUBJECT
+                         else "malformed principal after '='")
+    obj_s, instance = split_object(obj_s)
     obj = _member(Resource, obj_s, "object")
+    if (obj in NAMED) != bool(instance):
+        raise ValueError(f"object {obj_s!r} must name its instance ({obj_s}/<name>)" if obj in NAMED
+                         else f"object {obj_s!r} has no named instances")
     action = _member(Action, action_s, "action")
     if action not in ACTIONS[obj]:
         raise ValueError(f"action {action_s!r} is not defined for object {obj_s!r}")
@@ -209,7 +236,22 @@ def _parse_line(text: str, where: str, purposes: PurposeCatalog) -> PolicyLine:
         raise ValueError(f"unknown purpose {purpose!r}")
     if effect == "allow" and obj in NEVER.get(role, frozenset()):
         raise ValueError(f"an allow line may never grant {obj_s!r} to {role_s!r} (vocabulary.NEVER)")
-    return PolicyLine(role, domain, obj, action, purpose, effect, where)  # type: ignore[arg-type]
+    return PolicyLine(role, domain, obj, action, purpose, effect, where,  # type: ignore[arg-type]
+                      subject=subject or None, instance=instance)
+
+
+def split_object(obj: str) -> tuple[str, str | None]:
+    """``psi_registry/t2d`` → ``('psi_registry', 't2d')``; ValueError on a malformed instance name.
+
+    >>> split_object("psi_registry/t2d_at_risk_unscreened"), split_object("worklist")
+    (('psi_registry', 't2d_at_risk_unscreened'), ('worklist', None))
+    """
+    base, sep, instance = obj.partition("/")
+    if not sep:
+        return obj, None
+    if not INSTANCE_RE.fullmatch(instance):
+        raise ValueError("malformed instance name after '/'")
+    return base, instance
 
 
 _E = TypeVar("_E", Role, Resource, Action)

@@ -33,10 +33,12 @@ from typing import Literal
 
 __all__ = [
     "ACTIONS",
+    "NAMED",
     "NATIONAL",
     "NEVER",
     "PATIENT_LEVEL",
     "PATIENT_SCOPE",
+    "PER_SUBJECT",
     "WILDCARD",
     "Action",
     "PatientScope",
@@ -93,6 +95,7 @@ class Action(StrEnum):
     DRAW = "draw"
     VERIFY = "verify"
     WRITE = "write"
+    COUNT = "count"
 
 
 PatientScope = Literal["domain", "relationship", "none"]
@@ -116,9 +119,17 @@ ACTIONS: dict[Resource, frozenset[Action]] = {
     Resource.SOURCE: frozenset({Action.READ}),
     Resource.INGESTION_LOG: frozenset({Action.READ}),
     Resource.QUARANTINE_STATS: frozenset({Action.READ}),
-    Resource.PSI_REGISTRY: frozenset({Action.QUERY}),
+    Resource.PSI_REGISTRY: frozenset({Action.QUERY, Action.COUNT}),  # full intersection, cardinality only
     Resource.POLICY: frozenset({Action.READ, Action.WRITE}),
 }
+
+#: Objects that exist in many named instances, each with its own policy lines: written
+#: ``psi_registry/t2d_at_risk_unscreened`` in a line and in a request (the name is required).
+NAMED: frozenset[Resource] = frozenset({Resource.PSI_REGISTRY})
+
+#: Roles whose lines may name one principal (``partner=pharmacie-du-centre``): a partner is
+#: an organisation, and what each one may query is its own agreement, not the role's.
+PER_SUBJECT: frozenset[Role] = frozenset({Role.PARTNER})
 
 #: Roles whose policy lines use the domain wildcard and whose claims may carry ``*``.
 NATIONAL: frozenset[Role] = frozenset({Role.DMP, Role.ETHICS, Role.DATA_ENGINEER})
