@@ -1050,6 +1050,101 @@ def token_mint_command(
         raise UserError(str(exc)) from None
 
 
+psi_app = typer.Typer(no_args_is_help=True,
+                      help="Private set intersection, the partner's side: which of your persons are in a registry.")
+app.add_typer(psi_app, name="psi")
+
+_PSI_API = typer.Option("--api", envvar="PDP_PSI_API", help="Base URL of the platform's API.")
+_PSI_TOKEN = typer.Option("--token", envvar="PDP_PSI_TOKEN", help="The partner's bearer token (or PDP_PSI_TOKEN).")
+_PSI_TERRITORY = typer.Option("--territory", help="The territory whose registries are queried.")
+
+
+@psi_app.command("registries")
+def psi_registries_command(
+    territory: Annotated[str, _PSI_TERRITORY],
+    api: Annotated[str, _PSI_API] = "http://127.0.0.1:8000",
+    token: Annotated[str, _PSI_TOKEN] = "",
+) -> None:
+    """List the registries this partner may query, and how (count, query)."""
+    from pdp.pseudonym.psi.client import PsiClientError, PsiHttpClient
+
+    if not token:
+        raise UserError("no token: pass --token or set PDP_PSI_TOKEN")
+    client = PsiHttpClient(api, token, territory)
+    try:
+        rows = client.registries()
+    except PsiClientError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        client.close()
+    table = Table(title=f"PSI registries of {territory}")
+    for col in ("registry", "modes", "version", "label"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], ", ".join(r["modes"]), r["version"], r["label"])
+    console.print(table)
+
+
+@psi_app.command("query")
+def psi_query_command(
+    registry: Annotated[str, typer.Option(help="The registry's name (see `pdp psi registries`).")],
+    partner_list: Annotated[Path, typer.Option("--list", help="The partner's list: CSV with ref, birth_name, "
+                                                "first_names, sex, birth_date[, nir, used_name].")],
+    territory: Annotated[str, _PSI_TERRITORY],
+    cardinality: Annotated[bool, typer.Option("--cardinality", help="Learn only how many (statistics).")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write the matched rows (your worklist) to this CSV.")] = None,
+    api: Annotated[str, _PSI_API] = "http://127.0.0.1:8000",
+    token: Annotated[str, _PSI_TOKEN] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Run the client side of PSI over HTTP: your list never leaves this machine in clear.
+
+    Prints the rows of your list that are in the registry (their `ref`), or only their number with
+    --cardinality; rows that cannot be normalised are listed with their reason and not sent.
+    """
+    import csv as _csv
+
+    from pdp.pseudonym.psi.client import PsiClientError, PsiHttpClient, read_partner_list, worklist_rows
+
+    if not token:
+        raise UserError("no token: pass --token or set PDP_PSI_TOKEN")
+    try:
+        plist = read_partner_list(partner_list)
+    except PsiClientError as exc:
+        raise UserError(str(exc)) from None
+    client = PsiHttpClient(api, token, territory)
+    try:
+        result = client.run(registry, plist, cardinality=cardinality)
+    except PsiClientError as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        client.close()
+    refs = [plist.rows[i].get("ref", "") for i in result.matched_rows or []]
+    if out is not None and not cardinality:
+        rows = list(worklist_rows(plist, result))
+        with out.open("w", encoding="utf-8", newline="") as f:
+            fields = list(dict.fromkeys([*plist.rows[0].keys(), "registry", "registry_version"])) if plist.rows else []
+            writer = _csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+    summary = {"registry": result.registry, "version": result.tag, "mode": result.mode, "rows": len(plist.rows),
+               "sent": result.sent, "rejected": [{"row": r, "reason": c, "field": f} for r, c, f in plist.rejected],
+               **({"count": result.count, "withheld": result.withheld, "min_count": result.min_count}
+                  if cardinality else {"matched": refs}), **result.sizes}
+    if as_json:
+        print(json.dumps(summary))
+        return
+    for row, code, field in plist.rejected:
+        print(f"row {row}: not sent ({code} {field})", file=sys.stderr)
+    if cardinality:
+        what = f"fewer than {result.min_count} (withheld)" if result.withheld else str(result.count)
+        console.print(f"{result.registry} ({result.tag}): {what} of {result.sent} sent rows are in the registry")
+    else:
+        console.print(f"{result.registry} ({result.tag}): {len(refs)} of {result.sent} sent rows are in the registry")
+        for ref in refs:
+            print(ref)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",

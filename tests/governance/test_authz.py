@@ -51,6 +51,26 @@ def files(tmp_path: Path, policy: str, *, model: str = MODEL, purposes: str = PU
 # --- deny by default, deny overrides allow -----------------------------------------------------
 
 
+def test_a_line_naming_one_partner_and_one_registry_grants_only_them(tmp_path: Path) -> None:
+    policy = (HEADER + "p, partner, douaisis, psi_registry/r_one, count, psi_screening, allow\n"
+              "p, partner=pharmacy-1, douaisis, psi_registry/r_one, query, partner_follow_up, allow\n"
+              "p, partner=pharmacy-2, douaisis, psi_registry/r_one, count, psi_screening, deny\n")
+    authz = Authoriser(**files(tmp_path, policy))
+    one, two, other = (Principal(sub=s, role="partner", territories={"douaisis"})
+                       for s in ("pharmacy-1", "pharmacy-2", "pharmacy-3"))
+    query = ("douaisis", "psi_registry/r_one", "query", "partner_follow_up")
+    count = ("douaisis", "psi_registry/r_one", "count", "psi_screening")
+    assert authz.authorise(one, *query).allowed and "partner=pharmacy-1" in authz.authorise(one, *query).rule
+    assert not authz.authorise(other, *query).allowed  # and the cache does not hand pharmacy-1's answer over
+    assert authz.authorise(other, *count).allowed and authz.authorise(one, *count).allowed
+    assert not authz.authorise(two, *count).allowed  # its own deny line overrides the role's allow
+    assert authz.authorise(two, *count).rule.endswith("partner=pharmacy-2, douaisis, psi_registry/r_one, count, "
+                                                      "psi_screening, deny")
+    assert not authz.authorise(one, "douaisis", "psi_registry/r_two", "query", "partner_follow_up").allowed
+    assert not authz.authorise(one, "douaisis", "psi_registry", "count", "psi_screening").allowed
+    assert authz.authorise(one, "douaisis", "psi_registry/../x", "count", "psi_screening").rule == "unknown-object"
+
+
 def test_a_deny_line_overrides_an_allow_line_and_is_named_as_the_rule(tmp_path: Path) -> None:
     allow_only = Authoriser(**files(tmp_path, HEADER + SIOP_WORKLIST))
     decision = allow_only.authorise(SIOP, "douaisis", "worklist", "read", "care_coordination")
@@ -168,6 +188,10 @@ def test_bad_claims_make_no_principal(claims: dict, message: str) -> None:
         ("p, siop_platform, douaisis, worklist, read, care_coordination, maybe", "effect"),
         ("p, siop_platform, douaisis, worklist, read, care_coordination", "fields"),
         ("g, alice, siop_platform, douaisis", "only 'p' lines"),
+        ("p, partner, douaisis, psi_registry, count, psi_screening, allow", "must name its instance"),
+        ("p, siop_platform, douaisis, worklist/mine, read, care_coordination, allow", "has no named instances"),
+        ("p, partner, douaisis, psi_registry/T2D-x, count, psi_screening, allow", "malformed instance"),
+        ("p, siop_platform=siop-1, douaisis, worklist, read, care_coordination, allow", "cannot name one principal"),
         (SIOP_WORKLIST.strip(), "duplicate"),
     ],
 )

@@ -32,8 +32,9 @@ ALLOWED = {
     "pdp/pseudonym/rotation.py": {"linkage_view", "repseudonymise"},  # key rotation re-keys from the canonical
     "pdp/ingest/pipeline.py": {"upsert_many", "linkable", "repseudonymise"},  # edge: merge, linkage, relink
     "pdp/ingest/fast_path.py": {"upsert_many"},  # the lab feed's edge (linkage goes through pipeline)
-    "pdp/governance/opposition/service.py": {"linkable"},
-    "pdp/pseudonym/psi/service.py": {"linkage_view"},  # PSI: a registry's members → their canonical identity items  # an opposition's identity → the person's pseudonym
+    "pdp/governance/opposition/service.py": {"linkable"},  # an opposition's identity → the person's pseudonym
+    # PSI: a registry's members → their canonical identity items
+    "pdp/pseudonym/psi/service.py": {"linkage_view"},
     "pdp/api/app.py": {"compact"},  # serving start-up folds the new boxes into re-identification's cache
     "pdp/bench/api.py": {"upsert_many"},  # `pdp bench api` seals its private lake's identities as the edge does
     # `pdp bench vault`: a throwaway store and keys

@@ -397,14 +397,19 @@ class Authoriser:
         """Casbin's answer (caller holds the lock: the fast policy filter is shared state)."""
         index_domain = WILDCARD if principal.role in NATIONAL else domain
         policy = state.enforcer.model.model["p"]["p"].policy
+        # the index is by exact role: a role whose lines may name one principal is asked twice, with
+        # the role's lines and with that principal's ("partner=<sub>"), and the answers combined as
+        # the model's effect would (deny overrides allow)
+        keys = [str(principal.role)]
+        if principal.role in PER_SUBJECT:
+            keys.append(f"{principal.role}={principal.sub}")
         try:
-            if principal.role in PER_SUBJECT:
-                # the index is by exact role and would miss "partner=<sub>" lines: a partner's request
-                # is matched against every line (few, and role_in rejects the others at once)
-                allowed, explain = state.enforcer.enforce_ex(principal, domain, str(obj), str(action), purpose)
-            else:
-                with fast_policy_filter(policy, str(principal.role), index_domain):
-                    allowed, explain = state.enforcer.enforce_ex(principal, domain, str(obj), str(action), purpose)
+            answers = []
+            for key in keys:
+                with fast_policy_filter(policy, key, index_domain):
+                    answers.append(state.enforcer.enforce_ex(principal, domain, str(obj), str(action), purpose))
+            denied = next((e for _, e in answers if e and e[-1] == "deny"), None)
+            allowed, explain = (False, denied) if denied else next(((a, e) for a, e in answers if a), (False, []))
         except Exception as exc:  # fail closed
             logger.error("authorisation enforcer failed: %s", type(exc).__name__)
             return Decision(False, ENFORCER_FAILED)

@@ -97,7 +97,7 @@ class PsiService:
 
     def prepare(self, registry: str, version: str, members: Sequence[str], mode: Mode) -> Prepared:
         """The setup of `registry` at `version` for `mode`, built once per opposition generation."""
-        tag = f"{version}.{self.generation()}"
+        tag = f"{version}-g{self.generation()}"
         key = (registry, tag, mode)
         with self._lock:  # one build at a time: a build already uses every core
             hit = self._cache.get(key)
