@@ -132,6 +132,21 @@ egfr_small_drop             | lab 62238-1=60 -300; lab 62238-1=50 -20           
 overdue_stratum_4           | dx E11.2 -10; dx Z99.2 das -10                                          | overdue_top
 """
 
+# PSI registries (pdp/algorithms/definitions/registries): facts, and the registries expected (exactly).
+# name                      | sex | born    | facts                                                     | registries
+REGISTRIES = """
+at_risk_never_screened      | M   | 1970-01 |                                                           | t2d_at_risk_unscreened
+at_risk_fasting_glucose     | M   | 1970-01 | lab 1558-6=5.2 -400                                       |
+at_risk_screened_long_ago   | M   | 1970-01 | lab 4548-4=5.6 -1100                                      | t2d_at_risk_unscreened
+stratum_1_hba1c_overdue     | F   | 1950-03 | dx E11.9 -10; lab 4548-4=6.2 -183                         | t2d_stratum1_hba1c_overdue
+stratum_1_hba1c_recent      | F   | 1950-03 | dx E11.9 -10; lab 4548-4=6.2 -100                         |
+stratum_2_hba1c_overdue     | F   | 1950-03 | dx E11.9 -10; drug A10AE04 -20                            |
+hf_stratum_3_no_echo        | F   | 1950-03 | dx I50.9 -100+4n                                          | hf_severe_no_cardiology
+hf_stratum_3_echo_this_year | F   | 1950-03 | dx I50.9 -100+4n; proc DZQM006 -100                       |
+hf_stratum_3_echo_long_ago  | F   | 1950-03 | dx I50.9 -100+4n; proc DZQM006 -400                       | hf_severe_no_cardiology
+hf_stratum_2_obese_hypert   | F   | 1950-03 | dx I11.9 gp -100; lab 39156-5=31.0 -50                    | t2d_at_risk_unscreened
+"""
+
 
 def _table(text: str) -> list[list[str]]:
     rows = []
@@ -152,6 +167,8 @@ def gold(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> dict:
         builder.person(name, "F", "1950-03", "59178", facts)
     for name, facts, _ in _table(ALERTS):
         builder.person(name, "F", "1950-03", "59178", facts)
+    for name, sex, born, facts, _ in _table(REGISTRIES):
+        builder.person(name, sex, born, "59178", facts)
     builder.write(spark, lake)
     report = build_gold(spark, as_of=AS_OF, lake_root=str(lake))
 
@@ -159,7 +176,8 @@ def gold(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> dict:
         return [r.asDict() for r in LakeTable(spark, name, lake_root=str(lake)).read().collect()]
 
     return {"lake": lake, "report": report, "builder": builder,
-            **{name: read(f"gold.{name}") for name in ("population", "stratum", "care_action", "alert", "evidence")}}
+            **{name: read(f"gold.{name}") for name in ("population", "stratum", "care_action", "alert", "evidence",
+                                                     "psi_registry")}}
 
 
 @pytest.mark.parametrize("case", _table(STRATA), ids=lambda c: c[0])
@@ -184,6 +202,14 @@ def test_alerts(gold: dict, case: list[str]) -> None:
     name, _, expected = case
     got = sorted(r["alert"] for r in gold["alert"] if r["person_id"] == person_id(name))
     assert got == sorted(expected.split())
+
+
+@pytest.mark.parametrize("case", _table(REGISTRIES), ids=lambda c: c[0])
+def test_registries(gold: dict, case: list[str]) -> None:
+    name, *_, expected = case
+    rows = [r for r in gold["psi_registry"] if r["person_id"] == person_id(name)]
+    assert sorted(r["registry"] for r in rows) == sorted(expected.split())
+    assert all(r["rule_id"] == f"registry.{r['registry']}@1" and r["as_of"] == AS_OF for r in rows)
 
 
 def test_every_person_has_one_stratum_per_pyramid_and_every_row_its_versions(gold: dict) -> None:
