@@ -89,3 +89,46 @@ def test_an_undecodable_header_is_one_file_level_encoding_fault(spec: SourceSpec
     header = HEADER.replace("doc_id", "doc_idé").encode("latin-1")
     (fault,) = outcomes(spec, write(tmp_path, [row()], header=header), tmp_path)
     assert isinstance(fault, Quarantined) and (fault.position, fault.reason_code) == (0, "ENCODING_INVALID")
+
+
+class FakeVault:
+    """The vault's linkage view of one known person (pseudonym "P-" + birth name), counting reads."""
+
+    def __init__(self, known: dict[str, object]) -> None:
+        self.known, self.reads = known, []
+
+    def linkage_view(self, pseudonyms: list[str]) -> dict[str, object]:
+        self.reads.append(len(pseudonyms))
+        return {p: self.known[p] for p in pseudonyms if p in self.known}
+
+
+def test_the_vaults_names_of_a_known_person_are_redacted_read_once_per_chunk(spec: SourceSpec,
+                                                                              tmp_path: Path) -> None:
+    from pdp.ingest.known import KnownPersons
+    from pdp.pseudonym.vault import VaultRecord
+
+    letter = "Mme Jeanne MARTIN-LEFEVRE, suivie pour un diabète de type 2. Dossier MARTIN-LEFEVRE.\n"
+    vault = FakeVault({"P-DURAND": VaultRecord(birth_name="DURAND", used_name="MARTIN-LEFEVRE",
+                                               first_names=("JEANNE",))})
+    known = KnownPersons(lambda identity: f"P-{identity.birth_name}", lambda: vault)  # type: ignore[arg-type,return-value]
+    rows = [row(f"D{i}", birth_name="DURAND" if i % 2 else "BERNARD") for i in range(300)]
+    index = write(tmp_path, rows, {"reports/d1/D1.txt": letter})
+    results = list(parse_file(spec, index, tmp_path, known=known))
+    assert len(results) == 300 and all(isinstance(r, SourceRecord) for r in results)
+    assert vault.reads == [2, 2], "one vault read per chunk of index rows (256), not per document"
+    durand, bernard = results[1], results[0]
+    assert "MARTIN-LEFEVRE" not in (durand.attribute("note_text") or "")
+    assert (durand.attribute("note_text") or "").count("<NOM>") == 2
+    assert "Dossier MARTIN-LEFEVRE" in (bernard.attribute("note_text") or ""), \
+        "an unknown person's letter keeps only what the row and the generic recognizers find"
+
+
+def test_without_a_known_person_nothing_is_read(spec: SourceSpec, tmp_path: Path) -> None:
+    from pdp.ingest.known import KnownPersons
+
+    def no_vault() -> None:
+        raise AssertionError("the vault is not opened when no identity could be keyed")
+
+    known = KnownPersons(lambda identity: None, no_vault)  # type: ignore[arg-type]
+    (record,) = list(parse_file(spec, write(tmp_path, [row()]), tmp_path, known=known))
+    assert isinstance(record, SourceRecord) and known.reads == 0

@@ -20,6 +20,7 @@ from pyspark.sql import SparkSession
 from pdp.config import Settings
 from pdp.ingest import silver
 from pdp.ingest.pipeline import IngestReport, ingest_directory
+from pdp.lake import LakeTable
 from pdp.pseudonym.keys import KeyStore
 from pdp.synth.nir import make_nir
 
@@ -105,3 +106,28 @@ def gp_batch(spark: SparkSession, settings: Settings, note_jobs: NoteJobs,
 def test_a_batch_without_reports_runs_no_note_job(gp_batch: IngestReport, note_jobs: NoteJobs) -> None:
     assert gp_batch.totals()[1] == 1 and gp_batch.vault_records == 1
     assert note_jobs.calls == [] and gp_batch.silver["note"] == 0
+
+
+def test_a_known_persons_used_name_is_redacted_in_silver_note(
+    gp_batch: IngestReport, spark: SparkSession, settings: Settings, tmp_path: Path
+) -> None:
+    from pyspark.sql import DataFrame
+
+    def no_probe(self: DataFrame) -> bool:
+        raise AssertionError("silver.note needs no emptiness probe: the batch knows it landed reports")
+
+    hospital = tmp_path / "hospital-batch"
+    reports(hospital)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(silver, "_locations", lambda *a, **k: 0)  # its own probe is not under test here
+        patch.setattr(DataFrame, "isEmpty", no_probe)
+        second = ingest_directory(hospital, spark=spark, settings=settings, workers=0)
+    assert second.totals()[1] == 1 and second.silver["note"] == 1
+
+    (note,) = LakeTable(spark, "silver.note", lake_root=settings.lake_uri).read().collect()
+    assert USED not in note.note_text and "MARTIN" not in note.note_text.upper()
+    assert "Dossier <NOM> transmis" in note.note_text, "the vault's used name is the patient's own <NOM>"
+    assert "DURAND" not in note.note_text and NIR not in note.note_text
+    pseudonyms = {r.person_pseudonym for r in LakeTable(spark, "bronze.records", lake_root=settings.lake_uri)
+                  .read().select("person_pseudonym").collect()}
+    assert pseudonyms == {note.person_pseudonym}, "the report landed as the person the GP record made"

@@ -7,9 +7,12 @@ from the ingest root (the source's ``companions`` globs; a path outside them is 
 
 What happens to the text, here, in the edge's worker (the raw text never leaves this function):
 
-* :func:`pdp.semantic.deid.deidentify` with the index row's traits (names, birth date, NIR):
-  identifiers become typed placeholders; only that de-identified text travels on, as the record
-  attribute ``note_text`` (``store_text: false`` keeps no text at all);
+* :func:`pdp.semantic.deid.deidentify` with the index row's traits (names, birth date, NIR)
+  enriched with what the identity vault's *linkage view* knows of the same person (other family
+  names, first names, NIR, birth date: :mod:`pdp.ingest.known`, one vault read per chunk of
+  ``_CHUNK`` rows, through the edge's keys; the vault's sealed address, phone and e-mail are not
+  the edge's to read): identifiers become typed placeholders; only that de-identified text
+  travels on, as the record attribute ``note_text`` (``store_text: false`` keeps no text at all);
 * :func:`pdp.semantic.facts.extract_facts` on the raw text: each fact that has a code becomes an
   event of domain ``text`` (code system and code from the lexicon, dated with the document,
   ``status`` = the assertion, plus ``;history``, ``source_value`` = the rule that found it and
@@ -32,22 +35,27 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from fnmatch import fnmatchcase
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pdp.ingest.encoding import detect_encoding, iter_lines
-from pdp.ingest.model import Event, IdentityFields, ParseOutcome, SourceRecord
+from pdp.ingest.model import Event, IdentityFields, ParseOutcome, Quarantined, SourceRecord
 from pdp.ingest.parsers.base import FileContext, parser
 from pdp.ingest.parsers.delimited import csv_records
 from pdp.ingest.reasons import ReasonCode
+
+if TYPE_CHECKING:
+    from pdp.pseudonym.vault import VaultRecord
 
 __all__ = ["ReportIndexOptions", "parse_report_index"]
 
 _COLUMNS = ("doc_id", "file", "doc_type", "date", "nir", "birth_name", "used_name", "first_names", "birth_date", "sex")
 _MAX_DOCUMENT_BYTES = 2_000_000
+_CHUNK = 256  # index rows per vault read: one look-up per chunk, bounded memory (rows, never documents)
 _DIALECT = {"delimiter": ",", "quotechar": '"', "strict": True}
 _NOTE_TYPE = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -117,22 +125,38 @@ def parse_report_index(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutc
     if missing:
         yield ctx.quarantine(0, ReasonCode.HEADER_MISMATCH, f"index columns missing: {', '.join(missing)}")
         return
+    pending: list[Quarantined | _Row] = []
     for position, raw, fields, fault in csv_records(lines, _DIALECT):
         if fault is not None:
-            yield ctx.quarantine(position, fault[0], fault[1], raw)
+            pending.append(ctx.quarantine(position, fault[0], fault[1], raw))
         elif len(fields) != len(names):
-            yield ctx.quarantine(position, ReasonCode.FIELD_COUNT, f"row has {len(fields)} fields, header {len(names)}",
-                                 raw)
+            pending.append(ctx.quarantine(position, ReasonCode.FIELD_COUNT,
+                                          f"row has {len(fields)} fields, header {len(names)}", raw))
         else:
-            yield _outcome(dict(zip(names, fields, strict=True)), position, ctx, opts)
+            pending.append(_checked(dict(zip(names, fields, strict=True)), position, ctx, opts))
+        if len(pending) >= _CHUNK:
+            yield from _chunk(pending, ctx, opts)
+            pending = []
+    yield from _chunk(pending, ctx, opts)
 
 
-def _outcome(row: dict[str, str], position: int, ctx: FileContext, opts: ReportIndexOptions) -> ParseOutcome:
-    """One index row and its document: a record, or the first fault found (checks before reading)."""
-    from pdp.semantic import PersonTraits, deidentify
-    from pdp.semantic.deid import DeidError
-    from pdp.semantic.facts import extract_facts
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """An index row that passed the checks made before its document is read."""
 
+    row: dict[str, str]
+    position: int
+    raw: bytes
+    day: date
+    note_type: str
+    identity: IdentityFields
+
+    def __repr__(self) -> str:  # an index row is nominative: never in a log or a test report
+        return f"_Row(position={self.position})"
+
+
+def _checked(row: dict[str, str], position: int, ctx: FileContext, opts: ReportIndexOptions) -> Quarantined | _Row:
+    """The row's faults found without its document (dates, identity, type), or the row ready to read."""
     raw_row = "\x1f".join(str(row.get(c) or "") for c in _COLUMNS).encode("utf-8")
     day, born = _date(row.get("date")), _date(row.get("birth_date"))
     if day is None or born is None:
@@ -147,6 +171,33 @@ def _outcome(row: dict[str, str], position: int, ctx: FileContext, opts: ReportI
     if note_type is None:
         return ctx.quarantine(position, ReasonCode.VALUE_INVALID, "doc_type: value outside the spec's doc_types",
                               raw_row)
+    identity = IdentityFields(
+        birth_name=(row.get("birth_name") or "").strip() or None,
+        used_name=(row.get("used_name") or "").strip() or None,
+        first_names=(row.get("first_names") or "").strip() or None,
+        sex=(row.get("sex") or "").strip() or None, birth_date=born,
+        nir=(row.get("nir") or "").strip() or None,
+    )
+    return _Row(row, position, raw_row, day, note_type, identity)
+
+
+def _chunk(pending: list[Quarantined | _Row], ctx: FileContext, opts: ReportIndexOptions) -> Iterator[ParseOutcome]:
+    """A chunk's outcomes in file order, the vault read once for the chunk's persons (not per document)."""
+    rows = [item for item in pending if isinstance(item, _Row)]
+    known = ctx.known.lookup([r.identity for r in rows]) if ctx.known is not None and rows else [None] * len(rows)
+    by_position = {r.position: k for r, k in zip(rows, known, strict=True)}
+    for item in pending:
+        yield item if isinstance(item, Quarantined) else _outcome(item, by_position[item.position], ctx, opts)
+
+
+def _outcome(item: _Row, known: VaultRecord | None, ctx: FileContext, opts: ReportIndexOptions) -> ParseOutcome:
+    """One row's document read, de-identified with the row's and the vault's traits, its facts extracted."""
+    from pdp.ingest.known import enrich
+    from pdp.semantic import PersonTraits, deidentify
+    from pdp.semantic.deid import DeidError
+    from pdp.semantic.facts import extract_facts
+
+    row, position, raw_row, day = item.row, item.position, item.raw, item.day
     data = _document(ctx, (row.get("file") or "").strip())
     if data is None:
         return ctx.quarantine(position, ReasonCode.DOCUMENT_MISSING,
@@ -156,9 +207,9 @@ def _outcome(row: dict[str, str], position: int, ctx: FileContext, opts: ReportI
     except UnicodeDecodeError:
         return ctx.quarantine(position, ReasonCode.ENCODING_INVALID, "the document is not UTF-8 text",
                               raw_row + b"\x1e" + data)
-    traits = PersonTraits(birth_name=row.get("birth_name") or None, used_name=row.get("used_name") or None,
-                          first_names=row.get("first_names") or None, birth_date=born,
-                          nir=row.get("nir") or None)
+    ident = item.identity
+    traits = enrich(PersonTraits(birth_name=ident.birth_name, used_name=ident.used_name,
+                                 first_names=ident.first_names, birth_date=ident.birth_date, nir=ident.nir), known)
     try:
         result = deidentify(text, traits, ner=opts.ner)
     except DeidError:
@@ -176,19 +227,12 @@ def _outcome(row: dict[str, str], position: int, ctx: FileContext, opts: ReportI
             status=fact.assertion + (";history" if fact.history else ""),
             source_value=f"{fact.rule}@{start}-{end}",
         ))
-    attributes = [("note_type", note_type), ("note_date", day.isoformat()),
+    attributes = [("note_type", item.note_type), ("note_date", day.isoformat()),
                   ("note_redactions", str(len(result.spans)))]
     if opts.store_text:
         attributes.append(("note_text", result.text))
     return SourceRecord(
         source=ctx.source, file=ctx.file, position=position, record_id=(row.get("doc_id") or "").strip() or None,
-        raw=raw_row + b"\x1e" + data,
-        identity=IdentityFields(
-            birth_name=(row.get("birth_name") or "").strip() or None,
-            used_name=(row.get("used_name") or "").strip() or None,
-            first_names=(row.get("first_names") or "").strip() or None,
-            sex=(row.get("sex") or "").strip() or None, birth_date=born,
-            nir=(row.get("nir") or "").strip() or None,
-        ),
-        events=tuple(events), attributes=tuple(attributes), record_id_local=True,
+        raw=raw_row + b"\x1e" + data, identity=ident, events=tuple(events), attributes=tuple(attributes),
+        record_id_local=True,
     )
