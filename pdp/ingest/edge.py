@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 from pydantic import ValidationError
 
-from pdp.ingest.model import Quarantined, SourceRecord
+from pdp.ingest.model import IdentityFields, Quarantined, SourceRecord
 from pdp.pseudonym.keys import KeyStore
 from pdp.pseudonym.normalise import CanonicalIdentity, Rejection, normalise
 from pdp.pseudonym.pseudonymise import Pseudonymiser, digest_text
@@ -212,6 +212,18 @@ class Edge:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 mac.update(block)
         return f"f{self._record_version}:{digest_text(mac.finalize())}"
+
+    def pseudonym_of(self, identity: IdentityFields) -> str | None:
+        """The pseudonym this edge would key `identity` under (None: the edge would reject it).
+
+        Nothing is remembered: what a parser needs to look a person up in the vault before the
+        record is landed (:class:`pdp.ingest.known.KnownPersons`), with the very rules and keys
+        :meth:`process` uses, so the look-up finds the person the record will land as.
+        """
+        if identity.is_empty():
+            return None
+        canonical = normalise(identity.as_raw_identity(), today=self._today)
+        return None if isinstance(canonical, Rejection) else self._pseudonymiser.pseudonym(canonical)
 
     def process(self, outcomes: Iterable[Quarantined | SourceRecord]) -> Iterator[BronzeRow | QuarantineRow]:
         """One output row per outcome, in order (in = landed + quarantined by construction)."""

@@ -92,10 +92,14 @@ class FileRunner:
     """Parse one file and pass it through the edge into its staging parts (in a worker or in-process)."""
 
     def __init__(self, context: BatchContext) -> None:
+        from pdp.ingest.known import KnownPersons, edge_vault
         from pdp.pseudonym.keys import KeyStore
 
         self._context = context
-        self._edge = Edge(KeyStore.from_settings(context.settings), today=context.today)
+        store = KeyStore.from_settings(context.settings)
+        self._edge = Edge(store, today=context.today)
+        # the vault's linkage view for parsers that de-identify text; opened on the first report only
+        self._known = KnownPersons(self._edge.pseudonym_of, lambda: edge_vault(context.settings, store))
 
     def run(self, task: FileTask, duplicates: Duplicates | None = None) -> FileResult:
         """`duplicates`: the batch's sets when files run in order here; None when parsed apart."""
@@ -109,7 +113,7 @@ class FileRunner:
         quarantine = Stage(ctx.staging / "quarantine", QUARANTINE_SCHEMA, part=part)
         tally = Tally()
         tally.start(task.source, task.rel)
-        outcomes = parse_file(spec, task.path, ctx.root, today=ctx.today, seen=seen)
+        outcomes = parse_file(spec, task.path, ctx.root, today=ctx.today, seen=seen, known=self._known)
         for row in self._edge.process(outcomes):
             if isinstance(row, BronzeRow):
                 bronze.add(bronze_dict(row, ctx.batch_id, ctx.started))

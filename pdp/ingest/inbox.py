@@ -32,7 +32,16 @@ from pdp.ingest.parsers.base import FileContext, get_parser
 from pdp.ingest.reasons import ReasonCode
 from pdp.ingest.registry import load_registry
 
-__all__ = ["Accepted", "Refused", "accept", "inbox_dir", "pending", "remove_ingested"]
+__all__ = ["Accepted", "InboxError", "Refused", "accept", "inbox_dir", "pending", "remove_ingested"]
+
+
+class InboxError(ValueError):
+    """The named source cannot take a pushed resource (unknown, held back, or its parser does not
+    yield one record per resource): a programming or configuration error, not a bad resource.
+
+    Why an exception and not ``assert``: asserts vanish under ``python -O``, and the inbox would
+    then write a file the batch cannot read (or fail later with a bare KeyError).
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,20 +79,24 @@ def accept(
     """Parse one resource (one NDJSON line) with `source`'s parser; write it to the inbox if it would land."""
     if b"\n" in raw or b"\r" in raw:
         return Refused(ReasonCode.FHIR_JSON_INVALID, "the resource must be one line of JSON")
-    spec = load_registry().specs[source]
+    spec = load_registry().specs.get(source)
+    if spec is None:
+        raise InboxError(f"inbox: no source named {source!r}")
+    if spec.hold_back or spec.format is None:
+        raise InboxError(f"inbox: source {source!r} is held back; the edge does not read it")
     folder = spec.files[0].split("/", 1)[0]
     # letters only: a receipt never looks like a phone number or a NIR to the audit log's checks
     receipt = f"{folder[:1]}-" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(20))
     rel = f"{folder}/inbox-{receipt}.ndjson"
     ctx = FileContext(spec=spec, file=rel, today=today or date.today())
-    assert spec.format is not None
     outcomes = list(get_parser(spec.format).func(io.BytesIO(raw + b"\n"), ctx))
     if len(outcomes) != 1:
         return Refused(ReasonCode.FILE_NO_RECORDS, "one resource expected")
     outcome = outcomes[0]
     if isinstance(outcome, Quarantined):
         return Refused(outcome.reason_code, outcome.message)
-    assert isinstance(outcome, SourceRecord)
+    if not isinstance(outcome, SourceRecord):
+        raise InboxError(f"inbox: the {spec.format} parser yielded a {type(outcome).__name__}, not a record")
     path = inbox_dir(settings) / rel
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pdp.ingest.dedupe import FingerprintSet, fingerprint
 from pdp.ingest.model import ParseOutcome, Quarantined, SourceRecord
@@ -33,6 +34,9 @@ from pdp.ingest.parsers.base import FileContext, get_parser
 from pdp.ingest.reasons import ReasonCode
 from pdp.ingest.registry import Discovery, Registry, discover
 from pdp.ingest.spec import SourceSpec
+
+if TYPE_CHECKING:
+    from pdp.ingest.known import KnownPersons
 
 __all__ = ["Counts", "DirectoryParse", "Duplicates", "Tally", "parse_directory", "parse_file"]
 
@@ -46,16 +50,19 @@ def parse_file(
     *,
     today: date | None = None,
     seen: FingerprintSet | None = None,
+    known: KnownPersons | None = None,
 ) -> Iterator[ParseOutcome]:
     """Every outcome of one file, in file order; nothing for a held-back source.
 
     `seen` carries duplicate detection across files (one set per source for a batch); without
-    it, duplicates are detected within the file unless the spec turns them off.
+    it, duplicates are detected within the file unless the spec turns them off. `known`: the
+    vault's view of known persons, for parsers that de-identify text (the edge passes it).
     """
     if spec.hold_back or spec.format is None:
         return
     path, root = Path(path), Path(root)
-    ctx = FileContext(spec=spec, file=path.relative_to(root).as_posix(), today=today or date.today(), root=root)
+    ctx = FileContext(spec=spec, file=path.relative_to(root).as_posix(), today=today or date.today(), root=root,
+                      known=known)
     if seen is None and spec.validation.duplicates != "off":
         seen = FingerprintSet()
     try:

@@ -221,7 +221,9 @@ def _ingest(
         clock.lap("quarantine")
         if has_bronze:  # every staged record, also those a killed earlier run already put in bronze
             staged = spark.read.parquet(str(staging / "bronze")).select("record_hash")
-            report.silver = build_silver(spark, batch_id=batch_id, run=run, lake_root=lake_root, record_hashes=staged)
+            notes = any(f.landed and "text" in registry.specs[f.source].produces() for f in report.files)
+            report.silver = build_silver(spark, batch_id=batch_id, run=run, lake_root=lake_root, record_hashes=staged,
+                                         notes=notes)
         clock.lap("silver")
         _log_files(spark, report, fingerprints, started, run, lake_root)
         clock.lap("log")

@@ -136,7 +136,11 @@ def _note_fact_rows(rows: DataFrame) -> DataFrame:
 
 def _notes(spark: SparkSession, bronze: DataFrame, run: RunInfo, lake_root: str | None,
            tables: TableOpener | None = None) -> int:
-    """silver.note: the de-identified reports of the batch (their text only if the source kept it)."""
+    """silver.note: the de-identified reports of the batch (their text only if the source kept it).
+
+    Called only for a batch that landed reports (:func:`build_silver`'s ``notes``): no emptiness
+    probe here, which would be one more Spark job on every batch.
+    """
     from pyspark.sql import functions as F
 
     notes = bronze.where("person_pseudonym IS NOT NULL AND attributes['note_date'] IS NOT NULL").select(
@@ -152,8 +156,6 @@ def _notes(spark: SparkSession, bronze: DataFrame, run: RunInfo, lake_root: str 
         "record_hash",
         "batch_id",
     )
-    if notes.isEmpty():
-        return 0
     commit = (tables or _opener(spark, lake_root))("silver.note").merge(notes, keys=["note_id"], run=run,
                                                                          update="none")
     return int(commit.metric("numTargetRowsInserted") or 0) if commit else 0
@@ -290,8 +292,14 @@ def build_silver(
     run: RunInfo,
     lake_root: str | None = None,
     record_hashes: DataFrame | None = None,
+    notes: bool | None = None,
 ) -> dict[str, int]:
     """Silver rows for one batch's bronze records; returns rows inserted per table.
+
+    `notes`: whether the batch landed free-text reports (records of a parser producing ``text``),
+    which the caller knows from its parse counts without a Spark job; only then is ``silver.note``
+    merged. None: the batch has reports if it has text facts (known from the domains' one
+    query; a batch of reports none of which holds a coded fact then writes no note).
 
     `record_hashes` (one column, ``record_hash``): the records the batch staged, whichever run
     first landed them in bronze. Why not only ``batch_id``: a run killed after its bronze
@@ -309,9 +317,12 @@ def build_silver(
     bronze = bronze.cache()
     try:
         events = _events(bronze).cache()
-        counts = _merge_events(spark, events, run, lake_root, domains=_domains(events))
+        domains = _domains(events)
+        counts = _merge_events(spark, events, run, lake_root, domains=domains)
         counts["death"] = _deaths(spark, events, bronze, run, lake_root)
-        counts["note"] = _notes(spark, bronze, run, lake_root)
+        if notes is None:
+            notes = "text" in domains
+        counts["note"] = _notes(spark, bronze, run, lake_root) if notes else 0
         batch_people = bronze.where("person_pseudonym IS NOT NULL").select("person_pseudonym").distinct()
         counts["person"] = _people(spark, batch_people, run, lake_root)
         counts["location"] = _locations(spark, bronze, run, lake_root)

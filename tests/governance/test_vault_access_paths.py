@@ -32,6 +32,8 @@ ALLOWED = {
     "pdp/pseudonym/rotation.py": {"linkage_view", "repseudonymise"},  # key rotation re-keys from the canonical
     "pdp/ingest/pipeline.py": {"upsert_many", "linkable", "repseudonymise"},  # edge: merge, linkage, relink
     "pdp/ingest/fast_path.py": {"upsert_many"},  # the lab feed's edge (linkage goes through pipeline)
+    # the edge's text de-identification: the linkage view's names/NIR of a report's known person
+    "pdp/ingest/known.py": {"linkage_view"},
     "pdp/governance/opposition/service.py": {"linkable"},  # an opposition's identity → the person's pseudonym
     # PSI: a registry's members → their canonical identity items
     "pdp/pseudonym/psi/service.py": {"linkage_view"},

@@ -153,3 +153,25 @@ def test_questionnaire_definitions_are_strict(tmp_path: Path) -> None:
                                                     encoding="utf-8")
     with pytest.raises(SurveyDefinitionError, match="colour"):
         load_questionnaires(tmp_path)
+
+
+def test_every_fhir_parser_reads_its_patient_through_one_helper() -> None:
+    """The contained-Patient reading and the fault rule live once, in the FHIR module both parsers use."""
+    import inspect
+
+    from pdp.ingest.parsers import fhir_ndjson, fhir_questionnaire
+    from pdp.ingest.parsers.base import FileContext
+    from pdp.ingest.registry import load_registry
+    from pdp.ingest.validate import Invalid
+
+    spec = load_registry().specs["questionnaires"]
+    ctx = FileContext(spec=spec, file="questionnaires/x.ndjson", today=TODAY)
+    patient, contained = fhir_ndjson.contained_subject(response())
+    identity = fhir_ndjson.checked_patient(patient, contained, ctx, spec.parser_options, missing="no Patient")
+    assert (identity.birth_name, identity.nir, identity.postcode) == ("MARTIN", NIR, "59500")
+    patient, contained = fhir_ndjson.contained_subject(response(subject={"reference": "#other"}))
+    with pytest.raises(Invalid) as fault:
+        fhir_ndjson.checked_patient(patient, contained, ctx, spec.parser_options, missing="no Patient")
+    assert (fault.value.reason, fault.value.message) == ("IDENTITY_MISSING", "no Patient")
+    source = inspect.getsource(fhir_questionnaire)
+    assert "ResourceIndex(" not in source and "except Invalid" not in source and "patient_identity(" not in source

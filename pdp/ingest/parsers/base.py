@@ -34,6 +34,7 @@ from pdp.ingest.reasons import ReasonCode
 from pdp.ingest.validate import Checks
 
 if TYPE_CHECKING:
+    from pdp.ingest.known import KnownPersons
     from pdp.ingest.spec import SourceSpec
 
 __all__ = ["BUILTIN_PARSERS", "FileContext", "ParseFunction", "ParserInfo", "get_parser", "parser", "parser_names"]
@@ -114,6 +115,7 @@ class FileContext:
     file: str
     today: date
     root: Path | None = None  # the ingest root: an index's documents are read from it
+    known: KnownPersons | None = None  # the vault's linkage view, at the edge (None: a parse outside ingest)
     _cache: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -33,7 +33,7 @@ from pdp.ingest.model import ParseOutcome
 from pdp.ingest.parsers.base import FileContext, parser
 from pdp.ingest.reasons import ReasonCode
 
-__all__ = ["DelimitedOptions", "parse_delimited"]
+__all__ = ["DelimitedOptions", "csv_records", "parse_delimited"]
 
 _MAX_RECORD_LINES = 1000  # a quoted field never spans more lines than this; beyond, the quote is unbalanced
 
@@ -87,7 +87,7 @@ def parse_delimited(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome
     builder = RecordBuilder(ctx.spec)
     wanted = [(name, i) for i, name in enumerate(names) if name in builder.columns]
     width = len(names)
-    for position, raw, row, fault in _rows(lines, dialect):
+    for position, raw, row, fault in csv_records(lines, dialect):
         if fault is not None:
             yield ctx.quarantine(position, fault[0], fault[1], raw)
         elif len(row) != width:
@@ -96,10 +96,13 @@ def parse_delimited(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome
             yield builder.build({name: row[i].strip() for name, i in wanted}, position, raw, ctx)
 
 
-def _rows(
+def csv_records(
     lines: Iterator[tuple[int, bytes, str | None]], dialect: dict
 ) -> Iterator[tuple[int, bytes, list[str], tuple[ReasonCode, str] | None]]:
     """(position after the header, raw bytes, fields, fault) per record; blank lines skipped.
+
+    Shared by every CSV-shaped parser (this one, the reports' index), so an undecodable line or
+    an unbalanced quote is the same quarantine row whatever the source.
 
     A record continues on the next line while a quoted field is open (csv's strict mode
     reports "unexpected end of data"); its raw bytes are its lines joined by LF.

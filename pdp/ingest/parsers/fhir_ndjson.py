@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pdp.ingest.encoding import detect_encoding, iter_lines
-from pdp.ingest.model import Event, ParseOutcome, Quarantined, SourceRecord
+from pdp.ingest.model import Event, IdentityFields, ParseOutcome, Quarantined, SourceRecord
 from pdp.ingest.parsers.base import FileContext, parser
 from pdp.ingest.reasons import ReasonCode
 from pdp.ingest.validate import Checks, Invalid
@@ -39,15 +39,19 @@ __all__ = [
     "FhirIdentityOptions",
     "FhirOptions",
     "ResourceIndex",
+    "checked_patient",
+    "contained_subject",
     "fhir_resources",
     "parse_fhir_ndjson",
     "patient_identity",
+    "record_or_quarantine",
 ]
 
 _SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
 _DATE_ERRORS = frozenset(
     {"date_parsing", "date_from_datetime_parsing", "date_from_datetime_inexact", "datetime_parsing", "date_type"}
 )
+_Options = TypeVar("_Options", bound=BaseModel)
 _FR_CORE_INSEE = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code"
 
 
@@ -89,7 +93,7 @@ def parse_fhir_ndjson(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutco
             yield item
         else:
             position, raw, bundle = item
-            yield _safe_record(bundle, position, raw, ctx, opts)
+            yield record_or_quarantine(_record, bundle, position, raw, ctx, opts)
 
 
 def fhir_resources(
@@ -167,26 +171,51 @@ class ResourceIndex:
         return self.by_ref.get(reference.get("reference", ""))
 
 
-def _safe_record(
-    bundle: dict[str, Any], position: int, raw: bytes, ctx: FileContext, opts: FhirOptions
+def record_or_quarantine(
+    build: Callable[[dict[str, Any], int, bytes, FileContext, _Options], SourceRecord],
+    resource: dict[str, Any], position: int, raw: bytes, ctx: FileContext, opts: _Options,
 ) -> ParseOutcome:
+    """The record ``build`` makes of one resource, or its fault as a quarantine row: the one rule
+    of every FHIR parser.
+
+    A validation fault (:class:`~pdp.ingest.validate.Invalid`) keeps its reason; any other
+    exception is an extraction bug that costs this resource only (PARSER_ERROR, named by the
+    exception's type: its text may quote a value), never the rest of the file.
+    """
     try:
-        return _record(bundle, position, raw, ctx, opts)
+        return build(resource, position, raw, ctx, opts)
     except Invalid as fault:
         return ctx.quarantine(position, fault.reason, fault.message, raw)
-    except Exception as exc:  # an extraction bug costs this bundle, not the rest of the file
+    except Exception as exc:
         return ctx.quarantine(position, ReasonCode.PARSER_ERROR, f"extraction raised {type(exc).__name__}", raw)
+
+
+def contained_subject(resource: dict[str, Any]) -> tuple[dict[str, Any] | None, ResourceIndex]:
+    """The resource's ``subject`` resolved among its ``contained`` resources (``#id``), and their index
+    (the Patient's own references, e.g. its GP, resolve in it too)."""
+    contained = ResourceIndex({"entry": [{"resource": r} for r in resource.get("contained") or []]}, contained=True)
+    return contained.resolve(resource.get("subject")), contained
+
+
+def checked_patient(
+    patient: dict[str, Any] | None, resources: ResourceIndex, ctx: FileContext, opts: FhirIdentityOptions,
+    *, missing: str,
+) -> IdentityFields:
+    """The checked identity of the FR Core Patient a resource is about; IDENTITY_MISSING (``missing``:
+    its value-free message) when there is no Patient. One reading for every FHIR parser."""
+    if patient is None or patient.get("resourceType") != "Patient":
+        raise Invalid(ReasonCode.IDENTITY_MISSING, missing)
+    return ctx.checks.identity(patient_identity(patient, resources, opts), "%Y-%m-%d", where="Patient")
 
 
 def _record(bundle: dict[str, Any], position: int, raw: bytes, ctx: FileContext, opts: FhirOptions) -> SourceRecord:
     resources = ResourceIndex(bundle)
     patients = [r for _, r in resources.entries if r.get("resourceType") == "Patient"]
-    if not patients:
-        raise Invalid(ReasonCode.IDENTITY_MISSING, "Bundle: no Patient resource")
     if len(patients) > 1:
         raise Invalid(ReasonCode.FHIR_VALIDATION, f"Bundle: {len(patients)} Patient resources, one expected")
+    identity = checked_patient(patients[0] if patients else None, resources, ctx, opts,
+                               missing="Bundle: no Patient resource")
     checks = ctx.checks
-    identity = checks.identity(patient_identity(patients[0], resources, opts), "%Y-%m-%d", where="Patient")
     events: list[Event] = []
     for index, resource in resources.entries:
         kind = resource.get("resourceType")

@@ -5,7 +5,9 @@ Bundle, and its content is answers to a questionnaire the platform declares
 (:mod:`pdp.semantic.survey`), not coded clinical events. The line loop, the R4B model
 validation (``fhir.resources``) and the value-free fault messages are the GP parser's
 (:func:`pdp.ingest.parsers.fhir_ndjson.fhir_resources`), and so is the FR Core reading of the
-Patient (:func:`~pdp.ingest.parsers.fhir_ndjson.patient_identity`): the identity goes through
+Patient (:func:`~pdp.ingest.parsers.fhir_ndjson.checked_patient`, with the contained subject
+resolved by :func:`~pdp.ingest.parsers.fhir_ndjson.contained_subject` and faults turned into
+quarantine rows by :func:`~pdp.ingest.parsers.fhir_ndjson.record_or_quarantine`): the identity goes through
 the edge's pseudonymisation like any other source's, and never lands.
 
 What a line must be: ``status`` ``completed`` or ``amended`` (anything else is SURVEY_STATUS:
@@ -32,7 +34,13 @@ from typing import Any, BinaryIO
 
 from pdp.ingest.model import Event, ParseOutcome, Quarantined, SourceRecord
 from pdp.ingest.parsers.base import FileContext, parser
-from pdp.ingest.parsers.fhir_ndjson import FhirIdentityOptions, ResourceIndex, fhir_resources, patient_identity
+from pdp.ingest.parsers.fhir_ndjson import (
+    FhirIdentityOptions,
+    checked_patient,
+    contained_subject,
+    fhir_resources,
+    record_or_quarantine,
+)
 from pdp.ingest.reasons import ReasonCode
 from pdp.ingest.validate import Invalid
 from pdp.semantic.survey import SURVEY_CODE_SYSTEM, AnswerError, questionnaire_for
@@ -60,12 +68,7 @@ def parse_questionnaire_responses(stream: BinaryIO, ctx: FileContext) -> Iterato
             yield item
             continue
         position, raw, response = item
-        try:
-            yield _record(response, position, raw, ctx, opts)
-        except Invalid as fault:
-            yield ctx.quarantine(position, fault.reason, fault.message, raw)
-        except Exception as exc:  # an extraction bug costs this response, not the rest of the file
-            yield ctx.quarantine(position, ReasonCode.PARSER_ERROR, f"extraction raised {type(exc).__name__}", raw)
+        yield record_or_quarantine(_record, response, position, raw, ctx, opts)
 
 
 def _record(
@@ -85,11 +88,9 @@ def _record(
         raise Invalid(ReasonCode.DATE_INVALID, "QuestionnaireResponse.authored: partial date")
     checks = ctx.checks
     day = checks.date(authored[:10], "%Y-%m-%d", "QuestionnaireResponse.authored")
-    contained = ResourceIndex({"entry": [{"resource": r} for r in response.get("contained") or []]}, contained=True)
-    patient = contained.resolve(response.get("subject"))
-    if patient is None or patient.get("resourceType") != "Patient":
-        raise Invalid(ReasonCode.IDENTITY_MISSING, "QuestionnaireResponse.subject: no contained Patient")
-    identity = checks.identity(patient_identity(patient, contained, opts), "%Y-%m-%d", where="Patient")
+    patient, contained = contained_subject(response)
+    identity = checked_patient(patient, contained, ctx, opts,
+                               missing="QuestionnaireResponse.subject: no contained Patient")
     try:
         scored = questionnaire.score(response.get("item") or [])
     except AnswerError as exc:

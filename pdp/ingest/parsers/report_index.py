@@ -7,14 +7,23 @@ from the ingest root (the source's ``companions`` globs; a path outside them is 
 
 What happens to the text, here, in the edge's worker (the raw text never leaves this function):
 
-* :func:`pdp.semantic.deid.deidentify` with the index row's traits (names, birth date, NIR):
-  identifiers become typed placeholders; only that de-identified text travels on, as the record
-  attribute ``note_text`` (``store_text: false`` keeps no text at all);
+* :func:`pdp.semantic.deid.deidentify` with the index row's traits (names, birth date, NIR)
+  enriched with what the identity vault's *linkage view* knows of the same person (other family
+  names, first names, NIR, birth date: :mod:`pdp.ingest.known`, one vault read per chunk of
+  ``_CHUNK`` rows, through the edge's keys; the vault's sealed address, phone and e-mail are not
+  the edge's to read): identifiers become typed placeholders; only that de-identified text
+  travels on, as the record attribute ``note_text`` (``store_text: false`` keeps no text at all);
 * :func:`pdp.semantic.facts.extract_facts` on the raw text: each fact that has a code becomes an
   event of domain ``text`` (code system and code from the lexicon, dated with the document,
   ``status`` = the assertion, plus ``;history``, ``source_value`` = the rule that found it and
   its offsets *in the de-identified text*), landing in ``silver.note_fact``, the declared text
   input of the population definitions (only ``affirmed`` facts count there).
+
+The index is read as any delimited file is (:func:`~pdp.ingest.parsers.delimited.csv_records`,
+its encoding decided once by :mod:`pdp.ingest.encoding`): an undecodable header or row is
+ENCODING_INVALID, never a crash of the file. ``doc_type`` is a closed vocabulary declared in the
+spec's options (``doc_types``: value as sent → ``note_type``): an empty one is FIELD_MISSING, an
+unknown one VALUE_INVALID.
 
 The document id is a sender-local id (``record_id_local``: bronze keeps its keyed hash). A row
 whose document is missing or unreadable is DOCUMENT_MISSING; a de-identification failure is
@@ -24,31 +33,52 @@ DEID_FAILED (nothing of that document lands); messages name fields, never values
 from __future__ import annotations
 
 import csv
-import io
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from fnmatch import fnmatchcase
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pdp.ingest.model import Event, IdentityFields, ParseOutcome, SourceRecord
+from pdp.ingest.encoding import detect_encoding, iter_lines
+from pdp.ingest.model import Event, IdentityFields, ParseOutcome, Quarantined, SourceRecord
 from pdp.ingest.parsers.base import FileContext, parser
+from pdp.ingest.parsers.delimited import csv_records
 from pdp.ingest.reasons import ReasonCode
+
+if TYPE_CHECKING:
+    from pdp.pseudonym.vault import VaultRecord
 
 __all__ = ["ReportIndexOptions", "parse_report_index"]
 
 _COLUMNS = ("doc_id", "file", "doc_type", "date", "nir", "birth_name", "used_name", "first_names", "birth_date", "sex")
 _MAX_DOCUMENT_BYTES = 2_000_000
+_CHUNK = 256  # index rows per vault read: one look-up per chunk, bounded memory (rows, never documents)
+_DIALECT = {"delimiter": ",", "quotechar": '"', "strict": True}
+_NOTE_TYPE = re.compile(r"[a-z][a-z0-9_]*")
 
 
 class ReportIndexOptions(BaseModel):
     """``store_text``: keep the de-identified text in silver (else only the facts); ``ner``: run the
-    spaCy model besides the rules (off: rules only, ~3x faster, for a deployment that accepts it)."""
+    spaCy model besides the rules (off: rules only, ~3x faster, for a deployment that accepts it);
+    ``doc_types``: the closed vocabulary of the index's ``doc_type`` (value as sent → ``note_type``
+    in silver), declared in the versioned source spec like a mapping's ``map``: a value outside
+    it is VALUE_INVALID, so a sender's new or misspelt type never becomes a silver category unseen."""
 
     model_config = ConfigDict(extra="forbid")
     store_text: bool = True
     ner: bool = True
+    doc_types: dict[str, str] = Field(min_length=1)
+
+    @field_validator("doc_types")
+    @classmethod
+    def _note_types(cls, value: dict[str, str]) -> dict[str, str]:
+        for sent, note_type in value.items():
+            if not sent.strip() or not _NOTE_TYPE.fullmatch(note_type):
+                raise ValueError(f"{sent!r}: a non-empty sent value → a lower-case snake_case note type")
+        return value
 
 
 def _date(text: str | None) -> date | None:
@@ -81,72 +111,128 @@ def _shift(spans: list[tuple[int, int, int]], offset: int) -> int:
 @parser("report_index", options=ReportIndexOptions, produces=("text",))
 def parse_report_index(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome]:
     """Free-text reports: the index CSV's rows with their documents, de-identified, facts extracted."""
+    opts: ReportIndexOptions = ctx.spec.parser_options  # type: ignore[assignment]
+    encoding = detect_encoding(stream, ctx.spec.encoding, latin1_fallback=ctx.spec.latin1_fallback)
+    lines = iter_lines(stream, encoding)
+    header = next(lines, None)
+    if header is None:
+        return
+    if header[2] is None:
+        yield ctx.quarantine(0, ReasonCode.ENCODING_INVALID, f"header: not decodable ({encoding.decision} file)")
+        return
+    names = [name.strip() for name in next(csv.reader([header[2]], **_DIALECT), [])]
+    missing = [c for c in _COLUMNS if c not in names]
+    if missing:
+        yield ctx.quarantine(0, ReasonCode.HEADER_MISMATCH, f"index columns missing: {', '.join(missing)}")
+        return
+    pending: list[Quarantined | _Row] = []
+    for position, raw, fields, fault in csv_records(lines, _DIALECT):
+        if fault is not None:
+            pending.append(ctx.quarantine(position, fault[0], fault[1], raw))
+        elif len(fields) != len(names):
+            pending.append(ctx.quarantine(position, ReasonCode.FIELD_COUNT,
+                                          f"row has {len(fields)} fields, header {len(names)}", raw))
+        else:
+            pending.append(_checked(dict(zip(names, fields, strict=True)), position, ctx, opts))
+        if len(pending) >= _CHUNK:
+            yield from _chunk(pending, ctx, opts)
+            pending = []
+    yield from _chunk(pending, ctx, opts)
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """An index row that passed the checks made before its document is read."""
+
+    row: dict[str, str]
+    position: int
+    raw: bytes
+    day: date
+    note_type: str
+    identity: IdentityFields
+
+    def __repr__(self) -> str:  # an index row is nominative: never in a log or a test report
+        return f"_Row(position={self.position})"
+
+
+def _checked(row: dict[str, str], position: int, ctx: FileContext, opts: ReportIndexOptions) -> Quarantined | _Row:
+    """The row's faults found without its document (dates, identity, type), or the row ready to read."""
+    raw_row = "\x1f".join(str(row.get(c) or "") for c in _COLUMNS).encode("utf-8")
+    day, born = _date(row.get("date")), _date(row.get("birth_date"))
+    if day is None or born is None:
+        return ctx.quarantine(position, ReasonCode.DATE_INVALID, "date or birth_date is not a date (YYYY-MM-DD)",
+                              raw_row)
+    if not (row.get("birth_name") or "").strip():
+        return ctx.quarantine(position, ReasonCode.IDENTITY_MISSING, "birth_name is empty", raw_row)
+    sent_type = (row.get("doc_type") or "").strip()
+    if not sent_type:
+        return ctx.quarantine(position, ReasonCode.FIELD_MISSING, "doc_type is empty", raw_row)
+    note_type = opts.doc_types.get(sent_type)
+    if note_type is None:
+        return ctx.quarantine(position, ReasonCode.VALUE_INVALID, "doc_type: value outside the spec's doc_types",
+                              raw_row)
+    identity = IdentityFields(
+        birth_name=(row.get("birth_name") or "").strip() or None,
+        used_name=(row.get("used_name") or "").strip() or None,
+        first_names=(row.get("first_names") or "").strip() or None,
+        sex=(row.get("sex") or "").strip() or None, birth_date=born,
+        nir=(row.get("nir") or "").strip() or None,
+    )
+    return _Row(row, position, raw_row, day, note_type, identity)
+
+
+def _chunk(pending: list[Quarantined | _Row], ctx: FileContext, opts: ReportIndexOptions) -> Iterator[ParseOutcome]:
+    """A chunk's outcomes in file order, the vault read once for the chunk's persons (not per document)."""
+    rows = [item for item in pending if isinstance(item, _Row)]
+    known = ctx.known.lookup([r.identity for r in rows]) if ctx.known is not None and rows else [None] * len(rows)
+    by_position = {r.position: k for r, k in zip(rows, known, strict=True)}
+    for item in pending:
+        yield item if isinstance(item, Quarantined) else _outcome(item, by_position[item.position], ctx, opts)
+
+
+def _outcome(item: _Row, known: VaultRecord | None, ctx: FileContext, opts: ReportIndexOptions) -> ParseOutcome:
+    """One row's document read, de-identified with the row's and the vault's traits, its facts extracted."""
+    from pdp.ingest.known import enrich
     from pdp.semantic import PersonTraits, deidentify
     from pdp.semantic.deid import DeidError
     from pdp.semantic.facts import extract_facts
 
-    opts = ReportIndexOptions.model_validate(ctx.spec.options)
-    reader = csv.DictReader(io.TextIOWrapper(stream, encoding="utf-8-sig", newline=""))
-    missing = [c for c in _COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        yield ctx.quarantine(0, ReasonCode.HEADER_MISMATCH, f"index columns missing: {', '.join(missing)}")
-        return
-    for position, row in enumerate(reader, start=1):
-        raw_row = "\x1f".join(str(row.get(c) or "") for c in _COLUMNS).encode("utf-8")
-        day, born = _date(row.get("date")), _date(row.get("birth_date"))
-        if day is None or born is None:
-            yield ctx.quarantine(position, ReasonCode.DATE_INVALID, "date or birth_date is not a date (YYYY-MM-DD)",
-                                 raw_row)
+    row, position, raw_row, day = item.row, item.position, item.raw, item.day
+    data = _document(ctx, (row.get("file") or "").strip())
+    if data is None:
+        return ctx.quarantine(position, ReasonCode.DOCUMENT_MISSING,
+                              "file: no such document among the source's documents", raw_row)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return ctx.quarantine(position, ReasonCode.ENCODING_INVALID, "the document is not UTF-8 text",
+                              raw_row + b"\x1e" + data)
+    ident = item.identity
+    traits = enrich(PersonTraits(birth_name=ident.birth_name, used_name=ident.used_name,
+                                 first_names=ident.first_names, birth_date=ident.birth_date, nir=ident.nir), known)
+    try:
+        result = deidentify(text, traits, ner=opts.ner)
+    except DeidError:
+        return ctx.quarantine(position, ReasonCode.DEID_FAILED, "the document could not be de-identified",
+                              raw_row + b"\x1e" + data)
+    redactions = sorted((s.start, s.end, s.out_end - s.out_start) for s in result.spans)
+    events = []
+    for fact in extract_facts(text):
+        if fact.code is None:
             continue
-        if not (row.get("birth_name") or "").strip():
-            yield ctx.quarantine(position, ReasonCode.IDENTITY_MISSING, "birth_name is empty", raw_row)
-            continue
-        data = _document(ctx, (row.get("file") or "").strip())
-        if data is None:
-            yield ctx.quarantine(position, ReasonCode.DOCUMENT_MISSING,
-                                 "file: no such document among the source's documents", raw_row)
-            continue
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            yield ctx.quarantine(position, ReasonCode.ENCODING_INVALID, "the document is not UTF-8 text",
-                                 raw_row + b"\x1e" + data)
-            continue
-        traits = PersonTraits(birth_name=row.get("birth_name") or None, used_name=row.get("used_name") or None,
-                              first_names=row.get("first_names") or None, birth_date=born,
-                              nir=row.get("nir") or None)
-        try:
-            result = deidentify(text, traits, ner=opts.ner)
-        except DeidError:
-            yield ctx.quarantine(position, ReasonCode.DEID_FAILED, "the document could not be de-identified",
-                                 raw_row + b"\x1e" + data)
-            continue
-        redactions = sorted((s.start, s.end, s.out_end - s.out_start) for s in result.spans)
-        events = []
-        for fact in extract_facts(text):
-            if fact.code is None:
-                continue
-            system, code = fact.code.split(":", 1)
-            start, end = _shift(redactions, fact.start), _shift(redactions, fact.end)
-            events.append(Event(
-                domain="text", code_system=system, code=code, start_date=day, value=fact.value, unit=fact.unit,
-                status=fact.assertion + (";history" if fact.history else ""),
-                source_value=f"{fact.rule}@{start}-{end}",
-            ))
-        attributes = [("note_type", (row.get("doc_type") or "").strip()), ("note_date", day.isoformat()),
-                      ("note_redactions", str(len(result.spans)))]
-        if opts.store_text:
-            attributes.append(("note_text", result.text))
-        yield SourceRecord(
-            source=ctx.source, file=ctx.file, position=position, record_id=(row.get("doc_id") or "").strip() or None,
-            raw=raw_row + b"\x1e" + data,
-            identity=IdentityFields(
-                birth_name=(row.get("birth_name") or "").strip() or None,
-                used_name=(row.get("used_name") or "").strip() or None,
-                first_names=(row.get("first_names") or "").strip() or None,
-                sex=(row.get("sex") or "").strip() or None, birth_date=born,
-                nir=(row.get("nir") or "").strip() or None,
-            ),
-            events=tuple(events), attributes=tuple(attributes), record_id_local=True,
-        )
-
+        system, code = fact.code.split(":", 1)
+        start, end = _shift(redactions, fact.start), _shift(redactions, fact.end)
+        events.append(Event(
+            domain="text", code_system=system, code=code, start_date=day, value=fact.value, unit=fact.unit,
+            status=fact.assertion + (";history" if fact.history else ""),
+            source_value=f"{fact.rule}@{start}-{end}",
+        ))
+    attributes = [("note_type", item.note_type), ("note_date", day.isoformat()),
+                  ("note_redactions", str(len(result.spans)))]
+    if opts.store_text:
+        attributes.append(("note_text", result.text))
+    return SourceRecord(
+        source=ctx.source, file=ctx.file, position=position, record_id=(row.get("doc_id") or "").strip() or None,
+        raw=raw_row + b"\x1e" + data, identity=ident, events=tuple(events), attributes=tuple(attributes),
+        record_id_local=True,
+    )

@@ -1,9 +1,13 @@
 """The person's known traits, as the edge knows them when a document arrives.
 
 Why a type of its own: de-identification needs more than the pseudonymisation identity
-(:class:`~pdp.pseudonym.RawIdentity` has no address, phone or e-mail), and those extra traits
-come from the vault, not from the document's index record. :meth:`PersonTraits.from_identity`
-builds one from a ``RawIdentity`` plus the contact traits, so the edge passes what it already has.
+(:class:`~pdp.pseudonym.RawIdentity` has no address, phone or e-mail, and one person has several
+family names and sometimes several NIRs). At the ingest edge the traits are the index row's plus
+the identity vault's *linkage view* of the same person (other names, first names, NIR, birth
+date: :mod:`pdp.ingest.known`); the vault's address, phone and e-mail are sealed and the edge
+cannot read them, so the contact fields are only filled by a caller who has them (the CLI's
+``--identity``). :meth:`PersonTraits.from_identity` builds one from a ``RawIdentity`` plus
+contact traits.
 
 Like ``RawIdentity``, nothing here shows a value: ``repr`` is hidden, and :meth:`from_json`
 reports a bad field by its name only (pydantic's errors echo the input, so it is not used here).
@@ -29,7 +33,9 @@ if TYPE_CHECKING:
 
 __all__ = ["PersonTraits", "TraitsError"]
 
-_FIELDS = ("birth_name", "used_name", "first_names", "birth_date", "nir", "address", "postcode", "phone", "email")
+_FIELDS = ("birth_name", "used_name", "first_names", "birth_date", "nir", "address", "postcode", "phone", "email",
+           "other_names", "other_nirs")
+_LISTS = frozenset({"first_names", "other_names", "other_nirs"})
 _FIRST_NAME_SPLIT = re.compile(r"\s*[,;/]\s*")
 
 
@@ -43,7 +49,10 @@ class PersonTraits:
 
     ``first_names``: one string (comma-, semicolon- or slash-separated, else space-separated) or
     a sequence. ``birth_date``: a date or ``YYYY-MM-DD`` / ``dd/mm/yyyy``. ``address``: the street
-    line ("12 rue des Lilas"); ``postcode``: five characters (2A/2B allowed).
+    line ("12 rue des Lilas"); ``postcode``: five characters (2A/2B allowed). ``other_names`` and
+    ``other_nirs``: the same person's other family names (a maiden or used name the index row
+    does not give) and NIRs, as the identity vault's linkage view knows them; they are redacted
+    like the row's own.
     """
 
     birth_name: str | None = None
@@ -55,6 +64,8 @@ class PersonTraits:
     postcode: str | None = None
     phone: str | None = None
     email: str | None = None
+    other_names: tuple[str, ...] = ()
+    other_nirs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.birth_date is not None and not isinstance(self.birth_date, date):
@@ -67,7 +78,11 @@ class PersonTraits:
 
     @property
     def family_names(self) -> tuple[str, ...]:
-        return tuple(n for n in (self.used_name, self.birth_name) if n and n.strip())
+        return tuple(n for n in (self.used_name, self.birth_name, *self.other_names) if n and n.strip())
+
+    @property
+    def nirs(self) -> tuple[str, ...]:
+        return tuple(n for n in (self.nir, *self.other_nirs) if n and n.strip())
 
     @property
     def first_name_list(self) -> tuple[str, ...]:
@@ -110,10 +125,12 @@ class PersonTraits:
                 continue
             if key == "birth_date":
                 values[key] = _parse_date(value)
-            elif key == "first_names" and isinstance(value, Sequence) and not isinstance(value, str):
+            elif key in _LISTS and isinstance(value, Sequence) and not isinstance(value, str):
                 if not all(isinstance(v, str) for v in value):
-                    raise TraitsError("identity.first_names: expected a string or a list of strings")
+                    raise TraitsError(f"identity.{key}: expected a string or a list of strings")
                 values[key] = tuple(value)
+            elif key in _LISTS - {"first_names"} and isinstance(value, str):
+                values[key] = (value,)
             elif isinstance(value, str):
                 values[key] = value
             else:

@@ -215,14 +215,28 @@ def _candidates(text: str, folded: str, c: _Compiled) -> list[_Candidate]:
     return kept
 
 
-def _bounds(breaks: list[tuple[int, int]], start: int, end: int, length: int) -> tuple[int, int]:
-    """The clause around [start, end): from the end of the last break before it to the next break."""
-    ends = [b[1] for b in breaks]
-    i = bisect.bisect_right(ends, start)
-    left = breaks[i - 1][1] if i > 0 else 0
-    j = bisect.bisect_left([b[0] for b in breaks], end)
-    right = breaks[j][0] if j < len(breaks) else length
-    return left, right
+class _Bounds:
+    """Clause (or segment) bounds of one document: the breaks' starts and ends sorted once.
+
+    Why a class: a letter holds hundreds of facts and of breaks; building the start and end
+    lists for every fact made extraction quadratic in the document's length (a 2 000-line
+    document took ~4.7 s instead of ~0.5 s). Built once per document, each look-up is a bisect.
+    """
+
+    __slots__ = ("_ends", "_length", "_starts")
+
+    def __init__(self, breaks: list[tuple[int, int]], length: int) -> None:
+        self._starts = [b[0] for b in breaks]
+        self._ends = [b[1] for b in breaks]
+        self._length = length
+
+    def around(self, start: int, end: int) -> tuple[int, int]:
+        """The clause around [start, end): from the end of the last break before it to the next break."""
+        i = bisect.bisect_right(self._ends, start)
+        left = self._ends[i - 1] if i > 0 else 0
+        j = bisect.bisect_left(self._starts, end)
+        right = self._starts[j] if j < len(self._starts) else self._length
+        return left, right
 
 
 def _carries(gap: str, c: _Compiled) -> bool:
@@ -278,12 +292,13 @@ def extract_facts(text: str) -> list[Fact]:
     breaks = sorted([(m.start(), m.end()) for m in c.clause_break.finditer(folded)]
                     + [(m.start(), m.end()) for m in c.line_break.finditer(text)])
     segments = sorted(breaks + [(m.start(), m.end()) for m in c.segment_break.finditer(folded)])
+    clauses, sections = _Bounds(breaks, len(folded)), _Bounds(segments, len(folded))
     masked = [(m.start(), m.end()) for p in c.pseudo for m in p.finditer(folded)]
     facts: list[Fact] = []
     # terms and values are matched across hard-wrapped lines ("insuffisance\ncardiaque")
     for cand in _candidates(text, folded.replace("\n", " "), c):
-        left, right = _bounds(breaks, cand.start, cand.end, len(folded))
-        seg_left, seg_right = _bounds(segments, cand.start, cand.end, len(folded))
+        left, right = clauses.around(cand.start, cand.end)
+        seg_left, seg_right = sections.around(cand.start, cand.end)
         segment = folded[seg_left:cand.start] + " " + folded[cand.end:seg_right]
         rule = cand.matcher.rule
         assertion: Assertion = "affirmed"

@@ -58,6 +58,19 @@ def test_lone_m_dot_is_monsieur_not_an_initial(deid) -> None:
     assert deid("M. MARTIN", michel, ner=False) == [("NOM", "MARTIN")]
 
 
+def test_the_vaults_other_names_and_nirs_are_the_patients_too(deid) -> None:
+    """The index row gives the birth name only; the vault knows the used name and another NIR."""
+    row_only = PersonTraits(birth_name="DUPONT", first_names="Jeanne")
+    known = PersonTraits(birth_name="DUPONT", first_names="Jeanne", other_names=("Martin-Lefèvre",),
+                         other_nirs=("250037512345606",))
+    letter = "Mme Jeanne MARTIN-LEFEVRE, NIR 2 50 03 75 123 456 06, vue ce jour."
+    assert ("NOM", "MARTIN-LEFEVRE") not in deid(letter, row_only, ner=False)
+    assert deid(letter, known, ner=False) == [
+        ("PRENOM", "Jeanne"), ("NOM", "MARTIN-LEFEVRE"), ("NIR", "2 50 03 75 123 456 06")]
+    assert PersonTraits.from_json({"other_names": "Martin", "other_nirs": ["250037512345606"]}).other_names == (
+        "Martin",)
+
+
 def test_traits_from_the_edge_identity() -> None:
     raw = RawIdentity(birth_name="Dupont", first_names=["Jeanne", "Louise"], birth_date="14/03/1950", nir=None)
     traits = PersonTraits.from_identity(raw, phone="0612345678")

@@ -1,17 +1,17 @@
 """The patient's own traits, found in every written variant.
 
-Why: the edge knows who the document is about (the index record, and the vault's other traits
-of the same person), and the patient's identifiers are the ones that must never leak (target
-recall 0.99). Knowing the exact names turns a guess into a match: ``DUPONT``, ``Dupont``,
+Why: the edge knows who the document is about (the index record, and the vault's linkage view
+of the same person: other names, NIR, birth date), and the patient's identifiers are the ones
+that must never leak (target recall 0.99). Knowing the exact names turns a guess into a match: ``DUPONT``, ``Dupont``,
 ``dupont``, ``DUPONT-MARTIN``, ``Dupont Martin``, ``DU-\\nPONT`` (hyphenated at a line break),
 ``Lefèvre``/``LEFEVRE`` and ``J. MARTIN`` are all the same person.
 
 Matching runs on the folded text (:func:`~pdp.semantic.deid.text.fold`: same length, so offsets
 carry over). Rules:
 
-* family names (used and birth) whole, and each part of a compound name of three letters or
-  more that is not a particle ("LE GALL" → "le gall", "gall"); any case, but an all-lower-case
-  occurrence is taken only if the name is not a listed common or clinical word;
+* family names (used, birth, and the vault's other names of the person) whole, and each part
+  of a compound name of three letters or more that is not a particle ("LE GALL" → "le gall",
+  "gall"); any case, but an all-lower-case occurrence is taken only if the name is not a listed common or clinical word;
 * first names whole and by part ("Jean-Marie" → "jean-marie", "jean", "marie"), only with a
   capital (a first name like "Claire" or "Rose" is also an adjective or a noun), or in any case
   right beside a family name found ("mme dupont jeanne", as dictation writes it);
@@ -94,8 +94,8 @@ class IdentityRecognizer(FrRecognizer):
         self._others: list[tuple[str, re.Pattern[str], float]] = []
         if traits.birth_date is not None:
             self._others.append(("DATE_NAISSANCE", _date_regex(traits.birth_date), 0.95))
-        if traits.nir:
-            nir = re.sub(r"[\s.\-]", "", traits.nir).lower()
+        for value in traits.nirs:
+            nir = re.sub(r"[\s.\-]", "", value).lower()
             if len(nir) >= 13:
                 pattern = rf"(?<![\w]){_digits(nir[:13])}(?:{_SEP}{_digits(nir[13:])})?(?![\w])"
                 self._others.append(("NIR", re.compile(pattern), 1.0))
