@@ -1108,6 +1108,8 @@ def psi_query_command(
 
     if not token:
         raise UserError("no token: pass --token or set PDP_PSI_TOKEN")
+    if out is not None and cardinality:
+        raise UserError("--out writes the matched rows: it needs the full intersection, not --cardinality")
     try:
         plist = read_partner_list(partner_list)
     except PsiClientError as exc:

@@ -20,6 +20,7 @@ from typing import Annotated, ClassVar, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from pdp.api.deps import ContextDep, PrincipalDep, PurposeDep
 from pdp.api.snapshot import GoldSnapshot
@@ -148,13 +149,14 @@ async def exchange(
     if not x_psi_tag:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "missing X-PSI-Tag: download the setup first")
     body = await request.body()
-    prepared = partner.prepared(registry, mode)
+    # a setup build (seconds) and the point multiplications run off the event loop
+    prepared = await run_in_threadpool(partner.prepared, registry, mode)
     if x_psi_tag != prepared.tag:
         partner.audit("denied", "stale setup tag", registry=registry, tag=prepared.tag, mode=mode, step="request")
         raise HTTPException(status.HTTP_409_CONFLICT, "the registry changed since this setup: download it again")
     try:
-        response, size = partner.ctx.psi.answer(prepared, body, partner=partner.principal.sub,
-                                                territory=partner.territory)
+        response, size = await run_in_threadpool(partner.ctx.psi.answer, prepared, body,
+                                                 partner=partner.principal.sub, territory=partner.territory)
     except ProtocolError as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
     except PsiRefused as exc:
