@@ -82,7 +82,7 @@ def test_limits_are_validated_and_merged_per_partner(tmp_path: Path) -> None:
     bad = tmp_path / "limits.yml"
     bad.write_text("version: 1\ndefaults: {max_client_set: 5, min_client_set_for_count: 1, min_count: 1,\n"
                    "  queries_per_period: 1, period_hours: 1, max_queries: 3}\n", encoding="utf-8")
-    with pytest.raises(LimitsError, match="defaults.max_queries"):
+    with pytest.raises(LimitsError, match=r"defaults\.max_queries"):
         load_limits(bad)
 
 
