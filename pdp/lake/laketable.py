@@ -81,6 +81,10 @@ class LakeTable:
         """
         if not self.exists():
             self.spark.sql(self.definition.ddl(self._lake_root)).collect()
+            if not self.exists() and self._clear_uncommitted():
+                self.spark.sql(self.definition.ddl(self._lake_root)).collect()
+            if not self.exists():
+                raise LakeError(f"{self.name}: CREATE TABLE left no Delta table at {self.path}")
             return self
         detail = self.spark.sql(f"DESCRIBE DETAIL delta.`{self._quoted_path}`").first()
         problems = differences(self._delta().toDF().schema, self.definition, check_nullability=True)
@@ -103,6 +107,27 @@ class LakeTable:
             keys = ", ".join(f"'{k}'" for k in to_unset)
             self.spark.sql(f"ALTER TABLE delta.`{self._quoted_path}` UNSET TBLPROPERTIES IF EXISTS ({keys})").collect()
         return self
+
+    def _clear_uncommitted(self) -> bool:
+        """Remove a table directory whose Delta log holds no commit; True if one was removed.
+
+        Why: a process killed while creating the table (or before its first commit landed) leaves
+        ``_delta_log/`` without ``00000000000000000000.json``. Delta then treats the path as neither a
+        table nor free, ``CREATE TABLE IF NOT EXISTS`` does nothing, and every later run fails on a
+        table that never appears (found by killing the lab feed at random points). With no commit,
+        nothing in the directory was ever part of the table, so it can go. Local paths only: on an
+        object store the leftover is reported by the caller's error instead.
+        """
+        root = Path(self.path.removeprefix("file:"))
+        log = root / "_delta_log"
+        if "://" in self.path or not log.is_dir():
+            return False
+        if any(f.suffix == ".json" and not f.name.startswith(".") for f in log.iterdir()):
+            return False
+        import shutil
+
+        shutil.rmtree(root)
+        return True
 
     def properties(self) -> dict[str, str]:
         """The Delta table properties as stored (including the protocol's own entries)."""

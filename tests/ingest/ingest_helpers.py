@@ -6,10 +6,13 @@ import csv
 import json
 import re
 import shutil
+import subprocess
+import sys
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from pdp.ingest import Counts, Quarantined, Registry, SourceRecord, parse_directory
 
@@ -184,3 +187,20 @@ class NominativeScanner:
     def assert_clean(self, quarantined: list[Quarantined]) -> None:
         leaks = {q.message: self.leaks(q.message) for q in quarantined}
         assert not {m: found for m, found in leaks.items() if found}, "quarantine messages echo record values"
+
+
+def pdp_env(var: Path, master_key: str) -> dict[str, str]:
+    """The environment of a `pdp` subprocess on its own var/ (the test's PDP_ settings removed)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PDP_")}
+    env.update(PDP_VAR_DIR=str(var), PDP_LAKE_URI=str(var / "lake"), PDP_DB_URL=f"sqlite:///{var / 'pdp.db'}",
+               PDP_KEY_STORE=str(var / "keys"), PDP_MASTER_KEY=master_key, PDP_SPARK_MASTER="local[2]",
+               PDP_SPARK_DRIVER_MEMORY="2g", PDP_SPARK_SHUFFLE_PARTITIONS="4")
+    return env
+
+
+def pdp_process(args: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen:
+    """`pdp ARGS` in its own process group (so a test can SIGKILL it and every child)."""
+    return subprocess.Popen([sys.executable, "-c", "from pdp.cli import main; main()", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, **kwargs)

@@ -8,31 +8,18 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from ingest_helpers import pdp_env as _env
+from ingest_helpers import pdp_process as _pdp
 from pyspark.sql import SparkSession
 
 from pdp.lake import LakeTable
 from pdp.synth import generate
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
-
-
-def _env(var: Path, master_key: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PDP_")}
-    env.update(PDP_VAR_DIR=str(var), PDP_LAKE_URI=str(var / "lake"), PDP_DB_URL=f"sqlite:///{var / 'pdp.db'}",
-               PDP_KEY_STORE=str(var / "keys"), PDP_MASTER_KEY=master_key, PDP_SPARK_MASTER="local[2]",
-               PDP_SPARK_DRIVER_MEMORY="2g", PDP_SPARK_SHUFFLE_PARTITIONS="4")
-    return env
-
-
-def _pdp(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", "from pdp.cli import main; main()", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, **kwargs)
 
 
 def test_killed_ingests_rerun_to_exactly_once(tmp_path: Path, spark: SparkSession) -> None:

@@ -59,6 +59,23 @@ def test_ops_tables_are_created_from_the_shipped_catalog(spark: SparkSession, la
     assert (lake_root / "ops" / "quarantine" / "_delta_log").is_dir()
 
 
+def test_a_create_killed_before_its_first_commit_does_not_block_the_table_forever(
+    spark: SparkSession, lake_root: Path, run: RunInfo
+) -> None:
+    """A process killed mid-create leaves `_delta_log/` without a commit: CREATE TABLE IF NOT EXISTS did nothing."""
+    table = LakeTable(spark, "ops.ingestion_log", lake_root=lake_root)
+    log = Path(table.path) / "_delta_log"
+    log.mkdir(parents=True)
+    (log / ".00000000000000000000.json.0f1e.tmp").write_text("{")  # the commit being written when killed
+    (Path(table.path) / "part-00000-orphan.parquet").write_bytes(b"PAR1")  # an uncommitted data file
+    assert not table.exists()
+    table.create()
+    assert table.exists() and table.read().count() == 0
+    assert not (Path(table.path) / "part-00000-orphan.parquet").exists()
+    table.create()  # and a real table is never cleared
+    assert table.exists()
+
+
 def test_an_existing_table_must_match_its_catalog_but_converges_on_properties(
     spark: SparkSession, lake_root: Path, patient_state: TableDef
 ) -> None:
