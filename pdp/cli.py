@@ -525,6 +525,14 @@ def sources_validate_command(spec: Annotated[Path, typer.Argument(help="A source
     console.print(f"ok: {valid.name} v{valid.version} ({valid.format})")
 
 
+def _os_error(exc: OSError) -> str:
+    """An OS error in one line: its reason and, if it has one, the path (the platform's or the sender's file)."""
+    import os
+
+    reason = os.strerror(exc.errno) if exc.errno else " ".join(str(exc).split())[:200]
+    return f"{reason} ({exc.filename})" if exc.filename else reason
+
+
 def run_ingest(directory: Path) -> dict:
     """`pdp ingest DIR` as a function (the demo reuses it): counts per file and per table."""
     from pdp.ingest.pipeline import IngestBusy, ingest_directory
@@ -538,6 +546,9 @@ def run_ingest(directory: Path) -> dict:
             report = ingest_directory(directory, spark=get_spark(app_name="pdp-ingest"))
         except (SpecError, LakeError, IngestBusy) as exc:
             raise UserError(str(exc)) from None
+        except OSError as exc:  # a full disk, a file gone or unreadable mid-run (also from a parse worker)
+            raise UserError(f"ingest stopped: {_os_error(exc)}; the batch's files are not logged as ingested, "
+                            "run it again once this is fixed") from None
     table = Table(title=f"ingest {report.batch_id}")
     for col in ("source", "file", "in", "landed", "quarantined", "file issues", ""):
         table.add_column(col, justify="left" if col in ("source", "file") else "right")
