@@ -154,7 +154,7 @@ def _ingest(
     from pdp.pseudonym.keys import KeyStore
     from pdp.pseudonym.vault import EdgeKeys, IdentityVault
 
-    registry = registry or load_registry()
+    registry = registry or load_registry(settings=settings)
     store = KeyStore.from_settings(settings)
     vault = IdentityVault(_engine(settings), EdgeKeys(store))  # seals; cannot open
     edge = Edge(store, today=today)
