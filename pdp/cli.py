@@ -560,6 +560,11 @@ def run_ingest(directory: Path) -> dict:
         console.print("seconds: " + ", ".join(f"{k} {v:,.1f}" for k, v in report.seconds.items()))
     if report.by_reason:
         console.print("quarantine reasons: " + ", ".join(f"{k} {v}" for k, v in report.by_reason.most_common()))
+    if report.unmapped:
+        per_source = ", ".join(f"{k} {v:,}" for k, v in sorted(report.unmapped.by_source().items()))
+        console.print(f"codes outside the concept sets (kept, unmapped): {per_source}")
+        for vocabulary, codes in report.unmapped.top(per_vocabulary=5).items():
+            console.print(f"  {vocabulary}: " + ", ".join(f"{code} ×{count:,}" for code, count in codes))
     if any(not f.balanced for f in report.files):
         raise UserError("counts do not reconcile for some file (in != landed + quarantined)")
     _ingest_inbox(directory)

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hmac as crypto_hmac
 from pydantic import ValidationError
 
 from pdp.ingest.model import IdentityFields, Quarantined, SourceRecord
+from pdp.ingest.unmapped import UnmappedCodes
 from pdp.pseudonym.keys import KeyStore
 from pdp.pseudonym.normalise import CanonicalIdentity, Rejection, normalise
 from pdp.pseudonym.pseudonymise import Pseudonymiser, digest_text
@@ -68,6 +69,7 @@ class EdgeStats:
     vault_fields_dropped: int = 0
     pseudonymise_seconds: float = 0.0  # normalising identities and keying pseudonyms (for `pdp bench ingest`)
     by_reason: dict[str, int] = field(default_factory=dict)
+    unmapped: UnmappedCodes = field(default_factory=UnmappedCodes)  # landed codes outside the concept sets
 
     def add(self, other: EdgeStats) -> None:
         self.landed += other.landed
@@ -76,6 +78,7 @@ class EdgeStats:
         self.pseudonymise_seconds += other.pseudonymise_seconds
         for reason, count in other.by_reason.items():
             self.by_reason[reason] = self.by_reason.get(reason, 0) + count
+        self.unmapped.merge(other.unmapped)
 
 
 class _Identity:
@@ -252,6 +255,10 @@ class Edge:
     def _land(self, record: SourceRecord) -> BronzeRow | QuarantineRow:
         attributes = dict(record.attributes)
         events = [_event_dict(e) for e in record.events]
+        if record.record_id_local:  # the sender's ids (a FHIR Encounter's id as visit key) land keyed only
+            for event in events:
+                if event["visit_key"] is not None:
+                    event["visit_key"] = self.keyed_id(event["visit_key"], source=record.source)
         pseudonym, rule = None, "reference"  # reference data (communes): no person
         if not record.identity.is_empty():
             started = time.perf_counter()
@@ -267,6 +274,8 @@ class Edge:
             attributes.update(_quasi_identifiers(canonical, record))
             rule = canonical.scheme
         self.stats.landed += 1
+        for event in record.events:
+            self.stats.unmapped.add(record.source, event.code_system, event.code, event.domain)
         record_hash = self.record_hash(record.raw, source=record.source, file=record.file, position=record.position)
         record_id = record.record_id
         if record_id is not None and record.record_id_local:

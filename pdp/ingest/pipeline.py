@@ -31,6 +31,7 @@ from pdp.ingest.parse import Duplicates
 from pdp.ingest.reasons import REASONS, ReasonCode
 from pdp.ingest.registry import Registry, discover, load_registry
 from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA
+from pdp.ingest.unmapped import UnmappedCodes
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -84,6 +85,7 @@ class IngestReport:
     parse_workers: int = 0  # worker processes of the parse+edge stage (0: in-process)
     parse_cpu_seconds: float = 0.0  # CPU time of parse+edge summed over the processes that ran it
     persons: set[str] = field(default_factory=set)  # lab feed: pseudonyms whose silver the batch changed
+    unmapped: UnmappedCodes = field(default_factory=UnmappedCodes)  # landed codes outside the concept sets
 
     def totals(self) -> tuple[int, int, int]:
         read = [f for f in self.files if not f.skipped]
@@ -194,6 +196,7 @@ def _ingest(
         clock.lap("parse_and_edge")
         report.parse_cpu_seconds = round(report.parse_cpu_seconds, 3)
         report.by_reason = Counter(edge.stats.by_reason)
+        report.unmapped = edge.stats.unmapped
         report.pseudonymise_seconds = round(edge.stats.pseudonymise_seconds, 3)
         outcome = link_batch(spark, edge, vault, report, lake_root=lake_root)
         withheld = withhold_opposed(edge, outcome, vault.engine, store)

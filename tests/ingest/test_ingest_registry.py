@@ -35,7 +35,8 @@ def test_the_built_in_registry_has_one_spec_per_source(registry: Registry) -> No
     assert registry.names == BUILT_IN
     assert not any(spec.hold_back for spec in registry)
     assert registry["reports"].companions == ["reports/*/*.txt"]
-    assert {registry[n].format for n in BUILT_IN} == set(parser_names())
+    # every parser is used by a built-in spec, but the generic FHIR formats a data engineer's spec names
+    assert {registry[n].format for n in BUILT_IN} == set(parser_names()) - {"fhir_bundle_json", "fhir_bulk_ndjson"}
 
 
 def test_sources_list_describes_each_source(registry: Registry) -> None:
