@@ -13,6 +13,7 @@ file is only logged once everything it produced is committed.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import secrets
 import shutil
 import time
@@ -207,7 +208,8 @@ def _ingest(
             vault.upsert_many(items[start : start + 20_000])
         report.vault_records = len(items)
         clock.lap("vault")
-        run = RunInfo(run_id=batch_id, job="ingest", definitions_version=registry_version(registry))
+        run = RunInfo(run_id=batch_id, job="ingest", definitions_version=registry_version(registry),
+                      lineage=registry_lineage(registry))
         if has_bronze:
             table = LakeTable(spark, "bronze.records", lake_root=lake_root).create()
             rows = _relinked(spark, spark.read.parquet(str(staging / "bronze")), outcome.mapping)
@@ -341,8 +343,20 @@ def _relinked(spark: SparkSession, rows: DataFrame, mapping: dict[str, str]) -> 
 
 
 def registry_version(registry: Registry) -> str:
-    """`name@version` of every spec: written into each commit, so a row traces to its spec."""
-    return ",".join(f"{s.name}@{s.version}" for _, s in sorted(registry.specs.items()))
+    """`name@version` of every spec: written into each commit, so a row traces to its spec.
+
+    A registry too long for a commit's ``definitions_version`` (128 characters: specs added from
+    ``PDP_SOURCES_DIR``) is named by its spec count and digest; :func:`registry_lineage` keeps the list.
+    """
+    text = registry_lineage(registry)["specs"]
+    if len(text) <= 128:
+        return text
+    return f"{len(registry.specs)} specs sha256:{hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]}"
+
+
+def registry_lineage(registry: Registry) -> dict[str, str]:
+    """The full `name@version` list, for the commit's lineage."""
+    return {"specs": ",".join(f"{s.name}@{s.version}" for _, s in sorted(registry.specs.items()))}
 
 
 def _engine(settings: Settings):
