@@ -89,6 +89,7 @@ class ExportReferences:
     def __init__(self, directory: Path, ctx: FileContext, opts: FhirBulkOptions) -> None:
         self.resources: dict[str, dict[str, Any]] = {}
         self.patients: dict[str, IdentityFields | Invalid] = {}
+        self._valid: set[str] = set()  # keys of referenced resources validated
         for resource in _resources(directory, opts.reference_files, ctx):
             if resource.get("id"):
                 self.resources[f"{resource.get('resourceType')}/{resource['id']}"] = resource
@@ -107,6 +108,15 @@ class ExportReferences:
     def resolve(self, reference: dict[str, Any] | None) -> dict[str, Any] | None:
         key = _key(reference)
         return self.resources.get(key) if key else None
+
+    def validate_once(self, resource: dict[str, Any]) -> None:
+        """Validated once if it is one of the export's referenced resources; every time otherwise (a line)."""
+        key = f"{resource.get('resourceType')}/{resource.get('id')}"
+        if self.resources.get(key) is not resource:
+            validated(resource)
+        elif key not in self._valid:
+            validated(resource)
+            self._valid.add(key)
 
     def patient(self, reference: dict[str, Any] | None, ctx: FileContext, opts: FhirOptions) -> IdentityFields:
         key = _key(reference)
@@ -172,3 +182,9 @@ class _LazyExport:
 
     def patient(self, reference: dict[str, Any] | None, ctx: FileContext, opts: FhirOptions) -> IdentityFields:
         return self._export().patient(reference, ctx, opts)
+
+    def validate_once(self, resource: dict[str, Any]) -> None:
+        if self._index is None and resource.get("resourceType") not in ("Medication", "Practitioner"):
+            validated(resource)  # a line of the file read: no need to build the export's index for it
+        else:
+            self._export().validate_once(resource)

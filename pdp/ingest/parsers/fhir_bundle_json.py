@@ -76,6 +76,7 @@ class BundleReferences:
     def __init__(self, bundle: dict[str, Any]) -> None:
         self._index = ResourceIndex(bundle)
         self._patients: dict[int, IdentityFields | Invalid] = {}
+        self._valid: set[int] = set()  # ids of entries validated (alive as long as the bundle)
 
     def resolve(self, reference: dict[str, Any] | None) -> dict[str, Any] | None:
         if not isinstance(reference, dict):
@@ -89,6 +90,11 @@ class BundleReferences:
             found = self._index.by_ref.get("/".join(parts[-2:]))
         return found
 
+    def validate_once(self, resource: dict[str, Any]) -> None:
+        if id(resource) not in self._valid:
+            validated(resource)
+            self._valid.add(id(resource))
+
     def patient(self, reference: dict[str, Any] | None, ctx: FileContext, opts: FhirOptions) -> IdentityFields:
         target = self.resolve(reference)
         if target is None or target.get("resourceType") != "Patient":
@@ -96,7 +102,7 @@ class BundleReferences:
         known = self._patients.get(id(target))
         if known is None:
             try:
-                validated(target)
+                self.validate_once(target)
                 known = checked_identity(target, self, ctx, opts)
             except Invalid as fault:
                 known = fault

@@ -82,6 +82,10 @@ class References(Protocol):
         """The checked identity of the Patient a reference points to; :class:`Invalid` otherwise."""
         ...
 
+    def validate_once(self, resource: dict[str, Any]) -> None:
+        """:func:`validated`, once per resource these references hold (a Medication many requests point to)."""
+        ...
+
 
 @lru_cache(maxsize=64)
 def _model(resource_type: str) -> Any:
@@ -129,7 +133,7 @@ def entry_outcome(
     if kind not in READ_TYPES:
         return None
     try:
-        validated(resource)
+        refs.validate_once(resource)
         if kind == "Patient":
             identity = checked_identity(resource, refs, ctx, opts)
             events: tuple[Event, ...] = ()
@@ -269,7 +273,7 @@ def _medication(r: dict[str, Any], read: _Read) -> dict[str, Any] | None:
     medication = read.refs.resolve(r.get("medicationReference"))
     if medication is None or medication.get("resourceType") != "Medication":
         raise Invalid(ReasonCode.FIELD_MISSING, f"{read.kind}.medicationReference: no Medication resolved")
-    validated(medication)
+    read.refs.validate_once(medication)
     return medication.get("code")
 
 
