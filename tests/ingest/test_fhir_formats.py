@@ -160,3 +160,15 @@ def test_a_bulk_resource_whose_patient_is_invalid_gets_the_patients_reason(tmp_p
     reasons = {o.record_id if isinstance(o, SourceRecord) else o.position: fates([o])[0] for o in outcomes}
     assert reasons[1] == "NIR_INVALID"  # cond-t2d: patient A's NIR is wrong
     assert "Condition/cond-b-hf" in reasons  # patient B's resources still land
+
+
+def test_the_fhir_benchmarks_bundles_land_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pdp bench fhir` measures what lands: its generator-style bundles have no bad entry (no timing asserted)."""
+    from pdp.bench.fhir import bench_fhir
+
+    monkeypatch.setenv("PDP_BENCH_FHIR_PATIENTS", "2")
+    monkeypatch.setenv("PDP_BENCH_FHIR_VISITS", "3")
+    result = bench_fhir()
+    assert result["bundle_json_outcomes"] == result["resources"] - 2  # every resource but the 2 Medications
+    assert result["bundle_json_events"] > result["reference_bundle_ndjson_events"]  # BP components: 2 events
+    assert result["bundle_json_mb_per_cpu_s"] > 0 and result["reference_bundle_ndjson_mb_per_cpu_s"] > 0
