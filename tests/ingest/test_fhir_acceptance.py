@@ -95,6 +95,11 @@ def test_codes_outside_the_concept_sets_are_reported_per_source(report: IngestRe
     assert report.unmapped.by_source() == {"gp_bundles": 4, "hospital_bulk": 4}  # bronchitis, smoking, 2 RxNorm
     top = dict(report.unmapped.top(per_vocabulary=10))
     assert ("10509002", 2) in top["SNOMED"] and dict(top["RXNORM"]) == {"860975": 2, "314076": 2}
+    from pdp.cli import unmapped_lines
+
+    printed = unmapped_lines(report.unmapped)  # what `pdp ingest` prints
+    assert printed[0] == "codes outside the concept sets (kept, unmapped): gp_bundles 4, hospital_bulk 4"
+    assert any(line.startswith("  RXNORM: ") and "314076 ×2" in line for line in printed)
 
 
 def test_nothing_nominative_nor_a_sender_id_reaches_bronze(report: IngestReport, spark: SparkSession,

@@ -172,3 +172,16 @@ def test_the_fhir_benchmarks_bundles_land_whole(monkeypatch: pytest.MonkeyPatch)
     assert result["bundle_json_outcomes"] == result["resources"] - 2  # every resource but the 2 Medications
     assert result["bundle_json_events"] > result["reference_bundle_ndjson_events"]  # BP components: 2 events
     assert result["bundle_json_mb_per_cpu_s"] > 0 and result["reference_bundle_ndjson_mb_per_cpu_s"] > 0
+
+
+def test_a_medication_request_may_point_to_a_contained_medication(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, "gp_bundles", "fhir_bundle_json", ["bundles/*.json"])
+    bundle, _ = transaction_bundle()
+    request = next(e["resource"] for e in bundle["entry"] if e["resource"]["id"] == "mr-metformin")
+    request["contained"] = [{"resourceType": "Medication", "id": "m", "code": {"coding": [
+        {"system": "http://www.whocc.no/atc", "code": "A10BA02"}]}}]
+    request["medicationReference"] = {"reference": "#m"}
+    path = write_bundle(tmp_path / "in" / "bundles" / "p.json", bundle)
+    records = {o.record_id: o for o in parse_file(spec, path, tmp_path / "in", today=TODAY)
+               if isinstance(o, SourceRecord)}
+    assert [(e.code_system, e.code) for e in records["MedicationRequest/mr-metformin"].events] == [("ATC", "A10BA02")]

@@ -270,10 +270,16 @@ def _observation(r: dict[str, Any], read: _Read) -> list[Event]:
 def _medication(r: dict[str, Any], read: _Read) -> dict[str, Any] | None:
     if r.get("medicationCodeableConcept"):
         return r["medicationCodeableConcept"]
-    medication = read.refs.resolve(r.get("medicationReference"))
+    reference = r.get("medicationReference") or {}
+    target = reference.get("reference") if isinstance(reference, dict) else None
+    if isinstance(target, str) and target.startswith("#"):  # contained: validated with the resource itself
+        medication = next((c for c in r.get("contained") or [] if f"#{c.get('id')}" == target), None)
+    else:
+        medication = read.refs.resolve(reference)
+        if medication is not None:
+            read.refs.validate_once(medication)
     if medication is None or medication.get("resourceType") != "Medication":
         raise Invalid(ReasonCode.FIELD_MISSING, f"{read.kind}.medicationReference: no Medication resolved")
-    read.refs.validate_once(medication)
     return medication.get("code")
 
 
