@@ -185,3 +185,13 @@ def test_a_medication_request_may_point_to_a_contained_medication(tmp_path: Path
     records = {o.record_id: o for o in parse_file(spec, path, tmp_path / "in", today=TODAY)
                if isinstance(o, SourceRecord)}
     assert [(e.code_system, e.code) for e in records["MedicationRequest/mr-metformin"].events] == [("ATC", "A10BA02")]
+
+
+def test_bulk_files_split_and_numbered_as_servers_write_them_resolve_too(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, "bulk_export", "fhir_bulk_ndjson", ["export/*.ndjson"])
+    root = tmp_path / "in"
+    write_bulk_export(root / "export")
+    (root / "export" / "Patient.ndjson").rename(root / "export" / "1.Patient.ndjson")
+    (root / "export" / "Medication.ndjson").rename(root / "export" / "1.Medication.ndjson")
+    drugs = list(parse_file(spec, root / "export" / "MedicationRequest.ndjson", root, today=TODAY))
+    assert fates(drugs) == ["land", "land"]

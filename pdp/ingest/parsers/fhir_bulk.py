@@ -43,8 +43,12 @@ class FhirBulkOptions(FhirOptions):
     """Options of ``fhir_bulk_ndjson``: where, beside the file read, the export's Patients and referenced
     resources are (globs in the file's own directory)."""
 
-    patient_files: list[str] = Field(default_factory=lambda: ["Patient*.ndjson"], min_length=1)
-    reference_files: list[str] = Field(default_factory=lambda: ["Medication*.ndjson", "Practitioner*.ndjson"])
+    # servers name the files Patient.ndjson, Patient.2.ndjson or 1.Patient.ndjson
+    patient_files: list[str] = Field(default_factory=lambda: ["Patient*.ndjson", "*.Patient.ndjson"], min_length=1)
+    reference_files: list[str] = Field(
+        default_factory=lambda: ["Medication*.ndjson", "*.Medication.ndjson", "Practitioner*.ndjson",
+                                 "*.Practitioner.ndjson"]
+    )
 
 
 @parser("fhir_bulk_ndjson", options=FhirBulkOptions, produces=PRODUCES)
