@@ -571,10 +571,23 @@ def run_ingest(directory: Path) -> dict:
         console.print("seconds: " + ", ".join(f"{k} {v:,.1f}" for k, v in report.seconds.items()))
     if report.by_reason:
         console.print("quarantine reasons: " + ", ".join(f"{k} {v}" for k, v in report.by_reason.most_common()))
+    for line in unmapped_lines(report.unmapped):
+        console.print(line)
     if any(not f.balanced for f in report.files):
         raise UserError("counts do not reconcile for some file (in != landed + quarantined)")
     _ingest_inbox(directory)
     return {"in": records_in, "landed": landed, "quarantined": quarantined, "silver": report.silver}
+
+
+def unmapped_lines(unmapped, *, per_vocabulary: int = 5) -> list[str]:
+    """What `pdp ingest` prints of the codes outside the concept sets: counts per source, top codes per vocabulary."""
+    if not unmapped:
+        return []
+    per_source = ", ".join(f"{k} {v:,}" for k, v in sorted(unmapped.by_source().items()))
+    lines = [f"codes outside the concept sets (kept, unmapped): {per_source}"]
+    for vocabulary, codes in unmapped.top(per_vocabulary=per_vocabulary).items():
+        lines.append(f"  {vocabulary}: " + ", ".join(f"{code} ×{count:,}" for code, count in codes))
+    return lines
 
 
 def _ingest_inbox(directory: Path) -> None:

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     definitions_dir: Path | None = Field(
         None, description="Population definitions (criteria, populations, pyramids...); default: the package's own."
     )
+    sources_dir: str | None = Field(
+        None,
+        description="Extra directories of source specs (*.yml), os.pathsep-separated (':' on Linux), read after "
+        "the built-in pdp/ingest/sources (always included): a sender is added to an installed platform without "
+        "editing the package. A spec name defined twice is an error.",
+    )
     policy_dir: Path | None = Field(
         None, description="Authorisation model.conf + policy.csv (Casbin); default: the repository's infra/policy."
     )
@@ -79,6 +85,12 @@ class Settings(BaseSettings):
     api_snapshot_check_seconds: float = Field(
         2.0, ge=0, description="How often the API looks for a new gold version (0: on every request)."
     )
+
+    def source_dirs(self) -> list[Path]:
+        """The extra spec directories of ``sources_dir``, in order (empty entries ignored)."""
+        import os
+
+        return [Path(part).expanduser() for part in (self.sources_dir or "").split(os.pathsep) if part.strip()]
 
     @field_validator("spark_log_level")
     @classmethod

@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "api": "pdp.bench.api:bench_api",
     "audit": "pdp.bench.audit:bench_audit",
     "authz": "pdp.bench.authz:bench_authz",
+    "fhir": "pdp.bench.fhir:bench_fhir",
     "gold": "pdp.bench.gold:bench_gold",
     "ingest": "pdp.ingest.bench:bench_ingest",
     "labfeed": "pdp.ingest.labfeed_bench:bench_labfeed",

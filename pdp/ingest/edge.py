@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hmac as crypto_hmac
 from pydantic import ValidationError
 
 from pdp.ingest.model import IdentityFields, Quarantined, SourceRecord
+from pdp.ingest.unmapped import UnmappedCodes
 from pdp.pseudonym.keys import KeyStore
 from pdp.pseudonym.normalise import CanonicalIdentity, Rejection, normalise
 from pdp.pseudonym.pseudonymise import Pseudonymiser, digest_text
@@ -68,6 +69,7 @@ class EdgeStats:
     vault_fields_dropped: int = 0
     pseudonymise_seconds: float = 0.0  # normalising identities and keying pseudonyms (for `pdp bench ingest`)
     by_reason: dict[str, int] = field(default_factory=dict)
+    unmapped: UnmappedCodes = field(default_factory=UnmappedCodes)  # landed codes outside the concept sets
 
     def add(self, other: EdgeStats) -> None:
         self.landed += other.landed
@@ -76,6 +78,7 @@ class EdgeStats:
         self.pseudonymise_seconds += other.pseudonymise_seconds
         for reason, count in other.by_reason.items():
             self.by_reason[reason] = self.by_reason.get(reason, 0) + count
+        self.unmapped.merge(other.unmapped)
 
 
 class _Identity:
@@ -115,6 +118,19 @@ class _Identity:
         return VaultRecord(**self.values, observed_at=self.observed, canonical=self.canonical)
 
 
+@dataclass(repr=False, slots=True)
+class _Known:
+    """The last identity the edge keyed, and what it made: its canonical form (or rejection), its
+    pseudonym, and once remembered its vault values (never printed)."""
+
+    identity: IdentityFields
+    canonical: CanonicalIdentity | Rejection
+    pseudonym: str | None
+    values: dict[str, Any] | None = None
+    canonical_text: str | None = None
+    dropped: bool = False
+
+
 @dataclass(repr=False)
 class EdgeState:
     """What the edge keeps for the batch commit and linkage (identities: in memory only, never printed)."""
@@ -139,6 +155,7 @@ class Edge:
         self._today = today
         self._state = EdgeState()
         self._linked: dict[str, VaultRecord] | None = None  # vault records once linkage re-keyed them
+        self._known: _Known | None = None  # the last identity keyed: a bundle's resources share their Patient's
 
     @property
     def stats(self) -> EdgeStats:
@@ -173,6 +190,7 @@ class Edge:
         every file in that order would hold.
         """
         state, self._state = self._state, EdgeState()
+        self._known = None
         return state
 
     def absorb(self, state: EdgeState) -> None:
@@ -190,6 +208,7 @@ class Edge:
             own.postcodes.setdefault(pseudonym, postcode)
         own.stats.add(state.stats)
         self._linked = None
+        self._known = None
 
     def record_hash(self, raw: bytes, *, source: str, file: str, position: int) -> str:
         """Keyed hash of a record; file-level rows (no raw bytes) hash their place instead."""
@@ -252,21 +271,34 @@ class Edge:
     def _land(self, record: SourceRecord) -> BronzeRow | QuarantineRow:
         attributes = dict(record.attributes)
         events = [_event_dict(e) for e in record.events]
+        if record.record_id_local:  # the sender's ids (a FHIR Encounter's id as visit key) land keyed only
+            for event in events:
+                if event["visit_key"] is not None:
+                    event["visit_key"] = self.keyed_id(event["visit_key"], source=record.source)
         pseudonym, rule = None, "reference"  # reference data (communes): no person
         if not record.identity.is_empty():
-            started = time.perf_counter()
-            canonical = normalise(record.identity.as_raw_identity(), today=self._today)
-            pseudonym = None if isinstance(canonical, Rejection) else self._pseudonymiser.pseudonym(canonical)
-            self.stats.pseudonymise_seconds += time.perf_counter() - started
+            known = self._known
+            if known is None or (known.identity is not record.identity and known.identity != record.identity):
+                started = time.perf_counter()
+                canonical = normalise(record.identity.as_raw_identity(), today=self._today)
+                pseudonym = None if isinstance(canonical, Rejection) else self._pseudonymiser.pseudonym(canonical)
+                self.stats.pseudonymise_seconds += time.perf_counter() - started
+                known = self._known = _Known(record.identity, canonical, pseudonym)
+            canonical, pseudonym = known.canonical, known.pseudonym
             if isinstance(canonical, Rejection):
                 return self._quarantine(
                     record.source, record.file, record.position, str(canonical.reason_code), canonical.message,
                     record.raw,
                 )  # fmt: skip
-            self._remember(pseudonym, canonical, record)
+            if known.values is not None and pseudonym in self._state.identities:
+                self._remember_again(pseudonym, known, record)
+            else:
+                self._remember(pseudonym, canonical, record, known)
             attributes.update(_quasi_identifiers(canonical, record))
             rule = canonical.scheme
         self.stats.landed += 1
+        for event in record.events:
+            self.stats.unmapped.add(record.source, event.code_system, event.code, event.domain)
         record_hash = self.record_hash(record.raw, source=record.source, file=record.file, position=record.position)
         record_id = record.record_id
         if record_id is not None and record.record_id_local:
@@ -276,7 +308,20 @@ class Edge:
             attributes,
         )  # fmt: skip
 
-    def _remember(self, pseudonym: str, canonical: CanonicalIdentity, record: SourceRecord) -> None:
+    def _remember_again(self, pseudonym: str, known: _Known, record: SourceRecord) -> None:
+        """:meth:`_remember` for the identity just remembered (the Patient of a bundle's next resource):
+        the same fold, without normalising, keying and validating the same identity again."""
+        dates = [e.start_date for e in record.events]
+        observed = max(dates) if dates else None
+        later = _Identity.__new__(_Identity)
+        later.values, later.observed, later.canonical = known.values, observed, known.canonical_text
+        later.dates = dict.fromkeys(known.values or (), observed)
+        self._state.identities[pseudonym].fold(later)
+        if known.dropped:
+            self.stats.vault_fields_dropped += 1
+        self._linked = None
+
+    def _remember(self, pseudonym: str, canonical: CanonicalIdentity, record: SourceRecord, known: _Known) -> None:
         """Keep the identity for the vault; within a batch, later records of a person merge in."""
         ident = record.identity
         dates = [e.start_date for e in record.events]
@@ -297,8 +342,10 @@ class Edge:
         except ValidationError:
             self.stats.vault_fields_dropped += 1  # a malformed contact field is dropped, never the person
             incoming = VaultRecord(**fields)
+            known.dropped = True
         state = self._state
         identity = _Identity(incoming)
+        known.values, known.canonical_text = dict(identity.values), identity.canonical
         previous = state.identities.get(pseudonym)
         if previous is None:
             state.identities[pseudonym] = identity

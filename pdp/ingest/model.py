@@ -132,8 +132,9 @@ class SourceRecord:
     (HL7: its segments joined by carriage returns) — the input of the edge's keyed record hash.
     ``attributes`` are the spec's non-nominative record-level fields for silver (admission
     mode, pack code, commune population...), as (name, text) pairs.
-    ``record_id_local``: the sender's id is itself a handle on the person at the sender (a FHIR
-    resource id a patient portal shows, a URL): the edge keeps only its keyed hash in bronze.
+    ``record_id_local``: the sender's ids are themselves handles on the person at the sender (a FHIR
+    resource id a patient portal shows, a URL): the edge keeps only the keyed hashes of the record
+    id and of the events' visit keys (a FHIR Encounter's id) in bronze.
     """
 
     source: str

@@ -13,6 +13,7 @@ file is only logged once everything it produced is committed.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import secrets
 import shutil
 import time
@@ -31,6 +32,7 @@ from pdp.ingest.parse import Duplicates
 from pdp.ingest.reasons import REASONS, ReasonCode
 from pdp.ingest.registry import Registry, discover, load_registry
 from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA
+from pdp.ingest.unmapped import UnmappedCodes
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -84,6 +86,7 @@ class IngestReport:
     parse_workers: int = 0  # worker processes of the parse+edge stage (0: in-process)
     parse_cpu_seconds: float = 0.0  # CPU time of parse+edge summed over the processes that ran it
     persons: set[str] = field(default_factory=set)  # lab feed: pseudonyms whose silver the batch changed
+    unmapped: UnmappedCodes = field(default_factory=UnmappedCodes)  # landed codes outside the concept sets
 
     def totals(self) -> tuple[int, int, int]:
         read = [f for f in self.files if not f.skipped]
@@ -154,7 +157,7 @@ def _ingest(
     from pdp.pseudonym.keys import KeyStore
     from pdp.pseudonym.vault import EdgeKeys, IdentityVault
 
-    registry = registry or load_registry()
+    registry = registry or load_registry(settings=settings)
     store = KeyStore.from_settings(settings)
     vault = IdentityVault(_engine(settings), EdgeKeys(store))  # seals; cannot open
     edge = Edge(store, today=today)
@@ -194,6 +197,7 @@ def _ingest(
         clock.lap("parse_and_edge")
         report.parse_cpu_seconds = round(report.parse_cpu_seconds, 3)
         report.by_reason = Counter(edge.stats.by_reason)
+        report.unmapped = edge.stats.unmapped
         report.pseudonymise_seconds = round(edge.stats.pseudonymise_seconds, 3)
         outcome = link_batch(spark, edge, vault, report, lake_root=lake_root)
         withheld = withhold_opposed(edge, outcome, vault.engine, store)
@@ -204,7 +208,8 @@ def _ingest(
             vault.upsert_many(items[start : start + 20_000])
         report.vault_records = len(items)
         clock.lap("vault")
-        run = RunInfo(run_id=batch_id, job="ingest", definitions_version=registry_version(registry))
+        run = RunInfo(run_id=batch_id, job="ingest", definitions_version=registry_version(registry),
+                      lineage=registry_lineage(registry))
         if has_bronze:
             table = LakeTable(spark, "bronze.records", lake_root=lake_root).create()
             rows = _relinked(spark, spark.read.parquet(str(staging / "bronze")), outcome.mapping)
@@ -338,8 +343,20 @@ def _relinked(spark: SparkSession, rows: DataFrame, mapping: dict[str, str]) -> 
 
 
 def registry_version(registry: Registry) -> str:
-    """`name@version` of every spec: written into each commit, so a row traces to its spec."""
-    return ",".join(f"{s.name}@{s.version}" for _, s in sorted(registry.specs.items()))
+    """`name@version` of every spec: written into each commit, so a row traces to its spec.
+
+    A registry too long for a commit's ``definitions_version`` (128 characters: specs added from
+    ``PDP_SOURCES_DIR``) is named by its spec count and digest; :func:`registry_lineage` keeps the list.
+    """
+    text = registry_lineage(registry)["specs"]
+    if len(text) <= 128:
+        return text
+    return f"{len(registry.specs)} specs sha256:{hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]}"
+
+
+def registry_lineage(registry: Registry) -> dict[str, str]:
+    """The full `name@version` list, for the commit's lineage."""
+    return {"specs": ",".join(f"{s.name}@{s.version}" for _, s in sorted(registry.specs.items()))}
 
 
 def _engine(settings: Settings):

@@ -39,6 +39,7 @@ class ReasonCode(StrEnum):
     # FHIR
     FHIR_JSON_INVALID = "FHIR_JSON_INVALID"
     FHIR_VALIDATION = "FHIR_VALIDATION"
+    FHIR_NOT_A_FACT = "FHIR_NOT_A_FACT"
     SURVEY_STATUS = "SURVEY_STATUS"
     # content, shared by every parser (pdp.ingest.validate)
     IDENTITY_MISSING = "IDENTITY_MISSING"
@@ -73,6 +74,8 @@ REASONS: dict[ReasonCode, str] = {
     ReasonCode.HL7_BATCH_COUNT: "the batch trailer's message count disagrees with the messages found",
     ReasonCode.FHIR_JSON_INVALID: "a line that is not a JSON object",
     ReasonCode.FHIR_VALIDATION: "a FHIR resource that fails the R4 model's validation",
+    ReasonCode.FHIR_NOT_A_FACT: "a FHIR resource that records no fact: a condition refuted or entered in error, a "
+    "resource entered in error, cancelled or not done, an observation without a value (dataAbsentReason)",
     ReasonCode.SURVEY_STATUS: "a questionnaire response not completed or amended (in progress, stopped, in error)",
     ReasonCode.IDENTITY_MISSING: "no birth name or no birth date (a person's record the edge cannot key)",
     ReasonCode.FIELD_MISSING: "a field the spec requires is empty",

@@ -21,12 +21,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pdp.ingest.spec import SourceSpec, format_validation_error
+
+if TYPE_CHECKING:
+    from pdp.config import Settings
 
 __all__ = [
     "SOURCES_DIR",
@@ -108,13 +111,37 @@ def validate_spec(path: Path | str) -> SourceSpec:
     return spec
 
 
-def load_registry(directory: Path | str | None = None) -> Registry:
-    """Every ``*.yml`` spec of `directory` (default: the built-in ``pdp/ingest/sources``).
+def load_registry(directory: Path | str | None = None, *, settings: Settings | None = None) -> Registry:
+    """The validated specs of `directory`, or by default of the built-in ``pdp/ingest/sources``
+    followed by every directory of ``PDP_SOURCES_DIR`` (:attr:`pdp.config.Settings.sources_dir`).
 
-    Files starting with ``_`` are settings, not specs. The first invalid spec raises
-    :class:`SpecError`; an empty directory too (a registry without sources is a mistake).
+    Why extra directories: a data engineer adds a sender to an installed platform by dropping a
+    spec in a directory of their own, without editing the package; the built-in specs stay
+    (a spec name defined twice, in two directories, is an error: a sender is added, never a
+    built-in silently replaced). Files starting with ``_`` are settings, not specs; each
+    directory's ``_registry.yml`` ``ignore`` globs add up. The first invalid spec raises
+    :class:`SpecError`; a missing or spec-less directory too (a typo must not drop a sender).
     """
-    folder = Path(directory) if directory is not None else SOURCES_DIR
+    if directory is not None:
+        folders = [Path(directory)]
+    else:
+        from pdp.config import get_settings
+
+        folders = [SOURCES_DIR, *(settings or get_settings()).source_dirs()]
+    specs: dict[str, SourceSpec] = {}
+    origin: dict[str, Path] = {}
+    ignore: list[str] = []
+    for folder in folders:
+        folder_specs, folder_settings = _load_folder(folder)
+        for name, spec in folder_specs.items():
+            if name in specs:
+                raise SpecError(f"{name}.yml: source {name!r} is defined in both {origin[name]} and {folder}")
+            specs[name], origin[name] = spec, folder
+        ignore += [glob for glob in folder_settings.ignore if glob not in ignore]
+    return Registry(specs=specs, ignore=tuple(ignore), directory=folders[0])
+
+
+def _load_folder(folder: Path) -> tuple[dict[str, SourceSpec], RegistrySettings]:
     if not folder.is_dir():
         raise SpecError(f"{folder}: not a directory of source specs")
     specs: dict[str, SourceSpec] = {}
@@ -132,7 +159,7 @@ def load_registry(directory: Path | str | None = None) -> Registry:
             settings = RegistrySettings.model_validate(_read_yaml(settings_path) or {})
         except ValidationError as exc:
             raise SpecError(f"{SETTINGS_FILE}: {format_validation_error(exc)}") from None
-    return Registry(specs=specs, ignore=tuple(settings.ignore), directory=folder)
+    return specs, settings
 
 
 @dataclass(frozen=True)

@@ -109,3 +109,33 @@ def test_step_4_a_latin1_export_of_the_same_file_parses_the_same(registry_dir: P
     assert [(o.position, type(o).__name__) for o in latin1] == [(o.position, type(o).__name__) for o in utf8]
     names = [o.identity.first_names for o in latin1 if isinstance(o, SourceRecord)]
     assert names == [o.identity.first_names for o in utf8 if isinstance(o, SourceRecord)] == ["Élise", "Paul Henri"]
+
+
+def test_the_fhir_sender_is_added_by_a_spec_in_its_own_directory(tmp_path: Path) -> None:
+    """The guide's FHIR section: the spec in a directory of PDP_SOURCES_DIR, its bundle parsed entry by entry."""
+    from pdp.config import Settings
+
+    specs = tmp_path / "etc-pdp-sources"
+    specs.mkdir()
+    (specs / "gp_group.yml").write_text(_block("yaml", 1), encoding="utf-8")
+    assert sources_validate(specs / "gp_group.yml").format == "fhir_bundle_json"
+    registry = load_registry(settings=Settings(_env_file=None, sources_dir=str(specs)))
+    assert "gp_group" in registry.names and "pmsi" in registry.names  # the built-in specs stay
+    root = tmp_path / "incoming"
+    (root / "gp_group").mkdir(parents=True)
+    (root / "gp_group" / "patient-0001.json").write_text(_block("json"), encoding="utf-8")
+
+    run = parse_directory(root, registry, today=date(2026, 1, 1))
+    outcomes = list(run)
+    assert run.counts == {("gp_group", "gp_group/patient-0001.json"): Counts(5, 4, 1)}
+    assert "Counts(records_in=5, parsed=4, quarantined=1, file_issues=0)" in GUIDE.read_text(encoding="utf-8")
+    assert [(q.position, q.reason_code) for q in outcomes if isinstance(q, Quarantined)] == [
+        (5, ReasonCode.CODE_UNKNOWN)]
+    records = {o.record_id: o for o in outcomes if isinstance(o, SourceRecord)}
+    assert records["Patient/p1"].events == () and records["Patient/p1"].identity.birth_name == "MARTIN"
+    (visit,) = records["Encounter/e1"].events
+    assert (visit.domain, visit.start_date, visit.end_date) == ("visit", date(2025, 10, 14), date(2025, 10, 14))
+    (neuropathy,) = records["Condition/c1"].events
+    assert (neuropathy.code_system, neuropathy.code) == ("SNOMED", "368581000119106")
+    (hba1c,) = records["Observation/o1"].events
+    assert (hba1c.code, hba1c.value, hba1c.unit, hba1c.visit_key) == ("4548-4", 7.4, "%", "Encounter/e1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ def test_the_built_in_registry_has_one_spec_per_source(registry: Registry) -> No
     assert registry.names == BUILT_IN
     assert not any(spec.hold_back for spec in registry)
     assert registry["reports"].companions == ["reports/*/*.txt"]
-    assert {registry[n].format for n in BUILT_IN} == set(parser_names())
+    # every parser is used by a built-in spec, but the generic FHIR formats a data engineer's spec names
+    assert {registry[n].format for n in BUILT_IN} == set(parser_names()) - {"fhir_bundle_json", "fhir_bulk_ndjson"}
 
 
 def test_sources_list_describes_each_source(registry: Registry) -> None:
@@ -185,3 +187,43 @@ def test_every_reason_code_is_described() -> None:
 
     assert set(REASONS) == set(ReasonCode)
     assert all(text and "\n" not in text for text in REASONS.values())
+
+
+def _vaccination_spec(name: str = "vaccination_extra") -> dict[str, Any]:
+    spec = yaml.safe_load((SOURCES_DIR / "pharmacy.yml").read_text(encoding="utf-8"))
+    spec["name"] = name
+    spec["files"] = [f"{name}/*.csv"]
+    return spec
+
+
+def test_specs_of_the_configured_directories_join_the_built_in_ones(tmp_path: Path) -> None:
+    from pdp.config import Settings
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, name in ((first, "sender_one"), (second, "sender_two")):
+        folder.mkdir()
+        (folder / f"{name}.yml").write_text(yaml.safe_dump(_vaccination_spec(name)), encoding="utf-8")
+    (second / "_registry.yml").write_text("ignore: ['sender_two/README*']\n", encoding="utf-8")
+    settings = Settings(sources_dir=f"{first}{os.pathsep}{second}")
+    registry = load_registry(settings=settings)
+    assert registry.names == sorted([*BUILT_IN, "sender_one", "sender_two"])
+    assert "sender_two/README*" in registry.ignore
+    assert load_registry(settings=Settings()).names == BUILT_IN  # the built-in specs are the default
+
+
+def test_a_configured_directory_cannot_replace_a_built_in_spec_nor_be_missing(tmp_path: Path) -> None:
+    from pdp.config import Settings
+
+    (tmp_path / "pmsi.yml").write_text((SOURCES_DIR / "pmsi.yml").read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(SpecError, match=r"^pmsi\.yml: source 'pmsi' is defined in both"):
+        load_registry(settings=Settings(sources_dir=str(tmp_path)))
+    with pytest.raises(SpecError, match="not a directory of source specs"):
+        load_registry(settings=Settings(sources_dir=str(tmp_path / "typo")))
+
+
+def test_sources_dir_is_read_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pdp.config import Settings
+
+    (tmp_path / "sender_env.yml").write_text(yaml.safe_dump(_vaccination_spec("sender_env")), encoding="utf-8")
+    monkeypatch.setenv("PDP_SOURCES_DIR", str(tmp_path))
+    assert "sender_env" in load_registry(settings=Settings()).names

@@ -53,6 +53,56 @@ def test_invalid_codes_fail(system: str, code: str, why: str) -> None:
     assert not validate_code(system, code)
 
 
+# Published SNOMED CT concept ids (international release, and the US extension's 1000119xxx ids),
+# as FHIR senders and synthetic-patient generators write them: an independent reference for the
+# Verhoeff check, not the codes our own generator was checked with.
+PUBLISHED_SNOMED = [
+    ("162864005", "Body mass index 30+ - obesity (finding)"),
+    ("368581000119106", "Neuropathy due to type 2 diabetes mellitus (disorder)"),
+    ("44054006", "Diabetes mellitus type 2 (disorder)"),
+    ("46635009", "Diabetes mellitus type 1 (disorder)"),
+    ("84114007", "Heart failure (disorder)"),
+    ("4855003", "Retinopathy due to diabetes mellitus (disorder)"),
+    ("230572002", "Neuropathy due to diabetes mellitus (disorder)"),
+    ("371087003", "Ulcer of foot due to diabetes mellitus (disorder)"),
+    ("127013003", "Disorder of kidney due to diabetes mellitus (disorder)"),
+    ("38341003", "Hypertensive disorder (disorder)"),
+    ("59621000", "Essential hypertension (disorder)"),
+    ("43396009", "Hemoglobin A1c measurement (procedure)"),
+    ("88805009", "Chronic congestive heart failure (disorder)"),
+    ("1551000119108", "Nonproliferative diabetic retinopathy due to type 2 diabetes mellitus (disorder)"),
+]
+
+
+@pytest.mark.parametrize(("code", "term"), PUBLISHED_SNOMED, ids=[t for _, t in PUBLISHED_SNOMED])
+def test_published_snomed_ids_pass_the_verhoeff_check(code: str, term: str) -> None:
+    assert validate_code("SNOMED", code)
+
+
+CORRUPTED_SNOMED = [
+    ("162864006", "last digit changed"),
+    ("162864500", "check digit and the digit before swapped"),
+    ("126864005", "two digits transposed"),
+    ("368581000119107", "last digit changed (extension id)"),
+    ("368581000191106", "two digits transposed (extension id)"),
+    ("48114007", "first two digits transposed"),
+    ("4855008", "last digit changed"),
+]
+
+
+@pytest.mark.parametrize(("code", "why"), CORRUPTED_SNOMED, ids=[w + " " + c for c, w in CORRUPTED_SNOMED])
+def test_corrupted_snomed_ids_fail(code: str, why: str) -> None:
+    assert not validate_code("SNOMED", code)
+
+
+def test_every_snomed_id_of_the_concept_sets_is_valid() -> None:
+    from pdp.semantic.concepts import concept_sets
+
+    codes = [code for sets in concept_sets().values() for code in sets.get("SNOMED", [])]
+    assert len(codes) > 20
+    assert [code for code in codes if not validate_code("SNOMED", code)] == []
+
+
 def test_every_code_of_the_synthetic_catalog_is_valid() -> None:
     catalog = yaml.safe_load((Path(__file__).resolve().parents[2] / "pdp/synth/catalog.yml").read_text("utf-8"))
     systems = {"diagnoses": "CIM-10", "measurements": "LOINC", "drugs": "ATC"}

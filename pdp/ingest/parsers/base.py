@@ -46,6 +46,8 @@ BUILTIN_PARSERS = (
     "pdp.ingest.parsers.fixed_width",
     "pdp.ingest.parsers.hl7_oru",
     "pdp.ingest.parsers.fhir_ndjson",
+    "pdp.ingest.parsers.fhir_bundle_json",
+    "pdp.ingest.parsers.fhir_bulk",
     "pdp.ingest.parsers.fhir_questionnaire",
     "pdp.ingest.parsers.report_index",
 )

@@ -52,6 +52,8 @@ _DATE_ERRORS = frozenset(
     {"date_parsing", "date_from_datetime_parsing", "date_from_datetime_inexact", "datetime_parsing", "date_type"}
 )
 _Options = TypeVar("_Options", bound=BaseModel)
+_BIRTH_TIME = "http://hl7.org/fhir/StructureDefinition/patient-birthTime"
+_NOT_IDENTITY_NAMES = frozenset({"nickname", "anonymous"})  # never a birth or used name
 _FR_CORE_INSEE = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code"
 
 
@@ -241,19 +243,22 @@ def patient_identity(
     for identifier in patient.get("identifier") or []:
         if identifier.get("system") in opts.nir_systems:
             texts["nir"] = (identifier.get("value") or "").strip()
-    names = patient.get("name") or []
+    names = [n for n in patient.get("name") or [] if n.get("use") not in _NOT_IDENTITY_NAMES]
     by_use = {n.get("use"): n for n in reversed(names)}
-    birth = by_use.get("maiden") or by_use.get("official") or (names[0] if names else {})
+    birth = by_use.get("maiden") or by_use.get("official") or by_use.get("usual") or (names[0] if names else {})
     texts["birth_name"] = (birth.get("family") or "").strip()
-    texts["first_names"] = ", ".join(g.strip() for g in birth.get("given") or [] if g.strip())
-    if "usual" in by_use and by_use["usual"] is not birth:
-        texts["used_name"] = (by_use["usual"].get("family") or "").strip()
-    texts["birth_date"] = patient.get("birthDate")
+    given_in = birth if birth.get("given") else by_use.get("official") or next((n for n in names if n.get("given")), {})
+    texts["first_names"] = ", ".join(g.strip() for g in given_in.get("given") or [] if g.strip())
+    used = by_use.get("usual") or (by_use.get("official") if birth is by_use.get("maiden") else None)
+    if used is not None and used is not birth:
+        texts["used_name"] = (used.get("family") or "").strip()
+    birth_date = patient.get("birthDate") or _birth_time(patient)
+    texts["birth_date"] = birth_date[:10] if isinstance(birth_date, str) else birth_date  # a time is not identity
     texts["sex"] = {"male": "M", "female": "F"}.get(patient.get("gender", ""), patient.get("gender"))
-    addresses = patient.get("address") or []
+    addresses = [a for a in patient.get("address") or [] if a.get("use") != "old"]
     home = next((a for a in addresses if a.get("use") == "home"), addresses[0] if addresses else None)
     if home:
-        texts["address_line"] = " ".join(home.get("line") or []).strip()
+        texts["address_line"] = " ".join(line.strip() for line in home.get("line") or [] if line.strip())
         texts["postcode"] = home.get("postalCode")
         texts["commune_code"] = _extension_code(home, opts.insee_code_extensions)
     for extension in patient.get("extension") or []:
@@ -269,6 +274,14 @@ def patient_identity(
             texts["gp_rpps"] = rpps
             break
     return texts
+
+
+def _birth_time(patient: dict[str, Any]) -> str | None:
+    """The ``patient-birthTime`` extension's dateTime (on ``_birthDate`` as FHIR puts it, or on the Patient)."""
+    for extension in [*((patient.get("_birthDate") or {}).get("extension") or []), *(patient.get("extension") or [])]:
+        if extension.get("url") == _BIRTH_TIME and isinstance(extension.get("valueDateTime"), str):
+            return extension["valueDateTime"]
+    return None
 
 
 def _extension_code(element: dict[str, Any], urls: list[str]) -> str | None:
