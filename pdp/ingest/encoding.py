@@ -30,7 +30,7 @@ from typing import BinaryIO, Literal
 __all__ = ["FileEncoding", "Oversize", "detect_encoding", "iter_lines"]
 
 _CHUNK = 1 << 18
-_MAX_CARRY = 8 << 20  # a "line" longer than this is scanned in pieces
+_MAX_CARRY = 1 << 20  # a "line" longer than this is scanned in pieces, cut between characters
 _C1 = re.compile("[\x80-\x9f]")
 _UTF8_NAMES = frozenset({"utf-8", "utf-8-sig"})
 
@@ -93,8 +93,14 @@ def _scan(stream: BinaryIO) -> tuple[bool, bool]:
         if chunk and cut == 0 and len(block) < _MAX_CARRY:
             carry = block
             continue
-        if not chunk or cut == 0:
+        if not chunk:
             cut = len(block)
+        elif cut == 0:  # a long line: cut before a UTF-8 lead byte, never inside a character
+            cut = len(block)
+            while cut > len(block) - 4 and block[cut - 1] & 0xC0 == 0x80:
+                cut -= 1
+            if block[cut - 1] >= 0xC0:
+                cut -= 1
         carry, block = block[cut:], block[:cut]
         utf8, bad = _classify(block, final=not chunk)
         utf8_seen, bad_seen = utf8_seen or utf8, bad_seen or bad

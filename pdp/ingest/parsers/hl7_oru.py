@@ -331,7 +331,22 @@ def _get(segment: hl7.Segment, field: int, rep: int = 1, comp: int = 1, sub: int
         node = node[index - 1]
     while not isinstance(node, str):  # a deeper tree than the path: its first leaf
         node = node[0] if len(node) else ""
-    return (hl7_unescape(segment, node) if segment.esc in node else node).strip()
+    return (_unescape(segment, node) if segment.esc in node else node).strip()
+
+
+def _unescape(segment: hl7.Segment, text: str) -> str:
+    """python-hl7's unescape, made safe for hostile input.
+
+    Formatting commands with a count (``\\.sp3000000000\\``: that many line breaks) are
+    dropped first: python-hl7 would build a string of that length from a few bytes. A sequence
+    it cannot decode (``\\.skx\\``: ``int("x")``) leaves the text as sent.
+    """
+    esc = re.escape(segment.esc)
+    text = re.sub(f"{esc}\\.[a-z]{{2}}[^{esc}]+{esc}", " ", text)
+    try:
+        return hl7_unescape(segment, text)
+    except (ValueError, IndexError, TypeError):
+        return text
 
 
 def _repetitions(segment: hl7.Segment, field: int) -> int:
