@@ -106,6 +106,19 @@ def parse_delimited(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome
             yield builder.build({name: row[i].strip() for name, i in wanted}, position, raw, ctx)
 
 
+def _skip_quoted(lines: Iterator[tuple[int, bytes, str | Oversize | None]], texts: list, quote: str) -> None:
+    """Drop the rest of a record refused as too large: the lines until its quoted field closes
+    (an even count of quote characters), at most the lines a record may span; nothing is kept."""
+    open_quotes = sum(t.count(quote) for t in texts if isinstance(t, str)) % 2
+    spanned = len(texts)
+    while open_quotes and spanned < _MAX_RECORD_LINES and isinstance(texts[-1], str):
+        following = next(lines, None)
+        if following is None or not isinstance(following[2], str):
+            return
+        open_quotes = (open_quotes + following[2].count(quote)) % 2
+        spanned += 1
+
+
 def header_names(text: str, dialect: dict) -> list[str] | None:
     """The header's column names, or None when the line is not valid delimited text (an open quote, a bare CR)."""
     try:
@@ -138,7 +151,9 @@ def csv_records(
             if isinstance(last, Oversize) or (max_bytes is not None and size > max_bytes):
                 what = last.message if isinstance(last, Oversize) else f"over limits.max_record_bytes ({max_bytes})"
                 fault = (ReasonCode.RECORD_TOO_LARGE, f"row: {what}")
-                yield position, b"\n".join(raws)[: max_bytes or None], [], fault
+                head = b"\n".join(raws)[: max_bytes or None]
+                _skip_quoted(lines, texts, dialect["quotechar"])
+                yield position, head, [], fault
                 break
             if last is None:
                 # keep the structure: an undecodable line is refused as a whole
