@@ -11,11 +11,13 @@ of examples per parser) and the coverage-guided targets (``atheris_target.py``).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from fuzz_harness import CORPUS, FORMATS, apply, corpus_files, run, seed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 settings.register_profile(
     "ci",
@@ -29,6 +31,7 @@ settings.register_profile(
     "fuzz",
     max_examples=int(os.environ.get("PDP_FUZZ_EXAMPLES", "3000")),
     derandomize=False,
+    database=DirectoryBasedExampleDatabase(Path(__file__).resolve().parents[2] / "var" / "fuzz" / "hypothesis"),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
