@@ -7,7 +7,9 @@ wrong value. ``fhir.resources`` (pydantic models, ``fhir.resources.R4B``: R4B is
 every resource read here) validates the whole bundle; a failure quarantines the line with the
 element path and the pydantic error type (FHIR_VALIDATION, or DATE_INVALID when every error
 is a date), never the value. The extraction then reads the plain JSON (faster than walking
-the models).
+the models). A line over the spec's ``limits.max_record_bytes`` is RECORD_TOO_LARGE (never held
+whole), a document nested deeper than ``limits.max_json_depth`` is JSON_TOO_DEEP (checked before
+validation: deep nesting would otherwise exhaust the interpreter's stack and lose the file).
 
 What a line yields: one record per Bundle (record id = Bundle.id) with the Patient's identity
 (FR Core: INS-NIR by identifier system, official = birth name, usual = used name, INSEE

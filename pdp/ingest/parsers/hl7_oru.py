@@ -11,7 +11,11 @@ How it reads:
 
 * segments are split on CR (and LF: Windows senders add one after each message) from a
   binary stream read 64 KiB at a time; a message runs from its MSH to the next MSH or batch
-  segment, so memory holds one message;
+  segment, so memory holds one message; a message (or a segment) over the spec's
+  ``limits.max_record_bytes`` is RECORD_TOO_LARGE, read through and dropped, never held;
+* MSH-1/MSH-2 must be five distinct punctuation characters (HL7_MALFORMED otherwise: python-hl7
+  trusts them); escapes are decoded by python-hl7, except formatting commands with a count
+  (``.sp``/``.sk``/``.in``/``.ti``), which become a space: a few bytes must not ask for gigabytes;
 * each message is decoded with the character set its MSH-18 declares (``UNICODE UTF-8``,
   ``8859/1``...; empty = the spec's encoding policy), then parsed by python-hl7 (``hl7``),
   which handles separators and escapes;
