@@ -10,6 +10,7 @@ PARSER_ERROR, or worse):
 * a FHIR line nested deeper than Python's JSON decoder allows: ``RecursionError``;
 * HL7 formatting escapes with a count: ``\\.sp3000000000\\`` made python-hl7 build a string of
   three billion line breaks (5.7 GiB for a 600-byte message), ``\\.skx\\`` raised ``ValueError``;
+* a 60 KB name in a report index row: the de-identifier compiled a pattern from it for 10 s;
 * a report index row whose document path has a NUL byte (``ValueError``) or a too-long name
   (``OSError``, which even turned the whole index into one FILE_UNREADABLE row).
 """
@@ -187,3 +188,10 @@ def test_hl7_formatting_escape_with_a_huge_count_allocates_nothing_of_its_size()
 
 def test_hl7_escape_with_a_count_that_is_not_a_number_is_dropped_not_a_parser_error() -> None:
     assert _reasons("hl7v2_oru", _crash("hl7v2_oru", "crash-escape-count-not-a-number.hl7")) == []
+
+
+def test_report_index_name_of_60_kb_is_refused_before_the_deidentifier_compiles_it() -> None:
+    """Found by ``make fuzz``: a 60 KB birth name kept the de-identifier compiling its pattern for 10 s
+    (and 16 MB, within the default record limit, for hours): a name over 200 characters is VALUE_INVALID."""
+    result = run("report_index", _crash("report_index", "crash-name-of-60-kb.csv"), time_bound=5.0)
+    assert result.reasons == ["VALUE_INVALID"] and len(result.outcomes) == 2

@@ -80,7 +80,7 @@ def parse_delimited(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome
     if header_text is None:
         yield ctx.quarantine(0, ReasonCode.ENCODING_INVALID, f"header: not decodable ({encoding.decision} file)")
         return
-    names = header_names(header_text, dialect)
+    names = header_names(header_text, dialect, ctx.spec.limits.max_record_fields)
     if names is None:
         yield ctx.quarantine(0, ReasonCode.HEADER_MISMATCH, "header is not one line of delimited text")
         return
@@ -97,7 +97,8 @@ def parse_delimited(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome
     builder = RecordBuilder(ctx.spec)
     wanted = [(name, i) for i, name in enumerate(names) if name in builder.columns]
     width = len(names)
-    for position, raw, row, fault in csv_records(lines, dialect, max_bytes=limit):
+    fields = ctx.spec.limits.max_record_fields
+    for position, raw, row, fault in csv_records(lines, dialect, max_bytes=limit, max_fields=fields):
         if fault is not None:
             yield ctx.quarantine(position, fault[0], fault[1], raw)
         elif len(row) != width:
@@ -119,8 +120,11 @@ def _skip_quoted(lines: Iterator[tuple[int, bytes, str | Oversize | None]], text
         spanned += 1
 
 
-def header_names(text: str, dialect: dict) -> list[str] | None:
-    """The header's column names, or None when the line is not valid delimited text (an open quote, a bare CR)."""
+def header_names(text: str, dialect: dict, max_fields: int) -> list[str] | None:
+    """The header's column names, or None when the line is not valid delimited text (an open quote, a bare CR)
+    or has more than `max_fields` delimiters."""
+    if text.count(dialect["delimiter"]) > max_fields:
+        return None
     try:
         return [name.strip() for name in next(csv.reader([text], **dialect), [])]
     except csv.Error:
@@ -128,7 +132,11 @@ def header_names(text: str, dialect: dict) -> list[str] | None:
 
 
 def csv_records(
-    lines: Iterator[tuple[int, bytes, str | Oversize | None]], dialect: dict, *, max_bytes: int | None = None
+    lines: Iterator[tuple[int, bytes, str | Oversize | None]],
+    dialect: dict,
+    *,
+    max_bytes: int | None = None,
+    max_fields: int | None = None,
 ) -> Iterator[tuple[int, bytes, list[str], tuple[ReasonCode, str] | None]]:
     """(position after the header, raw bytes, fields, fault) per record; blank lines skipped.
 
@@ -137,8 +145,10 @@ def csv_records(
 
     A record continues on the next line while a quoted field is open (csv's strict mode
     reports "unexpected end of data"); its raw bytes are its lines joined by LF. A record of
-    more than `max_bytes` (one line, or lines joined) is RECORD_TOO_LARGE.
+    more than `max_bytes` (one line, or lines joined), or of more than `max_fields` delimiters, is
+    RECORD_TOO_LARGE.
     """
+    delimiter = dialect["delimiter"]
     for number, raw, text in lines:
         if isinstance(text, str) and not text.strip():
             continue
@@ -159,6 +169,10 @@ def csv_records(
                 # keep the structure: an undecodable line is refused as a whole
                 fault = (ReasonCode.ENCODING_INVALID, "row: bytes not in the file's encoding")
                 yield position, b"\n".join(raws), [], fault
+                break
+            if max_fields is not None and sum(t.count(delimiter) for t in texts) > max_fields:  # type: ignore[union-attr]
+                what = f"over limits.max_record_fields ({max_fields}) delimiters"
+                yield position, b"\n".join(raws), [], (ReasonCode.RECORD_TOO_LARGE, f"row: {what}")
                 break
             try:
                 row = next(csv.reader(["\n".join(texts)], **dialect))  # type: ignore[arg-type]

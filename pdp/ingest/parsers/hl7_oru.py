@@ -257,6 +257,9 @@ def _message(segments: list[bytes], position: int, raw: bytes, ctx: FileContext,
     if message_type[:2] != ["ORU", "R01"]:
         raise Invalid(ReasonCode.HL7_MESSAGE_TYPE, "MSH-9 is not ORU^R01")
     _check_structure(texts, separator.decode("latin-1"))
+    pieces, most = sum(raw.count(c) for c in set(separator + fields[1][:4])), ctx.spec.limits.max_record_fields
+    if pieces > most:  # python-hl7 makes an object of every piece
+        raise Invalid(ReasonCode.RECORD_TOO_LARGE, f"{pieces} separators, over limits.max_record_fields ({most})")
     try:
         message = hl7.parse("\r".join(texts))
     except (hl7.ParseException, IndexError, ValueError, AssertionError):

@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 __all__ = ["ReportIndexOptions", "parse_report_index"]
 
 _COLUMNS = ("doc_id", "file", "doc_type", "date", "nir", "birth_name", "used_name", "first_names", "birth_date", "sex")
+_TRAITS = ("birth_name", "used_name", "first_names", "nir")
+_MAX_TRAIT_CHARS = 200  # no civil-status name is near it; the de-identifier's patterns are built from these
 _CHUNK = 256  # index rows per vault read: one look-up per chunk, bounded memory (rows, never documents)
 _DIALECT = {"delimiter": ",", "quotechar": '"', "strict": True}
 _NOTE_TYPE = re.compile(r"[a-z][a-z0-9_]*")
@@ -129,7 +131,7 @@ def parse_report_index(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutc
     if header[2] is None:
         yield ctx.quarantine(0, ReasonCode.ENCODING_INVALID, f"header: not decodable ({encoding.decision} file)")
         return
-    names = header_names(header[2], _DIALECT)
+    names = header_names(header[2], _DIALECT, ctx.spec.limits.max_record_fields)
     if names is None:
         yield ctx.quarantine(0, ReasonCode.HEADER_MISMATCH, "index header is not one line of CSV")
         return
@@ -138,7 +140,8 @@ def parse_report_index(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutc
         yield ctx.quarantine(0, ReasonCode.HEADER_MISMATCH, f"index columns missing: {', '.join(missing)}")
         return
     pending: list[Quarantined | _Row] = []
-    for position, raw, fields, fault in csv_records(lines, _DIALECT, max_bytes=limit):
+    for position, raw, fields, fault in csv_records(lines, _DIALECT, max_bytes=limit,
+                                                    max_fields=ctx.spec.limits.max_record_fields):
         if fault is not None:
             pending.append(ctx.quarantine(position, fault[0], fault[1], raw))
         elif len(fields) != len(names):
@@ -176,6 +179,10 @@ def _checked(row: dict[str, str], position: int, ctx: FileContext, opts: ReportI
                               raw_row)
     if not (row.get("birth_name") or "").strip():
         return ctx.quarantine(position, ReasonCode.IDENTITY_MISSING, "birth_name is empty", raw_row)
+    for column in _TRAITS:  # the de-identifier compiles a pattern per name: a 60 KB "name" took 10 s
+        if len(row.get(column) or "") > _MAX_TRAIT_CHARS:
+            return ctx.quarantine(position, ReasonCode.VALUE_INVALID,
+                                  f"{column}: longer than {_MAX_TRAIT_CHARS} characters, not a name", raw_row)
     sent_type = (row.get("doc_type") or "").strip()
     if not sent_type:
         return ctx.quarantine(position, ReasonCode.FIELD_MISSING, "doc_type is empty", raw_row)
