@@ -56,8 +56,8 @@ _CHUNK = 1 << 16
 _MAX_ORPHANS = 1000  # segments outside any message are quarantined by blocks of at most this many
 
 # python-hl7 logs whole field values when an escape sequence does not decode, or a segment comes
-# before MSH: a record's content in the process logs. Its loggers are silenced; a bad escape
-# is kept as sent, the message parses (its values are checked like any other).
+# before MSH: a record's content in the process logs. Its loggers are silenced; the message
+# parses as python-hl7 decodes it (an undecodable sequence dropped), its values checked as any other.
 for _module in (hl7.util, hl7.parser, hl7.containers):
     _logger = getattr(_module, "logger", None)
     if _logger is not None:
