@@ -19,7 +19,8 @@ from pdp.ingest import Quarantined, SourceRecord, SourceSpec, load_registry
 from pdp.ingest.limits import Limits
 from pdp.ingest.model import ParseOutcome
 from pdp.ingest.parse import parse_file
-from pdp.ingest.parsers.base import FileContext, parser
+from pdp.ingest.parsers import base
+from pdp.ingest.parsers.base import FileContext, parser, parser_names
 
 CORPUS = Path(__file__).resolve().parent.parent / "fuzz" / "corpus"
 
@@ -143,15 +144,26 @@ def test_a_report_document_over_the_limit_is_record_too_large_not_missing(tmp_pa
     assert "max_document_bytes (4096)" in outcomes[1].message
 
 
-@parser("test_whole_json", whole_file=True)
 def _whole_json(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome]:
     """A test parser that reads its file whole (as a FHIR Bundle JSON parser must)."""
     data = stream.read()
     yield SourceRecord(source=ctx.source, file=ctx.file, position=1, record_id=None, raw=data)
 
 
-def test_a_file_over_the_limit_of_a_whole_file_format_is_file_too_large_without_being_read(tmp_path: Path) -> None:
-    spec = SourceSpec(name="whole", version=1, description="test", format="test_whole_json", files=["w/*.json"],
+@pytest.fixture()
+def whole_file_format(monkeypatch: pytest.MonkeyPatch) -> str:
+    """``test_whole_json`` registered for this test only (the registry is the process's)."""
+    parser_names()  # the built-ins first
+    monkeypatch.setitem(base._PARSERS, "test_whole_json", None)  # monkeypatch removes the key after the test
+    del base._PARSERS["test_whole_json"]  # ... and @parser registers it as a new format
+    parser("test_whole_json", whole_file=True)(_whole_json)
+    return "test_whole_json"
+
+
+def test_a_file_over_the_limit_of_a_whole_file_format_is_file_too_large_without_being_read(
+    tmp_path: Path, whole_file_format: str
+) -> None:
+    spec = SourceSpec(name="whole", version=1, description="test", format=whole_file_format, files=["w/*.json"],
                       subject="reference", limits=Limits(max_file_bytes=4096))
     assert _reasons(_parse(spec, tmp_path, "w/small.json", b"{}" * 100)) == ["landed"]
     outcomes = _parse(spec, tmp_path, "w/big.json", b"{}" * 5000)
