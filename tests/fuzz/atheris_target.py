@@ -13,6 +13,7 @@ CPython 3.11 on x86-64); where it does not install, ``make fuzz`` runs the hypot
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib import import_module
 
@@ -28,15 +29,20 @@ with atheris.instrument_imports(include=["pdp.ingest"]):
 
 
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in fuzz_harness.FORMATS:
+    # the format travels in the environment too: libFuzzer re-runs this script without it (-merge=1)
+    if len(sys.argv) > 1 and sys.argv[1] in fuzz_harness.FORMATS:
+        os.environ["PDP_FUZZ_FORMAT"] = sys.argv.pop(1)
+    format_name = os.environ.get("PDP_FUZZ_FORMAT", "")
+    if format_name not in fuzz_harness.FORMATS:
         sys.exit(f"usage: atheris_target.py FORMAT [libFuzzer args]; FORMAT in {sorted(fuzz_harness.FORMATS)}")
-    format_name = sys.argv.pop(1)
     fuzz_harness.spec_for(format_name)
     fuzz_harness.run(format_name, fuzz_harness.seed(format_name))  # warm-up (lazy imports) outside the timing
 
     def one_input(data: bytes) -> None:
         fuzz_harness.run(format_name, data, time_bound=10.0, trace_memory=True, memory_bound=64 << 20)
 
+    # libFuzzer re-runs argv[0] through the shell for -merge=1: the interpreter must be part of it
+    sys.argv[0] = f"{sys.executable} {os.path.abspath(__file__)}"
     atheris.Setup(sys.argv, one_input)
     atheris.Fuzz()
 
