@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from importlib import import_module
+from pathlib import Path
 
 import atheris
 
@@ -33,6 +34,9 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] in fuzz_harness.FORMATS:
         os.environ["PDP_FUZZ_FORMAT"] = sys.argv.pop(1)
     format_name = os.environ.get("PDP_FUZZ_FORMAT", "")
+    scratch = Path(__file__).resolve().parents[2] / "var" / "fuzz" / "tmp"  # libFuzzer's exit skips atexit
+    scratch.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PDP_FUZZ_TMP", str(scratch))
     if format_name not in fuzz_harness.FORMATS:
         sys.exit(f"usage: atheris_target.py FORMAT [libFuzzer args]; FORMAT in {sorted(fuzz_harness.FORMATS)}")
     fuzz_harness.spec_for(format_name)

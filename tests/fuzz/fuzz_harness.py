@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import re
 import shutil
 import signal
@@ -151,7 +152,8 @@ def _alarm(seconds: float) -> Iterator[None]:
 def _root(format_name: str) -> Path:
     """One ingest root per format for the process (a fresh directory per input costs more than a parse)."""
     shm = Path("/dev/shm")
-    root = Path(tempfile.mkdtemp(prefix=f"pdp-fuzz-{format_name}-", dir=shm if shm.is_dir() else None))
+    base = os.environ.get("PDP_FUZZ_TMP") or (shm if shm.is_dir() else None)  # atheris exits without atexit
+    root = Path(tempfile.mkdtemp(prefix=f"pdp-fuzz-{format_name}-", dir=base))
     atexit.register(shutil.rmtree, root, True)
     if format_name == "report_index":
         _documents(root)
