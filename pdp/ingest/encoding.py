@@ -27,10 +27,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Literal
 
-__all__ = ["FileEncoding", "detect_encoding", "iter_lines"]
+__all__ = ["FileEncoding", "Oversize", "detect_encoding", "iter_lines"]
 
 _CHUNK = 1 << 18
-_MAX_CARRY = 8 << 20  # a "line" longer than this is scanned in pieces
+_MAX_CARRY = 1 << 20  # a "line" longer than this is scanned in pieces, cut between characters
 _C1 = re.compile("[\x80-\x9f]")
 _UTF8_NAMES = frozenset({"utf-8", "utf-8-sig"})
 
@@ -93,8 +93,14 @@ def _scan(stream: BinaryIO) -> tuple[bool, bool]:
         if chunk and cut == 0 and len(block) < _MAX_CARRY:
             carry = block
             continue
-        if not chunk or cut == 0:
+        if not chunk:
             cut = len(block)
+        elif cut == 0:  # a long line: cut before a UTF-8 lead byte, never inside a character
+            cut = len(block)
+            while cut > len(block) - 4 and block[cut - 1] & 0xC0 == 0x80:
+                cut -= 1
+            if block[cut - 1] >= 0xC0:
+                cut -= 1
         carry, block = block[cut:], block[:cut]
         utf8, bad = _classify(block, final=not chunk)
         utf8_seen, bad_seen = utf8_seen or utf8, bad_seen or bad
@@ -124,14 +130,49 @@ def _classify(block: bytes, *, final: bool) -> tuple[bool, bool]:
     return utf8, bad
 
 
-def iter_lines(stream: BinaryIO, encoding: FileEncoding) -> Iterator[tuple[int, bytes, str | None]]:
+@dataclass(frozen=True, slots=True)
+class Oversize:
+    """In place of a line's text: the line is longer than the limit (``size``: its bytes, terminator excluded)."""
+
+    size: int
+    limit: int
+
+    @property
+    def message(self) -> str:
+        return f"line of {self.size} bytes, over limits.max_record_bytes ({self.limit})"
+
+
+_SKIP = 1 << 16
+
+
+def iter_lines(
+    stream: BinaryIO, encoding: FileEncoding, *, max_bytes: int | None = None
+) -> Iterator[tuple[int, bytes, str | Oversize | None]]:
     """(1-based line number, raw bytes without the line terminator, text or None if undecodable).
 
     Streams: one line in memory at a time. Lines end at LF; a CR before it is dropped (CRLF
-    exports); a bare-CR file is read as one line.
+    exports); a bare-CR file is read as one line. A line longer than `max_bytes` is never held
+    whole: its text is an :class:`Oversize` and its raw bytes are its first `max_bytes` bytes
+    (the rest is read and dropped, 64 KiB at a time).
     """
     stream.seek(encoding.start)
     decode = encoding.decode
-    for number, line in enumerate(stream, start=1):
-        raw = line[:-2] if line.endswith(b"\r\n") else line[:-1] if line.endswith(b"\n") else line
-        yield number, raw, decode(raw)
+    if max_bytes is None:
+        for number, line in enumerate(stream, start=1):
+            raw = line[:-2] if line.endswith(b"\r\n") else line[:-1] if line.endswith(b"\n") else line
+            yield number, raw, decode(raw)
+        return
+    number = 0
+    while line := stream.readline(max_bytes + 2):
+        number += 1
+        ended = line.endswith(b"\n")
+        raw = line[:-2] if line.endswith(b"\r\n") else line[:-1] if ended else line
+        if len(raw) <= max_bytes:
+            yield number, raw, decode(raw)
+            continue
+        size, last = len(line), line
+        while not ended and (rest := stream.readline(_SKIP)):
+            size, last, ended = size + len(rest), rest, rest.endswith(b"\n")
+        if ended:
+            size -= 2 if last.endswith(b"\r\n") else 1
+        yield number, raw[:max_bytes], Oversize(size, max_bytes)

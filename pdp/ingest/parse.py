@@ -3,7 +3,8 @@
 Why this layer: every parser yields records and quarantine rows; what must hold for every
 file whatever its format is handled here once — an unreadable or empty file becomes a
 file-level quarantine row instead of an exception, a parser that yields nothing yields
-FILE_NO_RECORDS, a crash in a parser quarantines the rest of the file (PARSER_ERROR) instead
+FILE_NO_RECORDS, a file too large for a parser that reads files whole is FILE_TOO_LARGE
+(the spec's ``limits``), a crash in a parser quarantines the rest of the file (PARSER_ERROR) instead
 of stopping the batch, and the second occurrence of a record in the batch becomes
 DUPLICATE_RECORD. Everything streams: one record at a time leaves a parser.
 
@@ -22,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -77,7 +79,12 @@ def parse_file(
             return
         stream.seek(0)
         yielded = False
-        parse = get_parser(spec.format).func
+        info = get_parser(spec.format)
+        if info.whole_file and os.fstat(stream.fileno()).st_size > spec.limits.max_file_bytes:
+            limit = spec.limits.max_file_bytes
+            yield ctx.quarantine(0, ReasonCode.FILE_TOO_LARGE, f"file over limits.max_file_bytes ({limit})")
+            return
+        parse = info.func
         try:
             for outcome in parse(stream, ctx):
                 yielded = True

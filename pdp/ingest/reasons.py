@@ -25,6 +25,10 @@ class ReasonCode(StrEnum):
     FILE_UNREADABLE = "FILE_UNREADABLE"
     ENCODING_INVALID = "ENCODING_INVALID"
     PARSER_ERROR = "PARSER_ERROR"
+    FILE_TOO_LARGE = "FILE_TOO_LARGE"
+    # size limits of any record (pdp.ingest.limits)
+    RECORD_TOO_LARGE = "RECORD_TOO_LARGE"
+    JSON_TOO_DEEP = "JSON_TOO_DEEP"
     # delimited and fixed-width layouts
     HEADER_MISMATCH = "HEADER_MISMATCH"
     EXTRA_COLUMNS = "EXTRA_COLUMNS"
@@ -63,6 +67,9 @@ REASONS: dict[ReasonCode, str] = {
     ReasonCode.FILE_UNREADABLE: "the file could not be opened or read",
     ReasonCode.ENCODING_INVALID: "bytes that the file's (or message's declared) encoding cannot decode",
     ReasonCode.PARSER_ERROR: "the parser stopped on an unexpected error; records after this point were not read",
+    ReasonCode.FILE_TOO_LARGE: "a file over the spec's limits.max_file_bytes, for a format that reads files whole",
+    ReasonCode.RECORD_TOO_LARGE: "a line, a record, an HL7 message or a document larger than the spec's limits",
+    ReasonCode.JSON_TOO_DEEP: "a JSON document nested deeper than the spec's limits.max_json_depth",
     ReasonCode.HEADER_MISMATCH: "the header lacks a column the spec requires",
     ReasonCode.EXTRA_COLUMNS: "the header has columns the spec does not declare",
     ReasonCode.FIELD_COUNT: "a row with a different number of fields than the header",
@@ -96,9 +103,11 @@ FILE_LEVEL: frozenset[ReasonCode] = frozenset(
         ReasonCode.FILE_NO_RECORDS,
         ReasonCode.FILE_UNREADABLE,
         ReasonCode.PARSER_ERROR,
+        ReasonCode.FILE_TOO_LARGE,
         ReasonCode.HEADER_MISMATCH,
         ReasonCode.EXTRA_COLUMNS,
         ReasonCode.HL7_BATCH_COUNT,
     }
 )
-"""Codes that (can) describe a whole file; ENCODING_INVALID is file-level only for an undecodable header."""
+"""Codes that (can) describe a whole file; ENCODING_INVALID and RECORD_TOO_LARGE are file-level only for
+an undecodable or oversized header."""

@@ -22,6 +22,7 @@ Shape (see ``sources/pmsi.yml`` for a full example)::
     attributes: {admission_mode: mode_entree}
     code_systems: [CIM-10, CCAM, PMSI-UNIT]
     validation: {required: [num_sejour, dp]}
+    limits: {max_record_bytes: 1048576}   # optional, stricter size bounds (pdp.ingest.limits)
 
 A field reference is a column name (``nom``) or a mapping: ``column`` or ``const``, then
 optionally ``pattern`` (regex; group ``value`` or the first group is kept), ``map`` (value
@@ -42,6 +43,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pdp.ingest.limits import Limits
 from pdp.ingest.model import IDENTITY_FIELDS, Domain
 from pdp.semantic.codes import CODE_SYSTEMS
 
@@ -193,6 +195,7 @@ class SourceSpec(_Model):
     attributes: dict[str, FieldRef] = Field(default_factory=dict)
     code_systems: list[str] = Field(default_factory=list)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    limits: Limits = Field(default_factory=Limits)  # size bounds (pdp.ingest.limits); defaults real files never hit
 
     @field_validator("name")
     @classmethod

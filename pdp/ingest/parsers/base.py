@@ -15,7 +15,10 @@ Example::
 
 A parser reads one seekable binary stream, yields one outcome per record in file order
 (file-level problems at position 0), and never raises for bad input: every fault becomes a
-:class:`~pdp.ingest.model.Quarantined` row through ``ctx.quarantine``.
+:class:`~pdp.ingest.model.Quarantined` row through ``ctx.quarantine``. It holds one record at
+a time, bounded by the spec's ``limits`` (:mod:`pdp.ingest.limits`): a larger line or message
+is RECORD_TOO_LARGE, a deeper JSON document JSON_TOO_DEEP. ``tests/fuzz`` checks all of this
+for every registered parser with random, mutated and truncated files.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class ParserInfo:
     mapped: bool  # identity/events/attributes come from the spec's mapping
     produces: tuple[str, ...]  # event domains it can yield when not mapped (mapped: the spec's events)
     description: str
+    whole_file: bool = False  # reads a file whole (a JSON document): parse_file refuses one over limits.max_file_bytes
 
 
 _PARSERS: dict[str, ParserInfo] = {}
@@ -75,15 +79,21 @@ def parser(
     options: type[BaseModel] | None = None,
     mapped: bool = False,
     produces: tuple[str, ...] = (),
+    whole_file: bool = False,
 ) -> Callable[[ParseFunction], ParseFunction]:
-    """Register `func` as the parser of format `name` (a second, different function is an error)."""
+    """Register `func` as the parser of format `name` (a second, different function is an error).
+
+    `whole_file`: the parser must hold a whole file in memory (a JSON document, not lines);
+    :func:`pdp.ingest.parse.parse_file` then quarantines a file larger than the spec's
+    ``limits.max_file_bytes`` (FILE_TOO_LARGE) without calling it.
+    """
 
     def register(func: ParseFunction) -> ParseFunction:
         existing = _PARSERS.get(name)
         if existing is not None and existing.func.__qualname__ != func.__qualname__:
             raise ValueError(f"parser {name!r} is already registered by {existing.func.__module__}")
         doc = (func.__doc__ or "").strip().splitlines()
-        _PARSERS[name] = ParserInfo(name, func, options, mapped, tuple(produces), doc[0] if doc else "")
+        _PARSERS[name] = ParserInfo(name, func, options, mapped, tuple(produces), doc[0] if doc else "", whole_file)
         return func
 
     return register

@@ -27,15 +27,18 @@ from typing import BinaryIO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pdp.ingest.encoding import detect_encoding, iter_lines
+from pdp.ingest.encoding import Oversize, detect_encoding, iter_lines
 from pdp.ingest.mapping import RecordBuilder
 from pdp.ingest.model import ParseOutcome
 from pdp.ingest.parsers.base import FileContext, parser
 from pdp.ingest.reasons import ReasonCode
 
-__all__ = ["DelimitedOptions", "csv_records", "parse_delimited"]
+__all__ = ["DelimitedOptions", "csv_records", "header_names", "parse_delimited"]
 
 _MAX_RECORD_LINES = 1000  # a quoted field never spans more lines than this; beyond, the quote is unbalanced
+# csv's own field limit (128 Ki characters) would turn a long field into "malformed quoting": the
+# spec's limits.max_record_bytes bounds a record instead (process-wide; only ever raised here)
+csv.field_size_limit(max(csv.field_size_limit(), (1 << 31) - 1))
 
 
 class DelimitedOptions(BaseModel):
@@ -64,16 +67,23 @@ def parse_delimited(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome
     """Delimited text with a header row, mapped by the spec (identity, events, attributes)."""
     opts: DelimitedOptions = ctx.spec.parser_options  # type: ignore[assignment]
     encoding = detect_encoding(stream, ctx.spec.encoding, latin1_fallback=ctx.spec.latin1_fallback)
-    lines = iter_lines(stream, encoding)
+    limit = ctx.spec.limits.max_record_bytes
+    lines = iter_lines(stream, encoding, max_bytes=limit)
     dialect = {"delimiter": opts.delimiter, "quotechar": opts.quotechar, "strict": True}
     header = next(lines, None)
     if header is None:
         return
     _, _, header_text = header
+    if isinstance(header_text, Oversize):
+        yield ctx.quarantine(0, ReasonCode.RECORD_TOO_LARGE, f"header: {header_text.message}")
+        return
     if header_text is None:
         yield ctx.quarantine(0, ReasonCode.ENCODING_INVALID, f"header: not decodable ({encoding.decision} file)")
         return
-    names = [name.strip() for name in next(csv.reader([header_text], **dialect), [])]
+    names = header_names(header_text, dialect, ctx.spec.limits.max_record_fields)
+    if names is None:
+        yield ctx.quarantine(0, ReasonCode.HEADER_MISMATCH, "header is not one line of delimited text")
+        return
     missing = [c for c in opts.columns if c not in names]
     if missing or len(set(names)) != len(names):
         detail = f"lacks column(s) {', '.join(missing)}" if missing else "repeats a column name"
@@ -87,7 +97,8 @@ def parse_delimited(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome
     builder = RecordBuilder(ctx.spec)
     wanted = [(name, i) for i, name in enumerate(names) if name in builder.columns]
     width = len(names)
-    for position, raw, row, fault in csv_records(lines, dialect):
+    fields = ctx.spec.limits.max_record_fields
+    for position, raw, row, fault in csv_records(lines, dialect, max_bytes=limit, max_fields=fields):
         if fault is not None:
             yield ctx.quarantine(position, fault[0], fault[1], raw)
         elif len(row) != width:
@@ -96,27 +107,72 @@ def parse_delimited(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome
             yield builder.build({name: row[i].strip() for name, i in wanted}, position, raw, ctx)
 
 
+def _skip_quoted(lines: Iterator[tuple[int, bytes, str | Oversize | None]], texts: list, quote: str) -> None:
+    """Drop the rest of a record refused as too large: the lines until its quoted field closes
+    (an even count of quote characters), at most the lines a record may span; nothing is kept."""
+    open_quotes = sum(t.count(quote) for t in texts if isinstance(t, str)) % 2
+    spanned = len(texts)
+    while open_quotes and spanned < _MAX_RECORD_LINES and isinstance(texts[-1], str):
+        following = next(lines, None)
+        if following is None or not isinstance(following[2], str):
+            return
+        open_quotes = (open_quotes + following[2].count(quote)) % 2
+        spanned += 1
+
+
+def header_names(text: str, dialect: dict, max_fields: int) -> list[str] | None:
+    """The header's column names, or None when the line is not valid delimited text (an open quote, a bare CR)
+    or has more than `max_fields` delimiters."""
+    if text.count(dialect["delimiter"]) > max_fields:
+        return None
+    try:
+        return [name.strip() for name in next(csv.reader([text], **dialect), [])]
+    except csv.Error:
+        return None
+
+
 def csv_records(
-    lines: Iterator[tuple[int, bytes, str | None]], dialect: dict
+    lines: Iterator[tuple[int, bytes, str | Oversize | None]],
+    dialect: dict,
+    *,
+    max_bytes: int | None = None,
+    max_fields: int | None = None,
 ) -> Iterator[tuple[int, bytes, list[str], tuple[ReasonCode, str] | None]]:
     """(position after the header, raw bytes, fields, fault) per record; blank lines skipped.
 
-    Shared by every CSV-shaped parser (this one, the reports' index), so an undecodable line or
-    an unbalanced quote is the same quarantine row whatever the source.
+    Shared by every CSV-shaped parser (this one, the reports' index), so an undecodable line,
+    an unbalanced quote or an oversized record is the same quarantine row whatever the source.
 
     A record continues on the next line while a quoted field is open (csv's strict mode
-    reports "unexpected end of data"); its raw bytes are its lines joined by LF.
+    reports "unexpected end of data"); its raw bytes are its lines joined by LF. A record of
+    more than `max_bytes` (one line, or lines joined), or of more than `max_fields` delimiters, is
+    RECORD_TOO_LARGE.
     """
+    delimiter = dialect["delimiter"]
     for number, raw, text in lines:
-        if text is not None and not text.strip():
+        if isinstance(text, str) and not text.strip():
             continue
         position = number - 1
-        raws, texts, bad = [raw], [text], text is None
+        raws: list[bytes] = [raw]
+        texts: list[str | Oversize | None] = [text]
+        size = len(raw)
         while True:
-            if bad:
+            last = texts[-1]
+            if isinstance(last, Oversize) or (max_bytes is not None and size > max_bytes):
+                what = last.message if isinstance(last, Oversize) else f"over limits.max_record_bytes ({max_bytes})"
+                fault = (ReasonCode.RECORD_TOO_LARGE, f"row: {what}")
+                head = b"\n".join(raws)[: max_bytes or None]
+                _skip_quoted(lines, texts, dialect["quotechar"])
+                yield position, head, [], fault
+                break
+            if last is None:
                 # keep the structure: an undecodable line is refused as a whole
                 fault = (ReasonCode.ENCODING_INVALID, "row: bytes not in the file's encoding")
                 yield position, b"\n".join(raws), [], fault
+                break
+            if max_fields is not None and sum(t.count(delimiter) for t in texts) > max_fields:  # type: ignore[union-attr]
+                what = f"over limits.max_record_fields ({max_fields}) delimiters"
+                yield position, b"\n".join(raws), [], (ReasonCode.RECORD_TOO_LARGE, f"row: {what}")
                 break
             try:
                 row = next(csv.reader(["\n".join(texts)], **dialect))  # type: ignore[arg-type]
@@ -126,7 +182,7 @@ def csv_records(
                     if following is not None:
                         raws.append(following[1])
                         texts.append(following[2])
-                        bad = following[2] is None
+                        size += len(following[1]) + 1
                         continue
                 yield position, b"\n".join(raws), [], (ReasonCode.FIELD_COUNT, "row has malformed quoting")
                 break

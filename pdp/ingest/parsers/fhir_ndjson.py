@@ -7,7 +7,9 @@ wrong value. ``fhir.resources`` (pydantic models, ``fhir.resources.R4B``: R4B is
 every resource read here) validates the whole bundle; a failure quarantines the line with the
 element path and the pydantic error type (FHIR_VALIDATION, or DATE_INVALID when every error
 is a date), never the value. The extraction then reads the plain JSON (faster than walking
-the models).
+the models). A line over the spec's ``limits.max_record_bytes`` is RECORD_TOO_LARGE (never held
+whole), a document nested deeper than ``limits.max_json_depth`` is JSON_TOO_DEEP (checked before
+validation: deep nesting would otherwise exhaust the interpreter's stack and lose the file).
 
 What a line yields: one record per Bundle (record id = Bundle.id) with the Patient's identity
 (FR Core: INS-NIR by identifier system, official = birth name, usual = used name, INSEE
@@ -29,7 +31,8 @@ from typing import Any, BinaryIO, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pdp.ingest.encoding import detect_encoding, iter_lines
+from pdp.ingest.encoding import Oversize, detect_encoding, iter_lines
+from pdp.ingest.limits import json_too_deep
 from pdp.ingest.model import Event, IdentityFields, ParseOutcome, Quarantined, SourceRecord
 from pdp.ingest.parsers.base import FileContext, parser
 from pdp.ingest.reasons import ReasonCode
@@ -108,16 +111,27 @@ def fhir_resources(
     ENCODING_INVALID) whose message names element paths and error types, never a value.
     """
     encoding = detect_encoding(stream, ctx.spec.encoding, latin1_fallback=ctx.spec.latin1_fallback)
-    for position, raw, text in iter_lines(stream, encoding):
+    limits = ctx.spec.limits
+    for position, raw, text in iter_lines(stream, encoding, max_bytes=limits.max_record_bytes):
+        if isinstance(text, Oversize):
+            yield ctx.quarantine(position, ReasonCode.RECORD_TOO_LARGE, text.message, raw)
+            continue
         if text is None:
             yield ctx.quarantine(position, ReasonCode.ENCODING_INVALID, "line: bytes not in the file's encoding", raw)
             continue
         if not text.strip():
             continue
+        depth = f"JSON nested deeper than limits.max_json_depth ({limits.max_json_depth})"
         try:
             resource = json.loads(text)
+        except RecursionError:  # deeper than the decoder's own bound
+            yield ctx.quarantine(position, ReasonCode.JSON_TOO_DEEP, depth, raw)
+            continue
         except ValueError:
             yield ctx.quarantine(position, ReasonCode.FHIR_JSON_INVALID, "line is not valid JSON", raw)
+            continue
+        if json_too_deep(text, resource, limits.max_json_depth):
+            yield ctx.quarantine(position, ReasonCode.JSON_TOO_DEEP, depth, raw)
             continue
         if not isinstance(resource, dict):
             yield ctx.quarantine(position, ReasonCode.FHIR_JSON_INVALID, "line is not a JSON object", raw)

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pdp.ingest.encoding import detect_encoding, iter_lines
+from pdp.ingest.encoding import Oversize, detect_encoding, iter_lines
 from pdp.ingest.mapping import RecordBuilder
 from pdp.ingest.model import ParseOutcome
 from pdp.ingest.parsers.base import FileContext, parser
@@ -68,8 +68,10 @@ def parse_fixed_width(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutco
             slices.append((f.name, offset, offset + f.width))
         offset += f.width
     length = opts.record_length
-    for position, raw, text in iter_lines(stream, encoding):
-        if text is None:
+    for position, raw, text in iter_lines(stream, encoding, max_bytes=ctx.spec.limits.max_record_bytes):
+        if isinstance(text, Oversize):
+            yield ctx.quarantine(position, ReasonCode.RECORD_TOO_LARGE, text.message, raw)
+        elif text is None:
             yield ctx.quarantine(position, ReasonCode.ENCODING_INVALID, "line: bytes not in the file's encoding", raw)
         elif not text.strip():
             continue

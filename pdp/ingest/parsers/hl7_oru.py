@@ -11,7 +11,11 @@ How it reads:
 
 * segments are split on CR (and LF: Windows senders add one after each message) from a
   binary stream read 64 KiB at a time; a message runs from its MSH to the next MSH or batch
-  segment, so memory holds one message;
+  segment, so memory holds one message; a message (or a segment) over the spec's
+  ``limits.max_record_bytes`` is RECORD_TOO_LARGE, read through and dropped, never held;
+* MSH-1/MSH-2 must be five distinct punctuation characters (HL7_MALFORMED otherwise: python-hl7
+  trusts them); escapes are decoded by python-hl7, except formatting commands with a count
+  (``.sp``/``.sk``/``.in``/``.ti``), which become a space: a few bytes must not ask for gigabytes;
 * each message is decoded with the character set its MSH-18 declares (``UNICODE UTF-8``,
   ``8859/1``...; empty = the spec's encoding policy), then parsed by python-hl7 (``hl7``),
   which handles separators and escapes;
@@ -32,6 +36,9 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 import hl7
+import hl7.containers
+import hl7.parser
+import hl7.util
 from hl7.util import unescape as hl7_unescape
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,6 +54,14 @@ _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
 _ENVELOPE = frozenset({b"FHS", b"BHS", b"BTS", b"FTS"})
 _CHUNK = 1 << 16
 _MAX_ORPHANS = 1000  # segments outside any message are quarantined by blocks of at most this many
+
+# python-hl7 logs whole field values when an escape sequence does not decode, or a segment comes
+# before MSH: a record's content in the process logs. Its loggers are silenced; the message
+# parses as python-hl7 decodes it (an undecodable sequence dropped), its values checked as any other.
+for _module in (hl7.util, hl7.parser, hl7.containers):
+    _logger = getattr(_module, "logger", None)
+    if _logger is not None:
+        _logger.disabled = True
 
 # HL7 table 0211 (MSH-18) → Python codec; "" = not declared (the spec's policy decides)
 _CHARSETS = {
@@ -99,10 +114,11 @@ class Hl7Options(BaseModel):
 def parse_hl7_oru(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome]:
     """HL7 v2 ORU^R01 batches: one record per message, identity from PID, one measurement per OBX."""
     opts: Hl7Options = ctx.spec.parser_options  # type: ignore[assignment]
+    limit = ctx.spec.limits.max_record_bytes
     position = 0
     in_batch = False
     batch_messages = 0
-    for kind, segments in _blocks(_segments(stream)):
+    for kind, segments, size in _blocks(_segments(stream, limit), limit):
         if kind == "BHS":
             if in_batch:
                 yield ctx.quarantine(0, ReasonCode.HL7_BATCH_COUNT, "a batch (BHS) has no BTS trailer")
@@ -116,52 +132,93 @@ def parse_hl7_oru(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome]:
             position += 1
             batch_messages += 1
             raw = b"\r".join(segments) + b"\r"
-            if kind == "orphan":
+            if kind == "too_large":
+                yield ctx.quarantine(
+                    position, ReasonCode.RECORD_TOO_LARGE,
+                    f"message or segment of {size} bytes, over limits.max_record_bytes ({limit})", raw,
+                )  # fmt: skip
+            elif kind == "orphan":
                 yield ctx.quarantine(position, ReasonCode.HL7_SEGMENT_ORDER, "segments outside a message (no MSH)", raw)
-                continue
-            yield _safe_message(segments, position, raw, ctx, opts)
+            else:
+                yield _safe_message(segments, position, raw, ctx, opts)
     if in_batch:
         yield ctx.quarantine(0, ReasonCode.HL7_BATCH_COUNT, "the batch has no BTS trailer (file cut short?)")
 
 
-def _segments(stream: BinaryIO) -> Iterator[bytes]:
-    """Non-empty segments, streamed; MLLP framing bytes (VT, FS) dropped."""
+class _Big:
+    """In place of a segment longer than the limit: its first bytes and its size (never held whole)."""
+
+    __slots__ = ("head", "size")
+
+    def __init__(self, head: bytes, size: int) -> None:
+        self.head, self.size = head, size
+
+
+def _segments(stream: BinaryIO, limit: int) -> Iterator[bytes | _Big]:
+    """Non-empty segments, streamed; MLLP framing bytes (VT, FS) dropped; a segment over `limit`
+    bytes is a :class:`_Big` (its bytes are read and dropped)."""
     carry = b""
+    big: _Big | None = None  # the oversized segment being skipped
     while chunk := stream.read(_CHUNK):
+        if big is not None:
+            end = _SEGMENT_SPLIT.search(chunk)
+            if end is None:
+                big.size += len(chunk)
+                continue
+            big.size += end.start()
+            yield big
+            big, chunk = None, chunk[end.end():]
         parts = _SEGMENT_SPLIT.split(carry + chunk)
         carry = parts.pop()
         for part in parts:
             part = part.strip(b"\x0b\x1c")
-            if part:
+            if len(part) > limit:
+                yield _Big(part[:limit], len(part))
+            elif part:
                 yield part
+        if len(carry) > limit:
+            big, carry = _Big(carry[:limit], len(carry)), b""
+    if big is not None:
+        yield big
     carry = carry.strip(b"\x0b\x1c")
     if carry:
         yield carry
 
 
-def _blocks(segments: Iterator[bytes]) -> Iterator[tuple[str, list[bytes]]]:
-    """("message", segments) from each MSH; ("FHS"|"BHS"|"BTS"|"FTS", [segment]); ("orphan", segments)
-    for segments before any MSH (or after a trailer)."""
+def _blocks(segments: Iterator[bytes | _Big], limit: int) -> Iterator[tuple[str, list[bytes], int]]:
+    """(kind, segments, bytes): ("message", ...) from each MSH; ("FHS"|"BHS"|"BTS"|"FTS", [segment]);
+    ("orphan", ...) for segments before any MSH (or after a trailer); ("too_large", first segments)
+    for a message (or orphans) over `limit` bytes, whose other segments are counted and dropped."""
     current: list[bytes] = []
     kind = ""
+    size = 0
     for segment in segments:
-        head = segment[:3]
-        if head == b"MSH" or head in _ENVELOPE:
+        length = segment.size if isinstance(segment, _Big) else len(segment) + 1
+        head = segment.head[:3] if isinstance(segment, _Big) else segment[:3]
+        if head == b"MSH" or (head in _ENVELOPE and not isinstance(segment, _Big)):
             if current:
-                yield kind, current
+                yield kind, current, size
             if head == b"MSH":
-                kind, current = "message", [segment]
+                kind, current, size = "message", [], 0
             else:
-                yield head.decode(), [segment]
-                kind, current = "", []
-        elif current and not (kind == "orphan" and len(current) >= _MAX_ORPHANS):
-            current.append(segment)
-        else:
+                yield head.decode(), [segment], length  # type: ignore[list-item]
+                kind, current, size = "", [], 0
+                continue
+        elif not current or (kind == "orphan" and len(current) >= _MAX_ORPHANS):
             if current:
-                yield kind, current
-            kind, current = "orphan", [segment]
+                yield kind, current, size
+            kind, current, size = "orphan", [], 0
+        size += length
+        if kind == "too_large":
+            continue
+        if isinstance(segment, _Big) or size > limit:
+            kind = "too_large"
+            if isinstance(segment, _Big) and not current:
+                current = [segment.head]
+            continue
+        current.append(segment)
     if current:
-        yield kind, current
+        yield kind, current, size
 
 
 def _check_trailer(bts: bytes, counted: int, in_batch: bool, ctx: FileContext) -> Iterator[ParseOutcome]:
@@ -192,17 +249,35 @@ def _message(segments: list[bytes], position: int, raw: bytes, ctx: FileContext,
     fields = msh.split(separator) if separator else [msh]
     if len(fields) < 12 or not all(fields[i].strip() for i in (1, 8, 9, 11)):
         raise Invalid(ReasonCode.HL7_TRUNCATED, "MSH lacks required fields (MSH-2, MSH-9, MSH-10, MSH-12)")
+    if not _separators_valid(separator + fields[1]):
+        raise Invalid(ReasonCode.HL7_MALFORMED, "MSH-1/MSH-2: separators are not distinct punctuation characters")
     texts = _decode(segments, fields[17] if len(fields) > 17 else b"", fields[1][1:2] or b"~", ctx)
     component = fields[1][0:1].decode("ascii", "replace")
     message_type = texts[0].split(separator.decode("latin-1"))[8].split(component)
     if message_type[:2] != ["ORU", "R01"]:
         raise Invalid(ReasonCode.HL7_MESSAGE_TYPE, "MSH-9 is not ORU^R01")
     _check_structure(texts, separator.decode("latin-1"))
+    pieces, most = sum(raw.count(c) for c in set(separator + fields[1][:4])), ctx.spec.limits.max_record_fields
+    if pieces > most:  # python-hl7 makes an object of every piece
+        raise Invalid(ReasonCode.RECORD_TOO_LARGE, f"{pieces} separators, over limits.max_record_fields ({most})")
     try:
         message = hl7.parse("\r".join(texts))
-    except (hl7.ParseException, IndexError, ValueError):
+    except (hl7.ParseException, IndexError, ValueError, AssertionError):
         raise Invalid(ReasonCode.HL7_MALFORMED, "python-hl7 cannot parse the message") from None
     return _record(message, position, raw, ctx, opts)
+
+
+def _separators_valid(separators: bytes) -> bool:
+    """MSH-1 and MSH-2 (``|^~\\&``, v2.7 adds a truncation character): distinct ASCII punctuation.
+
+    python-hl7 trusts them (repeated or alphanumeric separators fail an assertion deep in its
+    parser, or silently split names in the wrong places), so they are checked first.
+    """
+    return (
+        len(separators) in (5, 6)
+        and len(set(separators)) == len(separators)
+        and all(33 <= c < 127 and not chr(c).isalnum() for c in separators)
+    )
 
 
 def _decode(segments: list[bytes], msh18: bytes, repetition: bytes, ctx: FileContext) -> list[str]:
@@ -263,7 +338,22 @@ def _get(segment: hl7.Segment, field: int, rep: int = 1, comp: int = 1, sub: int
         node = node[index - 1]
     while not isinstance(node, str):  # a deeper tree than the path: its first leaf
         node = node[0] if len(node) else ""
-    return (hl7_unescape(segment, node) if segment.esc in node else node).strip()
+    return (_unescape(segment, node) if segment.esc in node else node).strip()
+
+
+def _unescape(segment: hl7.Segment, text: str) -> str:
+    """python-hl7's unescape, made safe for hostile input.
+
+    Formatting commands with a count (``\\.sp3000000000\\``: that many line breaks) are
+    dropped first: python-hl7 would build a string of that length from a few bytes. A sequence
+    it cannot decode (``\\.skx\\``: ``int("x")``) leaves the text as sent.
+    """
+    esc = re.escape(segment.esc)
+    text = re.sub(f"{esc}\\.[a-z]{{2}}[^{esc}]+{esc}", " ", text)
+    try:
+        return hl7_unescape(segment, text)
+    except (ValueError, IndexError, TypeError):
+        return text
 
 
 def _repetitions(segment: hl7.Segment, field: int) -> int:

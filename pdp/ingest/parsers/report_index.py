@@ -32,7 +32,6 @@ DEID_FAILED (nothing of that document lands); messages name fields, never values
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,10 +41,10 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pdp.ingest.encoding import detect_encoding, iter_lines
+from pdp.ingest.encoding import Oversize, detect_encoding, iter_lines
 from pdp.ingest.model import Event, IdentityFields, ParseOutcome, Quarantined, SourceRecord
 from pdp.ingest.parsers.base import FileContext, parser
-from pdp.ingest.parsers.delimited import csv_records
+from pdp.ingest.parsers.delimited import csv_records, header_names
 from pdp.ingest.reasons import ReasonCode
 
 if TYPE_CHECKING:
@@ -54,7 +53,8 @@ if TYPE_CHECKING:
 __all__ = ["ReportIndexOptions", "parse_report_index"]
 
 _COLUMNS = ("doc_id", "file", "doc_type", "date", "nir", "birth_name", "used_name", "first_names", "birth_date", "sex")
-_MAX_DOCUMENT_BYTES = 2_000_000
+_TRAITS = ("birth_name", "used_name", "first_names", "nir")
+_MAX_TRAIT_CHARS = 200  # no civil-status name is near it; the de-identifier's patterns are built from these
 _CHUNK = 256  # index rows per vault read: one look-up per chunk, bounded memory (rows, never documents)
 _DIALECT = {"delimiter": ",", "quotechar": '"', "strict": True}
 _NOTE_TYPE = re.compile(r"[a-z][a-z0-9_]*")
@@ -88,15 +88,22 @@ def _date(text: str | None) -> date | None:
         return None
 
 
-def _document(ctx: FileContext, rel: str) -> bytes | None:
-    """The document's bytes if ``rel`` is one of the source's documents under the ingest root."""
+def _document(ctx: FileContext, rel: str) -> bytes | Oversize | None:
+    """The document's bytes if ``rel`` is one of the source's documents under the ingest root
+    (an :class:`Oversize` when it is larger than ``limits.max_document_bytes``: never read)."""
     if ctx.root is None or not rel or not any(fnmatchcase(rel, g) for g in ctx.spec.companions):
         return None
-    root = ctx.root.resolve()
-    path = (root / rel).resolve()
-    if root not in path.parents or not path.is_file() or path.stat().st_size > _MAX_DOCUMENT_BYTES:
+    try:  # a path the OS refuses (a NUL byte, a name too long) or a file that cannot be read: missing
+        root = ctx.root.resolve()
+        path = (root / rel).resolve()
+        if root not in path.parents or not path.is_file():
+            return None
+        size, limit = path.stat().st_size, ctx.spec.limits.max_document_bytes
+        if size > limit:
+            return Oversize(size, limit)
+        return path.read_bytes()
+    except (OSError, ValueError):
         return None
-    return path.read_bytes()
 
 
 def _shift(spans: list[tuple[int, int, int]], offset: int) -> int:
@@ -113,20 +120,28 @@ def parse_report_index(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutc
     """Free-text reports: the index CSV's rows with their documents, de-identified, facts extracted."""
     opts: ReportIndexOptions = ctx.spec.parser_options  # type: ignore[assignment]
     encoding = detect_encoding(stream, ctx.spec.encoding, latin1_fallback=ctx.spec.latin1_fallback)
-    lines = iter_lines(stream, encoding)
+    limit = ctx.spec.limits.max_record_bytes
+    lines = iter_lines(stream, encoding, max_bytes=limit)
     header = next(lines, None)
     if header is None:
+        return
+    if isinstance(header[2], Oversize):
+        yield ctx.quarantine(0, ReasonCode.RECORD_TOO_LARGE, f"header: {header[2].message}")
         return
     if header[2] is None:
         yield ctx.quarantine(0, ReasonCode.ENCODING_INVALID, f"header: not decodable ({encoding.decision} file)")
         return
-    names = [name.strip() for name in next(csv.reader([header[2]], **_DIALECT), [])]
+    names = header_names(header[2], _DIALECT, ctx.spec.limits.max_record_fields)
+    if names is None:
+        yield ctx.quarantine(0, ReasonCode.HEADER_MISMATCH, "index header is not one line of CSV")
+        return
     missing = [c for c in _COLUMNS if c not in names]
     if missing:
         yield ctx.quarantine(0, ReasonCode.HEADER_MISMATCH, f"index columns missing: {', '.join(missing)}")
         return
     pending: list[Quarantined | _Row] = []
-    for position, raw, fields, fault in csv_records(lines, _DIALECT):
+    for position, raw, fields, fault in csv_records(lines, _DIALECT, max_bytes=limit,
+                                                    max_fields=ctx.spec.limits.max_record_fields):
         if fault is not None:
             pending.append(ctx.quarantine(position, fault[0], fault[1], raw))
         elif len(fields) != len(names):
@@ -164,6 +179,10 @@ def _checked(row: dict[str, str], position: int, ctx: FileContext, opts: ReportI
                               raw_row)
     if not (row.get("birth_name") or "").strip():
         return ctx.quarantine(position, ReasonCode.IDENTITY_MISSING, "birth_name is empty", raw_row)
+    for column in _TRAITS:  # the de-identifier compiles a pattern per name: a 60 KB "name" took 10 s
+        if len(row.get(column) or "") > _MAX_TRAIT_CHARS:
+            return ctx.quarantine(position, ReasonCode.VALUE_INVALID,
+                                  f"{column}: longer than {_MAX_TRAIT_CHARS} characters, not a name", raw_row)
     sent_type = (row.get("doc_type") or "").strip()
     if not sent_type:
         return ctx.quarantine(position, ReasonCode.FIELD_MISSING, "doc_type is empty", raw_row)
@@ -202,6 +221,10 @@ def _outcome(item: _Row, known: VaultRecord | None, ctx: FileContext, opts: Repo
     if data is None:
         return ctx.quarantine(position, ReasonCode.DOCUMENT_MISSING,
                               "file: no such document among the source's documents", raw_row)
+    if isinstance(data, Oversize):
+        return ctx.quarantine(position, ReasonCode.RECORD_TOO_LARGE,
+                              f"the document has {data.size} bytes, over limits.max_document_bytes ({data.limit})",
+                              raw_row)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
