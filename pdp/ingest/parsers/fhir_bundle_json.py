@@ -36,7 +36,7 @@ __all__ = ["BundleReferences", "parse_fhir_bundle_json"]
 PRODUCES = ("condition", "drug", "measurement", "observation", "procedure", "visit")
 
 
-@parser("fhir_bundle_json", options=FhirOptions, produces=PRODUCES)
+@parser("fhir_bundle_json", options=FhirOptions, produces=PRODUCES, whole_file=True)
 def parse_fhir_bundle_json(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome]:
     """One FHIR R4 Bundle per JSON file, any type: one record per resource, references resolved between entries."""
     opts: FhirOptions = ctx.spec.parser_options  # type: ignore[assignment]

@@ -59,7 +59,7 @@ from pdp.ingest.parsers.fhir_ndjson import (
 from pdp.ingest.reasons import ReasonCode
 from pdp.ingest.validate import Checks, Invalid
 
-__all__ = ["READ_TYPES", "References", "entry_outcome", "raw_of", "validated"]
+__all__ = ["READ_TYPES", "References", "entry_outcome", "is_fhir_type", "raw_of", "validated"]
 
 READ_TYPES = frozenset(
     {"Patient", "Encounter", "Condition", "Observation", "MedicationRequest", "MedicationStatement", "Procedure"}
@@ -112,6 +112,17 @@ def validated(resource: dict[str, Any]) -> None:
         raise Invalid(ReasonCode.FHIR_VALIDATION, f"{kind}: {type(exc).__name__}") from None
 
 
+def is_fhir_type(kind: object) -> bool:
+    """True for the name of an R4 resource type (the models know it)."""
+    if not isinstance(kind, str) or not kind.isascii() or not kind.isalpha():
+        return False
+    try:
+        _model(kind)
+    except (KeyError, ValueError, LookupError, AttributeError, ImportError):
+        return False
+    return True
+
+
 def raw_of(resource: dict[str, Any]) -> bytes:
     """The bytes the edge's keyed record hash is made of: the resource as compact JSON (the same
     resource sent again hashes the same, whatever the file's layout)."""
@@ -130,6 +141,8 @@ def entry_outcome(
 ) -> ParseOutcome | None:
     """The record or the quarantine row of one resource; None for a type that is not a record."""
     kind = resource.get("resourceType")
+    if not is_fhir_type(kind):  # not a resource at all: refused, never skipped unseen (found by fuzzing)
+        return ctx.quarantine(position, ReasonCode.FHIR_VALIDATION, "resource: no or unknown resourceType", raw)
     if kind not in READ_TYPES:
         return None
     try:
