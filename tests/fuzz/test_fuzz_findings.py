@@ -54,6 +54,17 @@ def test_hl7_escape_that_does_not_decode_logs_no_field_value(caplog: pytest.LogC
     assert "LOPEZ" not in caplog.text
 
 
+def test_hl7_logs_stay_silent_after_a_logging_reconfiguration(caplog: pytest.LogCaptureFixture) -> None:
+    """uvicorn's dictConfig at API start re-enabled loggers silenced by `disabled` (seen in CI, after the API tests)."""
+    import logging.config
+
+    import pdp.ingest.parsers.hl7_oru  # noqa: F401 - silenced at import, as in a process that ingested before
+    logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+    with caplog.at_level("DEBUG"):
+        run("hl7v2_oru", _crash("hl7v2_oru", "crash-escape-logs-field-value.hl7"))
+    assert "LOPEZ" not in caplog.text
+
+
 def test_fhir_line_deeper_than_the_json_decoder_is_json_too_deep_and_the_file_goes_on() -> None:
     result = run("fhir_bundle_ndjson", _crash("fhir_bundle_ndjson", "crash-json-deeper-than-decoder.ndjson"))
     assert result.reasons == ["JSON_TOO_DEEP"]
