@@ -1,7 +1,7 @@
 """A full disk under the batch's staging folder stops `pdp ingest` with one clear line and a non-zero
 exit, and leaves the lake as the previous run committed it; once space is back, the same batch lands.
 
-The full disk is real: a 64 KiB tmpfs mounted on var/staging (needs root, as CI and this machine
+The full disk is real: a 16 KiB tmpfs mounted on var/staging (needs root, as CI and this machine
 run; elsewhere the test says why it cannot run).
 """
 
@@ -31,9 +31,9 @@ def test_a_full_staging_disk_fails_the_run_cleanly_and_commits_nothing(tmp_path:
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs (the full disk) needs root")
     source = tmp_path / "src"
-    generate(source, persons=60, seed=21, territory="douaisis", workers=1)
+    generate(source, persons=120, seed=21, territory="douaisis", workers=1)
     first, second = tmp_path / "first", tmp_path / "second"
-    shutil.copytree(source / "social", first / "social")  # small batches: Spark start-up is most of the cost
+    shutil.copytree(source / "pmsi", first / "pmsi")  # small batches: Spark start-up is most of the cost
     shutil.copytree(source / "pharmacy", second / "pharmacy")
     var = tmp_path / "var"
     env = pdp_env(var, base64.b64encode(os.urandom(32)).decode("ascii"))
@@ -46,7 +46,7 @@ def test_a_full_staging_disk_fails_the_run_cleanly_and_commits_nothing(tmp_path:
 
     staging = var / "staging"
     staging.mkdir(exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(staging)], capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(staging)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
