@@ -255,6 +255,9 @@ def test_a_stale_setup_or_a_malformed_request_is_refused(server: str, token, app
         assert stale.status_code == 409 and "download it again" in stale.json()["detail"]
         junk = http.post(url, content=b"\xff\x00junk", headers={**auth, "X-PSI-Tag": setup.headers["X-PSI-Tag"]})
         assert junk.status_code == 400
+        huge = http.post(url, content=b"\x00" * (64 * 10_000 + 5_000),
+                         headers={**auth, "X-PSI-Tag": setup.headers["X-PSI-Tag"]})
+        assert huge.status_code == 413 and "request body over" in huge.json()["detail"]
         unknown = http.get(f"{server}/psi/{TERRITORY}/registries/no_such_registry/query/setup", headers=auth)
         assert unknown.status_code == 404
         listing = http.get(f"{server}/psi/{TERRITORY}/registries", headers=auth).json()

@@ -27,10 +27,14 @@ from pdp.api.snapshot import GoldSnapshot
 from pdp.governance.authz import Role
 from pdp.governance.authz.policy import INSTANCE_RE
 
-router = APIRouter(prefix="/psi", tags=["psi"])
+router = APIRouter(prefix="/psi", tags=["psi"], responses={
+    413: {"description": "A request body far over the partner's item limit (refused unread)"},
+    429: {"description": "Too many requests to this registry in the partner's period (the limit is named)"},
+})
 
 Mode = Literal["count", "query"]
 PROTOBUF = "application/x-protobuf"
+_BYTES_PER_ITEM = 64  # an encrypted P-256 point (33 bytes) and its protobuf framing, with room to spare
 
 
 class RegistryOut(BaseModel):
@@ -148,7 +152,14 @@ async def exchange(
     partner.require(registry, mode)  # the policy first: a refused partner learns nothing of the request's shape
     if not x_psi_tag:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "missing X-PSI-Tag: download the setup first")
+    # an encrypted item is ~35 bytes: a body far over the partner's item limit is refused unread
+    cap = _BYTES_PER_ITEM * partner.ctx.psi.partner_limits(partner.principal.sub).max_client_set + 4096
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"request body over {cap} bytes")
     body = await request.body()
+    if len(body) > cap:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"request body over {cap} bytes")
     # a setup build (seconds) and the point multiplications run off the event loop
     prepared = await run_in_threadpool(partner.prepared, registry, mode)
     if x_psi_tag != prepared.tag:
