@@ -43,7 +43,7 @@ def test_killed_ingests_rerun_to_exactly_once(tmp_path: Path, spark: SparkSessio
         process.wait(timeout=60)
     final = _pdp(["ingest", str(source)], env)
     _, err = final.communicate(timeout=900)
-    assert final.returncode == 0, err.decode()[-500:]
+    assert final.returncode == 0, _diagnosis(err.decode())
     assert kills >= 1, "at least one run was killed mid-way"
     lake = str(var / "lake")
     bronze = LakeTable(spark, "bronze.records", lake_root=lake).read()
@@ -54,3 +54,10 @@ def test_killed_ingests_rerun_to_exactly_once(tmp_path: Path, spark: SparkSessio
     assert sum(r.records_in for r in log.collect()) == expected
     drugs = LakeTable(spark, "silver.drug_exposure", lake_root=lake).read()
     assert drugs.select("drug_exposure_id").distinct().count() == drugs.count()
+
+
+def _diagnosis(stderr: str) -> str:
+    """What failed: the CLI's own line and the first exception lines of Spark's log (its tail is a stack)."""
+    lines = stderr.splitlines()
+    heads = [line for line in lines if "Exception" in line or "Error" in line or line.startswith("pdp")]
+    return "\n".join([*heads[:12], "...", *lines[-3:]])
