@@ -43,7 +43,7 @@ def test_killed_ingests_rerun_to_exactly_once(tmp_path: Path, spark: SparkSessio
         process.wait(timeout=60)
     final = _pdp(["ingest", str(source)], env)
     _, err = final.communicate(timeout=900)
-    assert final.returncode == 0, _diagnosis(err.decode())
+    assert final.returncode == 0, _diagnosis(err.decode(), var / "logs" / "spark.log")
     assert kills >= 1, "at least one run was killed mid-way"
     lake = str(var / "lake")
     bronze = LakeTable(spark, "bronze.records", lake_root=lake).read()
@@ -56,8 +56,11 @@ def test_killed_ingests_rerun_to_exactly_once(tmp_path: Path, spark: SparkSessio
     assert drugs.select("drug_exposure_id").distinct().count() == drugs.count()
 
 
-def _diagnosis(stderr: str) -> str:
-    """What failed: the CLI's own line and the first exception lines of Spark's log (its tail is a stack)."""
+def _diagnosis(stderr: str, spark_log: Path) -> str:
+    """What failed: the CLI's own line and the first exception lines of stderr and of Spark's log file
+    (stderr's tail is the end of a stack trace, which names no file and no cause)."""
+    logged = spark_log.read_text(errors="replace").splitlines() if spark_log.is_file() else []
     lines = stderr.splitlines()
-    heads = [line for line in lines if "Exception" in line or "Error" in line or line.startswith("pdp")]
-    return "\n".join([*heads[:12], "...", *lines[-3:]])
+    heads = [line for line in [*lines, *logged]
+             if "Exception" in line or "Error" in line or "error:" in line or "Caused by" in line]
+    return "\n".join([*heads[:20], "...", *lines[-3:]])
