@@ -20,6 +20,8 @@ USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 # VACUUM lists the table with this many tasks; Spark's default (10 000) costs ~30 s on 2 cores.
 LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+# A file no Parquet reader can open (a killed writer's, without its footer) is skipped by the read.
+IGNORE_CORRUPT_FILES = "spark.sql.files.ignoreCorruptFiles"
 
 _LOCK = threading.RLock()
 

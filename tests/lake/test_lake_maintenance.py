@@ -80,3 +80,26 @@ def test_erasure_deletes_the_rows_then_a_forced_vacuum_removes_every_older_copy(
     table_dir = Path(lake.path)
     assert not list((table_dir / "_change_data").glob("*.parquet"))
     assert len(list(table_dir.glob("*.parquet"))) == 1
+
+
+def test_erasure_survives_a_killed_writers_footless_file(
+    spark: SparkSession, lake_root: Path, patient_state: TableDef, run: RunInfo
+) -> None:
+    """A writer SIGKILLed mid-file leaves, in the table's folder, a Parquet file without footer that no
+    commit references; erasure reads every file outside the current snapshot, and must not fail on it
+    (it did: the killed-ingest test's re-run died in the linkage re-keying's erasure)."""
+    from pdp.lake import erase
+
+    lake = LakeTable(spark, patient_state, lake_root=lake_root).create()
+    rows = [("p1", "A", 1950, "75001", 1.0), ("p2", "A", 1960, "75002", 2.0)]
+    lake.append(spark.createDataFrame(rows, SCHEMA).coalesce(1), run=run)
+    table_dir = Path(lake.path.removeprefix("file:"))
+    whole = next(table_dir.glob("*.parquet")).read_bytes()
+    killed = table_dir / "part-00000-killed-writer.c000.snappy.parquet"
+    killed.write_bytes(whole[: len(whole) // 2])
+
+    report = erase(lake, "person_id", ["p1"], run=run, reason="opposition request 19")
+
+    assert report.rows_deleted == 1 and report.files_removed >= 1  # the files of the version that held p1
+    assert {r["person_id"] for r in lake.read().collect()} == {"p2"}
+    assert killed.exists(), "no version's file: VACUUM's to remove once past the retention"
