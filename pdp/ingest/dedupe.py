@@ -2,8 +2,8 @@
 
 Why not a Python set of record ids: a batch can hold tens of millions of records (a year of
 pharmacy deliveries for a territory), and a set of strings costs ~100 bytes each. A record is
-reduced to a 64-bit fingerprint (BLAKE2b of its sender id, or of its raw bytes when it has no
-id) kept in an open-addressing table of unsigned 64-bit integers (``array('Q')``, at most
+reduced to a 64-bit fingerprint (BLAKE2b of its sender id and raw bytes, or of its bytes when it
+has no id) kept in an open-addressing table of unsigned 64-bit integers (``array('Q')``, at most
 half full): 16-32 bytes per record, no per-entry object. Two different records share a
 fingerprint with probability ~n²/2^65 (3·10⁻⁴ for 10⁸ records); the cost of such a collision
 is one good record quarantined as DUPLICATE_RECORD, visible and recoverable, never lost.
@@ -14,10 +14,10 @@ must never be stored (the edge's keyed record hash is what goes to the lake's op
 Example::
 
     >>> seen = FingerprintSet()
-    >>> seen.add(fingerprint("S1-1-2", b"...")), seen.add(fingerprint("S1-1-2", b"other bytes"))
+    >>> seen.add(fingerprint("S1-1-2", b"...")), seen.add(fingerprint("S1-1-2", b"..."))
     (True, False)
-    >>> len(seen), fingerprint("S1-1-2", b"") in seen
-    (1, True)
+    >>> seen.add(fingerprint("S1-1-2", b"corrected")), len(seen)
+    (True, 2)
 """
 
 from __future__ import annotations
@@ -29,8 +29,13 @@ __all__ = ["FingerprintSet", "fingerprint"]
 
 
 def fingerprint(record_id: str | None, raw: bytes) -> int:
-    """64-bit fingerprint of a record: its sender id when it has one, else its raw bytes."""
-    key = b"id\x00" + record_id.encode("utf-8", "surrogatepass") if record_id else b"raw\x00" + raw
+    """64-bit fingerprint of a record: its sender id and its bytes, or its bytes alone.
+
+    The id with the bytes, not the id alone: the same sender record sent again *with other
+    bytes* is a new version (a correction, a cumulative resend), which replaces the earlier one
+    (:mod:`pdp.ingest.versions`), not a duplicate.
+    """
+    key = b"id\x00" + record_id.encode("utf-8", "surrogatepass") + b"\x00" + raw if record_id else b"raw\x00" + raw
     return int.from_bytes(blake2b(key, digest_size=8).digest(), "little") or 1  # 0 marks an empty slot
 
 

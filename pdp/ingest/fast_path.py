@@ -56,6 +56,7 @@ from pdp.ingest.pipeline import (
     _Clock,
     _engine,
     account_opposed,
+    apply_versions,
     link_batch,
     registry_version,
     withhold_opposed,
@@ -198,7 +199,7 @@ class LabFeed:
             per_file: Counter = Counter((r["source"], r["file"]) for r in opposed)
             account_opposed(report, dict(per_file))
         if landed:
-            rows = self._frame(landed, BRONZE_SCHEMA)
+            rows = apply_versions(self._frame(landed, BRONZE_SCHEMA), report, run=run, table=self._table)
             commit = self._table("bronze.records").merge(rows, keys=["record_hash"], run=run, update="none")
             report.bronze_inserted = _inserted(commit)
         clock.lap("bronze")
@@ -211,7 +212,7 @@ class LabFeed:
             report.quarantine_inserted = _inserted(commit)
         clock.lap("quarantine")
         if landed:  # needs the bronze commit: a person is recomputed from all their bronze rows
-            report.silver["person"] = self._silver_people(landed, run)
+            report.silver["person"] = self._silver_people(landed, run, also=report.replaced.persons)
             report.persons = {r["person_pseudonym"] for r in landed if r["person_pseudonym"]}
         clock.lap("silver_people")
         self._log(report, logged, started, run)
@@ -264,10 +265,11 @@ class LabFeed:
             self.spark, rows, run=run, domains=domains, lake_root=self.settings.lake_uri, tables=self._table
         )
 
-    def _silver_people(self, bronze: list[dict], run: RunInfo) -> int:
+    def _silver_people(self, bronze: list[dict], run: RunInfo, *, also: set[str]) -> int:
+        """`also`: persons whose replaced record versions left (a correction may change the person)."""
         from pdp.ingest.silver import refresh_people
 
-        persons = {r["person_pseudonym"] for r in bronze if r["person_pseudonym"]}
+        persons = {r["person_pseudonym"] for r in bronze if r["person_pseudonym"]} | also
         return refresh_people(self.spark, persons, run=run, lake_root=self.settings.lake_uri, tables=self._table)
 
     def _log(self, report: IngestReport, logged: dict[tuple[str, str], str], started: datetime, run: RunInfo) -> None:

@@ -93,7 +93,7 @@ def parse_file(
                     and isinstance(outcome, SourceRecord)
                     and not seen.add(fingerprint(outcome.record_id, outcome.raw))
                 ):
-                    what = "sender record id" if outcome.record_id else "record bytes"
+                    what = "sender record id and bytes" if outcome.record_id else "record bytes"
                     outcome = ctx.quarantine(
                         outcome.position,
                         ReasonCode.DUPLICATE_RECORD,

@@ -18,7 +18,7 @@ import secrets
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -33,13 +33,14 @@ from pdp.ingest.reasons import REASONS, ReasonCode
 from pdp.ingest.registry import Registry, discover, load_registry
 from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA
 from pdp.ingest.unmapped import UnmappedCodes
+from pdp.ingest.versions import Replaced, latest_versions, retire_replaced
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from sqlalchemy import Engine
 
     from pdp.ingest.edge import LinkOutcome
-    from pdp.lake import RunInfo
+    from pdp.lake import LakeTable, RunInfo
     from pdp.pseudonym.keys import KeyStore
     from pdp.pseudonym.vault import IdentityVault
 
@@ -62,6 +63,7 @@ class FileReport:
     quarantined: int = 0
     file_issues: int = 0
     skipped: bool = False  # already ingested (same fingerprint)
+    superseded: int = 0  # landed, then replaced by a later version of the same sender record in the batch
 
     @property
     def balanced(self) -> bool:
@@ -87,6 +89,7 @@ class IngestReport:
     parse_cpu_seconds: float = 0.0  # CPU time of parse+edge summed over the processes that ran it
     persons: set[str] = field(default_factory=set)  # lab feed: pseudonyms whose silver the batch changed
     unmapped: UnmappedCodes = field(default_factory=UnmappedCodes)  # landed codes outside the concept sets
+    replaced: Replaced = field(default_factory=Replaced)  # earlier batches' versions this batch replaced
 
     def totals(self) -> tuple[int, int, int]:
         read = [f for f in self.files if not f.skipped]
@@ -152,7 +155,7 @@ def _ingest(
     today: date | None,
     workers: int | None,
 ) -> IngestReport:
-    from pdp.ingest.silver import build_silver
+    from pdp.ingest.silver import build_silver, refresh_people
     from pdp.lake import LakeTable, RunInfo
     from pdp.pseudonym.keys import KeyStore
     from pdp.pseudonym.vault import EdgeKeys, IdentityVault
@@ -215,6 +218,7 @@ def _ingest(
             rows = _relinked(spark, spark.read.parquet(str(staging / "bronze")), outcome.mapping)
             if withheld:
                 rows = _quarantine_opposed(spark, rows, withheld, report, run=run, lake_root=lake_root)
+            rows = apply_versions(rows, report, run=run, table=_opener(spark, lake_root))
             commit = table.merge(rows, keys=["record_hash"], run=run, update="none")
             report.bronze_inserted = int(commit.metric("numTargetRowsInserted") or 0) if commit else 0
         clock.lap("bronze")
@@ -229,6 +233,8 @@ def _ingest(
             notes = any(f.landed and "text" in registry.specs[f.source].produces() for f in report.files)
             report.silver = build_silver(spark, batch_id=batch_id, run=run, lake_root=lake_root, record_hashes=staged,
                                          notes=notes)
+            if report.replaced.persons:  # a corrected record may have changed person: the former one too
+                report.silver["person"] += refresh_people(spark, report.replaced.persons, run=run, lake_root=lake_root)
         clock.lap("silver")
         _log_files(spark, report, fingerprints, started, run, lake_root)
         clock.lap("log")
@@ -305,6 +311,23 @@ def account_opposed(report: IngestReport, per_file: dict[tuple[str, str], int]) 
         file_report.landed -= n
         file_report.quarantined += n
     report.by_reason[ReasonCode.OPPOSED.value] += sum(per_file.values())
+
+
+def apply_versions(rows: DataFrame, report: IngestReport, *, run: RunInfo, table: Callable[[str], LakeTable],
+                   ) -> DataFrame:
+    """The staged rows to merge: the last version of each sender record (:mod:`pdp.ingest.versions`),
+    after retiring the versions of earlier batches they replace. Shared by the lab feed."""
+    latest, superseded = latest_versions(rows)
+    for file_report in report.files:
+        file_report.superseded += superseded.get((file_report.source, file_report.file), 0)
+    report.replaced = retire_replaced(latest, run=run, table=table)
+    return latest
+
+
+def _opener(spark: SparkSession, lake_root: str) -> Callable[[str], LakeTable]:
+    from pdp.lake import LakeTable
+
+    return lambda name: LakeTable(spark, name, lake_root=lake_root).create()
 
 
 class _Clock:

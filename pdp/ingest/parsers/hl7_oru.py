@@ -23,7 +23,8 @@ How it reads:
   name = PID-5 of type L, used name = type D, birthplace = PID-11 of type BDL); one
   measurement event per OBX, coded by OBX-3 (coding system mapped by the spec's options),
   dated by OBX-14 (else OBR-7), grouped by the filler order number (OBR-3), with the lab's
-  FINESS (MSH-4) as provider.
+  FINESS (MSH-4) as provider; the record's sender id is the lab and its filler order numbers,
+  so a corrected or resent result replaces the first version (MSH-10 when an order has none).
 
 Measured (CPU time, one core): ~1 800 messages/s (7 segments, 2 OBX on average); python-hl7's
 ``parse`` is about two thirds of it.
@@ -380,12 +381,14 @@ def _record(message: hl7.Message, position: int, raw: bytes, ctx: FileContext, o
     events: list[Event] = []
     ordering: str | None = None
     order_key: str | None = None
+    orders: list[str] = []
     order_day = fallback_day
     observation = 0
     for segment in message:
         sid = str(segment[0])
         if sid == "OBR":
             order_key = _get(segment, 3) or _get(segment, 2) or None
+            orders.append(order_key or "")
             order_day = _get(segment, 7)[:8] or fallback_day
             ordering = ordering or _rpps(segment, 16, opts)
         elif sid == "ORC":
@@ -398,12 +401,24 @@ def _record(message: hl7.Message, position: int, raw: bytes, ctx: FileContext, o
         source=ctx.source,
         file=ctx.file,
         position=position,
-        record_id=_get(msh, 10) or None,
+        record_id=_sender_record(lab, orders) or _get(msh, 10) or None,
         raw=raw,
         identity=identity,
         events=tuple(events),
         attributes=attributes,
     )
+
+
+def _sender_record(lab: str | None, orders: list[str]) -> str | None:
+    """The sender record a message is a version of: the lab and its orders' filler numbers (OBR-3).
+
+    Why not MSH-10: a corrected result (OBX-11 = C) or a resent order comes in a new message with
+    a new control id, and must replace the first version (:mod:`pdp.ingest.versions`), not land
+    beside it. None when an order has no number (the message is then its own record).
+    """
+    if not lab or not orders or not all(orders):
+        return None
+    return f"{lab}|{'|'.join(sorted(set(orders)))}"
 
 
 def _pid_identity(pid: hl7.Segment, opts: Hl7Options) -> dict[str, str | None]:
