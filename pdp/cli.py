@@ -565,6 +565,10 @@ def run_ingest(directory: Path) -> dict:
     if report.link_rules:
         rules = ", ".join(f"{k} {v:,}" for k, v in sorted(report.link_rules.items()))
         console.print(f"linkage: {report.relinked:,} batch identities re-keyed to their person ({rules})")
+    superseded = sum(f.superseded for f in report.files)
+    if superseded or report.replaced.records:
+        console.print(f"versions: {report.replaced.records:,} earlier version(s) replaced, {superseded:,} superseded "
+                      "within the batch by a later version of the same sender record")
     if report.silver:
         console.print("silver: " + ", ".join(f"{k} +{v:,}" for k, v in report.silver.items()))
     if report.seconds:

@@ -102,9 +102,14 @@ def links_of(rendered: list[Rendered]) -> list[list[str]]:
     return [r.text.strip().split(",") for r in rendered if r.spec == RECORD_LINKS]
 
 
+def order_of(message: hl7.Message) -> str:
+    """The sender record id the platform reads: the lab (MSH-4) and the filler order number (OBR-3)."""
+    return f"{message['MSH.F4']}|{message.segment('OBR')[3][0][0]}"
+
+
 def message_for(files: dict[str, hl7.File], rendered: list[Rendered], person_id: int) -> list[hl7.Message]:
     ids = {rid for source, _f, rid, pid in links_of(rendered) if int(pid) == person_id}
-    return [m for m in messages_of(files) if str(m["MSH.F10"]) in ids]
+    return [m for m in messages_of(files) if order_of(m) in ids]
 
 
 def test_one_file_per_lab_with_batch_envelope(files: dict[str, hl7.File], rendered: list[Rendered]) -> None:
@@ -135,16 +140,17 @@ def test_messages_are_oru_r01_v25_from_the_lab(files: dict[str, hl7.File]) -> No
             assert [str(s[0]) for s in message][:5] == ["MSH", "PID", "PV1", "ORC", "OBR"]
 
 
-def test_control_ids_are_unique_and_linked_to_the_right_person(
+def test_control_ids_are_unique_and_orders_linked_to_the_right_person(
     files: dict[str, hl7.File], rendered: list[Rendered]
 ) -> None:
     control_ids = [str(m["MSH.F10"]) for m in messages_of(files)]
     assert len(control_ids) == len(set(control_ids)) == 4
+    orders = [order_of(m) for m in messages_of(files)]
     links = links_of(rendered)
-    assert sorted(rid for _s, _f, rid, _p in links) == sorted(control_ids)
+    assert sorted(rid for _s, _f, rid, _p in links) == sorted(orders) and len(set(orders)) == 4
     for source, file, rid, _pid in links:
         assert source == SOURCE
-        assert any(str(m["MSH.F10"]) == rid for m in files[file][0])
+        assert any(order_of(m) == rid for m in files[file][0])
     assert sorted({int(p) for *_rest, p in links}) == [1, 2, 5], "persons 3 and 4 have no lab result"
 
 
@@ -363,6 +369,6 @@ def test_synthetic_population_round_trips(tmp_path: Path) -> None:
     expected_orders = sum(len({(e.facility, e.day) for e in p.events if e.channel == "lab"}) for p in persons)
     assert len(messages) == expected_orders == len(links_of(rendered))
     assert sum(m.count("\rOBX|") for m in messages) == sum(1 for p in persons for e in p.events if e.channel == "lab")
-    control_ids = {str(hl7.parse(m)["MSH.F10"]) for m in messages[::10]}
-    assert len(control_ids) == len(messages[::10])
-    assert control_ids <= {rid for _s, _f, rid, _p in links_of(rendered)}
+    orders = {order_of(hl7.parse(m)) for m in messages[::10]}
+    assert len(orders) == len(messages[::10])
+    assert orders <= {rid for _s, _f, rid, _p in links_of(rendered)}

@@ -149,9 +149,20 @@ def render_lab_messages(
                 spec = specs[finess] = lab_file_spec(facility, world)
             text, control_id = render_message(person, identity, facility, day, events, world.seed)
             bodies.setdefault(finess, []).append(text)
-            links.append(record_link(SOURCE, spec.path, control_id, person.person_id))
+            links.append(record_link(SOURCE, spec.path, sender_record_id(facility, control_id), person.person_id))
     files = [Rendered(specs[finess], "".join(texts), len(texts)) for finess, texts in bodies.items()]
     return files + links
+
+
+def sender_record_id(facility: Facility, control_id: str) -> str:
+    """The id a receiver knows this message's results by: the lab (MSH-4) and the order's filler
+    number (OBR-3), as the platform's HL7 parser reads it — a correction comes in a new message
+    (new MSH-10) for the same order."""
+    return f"{facility.finess}|{_filler_number(control_id)}"
+
+
+def _filler_number(control_id: str) -> str:
+    return control_id[8:]
 
 
 def lab_orders(events: Iterable[ClinicalEvent]) -> list[tuple[tuple[str, date], list[ClinicalEvent]]]:
@@ -222,7 +233,7 @@ def render_message(
     control_id = digest.upper()
     collected, reported = _order_times(day, int(digest[:8], 16))
     placer = control_id[:12]
-    filler = f"{control_id[8:]}^{facility.finess}"
+    filler = f"{_filler_number(control_id)}^{facility.finess}"
     ordering = _xcn(person.gp)
     segments = [
         _msh(facility, reported, control_id),
