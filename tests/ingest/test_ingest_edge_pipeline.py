@@ -9,12 +9,13 @@ import json
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from pyspark.sql import SparkSession
 
 from pdp.bench.evaluate import keyed_links
 from pdp.config import Settings
-from pdp.governance.leak_scan import scan_lake
+from pdp.governance.leak_scan import SenderIdFormCheck, scan_lake
 from pdp.ingest.pipeline import IngestReport, ingest_directory
 from pdp.lake import LakeTable
 from pdp.pseudonym.keys import KeyStore
@@ -186,3 +187,14 @@ def test_a_freshly_ingested_territory_scans_clean_sender_ids_included(
     report = scan_lake(settings.lake_uri)
     assert {"SENDER_ID", "SENDER_NUMBER", "DEATH_ACT"} <= set(report.detectors)
     assert report.findings == [], [(f.table, f.column, f.detector, f.cells) for f in report.findings]
+
+    class KeyedValues(SenderIdFormCheck):
+        """The rule turned around (keyed values count): proves the scanner reads the columns the catalog names."""
+
+        def count(self, values: pa.Array) -> int:
+            return len(values) - values.null_count - super().count(values)
+
+    read = scan_lake(settings.lake_uri, detectors=[], column_checks=[KeyedValues.from_catalog()])
+    assert {("bronze.records", "record_id"), ("bronze.records", "events[].visit_key"),
+            ("silver.visit_occurrence", "visit_key"), ("silver.drug_exposure", "visit_key"),
+            ("silver.measurement", "visit_key")} <= {(f.table, f.column) for f in read.findings}
