@@ -490,6 +490,35 @@ def scan_lake_command(
         raise typer.Exit(code)
 
 
+@app.command("uniqueness")
+def uniqueness_command(
+    k: Annotated[int, typer.Option("--k", help="Also count persons in classes smaller than k (k-anonymity).")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as one JSON object.")] = False,
+) -> None:
+    """Share of persons of silver.person unique on (sex, birth year and month, commune): re-identification risk.
+
+    Counts only, never a value or a pseudonym.
+    """
+    from pdp.governance.uniqueness import UniquenessError, person_uniqueness
+    from pdp.lake import LakeError, get_spark
+
+    if k < 2:
+        raise UserError(f"--k must be at least 2 (got {k})")
+    try:
+        result = person_uniqueness(get_spark(app_name="pdp-uniqueness"), k=k)
+    except (UniquenessError, LakeError) as exc:
+        raise UserError(str(exc)) from None
+    if as_json:
+        print(json.dumps({"persons": result.persons, "classes": result.classes, "unique": result.unique,
+                          "unique_share": round(result.unique_share, 4), "k": result.k,
+                          "below_k": result.below_k, "below_k_share": round(result.below_k_share, 4),
+                          "columns": list(result.columns)}))
+        return
+    console.print(f"silver.person on ({', '.join(result.columns)}): {result.persons:,} persons in "
+                  f"{result.classes:,} classes; unique {result.unique:,} ({result.unique_share:.1%}); "
+                  f"in classes below k={result.k} {result.below_k:,} ({result.below_k_share:.1%})", soft_wrap=True)
+
+
 sources_app = typer.Typer(no_args_is_help=True, help="The source registry (declarative specs, pdp/ingest/sources/).")
 app.add_typer(sources_app, name="sources")
 

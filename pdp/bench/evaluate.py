@@ -4,10 +4,11 @@ Why here and not in `pdp.algorithms`: gold code must never read the generator's 
 figures would be circular); evaluation is a reader of both, like a benchmark.
 
 Persons are matched through bronze: each landed record's (source, file, record id) is in
-``ground_truth/record_links.csv`` with its true person, so a pseudonym's true person is the
-one most of its records belong to; a true person split over several pseudonyms is judged by
-the pseudonym holding most of their records (the others count as the platform's own extra
-persons, reported apart).
+``ground_truth/record_links.csv`` with its true person (bronze holds the record id's keyed hash
+only, so the truth's ids are keyed the edge's way with the same key store first), so a
+pseudonym's true person is the one most of its records belong to; a true person split over
+several pseudonyms is judged by the pseudonym holding most of their records (the others count
+as the platform's own extra persons, reported apart).
 
 Three truths per pyramid, each a floor rather than a proof (the rules were written once for
 the platform and once, independently, for the generator, from the same document):
@@ -25,6 +26,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from pdp.pseudonym.keys import KeyStore
 
 STRATA = {"t2d": ["at_risk", "1", "2", "3", "4"], "hf": ["1", "2", "3", "4"]}
 TRUTH_COLUMNS = {
@@ -83,12 +86,25 @@ def _true_stratum(row: dict[str, str], pyramid: str, truth: str) -> str:
     return value or NONE
 
 
-def _links(sources: Path) -> dict[tuple[str, str, str], int]:
+def keyed_links(sources: Path, store: KeyStore | None = None) -> dict[tuple[str, str, str], int]:
+    """``(source, file, keyed record id) → true person`` from ``ground_truth/record_links.csv``.
+
+    The edge lands record ids keyed (:meth:`pdp.ingest.edge.Edge.keyed_id`), so the truth's
+    clear ids are keyed the same way, under `store` (default: the settings' key store), to be
+    compared with bronze's ``record_id``.
+    """
+    from pdp.ingest.edge import Edge
+    from pdp.pseudonym.keys import KeyStore
+
+    edge = Edge(store or KeyStore.from_settings())
     with open(sources / "ground_truth" / "record_links.csv", encoding="utf-8", newline="") as handle:
-        return {(r["source"], r["file"], r["record_id"]): int(r["person_id"]) for r in csv.DictReader(handle)}
+        return {(r["source"], r["file"], edge.keyed_id(r["record_id"], source=r["source"])): int(r["person_id"])
+                for r in csv.DictReader(handle)}
 
 
-def pseudonym_owners(spark: SparkSession, sources: Path, lake_root: str | None = None) -> tuple[dict[str, int], int]:
+def pseudonym_owners(
+    spark: SparkSession, sources: Path, lake_root: str | None = None, store: KeyStore | None = None
+) -> tuple[dict[str, int], int]:
     """pseudonym -> true person (by majority of records), and how many pseudonyms are a split's extras."""
     from collections import Counter
 
@@ -97,7 +113,7 @@ def pseudonym_owners(spark: SparkSession, sources: Path, lake_root: str | None =
     rows = (LakeTable(spark, "bronze.records", lake_root=lake_root).read()
             .where("person_pseudonym IS NOT NULL").select("source", "file", "record_id", "person_pseudonym")
             .toLocalIterator())
-    links = _links(sources)
+    links = keyed_links(sources, store)
     votes: dict[str, Counter[int]] = {}
     for r in rows:
         person = links.get((r["source"], r["file"], r["record_id"]))
@@ -115,12 +131,15 @@ def pseudonym_owners(spark: SparkSession, sources: Path, lake_root: str | None =
     return kept, len(owner) - len(kept)
 
 
-def evaluate(spark: SparkSession, sources: Path, *, as_of: date, lake_root: str | None = None) -> Evaluation:
-    """Score gold at `as_of` against the ground truth of the territory in `sources`."""
+def evaluate(
+    spark: SparkSession, sources: Path, *, as_of: date, lake_root: str | None = None, store: KeyStore | None = None
+) -> Evaluation:
+    """Score gold at `as_of` against the ground truth of the territory in `sources` (`store`: the
+    key store the ingest keyed record ids with; default: the settings')."""
     from pdp.lake import LakeTable
 
     truth = _truth_rows(sources)
-    owners, extra = pseudonym_owners(spark, sources, lake_root)
+    owners, extra = pseudonym_owners(spark, sources, lake_root, store)
     day = f"as_of = DATE '{as_of.isoformat()}'"
 
     def gold(name: str, cols: list[str]) -> list:

@@ -45,7 +45,8 @@ def bench_strata(persons: int | None = None) -> dict[str, Any]:
         start = time.perf_counter()
         build_gold(spark, as_of=as_of, lake_root=settings.lake_uri)
         gold_seconds = time.perf_counter() - start
-        result = evaluate(spark, sources, as_of=as_of, lake_root=settings.lake_uri)
+        result = evaluate(spark, sources, as_of=as_of, lake_root=settings.lake_uri,
+                          store=KeyStore.from_settings(settings))
     out: dict[str, Any] = {"persons": persons, "ingest_seconds": round(ingest_seconds, 1),
                            "gold_seconds": round(gold_seconds, 1), "split_extra_pseudonyms": result.extra_pseudonyms}
     for score in result.pyramids:

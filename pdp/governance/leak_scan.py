@@ -29,6 +29,17 @@ Detectors (Presidio style: a candidate pattern, then a validation hook):
 - ``EMAIL``: ``local@domain.tld`` with a well-formed local part and domain.
 - ``KNOWN_NAME`` / ``KNOWN_SURNAME`` / ``KNOWN_ADDRESS``: the vault's own people, see
   :class:`KnownIdentityDetector` for the false-positive rule.
+- ``SENDER_NUMBER``: a stay, invoice or referral number in the shape this platform's senders
+  write them (:class:`SenderNumberDetector`), anywhere, unless it sits inside a keyed value.
+- ``DEATH_ACT``: a 9-digit INSEE death act number with its context word (``acte``, ``décès``)
+  before it in the cell (:class:`DeathActDetector`): 9 digits alone are also FINESS and SNOMED ids.
+
+Sender-local ids (stay, invoice, HL7 message and order numbers, FHIR resource ids, death act
+numbers) are handles a sender can map back to its patient, and their shapes vary by sender, so
+the proof is by contract rather than by pattern (a column check, :class:`ColumnCheck`):
+``SENDER_ID``, every value of a column the catalog marks ``sender_id`` (bronze ``record_id``,
+bronze ``events[].visit_key``, silver ``visit_key``) must have the edge's keyed form
+(:data:`pdp.pseudonym.pseudonymise.KEYED_ID_PATTERN`); any other value is a finding.
 
 Pattern matches must stand alone: not glued to a letter, digit or underscore. A hex digest, a
 UUID or a base64 pseudonym contains digit runs that would otherwise look like phone numbers
@@ -74,6 +85,7 @@ import pyarrow.parquet as pq
 
 from pdp.pseudonym.name_tokens import LIGATURES, SAINTS, NameTokenHasher, fold_tokens, person_phrases
 from pdp.pseudonym.nir import Nir, parse_nir
+from pdp.pseudonym.pseudonymise import KEYED_ID_PATTERN
 
 if TYPE_CHECKING:
     from pdp.pseudonym.vault import IdentityVault, VaultRecord
@@ -81,6 +93,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DELTA_LOG_COLUMN",
     "UNREADABLE",
+    "ColumnCheck",
+    "DeathActDetector",
     "Detector",
     "EmailDetector",
     "Finding",
@@ -89,7 +103,10 @@ __all__ = [
     "NirDetector",
     "PhoneDetector",
     "ScanReport",
+    "SenderIdFormCheck",
+    "SenderNumberDetector",
     "UnreadableFile",
+    "default_column_checks",
     "default_detectors",
     "fold_tokens",
     "scan_lake",
@@ -249,6 +266,104 @@ class EmailDetector(PatternDetector):
         if local.startswith(".") or local.endswith(".") or ".." in local:
             return False
         return all(label and not label.startswith("-") and not label.endswith("-") for label in domain.split("."))
+
+
+# Any keyed value the lake holds: pseudonym (v), record hash (r), keyed sender id (i), file fingerprint (f).
+_KEYED_VALUE = re.compile(r"[virf][1-9][0-9]{0,8}:[A-Za-z0-9_\-]{43}")
+
+
+class DeathActDetector(PatternDetector):
+    """An INSEE death act number: 9 digits standing alone, with a word of its context (``acte``,
+    ``décès``, ``death``) in the 25 characters before it, in the same cell.
+
+    Why the context: 9 digits alone are also a FINESS (every letterhead prints one), a SNOMED CT
+    id (``419099009``, the death finding itself) or a SIREN, all legitimate in the lake. An act
+    number that lands whole in an id column is the ``SENDER_ID`` check's; this detector finds
+    one written into text (a message, an attribute, a letter, a log).
+    """
+
+    label = "DEATH_ACT"
+    core = "[0-9]{9}"
+    _CONTEXT = re.compile(r"(?<![a-z])(?:acte|d[ée]c[èe]s|death)(?![a-z])", re.IGNORECASE)  # not "actes" (CCAM)
+
+    def validate(self, match: re.Match[str]) -> bool:
+        return self._CONTEXT.search(match.string, max(0, match.start() - 25), match.start()) is not None
+
+
+class SenderNumberDetector(PatternDetector):
+    """Stay, invoice and referral numbers as this platform's senders write them: an upper-case
+    prefix of one to three letters, a hexadecimal batch part, then one or two hyphenated counters
+    (``S1f-2041-7``, ``E1f-2041-12``, ``SIG1f-2041``).
+
+    Why a shape and not the values: the scanner never reads the senders' files or the synthetic
+    ground truth. The shape was chosen against what the lake legitimately holds: codes
+    (``CIM-10``, ``4548-4``, ``DEQP003``) have no hexadecimal part before their hyphen, and a
+    match inside a keyed value (a pseudonym's base64url can spell ``-C1-23-``) is not a finding.
+    A deployment whose senders number otherwise adds its own detector.
+    """
+
+    label = "SENDER_NUMBER"
+    core = "[A-Z]{1,3}[0-9a-f]{1,16}-[0-9]{1,12}(?:-[0-9]{1,12})?"
+
+    def validate(self, match: re.Match[str]) -> bool:
+        start, end = match.span()
+        return not any(k.start() <= start and end <= k.end() for k in _KEYED_VALUE.finditer(match.string))
+
+
+# --- column checks: rules on the values of named columns ------------------------------------
+
+
+class ColumnCheck(ABC):
+    """A rule on the values of some columns of some tables (the catalog's contracts), where a
+    pattern over every cell could not decide: a sender's id has no universal shape, but a column
+    meant to hold keyed ids may hold nothing else.
+
+    ``columns(table)`` names the columns the rule applies to, as the scanner names them
+    (``record_id``, ``events[].visit_key``, ``attributes.value``); ``count`` returns how many
+    cells of a string array break it.
+    """
+
+    label: ClassVar[str]
+
+    @abstractmethod
+    def columns(self, table: str) -> frozenset[str]:
+        """The columns of ``table`` (``zone.name``) this rule applies to."""
+
+    @abstractmethod
+    def count(self, values: pa.Array) -> int:
+        """Cells of ``values`` (a string array) that break the rule."""
+
+
+class SenderIdFormCheck(ColumnCheck):
+    """``SENDER_ID``: every value of a column holding sender-local ids has the edge's keyed form.
+
+    Built from the catalog (:meth:`from_catalog`: columns marked ``sender_id`` or
+    ``sender_id_fields``), so a new id column is covered by declaring it, not by editing the scanner.
+    """
+
+    label = "SENDER_ID"
+
+    def __init__(self, columns: Mapping[str, Iterable[str]]) -> None:
+        self._columns = {table: frozenset(names) for table, names in columns.items()}
+        self._keyed = f"^(?:{KEYED_ID_PATTERN})$"
+
+    @classmethod
+    def from_catalog(cls) -> SenderIdFormCheck:
+        from pdp.lake.catalog import load_catalog
+
+        return cls({t.qualified_name: [p for c in t.columns for p in c.sender_id_paths] for t in load_catalog()})
+
+    def columns(self, table: str) -> frozenset[str]:
+        return self._columns.get(table, frozenset())
+
+    def count(self, values: pa.Array) -> int:
+        keyed = pc.match_substring_regex(values, self._keyed)
+        return int(pc.sum(pc.invert(keyed)).as_py() or 0)  # nulls stay null: a missing id is not a leak
+
+
+def default_column_checks() -> list[ColumnCheck]:
+    """The catalog's sender-id columns."""
+    return [SenderIdFormCheck.from_catalog()]
 
 
 # --- folding text for the known-identity detector --------------------------------------------
@@ -430,7 +545,9 @@ class KnownIdentityDetector(Detector):
 
 def default_detectors(known: KnownIdentityDetector | None = None) -> list[Detector]:
     """The pattern detectors, plus the known-identity detector when the vault could be read."""
-    detectors: list[Detector] = [NirDetector(), PhoneDetector(), EmailDetector()]
+    detectors: list[Detector] = [
+        NirDetector(), PhoneDetector(), EmailDetector(), SenderNumberDetector(), DeathActDetector(),
+    ]
     if known is not None:
         detectors.append(known)
     return detectors
@@ -525,10 +642,14 @@ def _masked(relative: str) -> str:
 class _Scanner:
     """One scan: the detectors, the counters, and one method per kind of file."""
 
-    def __init__(self, filesystem: pafs.FileSystem, root: str, detectors: Sequence[Detector]) -> None:
+    def __init__(
+        self, filesystem: pafs.FileSystem, root: str, detectors: Sequence[Detector],
+        column_checks: Sequence[ColumnCheck] = (),
+    ) -> None:
         self.fs = filesystem
         self.root = root
         self.detectors = list(detectors)
+        self.column_checks = list(column_checks)
         self.patterns = [d for d in self.detectors if isinstance(d, PatternDetector)]
         self.others = [d for d in self.detectors if not isinstance(d, PatternDetector)]
         self.integer_detectors = [d for d in self.detectors if callable(getattr(d, "count_integers", None))]
@@ -538,7 +659,8 @@ class _Scanner:
         self.files: Counter[tuple[str, str, str]] = Counter()
         self.min_distinct = {label: n for d in self.detectors for label, n in d.min_distinct.items()}
         self.evidence: dict[tuple[str, str, str], set[int]] = {}  # distinct matched values, capped
-        self.report = ScanReport(lake_root=root, detectors=tuple(label for d in detectors for label in d.labels))
+        self.report = ScanReport(lake_root=root, detectors=(
+            *(label for d in detectors for label in d.labels), *(c.label for c in self.column_checks)))
 
     # -- counting ---------------------------------------------------------------------------
 
@@ -562,32 +684,41 @@ class _Scanner:
             found.update(self._text(pa.array(texts[start : start + _BATCH_ROWS], type=pa.string())))
         return found
 
-    def _array(self, column: str, values: pa.Array, into: Counter[tuple[str, str]]) -> None:
-        """Scan one Arrow array of any type, recursing into nested types; counts go to ``into``."""
+    def _array(
+        self, column: str, values: pa.Array, into: Counter[tuple[str, str]],
+        checks: Sequence[tuple[ColumnCheck, frozenset[str]]] = (),
+    ) -> None:
+        """Scan one Arrow array of any type, recursing into nested types; counts go to ``into``.
+
+        ``checks``: the column checks of the file's table with the columns each applies to.
+        """
         kind = values.type
         if isinstance(values, pa.ChunkedArray):
             for chunk in values.chunks:
-                self._array(column, chunk, into)
+                self._array(column, chunk, into, checks)
             return
         if pa.types.is_dictionary(kind):
-            self._array(column, values.dictionary_decode(), into)
+            self._array(column, values.dictionary_decode(), into, checks)
         elif pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
-            for label, count in self._text(values.cast(pa.large_string()) if pa.types.is_string_view(kind)
-                                           else values).items():
+            text = values.cast(pa.large_string()) if pa.types.is_string_view(kind) else values
+            for label, count in self._text(text).items():
                 into[(column, label)] += count
+            for check, names in checks:
+                if column in names and len(text):
+                    into[(column, check.label)] += check.count(text)
         elif (pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind)
               or pa.types.is_binary_view(kind)):
-            self._array(column, _decode(values), into)
+            self._array(column, _decode(values), into, checks)
         elif pa.types.is_struct(kind):
             for index in range(kind.num_fields):
-                self._array(f"{column}.{kind.field(index).name}", values.field(index), into)
+                self._array(f"{column}.{kind.field(index).name}", values.field(index), into, checks)
         elif pa.types.is_map(kind):
             # The entries (struct<key, value>) of this slice: a map's offsets over its child struct array.
             entries = pa.ListArray.from_arrays(values.offsets, values.values)
-            self._array(column, entries.flatten(), into)
+            self._array(column, entries.flatten(), into, checks)
         elif (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
               or pa.types.is_list_view(kind) or pa.types.is_large_list_view(kind)):
-            self._array(f"{column}[]", pc.list_flatten(values), into)
+            self._array(f"{column}[]", pc.list_flatten(values), into, checks)
         elif pa.types.is_integer(kind) or (pa.types.is_decimal(kind) and kind.scale == 0):
             for detector in self.integer_detectors:
                 for label, count in detector.count_integers(values).items():
@@ -620,6 +751,7 @@ class _Scanner:
     def parquet(self, table: str, path: str, relative: str, *, data: bool) -> None:
         """Every column of a parquet file, batch by batch, and its footer metadata."""
         found: Counter[tuple[str, str]] = Counter()
+        checks = [(c, names) for c in self.column_checks if (names := c.columns(table))]
         try:
             with self.fs.open_input_file(path) as handle:
                 parquet = pq.ParquetFile(handle)
@@ -634,7 +766,7 @@ class _Scanner:
                 for name in dict.fromkeys(parquet.schema_arrow.names):
                     for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, columns=[name], use_threads=False):
                         for index, column in enumerate(batch.schema.names):
-                            self._array(column, batch.column(index), found)
+                            self._array(column, batch.column(index), found, checks)
                 rows = metadata.num_rows
         except Exception as exc:  # any failure is a finding; its message may quote data
             self._merge(table, found)
@@ -863,19 +995,25 @@ def scan_lake(
     vault: IdentityVault | None = None,
     known: KnownIdentityDetector | None = None,
     detectors: Sequence[Detector] | None = None,
+    column_checks: Sequence[ColumnCheck] | None = None,
 ) -> ScanReport:
     """Scan every file under ``lake_root`` for direct identifiers; see the module docstring.
 
     ``vault`` adds the vault's known people (names, addresses) to the pattern detectors;
     ``known`` gives an already built detector instead (reused across scans), and
-    ``detectors`` replaces the whole list. Raises :class:`LeakScanError` if the root is not a
+    ``detectors`` replaces the whole list. ``column_checks`` (default: :func:`default_column_checks`
+    unless ``detectors`` is given, as for a search of given pseudonyms) checks the catalog's
+    sender-id columns. Raises :class:`LeakScanError` if the root is not a
     directory; any unreadable file is an ``UNREADABLE`` finding, never an exception.
     """
     started = time.perf_counter()
     filesystem, root = _open_root(lake_root)
     if known is None and vault is not None:
         known = KnownIdentityDetector.from_vault(vault)
-    scanner = _Scanner(filesystem, root, detectors if detectors is not None else default_detectors(known))
+    if column_checks is None:
+        column_checks = default_column_checks() if detectors is None else []
+    scanner = _Scanner(filesystem, root, detectors if detectors is not None else default_detectors(known),
+                       column_checks)
     report = scanner.report
     report.known_people = known.people if known is not None else None
     tables, loose = _inventory(filesystem, root)

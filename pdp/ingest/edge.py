@@ -9,6 +9,13 @@ recognises a record without anyone being able to hash a guessed record and look 
 Quasi-identifiers the population algorithms need (sex, birth year and month, commune, GP)
 travel as record attributes prefixed with ``_``; names, NIR, full birth date, address, phone
 and e-mail never leave this module except into the vault.
+
+Sender-local ids (a stay or invoice number, an HL7 message control id or order number, a FHIR
+resource id, a death act number, a referral id) are handles a sender can map back to its
+patient: every record id and every event's visit key lands as a keyed hash
+(:meth:`Edge.keyed_id`, ``i<N>:`` + 43 characters), never in clear, whatever the parser. The
+hash is the same for the same id within a source, so a stay's events still group and a resent
+record still matches its first version; ``pdp scan-lake`` checks the form of every such value.
 """
 
 from __future__ import annotations
@@ -217,8 +224,9 @@ class Edge:
         return f"r{self._record_version}:{digest_text(mac.finalize())}"
 
     def keyed_id(self, record_id: str, *, source: str) -> str:
-        """Keyed hash of a sender-local id (``record_id_local``): an amended resource keeps the
-        same hash, so it can be matched to its first version, but the id itself never lands."""
+        """Keyed hash of a sender-local id (a record id or a visit key): a resent or amended
+        record keeps the same hash, so it can be matched to its first version and a stay's
+        events still share one key, but the id itself never lands (see the module docstring)."""
         mac = self._record_mac.copy()
         mac.update(f"id\x1f{source}\x1f{record_id}".encode("utf-8", "surrogatepass"))
         return f"i{self._record_version}:{digest_text(mac.finalize())}"
@@ -271,10 +279,13 @@ class Edge:
     def _land(self, record: SourceRecord) -> BronzeRow | QuarantineRow:
         attributes = dict(record.attributes)
         events = [_event_dict(e) for e in record.events]
-        if record.record_id_local:  # the sender's ids (a FHIR Encounter's id as visit key) land keyed only
-            for event in events:
-                if event["visit_key"] is not None:
-                    event["visit_key"] = self.keyed_id(event["visit_key"], source=record.source)
+        keyed: dict[str, str] = {}  # a stay's events share one visit key: hashed once per record
+        for event in events:
+            visit = event["visit_key"]
+            if visit is not None:
+                if visit not in keyed:
+                    keyed[visit] = self.keyed_id(visit, source=record.source)
+                event["visit_key"] = keyed[visit]
         pseudonym, rule = None, "reference"  # reference data (communes): no person
         if not record.identity.is_empty():
             known = self._known
@@ -301,8 +312,8 @@ class Edge:
             self.stats.unmapped.add(record.source, event.code_system, event.code, event.domain)
         record_hash = self.record_hash(record.raw, source=record.source, file=record.file, position=record.position)
         record_id = record.record_id
-        if record_id is not None and record.record_id_local:
-            record_id = self.keyed_id(record_id, source=record.source)
+        if record_id is not None:
+            record_id = keyed.get(record_id) or self.keyed_id(record_id, source=record.source)
         return BronzeRow(
             record_hash, record.source, record.file, record.position, record_id, pseudonym, rule, events,
             attributes,

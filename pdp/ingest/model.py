@@ -104,9 +104,10 @@ IDENTITY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(IdentityFields))
 class Event:
     """One clinical fact of a record, coded, dated, not nominative.
 
-    ``visit_key`` groups the events of one stay, lab order or encounter (the sender's own id,
-    not a person id); ``provider`` is the FINESS or RPPS of the care actor (not patient data);
-    ``status`` is the diagnosis role (``DP``/``DAS``) or the result/resource status;
+    ``visit_key`` groups the events of one stay, lab order or encounter (the sender's own id, a
+    handle on the patient at the sender: landed as a keyed hash only); ``provider`` is the FINESS
+    or RPPS of the care actor (not patient data); ``status`` is the diagnosis role (``DP``/``DAS``)
+    or the result/resource status;
     ``source_value`` is the code (or code and label) exactly as sent, for audits of mapping.
     """
 
@@ -132,9 +133,9 @@ class SourceRecord:
     (HL7: its segments joined by carriage returns) — the input of the edge's keyed record hash.
     ``attributes`` are the spec's non-nominative record-level fields for silver (admission
     mode, pack code, commune population...), as (name, text) pairs.
-    ``record_id_local``: the sender's ids are themselves handles on the person at the sender (a FHIR
-    resource id a patient portal shows, a URL): the edge keeps only the keyed hashes of the record
-    id and of the events' visit keys (a FHIR Encounter's id) in bronze.
+    ``record_id`` and the events' ``visit_key`` are the sender's own ids (stay, invoice, message
+    control id, order number, resource id, death act number): handles on the person at the
+    sender, so the edge lands only their keyed hashes (:meth:`pdp.ingest.edge.Edge.keyed_id`).
     """
 
     source: str
@@ -145,7 +146,6 @@ class SourceRecord:
     identity: IdentityFields = field(default_factory=IdentityFields)
     events: tuple[Event, ...] = ()
     attributes: tuple[tuple[str, str], ...] = ()
-    record_id_local: bool = False
 
     def __repr__(self) -> str:
         return (

@@ -50,15 +50,44 @@ class ColumnDef(BaseModel):
     pseudonym: bool = Field(
         False, description="Holds a person pseudonym (v<N>:...): re-keyed by `pdp keys rotate`."
     )
+    sender_id: bool = Field(
+        False, description="Holds a sender-local id (stay, invoice, message, order, resource, death act number)"
+        " as the edge's keyed hash (i<N>:...), never in clear: `pdp scan-lake` checks the form of every value.",
+    )
+    sender_id_fields: list[str] = Field(
+        default_factory=list,
+        description="The same, for fields of a STRUCT or ARRAY<STRUCT> column (bronze events' visit_key).",
+    )
 
     @field_validator("type")
     @classmethod
     def _valid_type(cls, value: str) -> str:
         return sql_type(parse_type(value))
 
+    @model_validator(mode="after")
+    def _sender_id_fields_exist(self) -> ColumnDef:
+        if self.sender_id_fields:
+            inner = self.spark_type
+            inner = getattr(inner, "elementType", inner)
+            names = set(inner.fieldNames()) if isinstance(inner, StructType) else set()
+            unknown = sorted(set(self.sender_id_fields) - names)
+            if unknown:
+                raise ValueError(f"sender_id_fields {unknown} are not fields of {self.name}'s struct")
+        return self
+
     @cached_property
     def spark_type(self) -> DataType:
         return parse_type(self.type)
+
+    @property
+    def sender_id_paths(self) -> list[str]:
+        """The scanner's names of the sender-id values this column holds (``record_id``,
+        ``events[].visit_key``): how :mod:`pdp.governance.leak_scan` names nested columns."""
+        paths = [self.name] if self.sender_id else []
+        if self.sender_id_fields:
+            nested = f"{self.name}[]" if not isinstance(self.spark_type, StructType) else self.name
+            paths += [f"{nested}.{name}" for name in self.sender_id_fields]
+        return paths
 
 
 class TableDef(BaseModel):

@@ -58,6 +58,7 @@ from pdp.pseudonym.keys import DataKey, KeyStore, KeyStoreError
 from pdp.pseudonym.normalise import CANONICAL_FORMAT, CanonicalIdentity
 
 __all__ = [
+    "KEYED_ID_PATTERN",
     "PSEUDONYM_LENGTH",
     "Pseudonymiser",
     "canonical_bytes",
@@ -72,6 +73,11 @@ PSEUDONYM_LENGTH = 43
 _PURPOSE = "pseudonym"
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _PSEUDONYM = re.compile(r"v([1-9][0-9]{0,8}):([A-Za-z0-9_\-]{43})")
+
+KEYED_ID_PATTERN = r"i[1-9][0-9]{0,8}:[A-Za-z0-9_\-]{43}"
+"""The form of a sender-local id as the edge lands it (``i<record key version>:`` + a digest):
+what `pdp scan-lake` requires of every value of a column the catalog marks ``sender_id``.
+Valid in Python ``re`` and in RE2 (Arrow's vectorised match)."""
 
 
 URLSAFE_TABLE = _URLSAFE

@@ -26,12 +26,15 @@ from pdp.governance import create_all, make_engine
 from pdp.governance.leak_scan import (
     DELTA_LOG_COLUMN,
     UNREADABLE,
+    DeathActDetector,
     EmailDetector,
     KnownIdentityDetector,
     LeakScanError,
     NirDetector,
     PhoneDetector,
     ScanReport,
+    SenderIdFormCheck,
+    SenderNumberDetector,
     _fold_array,
     fold_tokens,
     scan_lake,
@@ -464,3 +467,74 @@ def test_spark_part_file_names_are_not_read_as_phone_numbers(tmp_path: Path) -> 
     assert scan_lake(lake).findings == []
     (lake / "tmp" / "export-0033738057935.csv").write_text("nothing\n", encoding="utf-8")  # not Spark's: read
     assert _only(scan_lake(lake)) == {("(outside any Delta table)", "_path", "PHONE")}
+
+
+# --- sender-local ids: keyed form in the catalog's id columns, shapes elsewhere -------------------------------
+
+KEYED = "i1:" + "A" * 20 + "-C1-23-" + "b" * 16  # a keyed id whose base64url happens to spell a number's shape
+
+
+def test_sender_number_shape_is_found_alone_never_in_codes_or_keyed_values() -> None:
+    detector = SenderNumberDetector()
+    for text in ("S1f-2041-7", "facture E1f-2041-12", "SIG1f-2041", "séjour (Sb-3-1)"):
+        assert detector.find(text) == {"SENDER_NUMBER"}, text
+    for text in ("CIM-10", "4548-4", "DEQP003", "E11.9", "HL7-ACTCODE", KEYED, "v1:" + "x" * 10 + "-Sa-12-" + "y" * 26,
+                 "4f201264-27dc-469a-8e0d-e317273f8338", "prem_coordination@1/score", "hba1c@12-40", "xS1f-2041"):
+        assert detector.find(text) == set(), text
+    values = pa.array(["S1f-2041-7", KEYED, None, "E11.9", "S1f-2041-7"])
+    assert detector.count(values) == {"SENDER_NUMBER": 2}
+
+
+def test_sender_id_columns_come_from_the_catalog_and_only_keyed_values_pass() -> None:
+    check = SenderIdFormCheck.from_catalog()
+    assert check.columns("bronze.records") == {"record_id", "events[].visit_key"}
+    assert check.columns("silver.visit_occurrence") == {"visit_key"}
+    assert check.columns("silver.person") == frozenset()
+    keyed = "i12:" + "Qm9uam91ciBsZSBtb25kZQ_-" + "a" * 19
+    assert check.count(pa.array([keyed, None, "i1:" + "A" * 43])) == 0, "a missing id is not a leak"
+    assert check.count(pa.array(["Encounter/enc-1", "123456789", keyed + "x", "v1:" + "A" * 43, keyed])) == 4
+
+
+def test_death_act_number_needs_its_context_word() -> None:
+    death = DeathActDetector()
+    for text in ("numero_acte 123456789 refused", "Acte de décès n° 123456789", "décès (acte 123456789)"):
+        assert death.find(text) == {"DEATH_ACT"}, text
+    for text in ("123456789", "419099009", "Établissement FINESS 292915162", "acte 3400930000000",
+                 "contact : 123456789", "3 actes CCAM, FINESS 292915162",
+                 "décès" + " " * 30 + "123456789"):
+        assert death.find(text) == set(), text
+
+
+@pytest.mark.spark
+def test_a_clear_sender_id_planted_in_silver_and_a_death_act_in_quarantine_are_found(spark, tmp_path: Path) -> None:
+    from datetime import date, datetime
+
+    from pdp.lake import LakeTable, RunInfo
+
+    lake = tmp_path / "lake"
+    run = RunInfo(run_id="r1", job="test", definitions_version="t")
+    visits = LakeTable(spark, "silver.visit_occurrence", lake_root=str(lake)).create()
+    base = {"person_id": 1, "person_pseudonym": "v1:" + "P" * 43, "vocabulary": "PMSI-UNIT", "source_code": "MCO",
+            "concept": None, "concept_id": 2, "start_date": date(2024, 5, 2), "end_date": None, "status": None,
+            "provider": "590000123", "source": "pmsi", "source_file": "pmsi/590000123.csv",
+            "record_hash": "r1:" + "R" * 43, "batch_id": "b1"}
+    rows = [base | {"visit_occurrence_id": 1, "visit_key": KEYED}, base | {"visit_occurrence_id": 2, "visit_key": None},
+            base | {"visit_occurrence_id": 3, "visit_key": "S1f-2041-7"}]  # the stay number in clear
+    schema = visits.definition.spark_schema()
+    visits.append(spark.createDataFrame([tuple(r[n] for n in schema.names) for r in rows], schema), run=run)
+    quarantine = LakeTable(spark, "ops.quarantine", lake_root=str(lake)).create()
+    schema = quarantine.definition.spark_schema()
+    row = {"batch_id": "b1", "source": "insee_deaths", "file": "insee/deces.txt", "record_position": 1,
+           "reason_code": "VALUE_INVALID", "message": "numero_acte 123456789 refused", "record_hash": "r1:" + "Q" * 43,
+           "quarantined_at": datetime(2024, 5, 2, 10, 0)}
+    quarantine.append(spark.createDataFrame([tuple(row[n] for n in schema.names)], schema), run=run)
+    report = scan_lake(lake)
+    found = {(f.table, f.column, f.detector): f.cells for f in report.findings}
+    assert found[("silver.visit_occurrence", "visit_key", "SENDER_ID")] == 1, "the keyed and the null pass"
+    assert found[("silver.visit_occurrence", "visit_key", "SENDER_NUMBER")] == 1
+    assert found[("ops.quarantine", "message", "DEATH_ACT")] == 1
+    assert not {c for t, c, _ in found if t == "silver.visit_occurrence"} - {"visit_key", DELTA_LOG_COLUMN}
+    assert not {c for t, c, _ in found if t == "ops.quarantine"} - {"message", DELTA_LOG_COLUMN}
+    assert report.exit_code == 1 and {"SENDER_ID", "DEATH_ACT", "SENDER_NUMBER"} <= set(report.detectors)
+    out = _rendered(report)
+    assert "S1f-2041-7" not in out and "123456789" not in out

@@ -41,8 +41,7 @@ def record(identity: IdentityFields, day: date, position: int, code: str = "4405
     event = Event(domain="condition", code_system="SNOMED", code=code, start_date=day,
                   visit_key="Encounter/enc-1", source_value=code)
     return SourceRecord(source="gp_bundles", file="b.json", position=position, record_id=f"Condition/c{position}",
-                        raw=f"resource {position}".encode(), identity=identity, events=(event,),
-                        record_id_local=True)
+                        raw=f"resource {position}".encode(), identity=identity, events=(event,))
 
 
 def test_a_repeated_identity_folds_as_if_keyed_afresh(store: KeyStore) -> None:

@@ -9,10 +9,13 @@ import json
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from pyspark.sql import SparkSession
 
+from pdp.bench.evaluate import keyed_links
 from pdp.config import Settings
+from pdp.governance.leak_scan import SenderIdFormCheck, scan_lake
 from pdp.ingest.pipeline import IngestReport, ingest_directory
 from pdp.lake import LakeTable
 from pdp.pseudonym.keys import KeyStore
@@ -155,17 +158,14 @@ def test_no_identity_trait_reaches_the_lake(first_run: IngestReport, territory: 
 def test_linkage_gives_one_pseudonym_per_person_and_never_merges_two(
     first_run: IngestReport, spark: SparkSession, settings: Settings, territory: Path
 ) -> None:
-    truth: dict[tuple[str, str], str] = {}
-    with open(territory / "ground_truth" / "record_links.csv", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            truth[(row["file"], row["record_id"])] = row["person_id"]
+    truth = keyed_links(territory, KeyStore.from_settings(settings))  # bronze holds keyed record ids only
     rows = lake(spark, settings, "bronze.records").read().where("person_pseudonym IS NOT NULL").select(
-        "file", "record_id", "person_pseudonym").collect()
-    persons_of: dict[str, set[str]] = {}
-    pseudonyms_of: dict[str, set[str]] = {}
+        "source", "file", "record_id", "person_pseudonym").collect()
+    persons_of: dict[str, set[int]] = {}
+    pseudonyms_of: dict[int, set[str]] = {}
     for r in rows:
-        person = truth.get((r.file, r.record_id))
-        if person is None:  # INSEE deaths carry their act number; pharmacy rows their invoice
+        person = truth.get((r.source, r.file, r.record_id))
+        if person is None:  # a source the truth names otherwise (reports)
             continue
         persons_of.setdefault(r.person_pseudonym, set()).add(person)
         pseudonyms_of.setdefault(person, set()).add(r.person_pseudonym)
@@ -175,3 +175,26 @@ def test_linkage_gives_one_pseudonym_per_person_and_never_merges_two(
     assert collisions == 0
     assert splits <= 0.01 * len(pseudonyms_of), f"{splits} persons split over several pseudonyms"
     assert first_run.relinked > 0 and first_run.link_rules
+
+
+def test_a_freshly_ingested_territory_scans_clean_sender_ids_included(
+    first_run: IngestReport, spark: SparkSession, settings: Settings, territory: Path
+) -> None:
+    with open(territory / "ground_truth" / "record_links.csv", encoding="utf-8") as handle:
+        sent = {row["record_id"] for row in csv.DictReader(handle)}
+    landed = {r.record_id for r in lake(spark, settings, "bronze.records").read().select("record_id").collect()}
+    assert sent and not sent & landed, "a sender's record id landed in clear"
+    report = scan_lake(settings.lake_uri)
+    assert {"SENDER_ID", "SENDER_NUMBER", "DEATH_ACT"} <= set(report.detectors)
+    assert report.findings == [], [(f.table, f.column, f.detector, f.cells) for f in report.findings]
+
+    class KeyedValues(SenderIdFormCheck):
+        """The rule turned around (keyed values count): proves the scanner reads the columns the catalog names."""
+
+        def count(self, values: pa.Array) -> int:
+            return len(values) - values.null_count - super().count(values)
+
+    read = scan_lake(settings.lake_uri, detectors=[], column_checks=[KeyedValues.from_catalog()])
+    assert {("bronze.records", "record_id"), ("bronze.records", "events[].visit_key"),
+            ("silver.visit_occurrence", "visit_key"), ("silver.drug_exposure", "visit_key"),
+            ("silver.measurement", "visit_key")} <= {(f.table, f.column) for f in read.findings}

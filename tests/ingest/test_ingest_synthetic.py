@@ -105,7 +105,7 @@ def test_reports_are_read_through_their_index_de_identified(territory: Path, reg
     for record in reports:
         text = record.attribute("note_text") or ""
         assert "<NOM>" in text and not any(n in text for n in nirs)
-        assert record.record_id_local and all(e.domain == "text" for e in record.events)
+        assert record.record_id and all(e.domain == "text" for e in record.events)
     assert sum(len(r.events) for r in reports) > len(reports), "facts are read in the letters"
 
 

@@ -31,8 +31,8 @@ What a resource yields:
 * **Procedure / Encounter**: ``procedure`` / ``visit`` events with their period (start, end).
 
 Any resource ``entered-in-error`` (or a cancelled or not-done one) is FHIR_NOT_A_FACT.
-Resource ids are sender-local: record ids and visit keys (the Encounter's id) go to the edge
-marked local (``SourceRecord.record_id_local``), which lands only their keyed hashes.
+Resource ids are sender-local: the edge lands only the keyed hashes of record ids and visit
+keys (the Encounter's id), as for every source.
 """
 
 from __future__ import annotations
@@ -167,7 +167,6 @@ def entry_outcome(
         raw=raw,
         identity=identity,
         events=events,
-        record_id_local=True,
     )
 
 

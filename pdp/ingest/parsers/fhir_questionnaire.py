@@ -17,7 +17,7 @@ subject a ``contained`` Patient (``subject.reference = "#id"``) carrying the ide
 answer allowed by the questionnaire (else VALUE_INVALID, the item named, never the value).
 
 What it yields: one record per response, record id = the resource id, which the edge keeps
-only as a keyed hash (``record_id_local``): the id a patient portal issued is a handle on the
+only as a keyed hash (as every record id): the id a patient portal issued is a handle on the
 person there. Events (domain ``survey``, code system ``PDP-SURVEY``, dated ``authored``, status
 = the response status): one per kept answer (code ``<name>@<version>/<linkId>``, value = item
 score on 0-100, source value = the answer code as sent) and the scale score
@@ -113,5 +113,4 @@ def _record(
         raw=raw,
         identity=identity,
         events=tuple(events),
-        record_id_local=True,
     )

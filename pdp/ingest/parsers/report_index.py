@@ -25,7 +25,7 @@ ENCODING_INVALID, never a crash of the file. ``doc_type`` is a closed vocabulary
 spec's options (``doc_types``: value as sent → ``note_type``): an empty one is FIELD_MISSING, an
 unknown one VALUE_INVALID.
 
-The document id is a sender-local id (``record_id_local``: bronze keeps its keyed hash). A row
+The document id is a sender-local id (the edge lands its keyed hash only, as for every record id). A row
 whose document is missing or unreadable is DOCUMENT_MISSING; a de-identification failure is
 DEID_FAILED (nothing of that document lands); messages name fields, never values.
 """
@@ -257,5 +257,4 @@ def _outcome(item: _Row, known: VaultRecord | None, ctx: FileContext, opts: Repo
     return SourceRecord(
         source=ctx.source, file=ctx.file, position=position, record_id=(row.get("doc_id") or "").strip() or None,
         raw=raw_row + b"\x1e" + data, identity=ident, events=tuple(events), attributes=tuple(attributes),
-        record_id_local=True,
     )

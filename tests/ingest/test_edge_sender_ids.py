@@ -1,0 +1,67 @@
+"""Sender-local ids land keyed, whatever the source: a stay number, an invoice number, an HL7
+message control id or order number, a death act number are handles a sender can map back to its
+patient. Their keyed hashes still do the jobs the ids did: a stay's events share one key, the same
+stay resent in a later file keys the same, and the same number at another source does not."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from pdp.config import Settings
+from pdp.ingest.edge import BronzeRow, Edge
+from pdp.ingest.model import Event, IdentityFields, SourceRecord
+from pdp.pseudonym.keys import KeyStore
+from pdp.pseudonym.pseudonymise import KEYED_ID_PATTERN
+
+PERSON = IdentityFields(birth_name="DURAND", first_names="Élise", sex="F", birth_date=date(1957, 3, 12))
+DAY = date(2024, 5, 2)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> KeyStore:
+    var: Path = tmp_path_factory.mktemp("edge-sender-ids")
+    settings = Settings(_env_file=None, var_dir=var, key_store=var / "keys",
+                        master_key=base64.b64encode(os.urandom(32)).decode("ascii"))
+    keys = KeyStore.from_settings(settings)
+    keys.init()
+    return keys
+
+
+def stay(source: str, file: str, number: str, raw: bytes) -> SourceRecord:
+    """A PMSI-like stay: its number is the record id and every event's visit key."""
+    events = tuple(Event(domain=d, code_system=s, code=c, start_date=DAY, visit_key=number, provider="590000123")
+                   for d, s, c in (("visit", "PMSI-UNIT", "MCO"), ("condition", "CIM-10", "E11.9"),
+                                   ("procedure", "CCAM", "DEQP003")))
+    return SourceRecord(source=source, file=file, position=1, record_id=number, raw=raw, identity=PERSON,
+                        events=events)
+
+
+def test_record_ids_and_visit_keys_land_keyed_and_still_group_and_match(store: KeyStore) -> None:
+    edge = Edge(store)
+    first, resent, invoice, act = edge.process([
+        stay("pmsi", "pmsi/590000123_M1.csv", "S1f-2041-7", b"stay M1"),
+        stay("pmsi", "pmsi/590000123_M2.csv", "S1f-2041-7", b"stay M2, corrected"),  # cumulative resend
+        stay("pharmacy", "pharmacy/590000456.csv", "S1f-2041-7", b"an invoice numbered alike"),
+        SourceRecord(source="insee_deaths", file="insee/deces.txt", position=1, record_id="123456789",
+                     raw=b"death", identity=PERSON,
+                     events=(Event(domain="death", code_system="SNOMED", code="419099009", start_date=DAY),)),
+    ])
+    rows = [first, resent, invoice, act]
+    assert all(isinstance(r, BronzeRow) for r in rows)
+    keyed = re.compile(KEYED_ID_PATTERN)
+    for row in rows:
+        assert isinstance(row, BronzeRow) and row.record_id and keyed.fullmatch(row.record_id)
+        assert all(e["visit_key"] is None or keyed.fullmatch(e["visit_key"]) for e in row.events)
+    assert {e["visit_key"] for e in first.events} == {first.record_id}, "a stay's events share the stay's key"
+    assert resent.record_id == first.record_id, "a resend matches its first version"
+    assert resent.record_hash != first.record_hash, "while its bytes (a correction) make another record"
+    assert invoice.record_id != first.record_id, "the same number at another source is another id"
+    landed = repr([(r.record_id, r.events, r.attributes) for r in rows])
+    assert "S1f-2041-7" not in landed and "123456789" not in landed
+    assert Edge(store).keyed_id("S1f-2041-7", source="pmsi") == first.record_id, "stable across runs"
