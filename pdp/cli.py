@@ -571,6 +571,9 @@ def run_ingest(directory: Path) -> dict:
         console.print("seconds: " + ", ".join(f"{k} {v:,.1f}" for k, v in report.seconds.items()))
     if report.by_reason:
         console.print("quarantine reasons: " + ", ".join(f"{k} {v}" for k, v in report.by_reason.most_common()))
+    if report.id_collisions:  # 64-bit id collisions: in ops.quarantine (ID_COLLISION), their records in bronze
+        print("warning: silver id collisions (events quarantined ID_COLLISION, records in bronze): "
+              + ", ".join(f"{k} {v}" for k, v in sorted(report.id_collisions.items())), file=sys.stderr)
     for line in unmapped_lines(report.unmapped):
         console.print(line)
     if any(not f.balanced for f in report.files):

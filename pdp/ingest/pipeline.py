@@ -78,6 +78,7 @@ class IngestReport:
     quarantine_inserted: int = 0
     vault_records: int = 0
     silver: dict[str, int] = field(default_factory=dict)
+    id_collisions: dict[str, int] = field(default_factory=dict)  # per silver table: events quarantined ID_COLLISION
     by_reason: Counter = field(default_factory=Counter)
     pseudonymise_seconds: float = 0.0  # normalising identities and keying pseudonyms
     link_rules: dict[str, int] = field(default_factory=dict)  # distinct identities per deciding linkage rule
@@ -227,8 +228,11 @@ def _ingest(
         if has_bronze:  # every staged record, also those a killed earlier run already put in bronze
             staged = spark.read.parquet(str(staging / "bronze")).select("record_hash")
             notes = any(f.landed and "text" in registry.specs[f.source].produces() for f in report.files)
-            report.silver = build_silver(spark, batch_id=batch_id, run=run, lake_root=lake_root, record_hashes=staged,
-                                         notes=notes)
+            silver = build_silver(spark, batch_id=batch_id, run=run, lake_root=lake_root, record_hashes=staged,
+                                  notes=notes)
+            report.silver, report.id_collisions = silver, silver.collisions
+            if report.id_collisions:
+                report.by_reason[ReasonCode.ID_COLLISION.value] += sum(report.id_collisions.values())
         clock.lap("silver")
         _log_files(spark, report, fingerprints, started, run, lake_root)
         clock.lap("log")

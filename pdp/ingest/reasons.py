@@ -59,6 +59,8 @@ class ReasonCode(StrEnum):
     # free text
     DOCUMENT_MISSING = "DOCUMENT_MISSING"
     DEID_FAILED = "DEID_FAILED"
+    # the lake
+    ID_COLLISION = "ID_COLLISION"
 
 
 REASONS: dict[ReasonCode, str] = {
@@ -95,6 +97,8 @@ REASONS: dict[ReasonCode, str] = {
     ReasonCode.OPPOSED: "the person objected (opposition registry): the record is withheld at the edge, never landed",
     ReasonCode.DOCUMENT_MISSING: "an index row whose document is absent, outside the source's documents or not text",
     ReasonCode.DEID_FAILED: "the de-identification of a document failed: nothing of it may land",
+    ReasonCode.ID_COLLISION: "an event whose 64-bit silver id another record's event already holds: the record is "
+    "in bronze, this event is not in silver (pdp.ingest.silver gives the odds)",
 }
 
 FILE_LEVEL: frozenset[ReasonCode] = frozenset(
