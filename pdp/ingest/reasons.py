@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["FILE_LEVEL", "REASONS", "ReasonCode"]
+__all__ = ["FILE_LEVEL", "READ_STOPPED", "REASONS", "ReasonCode"]
 
 
 class ReasonCode(StrEnum):
@@ -115,3 +115,8 @@ FILE_LEVEL: frozenset[ReasonCode] = frozenset(
 )
 """Codes that (can) describe a whole file; ENCODING_INVALID and RECORD_TOO_LARGE are file-level only for
 an undecodable or oversized header."""
+
+READ_STOPPED: frozenset[ReasonCode] = frozenset({ReasonCode.PARSER_ERROR, ReasonCode.FILE_UNREADABLE})
+"""File-level codes (position 0) saying the file was not read to its end: a parser or the edge
+raised, or reading failed. Such a file is ``partial`` in the ingestion log (what was read before
+the stop lands), never ``complete``, so the next run reads it again (:class:`pdp.ingest.parse.Tally`)."""
