@@ -170,17 +170,19 @@ questionnaire, and each MERGE is a Delta commit round; readers treat a missing t
 
 
 def _profile(events: DataFrame) -> dict[str, bool]:
-    """Per domain of the batch, whether two of its events (of different origins) share an id; one Spark job.
+    """Per domain of the batch, whether two of its events share an id; one Spark job.
 
     The batch needs this query anyway (which optional tables to merge); counting distinct ids
-    beside distinct origins makes it the in-batch half of the collision check at no extra job.
+    beside events makes it the in-batch half of the collision check at no extra job. Each event
+    of `events` has its own origin (bronze holds a record once, and a record's events have
+    distinct indexes), so fewer ids than events means two origins share one.
     """
     from pyspark.sql import functions as F
 
     rows = events.groupBy("domain").agg(
-        F.count_distinct("record_hash", "pos").alias("origins"), F.count_distinct("event_id").alias("ids")
+        F.count(F.lit(1)).alias("events"), F.count_distinct("event_id").alias("ids")
     ).collect()
-    return {r["domain"]: r["origins"] > r["ids"] for r in rows}
+    return {r["domain"]: r["events"] > r["ids"] for r in rows}
 
 
 def _domains(profile: dict[str, bool]) -> set[str]:
