@@ -22,13 +22,20 @@ An insert-only MERGE on the id would drop the second event of a colliding pair w
 the same origin (the record's keyed hash; the index is implied, since a record's events always
 arrive together and are checked against each other in the batch): an event whose id is taken by
 another record's event goes to ``ops.quarantine`` with reason ``ID_COLLISION`` (its record stays
-in bronze, nothing is lost) and is counted in :attr:`SilverCounts.collisions`. Cost on a normal
-batch: nothing extra — the check against the table runs only when the MERGE's own metrics say a
-source row matched (numSourceRows > numTargetRowsInserted: a re-run, a re-read partial file, or
-a collision), and the check within the batch rides on the domain query the batch runs anyway.
+in bronze, nothing is lost) and is counted in :attr:`SilverCounts.collisions`.
 A person-id collision cannot be repaired by setting one row aside (every event of both persons
 carries the id), so it stops the batch before silver is written (:class:`IdCollisionError`);
 at 1.3e-4 for the whole country, it is a deliberate, loud and documented stop.
+
+Cost. No event table is read for the check on a normal batch: the join against a table runs
+only when its MERGE's own metrics say a source row matched (numSourceRows >
+numTargetRowsInserted: a re-run, a re-read partial file, or a collision). The in-batch check
+rides on the domain query the batch runs anyway (a distinct count of ids beside it), and the
+person check on the job that counts the batch's persons, which now also reads silver.person's
+(person_id, person_pseudonym) columns — the one scan added to every batch, small beside the
+person refresh's scan of bronze. Measured on a loaded 2-core machine, a 50-record batch:
+78 Spark jobs (AQE stages) instead of 72, time within noise (34 s vs 41 s); its re-run 84 jobs
+instead of 74 (the join against silver.measurement).
 """
 
 from __future__ import annotations
