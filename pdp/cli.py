@@ -562,8 +562,19 @@ def _os_error(exc: OSError) -> str:
     return f"{reason} ({exc.filename})" if exc.filename else reason
 
 
+PARTIAL_EXIT = 3
+"""`pdp ingest`'s exit when the batch committed but some file's reading stopped before its end (a parser
+or the edge raised): not 0, so a scheduler flags the parser bug; not 1 or 2, since nothing failed to
+commit and the input was not wrong. Those files are logged ``partial`` and read again by the next run."""
+
+
 def run_ingest(directory: Path) -> dict:
-    """`pdp ingest DIR` as a function (the demo reuses it): counts per file and per table."""
+    """`pdp ingest DIR` as a function (the demo reuses it): counts per file and per table.
+
+    A partial file (its parser raised mid-file) does not stop the batch: the rest commits, then one
+    ``warning:`` line per such file names it and the exception type (never its message, which may
+    quote a value), and the command exits :data:`PARTIAL_EXIT`.
+    """
     from pdp.ingest.pipeline import IngestBusy, ingest_directory
     from pdp.ingest.registry import SpecError
     from pdp.lake import LakeError, get_spark
@@ -583,6 +594,7 @@ def run_ingest(directory: Path) -> dict:
         table.add_column(col, justify="left" if col in ("source", "file") else "right")
     for f in report.files:
         status = "already ingested" if f.skipped else ("ok" if f.balanced else "UNBALANCED")
+        status = "PARTIAL" if f.partial and not f.skipped else status
         issues = f"{f.file_issues:,}" if f.file_issues else ""
         table.add_row(f.source, f.file, f"{f.records_in:,}", f"{f.landed:,}", f"{f.quarantined:,}", issues, status)
     console.print(table)
@@ -604,11 +616,20 @@ def run_ingest(directory: Path) -> dict:
         console.print("seconds: " + ", ".join(f"{k} {v:,.1f}" for k, v in report.seconds.items()))
     if report.by_reason:
         console.print("quarantine reasons: " + ", ".join(f"{k} {v}" for k, v in report.by_reason.most_common()))
+    if report.id_collisions:  # 64-bit id collisions: in ops.quarantine (ID_COLLISION), their records in bronze
+        print("warning: silver id collisions (events quarantined ID_COLLISION, records in bronze): "
+              + ", ".join(f"{k} {v}" for k, v in sorted(report.id_collisions.items())), file=sys.stderr)
     for line in unmapped_lines(report.unmapped):
         console.print(line)
     if any(not f.balanced for f in report.files):
         raise UserError("counts do not reconcile for some file (in != landed + quarantined)")
     _ingest_inbox(directory)
+    partial = report.partial_files()
+    for f in partial:
+        print(f"warning: {f.source} {f.file}: partial ({f.stopped}); logged partial, read again by the next "
+              "`pdp ingest` once the cause is fixed", file=sys.stderr)
+    if partial:
+        raise Exit(PARTIAL_EXIT)
     return {"in": records_in, "landed": landed, "quarantined": quarantined, "silver": report.silver}
 
 
@@ -635,7 +656,7 @@ def _ingest_inbox(directory: Path) -> None:
     with _key_store_errors():
         report = ingest_directory(root, spark=get_spark(app_name="pdp-ingest"))
     records_in, landed, quarantined = report.totals()
-    removed = remove_ingested(root, [(f.file, f.balanced) for f in report.files])
+    removed = remove_ingested(root, [(f.file, f.balanced and not f.partial) for f in report.files])
     console.print(f"inbox: in {records_in:,} = landed {landed:,} + quarantined {quarantined:,}; "
                   f"{removed} file(s) taken out of the inbox")
 

@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -38,9 +38,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pdp.ingest.dedupe import FingerprintSet
-from pdp.ingest.edge import BronzeRow, Edge, EdgeState
-from pdp.ingest.parse import Counts, Duplicates, Tally, parse_file
+from pdp.ingest.edge import BronzeRow, Edge, EdgeState, QuarantineRow
+from pdp.ingest.model import ParseOutcome, Quarantined
+from pdp.ingest.parse import Counts, Duplicates, Tally, parse_file, stopped_after
 from pdp.ingest.parsers.base import get_parser
+from pdp.ingest.reasons import ReasonCode
 from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA, Stage, bronze_dict, quarantine_dict
 
 if TYPE_CHECKING:
@@ -102,7 +104,13 @@ class FileRunner:
         self._known = KnownPersons(self._edge.pseudonym_of, lambda: edge_vault(context.settings, store))
 
     def run(self, task: FileTask, duplicates: Duplicates | None = None) -> FileResult:
-        """`duplicates`: the batch's sets when files run in order here; None when parsed apart."""
+        """`duplicates`: the batch's sets when files run in order here; None when parsed apart.
+
+        An exception of the parser (caught by :func:`parse_file`) or of the edge on a record (caught
+        here) stops this file only: the rows before it are staged, a PARSER_ERROR row at position 0
+        says where, and the counts mark the file partial (:class:`~pdp.ingest.parse.Counts`). Any
+        other failure (staging: a full disk) removes the file's parts and fails the batch.
+        """
         ctx = self._context
         cpu = time.process_time()
         spec = ctx.registry.specs[task.source]
@@ -114,14 +122,20 @@ class FileRunner:
         tally = Tally()
         tally.start(task.source, task.rel)
         outcomes = parse_file(spec, task.path, ctx.root, today=ctx.today, seen=seen, known=self._known)
-        for row in self._edge.process(outcomes):
-            if isinstance(row, BronzeRow):
-                bronze.add(bronze_dict(row, ctx.batch_id, ctx.started))
-                tally.count(row.source, row.file, quarantined=False, position=row.record_position)
-            else:
-                quarantine.add(quarantine_dict(row, ctx.batch_id, ctx.started))
-                tally.count(row.source, row.file, quarantined=True, position=row.record_position)
-        parts = tuple(p for p in (bronze.close(), quarantine.close()) if p is not None)
+        try:
+            for row in self._rows(outcomes, task):
+                if isinstance(row, BronzeRow):
+                    bronze.add(bronze_dict(row, ctx.batch_id, ctx.started))
+                    tally.count(row.source, row.file, quarantined=False, position=row.record_position)
+                else:
+                    quarantine.add(quarantine_dict(row, ctx.batch_id, ctx.started))
+                    tally.count(row.source, row.file, quarantined=True, position=row.record_position,
+                                reason=(row.reason_code, row.message))
+            parts = tuple(p for p in (bronze.close(), quarantine.close()) if p is not None)
+        except BaseException:
+            bronze.discard()
+            quarantine.discard()
+            raise
         return FileResult(
             index=task.index,
             counts=tally.counts()[(task.source, task.rel)],
@@ -130,6 +144,28 @@ class FileRunner:
             fingerprints=seen.values() if apart and seen is not None else None,
             cpu_seconds=time.process_time() - cpu,
         )
+
+
+    def _rows(self, outcomes: Generator[ParseOutcome], task: FileTask) -> Iterator[BronzeRow | QuarantineRow]:
+        """The edge's rows of the file; if the edge raises on a record, a PARSER_ERROR stop row ends them.
+
+        The exception's text may quote a value of the record: only its type is kept.
+        """
+        rows = self._edge.process(outcomes)
+        last = 0
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            except Exception as exc:  # any bug of the edge on one record stops this file only
+                outcomes.close()  # the parser's generator: closes the file
+                stop = Quarantined(source=task.source, file=task.rel, position=0, reason_code=ReasonCode.PARSER_ERROR,
+                                   message=f"edge raised {type(exc).__name__} {stopped_after(last)}")
+                yield from self._edge.process([stop])
+                return
+            last = max(last, row.record_position)
+            yield row
 
 
 def auto_workers(tasks: list[FileTask], registry: Registry, requested: int | None) -> int:

@@ -4,9 +4,10 @@ Why this layer: every parser yields records and quarantine rows; what must hold 
 file whatever its format is handled here once — an unreadable or empty file becomes a
 file-level quarantine row instead of an exception, a parser that yields nothing yields
 FILE_NO_RECORDS, a file too large for a parser that reads files whole is FILE_TOO_LARGE
-(the spec's ``limits``), a crash in a parser quarantines the rest of the file (PARSER_ERROR) instead
-of stopping the batch, and the second occurrence of a record in the batch becomes
-DUPLICATE_RECORD. Everything streams: one record at a time leaves a parser.
+(the spec's ``limits``), a crash in a parser stops that file only (PARSER_ERROR, position 0: the
+records read before it stand, the rest is never read, and the file is *partial*, read again by
+the next run) instead of stopping the batch, and the second occurrence of a record in the batch
+becomes DUPLICATE_RECORD. Everything streams: one record at a time leaves a parser.
 
 Reconciliation (:class:`Counts`, per file): ``records_in = parsed + quarantined``. A
 file-level row (position 0) is one record in when the file yields nothing else (empty file,
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING
 from pdp.ingest.dedupe import FingerprintSet, fingerprint
 from pdp.ingest.model import ParseOutcome, Quarantined, SourceRecord
 from pdp.ingest.parsers.base import FileContext, get_parser
-from pdp.ingest.reasons import ReasonCode
+from pdp.ingest.reasons import READ_STOPPED, ReasonCode
 from pdp.ingest.registry import Discovery, Registry, discover
 from pdp.ingest.spec import SourceSpec
 
@@ -85,9 +86,11 @@ def parse_file(
             yield ctx.quarantine(0, ReasonCode.FILE_TOO_LARGE, f"file over limits.max_file_bytes ({limit})")
             return
         parse = info.func
+        last = 0  # position of the last record read: where a stop leaves the file
         try:
             for outcome in parse(stream, ctx):
                 yielded = True
+                last = max(last, outcome.position)
                 if (
                     seen is not None
                     and isinstance(outcome, SourceRecord)
@@ -103,22 +106,41 @@ def parse_file(
                 yield outcome
         except OSError as exc:
             yielded = True
-            yield ctx.quarantine(0, ReasonCode.FILE_UNREADABLE, f"reading stopped ({type(exc).__name__})")
+            yield ctx.quarantine(0, ReasonCode.FILE_UNREADABLE,
+                                 f"reading stopped ({type(exc).__name__}) {stopped_after(last)}")
         except Exception as exc:  # a parser bug must not stop the batch: the file says where it stopped
             yielded = True
-            yield ctx.quarantine(0, ReasonCode.PARSER_ERROR, f"parser {spec.format} raised {type(exc).__name__}")
+            yield ctx.quarantine(0, ReasonCode.PARSER_ERROR,
+                                 f"parser {spec.format} raised {type(exc).__name__} {stopped_after(last)}")
         if not yielded:
             yield ctx.quarantine(0, ReasonCode.FILE_NO_RECORDS, "the file holds no record")
 
 
+def stopped_after(last: int) -> str:
+    """How a stop row's message says where reading ended (a position, never a value)."""
+    return f"after record {last}; the rest of the file was not read"
+
+
 @dataclass(frozen=True, slots=True)
 class Counts:
-    """Reconciliation of one file: ``records_in == parsed + quarantined`` always."""
+    """Reconciliation of one file: ``records_in == parsed + quarantined`` always.
+
+    A file whose reading stopped (a :data:`~pdp.ingest.reasons.READ_STOPPED` row) is *partial*:
+    ``records_in`` counts the records read before the stop, ``stopped`` says why (reason code and
+    its value-free message, naming the exception type), and ``unread_from`` is the position of the
+    first record never read (how many follow it is unknown until a parser reads them).
+    """
 
     records_in: int
     parsed: int
     quarantined: int
     file_issues: int = 0  # file-level rows beside records (not records themselves)
+    stopped: str | None = None
+    unread_from: int | None = None
+
+    @property
+    def partial(self) -> bool:
+        return self.stopped is not None
 
     @property
     def balanced(self) -> bool:
@@ -129,22 +151,31 @@ class Tally:
     """Counts per (source, file), fed outcome by outcome (streaming)."""
 
     def __init__(self) -> None:
-        self._files: dict[tuple[str, str], list[int]] = {}  # parsed, record-level quarantined, file-level rows
+        # parsed, record-level quarantined, file-level rows, last position read
+        self._files: dict[tuple[str, str], list[int]] = {}
+        self._stops: dict[tuple[str, str], str] = {}  # why reading stopped: "REASON: message"
 
     def start(self, source: str, file: str) -> None:
-        self._files.setdefault((source, file), [0, 0, 0])
+        self._files.setdefault((source, file), [0, 0, 0, 0])
 
     def add(self, outcome: ParseOutcome) -> ParseOutcome:
         quarantined = isinstance(outcome, Quarantined)
-        self.count(outcome.source, outcome.file, quarantined=quarantined, position=outcome.position)
+        reason = (outcome.reason_code, outcome.message) if isinstance(outcome, Quarantined) else None
+        self.count(outcome.source, outcome.file, quarantined=quarantined, position=outcome.position, reason=reason)
         return outcome
 
-    def count(self, source: str, file: str, *, quarantined: bool, position: int) -> None:
+    def count(
+        self, source: str, file: str, *, quarantined: bool, position: int, reason: tuple[str, str] | None = None
+    ) -> None:
         """One output row of a file: the same rule for parse outcomes and the edge's rows.
 
-        A quarantined row at position 0 is file-level (see :meth:`counts` for how it counts).
+        A quarantined row at position 0 is file-level (see :meth:`counts` for how it counts);
+        `reason` (code, message) of a file-level row in :data:`READ_STOPPED` makes the file partial.
         """
-        row = self._files.setdefault((source, file), [0, 0, 0])
+        row = self._files.setdefault((source, file), [0, 0, 0, 0])
+        row[3] = max(row[3], position)
+        if quarantined and position == 0 and reason is not None and reason[0] in READ_STOPPED:
+            self._stops.setdefault((source, file), f"{reason[0]}: {reason[1]}")
         if quarantined:
             row[2 if position == 0 else 1] += 1
         else:
@@ -156,8 +187,12 @@ class Tally:
 
     def counts(self) -> dict[tuple[str, str], Counts]:
         out = {}
-        for key, (parsed, quarantined, file_rows) in self._files.items():
-            if parsed + quarantined == 0:
+        for key, (parsed, quarantined, file_rows, last) in self._files.items():
+            stopped = self._stops.get(key)
+            if stopped is not None:  # the stop row is a file issue, never a record: in = what was read
+                out[key] = Counts(parsed + quarantined, parsed, quarantined, file_issues=file_rows, stopped=stopped,
+                                  unread_from=last + 1)
+            elif parsed + quarantined == 0:
                 out[key] = Counts(records_in=file_rows, parsed=0, quarantined=file_rows)
             else:
                 out[key] = Counts(parsed + quarantined, parsed, quarantined, file_issues=file_rows)

@@ -54,6 +54,11 @@ class FileReport:
     A file-level quarantine row (position 0: empty file, header only, wrong HL7 trailer count...)
     is one record in when the file yields nothing else; beside records it is a ``file_issue``
     (a row of ops.quarantine that is not a record).
+
+    ``stopped``: the file is *partial* — its parser (or the edge) raised, or reading failed,
+    before its end (why: reason code and a message naming the exception type, never its text).
+    Its counts are what was read; records from ``unread_from`` on were never read. It is logged
+    ``partial``, not ``complete``, so the next run reads it again (:data:`LOG_STATUS`).
     """
 
     source: str
@@ -64,10 +69,22 @@ class FileReport:
     file_issues: int = 0
     skipped: bool = False  # already ingested (same fingerprint)
     superseded: int = 0  # landed, then replaced by a later version of the same sender record in the batch
+    stopped: str | None = None
+    unread_from: int | None = None
 
     @property
     def balanced(self) -> bool:
         return self.records_in == self.landed + self.quarantined
+
+    @property
+    def partial(self) -> bool:
+        return self.stopped is not None
+
+
+LOG_STATUS = ("complete", "partial")
+"""ops.ingestion_log's statuses: ``complete`` (every record of the file is committed; the file is not read
+again) and ``partial`` (reading stopped before the file's end: what was read is committed, the file is read
+again by the next run — its landed records recognised by their keyed hashes, added once)."""
 
 
 @dataclass
@@ -80,6 +97,7 @@ class IngestReport:
     quarantine_inserted: int = 0
     vault_records: int = 0
     silver: dict[str, int] = field(default_factory=dict)
+    id_collisions: dict[str, int] = field(default_factory=dict)  # per silver table: events quarantined ID_COLLISION
     by_reason: Counter = field(default_factory=Counter)
     pseudonymise_seconds: float = 0.0  # normalising identities and keying pseudonyms
     link_rules: dict[str, int] = field(default_factory=dict)  # distinct identities per deciding linkage rule
@@ -90,6 +108,10 @@ class IngestReport:
     persons: set[str] = field(default_factory=set)  # lab feed: pseudonyms whose silver the batch changed
     unmapped: UnmappedCodes = field(default_factory=UnmappedCodes)  # landed codes outside the concept sets
     replaced: Replaced = field(default_factory=Replaced)  # earlier batches' versions this batch replaced
+
+    def partial_files(self) -> list[FileReport]:
+        """Files whose reading stopped before their end this run (logged ``partial``)."""
+        return [f for f in self.files if not f.skipped and f.partial]
 
     def totals(self) -> tuple[int, int, int]:
         read = [f for f in self.files if not f.skipped]
@@ -193,6 +215,7 @@ def _ingest(
             file_report, counts = report.files[task.index], result.counts
             file_report.records_in, file_report.landed = counts.records_in, counts.parsed
             file_report.quarantined, file_report.file_issues = counts.quarantined, counts.file_issues
+            file_report.stopped, file_report.unread_from = counts.stopped, counts.unread_from
             edge.absorb(result.state)
             report.parse_cpu_seconds += result.cpu_seconds
             has_bronze |= any(p.parent.name == "bronze" for p in result.parts)
@@ -231,8 +254,11 @@ def _ingest(
         if has_bronze:  # every staged record, also those a killed earlier run already put in bronze
             staged = spark.read.parquet(str(staging / "bronze")).select("record_hash")
             notes = any(f.landed and "text" in registry.specs[f.source].produces() for f in report.files)
-            report.silver = build_silver(spark, batch_id=batch_id, run=run, lake_root=lake_root, record_hashes=staged,
-                                         notes=notes)
+            silver = build_silver(spark, batch_id=batch_id, run=run, lake_root=lake_root, record_hashes=staged,
+                                  notes=notes)
+            report.silver, report.id_collisions = silver, silver.collisions
+            if report.id_collisions:
+                report.by_reason[ReasonCode.ID_COLLISION.value] += sum(report.id_collisions.values())
             if report.replaced.persons:  # a corrected record may have changed person: the former one too
                 report.silver["person"] += refresh_people(spark, report.replaced.persons, run=run, lake_root=lake_root)
         clock.lap("silver")
@@ -407,7 +433,7 @@ def _log_files(
             f.records_in,
             f.landed,
             f.quarantined,
-            "complete",
+            LOG_STATUS[1] if f.partial else LOG_STATUS[0],
         )
         for f in report.files
         if not f.skipped

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["FILE_LEVEL", "REASONS", "ReasonCode"]
+__all__ = ["FILE_LEVEL", "READ_STOPPED", "REASONS", "ReasonCode"]
 
 
 class ReasonCode(StrEnum):
@@ -59,6 +59,8 @@ class ReasonCode(StrEnum):
     # free text
     DOCUMENT_MISSING = "DOCUMENT_MISSING"
     DEID_FAILED = "DEID_FAILED"
+    # the lake
+    ID_COLLISION = "ID_COLLISION"
 
 
 REASONS: dict[ReasonCode, str] = {
@@ -95,6 +97,8 @@ REASONS: dict[ReasonCode, str] = {
     ReasonCode.OPPOSED: "the person objected (opposition registry): the record is withheld at the edge, never landed",
     ReasonCode.DOCUMENT_MISSING: "an index row whose document is absent, outside the source's documents or not text",
     ReasonCode.DEID_FAILED: "the de-identification of a document failed: nothing of it may land",
+    ReasonCode.ID_COLLISION: "an event whose 64-bit silver id another record's event already holds: the record is "
+    "in bronze, this event is not in silver (pdp.ingest.silver gives the odds)",
 }
 
 FILE_LEVEL: frozenset[ReasonCode] = frozenset(
@@ -111,3 +115,8 @@ FILE_LEVEL: frozenset[ReasonCode] = frozenset(
 )
 """Codes that (can) describe a whole file; ENCODING_INVALID and RECORD_TOO_LARGE are file-level only for
 an undecodable or oversized header."""
+
+READ_STOPPED: frozenset[ReasonCode] = frozenset({ReasonCode.PARSER_ERROR, ReasonCode.FILE_UNREADABLE})
+"""File-level codes (position 0) saying the file was not read to its end: a parser or the edge
+raised, or reading failed. Such a file is ``partial`` in the ingestion log (what was read before
+the stop lands), never ``complete``, so the next run reads it again (:class:`pdp.ingest.parse.Tally`)."""

@@ -10,6 +10,7 @@ hashes only — never an identity — and is deleted after the batch.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 
@@ -97,6 +98,21 @@ class Stage:
             self._writer.close()
             self._writer = None
         return self.path if self.count else None
+
+    def discard(self) -> None:
+        """Drop the part: its file is removed, whatever state the writer is in.
+
+        Why: a file whose processing fails past its parser (a full disk, a bug in the writer) must
+        leave no part behind; a writer left open leaves a Parquet file without footer, which
+        the batch's one read of the staging folder would fail on.
+        """
+        self._rows = []
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with suppress(Exception):  # the part is removed below: its writer's own error is moot
+                writer.close()
+        self.path.unlink(missing_ok=True)
+        self.count = 0
 
 
 def bronze_dict(row: BronzeRow, batch_id: str, at: datetime) -> dict:
