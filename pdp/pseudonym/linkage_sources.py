@@ -145,9 +145,10 @@ def _labs(root: Path) -> Iterator[SourceIdentity]:
         rel = path.relative_to(root).as_posix()
         for batch in hl7.parse_file(_text(path)):
             for message in batch:
-                control_id = str(message.segment("MSH")[10])
+                # the sender record the HL7 parser keys: the lab (MSH-4) and the filler order number (OBR-3)
+                order = f"{message.segment('MSH')[4]}|{message.segment('OBR')[3][0][0]}"
                 pid = message.segment("PID")
-                yield SourceIdentity(record_key("lab_hl7", rel, control_id), *_pid(message, pid))
+                yield SourceIdentity(record_key("lab_hl7", rel, order), *_pid(message, pid))
 
 
 def _component(rep: object, index: int) -> str | None:
