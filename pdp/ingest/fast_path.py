@@ -58,6 +58,7 @@ from pdp.ingest.pipeline import (
     account_opposed,
     apply_versions,
     link_batch,
+    log_files,
     registry_version,
     withhold_opposed,
 )
@@ -171,7 +172,8 @@ class LabFeed:
             outcomes = parse_file(self.spec, path, root, today=self._today, seen=duplicates.seen(self.spec))
             for row in edge.process(outcomes):  # counted under the batch path's rule (parse.Tally)
                 landed = isinstance(row, BronzeRow)
-                tally.count(row.source, row.file, quarantined=not landed, position=row.record_position)
+                tally.count(row.source, row.file, quarantined=not landed, position=row.record_position,
+                            reason=None if isinstance(row, BronzeRow) else (row.reason_code, row.message))
                 if landed:
                     bronze.append(bronze_dict(row, batch_id, started))
                 else:
@@ -179,6 +181,7 @@ class LabFeed:
             counts = tally.counts()[(_SOURCE, rel)]
             file_report.records_in, file_report.landed = counts.records_in, counts.parsed
             file_report.quarantined, file_report.file_issues = counts.quarantined, counts.file_issues
+            file_report.stopped, file_report.unread_from = counts.stopped, counts.unread_from
         report.by_reason = Counter(edge.stats.by_reason)
         report.pseudonymise_seconds = round(edge.stats.pseudonymise_seconds, 3)
         clock.lap("parse_and_edge")
@@ -215,7 +218,7 @@ class LabFeed:
             report.silver["person"] = self._silver_people(landed, run, also=report.replaced.persons)
             report.persons = {r["person_pseudonym"] for r in landed if r["person_pseudonym"]}
         clock.lap("silver_people")
-        self._log(report, logged, started, run)
+        log_files(self.spark, report, logged, started, run, self._table)
         clock.lap("log")
         return report
 
@@ -271,23 +274,6 @@ class LabFeed:
 
         persons = {r["person_pseudonym"] for r in bronze if r["person_pseudonym"]} | also
         return refresh_people(self.spark, persons, run=run, lake_root=self.settings.lake_uri, tables=self._table)
-
-    def _log(self, report: IngestReport, logged: dict[tuple[str, str], str], started: datetime, run: RunInfo) -> None:
-        finished = datetime.now(UTC)
-        rows = [
-            (report.batch_id, f.source, f.file, logged[(f.source, f.file)], started, finished,
-             f.records_in, f.landed, f.quarantined, "complete")
-            for f in report.files
-            if not f.skipped
-        ]  # fmt: skip
-        if not rows:
-            return
-        schema = (
-            "batch_id string, source string, file string, file_fingerprint string, started_at timestamp, "
-            "finished_at timestamp, records_in bigint, records_landed bigint, records_quarantined bigint, "
-            "status string"
-        )
-        self._table("ops.ingestion_log").append(self.spark.createDataFrame(rows, schema), run=run)
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -262,7 +262,7 @@ def _ingest(
             if report.replaced.persons:  # a corrected record may have changed person: the former one too
                 report.silver["person"] += refresh_people(spark, report.replaced.persons, run=run, lake_root=lake_root)
         clock.lap("silver")
-        _log_files(spark, report, fingerprints, started, run, lake_root)
+        log_files(spark, report, fingerprints, started, run, _opener(spark, lake_root))
         clock.lap("log")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -416,11 +416,12 @@ def _engine(settings: Settings):
     return engine
 
 
-def _log_files(
-    spark: SparkSession, report: IngestReport, fingerprints: dict, started: datetime, run: RunInfo, lake_root: str
+def log_files(
+    spark: SparkSession, report: IngestReport, fingerprints: dict, started: datetime, run: RunInfo,
+    table: Callable[[str], LakeTable],
 ) -> None:
-    from pdp.lake import LakeTable
-
+    """One ``ops.ingestion_log`` row per file the batch read: ``complete``, or ``partial`` when its
+    reading stopped (read again by the next run). The one writer of the log: batch ingest and lab feed."""
     finished = datetime.now(UTC)
     rows = [
         (
@@ -440,10 +441,5 @@ def _log_files(
     ]
     if not rows:
         return
-    log = LakeTable(spark, "ops.ingestion_log", lake_root=lake_root).create()
-    schema = (
-        "batch_id string, source string, file string, file_fingerprint string, started_at timestamp, "
-        "finished_at timestamp, records_in bigint, records_landed bigint, records_quarantined bigint, "
-        "status string"
-    )
-    log.append(spark.createDataFrame(rows, schema), run=run)
+    log = table("ops.ingestion_log")
+    log.append(spark.createDataFrame(rows, log.definition.spark_schema()), run=run)
