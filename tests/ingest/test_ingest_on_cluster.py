@@ -15,9 +15,9 @@ landed a record: a timestamped id per run), the only one in silver and gold. Run
 commit metadata live in the ops tables (ingestion and run logs) and in Delta's log, which are not
 compared.
 
-Measured on the shared 2-core machine (300 persons, cluster 2 workers x 1 core x 2g, load ~14 from
-other runs): 23.5 min in all; ingest 322 s local / 322 s cluster, run 282 s / 368 s, the comparison
-~3 min. Most of it is JVM start-ups and Delta commits on 2 contended cores, not data.
+Measured on the shared 2-core machine (300 persons, cluster 2 workers x 1 core x 2g): 14.6 min at a
+load average of ~9 from other runs (ingest 146 s local / 134 s cluster, run 112 s / 271 s), 23.5 min
+at ~14. Most of it is JVM start-ups and Delta commits on 2 contended cores, not data.
 """
 
 from __future__ import annotations
