@@ -623,8 +623,11 @@ class ScanReport:
 def _open_root(lake_root: str | Path) -> tuple[pafs.FileSystem, str]:
     text = str(lake_root)
     if _URI.match(text):
+        # Spark names S3 `s3a://` (Hadoop's connector); Arrow knows the same store as `s3://` (endpoint and
+        # credentials from the AWS_* environment, e.g. AWS_ENDPOINT_URL for MinIO).
+        uri = "s3://" + text[len("s3a://"):] if text.lower().startswith("s3a://") else text
         try:
-            filesystem, path = pafs.FileSystem.from_uri(text)
+            filesystem, path = pafs.FileSystem.from_uri(uri)
         except (pa.ArrowException, ValueError) as exc:
             raise LeakScanError(f"lake root {text}: cannot open ({type(exc).__name__})") from None
     else:

@@ -193,7 +193,8 @@ def _ingest(
     report.held_back, report.unmatched = len(discovery.held_back), len(discovery.unmatched)
     lake_root = settings.lake_uri
     done = _done_files(spark, lake_root)
-    staging = settings.var_dir / "staging" / batch_id
+    # Absolute: executors read the staged parquet, and their working directory is not the driver's.
+    staging = (settings.var_dir / "staging" / batch_id).resolve()
     fingerprints: dict[tuple[str, str], str] = {}
     tasks: list[FileTask] = []
     clock = _Clock(report.seconds)

@@ -62,10 +62,10 @@ def start_lab_stream(
     from pdp.ingest.pipeline import ingest_directory
 
     settings = settings or get_settings()
-    landing = Path(landing)
+    landing = Path(landing).resolve()  # listed by Spark, whose executors do not share the driver's cwd
     if not landing.is_dir():
         raise FileNotFoundError(f"landing folder {landing} does not exist")
-    checkpoint = settings.var_dir / "checkpoints" / "lab_stream"
+    checkpoint = (settings.var_dir / "checkpoints" / "lab_stream").resolve()
     staging_root = settings.var_dir / "stream-staging"
     shutil.rmtree(staging_root, ignore_errors=True)  # raw files a killed feed left behind (one feed per var/)
     staging_root.mkdir(parents=True, exist_ok=True)
