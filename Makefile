@@ -4,9 +4,9 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.pdp-installed
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -m "not cluster"
 
-.PHONY: setup demo test bench lint clean fuzz fuzz-hypothesis
+.PHONY: setup demo test test-cluster bench lint clean fuzz fuzz-hypothesis
 
 # `make fuzz`: the hypothesis fuzz tests with a long budget, then atheris (coverage-guided) for
 # FUZZ_SECONDS per parser; new inputs that add coverage are merged into tests/fuzz/corpus/<format>/,
@@ -29,6 +29,9 @@ test: setup
 	bash infra/setup/postgres.sh >/dev/null
 	bash infra/setup/chromium.sh >/dev/null
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-cluster: setup
+	$(BIN)/python -m pytest -m cluster -p no:cacheprovider
 
 bench: setup
 	$(BIN)/pdp bench all
