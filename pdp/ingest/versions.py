@@ -11,9 +11,10 @@ order, resource id, kept keyed by the edge) within its source — not the bytes.
   order discovery gives; senders name their resends by period), then later position — and the
   earlier ones never reach bronze; they are counted per file as ``superseded``, still ``landed``
   by the edge (in = landed + quarantined holds);
-* across batches, a new version deletes the previous one from bronze and its rows from every
-  silver table derived from it (the tables that keep ``record_hash``), in Delta commits whose
-  history keeps the old version; the new version is then merged like any record.
+* across batches, a new version deletes the previous one's rows from every silver table derived
+  from it (the tables that keep ``record_hash``), then from bronze — in that order, so a run
+  killed in between finds the old version in bronze again and finishes the job — in Delta
+  commits whose history keeps the old version; the new version is then merged like any record.
 
 Records without a sender id (a pharmacy line without invoice number) are only ever recognised
 by their bytes. The batch ingest and the lab feed call :func:`latest_versions` and
@@ -94,7 +95,7 @@ def retire_replaced(
         names.add("silver.death")
     if any(r["note"] for r in found):
         names.add("silver.note")
-    for name in ["bronze.records", *sorted(names)]:
+    for name in [*sorted(names), "bronze.records"]:  # bronze last: a run killed in between finds them again
         target = table(name)
         commit = target.delete_keys("record_hash", hashes, run=run)
         result.tables[name] = int(commit.metric("numTargetRowsDeleted") or 0) if commit else 0
