@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 _FAULT: list[Callable[[str], None]] = []  # what the first parsed file does to the batch's other files
 
 
-@parser("delimited_fault_injected", options=get_parser("delimited").options,
+@parser("test_delimited_fault_injected", options=get_parser("delimited").options,
          produces=get_parser("delimited").produces)
 def _delimited_with_fault(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome]:
     """The delimited parser, after running the pending fault once (given the file being parsed)."""
@@ -67,7 +67,7 @@ def test_a_file_lost_mid_run_is_partial_and_lands_once_it_is_back(
     files = sorted((territory / "pmsi").glob("*.csv"))[:2]
     assert len(files) == 2
     specs = dict(registry.specs)
-    specs["pmsi"] = specs["pmsi"].model_copy(update={"format": "delimited_fault_injected"})
+    specs["pmsi"] = specs["pmsi"].model_copy(update={"format": "test_delimited_fault_injected"})
     faulty = Registry(specs=specs)
     lake = var / "lake"
     for number, (fault, error) in enumerate(((_vanish, "FileNotFoundError"), (_unreadable, "IsADirectoryError"))):
