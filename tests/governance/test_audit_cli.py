@@ -5,13 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
-from pdp.cli import main
 from pdp.config import get_settings
 from pdp.governance.audit import AuditLog
 
@@ -43,72 +42,62 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AuditLog]
     get_settings.cache_clear()
 
 
-def _pdp(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_checkpoint_then_verify_then_tamper(
-    store: AuditLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store: AuditLog, tmp_path: Path, pdp_cli: Callable[..., tuple[int, str, str]]
 ) -> None:
     witness = tmp_path / "witness.json"
-    code, out, err = _pdp(capsys, "audit", "checkpoint", "--out", str(witness))
+    code, out, err = pdp_cli("audit", "checkpoint", "--out", str(witness))
     assert code == 0, err
     assert "signed tree head: size 4" in out and json.loads(witness.read_text())["tree_size"] == 4
-    code, out, _ = _pdp(capsys, "audit", "verify", "--checkpoint", str(witness))
+    code, out, _ = pdp_cli("audit", "verify", "--checkpoint", str(witness))
     assert code == 0 and "audit log verified: 4 entries" in out and "2 signed tree head(s)" in out
 
     with store.engine.begin() as conn:
         conn.execute(text("UPDATE audit_log SET decision = 'allowed' WHERE idx = 1"))
-    code, out, err = _pdp(capsys, "audit", "verify")
+    code, out, err = pdp_cli("audit", "verify")
     assert code == 1
     assert err.strip().splitlines() == ["error: audit log: bad entry 1: content does not match its hash (altered)"]
-    code, _, err = _pdp(capsys, "audit", "checkpoint")
+    code, _, err = pdp_cli("audit", "checkpoint")
     assert code == 1 and "bad entry 1" in err and "Traceback" not in err
 
 
 def test_checkpoint_default_export_and_refusal_to_overwrite(
-    store: AuditLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store: AuditLog, tmp_path: Path, pdp_cli: Callable[..., tuple[int, str, str]]
 ) -> None:
-    code, _out, _ = _pdp(capsys, "audit", "checkpoint")
+    code, _out, _ = pdp_cli("audit", "checkpoint")
     assert code == 0
     exported = list((tmp_path / "var" / "audit").glob("checkpoint-*.json"))
     assert len(exported) == 1
-    code, _, err = _pdp(capsys, "audit", "checkpoint", "--out", str(exported[0]))
+    code, _, err = pdp_cli("audit", "checkpoint", "--out", str(exported[0]))
     assert code == 2 and "already exists" in err
 
 
 def test_verify_without_master_key_is_a_one_line_user_error(
-    store: AuditLog, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    store: AuditLog, monkeypatch: pytest.MonkeyPatch, pdp_cli: Callable[..., tuple[int, str, str]]
 ) -> None:
     monkeypatch.delenv("PDP_MASTER_KEY")
     get_settings.cache_clear()
-    code, _, err = _pdp(capsys, "audit", "verify")
+    code, _, err = pdp_cli("audit", "verify")
     assert code == 2 and err.startswith("error: no master key") and len(err.strip().splitlines()) == 1
 
 
-def test_query_filters_and_json(store: AuditLog, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _pdp(capsys, "audit", "query", "--decision", "denied", "--json")
+def test_query_filters_and_json(store: AuditLog, pdp_cli: Callable[..., tuple[int, str, str]]) -> None:
+    code, out, _ = pdp_cli("audit", "query", "--decision", "denied", "--json")
     assert code == 0
     lines = [json.loads(line) for line in out.splitlines()]
     assert [(e["index"], e["actor"]) for e in lines] == [(1, "siop-1")]
-    code, out, _ = _pdp(capsys, "audit", "query", "--actor", "siop-2", "--since", "2000-01-01", "--json")
+    code, out, _ = pdp_cli("audit", "query", "--actor", "siop-2", "--since", "2000-01-01", "--json")
     assert [json.loads(line)["index"] for line in out.splitlines()] == [2]
-    code, out, _ = _pdp(capsys, "audit", "query", "--purpose", "care_coordination")
+    code, out, _ = pdp_cli("audit", "query", "--purpose", "care_coordination")
     assert code == 0 and "3 entries" in out
-    code, _, err = _pdp(capsys, "audit", "query", "--decision", "refused")
+    code, _, err = pdp_cli("audit", "query", "--decision", "refused")
     assert code == 2 and "unknown decision" in err
-    code, _, err = _pdp(capsys, "audit", "query", "--since", "yesterday")
+    code, _, err = pdp_cli("audit", "query", "--since", "yesterday")
     assert code == 2 and "--since must be a date" in err
 
 
-def test_transparency(store: AuditLog, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _pdp(capsys, "audit", "transparency", P1, "--json")
+def test_transparency(store: AuditLog, pdp_cli: Callable[..., tuple[int, str, str]]) -> None:
+    code, out, _ = pdp_cli("audit", "transparency", P1, "--json")
     assert code == 0
     items = json.loads(out)
     assert [(i["actor_role"], i["decision"]) for i in items] == [
@@ -117,28 +106,28 @@ def test_transparency(store: AuditLog, capsys: pytest.CaptureFixture[str]) -> No
         ("siop_platform", "allowed"),
     ]
     assert "siop-0" not in out  # roles, never actor ids
-    code, _, err = _pdp(capsys, "audit", "transparency", "1850578006084")
+    code, _, err = pdp_cli("audit", "transparency", "1850578006084")
     assert code == 2 and "1850578006084" not in err
 
 
 def test_a_reviewer_without_the_master_key_verifies_with_the_exported_public_keys(
-    store: AuditLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    store: AuditLog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pdp_cli: Callable[..., tuple[int, str, str]]
 ) -> None:
-    assert _pdp(capsys, "audit", "checkpoint")[0] == 0
+    assert pdp_cli("audit", "checkpoint")[0] == 0
     keys_file = tmp_path / "reviewer" / "audit-keys.json"
-    code, _, err = _pdp(capsys, "audit", "public-keys", "--out", str(keys_file))
+    code, _, err = pdp_cli("audit", "public-keys", "--out", str(keys_file))
     assert code == 0, err
     document = json.loads(keys_file.read_text())
     assert document["format"] == "pdp-audit-public-keys/1" and len(document["keys"]) == 1
 
     monkeypatch.delenv("PDP_MASTER_KEY")
     get_settings.cache_clear()
-    code, out, _ = _pdp(capsys, "audit", "verify", "--public-keys", str(keys_file))
+    code, out, _ = pdp_cli("audit", "verify", "--public-keys", str(keys_file))
     assert code == 0 and "1 signed tree head(s)" in out
     # A keys file edited to vouch for another key is refused.
     document["keys"] = {"ed25519:0000000000000000": next(iter(document["keys"].values()))}
     keys_file.write_text(json.dumps(document))
-    code, _, err = _pdp(capsys, "audit", "verify", "--public-keys", str(keys_file))
+    code, _, err = pdp_cli("audit", "verify", "--public-keys", str(keys_file))
     assert code == 2 and "does not match its id" in err
 
 
@@ -164,7 +153,7 @@ def test_commands_record_their_events_through_audit_event(store: AuditLog) -> No
 
 
 def test_an_opposition_withdrawal_through_the_cli_is_recorded_with_pseudonyms_only(
-    store: AuditLog, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store: AuditLog, tmp_path: Path, pdp_cli: Callable[..., tuple[int, str, str]]
 ) -> None:
     from pdp.pseudonym.keys import KeyStore
 
@@ -193,7 +182,7 @@ def test_an_opposition_withdrawal_through_the_cli_is_recorded_with_pseudonyms_on
     }
     path = tmp_path / "consent.json"
     path.write_text(json.dumps(consent))
-    code, _, err = _pdp(capsys, "oppose", "withdraw", str(path))
+    code, _, err = pdp_cli("oppose", "withdraw", str(path))
     assert code == 0, err
     entry = store.query(action="opposition_withdraw")[-1]
     assert entry.actor_role == "dmp" and entry.purpose == "opposition_management" and entry.data_ref
@@ -203,8 +192,10 @@ def test_an_opposition_withdrawal_through_the_cli_is_recorded_with_pseudonyms_on
     assert store.transparency(entry.data_ref[0])[-1].action == "opposition_withdraw"
 
 
-def test_keys_init_is_recorded_as_a_key_operation(store: AuditLog, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = _pdp(capsys, "keys", "init")
+def test_keys_init_is_recorded_as_a_key_operation(
+    store: AuditLog, pdp_cli: Callable[..., tuple[int, str, str]]
+) -> None:
+    code, _, err = pdp_cli("keys", "init")
     assert code == 0, err
     entry = store.query(action="key_operation")[-1]
     assert entry.details["operation"] == "init" and "pseudonym" in entry.details["purposes"]

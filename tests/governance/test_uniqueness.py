@@ -7,13 +7,12 @@ classes, one of them with no commune (a class of its own, as an attacker would s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
-from pdp.cli import main
 from pdp.config import get_settings
 from pdp.governance.uniqueness import UniquenessError, person_uniqueness
 from pdp.lake import LakeTable, RunInfo
@@ -49,16 +48,6 @@ def lake(spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     get_settings.cache_clear()
 
 
-def _pdp(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_unique_persons_and_persons_below_k_are_counted(spark: SparkSession, lake: Path) -> None:
     result = person_uniqueness(spark, lake_root=str(lake), k=3)
     assert (result.persons, result.classes, result.unique, result.below_k) == (8, 5, 3, 5)
@@ -75,20 +64,20 @@ def test_bad_k_and_unknown_columns_are_refused(spark: SparkSession, lake: Path) 
 
 
 def test_cli_prints_the_share_and_refuses_bad_input_in_one_line(
-    lake: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    lake: Path, tmp_path: Path, pdp_cli: Callable[..., tuple[int, str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    code, out, _ = _pdp(capsys, "uniqueness", "--json", "--k", "3")
+    code, out, _ = pdp_cli("uniqueness", "--json", "--k", "3")
     assert code == 0
     assert json.loads(out) | {"columns": None} == {
         "persons": 8, "classes": 5, "unique": 3, "unique_share": 0.375, "k": 3, "below_k": 5, "below_k_share": 0.625,
         "columns": None}
-    code, out, _ = _pdp(capsys, "uniqueness")
+    code, out, _ = pdp_cli("uniqueness")
     assert code == 0 and "unique 3 (37.5%)" in out and "v1:" not in out
-    code, _, err = _pdp(capsys, "uniqueness", "--k", "1")
+    code, _, err = pdp_cli("uniqueness", "--k", "1")
     assert code == 2 and err == "error: --k must be at least 2 (got 1)\n"
-    code, _, err = _pdp(capsys, "uniqueness", "--k", "many")
+    code, _, err = pdp_cli("uniqueness", "--k", "many")
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
     monkeypatch.setenv("PDP_LAKE_URI", str(tmp_path / "empty"))
     get_settings.cache_clear()
-    code, _, err = _pdp(capsys, "uniqueness")
+    code, _, err = pdp_cli("uniqueness")
     assert code == 2 and err == "error: silver.person does not exist yet: run `pdp ingest` first\n"

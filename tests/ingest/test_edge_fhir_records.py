@@ -8,15 +8,9 @@ concept sets are counted per source.
 
 from __future__ import annotations
 
-import base64
-import os
 from dataclasses import replace
 from datetime import date
-from pathlib import Path
 
-import pytest
-
-from pdp.config import Settings
 from pdp.ingest.edge import BronzeRow, Edge
 from pdp.ingest.model import Event, IdentityFields, SourceRecord
 from pdp.pseudonym.keys import KeyStore
@@ -25,16 +19,6 @@ X = IdentityFields(birth_name="DURAND", first_names="Élise, Marie", sex="F", bi
                    phone="0601020304", postcode="59500")
 Y = replace(X, phone="0699999999")  # the same person, another phone
 B = IdentityFields(birth_name="LEROY", first_names="Paul", sex="M", birth_date=date(1948, 6, 2))
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> KeyStore:
-    var: Path = tmp_path_factory.mktemp("edge-fhir")
-    settings = Settings(_env_file=None, var_dir=var, key_store=var / "keys",
-                        master_key=base64.b64encode(os.urandom(32)).decode("ascii"))
-    keys = KeyStore.from_settings(settings)
-    keys.init()
-    return keys
 
 
 def record(identity: IdentityFields, day: date, position: int, code: str = "44054006") -> SourceRecord:

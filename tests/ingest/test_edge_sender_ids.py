@@ -5,15 +5,9 @@ stay resent in a later file keys the same, and the same number at another source
 
 from __future__ import annotations
 
-import base64
-import os
 import re
 from datetime import date
-from pathlib import Path
 
-import pytest
-
-from pdp.config import Settings
 from pdp.ingest.edge import BronzeRow, Edge
 from pdp.ingest.model import Event, IdentityFields, SourceRecord
 from pdp.pseudonym.keys import KeyStore
@@ -21,16 +15,6 @@ from pdp.pseudonym.pseudonymise import KEYED_ID_PATTERN
 
 PERSON = IdentityFields(birth_name="DURAND", first_names="Élise", sex="F", birth_date=date(1957, 3, 12))
 DAY = date(2024, 5, 2)
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> KeyStore:
-    var: Path = tmp_path_factory.mktemp("edge-sender-ids")
-    settings = Settings(_env_file=None, var_dir=var, key_store=var / "keys",
-                        master_key=base64.b64encode(os.urandom(32)).decode("ascii"))
-    keys = KeyStore.from_settings(settings)
-    keys.init()
-    return keys
 
 
 def stay(source: str, file: str, number: str, raw: bytes) -> SourceRecord:

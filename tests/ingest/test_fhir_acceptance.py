@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from fhir_samples import MRN_B, NIR_A, transaction_bundle, write_bulk_export, write_bundle
+from ingest_helpers import lake_settings
 from pyspark.sql import SparkSession
 from test_fhir_formats import spec_text
 
@@ -40,8 +41,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     master = base64.b64encode(os.urandom(32)).decode("ascii")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PDP_SOURCES_DIR", str(specs))  # the way an operator adds a sender
-        s = Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
-                     key_store=var / "keys", master_key=master)
+        s = lake_settings(var, master)
     assert s.source_dirs() == [specs]
     KeyStore.from_settings(s).init()
     return s

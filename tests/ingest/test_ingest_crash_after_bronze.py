@@ -7,15 +7,13 @@ adds nothing, and silver must still receive every landed record's events.
 
 from __future__ import annotations
 
-import base64
-import os
 from pathlib import Path
 
 import pytest
+from ingest_helpers import lake_settings
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from pdp.config import Settings
 from pdp.ingest import silver
 from pdp.ingest.pipeline import ingest_directory
 from pdp.ingest.silver import EVENT_TABLES
@@ -36,8 +34,7 @@ def test_a_crash_after_bronze_is_completed_in_silver_by_the_rerun(
     source = tmp_path / "src"
     generate(source, persons=80, seed=3, territory="deux-sevres", workers=1)
     var = tmp_path / "var"
-    settings = Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
-                        key_store=var / "keys", master_key=base64.b64encode(os.urandom(32)).decode("ascii"))
+    settings = lake_settings(var)
     KeyStore.from_settings(settings).init()
 
     def crash(*args: object, **kwargs: object) -> dict[str, int]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from ingest_helpers import lake_settings
 from pyspark.sql import SparkSession
 
 from pdp.bench.evaluate import keyed_links
@@ -28,8 +29,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     var = tmp_path_factory.mktemp("ingest-var")
     master = base64.b64encode(os.urandom(32)).decode("ascii")
-    s = Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
-                 key_store=var / "keys", master_key=master)
+    s = lake_settings(var, master)
     KeyStore.from_settings(s).init()
     return s
 

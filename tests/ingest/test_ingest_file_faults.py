@@ -15,19 +15,16 @@ an operator's clean-up or a sender's re-upload would between discovery and parsi
 
 from __future__ import annotations
 
-import base64
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import pytest
-from ingest_helpers import CsvFile
+from ingest_helpers import CsvFile, lake_settings
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from pdp.config import Settings
 from pdp.ingest import ParseOutcome, Registry
 from pdp.ingest.parsers.base import FileContext, get_parser, parser
 from pdp.ingest.pipeline import ingest_directory
@@ -61,8 +58,7 @@ def test_a_file_lost_mid_run_is_partial_and_lands_once_it_is_back(
     spark: SparkSession, tmp_path: Path, territory: Path, registry: Registry,
 ) -> None:
     var = tmp_path / "var"
-    settings = Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
-                        key_store=var / "keys", master_key=base64.b64encode(os.urandom(32)).decode("ascii"))
+    settings = lake_settings(var)
     KeyStore.from_settings(settings).init()
     files = sorted((territory / "pmsi").glob("*.csv"))[:2]
     assert len(files) == 2

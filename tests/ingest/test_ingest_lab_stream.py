@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from ingest_helpers import Hl7File
+from ingest_helpers import Hl7File, lake_settings
 from pyspark.sql import SparkSession
 
 from pdp.config import Settings
@@ -29,8 +29,7 @@ _WAIT_S = 300  # a bound for a stuck stream, not a latency requirement
 
 
 def _settings(var: Path, master_key: str) -> Settings:
-    return Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
-                    key_store=var / "keys", master_key=master_key)  # fmt: skip
+    return lake_settings(var, master_key)  # fmt: skip
 
 
 def _drop(content: bytes, landing: Path, name: str) -> None:

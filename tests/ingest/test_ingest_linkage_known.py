@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from ingest_helpers import lake_settings
 
 from pdp.config import Settings
 from pdp.governance import create_all, make_engine
@@ -27,8 +28,7 @@ FIRST = {"pmsi", "lab_hl7"}  # the second batch: GP, pharmacy, social
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     var = tmp_path_factory.mktemp("known-var")
     master = base64.b64encode(os.urandom(32)).decode("ascii")
-    s = Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
-                 key_store=var / "keys", master_key=master)
+    s = lake_settings(var, master)
     KeyStore.from_settings(s).init()
     return s
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from ingest_helpers import lake_settings
 
 from pdp.config import Settings
 from pdp.ingest import Registry, parse_directory
@@ -64,8 +65,7 @@ def faulty(territory: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     var = tmp_path_factory.mktemp("parallel-var")
     master = base64.b64encode(os.urandom(32)).decode("ascii")
-    s = Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
-                 key_store=var / "keys", master_key=master)
+    s = lake_settings(var, master)
     KeyStore.from_settings(s).init()
     return s
 

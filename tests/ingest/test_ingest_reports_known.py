@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from ingest_helpers import lake_settings
 from pyspark.sql import SparkSession
 
 from pdp.config import Settings
@@ -41,8 +42,7 @@ LETTER = (
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     var = tmp_path_factory.mktemp("known-var")
     master = base64.b64encode(os.urandom(32)).decode("ascii")
-    s = Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
-                 key_store=var / "keys", master_key=master)
+    s = lake_settings(var, master)
     KeyStore.from_settings(s).init()
     return s
 

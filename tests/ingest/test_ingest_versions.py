@@ -15,13 +15,11 @@ rows (none of a replaced version), and Delta history keeps the replaced versions
 
 from __future__ import annotations
 
-import base64
-import os
 import shutil
 from pathlib import Path
 
 import pytest
-from ingest_helpers import CsvFile, Hl7File
+from ingest_helpers import CsvFile, Hl7File, lake_settings
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -58,8 +56,7 @@ def test_a_corrected_or_resent_record_replaces_its_previous_version(
     spark: SparkSession, tmp_path: Path, territory: Path
 ) -> None:
     var = tmp_path / "var"
-    settings = Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
-                        key_store=var / "keys", master_key=base64.b64encode(os.urandom(32)).decode("ascii"))
+    settings = lake_settings(var)
     KeyStore.from_settings(settings).init()
     lake = settings.lake_uri
     pmsi_path = sorted((territory / "pmsi").glob("*.csv"))[0]
