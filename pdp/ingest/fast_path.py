@@ -173,7 +173,7 @@ class LabFeed:
             for row in edge.process(outcomes):  # counted under the batch path's rule (parse.Tally)
                 landed = isinstance(row, BronzeRow)
                 tally.count(row.source, row.file, quarantined=not landed, position=row.record_position,
-                            reason=None if isinstance(row, BronzeRow) else (row.reason_code, row.message))
+                            reason=None if landed else (row.reason_code, row.message))
                 if landed:
                     bronze.append(bronze_dict(row, batch_id, started))
                 else:
@@ -202,7 +202,9 @@ class LabFeed:
             per_file: Counter = Counter((r["source"], r["file"]) for r in opposed)
             account_opposed(report, dict(per_file))
         if landed:
-            rows = apply_versions(self._frame(landed, BRONZE_SCHEMA), report, run=run, table=self._table)
+            ids = [(r["source"], r["record_id"]) for r in landed if r["record_id"] is not None]
+            rows = apply_versions(self._frame(landed, BRONZE_SCHEMA), report, run=run, table=self._table,
+                                  repeats=len(set(ids)) < len(ids))
             commit = self._table("bronze.records").merge(rows, keys=["record_hash"], run=run, update="none")
             report.bronze_inserted = _inserted(commit)
         clock.lap("bronze")

@@ -177,8 +177,8 @@ def _ingest(
     today: date | None,
     workers: int | None,
 ) -> IngestReport:
-    from pdp.ingest.silver import build_silver, refresh_people
-    from pdp.lake import LakeTable, RunInfo
+    from pdp.ingest.silver import build_silver, refresh_people, table_opener
+    from pdp.lake import RunInfo
     from pdp.pseudonym.keys import KeyStore
     from pdp.pseudonym.vault import EdgeKeys, IdentityVault
 
@@ -237,17 +237,18 @@ def _ingest(
         clock.lap("vault")
         run = RunInfo(run_id=batch_id, job="ingest", definitions_version=registry_version(registry),
                       lineage=registry_lineage(registry))
+        tables = table_opener(spark, lake_root)
         if has_bronze:
-            table = LakeTable(spark, "bronze.records", lake_root=lake_root).create()
+            table = tables("bronze.records")
             rows = _relinked(spark, spark.read.parquet(str(staging / "bronze")), outcome.mapping)
             if withheld:
                 rows = _quarantine_opposed(spark, rows, withheld, report, run=run, lake_root=lake_root)
-            rows = apply_versions(rows, report, run=run, table=_opener(spark, lake_root))
+            rows = apply_versions(rows, report, run=run, table=tables)
             commit = table.merge(rows, keys=["record_hash"], run=run, update="none")
             report.bronze_inserted = int(commit.metric("numTargetRowsInserted") or 0) if commit else 0
         clock.lap("bronze")
         if has_quarantine:
-            table = LakeTable(spark, "ops.quarantine", lake_root=lake_root).create()
+            table = tables("ops.quarantine")
             staged = spark.read.parquet(str(staging / "quarantine"))
             commit = table.merge(staged, keys=["record_hash"], run=run, update="none")
             report.quarantine_inserted += int(commit.metric("numTargetRowsInserted") or 0) if commit else 0
@@ -261,9 +262,9 @@ def _ingest(
             if report.id_collisions:
                 report.by_reason[ReasonCode.ID_COLLISION.value] += sum(report.id_collisions.values())
             if report.replaced.persons:  # a corrected record may have changed person: the former one too
-                report.silver["person"] += refresh_people(spark, report.replaced.persons, run=run, lake_root=lake_root)
+                report.silver["person"] += refresh_people(spark, report.replaced.persons, run=run, tables=tables)
         clock.lap("silver")
-        log_files(spark, report, fingerprints, started, run, _opener(spark, lake_root))
+        log_files(spark, report, fingerprints, started, run, tables)
         clock.lap("log")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -341,20 +342,15 @@ def account_opposed(report: IngestReport, per_file: dict[tuple[str, str], int]) 
 
 
 def apply_versions(rows: DataFrame, report: IngestReport, *, run: RunInfo, table: Callable[[str], LakeTable],
-                   ) -> DataFrame:
+                   repeats: bool | None = None) -> DataFrame:
     """The staged rows to merge: the last version of each sender record (:mod:`pdp.ingest.versions`),
-    after retiring the versions of earlier batches they replace. Shared by the lab feed."""
-    latest, superseded = latest_versions(rows)
+    after retiring the versions of earlier batches they replace. Shared by the lab feed (which
+    knows `repeats` from its rows in memory)."""
+    latest, superseded = latest_versions(rows, repeats=repeats)
     for file_report in report.files:
         file_report.superseded += superseded.get((file_report.source, file_report.file), 0)
     report.replaced = retire_replaced(latest, run=run, table=table)
     return latest
-
-
-def _opener(spark: SparkSession, lake_root: str) -> Callable[[str], LakeTable]:
-    from pdp.lake import LakeTable
-
-    return lambda name: LakeTable(spark, name, lake_root=lake_root).create()
 
 
 class _Clock:

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     """Qualified table name → the created LakeTable (the lab feed caches them: create() checks cost a Spark job)."""
 
 __all__ = ["EVENT_TABLES", "IdCollisionError", "SilverCounts", "build_silver", "merge_events_for_rows",
-           "refresh_people"]
+           "refresh_people", "table_opener"]
 
 
 class IdCollisionError(LakeError):
@@ -127,10 +127,19 @@ def _person_count(opener: TableOpener, people: DataFrame) -> int:
     return persons
 
 
-def _opener(spark: SparkSession, lake_root: str | None) -> TableOpener:
+def table_opener(spark: SparkSession, lake_root: str | None) -> TableOpener:
+    """Open lake tables by qualified name, each created (or checked against its catalog) once per
+    opener: a create() costs a Spark job, and a batch opens some tables several times."""
     from pdp.lake import LakeTable
 
-    return lambda name: LakeTable(spark, name, lake_root=lake_root).create()
+    opened: dict[str, LakeTable] = {}
+
+    def open_table(name: str) -> LakeTable:
+        if name not in opened:
+            opened[name] = LakeTable(spark, name, lake_root=lake_root).create()
+        return opened[name]
+
+    return open_table
 
 
 def _events(bronze: DataFrame) -> DataFrame:
@@ -301,7 +310,7 @@ def _merge_events(
     `profile` (:func:`_profile`): which domains hold ids repeated within the batch. Events whose
     id another record's event holds are quarantined (``ID_COLLISION``), never dropped silently.
     """
-    opener = tables or _opener(spark, lake_root)
+    opener = tables or table_opener(spark, lake_root)
     counts = SilverCounts()
     collisions: dict[str, list[Row]] = {}
     for domain, (name, id_col) in EVENT_TABLES.items():
@@ -364,7 +373,7 @@ def _notes(spark: SparkSession, bronze: DataFrame, run: RunInfo, lake_root: str 
         "record_position",
         F.lit(0).alias("pos"),
     )
-    opener = tables or _opener(spark, lake_root)
+    opener = tables or table_opener(spark, lake_root)
     inserted, collisions = _insert_new(opener("silver.note"), notes, key="note_id", run=run, repeats_in_batch=None)
     return inserted, _quarantine_collisions(spark, opener, {"note": collisions}, run)
 
@@ -379,7 +388,7 @@ def _deaths(
 ) -> int:
     from pyspark.sql import functions as F
 
-    table = (tables or _opener(spark, lake_root))("silver.death")
+    table = (tables or table_opener(spark, lake_root))("silver.death")
     deaths = (
         events.where("domain = 'death'")
         .join(bronze.select("record_hash", F.col("attributes")["death_commune"].alias("location_id")), "record_hash")
@@ -462,7 +471,7 @@ def _people(
 ) -> None:
     """Recompute person and observation_period for the batch's people from all their bronze rows
     (their ids checked first: :func:`_person_count`)."""
-    opener = tables or _opener(spark, lake_root)
+    opener = tables or table_opener(spark, lake_root)
     base = _person_base(opener("bronze.records").read(), batch_people)
     opener("silver.person").merge(_person_rows(base), keys=["person_id"], run=run)
     opener("silver.observation_period").merge(_period_rows(base), keys=["person_id"], run=run)
@@ -524,7 +533,7 @@ def build_silver(
     else:
         bronze = bronze.join(record_hashes.select("record_hash").distinct(), "record_hash", "left_semi")
     bronze = bronze.cache()
-    opener = _opener(spark, lake_root)
+    opener = table_opener(spark, lake_root)
     try:
         batch_people = bronze.where("person_pseudonym IS NOT NULL").select("person_pseudonym").distinct()
         persons = _person_count(opener, batch_people)  # before any write: a person-id collision stops here
@@ -590,7 +599,7 @@ def refresh_people(
 
     if not persons:
         return 0
-    opener = tables or _opener(spark, lake_root)
+    opener = tables or table_opener(spark, lake_root)
     people = spark.createDataFrame([Row(person_pseudonym=p) for p in sorted(set(persons))])
     computed = _person_base(opener("bronze.records").read(), people)
     rows = _held_person(opener, computed).collect()  # the ids checked in the job that brings the rows

@@ -40,11 +40,18 @@ if TYPE_CHECKING:
 __all__ = ["Replaced", "latest_versions", "retire_replaced"]
 
 
-def latest_versions(rows: DataFrame) -> tuple[DataFrame, Counter[tuple[str, str]]]:
+def latest_versions(rows: DataFrame, *, repeats: bool | None = None) -> tuple[DataFrame, Counter[tuple[str, str]]]:
     """The staged bronze rows keeping one version per sender record, and how many earlier versions
-    each (source, file) lost to a later one of the same batch."""
+    each (source, file) lost to a later one of the same batch.
+
+    `repeats`: whether a sender record id occurs twice in the rows, when the caller knows it without
+    Spark (the lab feed holds its few rows in memory); False skips the ranking job. None: rank.
+    """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
+
+    if repeats is False:
+        return rows, Counter()
 
     order = Window.partitionBy("source", "record_id").orderBy(F.col("file").desc(), F.col("record_position").desc())
     ranked = rows.withColumn(
