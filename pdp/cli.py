@@ -763,6 +763,7 @@ def keys_status_command() -> None:
 @keys_app.command("rotate")
 def keys_rotate_command() -> None:
     """New pseudonym key version; re-key every lake table and the vault; retire the old version."""
+    from pdp.governance.opposition import OppositionRegistry
     from pdp.lake import load_catalog
     from pdp.pseudonym.keys import KeyStore
     from pdp.pseudonym.rotation import RotationError, rotate_pseudonym_key
@@ -779,12 +780,11 @@ def keys_rotate_command() -> None:
 
             spark = get_spark(app_name="pdp-keys-rotate")
         try:
-            report = rotate_pseudonym_key(store=store, vault=vault, spark=spark, catalog=catalog)
+            # an opposition follows its person's pseudonym, page by page, before the vault renames it
+            report = rotate_pseudonym_key(store=store, vault=vault, spark=spark, catalog=catalog,
+                                          follow=OppositionRegistry(vault.engine).follow)
         except RotationError as exc:
             raise UserError(str(exc)) from None
-    from pdp.governance.opposition import OppositionRegistry
-
-    OppositionRegistry(vault.engine).follow(report.mapping)
     removed = sum(int(t["files_removed"]) for t in report.purged)
     audit_event(action="key_operation", rule="pseudonym key rotated; lake and vault re-keyed, purged; old retired",
                 details={"operation": "rotate", "purpose": "pseudonym", "old_version": report.old_version,

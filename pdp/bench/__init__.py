@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "linkage": "pdp.pseudonym.linkage_bench:bench_linkage",
     "nlp": "pdp.bench.nlp:bench_nlp",
     "pseudonymise": "pdp.pseudonym.bench:bench_pseudonymise",
+    "rotate": "pdp.bench.rotation:bench_rotation",
     "psi": "pdp.bench.psi:bench_psi",
     "strata": "pdp.bench.strata:bench_strata",
     "synth": "pdp.synth.bench:bench_synth",

@@ -18,6 +18,7 @@ from pdp.lake.laketable import LakeTable
 from pdp.lake.maintenance import ErasureReport, PurgeReport, delete_where, erase, erase_pseudonyms, optimize, vacuum
 from pdp.lake.runinfo import Commit, RunInfo
 from pdp.lake.session import get_spark
+from pdp.lake.workarea import WorkArea
 
 __all__ = [
     "Catalog",
@@ -33,6 +34,7 @@ __all__ = [
     "TableDef",
     "TableNotFoundError",
     "UnsafeOperationError",
+    "WorkArea",
     "delete_where",
     "erase",
     "erase_pseudonyms",

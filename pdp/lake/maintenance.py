@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pyspark.sql import DataFrame
 from pyspark.sql.types import StructField, StructType
 
 from pdp.lake.errors import SchemaMismatchError, UnsafeOperationError
@@ -195,8 +196,14 @@ class ErasureReport:
         }
 
 
-def erase(table: LakeTable, column: str, values: Iterable[str], *, run: RunInfo, reason: str) -> ErasureReport:
+def erase(
+    table: LakeTable, column: str, values: Iterable[str] | DataFrame, *, run: RunInfo, reason: str
+) -> ErasureReport:
     """Delete the rows whose `column` is in `values`, then every file on disk that still holds one.
+
+    `values` is a list (an opposition: a few pseudonyms, broadcast to every task) or a one-column
+    DataFrame (a key rotation: every old pseudonym of the territory, read from a work area and
+    joined as Spark sees fit — never collected to the driver).
 
     The opposition and key-rotation purge. After the DELETE, a file holding a value is by
     construction outside the current snapshot: a data file of an earlier version, or a
@@ -217,18 +224,27 @@ def erase(table: LakeTable, column: str, values: Iterable[str], *, run: RunInfo,
     definition = table.definition
     if definition.column(column).spark_type.simpleString() != "string":
         raise SchemaMismatchError(f"{table.name}: erase matches a string column; {column!r} is not one")
-    unique = sorted({v for v in values if v is not None})
-    if not unique or not table.exists():
+    if not table.exists():
         return ErasureReport(table.name, None, None, 0, 0, 0)
     spark = table.spark
+    if isinstance(values, DataFrame):
+        if len(values.columns) != 1:
+            raise ValueError("erase takes a DataFrame of exactly one column: the values to erase")
+        targets = values.select(F.col(values.columns[0]).alias(column)).where(F.col(column).isNotNull()).distinct()
+        if targets.isEmpty():
+            return ErasureReport(table.name, None, None, 0, 0, 0)
+    else:
+        unique = sorted({v for v in values if v is not None})
+        if not unique:
+            return ErasureReport(table.name, None, None, 0, 0, 0)
+        schema = StructType([StructField(column, definition.column(column).spark_type, nullable=False)])
+        targets = F.broadcast(spark.createDataFrame([(v,) for v in unique], schema))
     before = table.version()
-    schema = StructType([StructField(column, definition.column(column).spark_type, nullable=False)])
-    targets = spark.createDataFrame([(v,) for v in unique], schema)
     rows = 0
     if not definition.append_only:
         deleted = table._commit_through_session(
             run,
-            lambda delta: delta.alias("t").merge(F.broadcast(targets).alias("s"), f"t.`{column}` = s.`{column}`")
+            lambda delta: delta.alias("t").merge(targets.alias("s"), f"t.`{column}` = s.`{column}`")
             .whenMatchedDelete().execute(),
             reason=reason.strip(),
         )
@@ -279,8 +295,9 @@ def _remove_files_holding(table: LakeTable, column: str, targets: object) -> tup
     with scoped_conf(spark, {IGNORE_CORRUPT_FILES: "true"}):
         holders = [
             r[0] for r in spark.read.schema(schema).parquet(*candidates)
-            .join(F.broadcast(targets), column, "left_semi")  # type: ignore[arg-type]
-            .select(F.input_file_name()).distinct().collect()
+            .withColumn("_file", F.input_file_name())  # named at the scan: the targets may be files too
+            .join(targets, column, "left_semi")  # type: ignore[arg-type]
+            .select("_file").distinct().collect()
         ]
     removed = size = 0
     for uri in holders:
@@ -299,7 +316,7 @@ def _remove_files_holding(table: LakeTable, column: str, targets: object) -> tup
 
 
 def erase_pseudonyms(
-    spark: object, values: Iterable[str], *, run: RunInfo, reason: str,
+    spark: object, values: Iterable[str] | DataFrame, *, run: RunInfo, reason: str,
     zones: Iterable[str] = ("bronze", "silver", "gold"), lake_root: str | Path | None = None,
     catalog: object | None = None,
 ) -> list[ErasureReport]:
@@ -312,7 +329,7 @@ def erase_pseudonyms(
     from pdp.lake.laketable import LakeTable
 
     catalog = catalog or load_catalog()
-    wanted = sorted(set(values))
+    wanted = values if isinstance(values, DataFrame) else sorted(set(values))
     reports = []
     for name in catalog.names():  # type: ignore[attr-defined]
         definition = catalog.table(name)  # type: ignore[attr-defined]

@@ -1153,6 +1153,20 @@ class IdentityVault:
         with self._engine.connect() as conn:
             return [row[0] for row in conn.execute(query)]
 
+    def pseudonym_page(self, *, prefix: str = "", after: str = "", limit: int) -> list[str]:
+        """Up to `limit` pseudonyms starting with `prefix` that sort after `after`, in order. Not nominative.
+
+        Keyset paging for jobs that walk the whole vault (key rotation) with memory bounded by
+        the page, not by the number of persons.
+        """
+        query = select(identity_vault.c.pseudonym).order_by(identity_vault.c.pseudonym).limit(limit)
+        if prefix:
+            query = query.where(identity_vault.c.pseudonym.startswith(prefix, autoescape=True))
+        if after:
+            query = query.where(identity_vault.c.pseudonym > after)
+        with self._engine.connect() as conn:
+            return [row[0] for row in conn.execute(query)]
+
     def contains(self, pseudonyms: Iterable[str]) -> set[str]:
         """Which of `pseudonyms` have a record (reads the primary key only, decrypts nothing)."""
         wanted = list(dict.fromkeys(pseudonyms))

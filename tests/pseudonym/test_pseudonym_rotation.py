@@ -14,7 +14,7 @@ from pdp.config import Settings
 from pdp.governance import create_all, make_engine
 from pdp.governance.erased_check import PseudonymDetector
 from pdp.governance.leak_scan import scan_lake
-from pdp.lake import LakeTable, RunInfo, load_catalog
+from pdp.lake import LakeTable, RunInfo, WorkArea, load_catalog
 from pdp.pseudonym.keys import KeyStore
 from pdp.pseudonym.normalise import CanonicalIdentity, RawIdentity, normalise
 from pdp.pseudonym.pseudonymise import Pseudonymiser
@@ -112,3 +112,43 @@ def test_a_record_without_its_canonical_identity_stops_rotation_before_any_chang
     with pytest.raises(RotationError, match="lack their canonical identity"):
         rotate_pseudonym_key(store=store, vault=vault, spark=spark, catalog=catalog, lake_root=table.lake_root)
     assert store.current("pseudonym").version == 1 and _groups(table) == before
+
+
+def test_paged_rotation_follows_each_page_before_the_vault_renames_it(spark: SparkSession, world) -> None:
+    """Pages of 2 over 3 persons: the mapping goes through the work area, never whole in the driver."""
+    store, vault, catalog, table, canonicals = world
+    before = set(_groups(table))
+    followed: list[dict[str, str]] = []
+
+    def follow(mapping: dict[str, str]) -> None:
+        assert vault.contains(mapping) == set(mapping), "the vault still holds the page's old pseudonyms"
+        followed.append(dict(mapping))
+
+    report = rotate_pseudonym_key(store=store, vault=vault, spark=spark, catalog=catalog,
+                                  lake_root=table.lake_root, follow=follow, page=2)
+    assert [len(m) for m in followed] == [2, 1] and report.mapped == 3 == report.vault_rows
+    assert set().union(*followed) == before
+    new = set(Pseudonymiser(store).pseudonymise_many(canonicals))
+    assert set(_groups(table)) == new == set(vault.pseudonyms())
+    assert not WorkArea(spark, "rotation-v1-v2", table.lake_root).exists(), "old → new pairs are not left behind"
+
+
+def test_a_crash_while_renaming_the_vault_is_finished_by_the_next_run(spark: SparkSession, world) -> None:
+    store, vault, catalog, table, canonicals = world
+    calls = 0
+
+    def crash_on_second_page(mapping: dict[str, str]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        rotate_pseudonym_key(store=store, vault=vault, spark=spark, catalog=catalog,
+                             lake_root=table.lake_root, follow=crash_on_second_page, page=2)
+    assert sorted(p[:3] for p in vault.pseudonyms()) == ["v1:", "v2:", "v2:"], "one page renamed, one not"
+    assert not WorkArea(spark, "rotation-v1-v2", table.lake_root).exists()
+    report = rotate_pseudonym_key(store=store, vault=vault, spark=spark, catalog=catalog, lake_root=table.lake_root)
+    assert report.resumed and report.mapped == 1 and report.tables == {"silver.events": 0}
+    new = set(Pseudonymiser(store).pseudonymise_many(canonicals))
+    assert set(_groups(table)) == new == set(vault.pseudonyms())
