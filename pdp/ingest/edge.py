@@ -217,10 +217,17 @@ class Edge:
         self._linked = None
         self._known = None
 
-    def record_hash(self, raw: bytes, *, source: str, file: str, position: int) -> str:
-        """Keyed hash of a record; file-level rows (no raw bytes) hash their place instead."""
+    def record_hash(self, raw: bytes, *, source: str, file: str, position: int, issue: str = "") -> str:
+        """Keyed hash of a record; file-level rows (no raw bytes) hash their place and their issue.
+
+        The issue (reason and message) is part of a file-level row's hash: two different faults of
+        one file at one place (a partial read, then a bad trailer once the file is whole) are two
+        rows of the insert-only quarantine, not one silently kept; the same fault met again when a
+        partial file is re-read is the same row.
+        """
         mac = self._record_mac.copy()
-        mac.update(raw if raw else f"file-level\x1f{source}\x1f{file}\x1f{position}".encode())
+        place = f"file-level\x1f{source}\x1f{file}\x1f{position}" + (f"\x1f{issue}" if issue else "")
+        mac.update(raw if raw else place.encode("utf-8", "surrogatepass"))
         return f"r{self._record_version}:{digest_text(mac.finalize())}"
 
     def keyed_id(self, record_id: str, *, source: str) -> str:
@@ -273,7 +280,8 @@ class Edge:
         self.stats.quarantined += 1
         self.stats.by_reason[reason] = self.stats.by_reason.get(reason, 0) + 1
         return QuarantineRow(
-            source, file, position, reason, message, self.record_hash(raw, source=source, file=file, position=position)
+            source, file, position, reason, message,
+            self.record_hash(raw, source=source, file=file, position=position, issue=f"{reason}\x1f{message}"),
         )
 
     def _land(self, record: SourceRecord) -> BronzeRow | QuarantineRow:

@@ -49,3 +49,22 @@ def test_record_ids_and_visit_keys_land_keyed_and_still_group_and_match(store: K
     landed = repr([(r.record_id, r.events, r.attributes) for r in rows])
     assert "S1f-2041-7" not in landed and "123456789" not in landed
     assert Edge(store).keyed_id("S1f-2041-7", source="pmsi") == first.record_id, "stable across runs"
+
+
+def test_file_level_rows_of_one_file_are_one_row_per_fault(store: KeyStore) -> None:
+    """A file-level row has no bytes to hash: its place and its fault are its identity. Two faults of
+    one file (a partial read, then a bad trailer once the file is whole) are two rows of the
+    insert-only quarantine; the same fault met again when the file is re-read is the same row."""
+    from pdp.ingest.model import Quarantined
+    from pdp.ingest.reasons import ReasonCode
+
+    def fault(reason: ReasonCode, message: str) -> Quarantined:
+        return Quarantined(source="lab_hl7", file="lab/batch.hl7", position=0, reason_code=reason, message=message)
+
+    stopped, trailer, again = Edge(store).process([
+        fault(ReasonCode.PARSER_ERROR, "parser stopped after record 12 (ValueError)"),
+        fault(ReasonCode.HL7_BATCH_COUNT, "BTS-1 says 3 messages, the batch holds 2"),
+        fault(ReasonCode.PARSER_ERROR, "parser stopped after record 12 (ValueError)"),
+    ])
+    assert stopped.record_hash != trailer.record_hash
+    assert stopped.record_hash == again.record_hash
