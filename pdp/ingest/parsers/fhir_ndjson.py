@@ -61,8 +61,9 @@ __all__ = [
 ]
 
 _SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
-_DATE_ERRORS = frozenset(
-    {"date_parsing", "date_from_datetime_parsing", "date_from_datetime_inexact", "datetime_parsing", "date_type"}
+_DATE_ERRORS = frozenset(  # pydantic's error types of an impossible date (2023-02-30), in a date or a dateTime
+    {"date_parsing", "date_from_datetime_parsing", "date_from_datetime_inexact", "datetime_parsing",
+     "datetime_from_date_parsing", "date_type"}
 )
 _Options = TypeVar("_Options", bound=BaseModel)
 _BIRTH_TIME = "http://hl7.org/fhir/StructureDefinition/patient-birthTime"
