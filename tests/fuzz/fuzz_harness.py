@@ -219,7 +219,7 @@ def _run(format_name: str, data: bytes, *, time_bound: float, trace_memory: bool
     result = Result()
     tally = Tally()
     tally.start(spec.name, rel)
-    outcomes = parse_file(spec, path, root, today=TODAY)
+    outcomes = parse_file(spec, path, root, today=TODAY, skipped=tally.skipped(spec.name, rel))
     if trace_memory:
         tracemalloc.start()
     try:
@@ -265,6 +265,11 @@ def check(format_name: str, data: bytes, result: Result, counts: object) -> None
     fail = PropertyFailed
     if not counts.balanced:  # type: ignore[attr-defined]
         raise fail(f"counts do not balance: {counts}")
+    from pdp.ingest.parsers.fhir_entries import READ_TYPES, REFERENCED_TYPES, is_fhir_type
+
+    for kind in counts.skipped_resources:  # type: ignore[attr-defined]
+        if not is_fhir_type(kind) or kind in READ_TYPES | REFERENCED_TYPES:  # a type name, never a value
+            raise fail(f"skipped {kind!r}: not a FHIR type the parsers skip")
     if not outcomes:
         raise fail("no outcome at all (an empty file is FILE_EMPTY)")
     for o in outcomes:
