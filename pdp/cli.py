@@ -11,12 +11,16 @@ import json
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from typer.exceptions import Abort, Exit, TyperException
+
+if TYPE_CHECKING:
+    from pdp.ingest.skipped import SkippedResources
+    from pdp.ingest.unmapped import UnmappedCodes
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -619,7 +623,7 @@ def run_ingest(directory: Path) -> dict:
     if report.id_collisions:  # 64-bit id collisions: in ops.quarantine (ID_COLLISION), their records in bronze
         print("warning: silver id collisions (events quarantined ID_COLLISION, records in bronze): "
               + ", ".join(f"{k} {v}" for k, v in sorted(report.id_collisions.items())), file=sys.stderr)
-    for line in unmapped_lines(report.unmapped):
+    for line in unmapped_lines(report.unmapped) + skipped_lines(report.skipped_resources):
         console.print(line)
     if any(not f.balanced for f in report.files):
         raise UserError("counts do not reconcile for some file (in != landed + quarantined)")
@@ -633,7 +637,7 @@ def run_ingest(directory: Path) -> dict:
     return {"in": records_in, "landed": landed, "quarantined": quarantined, "silver": report.silver}
 
 
-def unmapped_lines(unmapped, *, per_vocabulary: int = 5) -> list[str]:
+def unmapped_lines(unmapped: UnmappedCodes, *, per_vocabulary: int = 5) -> list[str]:
     """What `pdp ingest` prints of the codes outside the concept sets: counts per source, top codes per vocabulary."""
     if not unmapped:
         return []
@@ -641,6 +645,17 @@ def unmapped_lines(unmapped, *, per_vocabulary: int = 5) -> list[str]:
     lines = [f"codes outside the concept sets (kept, unmapped): {per_source}"]
     for vocabulary, codes in unmapped.top(per_vocabulary=per_vocabulary).items():
         lines.append(f"  {vocabulary}: " + ", ".join(f"{code} ×{count:,}" for code, count in codes))
+    return lines
+
+
+def skipped_lines(skipped: SkippedResources) -> list[str]:
+    """What `pdp ingest` prints of the resources skipped (types the platform does not read): per source, per type."""
+    if not skipped:
+        return []
+    per_source = ", ".join(f"{k} {v:,}" for k, v in skipped.by_source().items())
+    lines = [f"resources skipped (types the platform does not read; not records, not quarantined): {per_source}"]
+    for source in skipped.by_source():
+        lines.append(f"  {source}: " + ", ".join(f"{kind} {count:,}" for kind, count in skipped.of(source).items()))
     return lines
 
 

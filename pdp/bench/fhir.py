@@ -4,9 +4,10 @@ What it measures: MB of FHIR JSON and resources per CPU-second (one process: per
 the parser (JSON decoding, every read resource validated by its R4B model, extraction, code
 checks) and the edge (identity normalisation, keyed pseudonym, keyed record hash): the
 ``fhir_bundle_json`` format, one Bundle per file. Reference, measured in the same run on the
-very same bundles: today's ``fhir_bundle_ndjson`` path (the same bundles put on one line each,
-validated whole with ``Bundle``), which is how the issue's first try ran (0.3 MB/s on a loaded
-machine). Lake writes are not included (Spark's share is measured by ``pdp bench ingest``).
+very same bundles put on one line each: the ``fhir_bundle_ndjson`` format (GP exports), which
+reads each line's Bundle the same way, resource by resource (until issue 13 it validated each
+line's Bundle whole: 0.3 MB/s on a loaded machine in the issue's first try, ~4 000 resources/s
+here). Lake writes are not included (Spark's share is measured by ``pdp bench ingest``).
 
 The bundles look like a generator's: one patient each, years of GP visits with vital signs
 (blood pressure with components), lab results, problems, prescriptions by Medication reference,

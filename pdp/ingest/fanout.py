@@ -121,7 +121,8 @@ class FileRunner:
         quarantine = Stage(ctx.staging / "quarantine", QUARANTINE_SCHEMA, part=part)
         tally = Tally()
         tally.start(task.source, task.rel)
-        outcomes = parse_file(spec, task.path, ctx.root, today=ctx.today, seen=seen, known=self._known)
+        outcomes = parse_file(spec, task.path, ctx.root, today=ctx.today, seen=seen, known=self._known,
+                              skipped=tally.skipped(task.source, task.rel))
         try:
             for row in self._rows(outcomes, task):
                 if isinstance(row, BronzeRow):

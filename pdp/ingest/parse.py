@@ -12,7 +12,9 @@ becomes DUPLICATE_RECORD. Everything streams: one record at a time leaves a pars
 Reconciliation (:class:`Counts`, per file): ``records_in = parsed + quarantined``. A
 file-level row (position 0) is one record in when the file yields nothing else (empty file,
 header only, header mismatch); when the file also yields records (an HL7 batch whose trailer
-count is wrong, a CSV with undeclared columns), it is counted apart in ``file_issues``.
+count is wrong, a CSV with undeclared columns), it is counted apart in ``file_issues``. What a
+parser read but skipped (FHIR resources of types the platform does not read) is neither a
+record nor quarantine: counted per type in ``skipped_resources``.
 
 Example::
 
@@ -25,8 +27,9 @@ Example::
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,18 +57,20 @@ def parse_file(
     today: date | None = None,
     seen: FingerprintSet | None = None,
     known: KnownPersons | None = None,
+    skipped: Counter[str] | None = None,
 ) -> Iterator[ParseOutcome]:
     """Every outcome of one file, in file order; nothing for a held-back source.
 
     `seen` carries duplicate detection across files (one set per source for a batch); without
     it, duplicates are detected within the file unless the spec turns them off. `known`: the
     vault's view of known persons, for parsers that de-identify text (the edge passes it).
+    `skipped`: counts, per type, what the parser skipped (:meth:`FileContext.skip`), as the file is read.
     """
     if spec.hold_back or spec.format is None:
         return
     path, root = Path(path), Path(root)
     ctx = FileContext(spec=spec, file=path.relative_to(root).as_posix(), today=today or date.today(), root=root,
-                      known=known)
+                      known=known, skipped=Counter() if skipped is None else skipped)
     if seen is None and spec.validation.duplicates != "off":
         seen = FingerprintSet()
     try:
@@ -129,6 +134,8 @@ class Counts:
     ``records_in`` counts the records read before the stop, ``stopped`` says why (reason code and
     its value-free message, naming the exception type), and ``unread_from`` is the position of the
     first record never read (how many follow it is unknown until a parser reads them).
+    ``skipped_resources``: per type, what the parser read and skipped (FHIR resources of types the
+    platform does not read): not records (outside ``records_in``), not quarantine.
     """
 
     records_in: int
@@ -137,6 +144,7 @@ class Counts:
     file_issues: int = 0  # file-level rows beside records (not records themselves)
     stopped: str | None = None
     unread_from: int | None = None
+    skipped_resources: dict[str, int] = field(default_factory=dict, hash=False)
 
     @property
     def partial(self) -> bool:
@@ -154,9 +162,15 @@ class Tally:
         # parsed, record-level quarantined, file-level rows, last position read
         self._files: dict[tuple[str, str], list[int]] = {}
         self._stops: dict[tuple[str, str], str] = {}  # why reading stopped: "REASON: message"
+        self._skipped: dict[tuple[str, str], Counter[str]] = {}
 
     def start(self, source: str, file: str) -> None:
         self._files.setdefault((source, file), [0, 0, 0, 0])
+
+    def skipped(self, source: str, file: str) -> Counter[str]:
+        """The file's count of skipped items per type, for :func:`parse_file` to fill as it reads."""
+        self._files.setdefault((source, file), [0, 0, 0, 0])
+        return self._skipped.setdefault((source, file), Counter())
 
     def add(self, outcome: ParseOutcome) -> ParseOutcome:
         quarantined = isinstance(outcome, Quarantined)
@@ -189,22 +203,28 @@ class Tally:
         out = {}
         for key, (parsed, quarantined, file_rows, last) in self._files.items():
             stopped = self._stops.get(key)
+            skipped = dict(sorted(self._skipped.get(key, Counter()).items()))
             if stopped is not None:  # the stop row is a file issue, never a record: in = what was read
                 out[key] = Counts(parsed + quarantined, parsed, quarantined, file_issues=file_rows, stopped=stopped,
-                                  unread_from=last + 1)
+                                  unread_from=last + 1, skipped_resources=skipped)
             elif parsed + quarantined == 0:
-                out[key] = Counts(records_in=file_rows, parsed=0, quarantined=file_rows)
+                out[key] = Counts(records_in=file_rows, parsed=0, quarantined=file_rows, skipped_resources=skipped)
             else:
-                out[key] = Counts(parsed + quarantined, parsed, quarantined, file_issues=file_rows)
+                out[key] = Counts(parsed + quarantined, parsed, quarantined, file_issues=file_rows,
+                                  skipped_resources=skipped)
         return out
 
     def total(self) -> Counts:
         values = list(self.counts().values())
+        skipped: Counter[str] = Counter()
+        for c in values:
+            skipped.update(c.skipped_resources)
         return Counts(
             records_in=sum(c.records_in for c in values),
             parsed=sum(c.parsed for c in values),
             quarantined=sum(c.quarantined for c in values),
             file_issues=sum(c.file_issues for c in values),
+            skipped_resources=dict(sorted(skipped.items())),
         )
 
 
@@ -261,8 +281,10 @@ class DirectoryParse(Iterator[ParseOutcome]):
     def _run(self) -> Iterator[ParseOutcome]:
         duplicates = Duplicates()
         for spec, path in self.discovery.to_parse:
-            self.tally.start(spec.name, path.relative_to(self.discovery.root).as_posix())
-            outcomes = parse_file(spec, path, self.discovery.root, today=self._today, seen=duplicates.seen(spec))
+            rel = path.relative_to(self.discovery.root).as_posix()
+            self.tally.start(spec.name, rel)
+            outcomes = parse_file(spec, path, self.discovery.root, today=self._today, seen=duplicates.seen(spec),
+                                  skipped=self.tally.skipped(spec.name, rel))
             yield from self.tally.track(outcomes)
 
     @property

@@ -31,6 +31,7 @@ from pdp.ingest.fanout import BatchContext, FileTask, auto_workers, run_files
 from pdp.ingest.parse import Duplicates
 from pdp.ingest.reasons import REASONS, ReasonCode
 from pdp.ingest.registry import Registry, discover, load_registry
+from pdp.ingest.skipped import SkippedResources
 from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA
 from pdp.ingest.unmapped import UnmappedCodes
 from pdp.ingest.versions import Replaced, latest_versions, retire_replaced
@@ -59,6 +60,9 @@ class FileReport:
     before its end (why: reason code and a message naming the exception type, never its text).
     Its counts are what was read; records from ``unread_from`` on were never read. It is logged
     ``partial``, not ``complete``, so the next run reads it again (:data:`LOG_STATUS`).
+
+    ``skipped_resources``: per type, resources the parser read and the platform does not (a FHIR
+    Claim): outside ``records_in``, neither landed nor quarantined (:mod:`pdp.ingest.skipped`).
     """
 
     source: str
@@ -71,6 +75,7 @@ class FileReport:
     superseded: int = 0  # landed, then replaced by a later version of the same sender record in the batch
     stopped: str | None = None
     unread_from: int | None = None
+    skipped_resources: dict[str, int] = field(default_factory=dict)
 
     @property
     def balanced(self) -> bool:
@@ -107,6 +112,7 @@ class IngestReport:
     parse_cpu_seconds: float = 0.0  # CPU time of parse+edge summed over the processes that ran it
     persons: set[str] = field(default_factory=set)  # lab feed: pseudonyms whose silver the batch changed
     unmapped: UnmappedCodes = field(default_factory=UnmappedCodes)  # landed codes outside the concept sets
+    skipped_resources: SkippedResources = field(default_factory=SkippedResources)  # types the platform does not read
     replaced: Replaced = field(default_factory=Replaced)  # earlier batches' versions this batch replaced
 
     def partial_files(self) -> list[FileReport]:
@@ -217,6 +223,8 @@ def _ingest(
             file_report.records_in, file_report.landed = counts.records_in, counts.parsed
             file_report.quarantined, file_report.file_issues = counts.quarantined, counts.file_issues
             file_report.stopped, file_report.unread_from = counts.stopped, counts.unread_from
+            file_report.skipped_resources = dict(counts.skipped_resources)
+            report.skipped_resources.add(task.source, counts.skipped_resources)
             edge.absorb(result.state)
             report.parse_cpu_seconds += result.cpu_seconds
             has_bronze |= any(p.parent.name == "bronze" for p in result.parts)

@@ -214,8 +214,8 @@ def _gp(root: Path) -> Iterator[SourceIdentity]:
                     (e["resource"] for e in bundle.get("entry", []) if e["resource"]["resourceType"] == "Patient"),
                     None,
                 )
-                if patient is not None:
-                    yield SourceIdentity(record_key("gp_fhir", rel, bundle["id"]), *_patient(patient))
+                if patient is not None:  # the Patient resource is the record carrying the identity
+                    yield SourceIdentity(record_key("gp_fhir", rel, f"Patient/{patient['id']}"), *_patient(patient))
 
 
 def _questionnaires(root: Path) -> Iterator[SourceIdentity]:

@@ -71,6 +71,8 @@ def test_both_senders_reconcile_resource_by_resource(report: IngestReport) -> No
     assert report.by_reason == {"FHIR_NOT_A_FACT": 4, "CODE_UNKNOWN": 2, "FHIR_VALIDATION": 2,
                                 "IDENTITY_MISSING": 2}
     assert report.unmatched == 0  # the Medication file is a companion, read through references
+    assert bundle.skipped_resources == {"Claim": 1}  # not a record, not quarantine: counted (the Medication is read)
+    assert report.skipped_resources.by_source() == {"gp_bundles": 1}
 
 
 def test_the_persons_and_their_events_are_in_silver(report: IngestReport, spark: SparkSession,

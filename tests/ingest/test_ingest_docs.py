@@ -7,11 +7,11 @@ from types import ModuleType
 
 import pytest
 
-from pdp.ingest import dedupe, model, registry, validate
+from pdp.ingest import dedupe, model, registry, skipped, validate
 from pdp.semantic import codes
 
 
-@pytest.mark.parametrize("module", [model, validate, dedupe, registry, codes], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [model, validate, dedupe, registry, skipped, codes], ids=lambda m: m.__name__)
 def test_docstring_examples_run(module: ModuleType) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

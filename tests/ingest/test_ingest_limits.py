@@ -8,6 +8,7 @@ records around them parse; the messages name the limit and sizes, never a value.
 
 from __future__ import annotations
 
+import json
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,12 @@ def _parse(spec: SourceSpec, root: Path, rel: str, data: bytes) -> list[ParseOut
 
 def _reasons(outcomes: list[ParseOutcome]) -> list[str]:
     return [str(o.reason_code) if isinstance(o, Quarantined) else "landed" for o in outcomes]
+
+
+def _landed(bundle_line: bytes) -> list[str]:
+    """What a clean GP bundle line yields: a record per resource but its Practitioners (read through references)."""
+    entries = json.loads(bundle_line)["entry"]
+    return ["landed" for e in entries if e["resource"]["resourceType"] != "Practitioner"]
 
 
 def test_limits_are_validated_with_the_spec() -> None:
@@ -97,15 +104,15 @@ def test_fixed_width_and_ndjson_lines_over_the_limit(tmp_path: Path) -> None:
     bundle = (CORPUS / "fhir_bundle_ndjson" / "seed-bundle.ndjson").read_bytes()
     outcomes = _parse(_spec("gp_fhir", max_record_bytes=len(bundle) + 10), tmp_path, "gp/a.ndjson",
                       bundle.rstrip(b"\n") + b" " * 100 + b"\n" + bundle)
-    assert _reasons(outcomes) == ["RECORD_TOO_LARGE", "landed"]
-    assert outcomes[0].position == 1 and outcomes[1].position == 2
+    assert _reasons(outcomes) == ["RECORD_TOO_LARGE", *_landed(bundle)]
+    assert outcomes[0].position == 1 and {o.position for o in outcomes[1:]} == {2}
 
 
 def test_a_json_document_deeper_than_the_limit_is_json_too_deep(tmp_path: Path) -> None:
     bundle = (CORPUS / "fhir_bundle_ndjson" / "seed-bundle.ndjson").read_bytes()
     deep = b'{"resourceType":"Bundle","type":"collection","entry":' + b"[" * 40 + b"]" * 40 + b"}\n"
     outcomes = _parse(_spec("gp_fhir", max_json_depth=32), tmp_path, "gp/a.ndjson", deep + bundle)
-    assert _reasons(outcomes) == ["JSON_TOO_DEEP", "landed"]
+    assert _reasons(outcomes) == ["JSON_TOO_DEEP", *_landed(bundle)]
     assert "max_json_depth (32)" in outcomes[0].message
     # the same document within the default limit is only invalid FHIR
     outcomes = _parse(_spec("gp_fhir"), tmp_path, "gp/b.ndjson", deep)

@@ -2,13 +2,15 @@
 
 A small synthetic territory with the faults that make order matter: a record resent in a
 later file of its source (DUPLICATE_RECORD across files, decided in file order), a duplicate
-within a file, an empty file (a file-level row that is the file's one record in) and an HL7
-batch whose trailer count is wrong (a file-level row beside records: a file issue).
+within a file, an empty file (a file-level row that is the file's one record in), an HL7
+batch whose trailer count is wrong (a file-level row beside records: a file issue) and a GP
+bundle carrying a Claim (skipped: counted, not a record).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -58,6 +60,11 @@ def faulty(territory: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     lab = sorted((root / "labs").glob("*.hl7"))[0]
     data = lab.read_bytes()
     lab.write_bytes(re.sub(rb"BTS\|(\d+)", lambda m: b"BTS|" + str(int(m[1]) + 2).encode(), data))
+    gp = sorted((root / "gp").glob("*.ndjson"))[0]
+    first, *rest = gp.read_bytes().splitlines()
+    bundle = json.loads(first)
+    bundle["entry"].append({"resource": {"resourceType": "Claim", "id": "claim-1"}})  # skipped unvalidated
+    gp.write_bytes(b"\n".join([json.dumps(bundle, ensure_ascii=False).encode(), *rest]) + b"\n")
     return root
 
 
@@ -133,6 +140,9 @@ def test_counts_follow_the_parse_tally_rule(runs: dict, faulty: Path, registry: 
     assert counts[("pmsi", "pmsi/590000000.csv")].records_in == 1  # empty file: its row is its record
     lab = sorted((faulty / "labs").glob("*.hl7"))[0].relative_to(faulty).as_posix()
     assert counts[("lab_hl7", lab)].file_issues == 1  # trailer count beside records: not a record
+    gp = sorted((faulty / "gp").glob("*.ndjson"))[0].relative_to(faulty).as_posix()
+    assert counts[("gp_fhir", gp)].skipped_resources == parsed.counts[("gp_fhir", gp)].skipped_resources == {
+        "Claim": 1}  # counted in the worker, handed back with the file's counts
 
 
 def _folded(*records: VaultRecord, split: int) -> VaultRecord:

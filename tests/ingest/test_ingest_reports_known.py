@@ -104,7 +104,7 @@ def gp_batch(spark: SparkSession, settings: Settings, note_jobs: NoteJobs,
 
 
 def test_a_batch_without_reports_runs_no_note_job(gp_batch: IngestReport, note_jobs: NoteJobs) -> None:
-    assert gp_batch.totals()[1] == 1 and gp_batch.vault_records == 1
+    assert gp_batch.totals()[1] == 2 and gp_batch.vault_records == 1  # the Patient and its Condition
     assert note_jobs.calls == [] and gp_batch.silver["note"] == 0
 
 

@@ -31,6 +31,7 @@ from pdp.synth.formats.fhir_gp import (
     UCUM,
     gp_file_path,
     local_id_system,
+    record_ids,
     render_gp_bundles,
     resource_uuid,
 )
@@ -67,10 +68,10 @@ def bundles(rendered: list[Rendered]) -> dict[str, list[dict[str, Any]]]:
             continue
         assert r.text.endswith("\n")
         lines = r.text.split("\n")[:-1]
-        assert len(lines) == r.records
         for line in lines:
             Bundle.model_validate_json(line)
             out[r.spec.path].append(json.loads(line))
+        assert sum(len(record_ids(b)) for b in out[r.spec.path]) == r.records, "a record per resource"
     return dict(out)
 
 
@@ -82,7 +83,7 @@ def bundle_of(
     bundles: dict[str, list[dict[str, Any]]], rendered: list[Rendered], person_id: int, rpps: str
 ) -> dict[str, Any]:
     ids = {rid for _s, f, rid, pid in links(rendered) if int(pid) == person_id and f == gp_file_path(rpps)}
-    (bundle,) = [b for b in bundles[gp_file_path(rpps)] if b["id"] in ids]
+    (bundle,) = [b for b in bundles[gp_file_path(rpps)] if set(record_ids(b)) <= ids]
     return bundle
 
 
@@ -118,17 +119,25 @@ def test_files_and_bundle_envelope(bundles: dict[str, list[dict[str, Any]]], ren
         assert len({e["fullUrl"] for e in bundle["entry"]}) == len(bundle["entry"])
 
 
-def test_record_links_point_to_the_bundles(bundles: dict[str, list[dict[str, Any]]], rendered: list[Rendered]) -> None:
+def test_record_links_point_to_the_resources(
+    bundles: dict[str, list[dict[str, Any]]], rendered: list[Rendered]
+) -> None:
+    """One link per record the ingest reads: every resource of a bundle but its Practitioners, as ``Type/id``."""
     rows = links(rendered)
-    assert sorted((int(pid), f) for _s, f, _r, pid in rows) == [
+    patients = [(int(pid), f) for _s, f, rid, pid in rows if rid.startswith("Patient/")]
+    assert sorted(patients) == [
         (1, gp_file_path(GP_A.rpps)),
         (2, gp_file_path(GP_A.rpps)),
         (2, gp_file_path(GP_B.rpps)),
         (3, gp_file_path(GP_B.rpps)),
     ]
-    for source, file, rid, _pid in rows:
+    for source, _file, rid, _pid in rows:
         assert source == SOURCE
-        assert rid in {b["id"] for b in bundles[file]}
+        assert not rid.startswith("Practitioner/")
+    for file, file_bundles in bundles.items():
+        resources = {f"{e['resource']['resourceType']}/{e['resource']['id']}" for b in file_bundles for e in b["entry"]}
+        linked = {rid for _s, f, rid, _p in rows if f == file}
+        assert linked == {r for r in resources if not r.startswith("Practitioner/")}
 
 
 def test_every_reference_resolves_inside_its_bundle(bundles: dict[str, list[dict[str, Any]]]) -> None:
@@ -312,6 +321,7 @@ def test_synthetic_population_validates() -> None:
     rendered = render_gp_bundles(persons, world, identity_of)
     lines = [line for r in rendered if r.spec != RECORD_LINKS for line in r.text.splitlines()]
     expected = sum(1 for p in persons if any(e.channel == "gp" for e in p.events))
-    assert len(lines) == expected == len(links(rendered))
+    assert len(lines) == expected == sum(1 for _s, _f, rid, _p in links(rendered) if rid.startswith("Patient/"))
+    assert sum(r.records for r in rendered if r.spec != RECORD_LINKS) == len(links(rendered))
     for line in lines[::5]:
         Bundle.model_validate_json(line)

@@ -15,7 +15,8 @@ Example::
 
 A parser reads one seekable binary stream, yields one outcome per record in file order
 (file-level problems at position 0), and never raises for bad input: every fault becomes a
-:class:`~pdp.ingest.model.Quarantined` row through ``ctx.quarantine``. It holds one record at
+:class:`~pdp.ingest.model.Quarantined` row through ``ctx.quarantine``. What it reads but the
+platform does not (a FHIR Claim) is neither: it tells ``ctx.skip(kind)``, counted per kind. It holds one record at
 a time, bounded by the spec's ``limits`` (:mod:`pdp.ingest.limits`): a larger line or message
 is RECORD_TOO_LARGE, a deeper JSON document JSON_TOO_DEEP. ``tests/fuzz`` checks all of this
 for every registered parser with random, mutated and truncated files.
@@ -23,6 +24,7 @@ for every registered parser with random, mutated and truncated files.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -128,6 +130,7 @@ class FileContext:
     today: date
     root: Path | None = None  # the ingest root: an index's documents are read from it
     known: KnownPersons | None = None  # the vault's linkage view, at the edge (None: a parse outside ingest)
+    skipped: Counter[str] = field(default_factory=Counter, compare=False, repr=False)  # see skip()
     _cache: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -148,6 +151,12 @@ class FileContext:
                 check_codes=v.check_codes,
             )
         return checks  # type: ignore[return-value]
+
+    def skip(self, kind: str) -> None:
+        """Count one item the parser read and the platform does not (a FHIR resource of a type no
+        table holds): not a record, not quarantine, but accounted for (``Counts.skipped_resources``).
+        `kind` is a type name, never a value of the file."""
+        self.skipped[kind] += 1
 
     def quarantine(self, position: int, reason: ReasonCode, message: str, raw: bytes = b"") -> Quarantined:
         return Quarantined(

@@ -14,7 +14,8 @@ IDENTITY_MISSING; one whose Patient is invalid gets that Patient's reason.
 List in the spec's ``files`` the resource files the platform reads (Patient, Encounter,
 Condition, Observation, MedicationRequest, MedicationStatement, Procedure) and in
 ``companions`` the files only read through references (Medication, Practitioner); a line of
-another type is skipped.
+another type (Claim, ExplanationOfBenefit...) is skipped and counted per type
+(``Counts.skipped_resources``), neither a record nor a quarantine row.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pdp.ingest.encoding import detect_encoding, iter_lines
 from pdp.ingest.model import IdentityFields, ParseOutcome
 from pdp.ingest.parsers.base import FileContext, parser
 from pdp.ingest.parsers.fhir_bundle_json import PRODUCES
-from pdp.ingest.parsers.fhir_entries import checked_identity, entry_outcome, validated
+from pdp.ingest.parsers.fhir_entries import REFERENCED_TYPES, checked_identity, entry_outcome, validated
 from pdp.ingest.parsers.fhir_ndjson import FhirOptions
 from pdp.ingest.reasons import ReasonCode
 from pdp.ingest.validate import Invalid
@@ -188,7 +189,7 @@ class _LazyExport:
         return self._export().patient(reference, ctx, opts)
 
     def validate_once(self, resource: dict[str, Any]) -> None:
-        if self._index is None and resource.get("resourceType") not in ("Medication", "Practitioner"):
+        if self._index is None and resource.get("resourceType") not in REFERENCED_TYPES:
             validated(resource)  # a line of the file read: no need to build the export's index for it
         else:
             self._export().validate_once(resource)

@@ -10,8 +10,11 @@ validated by its R4B model (``fhir.resources``) before anything is read from it;
 that fails, whose code is not valid or not in a system the spec maps, or whose Patient cannot
 be resolved or keyed is quarantined with its reason, and the others land:
 in = landed + quarantined, counted per resource. Resources of other types (Claim,
-ExplanationOfBenefit, CarePlan...) are not platform data: skipped, never counted as records;
-Medication and Practitioner resources are read through the references that point to them.
+ExplanationOfBenefit, CarePlan...) are not platform data: neither records nor quarantine rows,
+but counted per type as *skipped* (:meth:`~pdp.ingest.parsers.base.FileContext.skip`), so that
+what a sender sent is accounted for and a sender whose data the platform does not read shows in
+the ingestion report. Medication and Practitioner resources (:data:`REFERENCED_TYPES`) are read
+through the references that point to them: not records, not skipped.
 
 What a resource yields:
 
@@ -59,12 +62,15 @@ from pdp.ingest.parsers.fhir_ndjson import (
 from pdp.ingest.reasons import ReasonCode
 from pdp.ingest.validate import Checks, Invalid
 
-__all__ = ["READ_TYPES", "References", "entry_outcome", "is_fhir_type", "raw_of", "validated"]
+__all__ = ["READ_TYPES", "REFERENCED_TYPES", "References", "entry_outcome", "is_fhir_type", "raw_of", "validated"]
 
 READ_TYPES = frozenset(
     {"Patient", "Encounter", "Condition", "Observation", "MedicationRequest", "MedicationStatement", "Procedure"}
 )
 """Resource types that are records; any other type is skipped (or read through a reference)."""
+
+REFERENCED_TYPES = frozenset({"Medication", "Practitioner"})
+"""Resource types read through the references that point to them (a drug's code, a GP's RPPS): not skipped."""
 
 _NOT_A_FACT_STATUS = frozenset({"entered-in-error", "cancelled", "not-done"})
 _NOT_A_DIAGNOSIS = frozenset({"refuted", "entered-in-error"})
@@ -139,11 +145,14 @@ def checked_identity(patient: dict[str, Any], resources: References, ctx: FileCo
 def entry_outcome(
     resource: dict[str, Any], position: int, raw: bytes, ctx: FileContext, opts: FhirOptions, refs: References
 ) -> ParseOutcome | None:
-    """The record or the quarantine row of one resource; None for a type that is not a record."""
+    """The record or the quarantine row of one resource; None for a type that is not a record
+    (counted as skipped unless it is read through references)."""
     kind = resource.get("resourceType")
     if not is_fhir_type(kind):  # not a resource at all: refused, never skipped unseen (found by fuzzing)
         return ctx.quarantine(position, ReasonCode.FHIR_VALIDATION, "resource: no or unknown resourceType", raw)
     if kind not in READ_TYPES:
+        if kind not in REFERENCED_TYPES:
+            ctx.skip(kind)  # type: ignore[arg-type]
         return None
     try:
         refs.validate_once(resource)

@@ -1,25 +1,34 @@
-"""FHIR R4 Bundles as NDJSON (one Bundle per line): GP software exports, validated with ``fhir.resources``.
+"""FHIR R4 Bundles as NDJSON (one Bundle a line, GP software exports), and the helpers every FHIR parser shares.
 
-Why validate every bundle with the R4 models: GP software (SIA) exports are produced by many
-vendors, and a resource that is not valid FHIR (a string where a decimal belongs, an
-impossible date, an unknown element) is exactly what would otherwise slip into silver as a
-wrong value. ``fhir.resources`` (pydantic models, ``fhir.resources.R4B``: R4B is R4 for
-every resource read here) validates the whole bundle; a failure quarantines the line with the
-element path and the pydantic error type (FHIR_VALIDATION, or DATE_INVALID when every error
-is a date), never the value. The extraction then reads the plain JSON (faster than walking
-the models). A line over the spec's ``limits.max_record_bytes`` is RECORD_TOO_LARGE (never held
-whole), a document nested deeper than ``limits.max_json_depth`` is JSON_TOO_DEEP (checked before
-validation: deep nesting would otherwise exhaust the interpreter's stack and lose the file).
+Why one resource at a time: a GP's line holds a patient's whole file at that GP (years of
+visits, problems, prescriptions), and one bad code, impossible date or invalid resource must
+cost that resource only, never the patient's file. So a line is read as
+:mod:`pdp.ingest.parsers.fhir_bundle_json` reads a Bundle file — the same code
+(:func:`~pdp.ingest.parsers.fhir_bundle_json.bundle_outcomes`, then
+:func:`~pdp.ingest.parsers.fhir_entries.entry_outcome` per entry): one record or one quarantine
+row per resource, every row at the line's position, a quarantined entry's message naming its
+``Bundle.entry[i]`` (element paths and error types, never a value). Resources of the types the
+platform does not read (Claim, ExplanationOfBenefit, CarePlan...) are neither: they are counted
+per type as *skipped* (``Counts.skipped_resources``, printed by ``pdp ingest``).
 
-What a line yields: one record per Bundle (record id = Bundle.id) with the Patient's identity
-(FR Core: INS-NIR by identifier system, official = birth name, usual = used name, INSEE
-commune and birthplace extensions, declared GP's RPPS) and events from Encounter (visit),
-Condition, Observation (measurement), MedicationRequest/MedicationStatement (drug) and
-Procedure, coded by the first coding whose system the spec's options map.
+What stays one row for the whole line: a line that is not JSON (FHIR_JSON_INVALID), not a JSON
+object or not a Bundle (FHIR_VALIDATION), bytes not in the file's encoding (ENCODING_INVALID),
+over the spec's ``limits.max_record_bytes`` (RECORD_TOO_LARGE, never held whole), nested deeper
+than ``limits.max_json_depth`` (JSON_TOO_DEEP, checked before any validation: deep nesting would
+otherwise exhaust the interpreter's stack and lose the file), a Bundle whose own elements (all
+but its entries) are not valid FHIR, and a Bundle without any entry (FIELD_MISSING).
 
-Measured (CPU time, one core, bundles of 16 resources / 11 KiB): validation ~2.2 ms per bundle
-(~450 bundles/s), JSON decoding and extraction ~0.4 ms more: ~380 bundles/s in all. Parallelise
-across files for volume.
+Record ids are ``Type/id`` of the resource and visit keys ``Encounter/id``: sender-local, so the
+edge lands only their keyed hashes, as for every source.
+
+Shared by every FHIR parser: the spec options of FR Core identity (:class:`FhirIdentityOptions`),
+the NDJSON line loop (:func:`fhir_lines`, :func:`fhir_resources`), the value-free reading of a
+validation error, and the reading of a FR Core Patient (:func:`patient_identity`).
+
+Measured (``pdp bench fhir``: 40 generator-style bundles, 18 016 resources, 15.7 MB one a line,
+on a shared 2-core machine): 4.6 MB/s, ~5 300 resources/s per CPU-second through parse and edge,
+every read resource validated (``fhir_bundle_json`` on the same bundles: ~5 600 resources/s);
+when this format still validated each line's Bundle whole: 3.5 MB/s, ~4 000 resources/s.
 """
 
 from __future__ import annotations
@@ -33,17 +42,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pdp.ingest.encoding import Oversize, detect_encoding, iter_lines
 from pdp.ingest.limits import json_too_deep
-from pdp.ingest.model import Event, IdentityFields, ParseOutcome, Quarantined, SourceRecord
+from pdp.ingest.model import IdentityFields, ParseOutcome, Quarantined, SourceRecord
 from pdp.ingest.parsers.base import FileContext, parser
 from pdp.ingest.reasons import ReasonCode
 from pdp.ingest.validate import Checks, Invalid
 
 __all__ = [
+    "PRODUCES",
     "FhirIdentityOptions",
     "FhirOptions",
     "ResourceIndex",
     "checked_patient",
     "contained_subject",
+    "fhir_lines",
     "fhir_resources",
     "parse_fhir_ndjson",
     "patient_identity",
@@ -51,8 +62,9 @@ __all__ = [
 ]
 
 _SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
-_DATE_ERRORS = frozenset(
-    {"date_parsing", "date_from_datetime_parsing", "date_from_datetime_inexact", "datetime_parsing", "date_type"}
+_DATE_ERRORS = frozenset(  # pydantic's error types of an impossible date (2023-02-30), in a date or a dateTime
+    {"date_parsing", "date_from_datetime_parsing", "date_from_datetime_inexact", "datetime_parsing",
+     "datetime_from_date_parsing", "date_type"}
 )
 _Options = TypeVar("_Options", bound=BaseModel)
 _BIRTH_TIME = "http://hl7.org/fhir/StructureDefinition/patient-birthTime"
@@ -83,32 +95,36 @@ class FhirOptions(FhirIdentityOptions):
         return set(self.coding_systems.values())
 
 
-@parser(
-    "fhir_bundle_ndjson",
-    options=FhirOptions,
-    produces=("condition", "drug", "measurement", "procedure", "visit"),
-)
+PRODUCES = ("condition", "drug", "measurement", "observation", "procedure", "visit")
+"""Event domains of the FHIR parsers that read clinical resources (:mod:`pdp.ingest.parsers.fhir_entries`)."""
+
+
+@parser("fhir_bundle_ndjson", options=FhirOptions, produces=PRODUCES)
 def parse_fhir_ndjson(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome]:
-    """NDJSON of FHIR R4 Bundles: one record per line, validated with fhir.resources."""
-    from fhir.resources.R4B.bundle import Bundle  # heavy import: only when a FHIR file is read
+    """NDJSON of FHIR R4 Bundles, one a line: one record per resource, references resolved within its line."""
+    # fhir_bundle_json imports this module's helpers: its bundle reading is imported when a file is read
+    from pdp.ingest.parsers.fhir_bundle_json import bundle_outcomes
 
     opts: FhirOptions = ctx.spec.parser_options  # type: ignore[assignment]
-    for item in fhir_resources(stream, ctx, "Bundle", Bundle):
+    for item in fhir_lines(stream, ctx, "Bundle"):
         if isinstance(item, Quarantined):
             yield item
-        else:
-            position, raw, bundle = item
-            yield record_or_quarantine(_record, bundle, position, raw, ctx, opts)
+            continue
+        position, raw, bundle = item
+        if not bundle.get("entry"):
+            yield ctx.quarantine(position, ReasonCode.FIELD_MISSING, "Bundle.entry: none (no resource to read)", raw)
+            continue
+        yield from bundle_outcomes(bundle, ctx, opts, line=position, raw=raw)
 
 
-def fhir_resources(
-    stream: BinaryIO, ctx: FileContext, resource_type: str, model: type[BaseModel]
+def fhir_lines(
+    stream: BinaryIO, ctx: FileContext, resource_type: str
 ) -> Iterator[Quarantined | tuple[int, bytes, dict[str, Any]]]:
-    """The FHIR NDJSON line loop shared by the FHIR parsers: (position, raw, resource) per valid line.
+    """The FHIR NDJSON line loop shared by the FHIR parsers: (position, raw, JSON object) per line that
+    is a JSON object of `resource_type`, not yet validated as FHIR.
 
-    Each non-blank line must be a JSON object of `resource_type` that the R4B `model` validates;
-    anything else is a quarantine row (FHIR_JSON_INVALID, FHIR_VALIDATION, DATE_INVALID or
-    ENCODING_INVALID) whose message names element paths and error types, never a value.
+    Anything else is a quarantine row for the whole line (RECORD_TOO_LARGE, ENCODING_INVALID,
+    JSON_TOO_DEEP, FHIR_JSON_INVALID or FHIR_VALIDATION) whose message never quotes a value.
     """
     encoding = detect_encoding(stream, ctx.spec.encoding, latin1_fallback=ctx.spec.latin1_fallback)
     limits = ctx.spec.limits
@@ -139,6 +155,21 @@ def fhir_resources(
         if resource.get("resourceType") != resource_type:
             yield ctx.quarantine(position, ReasonCode.FHIR_VALIDATION, f"resourceType is not {resource_type}", raw)
             continue
+        yield position, raw, resource
+
+
+def fhir_resources(
+    stream: BinaryIO, ctx: FileContext, resource_type: str, model: type[BaseModel]
+) -> Iterator[Quarantined | tuple[int, bytes, dict[str, Any]]]:
+    """:func:`fhir_lines`, each resource validated whole by the R4B `model`: for formats whose line is
+    one record (a QuestionnaireResponse). A validation failure is FHIR_VALIDATION or DATE_INVALID,
+    the message naming element paths and error types, never a value.
+    """
+    for item in fhir_lines(stream, ctx, resource_type):
+        if isinstance(item, Quarantined):
+            yield item
+            continue
+        position, raw, resource = item
         try:
             model.model_validate(resource)
         except ValidationError as exc:
@@ -170,11 +201,11 @@ class ResourceIndex:
         self.entries: list[tuple[int, dict[str, Any]]] = []
         self.by_ref: dict[str, dict[str, Any]] = {}
         for index, entry in enumerate(bundle.get("entry") or []):
-            resource = entry.get("resource")
+            resource = entry.get("resource") if isinstance(entry, dict) else None
             if not isinstance(resource, dict):
-                continue
+                continue  # not a resource: the entry's own row says so
             self.entries.append((index, resource))
-            if entry.get("fullUrl"):
+            if isinstance(entry.get("fullUrl"), str) and entry["fullUrl"]:
                 self.by_ref[entry["fullUrl"]] = resource
             if resource.get("id"):
                 self.by_ref[f"{resource.get('resourceType')}/{resource['id']}"] = resource
@@ -222,31 +253,6 @@ def checked_patient(
     if patient is None or patient.get("resourceType") != "Patient":
         raise Invalid(ReasonCode.IDENTITY_MISSING, missing)
     return ctx.checks.identity(patient_identity(patient, resources, opts), "%Y-%m-%d", where="Patient")
-
-
-def _record(bundle: dict[str, Any], position: int, raw: bytes, ctx: FileContext, opts: FhirOptions) -> SourceRecord:
-    resources = ResourceIndex(bundle)
-    patients = [r for _, r in resources.entries if r.get("resourceType") == "Patient"]
-    if len(patients) > 1:
-        raise Invalid(ReasonCode.FHIR_VALIDATION, f"Bundle: {len(patients)} Patient resources, one expected")
-    identity = checked_patient(patients[0] if patients else None, resources, ctx, opts,
-                               missing="Bundle: no Patient resource")
-    checks = ctx.checks
-    events: list[Event] = []
-    for index, resource in resources.entries:
-        kind = resource.get("resourceType")
-        extract = _EXTRACTORS.get(kind)  # type: ignore[arg-type]
-        if extract is not None:
-            events.append(extract(resource, f"entry[{index}] {kind}", resources, checks, opts))
-    return SourceRecord(
-        source=ctx.source,
-        file=ctx.file,
-        position=position,
-        record_id=bundle.get("id"),
-        raw=raw,
-        identity=identity,
-        events=tuple(events),
-    )
 
 
 def patient_identity(
@@ -334,169 +340,5 @@ def _day(value: str | None, where: str, checks: Checks) -> Any:
     return checks.date(value[:10], "%Y-%m-%d", where)
 
 
-def _event(
-    resource: dict[str, Any],
-    where: str,
-    *,
-    domain: str,
-    concept: dict[str, Any] | None,
-    start: str | None,
-    checks: Checks,
-    opts: FhirOptions,
-    resources: ResourceIndex,
-    actor: dict[str, Any] | None,
-    status: str | None,
-    end: str | None = None,
-    value: float | None = None,
-    unit: str | None = None,
-    visit_key: str | None = None,
-) -> Event:
-    system, code = _coding(concept, f"{where} code", opts)
-    event = Event(
-        domain=domain,  # type: ignore[arg-type]
-        code_system=system,
-        code=code,
-        start_date=_day(start, f"{where} date", checks),
-        end_date=_day(end, f"{where} end", checks) if end else None,
-        value=value,
-        unit=unit,
-        visit_key=visit_key or _encounter_id(resource, resources),
-        provider=_practitioner_rpps(resources.resolve(actor), opts),
-        status=status,
-        source_value=code,
-    )
-    return checks.event(event, f"{where} code")
-
-
-def _encounter_id(resource: dict[str, Any], resources: ResourceIndex) -> str | None:
-    encounter = resources.resolve(resource.get("encounter") or resource.get("context"))
-    return encounter.get("id") if encounter else None
-
-
-def _status(concept: dict[str, Any] | None) -> str | None:
-    codings = (concept or {}).get("coding") or []
-    return codings[0].get("code") if codings else None
-
-
 def _period_start(resource: dict[str, Any], prefix: str) -> str | None:
     return resource.get(f"{prefix}DateTime") or (resource.get(f"{prefix}Period") or {}).get("start")
-
-
-def _encounter(r: dict, where: str, res: ResourceIndex, checks: Checks, opts: FhirOptions) -> Event:
-    types = r.get("type") or []
-    concept = types[0] if types else {"coding": [r["class"]] if isinstance(r.get("class"), dict) else []}
-    period = r.get("period") or {}
-    participants = r.get("participant") or [{}]
-    return _event(
-        r,
-        where,
-        domain="visit",
-        concept=concept,
-        start=period.get("start"),
-        end=period.get("end"),
-        checks=checks,
-        opts=opts,
-        resources=res,
-        actor=participants[0].get("individual"),
-        status=r.get("status"),
-        visit_key=r.get("id"),
-    )
-
-
-def _condition(r: dict, where: str, res: ResourceIndex, checks: Checks, opts: FhirOptions) -> Event:
-    return _event(
-        r,
-        where,
-        domain="condition",
-        concept=r.get("code"),
-        start=_period_start(r, "onset") or r.get("recordedDate"),
-        checks=checks,
-        opts=opts,
-        resources=res,
-        actor=r.get("recorder") or r.get("asserter"),
-        status=_status(r.get("clinicalStatus")),
-    )
-
-
-def _observation(r: dict, where: str, res: ResourceIndex, checks: Checks, opts: FhirOptions) -> Event:
-    quantity = r.get("valueQuantity") or {}
-    value = quantity.get("value")
-    unit = quantity.get("code") if quantity.get("system") == "http://unitsofmeasure.org" else quantity.get("unit")
-    performers = r.get("performer") or [None]
-    return _event(
-        r,
-        where,
-        domain="measurement",
-        concept=r.get("code"),
-        start=_period_start(r, "effective") or r.get("issued"),
-        checks=checks,
-        opts=opts,
-        resources=res,
-        actor=performers[0],
-        status=r.get("status"),
-        value=float(value) if value is not None else None,
-        unit=unit or None,
-    )
-
-
-def _medication(r: dict, res: ResourceIndex) -> dict[str, Any] | None:
-    if r.get("medicationCodeableConcept"):
-        return r["medicationCodeableConcept"]
-    medication = res.resolve(r.get("medicationReference"))
-    return medication.get("code") if medication else None
-
-
-def _medication_request(r: dict, where: str, res: ResourceIndex, checks: Checks, opts: FhirOptions) -> Event:
-    return _event(
-        r,
-        where,
-        domain="drug",
-        concept=_medication(r, res),
-        start=r.get("authoredOn"),
-        checks=checks,
-        opts=opts,
-        resources=res,
-        actor=r.get("requester"),
-        status=r.get("status"),
-    )
-
-
-def _medication_statement(r: dict, where: str, res: ResourceIndex, checks: Checks, opts: FhirOptions) -> Event:
-    return _event(
-        r,
-        where,
-        domain="drug",
-        concept=_medication(r, res),
-        start=_period_start(r, "effective") or r.get("dateAsserted"),
-        checks=checks,
-        opts=opts,
-        resources=res,
-        actor=r.get("informationSource"),
-        status=r.get("status"),
-    )
-
-
-def _procedure(r: dict, where: str, res: ResourceIndex, checks: Checks, opts: FhirOptions) -> Event:
-    performers = r.get("performer") or [{}]
-    return _event(
-        r,
-        where,
-        domain="procedure",
-        concept=r.get("code"),
-        start=_period_start(r, "performed"),
-        checks=checks,
-        opts=opts,
-        resources=res,
-        actor=performers[0].get("actor"),
-        status=r.get("status"),
-    )
-
-
-_EXTRACTORS = {
-    "Encounter": _encounter,
-    "Condition": _condition,
-    "Observation": _observation,
-    "MedicationRequest": _medication_request,
-    "MedicationStatement": _medication_statement,
-    "Procedure": _procedure,
-}

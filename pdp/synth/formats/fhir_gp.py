@@ -11,6 +11,11 @@ Bundles are built as plain dicts and serialised with `json.dumps` (no fhir.resou
 models at generation time: there are millions of them); the tests validate every line
 with the R4 models. Resource ids are name-based UUIDs (RFC 4122 version 5) of the seed
 and the event ids, so the output is identical for a given seed.
+
+The record is the resource, as the ingest reads it (``fhir_bundle_ndjson``: one record per
+resource, so one bad entry costs that entry only): a file's record count (the manifest) and its
+ground-truth record links (``Type/id``) are those of every resource of its bundles but the
+Practitioners, which are read through the references to them and are not records.
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ _AMBULATORY = {
     "display": "ambulatory",
 }
 _ACTIVE_PRESCRIPTION_DAYS = 365
+_NOT_RECORDS = frozenset({"Practitioner"})  # read through the references to them (the ingest's REFERENCED_TYPES)
 
 # Compact UTF-8 JSON; no circularity check (the dicts are trees, some shared subtrees).
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
@@ -88,12 +94,13 @@ def render_gp_bundles(
     identity_of: Callable[[Person, str], SourceIdentity],
 ) -> list[Rendered]:
     """One Bundle per (person, GP) for every GP who recorded events about the person,
-    appended to that GP's NDJSON file, plus one ground-truth record link per bundle.
+    appended to that GP's NDJSON file, plus one ground-truth record link per record (resource).
 
     GP files come first (in order of first appearance), then the record links.
     """
     gps = {gp.rpps: gp for gp in world.gps}
     lines: dict[str, list[str]] = {}
+    records: dict[str, int] = {}
     links: list[Rendered] = []
     for person in persons:
         files = gp_files(person.events)
@@ -104,12 +111,24 @@ def render_gp_bundles(
             author = gps.get(rpps) or _author_from_person(person, rpps)
             bundle = build_bundle(person, identity, author, events, world)
             lines.setdefault(rpps, []).append(_to_json(bundle))
-            links.append(record_link(SOURCE, gp_file_path(rpps), bundle["id"], person.person_id))
+            ids = record_ids(bundle)
+            records[rpps] = records.get(rpps, 0) + len(ids)
+            links += [record_link(SOURCE, gp_file_path(rpps), rid, person.person_id) for rid in ids]
     files_out = [
-        Rendered(FileSpec(path=gp_file_path(rpps)), "\n".join(texts) + "\n", len(texts))
+        Rendered(FileSpec(path=gp_file_path(rpps)), "\n".join(texts) + "\n", records[rpps])
         for rpps, texts in lines.items()
     ]
     return files_out + links
+
+
+def record_ids(bundle: dict[str, Any]) -> list[str]:
+    """The sender record ids of a bundle as the ingest reads it: ``Type/id`` of every resource but
+    the Practitioners (read through references, not records)."""
+    return [
+        f"{r['resourceType']}/{r['id']}"
+        for r in (e["resource"] for e in bundle["entry"])
+        if r["resourceType"] not in _NOT_RECORDS
+    ]
 
 
 def gp_files(events: list[ClinicalEvent]) -> list[tuple[str, list[ClinicalEvent]]]:
