@@ -726,6 +726,10 @@ def keys_init_command(
         Path | None,
         typer.Option(help="Create a new random master key in this file first (development and demo only)."),
     ] = None,
+    create_hsm_key: Annotated[
+        bool,
+        typer.Option(help="PDP_KMS=pkcs11: first create the token's non-extractable AES master key if it is absent."),
+    ] = False,
 ) -> None:
     """Create version 1 of the pseudonym and vault keys, wrapped under the master key."""
     from pdp.config import Settings, get_settings
@@ -733,6 +737,13 @@ def keys_init_command(
 
     with _key_store_errors():
         settings = get_settings()
+        if create_hsm_key:
+            if settings.kms != "pkcs11" or new_master_key_file is not None:
+                raise UserError("--create-hsm-key needs PDP_KMS=pkcs11 (and no --new-master-key-file)")
+            from pdp.pseudonym.hsm import create_pkcs11_master_key
+
+            kek = create_pkcs11_master_key(settings)
+            console.print(f"HSM master key {kek.kek_id}: {'created' if kek.created else 'already there'}")
         if new_master_key_file is not None:
             from pdp.pseudonym.kms import create_master_key_file
 

@@ -96,6 +96,7 @@ __all__ = [
     "keys_init",
     "keys_rotate",
     "keys_status",
+    "master_key_from_settings",
 ]
 
 Purpose = Literal["pseudonym", "vault", "record", "nametoken", "opposition", "seal", "serving", "psi"]
@@ -163,6 +164,15 @@ class PublicKey:
     raw: bytes
 
 
+def master_key_from_settings(settings: Settings) -> KeyEncryptionService:
+    """The master key ``PDP_KMS`` names: the local key, or the PKCS#11 token's key."""
+    if settings.kms == "pkcs11":
+        from pdp.pseudonym.hsm import Pkcs11MasterKey
+
+        return Pkcs11MasterKey.from_settings(settings)
+    return LocalMasterKey.from_settings(settings)
+
+
 def _aad(purpose: str, version: int) -> bytes:
     return f"{_FORMAT}\x1f{purpose}\x1f{version}".encode("ascii")
 
@@ -199,16 +209,19 @@ class KeyStore:
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> KeyStore:
-        """The key store of the settings, opened with the local master key.
+        """The key store of the settings, opened with the master key ``PDP_KMS`` selects.
 
+        ``local`` (default): PDP_MASTER_KEY or PDP_MASTER_KEY_FILE. ``pkcs11``: the non-extractable
+        key ``PDP_PKCS11_KEY_LABEL`` of token ``PDP_PKCS11_TOKEN`` (:mod:`pdp.pseudonym.hsm`).
         Fails closed: no master key, a malformed one, both PDP_MASTER_KEY and
-        PDP_MASTER_KEY_FILE, or a key that does not open the existing files → KeyStoreError.
+        PDP_MASTER_KEY_FILE, an unreachable or misconfigured token, a key that does not open the
+        existing files, or files wrapped by another master key → KeyStoreError.
         """
         if settings is None:
             from pdp.config import get_settings
 
             settings = get_settings()
-        return cls(Path(settings.key_store), LocalMasterKey.from_settings(settings))
+        return cls(Path(settings.key_store), master_key_from_settings(settings))
 
     @property
     def directory(self) -> Path:
