@@ -6,7 +6,10 @@ env var or a key file: embedded, like the rest of the platform); in production i
 in a key-management service that never releases it — Vault/OpenBao transit, a cloud KMS —
 which only wraps and unwraps on request. :class:`KeyEncryptionService` is that contract; the
 key store speaks only to it, so moving to a KMS is a different object passed to
-``KeyStore(directory, master_key=...)``, not a code change in the store.
+``KeyStore(directory, master_key=...)``, not a code change in the store. ``PDP_KMS`` chooses
+it in ``KeyStore.from_settings``: ``local`` (this module's :class:`LocalMasterKey`) or
+``pkcs11`` (:class:`~pdp.pseudonym.hsm.Pkcs11MasterKey`: a non-extractable key in an HSM that
+wraps and unwraps inside the token).
 
 A service implementation must: authenticate what it unwraps (raise :class:`UnwrapError`
 when the wrapped bytes or the associated data do not match — a wrong key must fail, never

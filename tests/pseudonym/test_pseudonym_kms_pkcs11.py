@@ -195,6 +195,19 @@ def test_another_key_under_the_same_label_does_not_open_the_store(hsm: Hsm, hsm_
     assert message == "master key does not open the key store"
 
 
+def test_a_key_that_could_be_extracted_is_refused(hsm: Hsm, hsm_settings: SettingsFactory) -> None:
+    """A key someone made by hand with CKA_EXTRACTABLE is not a master key: its value could leave the token."""
+    import pkcs11
+
+    settings = hsm_settings()
+    with token_session(hsm) as session:
+        session.generate_key(pkcs11.KeyType.AES, 256, label=settings.pkcs11_key_label, store=True,
+                             template={pkcs11.Attribute.EXTRACTABLE: True, pkcs11.Attribute.SENSITIVE: True})
+    message = one_line_error(lambda: KeyStore.from_settings(settings), pin=hsm.pin)
+    assert message.startswith(f"PKCS#11 key '{settings.pkcs11_key_label}' in token '{TOKEN}' can be extracted")
+    assert not settings.key_store.exists()
+
+
 # --- a store wrapped by one master key is not read with another ------------------------------------
 
 
@@ -279,7 +292,9 @@ def test_no_pin_and_no_key_material_in_a_repr(hsm: Hsm, hsm_settings: SettingsFa
     kek = create_pkcs11_master_key(settings)
     assert repr(kek) == str(kek) == f"Pkcs11MasterKey(kek_id='pkcs11:{TOKEN}/{settings.pkcs11_key_label}')"
     assert hsm.pin not in repr(vars(kek).get("_token")) and hsm.pin not in repr(settings)
-    assert isinstance(kek, Pkcs11MasterKey)
+    from pdp.pseudonym import Pkcs11MasterKey as exported
+
+    assert exported is Pkcs11MasterKey and isinstance(kek, Pkcs11MasterKey)
 
 
 # --- the command a deployer runs once ---------------------------------------------------------------
