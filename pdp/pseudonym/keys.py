@@ -74,10 +74,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pdp.pseudonym.kms import (
     KeyEncryptionService,
     KeyStoreError,
-    LocalMasterKey,
     MasterKey,
     MasterKeyError,
     UnwrapError,
+    master_key_from_settings,
 )
 
 if TYPE_CHECKING:
@@ -96,7 +96,6 @@ __all__ = [
     "keys_init",
     "keys_rotate",
     "keys_status",
-    "master_key_from_settings",
 ]
 
 Purpose = Literal["pseudonym", "vault", "record", "nametoken", "opposition", "seal", "serving", "psi"]
@@ -162,15 +161,6 @@ class PublicKey:
     purpose: Purpose
     version: int
     raw: bytes
-
-
-def master_key_from_settings(settings: Settings) -> KeyEncryptionService:
-    """The master key ``PDP_KMS`` names: the local key, or the PKCS#11 token's key."""
-    if settings.kms == "pkcs11":
-        from pdp.pseudonym.hsm import Pkcs11MasterKey
-
-        return Pkcs11MasterKey.from_settings(settings)
-    return LocalMasterKey.from_settings(settings)
 
 
 def _aad(purpose: str, version: int) -> bytes:

@@ -50,6 +50,7 @@ __all__ = [
     "MasterKeyError",
     "UnwrapError",
     "create_master_key_file",
+    "master_key_from_settings",
 ]
 
 MASTER_KEY_BYTES = 32
@@ -176,6 +177,18 @@ class LocalMasterKey:
             return self._aead.decrypt(wrapped[:_NONCE_BYTES], wrapped[_NONCE_BYTES:], aad)
         except InvalidTag:
             raise UnwrapError("master key does not open the key store") from None
+
+
+def master_key_from_settings(settings: Settings) -> KeyEncryptionService:
+    """The master key ``PDP_KMS`` names: the local key, or the PKCS#11 token's key (fails closed).
+
+    The one place a service is chosen: the key store and the audit signing keys both open theirs here.
+    """
+    if settings.kms == "pkcs11":
+        from pdp.pseudonym.hsm import Pkcs11MasterKey
+
+        return Pkcs11MasterKey.from_settings(settings)
+    return LocalMasterKey.from_settings(settings)
 
 
 def create_master_key_file(path: Path) -> Path:

@@ -208,6 +208,19 @@ def test_a_key_that_could_be_extracted_is_refused(hsm: Hsm, hsm_settings: Settin
     assert not settings.key_store.exists()
 
 
+def test_the_audit_signing_keys_are_wrapped_by_the_hsm_too(hsm_settings: SettingsFactory) -> None:
+    """PDP_KMS applies to every key the store directory holds, the audit log's signing key included."""
+    from pdp.governance.audit.signing import AuditSigningKeys
+
+    settings = hsm_settings()
+    kek = create_pkcs11_master_key(settings)
+    signer = AuditSigningKeys.from_settings(settings).ensure()
+    reopened = AuditSigningKeys.from_settings(settings)
+    assert f"master_key={kek.kek_id!r}" in repr(reopened)
+    reopened.public_keys()[signer.key_id].verify(signer.sign(b"tree head"), b"tree head")
+    assert reopened.ensure().key_id == signer.key_id
+
+
 # --- a store wrapped by one master key is not read with another ------------------------------------
 
 
