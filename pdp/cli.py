@@ -134,7 +134,8 @@ def demo(
     console.print(
         f"care actions at {summary['reference_date']}: {total:,} on pathways, {overdue:,} overdue (ground truth)"
     )
-    if settings.master_key is None and settings.master_key_file is None and "PDP_MASTER_KEY" not in os.environ:
+    no_local_key = settings.master_key is None and settings.master_key_file is None
+    if settings.kms == "local" and no_local_key and "PDP_MASTER_KEY" not in os.environ:  # pkcs11: the token's key
         demo_key = (settings.var_dir / "demo-master.key").resolve()
         if not demo_key.exists():
             from pdp.pseudonym.kms import create_master_key_file
