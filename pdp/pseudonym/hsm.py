@@ -14,14 +14,16 @@ version) passed as GCM's AAD. Wrapped form = nonce ‖ ciphertext ‖ tag (12 + 
 or altered key file fails under either. Why GCM and not the token's key wrap
 (``C_WrapKey`` with CKM_AES_KEY_WRAP_PAD): key wrap binds no associated data, so it would need a
 second authenticated construction (an HMAC under a second token key over wrapped ‖ aad) and two
-token objects; GCM binds the AAD in one call, and SoftHSM2 and the usual HSMs (Thales Luna,
-Entrust nShield, AWS CloudHSM, YubiHSM 2 through its PKCS#11 module) offer it. A token without
-CKM_AES_GCM is refused with one line; there is deliberately no weaker fallback. (A token in a
-strict FIPS mode that insists on generating GCM nonces itself is not supported yet.)
+token objects; GCM binds the AAD in one call. SoftHSM2 offers it, as do most current HSMs (check
+the vendor's mechanism list, e.g. ``pkcs11-tool --module LIB --list-mechanisms``). A token
+without CKM_AES_GCM is refused with one line; there is deliberately no weaker fallback. (A token
+in a strict FIPS mode that insists on generating GCM nonces itself is not supported yet.)
 
 Sessions: each wrap/unwrap opens a session, logs in, finds the key, runs one operation, then
 logs out and closes (~5 ms on SoftHSM2), under one process-wide lock — PKCS#11 login is per
-application, so two long-lived logged-in sessions of one process would log each other out.
+application, so two long-lived logged-in sessions of one process would log each other out
+(another library of the same process keeping the token logged in makes our login fail with
+``UserAlreadyLoggedIn``, reported as one line).
 The PIN is kept in a private attribute for those logins; it is never in a repr, an exception
 or a log line.
 
