@@ -28,6 +28,7 @@ test: setup
 	$(BIN)/ruff check pdp tests
 	bash infra/setup/postgres.sh >/dev/null
 	bash infra/setup/chromium.sh >/dev/null
+	bash infra/setup/softhsm.sh >/dev/null
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-cluster: setup

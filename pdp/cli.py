@@ -138,7 +138,8 @@ def demo(
     console.print(
         f"care actions at {summary['reference_date']}: {total:,} on pathways, {overdue:,} overdue (ground truth)"
     )
-    if settings.master_key is None and settings.master_key_file is None and "PDP_MASTER_KEY" not in os.environ:
+    no_local_key = settings.master_key is None and settings.master_key_file is None
+    if settings.kms == "local" and no_local_key and "PDP_MASTER_KEY" not in os.environ:  # pkcs11: the token's key
         demo_key = (settings.var_dir / "demo-master.key").resolve()
         if not demo_key.exists():
             from pdp.pseudonym.kms import create_master_key_file
@@ -741,6 +742,10 @@ def keys_init_command(
         Path | None,
         typer.Option(help="Create a new random master key in this file first (development and demo only)."),
     ] = None,
+    create_hsm_key: Annotated[
+        bool,
+        typer.Option(help="PDP_KMS=pkcs11: first create the token's non-extractable AES master key if it is absent."),
+    ] = False,
 ) -> None:
     """Create version 1 of the pseudonym and vault keys, wrapped under the master key."""
     from pdp.config import Settings, get_settings
@@ -748,6 +753,13 @@ def keys_init_command(
 
     with _key_store_errors():
         settings = get_settings()
+        if create_hsm_key:
+            if settings.kms != "pkcs11" or new_master_key_file is not None:
+                raise UserError("--create-hsm-key needs PDP_KMS=pkcs11 (and no --new-master-key-file)")
+            from pdp.pseudonym.hsm import create_pkcs11_master_key
+
+            kek = create_pkcs11_master_key(settings)
+            console.print(f"HSM master key {kek.kek_id}: {'created' if kek.created else 'already there'}")
         if new_master_key_file is not None:
             from pdp.pseudonym.kms import create_master_key_file
 

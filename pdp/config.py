@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +48,22 @@ class Settings(BaseSettings):
     )
     master_key: SecretStr | None = Field(
         None, description="Master key, base64 of 32 random bytes (alternative to PDP_MASTER_KEY_FILE); never commit it."
+    )
+    kms: Literal["local", "pkcs11"] = Field(
+        "local",
+        description="What holds the master key: `local` (PDP_MASTER_KEY or PDP_MASTER_KEY_FILE) or `pkcs11` "
+        "(a non-extractable key in an HSM/PKCS#11 token that wraps the data keys itself).",
+    )
+    pkcs11_module: Path | None = Field(
+        None, description="PDP_KMS=pkcs11: the token's PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so)."
+    )
+    pkcs11_token: str | None = Field(None, description="PDP_KMS=pkcs11: the token's label.")
+    pkcs11_key_label: str = Field("pdp-master", description="PDP_KMS=pkcs11: label of the AES master key in the token.")
+    pkcs11_pin: SecretStr | None = Field(
+        None, description="PDP_KMS=pkcs11: the token's user PIN (alternative to PDP_PKCS11_PIN_FILE); never logged."
+    )
+    pkcs11_pin_file: Path | None = Field(
+        None, description="PDP_KMS=pkcs11: file (mode 0600) holding the user PIN (alternative to PDP_PKCS11_PIN)."
     )
     synth_chunk_persons: int = Field(2000, ge=100, description="Persons generated per chunk by `pdp synth`.")
     synth_workers: int = Field(0, ge=0, description="Generator worker processes (0 = one per core).")

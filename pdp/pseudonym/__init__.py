@@ -26,6 +26,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pdp.pseudonym.hsm import Pkcs11MasterKey
     from pdp.pseudonym.keys import DataKey, KeyInfo, KeyStore, KeyStoreError
     from pdp.pseudonym.kms import KeyEncryptionService, LocalMasterKey
     from pdp.pseudonym.nir import Nir, NirInvalid, parse_nir
@@ -42,6 +43,7 @@ __all__ = [
     "LocalMasterKey",
     "Nir",
     "NirInvalid",
+    "Pkcs11MasterKey",
     "Pseudonymiser",
     "RawIdentity",
     "ReasonCode",
@@ -63,6 +65,7 @@ _HOME = {
     "KeyStoreError": "keys",
     "KeyEncryptionService": "kms",
     "LocalMasterKey": "kms",
+    "Pkcs11MasterKey": "hsm",
     "Pseudonymiser": "pseudonymise",
 }
 

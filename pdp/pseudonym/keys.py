@@ -74,10 +74,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pdp.pseudonym.kms import (
     KeyEncryptionService,
     KeyStoreError,
-    LocalMasterKey,
     MasterKey,
     MasterKeyError,
     UnwrapError,
+    master_key_from_settings,
 )
 
 if TYPE_CHECKING:
@@ -199,16 +199,19 @@ class KeyStore:
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> KeyStore:
-        """The key store of the settings, opened with the local master key.
+        """The key store of the settings, opened with the master key ``PDP_KMS`` selects.
 
+        ``local`` (default): PDP_MASTER_KEY or PDP_MASTER_KEY_FILE. ``pkcs11``: the non-extractable
+        key ``PDP_PKCS11_KEY_LABEL`` of token ``PDP_PKCS11_TOKEN`` (:mod:`pdp.pseudonym.hsm`).
         Fails closed: no master key, a malformed one, both PDP_MASTER_KEY and
-        PDP_MASTER_KEY_FILE, or a key that does not open the existing files → KeyStoreError.
+        PDP_MASTER_KEY_FILE, an unreachable or misconfigured token, a key that does not open the
+        existing files, or files wrapped by another master key → KeyStoreError.
         """
         if settings is None:
             from pdp.config import get_settings
 
             settings = get_settings()
-        return cls(Path(settings.key_store), LocalMasterKey.from_settings(settings))
+        return cls(Path(settings.key_store), master_key_from_settings(settings))
 
     @property
     def directory(self) -> Path:

@@ -6,7 +6,10 @@ env var or a key file: embedded, like the rest of the platform); in production i
 in a key-management service that never releases it — Vault/OpenBao transit, a cloud KMS —
 which only wraps and unwraps on request. :class:`KeyEncryptionService` is that contract; the
 key store speaks only to it, so moving to a KMS is a different object passed to
-``KeyStore(directory, master_key=...)``, not a code change in the store.
+``KeyStore(directory, master_key=...)``, not a code change in the store. ``PDP_KMS`` chooses
+it in ``KeyStore.from_settings``: ``local`` (this module's :class:`LocalMasterKey`) or
+``pkcs11`` (:class:`~pdp.pseudonym.hsm.Pkcs11MasterKey`: a non-extractable key in an HSM that
+wraps and unwraps inside the token).
 
 A service implementation must: authenticate what it unwraps (raise :class:`UnwrapError`
 when the wrapped bytes or the associated data do not match — a wrong key must fail, never
@@ -47,6 +50,7 @@ __all__ = [
     "MasterKeyError",
     "UnwrapError",
     "create_master_key_file",
+    "master_key_from_settings",
 ]
 
 MASTER_KEY_BYTES = 32
@@ -173,6 +177,18 @@ class LocalMasterKey:
             return self._aead.decrypt(wrapped[:_NONCE_BYTES], wrapped[_NONCE_BYTES:], aad)
         except InvalidTag:
             raise UnwrapError("master key does not open the key store") from None
+
+
+def master_key_from_settings(settings: Settings) -> KeyEncryptionService:
+    """The master key ``PDP_KMS`` names: the local key, or the PKCS#11 token's key (fails closed).
+
+    The one place a service is chosen: the key store and the audit signing keys both open theirs here.
+    """
+    if settings.kms == "pkcs11":
+        from pdp.pseudonym.hsm import Pkcs11MasterKey
+
+        return Pkcs11MasterKey.from_settings(settings)
+    return LocalMasterKey.from_settings(settings)
 
 
 def create_master_key_file(path: Path) -> Path:

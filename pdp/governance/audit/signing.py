@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from pdp.pseudonym.kms import KeyEncryptionService, KeyStoreError, LocalMasterKey, UnwrapError
+from pdp.pseudonym.kms import KeyEncryptionService, KeyStoreError, UnwrapError, master_key_from_settings
 
 if TYPE_CHECKING:
     from pdp.config import Settings
@@ -123,12 +123,12 @@ class AuditSigningKeys:
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> AuditSigningKeys:
-        """The signing keys of the settings' key store, under the local master key (fails closed)."""
+        """The signing keys of the settings' key store, under the master key PDP_KMS names (fails closed)."""
         if settings is None:
             from pdp.config import get_settings
 
             settings = get_settings()
-        return cls(Path(settings.key_store), LocalMasterKey.from_settings(settings))
+        return cls(Path(settings.key_store), master_key_from_settings(settings))
 
     def ensure(self) -> AuditSigner:
         """The current signer, creating version 1 if there is none yet."""
