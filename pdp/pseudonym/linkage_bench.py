@@ -1,7 +1,9 @@
 """`pdp bench linkage`: linkage quality against the synthetic ground truth, and its throughput
 against the deterministic-only pass measured in the same run.
 
-Generates the 20 000-person territory (douaisis, seed 7) into a temporary directory, reads
+Generates a 20 000-person territory (douaisis, seed 8191: a seed no test uses, so that nothing
+in the linkage was tuned on it; with the generator's error kinds the model was not designed
+around, see :mod:`pdp.synth.identity_variants`) into a temporary directory, reads
 every source's identities (PMSI, labs, GP, pharmacy, social, reports' index, INSEE deaths:
 :mod:`pdp.pseudonym.linkage_sources`), normalises them, then measures three assignments of
 pseudonyms against ``ground_truth/record_links.csv``:
@@ -13,8 +15,29 @@ pseudonyms against ``ground_truth/record_links.csv``:
 Figures: pairwise precision, recall, F1, collisions (pseudonyms over > 1 person), splits
 (persons over > 1 pseudonym), records per deciding rule, records/s of each pass and the ratio
 ``linked / deterministic`` of their throughputs (the reference: what the probabilistic stage
-costs). The key is a fresh random key in a throw-away key store; nothing nominative is printed
-or left on disk after the run (the temporary territory is removed).
+costs). Per identity error kind (``kind_<kind>_*``, from ``ground_truth/identity_errors.csv``):
+the records carrying it, the share of them linked to their person's main pseudonym, and the
+persons carrying it that are split or in a collision (:func:`~pdp.pseudonym.linkage_eval.by_kind`).
+
+Measured (``PDP_PG_PORT=54351 .venv/bin/pdp bench linkage --json``, 2-core machine shared with
+other engineers, load average ~1.5; 1.4 GB peak RSS, ~65 s wall with the generation), before
+and after issue 14's error kinds — same code for linkage, the honest territory is harder:
+
+==============================  =========  ========  ==========  ======  ===========
+territory (20 000 persons)      precision  recall    collisions  splits  records/s
+==============================  =========  ========  ==========  ======  ===========
+seed 7, old generator           1.0        0.99999   0           13      31 555
+seed 8191, new error kinds      1.0        0.998472  0           94      20 802
+==============================  =========  ========  ==========  ======  ===========
+
+Per kind (seed 8191; share of the kind's records linked to their person's main pseudonym,
+persons split): names swapped 0.907 (12), 01/01 default date 0.900 (32), year digit 0.902
+(31), short first name 0.974 (7), move 0.997 (16), particle dropped 0.995 (5), compound first
+name merged 0.999 (3), spouses sharing a home 0.999 (23 split, 0 collisions); the model's own
+kinds stay ≥ 0.994. No kind causes a collision: the new kinds cost recall, not precision.
+
+The key is a fresh random key in a throw-away key store; nothing nominative is printed or left
+on disk after the run (the temporary territory is removed).
 
 Run ``python -m pdp.pseudonym.linkage_bench`` for a readable table.
 """
@@ -30,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 PERSONS = 20_000
-SEED = 7
+SEED = 8191  # never used by a test: grep the tests before changing it
 TERRITORY = "douaisis"
 
 
@@ -75,8 +98,8 @@ def _figures(prefix: str, metrics: Any) -> dict[str, Any]:
 def bench_linkage(persons: int = PERSONS, seed: int = SEED, territory: str = TERRITORY) -> dict[str, Any]:
     """Quality (baseline, deterministic, linked) and throughput of linkage on a generated territory."""
     from pdp.pseudonym.linkage import LinkageOptions, link
-    from pdp.pseudonym.linkage_eval import baseline, evaluate
-    from pdp.pseudonym.linkage_sources import read_truth
+    from pdp.pseudonym.linkage_eval import baseline, by_kind, evaluate
+    from pdp.pseudonym.linkage_sources import read_error_kinds, read_truth
     from pdp.pseudonym.pseudonymise import Pseudonymiser
     from pdp.synth.generator import generate
 
@@ -87,6 +110,7 @@ def bench_linkage(persons: int = PERSONS, seed: int = SEED, territory: str = TER
         inputs, rejected = load_inputs(root)
         read_s = time.perf_counter() - start
         truth = read_truth(root)
+        kinds = read_error_kinds(root, truth)
         pseudonymiser = Pseudonymiser(_store(Path(tmp)))
 
         base = baseline(inputs, pseudonymiser, truth)
@@ -98,6 +122,7 @@ def bench_linkage(persons: int = PERSONS, seed: int = SEED, territory: str = TER
         linked_s = time.perf_counter() - start
         det_metrics = evaluate(deterministic, truth)
         linked_metrics = evaluate(linked, truth)
+        per_kind = by_kind(linked, truth, kinds)
 
     records = len(inputs)
     counts = linked.parameters["counts"]
@@ -120,7 +145,18 @@ def bench_linkage(persons: int = PERSONS, seed: int = SEED, territory: str = TER
         "records_per_s": round(records / linked_s),
         "deterministic_records_per_s": round(records / deterministic_s),
         "ratio_vs_deterministic": round(deterministic_s / linked_s, 3),
+        **_kind_figures(per_kind),
     }
+
+
+def _kind_figures(per_kind: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind, m in per_kind.items():
+        out[f"kind_{kind}_records"] = m.records
+        out[f"kind_{kind}_linked"] = round(m.linked, 5)
+        out[f"kind_{kind}_persons_split"] = m.persons_split
+        out[f"kind_{kind}_persons_in_collisions"] = m.persons_in_collisions
+    return out
 
 
 def main() -> None:  # pragma: no cover - a convenience for developers

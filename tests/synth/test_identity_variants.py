@@ -55,7 +55,7 @@ def test_the_default_calibration_draws_every_new_kind_at_a_small_rate() -> None:
 def test_first_and_last_names_swapped(monkeypatch: pytest.MonkeyPatch) -> None:
     _with_rates(monkeypatch, names_swapped=1.0)
     person = make_person(1, birth_name="DUBOIS", first_names=("Pierre",))
-    ident = iv.source_identity(person, "social", seed=8191)
+    ident = iv.source_identity(person, "social", seed=3)
     assert (ident.birth_name, ident.first_names) == ("PIERRE", "Dubois")
     assert "names_swapped" in ident.errors
 
@@ -63,7 +63,7 @@ def test_first_and_last_names_swapped(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_compound_first_name_merged_and_particle_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
     _with_rates(monkeypatch, compound_first_name_merged=1.0, particle_dropped=1.0)
     person = make_person(2, birth_name="LE GALL", first_names=("Jean-Pierre", "Louis"))
-    ident = iv.source_identity(person, "social", seed=8191)
+    ident = iv.source_identity(person, "social", seed=3)
     assert ident.first_names.startswith("JeanPierre")
     assert ident.birth_name == "GALL"
     assert {"compound_first_name_merged", "particle_dropped"} <= set(ident.errors)
@@ -71,35 +71,35 @@ def test_compound_first_name_merged_and_particle_dropped(monkeypatch: pytest.Mon
 
 def test_short_first_name_from_the_declared_table(monkeypatch: pytest.MonkeyPatch) -> None:
     _with_rates(monkeypatch, short_first_name=1.0)
-    assert iv.source_identity(make_person(3, first_names=("Frédéric",)), "social", seed=8191).first_names == "Fred"
-    unlisted = iv.source_identity(make_person(4, first_names=("Pierre",)), "social", seed=8191)
+    assert iv.source_identity(make_person(3, first_names=("Frédéric",)), "social", seed=3).first_names == "Fred"
+    unlisted = iv.source_identity(make_person(4, first_names=("Pierre",)), "social", seed=3)
     assert unlisted.first_names == "Pierre" and "short_first_name" not in unlisted.errors
 
 
 def test_default_birth_date_and_mistyped_year(monkeypatch: pytest.MonkeyPatch) -> None:
     _with_rates(monkeypatch, default_birth_date=1.0)
     person = make_person(5, birth_date=date(1958, 4, 12))
-    assert iv.source_identity(person, "social", seed=8191).birth_date == date(1958, 1, 1)
+    assert iv.source_identity(person, "social", seed=3).birth_date == date(1958, 1, 1)
     _with_rates(monkeypatch, year_digit=1.0)
-    typed = iv.source_identity(person, "social", seed=8191).birth_date
+    typed = iv.source_identity(person, "social", seed=3).birth_date
     assert (typed.month, typed.day) == (4, 12) and typed.year != 1958 and str(typed.year)[:2] == "19"
 
 
 def test_a_move_gives_another_postcode_of_the_territory(monkeypatch: pytest.MonkeyPatch) -> None:
     _with_rates(monkeypatch, moved=1.0)
     person = make_person(6, commune=COMMUNES[0])
-    ident = iv.source_identity(person, "social", seed=8191, communes=tuple(COMMUNES))
+    ident = iv.source_identity(person, "social", seed=3, communes=tuple(COMMUNES))
     assert ident.address is not None and ident.address.postcode != person.address.postcode
     assert ident.address.postcode in {c.postcode for c in COMMUNES}
-    assert iv.source_identity(person, "social", seed=8191).address is None  # no territory, no move
+    assert iv.source_identity(person, "social", seed=3).address is None  # no territory, no move
 
 
 def test_new_kinds_are_deterministic_and_leave_the_first_family_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
     person = make_person(7, birth_name="LE GALL", first_names=("Jean-Pierre",))
     _with_rates(monkeypatch, no_accents=0.5, hyphen_variant=0.5)
-    plain = iv.source_identity(person, "social", seed=8191)
+    plain = iv.source_identity(person, "social", seed=3)
     _with_rates(monkeypatch, no_accents=0.5, hyphen_variant=0.5, short_first_name=1.0)
-    twice = [iv.source_identity(person, "social", seed=8191) for _ in range(2)]
+    twice = [iv.source_identity(person, "social", seed=3) for _ in range(2)]
     assert twice[0] == twice[1]
     assert [k for k in twice[0].errors if k not in iv.NEW_KINDS] == list(plain.errors)
 
