@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     master_key: SecretStr | None = Field(
         None, description="Master key, base64 of 32 random bytes (alternative to PDP_MASTER_KEY_FILE); never commit it."
     )
+    linkage_model_dir: Path | None = Field(
+        None,
+        description="Trained linkage models (`pdp linkage train`: versioned m/u files, no nominative value) and "
+        "the pointer to the current one; default: <var_dir>/linkage.",
+    )
     synth_chunk_persons: int = Field(2000, ge=100, description="Persons generated per chunk by `pdp synth`.")
     synth_workers: int = Field(0, ge=0, description="Generator worker processes (0 = one per core).")
     definitions_dir: Path | None = Field(

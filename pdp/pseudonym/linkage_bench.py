@@ -10,7 +10,11 @@ pseudonyms against ``ground_truth/record_links.csv``:
 
 * ``baseline``: ``normalise`` + ``Pseudonymiser`` alone (no linkage);
 * ``deterministic``: the deterministic rules only (:mod:`pdp.pseudonym.linkage_rules`);
-* ``linked``: rules + Splink model + constrained clustering (:func:`pdp.pseudonym.linkage.link`).
+* ``linked``: rules + Splink model (EM on this territory) + constrained clustering
+  (:func:`pdp.pseudonym.linkage.link`);
+* ``pretrained``: the same with a model trained on another territory and loaded, no EM (what
+  ``pdp linkage train`` makes every batch do; here the built-in parameters, trained on
+  cornouaille, seed 11).
 
 Figures: pairwise precision, recall, F1, collisions (pseudonyms over > 1 person), splits
 (persons over > 1 pseudonym), records per deciding rule, records/s of each pass and the ratio
@@ -99,6 +103,7 @@ def bench_linkage(persons: int = PERSONS, seed: int = SEED, territory: str = TER
     """Quality (baseline, deterministic, linked) and throughput of linkage on a generated territory."""
     from pdp.pseudonym.linkage import LinkageOptions, link
     from pdp.pseudonym.linkage_eval import baseline, by_kind, evaluate
+    from pdp.pseudonym.linkage_model import DEFAULT_PARAMETERS
     from pdp.pseudonym.linkage_sources import read_error_kinds, read_truth
     from pdp.pseudonym.pseudonymise import Pseudonymiser
     from pdp.synth.generator import generate
@@ -120,6 +125,12 @@ def bench_linkage(persons: int = PERSONS, seed: int = SEED, territory: str = TER
         start = time.perf_counter()
         linked = link(inputs, pseudonymiser)
         linked_s = time.perf_counter() - start
+        # a model trained elsewhere and loaded, as `pdp linkage train` makes every batch do: the
+        # built-in parameters (trained on cornouaille, seed 11), no EM on this territory
+        start = time.perf_counter()
+        pretrained = link(inputs, pseudonymiser, options=LinkageOptions(parameters=DEFAULT_PARAMETERS))
+        pretrained_s = time.perf_counter() - start
+        pretrained_metrics = evaluate(pretrained, truth)
         det_metrics = evaluate(deterministic, truth)
         linked_metrics = evaluate(linked, truth)
         per_kind = by_kind(linked, truth, kinds)
@@ -134,6 +145,7 @@ def bench_linkage(persons: int = PERSONS, seed: int = SEED, territory: str = TER
         **_figures("baseline", base),
         **_figures("deterministic", det_metrics),
         **_figures("linked", linked_metrics),
+        **_figures("pretrained", pretrained_metrics),
         **{f"rule_{rule}": n for rule, n in linked.rule_counts.items()},
         "pairs_scored": counts["pairs_scored"],
         "merges": counts["merges"],
@@ -142,6 +154,7 @@ def bench_linkage(persons: int = PERSONS, seed: int = SEED, territory: str = TER
         "read_and_normalise_s": round(read_s, 2),
         "deterministic_s": round(deterministic_s, 2),
         "linkage_s": round(linked_s, 2),
+        "pretrained_s": round(pretrained_s, 2),
         "records_per_s": round(records / linked_s),
         "deterministic_records_per_s": round(records / deterministic_s),
         "ratio_vs_deterministic": round(deterministic_s / linked_s, 3),
