@@ -31,7 +31,7 @@ from pdp.synth.formats.reports import REPORT_STYLES, render_reports
 from pdp.synth.ground_truth import render_ground_truth
 from pdp.synth.history import build_history
 from pdp.synth.identity_variants import identity_resolver, pair_households
-from pdp.synth.model import ClinicalTruth, Person, age
+from pdp.synth.model import ClinicalTruth, Identity, Person, age
 from pdp.synth.output import FileSpec, Rendered, identity_errors
 from pdp.synth.population import (
     Skeleton,
@@ -79,9 +79,27 @@ def _init_worker(world: World, territory: TerritoryDef) -> None:
     _WORLD, _TERRITORY = world, territory
 
 
-def _make_person(sk: Skeleton, world: World, territory: TerritoryDef) -> Person:
+def _identity(sk: Skeleton, world: World, twin: Identity | None) -> tuple[Identity, random.Random]:
+    """A skeleton's civil identity (a second twin's first name differs from the first twin's), and
+    the person's random stream, which the rest of the person goes on drawing from."""
     rng = random.Random(stable_seed(world.seed, world.territory, "person", sk.person_id))
-    identity = make_identity(sk, world.reference_date, rng)
+    avoid = twin.first_names[0] if twin is not None and twin.sex == sk.sex else None
+    return make_identity(sk, world.reference_date, rng, avoid=avoid), rng
+
+
+def person_identities(skeletons: list[Skeleton], world: World) -> list[Identity]:
+    """The civil identities of a chunk's skeletons, as :func:`render_chunk` makes them (for tests)."""
+    out: list[Identity] = []
+    by_id: dict[int, Identity] = {}
+    for sk in skeletons:
+        identity, _ = _identity(sk, world, by_id.get(sk.twin_of) if sk.twin_of is not None else None)
+        by_id[sk.person_id] = identity
+        out.append(identity)
+    return out
+
+
+def _make_person(sk: Skeleton, world: World, territory: TerritoryDef, twin: Identity | None = None) -> Person:
+    identity, rng = _identity(sk, world, twin)
     address, phone, email = make_contact(identity, world, rng)
     person = Person(
         person_id=sk.person_id,
@@ -200,7 +218,12 @@ _LINK_SOURCE = {"reports": "report"}  # identity_quality's source names → reco
 
 def render_chunk(index: int, skeletons: list[Skeleton], world: World, territory: TerritoryDef) -> ChunkResult:
     """Everything a chunk of persons writes, as text per file (pure: no disk access)."""
-    persons = [_make_person(sk, world, territory) for sk in skeletons]
+    persons: list[Person] = []
+    by_id: dict[int, Person] = {}
+    for sk in skeletons:
+        twin = by_id.get(sk.twin_of) if sk.twin_of is not None else None
+        person = by_id[sk.person_id] = _make_person(sk, world, territory, twin.identity if twin else None)
+        persons.append(person)
     household_rng = random.Random(stable_seed(world.seed, world.territory, "households", index))
     pair_households(persons, household_rng, load_calibration()["household_couples_share"])
     rng = random.Random(stable_seed(world.seed, world.territory, "strata", index))
