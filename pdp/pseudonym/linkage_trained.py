@@ -103,8 +103,12 @@ class TrainedModel(BaseModel):
 def _one_line(exc: ValidationError) -> str:
     """The first validation error's location and message: never its input value."""
     error = exc.errors(include_input=False, include_url=False)[0]
-    where = ".".join(str(part) for part in error["loc"]) or "file"
-    return f"{where}: {error['msg']}"
+    known = set(TrainedModel.model_fields) | set(Level.model_fields) | set(_LABELS)
+    # a location part that is neither an index nor a known name is a key of the file: it could
+    # be a value (a name written as a comparison key), so it is not quoted
+    parts = [str(part) if isinstance(part, int) or part in known else "<key>" for part in error["loc"]]
+    message = error["msg"] if error["type"] != "extra_forbidden" else "unknown key (not permitted)"
+    return f"{'.'.join(parts) or 'file'}: {message}"
 
 
 class ModelStore:

@@ -45,7 +45,8 @@ def test_the_file_holds_probabilities_and_fixed_labels_only(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("edit", "where"),
     [
-        (lambda d: d.update(term_frequencies={"DUPONT": 0.01}), "term_frequencies: Extra inputs are not permitted"),
+        (lambda d: d.update(term_frequencies={"DUPONT": 0.01}), "<key>: unknown key (not permitted)"),
+        (lambda d: d["levels"].update(DUPONT=[{"level": "x", "m": 5, "u": 1}]), "levels.<key>.0.m"),
         (lambda d: d["levels"]["birth_name"][0].update(level="DUPONT Jean 1958-04-12"), "differ from the comparison"),
         (lambda d: d["levels"]["sex"][0].update(m=1.5), "levels.sex.0.m"),
         (lambda d: d.pop("version"), "version: Field required"),
