@@ -35,6 +35,14 @@ seed 8191, new kinds, EM on batch    1.0        0.998472  0           94      8.
 seed 8191, new kinds, pretrained     1.0        0.997783  0           118     2.6
 ===================================  =========  ========  ==========  ======  ===========
 
+At 100 000 persons (``pdp bench linkage --persons 100000 --json``, seed 8191: 1 136 396 records
+of 91 846 persons, 178 512 variants; 5 min 53 s wall with the generation, 6.2 GB peak RSS of
+the bench process, load average 4-6): EM on batch precision 1.0, recall 0.998363, 0
+collisions, 517 splits, 16.2 s; pretrained precision 1.0, recall 0.998292, 0 collisions, 564
+splits, 12.4 s; normalise alone 1 collision (homonyms), 17 242 splits. Weakest kinds: 01/01
+default date 0.763 of its records linked, year digit 0.902, names swapped 0.954, particle
+dropped 0.971 — none in a collision.
+
 ("pretrained": a model trained on another territory and loaded, no EM — what ``pdp linkage
 train`` gives every batch: 3 × faster, a little less recall than EM fitted on the very
 territory it scores; load average 6-8 during that run.)
