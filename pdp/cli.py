@@ -719,7 +719,7 @@ linkage_app = typer.Typer(no_args_is_help=True, help="Record linkage at the edge
 app.add_typer(linkage_app, name="linkage")
 
 
-def _training_identities(from_dir: Path | None, sample: int, seed: int) -> tuple[list, str]:
+def _training_identities(from_dir: Path | None, sample: int, seed: int, settings=None) -> tuple[list, str]:
     """(canonical, postcode) items to train on, and where they come from (never printed)."""
     import random
 
@@ -738,7 +738,7 @@ def _training_identities(from_dir: Path | None, sample: int, seed: int) -> tuple
         return items, "batch"
     from pdp.pseudonym.vault import IdentityVault, record_canonical
 
-    vault = IdentityVault.from_settings(edge=True)
+    vault = IdentityVault.from_settings(settings, edge=True)  # the linkage view only; opens no sealed record
     pseudonyms = vault.pseudonyms()
     chosen = sorted(random.Random(seed).sample(pseudonyms, min(sample, len(pseudonyms))))
     items = []

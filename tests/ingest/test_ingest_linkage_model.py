@@ -126,3 +126,22 @@ def test_the_ingest_report_names_the_model_and_a_bad_file_stops_the_ingest(
         assert "\n" not in str(caught.value) and str(caught.value).startswith(f"linkage model {path.name}: format")
     finally:
         path.write_text(good, encoding="utf-8")
+
+
+def test_training_on_a_vault_sample_reads_the_linkage_view(
+    territory: Path, registry: Registry, settings: Settings
+) -> None:
+    from pdp.cli import _training_identities
+    from pdp.governance import create_all, make_engine
+    from pdp.pseudonym.vault import IdentityVault
+
+    engine = make_engine(settings.db_url)
+    create_all(engine)
+    edge = _edge(territory, registry, settings, "v1")
+    edge.link([])
+    IdentityVault(engine, KeyStore.from_settings(settings)).upsert_many(edge.vault_records)
+    items, trained_on = _training_identities(None, 1000, 7, settings)
+    assert trained_on == "vault_sample"
+    assert 200 < len(items) <= len(edge.vault_records)
+    with pytest.raises(LinkageModelError, match="too few distinct identities"):
+        train(items)  # ~300 persons: EM needs more (and never sees a value of them in the message)
