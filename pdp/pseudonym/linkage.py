@@ -57,8 +57,8 @@ records of 18 686 persons): precision 1.0, recall 0.998472, 0 collisions, 94 spl
 records carrying a swapped name, a default date or a mistyped year are linked to their person
 in ~90 % of cases only (per-kind figures: :mod:`pdp.pseudonym.linkage_bench`).
 
-The 11 persons left split are mostly women whose only records without NIR carry the married
-name and whose NIR records carry only the birth name (no used name to cross): the same
+On the old generator (seed 7), the 11 persons left split are mostly women whose only records
+without NIR carry the married name and whose NIR records carry only the birth name (no used name to cross): the same
 evidence as two different women with the same first name and birth date, so the model
 rightly does not decide. Throughput: ~35 000 records/s for 215 000 records (≈ 6 s, of which
 Splink's training ≈ 4 s, fixed), 0.24 × the rules-only pass; on 1.07 M records (100 000
