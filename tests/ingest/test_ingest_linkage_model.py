@@ -142,6 +142,6 @@ def test_training_on_a_vault_sample_reads_the_linkage_view(
     IdentityVault(engine, KeyStore.from_settings(settings)).upsert_many(edge.vault_records)
     items, trained_on = _training_identities(None, 1000, 7, settings)
     assert trained_on == "vault_sample"
-    assert 200 < len(items) <= len(edge.vault_records)
+    assert len(items) >= len(edge.vault_records) > 200  # the earlier ingest test of this module may add some
     with pytest.raises(LinkageModelError, match="too few distinct identities"):
         train(items)  # ~300 persons: EM needs more (and never sees a value of them in the message)
