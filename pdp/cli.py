@@ -583,13 +583,14 @@ def run_ingest(directory: Path) -> dict:
     from pdp.ingest.pipeline import IngestBusy, ingest_directory
     from pdp.ingest.registry import SpecError
     from pdp.lake import LakeError, get_spark
+    from pdp.pseudonym.linkage_trained import LinkageModelError
 
     if not directory.is_dir():
         raise UserError(f"ingest directory {directory} does not exist")
     with _key_store_errors():
         try:
             report = ingest_directory(directory, spark=get_spark(app_name="pdp-ingest"))
-        except (SpecError, LakeError, IngestBusy) as exc:
+        except (SpecError, LakeError, IngestBusy, LinkageModelError) as exc:
             raise UserError(str(exc)) from None
         except OSError as exc:  # a full disk, a file gone or unreadable mid-run (also from a parse worker)
             raise UserError(f"ingest stopped: {_os_error(exc)}; the batch's files are not logged as ingested, "
@@ -611,6 +612,8 @@ def run_ingest(directory: Path) -> dict:
     if report.link_rules:
         rules = ", ".join(f"{k} {v:,}" for k, v in sorted(report.link_rules.items()))
         console.print(f"linkage: {report.relinked:,} batch identities re-keyed to their person ({rules})")
+    if report.link_model:
+        console.print(f"linkage model: {_model_line(report.link_model)}")
     superseded = sum(f.superseded for f in report.files)
     if superseded or report.replaced.records:
         console.print(f"versions: {report.replaced.records:,} earlier version(s) replaced, {superseded:,} superseded "
@@ -636,6 +639,17 @@ def run_ingest(directory: Path) -> dict:
     if partial:
         raise Exit(PARTIAL_EXIT)
     return {"in": records_in, "landed": landed, "quarantined": quarantined, "silver": report.silver}
+
+
+def _model_line(version: str) -> str:
+    """What the ingest report says of the linkage model it used."""
+    from pdp.pseudonym.linkage import MODEL_BUILTIN, MODEL_EM_BATCH, MODEL_NOT_RUN
+
+    return {
+        MODEL_EM_BATCH: "none trained (`pdp linkage train`): m/u estimated by EM on this batch",
+        MODEL_BUILTIN: "none trained (`pdp linkage train`): built-in parameters (batch too small for EM)",
+        MODEL_NOT_RUN: "not needed (every identity decided by its own NIR)",
+    }.get(version, f"trained {version}")
 
 
 def unmapped_lines(unmapped: UnmappedCodes, *, per_vocabulary: int = 5) -> list[str]:
@@ -715,6 +729,88 @@ def ingest(
             query.awaitTermination()
         except KeyboardInterrupt:
             query.stop()
+
+
+linkage_app = typer.Typer(no_args_is_help=True, help="Record linkage at the edge: its trained, versioned model.")
+app.add_typer(linkage_app, name="linkage")
+
+
+def _training_identities(from_dir: Path | None, sample: int, seed: int, settings=None) -> tuple[list, str]:
+    """(canonical, postcode) items to train on, and where they come from (never printed)."""
+    import random
+
+    from pdp.pseudonym.normalise import CanonicalIdentity, normalise
+
+    if from_dir is not None:
+        from pdp.pseudonym.linkage_sources import read_identities
+
+        if not from_dir.is_dir():
+            raise UserError(f"directory {from_dir} does not exist")
+        items = []
+        for record in read_identities(from_dir):
+            canonical = normalise(record.raw)
+            if isinstance(canonical, CanonicalIdentity):
+                items.append((canonical, record.postcode))
+        return items, "batch"
+    from pdp.pseudonym.vault import IdentityVault, record_canonical
+
+    vault = IdentityVault.from_settings(settings, edge=True)  # the linkage view only; opens no sealed record
+    pseudonyms = vault.pseudonyms()
+    chosen = sorted(random.Random(seed).sample(pseudonyms, min(sample, len(pseudonyms))))
+    items = []
+    for record in vault.linkage_view(chosen).values():
+        canonical = record_canonical(record)
+        if canonical is not None:
+            items.append((canonical, None))
+    return items, "vault_sample"
+
+
+@linkage_app.command("train")
+def linkage_train_command(
+    from_dir: Annotated[Path | None, typer.Option("--from", help="Train on this batch directory's identities "
+                        "(source files, as `pdp ingest` takes them) instead of a sample of the vault.")] = None,
+    sample: Annotated[int, typer.Option(min=1000, help="Vault identities to sample.")] = 100_000,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the vault sample and of u's random pairs.")] = 7,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the model's version and counts as JSON.")] = False,
+) -> None:
+    """Train the linkage model (EM, no labels) and make it current: every later batch links with it.
+
+    The file holds the prior and m/u per comparison level, a version and counts; no name, date
+    or NIR (see pdp/pseudonym/linkage_trained.py). Without --from, a sample of the identity
+    vault: it holds one merged identity per person, so m rests on the persons it still holds
+    twice; a batch of source files (--from) shows each person's spellings and trains m better.
+    """
+    from pdp.pseudonym.linkage_model import ModelOptions
+    from pdp.pseudonym.linkage_trained import LinkageModelError, ModelStore, train
+
+    with _key_store_errors():
+        items, trained_on = _training_identities(from_dir, sample, seed)
+    try:
+        parameters, variants = train(items, ModelOptions(seed=seed))
+        model = ModelStore.from_settings().save(parameters, trained_on=trained_on, variants=variants)
+    except LinkageModelError as exc:
+        raise UserError(str(exc)) from None
+    if as_json:
+        print(json.dumps({"version": model.version, "trained_on": model.trained_on, "variants": model.variants}))
+    else:
+        console.print(f"linkage model {model.version}: trained on {model.variants:,} distinct identities "
+                      f"({model.trained_on.replace('_', ' ')}); current from now on")
+
+
+@linkage_app.command("status")
+def linkage_status_command() -> None:
+    """The linkage model every batch uses now."""
+    from pdp.pseudonym.linkage_trained import LinkageModelError, ModelStore
+
+    try:
+        model = ModelStore.from_settings().current()
+    except LinkageModelError as exc:
+        raise UserError(str(exc)) from None
+    if model is None:
+        console.print("linkage model: none trained; batches train by EM (built-in parameters under 5,000 identities)")
+    else:
+        console.print(f"linkage model {model.version}: trained {model.trained_at:%Y-%m-%d %H:%M} UTC on "
+                      f"{model.variants:,} distinct identities ({model.trained_on.replace('_', ' ')})")
 
 
 keys_app = typer.Typer(no_args_is_help=True, help="Versioned pseudonymisation and vault keys (envelope-encrypted).")

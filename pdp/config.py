@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     pkcs11_pin_file: Path | None = Field(
         None, description="PDP_KMS=pkcs11: file (mode 0600) holding the user PIN (alternative to PDP_PKCS11_PIN)."
     )
+    linkage_model_dir: Path | None = Field(
+        None,
+        description="Trained linkage models (`pdp linkage train`: versioned m/u files, no nominative value) and "
+        "the pointer to the current one; default: <var_dir>/linkage.",
+    )
     synth_chunk_persons: int = Field(2000, ge=100, description="Persons generated per chunk by `pdp synth`.")
     synth_workers: int = Field(0, ge=0, description="Generator worker processes (0 = one per core).")
     definitions_dir: Path | None = Field(

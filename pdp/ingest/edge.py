@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import hmac as crypto_hmac
@@ -38,6 +38,9 @@ from pdp.pseudonym.keys import KeyStore
 from pdp.pseudonym.normalise import CanonicalIdentity, Rejection, normalise
 from pdp.pseudonym.pseudonymise import Pseudonymiser, digest_text
 from pdp.pseudonym.vault import VaultRecord
+
+if TYPE_CHECKING:
+    from pdp.pseudonym.linkage import LinkageOptions
 
 __all__ = ["BronzeRow", "Edge", "EdgeState", "QuarantineRow"]
 
@@ -375,8 +378,11 @@ class Edge:
             state.postcodes.setdefault(pseudonym, ident.postcode)
         self._linked = None
 
-    def link(self, known: list[tuple[str, CanonicalIdentity]]) -> LinkOutcome:
+    def link(self, known: list[tuple[str, CanonicalIdentity]], options: LinkageOptions | None = None) -> LinkOutcome:
         """Link the batch's distinct identities to each other and to known persons (the vault).
+
+        ``options``: the trained model's (:func:`pdp.pseudonym.linkage_trained.current_options`),
+        or None for the linkage defaults (EM on the batch, built-in parameters if small).
 
         Returns the re-keying the batch needs (its pseudonym → the person's pseudonym), the known
         pseudonyms that now belong to another person, and re-keys the vault records in memory so
@@ -387,7 +393,7 @@ class Edge:
         if not self.canonicals:  # nothing new: known persons are not re-linked without new evidence
             return LinkOutcome(mapping={}, superseded={}, rule_counts={})
         inputs = [LinkInput(p, c, self.postcodes.get(p)) for p, c in self.canonicals.items()]
-        result = link(inputs, self._pseudonymiser, known=known)
+        result = link(inputs, self._pseudonymiser, known=known, options=options)
         mapping = {p: q for p, q in result.pseudonyms.items() if p in self.canonicals and q != p}
         rekeyed: dict[str, VaultRecord] = {}
         for pseudonym, record in self.vault_records.items():
@@ -399,7 +405,12 @@ class Edge:
             previous = rekeyed.get(target)
             rekeyed[target] = record if previous is None else _merge(previous, record)
         self._linked = rekeyed
-        return LinkOutcome(mapping=mapping, superseded=dict(result.superseded), rule_counts=dict(result.rule_counts))
+        return LinkOutcome(
+            mapping=mapping,
+            superseded=dict(result.superseded),
+            rule_counts=dict(result.rule_counts),
+            model_version=result.parameters["model_version"],
+        )
 
 
 @dataclass(frozen=True)
@@ -407,6 +418,7 @@ class LinkOutcome:
     mapping: dict[str, str]  # batch pseudonym → person pseudonym (only those that change)
     superseded: dict[str, str]  # known pseudonym → person pseudonym
     rule_counts: dict[str, int]
+    model_version: str = "not-run"  # the linkage model used (LinkResult.parameters["model_version"])
 
 
 def _merge(old: VaultRecord, new: VaultRecord) -> VaultRecord:

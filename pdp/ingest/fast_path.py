@@ -247,8 +247,11 @@ class LabFeed:
 
         if not edge.canonicals or self._linkage_cannot_change(edge):
             report.link_rules = {"deterministic_nir": len(edge.canonicals)} if edge.canonicals else {}
+            report.link_model = "not-run"
             return LinkOutcome(mapping={}, superseded={}, rule_counts=report.link_rules)
-        return link_batch(self.spark, edge, self._vault, report, lake_root=self.settings.lake_uri)
+        return link_batch(
+            self.spark, edge, self._vault, report, lake_root=self.settings.lake_uri, settings=self.settings
+        )
 
     def _linkage_cannot_change(self, edge: Edge) -> bool:
         """True when every identity is an own-NIR person known to the vault and no vault person holds its traits key.

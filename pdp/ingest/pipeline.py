@@ -106,6 +106,7 @@ class IngestReport:
     by_reason: Counter = field(default_factory=Counter)
     pseudonymise_seconds: float = 0.0  # normalising identities and keying pseudonyms
     link_rules: dict[str, int] = field(default_factory=dict)  # distinct identities per deciding linkage rule
+    link_model: str = ""  # the linkage model used: a trained version, em-on-batch, builtin-default, not-run
     relinked: int = 0  # batch pseudonyms re-keyed to their person's pseudonym by linkage
     seconds: dict[str, float] = field(default_factory=dict)  # per stage: edge, vault, bronze, quarantine, silver, log
     parse_workers: int = 0  # worker processes of the parse+edge stage (0: in-process)
@@ -234,7 +235,7 @@ def _ingest(
         report.by_reason = Counter(edge.stats.by_reason)
         report.unmapped = edge.stats.unmapped
         report.pseudonymise_seconds = round(edge.stats.pseudonymise_seconds, 3)
-        outcome = link_batch(spark, edge, vault, report, lake_root=lake_root)
+        outcome = link_batch(spark, edge, vault, report, lake_root=lake_root, settings=settings)
         withheld = withhold_opposed(edge, outcome, vault.engine, store)
         clock.lap("linkage")
         # commit: vault first (the identity behind every pseudonym), then the lake, then the log
@@ -280,12 +281,22 @@ def _ingest(
 
 
 def link_batch(
-    spark: SparkSession, edge: Edge, vault: IdentityVault, report: IngestReport, *, lake_root: str
+    spark: SparkSession,
+    edge: Edge,
+    vault: IdentityVault,
+    report: IngestReport,
+    *,
+    lake_root: str,
+    settings: Settings | None = None,
 ) -> LinkOutcome:
     """Link the batch's identities to each other and to the known persons they could join; when
     known persons turn out to be one, re-key the lake, then the vault. Shared by the lab feed."""
-    outcome = edge.link(vault.linkable(edge.canonicals.values()) if edge.canonicals else [])
+    from pdp.pseudonym.linkage_trained import current_options
+
+    options = current_options(settings)  # the trained model, if any: no EM per batch (a bad file stops here)
+    outcome = edge.link(vault.linkable(edge.canonicals.values()) if edge.canonicals else [], options)
     report.link_rules = outcome.rule_counts
+    report.link_model = outcome.model_version
     report.relinked = len(outcome.mapping)
     if outcome.superseded:
         from pdp.governance.opposition import OppositionRegistry

@@ -1,20 +1,67 @@
 """`pdp bench linkage`: linkage quality against the synthetic ground truth, and its throughput
 against the deterministic-only pass measured in the same run.
 
-Generates the 20 000-person territory (douaisis, seed 7) into a temporary directory, reads
+Generates a 20 000-person territory (douaisis, seed 8191: a seed no test uses, so that nothing
+in the linkage was tuned on it; with the generator's error kinds the model was not designed
+around, see :mod:`pdp.synth.identity_variants`) into a temporary directory, reads
 every source's identities (PMSI, labs, GP, pharmacy, social, reports' index, INSEE deaths:
 :mod:`pdp.pseudonym.linkage_sources`), normalises them, then measures three assignments of
 pseudonyms against ``ground_truth/record_links.csv``:
 
 * ``baseline``: ``normalise`` + ``Pseudonymiser`` alone (no linkage);
 * ``deterministic``: the deterministic rules only (:mod:`pdp.pseudonym.linkage_rules`);
-* ``linked``: rules + Splink model + constrained clustering (:func:`pdp.pseudonym.linkage.link`).
+* ``linked``: rules + Splink model (EM on this territory) + constrained clustering
+  (:func:`pdp.pseudonym.linkage.link`);
+* ``pretrained``: the same with a model trained on another territory and loaded, no EM (what
+  ``pdp linkage train`` makes every batch do; here the built-in parameters, trained on
+  cornouaille, seed 11).
 
 Figures: pairwise precision, recall, F1, collisions (pseudonyms over > 1 person), splits
 (persons over > 1 pseudonym), records per deciding rule, records/s of each pass and the ratio
 ``linked / deterministic`` of their throughputs (the reference: what the probabilistic stage
-costs). The key is a fresh random key in a throw-away key store; nothing nominative is printed
-or left on disk after the run (the temporary territory is removed).
+costs). Per identity error kind (``kind_<kind>_*``, from ``ground_truth/identity_errors.csv``):
+the records carrying it, the share of them linked to their person's main pseudonym, and the
+persons carrying it that are split or in a collision (:func:`~pdp.pseudonym.linkage_eval.by_kind`).
+
+Measured (``PDP_PG_PORT=54351 .venv/bin/pdp bench linkage --json``, 2-core machine shared with
+other engineers, load average ~1.5; 1.4 GB peak RSS, ~65 s wall with the generation), before
+and after issue 14's error kinds — same code for linkage, the honest territory is harder:
+
+===================================  =========  ========  ==========  ======  ===========
+territory (20 000 persons), model    precision  recall    collisions  splits  linkage s
+===================================  =========  ========  ==========  ======  ===========
+seed 7, old generator, EM on batch   1.0        0.99999   0           13      7.1
+seed 8191, new kinds, EM on batch    1.0        0.998472  0           94      8.2
+seed 8191, new kinds, pretrained     1.0        0.997783  0           118     2.6
+===================================  =========  ========  ==========  ======  ===========
+
+At 100 000 persons (``pdp bench linkage --persons 100000 --json``, seed 8191: 1 136 396 records
+of 91 846 persons, 178 512 variants; 5 min 53 s wall with the generation, 6.2 GB peak RSS of
+the bench process, load average 4-6): EM on batch precision 1.0, recall 0.998363, 0
+collisions, 517 splits, 16.2 s; pretrained precision 1.0, recall 0.998292, 0 collisions, 564
+splits, 12.4 s; normalise alone 1 collision (homonyms), 17 242 splits. Weakest kinds: 01/01
+default date 0.763 of its records linked, year digit 0.902, names swapped 0.954, particle
+dropped 0.971 — none in a collision.
+
+Where the memory goes at 100 000 persons (``ru_maxrss`` after each stage of ``load_inputs`` →
+``link(probabilistic=False)`` → ``link()`` in one process, same territory, load ~4): 5.45 GB
+once the 1 136 396 records are read and normalised, 5.47 GB after the rules, 5.91 GB after
+the model (DuckDB scoring and clustering add ~0.45 GB; linkage 18.3 s of which the model 10.2 s).
+Bounding the scoring by blocking-key partitions would save at most that 0.45 GB: the records
+held in memory by the reader are the first thing to bound.
+
+("pretrained": a model trained on another territory and loaded, no EM — what ``pdp linkage
+train`` gives every batch: 3 × faster, a little less recall than EM fitted on the very
+territory it scores; load average 6-8 during that run.)
+
+Per kind (seed 8191; share of the kind's records linked to their person's main pseudonym,
+persons split): names swapped 0.907 (12), 01/01 default date 0.900 (32), year digit 0.902
+(31), short first name 0.974 (7), move 0.997 (16), particle dropped 0.995 (5), compound first
+name merged 0.999 (3), spouses sharing a home 0.999 (23 split, 0 collisions); the model's own
+kinds stay ≥ 0.994. No kind causes a collision: the new kinds cost recall, not precision.
+
+The key is a fresh random key in a throw-away key store; nothing nominative is printed or left
+on disk after the run (the temporary territory is removed).
 
 Run ``python -m pdp.pseudonym.linkage_bench`` for a readable table.
 """
@@ -30,7 +77,7 @@ from pathlib import Path
 from typing import Any
 
 PERSONS = 20_000
-SEED = 7
+SEED = 8191  # never used by a test: grep the tests before changing it
 TERRITORY = "douaisis"
 
 
@@ -75,8 +122,9 @@ def _figures(prefix: str, metrics: Any) -> dict[str, Any]:
 def bench_linkage(persons: int = PERSONS, seed: int = SEED, territory: str = TERRITORY) -> dict[str, Any]:
     """Quality (baseline, deterministic, linked) and throughput of linkage on a generated territory."""
     from pdp.pseudonym.linkage import LinkageOptions, link
-    from pdp.pseudonym.linkage_eval import baseline, evaluate
-    from pdp.pseudonym.linkage_sources import read_truth
+    from pdp.pseudonym.linkage_eval import baseline, by_kind, evaluate
+    from pdp.pseudonym.linkage_model import DEFAULT_PARAMETERS
+    from pdp.pseudonym.linkage_sources import read_error_kinds, read_truth
     from pdp.pseudonym.pseudonymise import Pseudonymiser
     from pdp.synth.generator import generate
 
@@ -87,6 +135,7 @@ def bench_linkage(persons: int = PERSONS, seed: int = SEED, territory: str = TER
         inputs, rejected = load_inputs(root)
         read_s = time.perf_counter() - start
         truth = read_truth(root)
+        kinds = read_error_kinds(root, truth)
         pseudonymiser = Pseudonymiser(_store(Path(tmp)))
 
         base = baseline(inputs, pseudonymiser, truth)
@@ -96,8 +145,15 @@ def bench_linkage(persons: int = PERSONS, seed: int = SEED, territory: str = TER
         start = time.perf_counter()
         linked = link(inputs, pseudonymiser)
         linked_s = time.perf_counter() - start
+        # a model trained elsewhere and loaded, as `pdp linkage train` makes every batch do: the
+        # built-in parameters (trained on cornouaille, seed 11), no EM on this territory
+        start = time.perf_counter()
+        pretrained = link(inputs, pseudonymiser, options=LinkageOptions(parameters=DEFAULT_PARAMETERS))
+        pretrained_s = time.perf_counter() - start
+        pretrained_metrics = evaluate(pretrained, truth)
         det_metrics = evaluate(deterministic, truth)
         linked_metrics = evaluate(linked, truth)
+        per_kind = by_kind(linked, truth, kinds)
 
     records = len(inputs)
     counts = linked.parameters["counts"]
@@ -109,6 +165,7 @@ def bench_linkage(persons: int = PERSONS, seed: int = SEED, territory: str = TER
         **_figures("baseline", base),
         **_figures("deterministic", det_metrics),
         **_figures("linked", linked_metrics),
+        **_figures("pretrained", pretrained_metrics),
         **{f"rule_{rule}": n for rule, n in linked.rule_counts.items()},
         "pairs_scored": counts["pairs_scored"],
         "merges": counts["merges"],
@@ -117,10 +174,22 @@ def bench_linkage(persons: int = PERSONS, seed: int = SEED, territory: str = TER
         "read_and_normalise_s": round(read_s, 2),
         "deterministic_s": round(deterministic_s, 2),
         "linkage_s": round(linked_s, 2),
+        "pretrained_s": round(pretrained_s, 2),
         "records_per_s": round(records / linked_s),
         "deterministic_records_per_s": round(records / deterministic_s),
         "ratio_vs_deterministic": round(deterministic_s / linked_s, 3),
+        **_kind_figures(per_kind),
     }
+
+
+def _kind_figures(per_kind: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind, m in per_kind.items():
+        out[f"kind_{kind}_records"] = m.records
+        out[f"kind_{kind}_linked"] = round(m.linked, 5)
+        out[f"kind_{kind}_persons_split"] = m.persons_split
+        out[f"kind_{kind}_persons_in_collisions"] = m.persons_in_collisions
+    return out
 
 
 def main() -> None:  # pragma: no cover - a convenience for developers

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from pdp.pseudonym.linkage import LinkInput, LinkResult
     from pdp.pseudonym.pseudonymise import Pseudonymiser
 
-__all__ = ["LinkageMetrics", "baseline", "evaluate"]
+__all__ = ["KindMetrics", "LinkageMetrics", "baseline", "by_kind", "evaluate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +115,60 @@ def baseline(inputs: Iterable[LinkInput], pseudonymiser: Pseudonymiser, truth: M
     inputs = list(inputs)
     pseudonyms = pseudonymiser.pseudonymise_many(item.canonical for item in inputs)
     return evaluate({item.record_key: p for item, p in zip(inputs, pseudonyms, strict=True)}, truth)
+
+
+@dataclass(frozen=True, slots=True)
+class KindMetrics:
+    """How the records carrying one identity error kind fared.
+
+    ``linked``: the share of those records that got their person's main pseudonym (the one
+    holding most of the person's records) — a per-record recall; ``persons_split``: persons
+    with such a record spread over more than one pseudonym; ``persons_in_collisions``: persons
+    with such a record whose pseudonym covers another person too.
+    """
+
+    records: int
+    persons: int
+    linked: float
+    persons_split: int
+    persons_in_collisions: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def by_kind(
+    result: LinkResult | Mapping[str, str], truth: Mapping[str, Any], kinds: Mapping[str, Iterable[str]]
+) -> dict[str, KindMetrics]:
+    """:class:`KindMetrics` per error kind; ``kinds``: ``record_key → kinds it carries`` (records
+    without any may be left out). Records of ``result`` only."""
+    assignment: Mapping[str, str] = getattr(result, "pseudonyms", result)  # type: ignore[arg-type]
+    per_person: defaultdict[Any, Counter[str]] = defaultdict(Counter)
+    persons_of: defaultdict[str, set[Any]] = defaultdict(set)
+    for key, pseudonym in assignment.items():
+        per_person[truth[key]][pseudonym] += 1
+        persons_of[pseudonym].add(truth[key])
+    main = {person: min(c, key=lambda p, c=c: (-c[p], p)) for person, c in per_person.items()}
+    records: Counter[str] = Counter()
+    linked: Counter[str] = Counter()
+    persons: defaultdict[str, set[Any]] = defaultdict(set)
+    for key, record_kinds in kinds.items():
+        pseudonym = assignment.get(key)
+        if pseudonym is None:
+            continue
+        person = truth[key]
+        for kind in record_kinds:
+            records[kind] += 1
+            linked[kind] += pseudonym == main[person]
+            persons[kind].add(person)
+    out = {}
+    for kind in sorted(records):
+        people = persons[kind]
+        out[kind] = KindMetrics(
+            records=records[kind],
+            persons=len(people),
+            linked=linked[kind] / records[kind],
+            persons_split=sum(1 for p in people if len(per_person[p]) > 1),
+            persons_in_collisions=sum(1 for p in people if any(len(persons_of[q]) > 1 for q in per_person[p])),
+        )
+    return out

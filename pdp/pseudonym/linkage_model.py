@@ -40,7 +40,9 @@ token, which trains the date); the prior from the deterministic NIR and traits m
 (assumed recall 0.9). The trained values are rounded to 9 digits (DuckDB's parallel sums
 differ in their last bits from run to run; rounded, the decisions cannot) and ``m`` is
 floored at 1e-6 (see :func:`_describe`). Batches too small to train on use
-:data:`DEFAULT_PARAMETERS`.
+:data:`DEFAULT_PARAMETERS`. Once ``pdp linkage train`` has persisted a model
+(:func:`train_parameters` → :mod:`pdp.pseudonym.linkage_trained`), no batch trains: every
+ingest scores with the current model and reports its version.
 
 Candidate pairs (blocking) for prediction, every rule restricted to variants of different
 deterministic groups that may merge (not two groups with different own NIRs) and whose first
@@ -68,7 +70,7 @@ from typing import Any
 
 from pdp.pseudonym.linkage_rules import UnionFind, Variant
 
-__all__ = ["ModelOptions", "ScoredPair", "score_pairs"]
+__all__ = ["ModelOptions", "ScoredPair", "score_pairs", "train_parameters"]
 
 _SOUNDEX = str.maketrans("BFPVCGJKQSXZDTLMNR", "111122222222334556")
 
@@ -323,43 +325,79 @@ def score_pairs(
     return pairs, parameters
 
 
+def train_parameters(variants: list[Variant], uf: UnionFind, options: ModelOptions) -> dict[str, Any]:
+    """Train the model on ``variants`` (EM + random sampling, as a batch would) and return its
+    description (prior, m/u per level: no value); raises ValueError when EM underflows.
+
+    What ``pdp linkage train`` persists (:mod:`pdp.pseudonym.linkage_trained`).
+    """
+    import duckdb
+
+    config: dict[str, Any] = {"temp_directory": ""}
+    if options.threads:
+        config["threads"] = options.threads
+    con = duckdb.connect(":memory:", config=config)
+    try:
+        from splink import DuckDBAPI
+
+        with _quiet_splink():
+            sdf = DuckDBAPI(con).register(_table(variants, uf), table_name="variants")
+            return _train(sdf, options)
+    finally:
+        con.close()
+        gc.collect()
+
+
+def _settings(parameters: dict[str, Any] | None, options: ModelOptions) -> Any:
+    from splink import SettingsCreator
+
+    return SettingsCreator(
+        link_type="dedupe_only",
+        comparisons=_comparisons(parameters),
+        blocking_rules_to_generate_predictions=_prediction_rules(),
+        probability_two_random_records_match=(
+            parameters["probability_two_random_records_match"] if parameters else 0.0001
+        ),
+        retain_matching_columns=False,
+        retain_intermediate_calculation_columns=False,
+        max_iterations=options.em_max_iterations,
+        linker_uid="pdp_linkage",
+    )
+
+
+def _train(sdf: Any, options: ModelOptions) -> dict[str, Any]:
+    """Prior, u by random sampling, m by EM; rounded (see the module docstring)."""
+    from splink import Linker, block_on
+
+    trainer = Linker(sdf, _settings(None, options), log_level=None)
+    trainer.training.estimate_probability_two_random_records_match(
+        [block_on("nir", "birth_date"), block_on("birth_name", "first_names", "birth_date", "sex")],
+        recall=options.prior_recall,
+    )
+    trainer.training.estimate_u_using_random_sampling(max_pairs=options.u_max_pairs, seed=options.seed)
+    for rule in _TRAINING_RULES:
+        trainer.training.estimate_parameters_using_expectation_maximisation(
+            block_on(*rule), estimate_without_term_frequencies=True
+        )
+    # Rounded, so that the last bits of DuckDB's parallel sums cannot change a decision.
+    return _describe(trainer.misc.save_model_to_json(), unseen_u=1.0 / options.u_max_pairs)
+
+
 def _run_splink(
     con: Any, variants_table: Any, options: ModelOptions, parameters: dict[str, Any] | None
 ) -> tuple[Any, dict[str, Any]]:
     """Train (unless ``parameters``) and predict on one DuckDB connection; the predictions as Arrow."""
-    from splink import DuckDBAPI, Linker, SettingsCreator, block_on
+    from splink import DuckDBAPI, Linker
 
-    def settings(parameters: dict[str, Any] | None) -> SettingsCreator:
-        return SettingsCreator(
-            link_type="dedupe_only",
-            comparisons=_comparisons(parameters),
-            blocking_rules_to_generate_predictions=_prediction_rules(),
-            probability_two_random_records_match=(
-                parameters["probability_two_random_records_match"] if parameters else 0.0001
-            ),
-            retain_matching_columns=False,
-            retain_intermediate_calculation_columns=False,
-            max_iterations=options.em_max_iterations,
-            linker_uid="pdp_linkage",
-        )
+    def settings(parameters: dict[str, Any] | None) -> Any:
+        return _settings(parameters, options)
 
     with _quiet_splink():
         db_api = DuckDBAPI(con)
         sdf = db_api.register(variants_table, table_name="variants")
         if parameters is None:
             try:
-                trainer = Linker(sdf, settings(None), log_level=None)
-                trainer.training.estimate_probability_two_random_records_match(
-                    [block_on("nir", "birth_date"), block_on("birth_name", "first_names", "birth_date", "sex")],
-                    recall=options.prior_recall,
-                )
-                trainer.training.estimate_u_using_random_sampling(max_pairs=options.u_max_pairs, seed=options.seed)
-                for rule in _TRAINING_RULES:
-                    trainer.training.estimate_parameters_using_expectation_maximisation(
-                        block_on(*rule), estimate_without_term_frequencies=True
-                    )
-                # Rounded, so that the last bits of DuckDB's parallel sums cannot change a decision.
-                parameters = _describe(trainer.misc.save_model_to_json(), unseen_u=1.0 / options.u_max_pairs)
+                parameters = _train(sdf, options)
             except ValueError:
                 # EM can drive an m probability below 1e-300, which Splink refuses: link with the
                 # built-in trained parameters rather than stop the ingest.

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pdp.pseudonym.normalise import RawIdentity
 
-__all__ = ["SourceIdentity", "read_identities", "read_truth", "record_key"]
+__all__ = ["SourceIdentity", "read_error_kinds", "read_identities", "read_truth", "record_key"]
 
 _NIR_OID = "urn:oid:1.2.250.1.213.1.4.8"
 _BIRTH_PLACE_URL = "http://hl7.org/fhir/StructureDefinition/patient-birthPlace"
@@ -49,6 +49,23 @@ def read_truth(root: Path) -> dict[str, int]:
     """``record_key → true person id`` from ``ground_truth/record_links.csv``."""
     with open(root / "ground_truth" / "record_links.csv", encoding="utf-8", newline="") as handle:
         return {record_key(r["source"], r["file"], r["record_id"]): int(r["person_id"]) for r in csv.DictReader(handle)}
+
+
+def read_error_kinds(root: Path, truth: dict[str, int]) -> dict[str, tuple[str, ...]]:
+    """``record_key → identity error kinds it carries`` from ``ground_truth/identity_errors.csv``
+    (per source and person: a source keeps one identity per patient). Empty when the territory
+    predates that file."""
+    path = root / "ground_truth" / "identity_errors.csv"
+    if not path.exists():
+        return {}
+    with open(path, encoding="utf-8", newline="") as handle:
+        errors = {(r["source"], int(r["person_id"])): tuple(r["errors"].split("|")) for r in csv.DictReader(handle)}
+    out = {}
+    for key, person in truth.items():
+        kinds = errors.get((key.split("|", 1)[0], person))
+        if kinds:
+            out[key] = kinds
+    return out
 
 
 def read_identities(root: Path) -> Iterator[SourceIdentity]:

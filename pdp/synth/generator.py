@@ -30,9 +30,9 @@ from pdp.synth.formats.questionnaires import render_questionnaires
 from pdp.synth.formats.reports import REPORT_STYLES, render_reports
 from pdp.synth.ground_truth import render_ground_truth
 from pdp.synth.history import build_history
-from pdp.synth.identity_variants import identity_resolver
-from pdp.synth.model import ClinicalTruth, Person, age
-from pdp.synth.output import FileSpec, Rendered
+from pdp.synth.identity_variants import identity_resolver, pair_households
+from pdp.synth.model import ClinicalTruth, Identity, Person, age
+from pdp.synth.output import FileSpec, Rendered, identity_errors
 from pdp.synth.population import (
     Skeleton,
     SkeletonSource,
@@ -79,9 +79,27 @@ def _init_worker(world: World, territory: TerritoryDef) -> None:
     _WORLD, _TERRITORY = world, territory
 
 
-def _make_person(sk: Skeleton, world: World, territory: TerritoryDef) -> Person:
+def _identity(sk: Skeleton, world: World, twin: Identity | None) -> tuple[Identity, random.Random]:
+    """A skeleton's civil identity (a second twin's first name differs from the first twin's), and
+    the person's random stream, which the rest of the person goes on drawing from."""
     rng = random.Random(stable_seed(world.seed, world.territory, "person", sk.person_id))
-    identity = make_identity(sk, world.reference_date, rng)
+    avoid = twin.first_names[0] if twin is not None and twin.sex == sk.sex else None
+    return make_identity(sk, world.reference_date, rng, avoid=avoid), rng
+
+
+def person_identities(skeletons: list[Skeleton], world: World) -> list[Identity]:
+    """The civil identities of a chunk's skeletons, as :func:`render_chunk` makes them (for tests)."""
+    out: list[Identity] = []
+    by_id: dict[int, Identity] = {}
+    for sk in skeletons:
+        identity, _ = _identity(sk, world, by_id.get(sk.twin_of) if sk.twin_of is not None else None)
+        by_id[sk.person_id] = identity
+        out.append(identity)
+    return out
+
+
+def _make_person(sk: Skeleton, world: World, territory: TerritoryDef, twin: Identity | None = None) -> Person:
+    identity, rng = _identity(sk, world, twin)
     address, phone, email = make_contact(identity, world, rng)
     person = Person(
         person_id=sk.person_id,
@@ -195,9 +213,19 @@ def _view_summary(stats: Counter, name: str) -> dict[str, Any]:
     return summary
 
 
+_LINK_SOURCE = {"reports": "report"}  # identity_quality's source names → record_links.csv's
+
+
 def render_chunk(index: int, skeletons: list[Skeleton], world: World, territory: TerritoryDef) -> ChunkResult:
     """Everything a chunk of persons writes, as text per file (pure: no disk access)."""
-    persons = [_make_person(sk, world, territory) for sk in skeletons]
+    persons: list[Person] = []
+    by_id: dict[int, Person] = {}
+    for sk in skeletons:
+        twin = by_id.get(sk.twin_of) if sk.twin_of is not None else None
+        person = by_id[sk.person_id] = _make_person(sk, world, territory, twin.identity if twin else None)
+        persons.append(person)
+    household_rng = random.Random(stable_seed(world.seed, world.territory, "households", index))
+    pair_households(persons, household_rng, load_calibration()["household_couples_share"])
     rng = random.Random(stable_seed(world.seed, world.territory, "strata", index))
     diabetics = [(p, age(p.identity.birth_date, world.reference_date)) for p in persons if p.truth.t2d]
     assign_t2d_strata(diabetics, territory.t2d_strata_shares, rng)
@@ -205,10 +233,15 @@ def render_chunk(index: int, skeletons: list[Skeleton], world: World, territory:
         hist_rng = random.Random(stable_seed(world.seed, world.territory, "history", sk.person_id))
         build_history(person, age(sk.birth_date, world.reference_date), world, sk.deceased, hist_rng)
         person.social_referral = _social_referral(person, world)
-    identity_of = identity_resolver(world.seed)
+    identity_of = identity_resolver(world.seed, world.communes)
     rendered: list[Rendered] = []
     for writer in SOURCE_WRITERS.values():
         rendered += writer(persons, world, identity_of)
+    for person in persons:
+        for source in load_calibration()["identity_quality"]:
+            errors = identity_of(person, source).errors
+            if errors:
+                rendered.append(identity_errors(_LINK_SOURCE.get(source, source), person.person_id, errors))
     rendered += render_deaths(persons, world)
     rendered += render_ground_truth(persons, world)
     files: dict[str, tuple[FileSpec, str, int]] = {}

@@ -42,6 +42,8 @@ class SourceIdentity:
     birth_date: date
     birth_place: str | None
     nir: str | None
+    address: Address | None = None  # the address this source holds when not the current one (a move)
+    errors: tuple[str, ...] = ()  # the error kinds drawn (identity_variants.ERROR_KINDS): ground truth only
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +218,7 @@ class Person:
     reports: list[Report] = field(default_factory=list)
     social_referral: str | None = None  # referring association, when referred
     insured_nir: str | None = None  # NIR on the insurance card (a parent's for minors)
+    household: int | None = None  # the spouse's person id when the two share an address (pair_households)
     observable: ObservableTruth | None = None  # filled by the ground-truth writer
 
 

@@ -42,3 +42,16 @@ RECORD_LINKS = FileSpec(
 def record_link(source: str, file: str, record_id: str, person_id: int) -> Rendered:
     """One ground-truth row saying which true person a source record belongs to."""
     return Rendered(RECORD_LINKS, f"{source},{file},{record_id},{person_id}\n")
+
+
+IDENTITY_ERRORS = FileSpec(
+    path="ground_truth/identity_errors.csv",
+    header="source,person_id,errors\n",
+)
+"""Per (source, person): the identity error kinds that source's records of the person carry
+(``|``-separated, :data:`pdp.synth.identity_variants.ERROR_KINDS`); rows without any are left out."""
+
+
+def identity_errors(source: str, person_id: int, errors: tuple[str, ...]) -> Rendered:
+    """One ground-truth row of the error kinds of a person's identity in one source."""
+    return Rendered(IDENTITY_ERRORS, f"{source},{person_id},{'|'.join(errors)}\n")

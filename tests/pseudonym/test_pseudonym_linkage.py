@@ -327,3 +327,15 @@ def test_on_a_5000_person_territory_linkage_reaches_the_precision_and_recall_tar
     assert metrics.collisions == 0
     assert metrics.splits < before.splits / 10
     assert result.parameters["trained"] is True
+
+
+def test_figures_per_error_kind_count_records_linked_to_their_persons_main_pseudonym() -> None:
+    from pdp.pseudonym.linkage_eval import by_kind
+
+    truth = {"a": 1, "b": 1, "c": 1, "d": 2, "e": 3}
+    assignment = {"a": "p", "b": "p", "c": "q", "d": "r", "e": "r"}  # c split off; d and e merged
+    kinds = {"c": ("names_swapped",), "b": ("names_swapped", "moved"), "e": ("moved",)}
+    figures = by_kind(assignment, truth, kinds)
+    assert figures["names_swapped"].records == 2 and figures["names_swapped"].linked == 0.5
+    assert figures["names_swapped"].persons_split == 1 and figures["names_swapped"].persons_in_collisions == 0
+    assert figures["moved"].persons_in_collisions == 1 and figures["moved"].linked == 1.0

@@ -140,8 +140,8 @@ def render_pmsi(persons: list[Person], world: World, identity_of: IdentityOf) ->
                     fr_date(ident.birth_date),
                     "1" if ident.sex == "M" else "2",
                     ident.birth_place or "",
-                    person.address.postcode,
-                    person.address.commune_code,
+                    (ident.address or person.address).postcode,
+                    (ident.address or person.address).commune_code,
                 ]
             )
             links.append(record_link("pmsi", f"pmsi/{hosp.finess}.csv", stay.stay_id, person.person_id))
@@ -222,9 +222,9 @@ def render_social(persons: list[Person], world: World, identity_of: IdentityOf) 
                 first.title(),
                 fr_date(ident.birth_date),
                 ident.sex,
-                person.address.line,
-                person.address.postcode,
-                person.address.commune_name,
+                (ident.address or person.address).line,
+                (ident.address or person.address).postcode,
+                (ident.address or person.address).commune_name,
                 person.phone or "",
                 ident.nir or "",
             ]

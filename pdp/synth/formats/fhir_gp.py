@@ -29,7 +29,7 @@ from functools import lru_cache
 from typing import Any
 
 from pdp.synth.formats.hl7_lab import given_names, local_patient_id, measurement_decimals
-from pdp.synth.model import ClinicalEvent, Person, Professional, SourceIdentity
+from pdp.synth.model import Address, ClinicalEvent, Person, Professional, SourceIdentity
 from pdp.synth.output import FileSpec, Rendered, record_link
 from pdp.synth.world import World
 
@@ -226,7 +226,7 @@ def patient(
         "name": human_names(identity),
         "gender": "male" if identity.sex == "M" else "female",
         "birthDate": identity.birth_date.isoformat(),
-        "address": [home_address(person)],
+        "address": [home_address(person, identity.address)],
     }
     if identity.birth_place:
         resource["extension"] = [
@@ -418,10 +418,10 @@ def _human_name(use: str, family: str, given: list[str]) -> dict[str, Any]:
     return name
 
 
-def home_address(person: Person) -> dict[str, Any]:
+def home_address(person: Person, former: Address | None = None) -> dict[str, Any]:
     """Home address with its INSEE commune code; blank parts are left out (FHIR forbids
-    empty strings)."""
-    a = person.address
+    empty strings). ``former``: the address the GP's software still holds after a move."""
+    a = former or person.address
     address: dict[str, Any] = {"use": "home", "type": "physical", "country": "FRA"}
     if a.commune_code:
         address["extension"] = [_insee_code(a.commune_code)]

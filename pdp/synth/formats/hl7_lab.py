@@ -281,8 +281,9 @@ def _pid5(identity: SourceIdentity) -> str:
 
 
 def _pid11(person: Person, identity: SourceIdentity) -> str:
-    """PID-11: home address, then the birth place (INSEE code, type BDL) when known."""
-    a = person.address
+    """PID-11: home address (the lab's, a former one after a move), then the birth place (INSEE code,
+    type BDL) when known."""
+    a = identity.address or person.address
     home = f"{_text(a.line)}^^{_text(a.commune_name)}^^{_text(a.postcode)}^FRA^H"
     if identity.birth_place:
         return f"{home}~^^^^^^BDL^^{_text(identity.birth_place)}"

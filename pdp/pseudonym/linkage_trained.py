@@ -1,0 +1,219 @@
+"""A trained linkage model, persisted and versioned: what every batch links with.
+
+Why: EM per batch (:mod:`pdp.pseudonym.linkage_model`) makes the model a function of the batch.
+A lab file of ten patients cannot train (it falls back to the built-in parameters), a large
+batch trains its own m/u (~4 s of every 215 000-record ingest), and two batches of one
+territory may weigh the same evidence differently. ``pdp linkage train`` trains once, on a
+representative set of identities, and writes the parameters here; every later batch's linkage
+loads the current model (:func:`current_options`) and records its version in the ingest report.
+When none has been trained, linkage does what it did before (EM on batches of at least
+``min_train_variants`` distinct identities, else the built-in
+:data:`~pdp.pseudonym.linkage_model.DEFAULT_PARAMETERS`) and says so.
+
+What the file holds: the format, the version, when and on how many distinct identities it was
+trained, the prior and ``m``/``u`` per comparison level. Never a name, a date, a NIR or a
+term-frequency table: the level labels are checked against the comparisons' own fixed labels
+(free text could carry a value), numbers are probabilities. Validated by pydantic, unknown keys
+are errors; a bad file stops the ingest with one line naming the file and the field (never
+its value).
+
+Layout under ``Settings.linkage_model_dir`` (default ``<var_dir>/linkage``)::
+
+    lm-20261205T130102Z-3f9a1c2e.json   # one file per version, never overwritten
+    current                              # the version in use (one line)
+
+Example::
+
+    store = ModelStore.from_settings()
+    model = store.save(parameters, trained_on="batch", variants=33_000)
+    store.current().version == model.version
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pdp.config import Settings
+from pdp.pseudonym.linkage_model import DEFAULT_PARAMETERS, ModelOptions, train_parameters
+from pdp.pseudonym.linkage_rules import UnionFind, apply_rules, build_variants
+from pdp.pseudonym.normalise import CanonicalIdentity
+
+__all__ = ["FORMAT", "LinkageModelError", "ModelStore", "TrainedModel", "current_options", "train"]
+
+FORMAT = "pdp-linkage-model/1"
+_VERSION = re.compile(r"^lm-\d{8}T\d{6}Z-[0-9a-f]{8}$")
+_LABELS: dict[str, tuple[str, ...]] = {
+    name: tuple(level["level"] for level in levels) for name, levels in DEFAULT_PARAMETERS["levels"].items()
+}
+
+
+class LinkageModelError(ValueError):
+    """A linkage model file that cannot be used (missing, not JSON, not valid): one line, no value."""
+
+
+class Level(BaseModel):
+    """One comparison level's probabilities among matches (``m``) and non-matches (``u``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    level: str
+    m: float = Field(gt=0, le=1)
+    u: float = Field(gt=0, le=1)
+
+
+class TrainedModel(BaseModel):
+    """The persisted model: no nominative value (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["pdp-linkage-model/1"]
+    version: str = Field(pattern=_VERSION.pattern)
+    trained_at: datetime
+    trained_on: Literal["vault_sample", "batch"]
+    variants: int = Field(ge=0, description="distinct identities trained on")
+    probability_two_random_records_match: float = Field(gt=0, lt=1)
+    levels: dict[str, list[Level]]
+
+    @model_validator(mode="after")
+    def _fits_the_comparisons(self) -> TrainedModel:
+        if set(self.levels) != set(_LABELS):
+            raise ValueError(f"levels must name the comparisons {sorted(_LABELS)}")
+        for name, levels in self.levels.items():
+            if tuple(level.level for level in levels) != _LABELS[name]:
+                raise ValueError(f"levels of {name} differ from the comparison's (labels or order)")
+        return self
+
+    def parameters(self) -> dict[str, Any]:
+        """The model as :func:`~pdp.pseudonym.linkage.link` takes it (``LinkageOptions.parameters``)."""
+        return {
+            "probability_two_random_records_match": self.probability_two_random_records_match,
+            "levels": {name: [level.model_dump() for level in levels] for name, levels in self.levels.items()},
+        }
+
+
+def _one_line(exc: ValidationError) -> str:
+    """The first validation error's location and message: never its input value."""
+    error = exc.errors(include_input=False, include_url=False)[0]
+    known = set(TrainedModel.model_fields) | set(Level.model_fields) | set(_LABELS)
+    # a location part that is neither an index nor a known name is a key of the file: it could
+    # be a value (a name written as a comparison key), so it is not quoted
+    parts = [str(part) if isinstance(part, int) or part in known else "<key>" for part in error["loc"]]
+    message = error["msg"] if error["type"] != "extra_forbidden" else "unknown key (not permitted)"
+    return f"{'.'.join(parts) or 'file'}: {message}"
+
+
+class ModelStore:
+    """The trained models of one platform (one directory): save a version, read the current one."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> ModelStore:
+        from pdp.config import get_settings
+
+        settings = settings or get_settings()
+        return cls(settings.linkage_model_dir or settings.var_dir / "linkage")
+
+    def _write(self, path: Path, text: str) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+
+    def save(
+        self, parameters: dict[str, Any], *, trained_on: Literal["vault_sample", "batch"], variants: int
+    ) -> TrainedModel:
+        """Write ``parameters`` as a new version and make it current; the model written."""
+        now = datetime.now(UTC).replace(microsecond=0)
+        digest = hashlib.sha256(json.dumps(parameters, sort_keys=True).encode("utf-8")).hexdigest()[:8]
+        try:
+            model = TrainedModel(
+                format=FORMAT,
+                version=f"lm-{now:%Y%m%dT%H%M%SZ}-{digest}",
+                trained_at=now,
+                trained_on=trained_on,
+                variants=variants,
+                probability_two_random_records_match=parameters["probability_two_random_records_match"],
+                levels=parameters["levels"],
+            )
+        except ValidationError as exc:
+            raise LinkageModelError(f"trained linkage model does not validate: {_one_line(exc)}") from None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{model.version}.json"
+        if not path.exists():
+            self._write(path, model.model_dump_json(indent=1) + "\n")
+        self._write(self.directory / "current", model.version + "\n")
+        return model
+
+    def current(self) -> TrainedModel | None:
+        """The model in use, or None when none has been trained; :class:`LinkageModelError` when
+        the pointer or the file it names is unusable (fail closed: no silent fallback)."""
+        pointer = self.directory / "current"
+        if not pointer.exists():
+            return None
+        version = pointer.read_text(encoding="utf-8").strip()
+        if not _VERSION.match(version):
+            raise LinkageModelError(f"linkage model pointer {pointer}: not a model version")
+        return self.load(self.directory / f"{version}.json")
+
+    @staticmethod
+    def load(path: Path) -> TrainedModel:
+        """One model file, validated (:class:`LinkageModelError` in one line otherwise)."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise LinkageModelError(f"linkage model {path.name}: file missing in {path.parent}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            line = getattr(exc, "lineno", "?")
+            raise LinkageModelError(f"linkage model {path.name}: not JSON (line {line})") from None
+        try:
+            model = TrainedModel.model_validate(data)
+        except ValidationError as exc:
+            raise LinkageModelError(f"linkage model {path.name}: {_one_line(exc)}") from None
+        if f"{model.version}.json" != path.name:
+            raise LinkageModelError(f"linkage model {path.name}: its version names another file")
+        return model
+
+
+def current_options(settings: Settings | None = None) -> Any:
+    """``LinkageOptions`` with the current trained model, or None when none has been trained."""
+    from pdp.pseudonym.linkage import LinkageOptions
+
+    model = ModelStore.from_settings(settings).current()
+    if model is None:
+        return None
+    return LinkageOptions(parameters=model.parameters(), model_version=model.version)
+
+
+def train(
+    identities: Iterable[tuple[CanonicalIdentity, str | None]],
+    options: ModelOptions | None = None,
+    *,
+    min_variants: int = 1000,
+) -> tuple[dict[str, Any], int]:
+    """Train on ``(canonical identity, postcode)`` items as a batch would (distinct variants,
+    deterministic groups, then EM): the parameters and the number of distinct variants.
+
+    Raises :class:`LinkageModelError` when there are fewer than ``min_variants`` distinct
+    identities (EM needs volume) or EM underflows.
+    """
+    variants = build_variants((str(i), c, p) for i, (c, p) in enumerate(identities))
+    if len(variants) < min_variants:
+        raise LinkageModelError(
+            f"too few distinct identities to train a linkage model ({len(variants)} < {min_variants})"
+        )
+    uf = UnionFind(variants)
+    apply_rules(variants, uf)
+    try:
+        return train_parameters(variants, uf, options or ModelOptions()), len(variants)
+    except ValueError:
+        raise LinkageModelError("linkage model training underflowed (EM); nothing written") from None
