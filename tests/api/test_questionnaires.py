@@ -99,7 +99,7 @@ def test_a_response_goes_to_the_inbox_with_a_receipt_and_is_audited(app, client,
     ({"questionnaire": "https://pdp.invalid/fhir/Questionnaire/unknown|1"}, "CODE_UNKNOWN", 422),
     ({"item": [{"linkId": "next_step", "answer": [{"valueCoding": {"code": "9"}}]}]}, "VALUE_INVALID", 422),
     ({"authored": "2099-01-01T10:00:00+01:00"}, "DATE_OUT_OF_RANGE", 422),
-    ({"authored": "2025-02-30"}, "FHIR_VALIDATION", 422),
+    ({"authored": "2025-02-30"}, "DATE_INVALID", 422),  # an impossible date, whatever the element
     ({"subject": {"reference": "#nobody"}}, "IDENTITY_MISSING", 422),
     ({"resourceType": "Consent"}, "FHIR_VALIDATION", 422),
 ])
