@@ -737,7 +737,6 @@ app.add_typer(linkage_app, name="linkage")
 
 def _training_identities(from_dir: Path | None, sample: int, seed: int, settings=None) -> tuple[list, str]:
     """(canonical, postcode) items to train on, and where they come from (never printed)."""
-    import random
 
     from pdp.pseudonym.normalise import CanonicalIdentity, normalise
 
@@ -752,17 +751,11 @@ def _training_identities(from_dir: Path | None, sample: int, seed: int, settings
             if isinstance(canonical, CanonicalIdentity):
                 items.append((canonical, record.postcode))
         return items, "batch"
-    from pdp.pseudonym.vault import IdentityVault, record_canonical
+    from pdp.pseudonym.linkage_trained import vault_sample
+    from pdp.pseudonym.vault import IdentityVault
 
     vault = IdentityVault.from_settings(settings, edge=True)  # the linkage view only; opens no sealed record
-    pseudonyms = vault.pseudonyms()
-    chosen = sorted(random.Random(seed).sample(pseudonyms, min(sample, len(pseudonyms))))
-    items = []
-    for record in vault.linkage_view(chosen).values():
-        canonical = record_canonical(record)
-        if canonical is not None:
-            items.append((canonical, None))
-    return items, "vault_sample"
+    return vault_sample(vault, sample, seed), "vault_sample"
 
 
 @linkage_app.command("train")

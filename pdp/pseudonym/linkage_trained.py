@@ -38,7 +38,7 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -47,7 +47,10 @@ from pdp.pseudonym.linkage_model import DEFAULT_PARAMETERS, ModelOptions, train_
 from pdp.pseudonym.linkage_rules import UnionFind, apply_rules, build_variants
 from pdp.pseudonym.normalise import CanonicalIdentity
 
-__all__ = ["FORMAT", "LinkageModelError", "ModelStore", "TrainedModel", "current_options", "train"]
+if TYPE_CHECKING:
+    from pdp.pseudonym.vault import IdentityVault
+
+__all__ = ["FORMAT", "LinkageModelError", "ModelStore", "TrainedModel", "current_options", "train", "vault_sample"]
 
 FORMAT = "pdp-linkage-model/1"
 _VERSION = re.compile(r"^lm-\d{8}T\d{6}Z-[0-9a-f]{8}$")
@@ -192,6 +195,26 @@ def current_options(settings: Settings | None = None) -> Any:
     if model is None:
         return None
     return LinkageOptions(parameters=model.parameters(), model_version=model.version)
+
+
+def vault_sample(vault: IdentityVault, sample: int, seed: int) -> list[tuple[CanonicalIdentity, str | None]]:
+    """Up to `sample` known persons drawn at random (seeded) from the vault, as training identities.
+
+    Reads the linkage view only (names, sex, birth date and place, NIR: what linkage compares),
+    never a sealed record; the identities stay in this process and only m/u leave it.
+    """
+    import random
+
+    from pdp.pseudonym.vault import record_canonical
+
+    pseudonyms = vault.pseudonyms()
+    chosen = sorted(random.Random(seed).sample(pseudonyms, min(sample, len(pseudonyms))))
+    items: list[tuple[CanonicalIdentity, str | None]] = []
+    for record in vault.linkage_view(chosen).values():
+        canonical = record_canonical(record)
+        if canonical is not None:
+            items.append((canonical, None))
+    return items
 
 
 def train(

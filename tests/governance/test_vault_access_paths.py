@@ -30,6 +30,7 @@ BENCH = ("pdp/bench/vault.py",)
 ALLOWED = {
     "pdp/pseudonym/reidentify.py": {"get_many"},  # re-identification: authorise → opposition → vault → audit
     "pdp/pseudonym/rotation.py": {"linkage_view", "repseudonymise"},  # key rotation re-keys from the canonical
+    "pdp/pseudonym/linkage_trained.py": {"linkage_view"},  # `pdp linkage train`: a sample of known persons
     "pdp/ingest/pipeline.py": {"upsert_many", "linkable", "repseudonymise"},  # edge: merge, linkage, relink
     "pdp/ingest/fast_path.py": {"upsert_many"},  # the lab feed's edge (linkage goes through pipeline)
     # the edge's text de-identification: the linkage view's names/NIR of a report's known person
