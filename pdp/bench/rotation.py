@@ -51,25 +51,17 @@ def _timed_rotation(**kwargs: Any) -> tuple[Any, float, int]:
 
 
 def bench_rotation(persons: int = PERSONS) -> dict[str, Any]:
-    from pdp.config import Settings
-    from pdp.governance.db import create_all, make_engine
+    from pdp.bench.vault import throwaway_vault
     from pdp.lake import LakeTable, RunInfo, get_spark, load_catalog
-    from pdp.pseudonym.keys import KeyStore
     from pdp.pseudonym.normalise import CANONICAL_FORMAT
     from pdp.pseudonym.pseudonymise import Pseudonymiser
     from pdp.pseudonym.rotation import PAGE
-    from pdp.pseudonym.vault import EdgeKeys, IdentityVault, VaultRecord
+    from pdp.pseudonym.vault import VaultRecord
 
     spark = get_spark(app_name="pdp-bench-rotate")
     with tempfile.TemporaryDirectory(prefix="pdp-bench-rotate-") as tmp:
         root = Path(tmp)
-        settings = Settings(_env_file=None, key_store=root / "keys",
-                            master_key=base64.b64encode(os.urandom(32)).decode())
-        store = KeyStore.from_settings(settings)
-        store.init()
-        engine = make_engine(f"sqlite:///{root / 'pdp.db'}")
-        create_all(engine)
-        vault = IdentityVault(engine, EdgeKeys(store))  # as `pdp keys rotate` opens it
+        store, engine, vault = throwaway_vault(root)  # the vault opened as `pdp keys rotate` opens it
         pseudonymiser = Pseudonymiser(store)
         prefix = CANONICAL_FORMAT.encode("ascii") + b"\x1f"
         canonicals = [prefix + os.urandom(48).hex().encode() for _ in range(persons)]

@@ -51,25 +51,32 @@ def _records(n: int, seed: int = 7) -> list[tuple[str, Any]]:
     return out
 
 
-def bench_vault(persons: int = PERSONS) -> dict[str, Any]:
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
+def throwaway_vault(root: Path) -> tuple[Any, Any, Any]:
+    """(key store, engine, vault opened as the edge opens it) on a fresh random master key and a
+    SQLite governance store under `root`: what the vault benchmarks measure on, then delete."""
     from pdp.config import Settings
     from pdp.governance.db import create_all, make_engine
     from pdp.pseudonym.keys import KeyStore
+    from pdp.pseudonym.vault import EdgeKeys, IdentityVault
+
+    settings = Settings(_env_file=None, key_store=root / "keys",
+                        master_key=base64.b64encode(os.urandom(32)).decode())
+    store = KeyStore.from_settings(settings)
+    store.init()
+    engine = make_engine(f"sqlite:///{root / 'pdp.db'}")
+    create_all(engine)
+    return store, engine, IdentityVault(engine, EdgeKeys(store))
+
+
+def bench_vault(persons: int = PERSONS) -> dict[str, Any]:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     from pdp.pseudonym.sealing import seal
-    from pdp.pseudonym.vault import EdgeKeys, IdentityVault, VaultRecord
+    from pdp.pseudonym.vault import IdentityVault, VaultRecord
 
     records = _records(persons)
     with tempfile.TemporaryDirectory(prefix="pdp-bench-vault-") as tmp:
-        root = Path(tmp)
-        settings = Settings(_env_file=None, key_store=root / "keys",
-                            master_key=base64.b64encode(os.urandom(32)).decode())
-        store = KeyStore.from_settings(settings)
-        store.init()
-        engine = make_engine(f"sqlite:///{root / 'pdp.db'}")
-        create_all(engine)
-        edge = IdentityVault(engine, EdgeKeys(store))
+        store, engine, edge = throwaway_vault(Path(tmp))
 
         started = time.perf_counter()
         for start in range(0, persons, _BATCH):

@@ -79,13 +79,14 @@ class RotationReport:
     resumed: bool = False
     seconds: dict[str, float] = field(default_factory=dict)  # stage → wall time (check, map, lake, purge, vault)
 
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 2)
+
+@contextmanager
+def _stage(seconds: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[name] = round(seconds.get(name, 0.0) + time.perf_counter() - started, 2)
 
 
 def _old_versions(store: KeyStore, vault: IdentityVault) -> list[int]:
@@ -180,19 +181,19 @@ def rotate_pseudonym_key(
     `follow` is called with each page of old → new pseudonyms just before the vault renames them
     (``pdp keys rotate`` passes the opposition registry's ``follow``).
     """
-    check = RotationReport(old_version=0, new_version=0)
+    seconds: dict[str, float] = {}
     pending = _old_versions(store, vault)
     resumed = bool(pending)
     if resumed:
         old = min(pending)
     else:
         old = store.current("pseudonym").version
-        with check.stage("check"):
+        with _stage(seconds, "check"):
             for _ in _mapping_pages(vault, store, old, page):  # fail closed before the key changes
                 pass
         store.rotate("pseudonym")
     new = store.current("pseudonym").version
-    report = RotationReport(old_version=old, new_version=new, resumed=resumed, seconds=check.seconds)
+    report = RotationReport(old_version=old, new_version=new, resumed=resumed, seconds=seconds)
     lake = spark is not None and catalog is not None and _has_pseudonym_columns(catalog)
     if not lake and catalog is not None and _has_pseudonym_columns(catalog):
         raise RotationError("the lake has pseudonym columns: rotation needs a Spark session to re-map them")
@@ -200,7 +201,7 @@ def rotate_pseudonym_key(
         assert spark is not None and catalog is not None
         _rotate_lake_and_vault(report, store, vault, spark, catalog, lake_root, run_id, follow, page)
     else:
-        with report.stage("vault"):
+        with _stage(report.seconds, "vault"):
             for mapping in _mapping_pages(vault, store, old, page):
                 report.mapped += len(mapping)
                 if follow is not None:
@@ -220,20 +221,20 @@ def _rotate_lake_and_vault(
     area = WorkArea(spark, f"rotation-v{old}-v{new}", lake_root)
     area.reset()
     try:
-        with report.stage("map"):
+        with _stage(report.seconds, "map"):
             for mapping in _mapping_pages(vault, store, old, page):
                 report.mapped += len(mapping)
                 area.append(spark.createDataFrame(sorted(mapping.items()), _MAPPING_SCHEMA))
         if report.mapped:
             frame = area.read()
-            with report.stage("lake"):
+            with _stage(report.seconds, "lake"):
                 report.tables = remap_lake(spark, catalog, frame, run_id, lake_root)
             run = RunInfo(run_id=f"{run_id}-purge", job="keys.rotate", definitions_version="pseudonym-rotation/1")
-            with report.stage("purge"):
+            with _stage(report.seconds, "purge"):
                 report.purged = [r.as_dict() for r in erase_pseudonyms(
                     spark, frame.select("old"), run=run, lake_root=lake_root, catalog=catalog,
                     reason=f"key rotation v{old} -> v{new}: files holding old pseudonyms removed")]
-            with report.stage("vault"):
+            with _stage(report.seconds, "vault"):
                 for mapping in _pages_of(frame, page):
                     if follow is not None:
                         follow(mapping)
