@@ -35,6 +35,7 @@ from pydantic import ValidationError
 from pdp.ingest.model import IdentityFields, Quarantined, SourceRecord
 from pdp.ingest.unmapped import UnmappedCodes
 from pdp.pseudonym.keys import KeyStore
+from pdp.pseudonym.linkage import MODEL_NOT_RUN
 from pdp.pseudonym.normalise import CanonicalIdentity, Rejection, normalise
 from pdp.pseudonym.pseudonymise import Pseudonymiser, digest_text
 from pdp.pseudonym.vault import VaultRecord
@@ -418,7 +419,7 @@ class LinkOutcome:
     mapping: dict[str, str]  # batch pseudonym → person pseudonym (only those that change)
     superseded: dict[str, str]  # known pseudonym → person pseudonym
     rule_counts: dict[str, int]
-    model_version: str = "not-run"  # the linkage model used (LinkResult.parameters["model_version"])
+    model_version: str = MODEL_NOT_RUN  # the linkage model used (LinkResult.parameters["model_version"])
 
 
 def _merge(old: VaultRecord, new: VaultRecord) -> VaultRecord:

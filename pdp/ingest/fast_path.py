@@ -64,6 +64,7 @@ from pdp.ingest.pipeline import (
 )
 from pdp.ingest.reasons import REASONS, ReasonCode
 from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA, bronze_dict, quarantine_dict
+from pdp.pseudonym.linkage import MODEL_NOT_RUN
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -247,7 +248,7 @@ class LabFeed:
 
         if not edge.canonicals or self._linkage_cannot_change(edge):
             report.link_rules = {"deterministic_nir": len(edge.canonicals)} if edge.canonicals else {}
-            report.link_model = "not-run"
+            report.link_model = MODEL_NOT_RUN
             return LinkOutcome(mapping={}, superseded={}, rule_counts=report.link_rules)
         return link_batch(
             self.spark, edge, self._vault, report, lake_root=self.settings.lake_uri, settings=self.settings
