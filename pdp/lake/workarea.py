@@ -11,7 +11,7 @@ The area is removed when the job ends; a job that crashed removes and rebuilds i
 Example::
 
     area = WorkArea(spark, "rotation-v1-v2", lake_root)
-    area.reset()
+    area.remove()              # start empty: a crashed run's pages are never mixed with this run's
     area.append(spark.createDataFrame(page, "old string, new string"))
     frame = area.read()          # every page, as one DataFrame
     area.remove()
@@ -57,14 +57,11 @@ class WorkArea:
         return bool(fs.exists(path))
 
     def remove(self) -> None:
-        """Delete the area and everything in it (nothing if absent)."""
+        """Delete the area and everything in it (nothing if absent): at the end of a job, and at its
+        start so that what a crashed run left is never mixed with a new run's pages."""
         fs, path = self._fs()
         if fs.exists(path):
             fs.delete(path, True)
-
-    def reset(self) -> None:
-        """Start empty: what a crashed run left is discarded, never mixed with a new run's pages."""
-        self.remove()
 
     def append(self, frame: DataFrame) -> None:
         frame.write.mode("append").parquet(self.path)

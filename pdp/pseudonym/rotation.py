@@ -219,7 +219,7 @@ def _rotate_lake_and_vault(
 
     old, new = report.old_version, report.new_version
     area = WorkArea(spark, f"rotation-v{old}-v{new}", lake_root)
-    area.reset()
+    area.remove()  # start empty: a crashed run's pages are never mixed with this run's
     try:
         with _stage(report.seconds, "map"):
             for mapping in _mapping_pages(vault, store, old, page):
