@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     var_dir: Path = Field(Path("./var"), description="Root of every local store (lake, db, keys).")
     lake_uri: str = Field("./var/lake", description="Root of the Delta lake: a local path or an object-store URI.")
     spark_master: str = Field("local[*]", description="Spark master URL: local[N] or spark://host:7077.")
+    edge_engine: Literal["auto", "processes", "spark"] = Field(
+        "auto",
+        description="Where `pdp ingest` parses and pseudonymises: `processes` (worker processes on this machine), "
+        "`spark` (one Spark task per file, on the executors), `auto` (spark when PDP_SPARK_MASTER is a cluster).",
+    )
     spark_driver_memory: str = Field("6g", description="Driver memory (local mode runs everything in the driver).")
     spark_shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions; small on 2 cores.")
     spark_jars: str | None = Field(

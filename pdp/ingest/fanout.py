@@ -30,6 +30,7 @@ import time
 from array import array
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from importlib import import_module
@@ -46,10 +47,15 @@ from pdp.ingest.reasons import ReasonCode
 from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA, Stage, bronze_dict, quarantine_dict
 
 if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
     from pdp.config import Settings
     from pdp.ingest.registry import Registry
 
-__all__ = ["BatchContext", "FileResult", "FileRunner", "FileTask", "ParseWorkerError", "auto_workers", "run_files"]
+__all__ = [
+    "BatchContext", "FileResult", "FileRunner", "FileTask", "ParseWorkerError", "auto_workers", "parser_modules",
+    "run_files", "spark_engine",
+]
 
 POOL_MIN_BYTES = 8 << 20  # below this, worker start-up costs more than it saves
 
@@ -169,6 +175,19 @@ class FileRunner:
             yield row
 
 
+def spark_engine(settings: Settings, tasks: list[FileTask], registry: Registry) -> bool:
+    """Whether the batch's files run as Spark tasks (:mod:`pdp.ingest.spark_tasks`) rather than processes.
+
+    ``PDP_EDGE_ENGINE``: ``spark`` or ``processes``; ``auto`` picks Spark when the master is a
+    cluster (not ``local[...]``). Never for a parser defined in ``__main__`` (an executor could
+    not import it) nor for an empty batch.
+    """
+    engine = settings.edge_engine
+    if engine == "auto":
+        engine = "processes" if settings.spark_master.startswith("local") else "spark"
+    return engine == "spark" and bool(tasks) and "__main__" not in parser_modules(tasks, registry)
+
+
 def auto_workers(tasks: list[FileTask], registry: Registry, requested: int | None) -> int:
     """Worker processes for the batch: `requested` if given, else one per core when it pays.
 
@@ -177,7 +196,7 @@ def auto_workers(tasks: list[FileTask], registry: Registry, requested: int | Non
     """
     if requested is not None and requested <= 1:
         return 0
-    if len(tasks) < 2 or any(m == "__main__" for m in _parser_modules(tasks, registry)):
+    if len(tasks) < 2 or any(m == "__main__" for m in parser_modules(tasks, registry)):
         return 0
     if requested is None:
         if sum(t.size for t in tasks) < POOL_MIN_BYTES:
@@ -188,17 +207,42 @@ def auto_workers(tasks: list[FileTask], registry: Registry, requested: int | Non
 
 
 def run_files(
-    tasks: list[FileTask], context: BatchContext, *, workers: int, duplicates: Duplicates
+    tasks: list[FileTask], context: BatchContext, *, workers: int, duplicates: Duplicates,
+    spark: SparkSession | None = None,
 ) -> Iterator[tuple[FileTask, FileResult]]:
-    """Every task's result, in task (file) order, duplicates reconciled across files."""
+    """Every task's result, in task (file) order, duplicates reconciled across files.
+
+    `spark`: run each file as a task of this session (:mod:`pdp.ingest.spark_tasks`, the
+    executors of a cluster) instead of `workers` processes on this machine.
+    """
     local: FileRunner | None = None
-    if workers <= 1:
+    if spark is None and workers <= 1:
         local = FileRunner(context)
         for task in tasks:
             yield task, local.run(task, duplicates)
         return
-    registry = context.registry
-    modules = tuple(sorted(_parser_modules(tasks, registry)))
+    with _parsed_apart(tasks, context, workers, spark) as results:
+        for task, result in zip(tasks, results, strict=True):
+            spec = context.registry.specs[task.source]
+            if result.fingerprints is not None and not duplicates.admit(spec, result.fingerprints):
+                for part in result.parts:  # a record of this file was in an earlier one: redo it in order
+                    part.unlink(missing_ok=True)
+                local = local or FileRunner(context)
+                result = local.run(task, duplicates)
+            yield task, result
+
+
+@contextmanager
+def _parsed_apart(
+    tasks: list[FileTask], context: BatchContext, workers: int, spark: SparkSession | None
+) -> Iterator[Iterator[FileResult]]:
+    """The tasks' results in task order, each file parsed apart (Spark tasks or worker processes)."""
+    if spark is not None:
+        from pdp.ingest.spark_tasks import run_on_spark
+
+        yield run_on_spark(spark, tasks, context)
+        return
+    modules = tuple(sorted(parser_modules(tasks, context.registry)))
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=get_context("spawn"),
@@ -209,20 +253,12 @@ def run_files(
         futures: dict[int, Future[FileResult]] = {}
         for task in sorted(tasks, key=lambda t: (-t.size, t.index)):  # largest first: no long tail
             futures[task.index] = pool.submit(_run, task)
-        for task in tasks:
-            result = futures.pop(task.index).result()
-            spec = registry.specs[task.source]
-            if result.fingerprints is not None and not duplicates.admit(spec, result.fingerprints):
-                for part in result.parts:  # a record of this file was in an earlier one: redo it in order
-                    part.unlink(missing_ok=True)
-                local = local or FileRunner(context)
-                result = local.run(task, duplicates)
-            yield task, result
+        yield (futures.pop(task.index).result() for task in tasks)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _parser_modules(tasks: list[FileTask], registry: Registry) -> set[str]:
+def parser_modules(tasks: list[FileTask], registry: Registry) -> set[str]:
     formats = {registry.specs[t.source].format for t in tasks}
     return {get_parser(f).func.__module__ for f in formats if f is not None}
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from pdp.config import Settings, get_settings
 from pdp.ingest.edge import Edge
-from pdp.ingest.fanout import BatchContext, FileTask, auto_workers, run_files
+from pdp.ingest.fanout import BatchContext, FileTask, auto_workers, run_files, spark_engine
 from pdp.ingest.parse import Duplicates
 from pdp.ingest.reasons import REASONS, ReasonCode
 from pdp.ingest.registry import Registry, discover, load_registry
@@ -110,6 +110,7 @@ class IngestReport:
     relinked: int = 0  # batch pseudonyms re-keyed to their person's pseudonym by linkage
     seconds: dict[str, float] = field(default_factory=dict)  # per stage: edge, vault, bronze, quarantine, silver, log
     parse_workers: int = 0  # worker processes of the parse+edge stage (0: in-process)
+    parse_engine: str = "processes"  # or "spark": one Spark task per file (PDP_EDGE_ENGINE)
     parse_cpu_seconds: float = 0.0  # CPU time of parse+edge summed over the processes that ran it
     persons: set[str] = field(default_factory=set)  # lab feed: pseudonyms whose silver the batch changed
     unmapped: UnmappedCodes = field(default_factory=UnmappedCodes)  # landed codes outside the concept sets
@@ -216,10 +217,13 @@ def _ingest(
         fingerprints[(spec.name, rel)] = fingerprint
         tasks.append(FileTask(len(report.files) - 1, spec.name, path, rel, path.stat().st_size))
     context = BatchContext(settings, registry, root, staging, batch_id, started, today)
-    report.parse_workers = auto_workers(tasks, registry, workers)
+    on_spark = spark_engine(settings, tasks, registry)
+    report.parse_engine = "spark" if on_spark else "processes"
+    report.parse_workers = 0 if on_spark else auto_workers(tasks, registry, workers)
     try:
         has_bronze = has_quarantine = False
-        for task, result in run_files(tasks, context, workers=report.parse_workers, duplicates=Duplicates()):
+        for task, result in run_files(tasks, context, workers=report.parse_workers, duplicates=Duplicates(),
+                                      spark=spark if on_spark else None):
             file_report, counts = report.files[task.index], result.counts
             file_report.records_in, file_report.landed = counts.records_in, counts.parsed
             file_report.quarantined, file_report.file_issues = counts.quarantined, counts.file_issues

@@ -33,6 +33,8 @@ ALLOWED = {
     "pdp/pseudonym/linkage_trained.py": {"linkage_view"},  # `pdp linkage train`: a sample of known persons
     "pdp/ingest/pipeline.py": {"upsert_many", "linkable", "repseudonymise"},  # edge: merge, linkage, relink
     "pdp/ingest/fast_path.py": {"upsert_many"},  # the lab feed's edge (linkage goes through pipeline)
+    # the edge as Spark tasks: a file's identities sealed to the driver's per-batch key pair (not the vault's)
+    "pdp/ingest/spark_tasks.py": {"import seal", "import Opener"},
     # the edge's text de-identification: the linkage view's names/NIR of a report's known person
     "pdp/ingest/known.py": {"linkage_view"},
     "pdp/governance/opposition/service.py": {"linkable"},  # an opposition's identity → the person's pseudonym

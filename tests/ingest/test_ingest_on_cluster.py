@@ -159,6 +159,12 @@ def _pipeline(sources: Path, var: Path, keys: Path, master_key: str, spark_maste
     # The driver binds where the workers listen: one machine, loopback only.
     env["SPARK_LOCAL_IP"] = "127.0.0.1"
     var.mkdir(parents=True)
+    # On a cluster the edge runs as Spark tasks (PDP_EDGE_ENGINE=auto): the executors, started by the
+    # workers and not by `pdp`, open the key store from a file every node can read, as a deployment would.
+    key_file = var / "master.key"
+    key_file.write_text(env.pop("PDP_MASTER_KEY"))
+    key_file.chmod(0o600)
+    env["PDP_MASTER_KEY_FILE"] = str(key_file)
     shutil.copytree(keys, var / "keys")
     return {
         "ingest": _pdp(["ingest", str(sources)], env),

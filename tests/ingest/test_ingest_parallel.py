@@ -1,4 +1,4 @@
-"""The parse+edge stage in worker processes gives exactly what one in-order pass gives.
+"""The parse+edge stage in worker processes, or as Spark tasks, gives exactly what one in-order pass gives.
 
 A small synthetic territory with the faults that make order matter: a record resent in a
 later file of its source (DUPLICATE_RECORD across files, decided in file order), a duplicate
@@ -25,6 +25,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from ingest_helpers import lake_settings
+from pydantic import SecretStr
 
 from pdp.config import Settings
 from pdp.ingest import Registry, parse_directory
@@ -83,7 +84,7 @@ def _stage_rows(directory: Path) -> list[str]:
     return sorted(repr(sorted(row.items())) for row in pq.read_table(directory).to_pylist())
 
 
-def _run(root: Path, registry: Registry, settings: Settings, staging: Path, workers: int) -> dict:
+def _run(root: Path, registry: Registry, settings: Settings, staging: Path, workers: int, spark=None) -> dict:
     discovery = discover(root, registry)
     tasks = [
         FileTask(i, spec.name, path, path.relative_to(root).as_posix(), path.stat().st_size)
@@ -92,7 +93,7 @@ def _run(root: Path, registry: Registry, settings: Settings, staging: Path, work
     context = BatchContext(settings, registry, root, staging, "batch-1", datetime(2026, 1, 2, tzinfo=UTC), None)
     edge = Edge(KeyStore.from_settings(settings))
     counts = {}
-    for task, result in run_files(tasks, context, workers=workers, duplicates=Duplicates()):
+    for task, result in run_files(tasks, context, workers=workers, duplicates=Duplicates(), spark=spark):
         counts[(task.source, task.rel)] = result.counts
         edge.absorb(result.state)
     return {
@@ -112,11 +113,52 @@ def runs(faulty: Path, registry: Registry, settings: Settings, tmp_path_factory:
     return {w: _run(faulty, registry, settings, out / f"w{w}", w) for w in (0, 2)}
 
 
+@pytest.fixture(scope="module")
+def spark_run(faulty: Path, registry: Registry, settings: Settings, spark, tmp_path_factory: pytest.TempPathFactory,
+              ) -> dict:
+    """The same batch as Spark tasks; the executors open the key store from a master key *file* (a path in
+    the closure, never the key)."""
+    key_file = settings.var_dir / "master.key"
+    key_file.write_text(settings.master_key.get_secret_value())
+    key_file.chmod(0o600)
+    on_files = settings.model_copy(update={"master_key": None, "master_key_file": key_file})
+    return _run(faulty, registry, on_files, tmp_path_factory.mktemp("spark-staging"), 0, spark=spark)
+
+
 def test_workers_give_the_same_rows_counts_and_vault_records(runs: dict) -> None:
     sequential, parallel = runs[0], runs[2]
     for part in sequential:
         assert parallel[part] == sequential[part], part
     assert sequential["bronze"] and sequential["vault"]
+
+
+def test_spark_tasks_give_the_same_rows_counts_and_vault_records(runs: dict, spark_run: dict) -> None:
+    for part in runs[0]:
+        assert spark_run[part] == runs[0][part], part
+
+
+def test_no_secret_setting_reaches_a_spark_task(settings: Settings) -> None:
+    """What a task's closure pickles: the settings without the master key, the PIN or a database password."""
+    from pyspark import cloudpickle
+
+    from pdp.ingest.spark_tasks import ExecutorSecretMissing, executor_settings, shipped_settings
+
+    loaded = settings.model_copy(update={"pkcs11_pin": SecretStr("4321-pin-secret"),
+                                         "db_url": "postgresql://pdp:db-secret-pw@db.example:5432/pdp"})
+    shipped, withheld = shipped_settings(loaded)
+    assert set(withheld) == {"master_key", "pkcs11_pin", "db_url"}
+    pickled = cloudpickle.dumps(shipped)
+    for secret in (settings.master_key.get_secret_value(), "4321-pin-secret", "db-secret-pw"):
+        assert secret.encode() not in pickled
+    environ = {"PDP_MASTER_KEY": settings.master_key.get_secret_value(), "PDP_PKCS11_PIN": "4321-pin-secret",
+               "PDP_DB_URL": loaded.db_url}
+    restored = executor_settings(shipped, withheld, environ)
+    assert restored.master_key == settings.master_key and restored.db_url == loaded.db_url
+    assert restored.pkcs11_pin.get_secret_value() == "4321-pin-secret"
+    with pytest.raises(ExecutorSecretMissing, match="no PDP_MASTER_KEY") as missing:
+        executor_settings(shipped, withheld, {"PDP_PKCS11_PIN": "4321-pin-secret"})
+    assert "4321" not in str(missing.value)
+    assert shipped_settings(settings.model_copy(update={"db_url": "sqlite:///x.db"}))[0].db_url == "sqlite:///x.db"
 
 
 def test_a_record_resent_in_a_later_file_is_the_duplicate_whatever_the_workers(runs: dict, faulty: Path) -> None:
@@ -219,3 +261,17 @@ def test_workers_exit_when_the_ingest_is_killed(faulty: Path, settings: Settings
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_alive(pid) for pid in workers), "a worker outlived the killed ingest"
+
+
+def test_the_edge_engine_follows_the_setting_and_the_master(faulty: Path, registry: Registry,
+                                                            settings: Settings) -> None:
+    from pdp.ingest.fanout import spark_engine
+
+    found = discover(faulty, registry).to_parse
+    tasks = [FileTask(i, spec.name, path, path.name, 1) for i, (spec, path) in enumerate(found)]
+    engine = lambda **kw: spark_engine(settings.model_copy(update=kw), tasks, registry)  # noqa: E731
+    assert not engine(edge_engine="auto", spark_master="local[2]")
+    assert engine(edge_engine="auto", spark_master="spark://127.0.0.1:7177")
+    assert engine(edge_engine="spark", spark_master="local[2]")
+    assert not engine(edge_engine="processes", spark_master="spark://127.0.0.1:7177")
+    assert not spark_engine(settings.model_copy(update={"edge_engine": "spark"}), [], registry)

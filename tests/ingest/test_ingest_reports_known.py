@@ -4,6 +4,11 @@ the vault's names of that person, not only with its index row's.
 The story: Jeanne DURAND married MARTIN-LEFEVRE. Her GP's export (first batch) gives both names;
 the hospital's document-sharing index (second batch) gives her birth name only, and the letter
 calls her by her used name — the name the generic recognizers leave when no title precedes it.
+
+Both batches run the edge as Spark tasks (`PDP_EDGE_ENGINE=spark`, :mod:`pdp.ingest.spark_tasks`),
+the executors opening the key store from a master key file and the vault's linkage view from the
+store the settings name: the whole `pdp ingest` path of a cluster, in local mode (the other
+in-process ingests run the worker-process engine).
 """
 
 from __future__ import annotations
@@ -42,7 +47,11 @@ LETTER = (
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     var = tmp_path_factory.mktemp("known-var")
     master = base64.b64encode(os.urandom(32)).decode("ascii")
-    s = lake_settings(var, master)
+    key_file = var / "master.key"
+    key_file.write_text(master)
+    key_file.chmod(0o600)
+    s = lake_settings(var, master).model_copy(update={"master_key": None, "master_key_file": key_file,
+                                                      "edge_engine": "spark"})
     KeyStore.from_settings(s).init()
     return s
 
@@ -105,6 +114,7 @@ def gp_batch(spark: SparkSession, settings: Settings, note_jobs: NoteJobs,
 
 def test_a_batch_without_reports_runs_no_note_job(gp_batch: IngestReport, note_jobs: NoteJobs) -> None:
     assert gp_batch.totals()[1] == 2 and gp_batch.vault_records == 1  # the Patient and its Condition
+    assert gp_batch.parse_engine == "spark"
     assert note_jobs.calls == [] and gp_batch.silver["note"] == 0
 
 
@@ -122,7 +132,7 @@ def test_a_known_persons_used_name_is_redacted_in_silver_note(
         patch.setattr(silver, "_locations", lambda *a, **k: 0)  # its own probe is not under test here
         patch.setattr(DataFrame, "isEmpty", no_probe)
         second = ingest_directory(hospital, spark=spark, settings=settings, workers=0)
-    assert second.totals()[1] == 1 and second.silver["note"] == 1
+    assert second.totals()[1] == 1 and second.silver["note"] == 1 and second.parse_engine == "spark"
 
     (note,) = LakeTable(spark, "silver.note", lake_root=settings.lake_uri).read().collect()
     assert USED not in note.note_text and "MARTIN" not in note.note_text.upper()

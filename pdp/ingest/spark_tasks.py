@@ -1,0 +1,159 @@
+"""Parse and edge as Spark tasks: the batch's parse+edge stage on the executors of a cluster.
+
+Why: :mod:`pdp.ingest.fanout` runs one file per worker process, all on the driver's machine,
+so the edge (the platform's most CPU-hungry Python: FHIR validation, HL7, keyed hashing) can
+never use more cores than that machine has. Here each file is one Spark task of the ingest's
+own session: on a cluster (``PDP_SPARK_MASTER=spark://...``) the files are parsed, validated,
+normalised and pseudonymised on every executor; in local mode on the local cores. The task
+runs the very :class:`~pdp.ingest.fanout.FileRunner` a worker process runs (one definition of
+the per-file work) and the driver folds the results in file order through the same
+reconciliation (:func:`pdp.ingest.fanout.run_files`): same rows, counts and vault records as
+the processes (tested in ``tests/ingest/test_ingest_parallel.py``).
+
+How keys reach the executors — never in the task closure, a plan or a log:
+
+- the closure carries the batch's :class:`~pdp.ingest.fanout.BatchContext` with every secret
+  setting withheld (:data:`SECRET_SETTINGS`: the master key value, the HSM PIN value, a
+  database URL holding a password). The executor opens the key store itself, through the same
+  key store / KMS interface as any pdp process (:meth:`KeyStore.from_settings`): from the
+  master key *file* or the PKCS#11 token the settings name, or, for a withheld value, from its
+  own environment (``PDP_MASTER_KEY``, ``PDP_PKCS11_PIN``, ``PDP_DB_URL``), as a deployment gives
+  a secret to each node. An executor without it fails the batch with one line naming the
+  variable, never with its value.
+- the task's result holds the file's identities (vault records and canonical identities, for
+  linkage): it travels back through Spark's result path (the JVM's block manager, which may
+  spill to disk), so it is sealed first to a public key made for the batch
+  (:func:`pdp.pseudonym.sealing.seal`, X25519 + AES-256-GCM); only the driver, which holds the
+  private key for the duration of the stage, opens it. The closure holds the public key only.
+- an exception on an executor is caught in the task: its text may quote a value of the file,
+  so only the file's relative path and the exception's type come back
+  (:class:`~pdp.ingest.fanout.ParseWorkerError`), and nothing is printed on the executor.
+
+Where the staging parts go: the task writes them under ``context.staging`` (an absolute path),
+read back by the batch's bronze and quarantine MERGEs. On one machine (local mode, the local
+standalone cluster of ``infra/spark``) that is the driver's disk; across machines it must be a
+directory every node mounts (see ``docs/deployment.md``).
+
+Not yet here (issue 14): splitting one large file into several tasks (today one file is one
+task), and the identities folded on the driver for linkage (bounded by the batch, not by the
+population; the vault's bulk write from the executors comes with linkage on Spark).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from importlib import import_module
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from pdp.config import Settings
+    from pdp.ingest.fanout import BatchContext, FileResult, FileTask
+
+__all__ = ["SECRET_SETTINGS", "ExecutorSecretMissing", "executor_settings", "run_on_spark", "shipped_settings"]
+
+SECRET_SETTINGS = ("master_key", "pkcs11_pin", "db_url", "audit_db_url")
+"""Settings never shipped to an executor in a closure; the executor reads them from its own
+environment (``PDP_<NAME>``) when the batch needs them. A database URL is withheld only when
+it holds a password."""
+
+_FAILED = b""  # the sealed-box slot of a task that failed: its message travels instead
+
+
+class ExecutorSecretMissing(RuntimeError):
+    """An executor lacks a secret the batch needs (the message names the variable, never a value)."""
+
+
+def _has_password(url: str | None) -> bool:
+    return bool(url) and urlsplit(url or "").password is not None
+
+
+def shipped_settings(settings: Settings) -> tuple[Settings, tuple[str, ...]]:
+    """(settings without their secret values, the names of the fields withheld) for a closure."""
+    withheld = tuple(
+        name for name in SECRET_SETTINGS
+        if (_has_password(getattr(settings, name)) if name.endswith("db_url") else getattr(settings, name) is not None)
+    )
+    blank = {name: None for name in withheld}
+    if "db_url" in withheld:
+        blank["db_url"] = "sqlite://"  # never opened: executor_settings restores it from the environment
+    return settings.model_copy(update=blank), withheld
+
+
+def executor_settings(shipped: Settings, withheld: Iterable[str], environ: dict[str, str] | None = None) -> Settings:
+    """The shipped settings with each withheld secret read from this process's environment."""
+    from pydantic import SecretStr
+
+    env = os.environ if environ is None else environ
+    found: dict[str, object] = {}
+    for name in withheld:
+        variable = f"PDP_{name.upper()}"
+        value = env.get(variable)
+        if not value:
+            raise ExecutorSecretMissing(
+                f"the Spark executors have no {variable}: give it to every node (or name a file the nodes "
+                "can read, e.g. PDP_MASTER_KEY_FILE / PDP_PKCS11_PIN_FILE), or ingest with PDP_EDGE_ENGINE=processes")
+        found[name] = SecretStr(value) if name in ("master_key", "pkcs11_pin") else value
+    return shipped.model_copy(update=found)
+
+
+def run_on_spark(spark: SparkSession, tasks: list[FileTask], context: BatchContext) -> Iterator[FileResult]:
+    """Every task's :class:`FileResult`, each file one Spark task, in task order (sealed in transit)."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from pdp.ingest.fanout import ParseWorkerError, parser_modules
+    from pdp.pseudonym.sealing import Opener
+
+    if not tasks:
+        return
+    private = X25519PrivateKey.generate()
+    public = private.public_key().public_bytes_raw()
+    settings, withheld = shipped_settings(context.settings)
+    shipped = replace(context, settings=settings)
+    modules = tuple(sorted(parser_modules(tasks, context.registry)))
+    ordered = sorted(tasks, key=lambda t: (-t.size, t.index))  # largest first: no long tail
+    rdd = spark.sparkContext.parallelize(ordered, numSlices=len(ordered))
+    job = rdd.mapPartitions(lambda part: _run_tasks(part, shipped, withheld, modules, public))
+    boxes = dict((index, (enc, box, error)) for index, enc, box, error in job.collect())
+    opener = Opener(private.private_bytes_raw())
+    del private
+    for task in tasks:
+        enc, box, error = boxes.pop(task.index)
+        if error:
+            raise ParseWorkerError(error)
+        yield pickle.loads(opener.open(enc, box, aad=_aad(context.batch_id, task.index)))  # our own sealed bytes
+
+
+def _aad(batch_id: str, index: int) -> bytes:
+    return f"pdp-edge-task\x1f{batch_id}\x1f{index}".encode()
+
+
+def _run_tasks(
+    tasks: Iterator[FileTask], context: BatchContext, withheld: tuple[str, ...], modules: tuple[str, ...],
+    public: bytes,
+) -> Iterator[tuple[int, bytes, bytes, str]]:
+    """On an executor: (index, enc, sealed result, error) per task; a failure names the file and
+    the exception's type only. The runner (and its keys) lives for this partition only."""
+    from pdp.ingest.fanout import FileRunner
+    from pdp.pseudonym.sealing import seal
+
+    runner: FileRunner | None = None
+    for task in tasks:
+        try:
+            if runner is None:
+                for module in modules:  # custom parsers register on import
+                    import_module(module)
+                runner = FileRunner(replace(context, settings=executor_settings(context.settings, withheld)))
+            result = runner.run(task)
+            enc, box = seal(public, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL),
+                            aad=_aad(context.batch_id, task.index))
+            yield task.index, enc, box, ""
+        except ExecutorSecretMissing as exc:
+            yield task.index, _FAILED, _FAILED, str(exc)
+        except Exception as exc:  # the text may hold a value of the file: only its type leaves
+            yield task.index, _FAILED, _FAILED, f"parse task failed on {task.rel} ({type(exc).__name__})"
