@@ -19,6 +19,7 @@ from rich.table import Table
 from typer.exceptions import Abort, Exit, TyperException
 
 if TYPE_CHECKING:
+    from pdp.ingest.pipeline import IngestReport
     from pdp.ingest.skipped import SkippedResources
     from pdp.ingest.unmapped import UnmappedCodes
 
@@ -580,6 +581,7 @@ def run_ingest(directory: Path) -> dict:
     ``warning:`` line per such file names it and the exception type (never its message, which may
     quote a value), and the command exits :data:`PARTIAL_EXIT`.
     """
+    from pdp.ingest.fanout import ParseWorkerError
     from pdp.ingest.pipeline import IngestBusy, ingest_directory
     from pdp.ingest.registry import SpecError
     from pdp.lake import LakeError, get_spark
@@ -592,18 +594,15 @@ def run_ingest(directory: Path) -> dict:
             report = ingest_directory(directory, spark=get_spark(app_name="pdp-ingest"))
         except (SpecError, LakeError, IngestBusy, LinkageModelError) as exc:
             raise UserError(str(exc)) from None
+        except ParseWorkerError as exc:  # names the file and the exception's type (or the secret missing), no value
+            raise UserError(f"ingest stopped: {exc}; the batch's files are not logged as ingested") from None
         except OSError as exc:  # a full disk, a file gone or unreadable mid-run (also from a parse worker)
             raise UserError(f"ingest stopped: {_os_error(exc)}; the batch's files are not logged as ingested, "
                             "run it again once this is fixed") from None
-    table = Table(title=f"ingest {report.batch_id}")
-    for col in ("source", "file", "in", "landed", "quarantined", "file issues", ""):
-        table.add_column(col, justify="left" if col in ("source", "file") else "right")
-    for f in report.files:
-        status = "already ingested" if f.skipped else ("ok" if f.balanced else "UNBALANCED")
-        status = "PARTIAL" if f.partial and not f.skipped else status
-        issues = f"{f.file_issues:,}" if f.file_issues else ""
-        table.add_row(f.source, f.file, f"{f.records_in:,}", f"{f.landed:,}", f"{f.quarantined:,}", issues, status)
-    console.print(table)
+    console.print(ingest_table(report))
+    engine = "Spark tasks" if report.parse_engine == "spark" else (
+        f"{report.parse_workers} worker processes" if report.parse_workers else "in-process")
+    console.print(f"edge: parse and pseudonymise as {engine} (PDP_EDGE_ENGINE)")
     records_in, landed, quarantined = report.totals()
     console.print(f"in {records_in:,} = landed {landed:,} + quarantined {quarantined:,}; "
                   f"bronze +{report.bronze_inserted:,}, quarantine +{report.quarantine_inserted:,}, "
@@ -639,6 +638,21 @@ def run_ingest(directory: Path) -> dict:
     if partial:
         raise Exit(PARTIAL_EXIT)
     return {"in": records_in, "landed": landed, "quarantined": quarantined, "silver": report.silver}
+
+
+def ingest_table(report: IngestReport) -> Table:
+    """`pdp ingest`'s per-file table: in = landed + quarantined, file issues, resources skipped, status."""
+    table = Table(title=f"ingest {report.batch_id}")
+    for col in ("source", "file", "in", "landed", "quarantined", "file issues", "skipped", ""):
+        table.add_column(col, justify="left" if col in ("source", "file") else "right")
+    for f in report.files:
+        status = "already ingested" if f.skipped else ("ok" if f.balanced else "UNBALANCED")
+        status = "PARTIAL" if f.partial and not f.skipped else status
+        issues = f"{f.file_issues:,}" if f.file_issues else ""
+        skipped = sum(f.skipped_resources.values())
+        table.add_row(f.source, f.file, f"{f.records_in:,}", f"{f.landed:,}", f"{f.quarantined:,}", issues,
+                      f"{skipped:,}" if skipped else "", status)
+    return table
 
 
 def _model_line(version: str) -> str:

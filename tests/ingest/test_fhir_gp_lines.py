@@ -136,6 +136,15 @@ def test_the_ingest_lands_resource_by_resource_and_accounts_for_skipped_types(
         "resources skipped (types the platform does not read; not records, not quarantined): gp_fhir 2",
         "  gp_fhir: Claim 1, ExplanationOfBenefit 1",
     ]
+    from rich.console import Console
+
+    from pdp.cli import ingest_table
+
+    console = Console(record=True, width=200)
+    console.print(ingest_table(report))
+    (row,) = [line for line in console.export_text().splitlines() if GP_FILE in line]
+    cells = [cell.strip() for cell in row.split("│") if cell.strip()]
+    assert cells[-2:] == ["2", "ok"], row  # the per-file table's skipped column: Claim + ExplanationOfBenefit
     conditions = LakeTable(spark, "silver.condition_occurrence", lake_root=settings.lake_uri).read().collect()
     assert [(r.source_code, r.concept) for r in conditions] == [("44054006", "t2d")]
     rows = LakeTable(spark, "bronze.records", lake_root=settings.lake_uri).read().collect()
