@@ -797,6 +797,10 @@ def linkage_train_command(
         model = ModelStore.from_settings().save(parameters, trained_on=trained_on, variants=variants)
     except LinkageModelError as exc:
         raise UserError(str(exc)) from None
+    drawn = {"sample": sample, "seed": seed} if from_dir is None else {}  # the vault draw, reproducible
+    audit_event(action="linkage_training", rule="linkage model trained and made current",
+                details={"model": model.version, "trained_on": model.trained_on, "identities": len(items),
+                         "variants": model.variants, **drawn})
     if as_json:
         print(json.dumps({"version": model.version, "trained_on": model.trained_on, "variants": model.variants}))
     else:

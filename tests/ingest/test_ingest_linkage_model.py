@@ -57,6 +57,11 @@ def model(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> Train
         get_settings.cache_clear()
     model = ModelStore(directory).current()
     assert model is not None and model.trained_on == "batch"
+    from pdp.governance.audit import AuditLog
+
+    (entry,) = [e for e in AuditLog.from_settings(with_keys=False).query(action="linkage_training")
+                if e.details["model"] == model.version]  # training is a governance event
+    assert entry.details["trained_on"] == "batch" and entry.details["variants"] == model.variants
     return model
 
 

@@ -36,6 +36,10 @@ class AuditAction(StrEnum):
     """An ethics committee's draw: seed, parameters, pseudonyms drawn."""
     KEY_OPERATION = "key_operation"
     """Key initialisation, rotation, retirement (never key material)."""
+    LINKAGE_TRAINING = "linkage_training"
+    """A linkage model trained and made current (``pdp linkage train``): its version, what it was trained on (a
+    seeded sample of the vault's linkage view — a read of identities — or a batch of source files), sizes; never an
+    identity."""
     POLICY_CHANGE = "policy_change"
     """A change of the authorisation policy or of the purposes catalog."""
     CHECKPOINT = "checkpoint"
