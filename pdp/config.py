@@ -119,6 +119,12 @@ class Settings(BaseSettings):
 
         return [Path(part).expanduser() for part in (self.sources_dir or "").split(os.pathsep) if part.strip()]
 
+    @field_validator("master_key", "master_key_file", "pkcs11_pin", "pkcs11_pin_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """`PDP_MASTER_KEY_FILE=` (an empty line of .env) means unset, not the current directory."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("spark_log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
