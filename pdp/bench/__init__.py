@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "audit": "pdp.bench.audit:bench_audit",
     "authz": "pdp.bench.authz:bench_authz",
     "fhir": "pdp.bench.fhir:bench_fhir",
+    "edge": "pdp.bench.edge:bench_edge",
     "gold": "pdp.bench.gold:bench_gold",
     "ingest": "pdp.ingest.bench:bench_ingest",
     "labfeed": "pdp.ingest.labfeed_bench:bench_labfeed",
