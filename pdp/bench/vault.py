@@ -5,8 +5,10 @@ directory: the edge writes ``persons`` full identity records with ``upsert_many`
 :class:`~pdp.pseudonym.vault.EdgeKeys` (a sealed box per record + the linkage view + the blocking
 and name-token indexes, batches of 20 000 as the ingest pipeline sends them), writes a second
 observation for each person (the merge path), then re-identification's read ``get_many`` opens
-and merges every box and writes the folds back (cold), and reads a 1 500-person worklist from
-the merged cache (warm, median of 5).
+and merges every box and writes the folds back (cold), reads a 1 500-person worklist from
+the merged cache (warm, median of 5), and renames every pseudonym as a key rotation does
+(``repseudonymise`` in pages of 20 000: linkage view re-encrypted, boxes re-bound, indexes
+rewritten), without the ``tracemalloc`` that ``pdp bench rotate`` runs under.
 
 Reference, in the same run: the cost of the split itself — sealing every plaintext to an X25519
 public key (``sealing.seal``) against encrypting it under the symmetric vault key with AES-GCM
@@ -103,6 +105,13 @@ def bench_vault(persons: int = PERSONS) -> dict[str, Any]:
             assert len(reader.get_many(worklist)) == len(worklist)
             timings.append(time.perf_counter() - started)
 
+        renamed = {p: "v2:" + p[3:] for p, _r in records}  # a key rotation's rename, untraced (`pdp bench rotate`
+        started = time.perf_counter()                       # times its stages under tracemalloc)
+        items = list(renamed.items())
+        for start in range(0, persons, _BATCH):  # the rotation's pages
+            assert edge.repseudonymise(dict(items[start:start + _BATCH])) == len(items[start:start + _BATCH])
+        rename_s = time.perf_counter() - started
+
         plaintexts = [r.model_dump_json(exclude_none=True).encode() for _p, r in records]
         public = store.public("seal").raw
         started = time.perf_counter()
@@ -121,6 +130,7 @@ def bench_vault(persons: int = PERSONS) -> dict[str, Any]:
         "merge_per_s": round(persons / merge_s),
         "reidentify_cold_per_s": round(persons / cold_s),
         "worklist_1500_warm_ms": round(1000 * sorted(timings)[len(timings) // 2], 1),
+        "rename_per_s": round(persons / rename_s),
         "seal_per_s": round(persons / seal_s),
         "aesgcm_per_s": round(persons / aes_s),
         "seal_vs_aesgcm": round(seal_s / aes_s, 1),
