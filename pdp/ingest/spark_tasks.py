@@ -29,10 +29,11 @@ How keys reach the executors — never in the task closure, a plan or a log:
   so only the file's relative path and the exception's type come back
   (:class:`~pdp.ingest.fanout.ParseWorkerError`), and nothing is printed on the executor.
 
-Where the staging parts go: the task writes them under ``context.staging`` (an absolute path),
-read back by the batch's bronze and quarantine MERGEs. On one machine (local mode, the local
-standalone cluster of ``infra/spark``) that is the driver's disk; across machines it must be a
-directory every node mounts (see ``docs/deployment.md``).
+Where files are read and staged: a task reads its input file by the path the driver discovered
+and writes its parts under ``context.staging`` (an absolute path), read back by the batch's
+bronze and quarantine MERGEs. On one machine (local mode, the local standalone cluster of
+``infra/spark``) both are the driver's disk; across machines both must be directories every
+node mounts (see ``docs/deployment.md``).
 
 Cost on one machine (``pdp bench edge --persons 2000``: the stage on local[2] against 2 worker
 processes, same counts): 51.8 s against 50.6 s (ratio 1.03, load average 22) — Spark tasks cost
