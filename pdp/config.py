@@ -70,10 +70,11 @@ class Settings(BaseSettings):
     pkcs11_pin_file: Path | None = Field(
         None, description="PDP_KMS=pkcs11: file (mode 0600) holding the user PIN (alternative to PDP_PKCS11_PIN)."
     )
-    linkage_model_dir: Path | None = Field(
+    linkage_model_dir: str | None = Field(
         None,
         description="Trained linkage models (`pdp linkage train`: versioned m/u files, no nominative value) and "
-        "the pointer to the current one; default: <var_dir>/linkage.",
+        "the pointer to the current one: a directory or an object-store URI every ingesting node reads "
+        "(s3://bucket/pdp/linkage); default: <var_dir>/linkage.",
     )
     synth_chunk_persons: int = Field(2000, ge=100, description="Persons generated per chunk by `pdp synth`.")
     synth_workers: int = Field(0, ge=0, description="Generator worker processes (0 = one per core).")
@@ -119,7 +120,8 @@ class Settings(BaseSettings):
 
         return [Path(part).expanduser() for part in (self.sources_dir or "").split(os.pathsep) if part.strip()]
 
-    @field_validator("master_key", "master_key_file", "pkcs11_pin", "pkcs11_pin_file", mode="before")
+    @field_validator("master_key", "master_key_file", "pkcs11_pin", "pkcs11_pin_file", "linkage_model_dir",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """`PDP_MASTER_KEY_FILE=` (an empty line of .env) means unset, not the current directory."""

@@ -17,7 +17,8 @@ term-frequency table: the level labels are checked against the comparisons' own 
 are errors; a bad file stops the ingest with one line naming the file and the field (never
 its value).
 
-Layout under ``Settings.linkage_model_dir`` (default ``<var_dir>/linkage``)::
+Layout under ``Settings.linkage_model_dir`` (default ``<var_dir>/linkage``; a directory or an
+object-store URI such as ``s3://bucket/pdp/linkage``, read through ``pyarrow.fs``)::
 
     lm-20261205T130102Z-3f9a1c2e.json   # one file per version, never overwritten
     current                              # the version in use (one line)
@@ -115,10 +116,27 @@ def _one_line(exc: ValidationError) -> str:
 
 
 class ModelStore:
-    """The trained models of one platform (one directory): save a version, read the current one."""
+    """The trained models of one platform (one directory or object-store prefix): save a version,
+    read the current one.
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
+    `location`: a local directory, or a URI any node can read (``s3://bucket/pdp/linkage``,
+    ``gs://``, ``hdfs://``, ``file://``) through ``pyarrow.fs`` — the model is shared by every
+    machine that ingests, so it must not live on one machine's disk. A version file is written
+    once and never overwritten; the ``current`` pointer is written after it (on an object store a
+    write is atomic per object).
+    """
+
+    def __init__(self, location: str | Path) -> None:
+        from pyarrow import fs
+
+        text = str(location)
+        if "://" in text:
+            self._fs, self._root = fs.FileSystem.from_uri(text)
+            self.directory: Path | None = None
+        else:
+            self._fs, self._root = fs.LocalFileSystem(), str(Path(text).resolve())
+            self.directory = Path(text)
+        self._where = text  # what messages name: the location as configured
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> ModelStore:
@@ -127,10 +145,23 @@ class ModelStore:
         settings = settings or get_settings()
         return cls(settings.linkage_model_dir or settings.var_dir / "linkage")
 
-    def _write(self, path: Path, text: str) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+    def _path(self, name: str) -> str:
+        return f"{self._root.rstrip('/')}/{name}"
+
+    def _exists(self, name: str) -> bool:
+        from pyarrow import fs
+
+        return self._fs.get_file_info(self._path(name)).type != fs.FileType.NotFound
+
+    def _write(self, name: str, text: str) -> None:
+        tmp = self._path(f".{name}.{os.getpid()}.tmp")
+        with self._fs.open_output_stream(tmp) as out:
+            out.write(text.encode("utf-8"))
+        self._fs.move(tmp, self._path(name))
+
+    def _read(self, name: str) -> str:
+        with self._fs.open_input_stream(self._path(name)) as stream:
+            return stream.read().decode("utf-8")
 
     def save(
         self, parameters: dict[str, Any], *, trained_on: Literal["vault_sample", "batch"], variants: int
@@ -150,40 +181,37 @@ class ModelStore:
             )
         except ValidationError as exc:
             raise LinkageModelError(f"trained linkage model does not validate: {_one_line(exc)}") from None
-        self.directory.mkdir(parents=True, exist_ok=True)
-        path = self.directory / f"{model.version}.json"
-        if not path.exists():
-            self._write(path, model.model_dump_json(indent=1) + "\n")
-        self._write(self.directory / "current", model.version + "\n")
+        self._fs.create_dir(self._root, recursive=True)
+        if not self._exists(f"{model.version}.json"):
+            self._write(f"{model.version}.json", model.model_dump_json(indent=1) + "\n")
+        self._write("current", model.version + "\n")
         return model
 
     def current(self) -> TrainedModel | None:
         """The model in use, or None when none has been trained; :class:`LinkageModelError` when
         the pointer or the file it names is unusable (fail closed: no silent fallback)."""
-        pointer = self.directory / "current"
-        if not pointer.exists():
+        if not self._exists("current"):
             return None
-        version = pointer.read_text(encoding="utf-8").strip()
+        version = self._read("current").strip()
         if not _VERSION.match(version):
-            raise LinkageModelError(f"linkage model pointer {pointer}: not a model version")
-        return self.load(self.directory / f"{version}.json")
+            raise LinkageModelError(f"linkage model pointer {self._where}/current: not a model version")
+        return self.load(f"{version}.json")
 
-    @staticmethod
-    def load(path: Path) -> TrainedModel:
-        """One model file, validated (:class:`LinkageModelError` in one line otherwise)."""
+    def load(self, name: str) -> TrainedModel:
+        """One model file of this store, validated (:class:`LinkageModelError` in one line otherwise)."""
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(self._read(name))
         except FileNotFoundError:
-            raise LinkageModelError(f"linkage model {path.name}: file missing in {path.parent}") from None
+            raise LinkageModelError(f"linkage model {name}: file missing in {self._where}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             line = getattr(exc, "lineno", "?")
-            raise LinkageModelError(f"linkage model {path.name}: not JSON (line {line})") from None
+            raise LinkageModelError(f"linkage model {name}: not JSON (line {line})") from None
         try:
             model = TrainedModel.model_validate(data)
         except ValidationError as exc:
-            raise LinkageModelError(f"linkage model {path.name}: {_one_line(exc)}") from None
-        if f"{model.version}.json" != path.name:
-            raise LinkageModelError(f"linkage model {path.name}: its version names another file")
+            raise LinkageModelError(f"linkage model {name}: {_one_line(exc)}") from None
+        if f"{model.version}.json" != name:
+            raise LinkageModelError(f"linkage model {name}: its version names another file")
         return model
 
 

@@ -32,6 +32,19 @@ def test_a_saved_model_is_current_versioned_and_gives_back_its_parameters(tmp_pa
     assert options.parameters == DEFAULT_PARAMETERS and options.model_version == model.version
 
 
+def test_a_store_named_by_uri_reads_what_it_wrote(tmp_path: Path) -> None:
+    """`PDP_LINKAGE_MODEL_DIR=s3://...` goes through pyarrow.fs like `file://` here: no local-path assumption."""
+    store = ModelStore(f"file://{tmp_path}/shared/linkage")
+    assert store.directory is None and store.current() is None
+    model = store.save(DEFAULT_PARAMETERS, trained_on="batch", variants=36_952)
+    assert ModelStore(f"file://{tmp_path}/shared/linkage").current() == model
+    assert ModelStore(tmp_path / "shared" / "linkage").current() == model  # the same files, as a directory
+    assert sorted(p.name for p in (tmp_path / "shared" / "linkage").iterdir()) == ["current", f"{model.version}.json"]
+    (tmp_path / "shared" / "linkage" / f"{model.version}.json").unlink()
+    with pytest.raises(LinkageModelError, match=f"file missing in file://{tmp_path}/shared/linkage"):
+        store.current()
+
+
 def test_the_file_holds_probabilities_and_fixed_labels_only(tmp_path: Path) -> None:
     store, model = _saved(tmp_path)
     data = json.loads((store.directory / f"{model.version}.json").read_text(encoding="utf-8"))
