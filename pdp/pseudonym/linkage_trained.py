@@ -225,18 +225,37 @@ def current_options(settings: Settings | None = None) -> Any:
     return LinkageOptions(parameters=model.parameters(), model_version=model.version)
 
 
+_SAMPLE_PAGE = 20_000  # pseudonyms read per query while drawing a vault sample
+
+
+def sample_pseudonyms(vault: IdentityVault, sample: int, seed: int, *, page: int = _SAMPLE_PAGE) -> list[str]:
+    """Up to `sample` of the vault's pseudonyms, drawn uniformly (reservoir sampling, seeded), sorted;
+    the vault walked `page` pseudonyms at a time."""
+    import random
+
+    rng, chosen, seen, after = random.Random(seed), [], 0, ""
+    while rows := vault.pseudonym_page(after=after, limit=page):
+        for pseudonym in rows:
+            seen += 1
+            if len(chosen) < sample:
+                chosen.append(pseudonym)
+            elif (slot := rng.randrange(seen)) < sample:
+                chosen[slot] = pseudonym
+        after = rows[-1]
+    return sorted(chosen)
+
+
 def vault_sample(vault: IdentityVault, sample: int, seed: int) -> list[tuple[CanonicalIdentity, str | None]]:
     """Up to `sample` known persons drawn at random (seeded) from the vault, as training identities.
 
     Reads the linkage view only (names, sex, birth date and place, NIR: what linkage compares),
-    never a sealed record; the identities stay in this process and only m/u leave it.
+    never a sealed record; the identities stay in this process and only m/u leave it. The draw
+    walks the vault's pseudonyms a keyset page at a time (reservoir sampling, seeded): memory
+    follows `sample`, not the population (68 M pseudonyms would be ~4 GB in one list).
     """
-    import random
-
     from pdp.pseudonym.vault import record_canonical
 
-    pseudonyms = vault.pseudonyms()
-    chosen = sorted(random.Random(seed).sample(pseudonyms, min(sample, len(pseudonyms))))
+    chosen = sample_pseudonyms(vault, sample, seed)
     items: list[tuple[CanonicalIdentity, str | None]] = []
     for record in vault.linkage_view(chosen).values():
         canonical = record_canonical(record)

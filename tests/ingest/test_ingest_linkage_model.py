@@ -150,3 +150,12 @@ def test_training_on_a_vault_sample_reads_the_linkage_view(
     assert len(items) >= len(edge.vault_records) > 200  # the earlier ingest test of this module may add some
     with pytest.raises(LinkageModelError, match="too few distinct identities"):
         train(items)  # ~300 persons: EM needs more (and never sees a value of them in the message)
+    from pdp.pseudonym.linkage_trained import sample_pseudonyms
+
+    vault = IdentityVault(engine, KeyStore.from_settings(settings))
+    everyone = vault.pseudonyms()
+    drawn = sample_pseudonyms(vault, 100, seed=7, page=37)  # several pages, a sample smaller than the vault
+    assert len(drawn) == len(set(drawn)) == 100 and set(drawn) <= set(everyone) and drawn == sorted(drawn)
+    assert drawn == sample_pseudonyms(vault, 100, seed=7, page=50)  # the draw depends on the seed, not the page
+    assert drawn != sample_pseudonyms(vault, 100, seed=8, page=37)
+    assert sample_pseudonyms(vault, 10 * len(everyone), seed=7) == everyone
