@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING
 from pdp.config import Settings, get_settings
 from pdp.ingest.edge import Edge
 from pdp.ingest.fanout import BatchContext, FileResult, FileTask, auto_workers, run_files
+from pdp.ingest.linking import kept_rows, link_batch, relink, split_opposed, withhold_opposed
 from pdp.ingest.lock import IngestBusy, ingest_lock
 from pdp.ingest.modes import BATCH, Mode
 from pdp.ingest.parse import Duplicates
-from pdp.ingest.reasons import REASONS, ReasonCode
+from pdp.ingest.reasons import ReasonCode
 from pdp.ingest.registry import Registry, discover, load_registry
 from pdp.ingest.report import LOG_STATUS, FileReport, IngestReport
 from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA, StagedBatch
@@ -50,8 +51,6 @@ if TYPE_CHECKING:
 
     from pdp.ingest.edge import LinkOutcome
     from pdp.lake import LakeTable, RunInfo
-    from pdp.pseudonym.keys import KeyStore
-    from pdp.pseudonym.vault import IdentityVault
 
 __all__ = ["BRONZE_SCHEMA", "LOG_STATUS", "QUARANTINE_SCHEMA", "STAGES", "FileReport", "IngestBusy", "IngestReport",
            "Pipeline", "ingest_directory"]
@@ -254,12 +253,12 @@ class _Run:
         clock.lap("vault")
         run = RunInfo(run_id=self.batch_id, job=p.job, definitions_version=registry_version(p.registry),
                       lineage=registry_lineage(p.registry))
-        kept = _kept_rows(staged.bronze_rows, outcome.mapping, withheld)  # in memory only; [] on disk
+        kept = kept_rows(staged.bronze_rows, outcome.mapping, withheld)  # in memory only; [] on disk
         rows = opposed = None
         if staged.has_bronze:
             rows = relink(spark, staged.bronze(spark), outcome.mapping)
             if withheld:
-                rows, opposed = _split_opposed(rows, withheld, report)
+                rows, opposed = split_opposed(rows, withheld, report)
             ids = [(r["source"], r["record_id"]) for r in kept if r["record_id"] is not None]
             rows = apply_versions(rows, report, run=run, table=p.table,
                                   repeats=len(set(ids)) < len(ids) if staged.in_memory else None)
@@ -320,17 +319,6 @@ class _Run:
             report.by_reason[ReasonCode.ID_COLLISION.value] += sum(report.id_collisions.values())
 
 
-def _kept_rows(rows: list[dict], mapping: dict[str, str], withheld: set[str]) -> list[dict]:
-    """The in-memory bronze rows that land (not withheld), their pseudonyms relinked (as :func:`relink`)."""
-    kept = []
-    for row in rows:
-        person = row["person_pseudonym"]
-        person = mapping.get(person, person) if person is not None else None
-        if person is None or person not in withheld:
-            kept.append(row | {"person_pseudonym": person})
-    return kept
-
-
 def _present(kept: list[dict]) -> tuple[set[str], set[str]] | None:
     """(event domains, persons) of the landed rows in hand, or None when the small form of silver
     (event tables and persons) does not cover them: a row without a person (a commune), a death or
@@ -341,79 +329,6 @@ def _present(kept: list[dict]) -> tuple[set[str], set[str]] | None:
     if any(r["person_pseudonym"] is None for r in kept) or not domains <= set(EVENT_TABLES) - {"text"}:
         return None
     return domains, {r["person_pseudonym"] for r in kept}
-
-
-def link_batch(
-    spark: SparkSession,
-    edge: Edge,
-    vault: IdentityVault,
-    report: IngestReport,
-    *,
-    lake_root: str,
-    settings: Settings | None = None,
-) -> LinkOutcome:
-    """Link the batch's identities to each other and to the known persons they could join; when
-    known persons turn out to be one, re-key the lake, then the vault."""
-    from pdp.pseudonym.linkage_trained import current_options
-
-    options = current_options(settings)  # the trained model, if any: no EM per batch (a bad file stops here)
-    outcome = edge.link(vault.linkable(edge.canonicals.values()) if edge.canonicals else [], options)
-    report.link_rules = outcome.rule_counts
-    report.link_model = outcome.model_version
-    report.relinked = len(outcome.mapping)
-    if outcome.superseded:
-        from pdp.governance.opposition import OppositionRegistry
-        from pdp.lake import RunInfo, erase_pseudonyms, load_catalog
-        from pdp.pseudonym.rotation import remap_lake
-
-        remap_lake(spark, load_catalog(), outcome.superseded, f"{report.batch_id}-relink", lake_root)
-        vault.repseudonymise(outcome.superseded)
-        OppositionRegistry(vault.engine).follow(outcome.superseded)
-        # the superseded aliases leave the lake's history too: a later erasure of the person, who
-        # is known by the new pseudonym only, must not leave the old one behind
-        erase_pseudonyms(spark, outcome.superseded, lake_root=lake_root, reason="linkage merged known persons",
-                         run=RunInfo(run_id=f"{report.batch_id}-relink-purge", job="ingest",
-                                     definitions_version="linkage-purge/1"))
-    return outcome
-
-
-def withhold_opposed(edge: Edge, outcome: LinkOutcome, engine: Engine, store: KeyStore) -> set[str]:
-    """The person pseudonyms of this batch whose person objected; their identities leave the edge's
-    vault records (never stored). Their records become ``OPPOSED`` quarantine rows (:func:`_split_opposed`)."""
-    from pdp.governance.opposition import withheld_at_edge
-
-    batch = set(edge.canonicals) | set(edge.vault_records)
-    withheld = withheld_at_edge(engine, store, outcome.mapping, edge.canonicals, batch)
-    persons = withheld | {outcome.mapping.get(p, p) for p in withheld}
-    if persons:
-        edge.forget(persons)
-    return persons
-
-
-def _split_opposed(rows: DataFrame, persons: set[str], report: IngestReport) -> tuple[DataFrame, DataFrame]:
-    """The staged bronze rows to land, and the opposed persons' rows as ``OPPOSED`` quarantine rows
-    (merged with the batch's quarantine), counted as quarantined in their files."""
-    from pyspark.sql import functions as F
-
-    opposed = F.col("person_pseudonym").isin(sorted(persons))
-    dropped = rows.where(opposed).select(
-        "batch_id", "source", "file", "record_position", F.lit(ReasonCode.OPPOSED.value).alias("reason_code"),
-        F.lit(REASONS[ReasonCode.OPPOSED]).alias("message"), "record_hash",
-        F.col("ingested_at").alias("quarantined_at"),
-    ).localCheckpoint()
-    per_file = {(r["source"], r["file"]): int(r["n"]) for r in dropped.groupBy("source", "file").agg(
-        F.count(F.lit(1)).alias("n")).collect()}
-    account_opposed(report, per_file)
-    return rows.where(~opposed), dropped
-
-
-def account_opposed(report: IngestReport, per_file: dict[tuple[str, str], int]) -> None:
-    """Withheld records count as quarantined (records_in = landed + quarantined still holds)."""
-    for file_report in report.files:
-        n = per_file.get((file_report.source, file_report.file), 0)
-        file_report.landed -= n
-        file_report.quarantined += n
-    report.by_reason[ReasonCode.OPPOSED.value] += sum(per_file.values())
 
 
 def apply_versions(rows: DataFrame, report: IngestReport, *, run: RunInfo, table: Callable[[str], LakeTable],
@@ -439,28 +354,6 @@ class _Clock:
         now = time.perf_counter()
         self._into[stage] = round(self._into.get(stage, 0.0) + now - self._last, 3)
         self._last = now
-
-
-def relink(spark: SparkSession, rows: DataFrame, mapping: dict[str, str]) -> DataFrame:
-    """Bronze rows with each batch pseudonym replaced by its person's (linkage), rule noted: the one relinker."""
-    from pyspark.sql import functions as F
-
-    if not mapping:
-        return rows
-    relink = spark.createDataFrame(sorted(mapping.items()), "old string, new string")
-    joined = rows.join(F.broadcast(relink), rows.person_pseudonym == relink.old, "left")
-    return joined.select(
-        *[
-            F.coalesce("new", "person_pseudonym").alias(c)
-            if c == "person_pseudonym"
-            else F.when(F.col("new").isNotNull(), F.concat(F.col("link_rule"), F.lit("+linked")))
-            .otherwise(F.col("link_rule"))
-            .alias(c)
-            if c == "link_rule"
-            else F.col(c)
-            for c in rows.columns
-        ]
-    )
 
 
 def registry_version(registry: Registry) -> str:

@@ -31,8 +31,9 @@ ALLOWED = {
     "pdp/pseudonym/reidentify.py": {"get_many"},  # re-identification: authorise → opposition → vault → audit
     "pdp/pseudonym/rotation.py": {"linkage_view", "repseudonymise"},  # key rotation re-keys from the canonical
     "pdp/pseudonym/linkage_trained.py": {"linkage_view"},  # `pdp linkage train`: a sample of known persons
-    # edge (batch ingest and the lab feed, one pipeline): merge, linkage, relink
-    "pdp/ingest/pipeline.py": {"upsert_many", "linkable", "repseudonymise"},
+    # the edge (batch ingest and the lab feed, one pipeline): sealing; linkage and re-keying known persons
+    "pdp/ingest/pipeline.py": {"upsert_many"},
+    "pdp/ingest/linking.py": {"linkable", "repseudonymise"},
     # the edge's text de-identification: the linkage view's names/NIR of a report's known person
     "pdp/ingest/known.py": {"linkage_view"},
     "pdp/governance/opposition/service.py": {"linkable"},  # an opposition's identity → the person's pseudonym
