@@ -286,7 +286,7 @@ def audit_event(
 def _ingest_lock():
     """The lake's ingest lock (waited for): oppositions never interleave with an ingest's edge and commit."""
     from pdp.config import get_settings
-    from pdp.ingest.fast_path import waiting_ingest_lock
+    from pdp.ingest.lock import waiting_ingest_lock
 
     return waiting_ingest_lock(get_settings().var_dir / "ingest.lock")
 

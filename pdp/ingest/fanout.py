@@ -19,7 +19,9 @@ Exactly the sequential result, by construction:
 
 Processes are started with ``spawn``: forking a parent whose Spark (JVM gateway) and DuckDB
 threads are running can deadlock the child. Start-up costs ~2 s per worker (imports), so small
-batches (few files or few bytes) run in-process through the same :class:`FileRunner`.
+batches (few files or few bytes) run in-process through the same :class:`FileRunner` — and so
+does the pipeline's small-batch mode, which keeps each file's rows in memory instead of writing
+parts (:class:`~pdp.ingest.staging.MemoryStage`).
 """
 
 from __future__ import annotations
@@ -44,13 +46,14 @@ from pdp.ingest.model import ParseOutcome, Quarantined
 from pdp.ingest.parse import Counts, Duplicates, Tally, parse_file, stopped_after
 from pdp.ingest.parsers.base import get_parser
 from pdp.ingest.reasons import ReasonCode
-from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA, Stage, bronze_dict, quarantine_dict
+from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA, MemoryStage, Stage, bronze_dict, quarantine_dict
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from pdp.config import Settings
     from pdp.ingest.registry import Registry
+    from pdp.pseudonym.keys import KeyStore
 
 __all__ = [
     "BatchContext", "FileResult", "FileRunner", "FileTask", "ParseWorkerError", "auto_workers", "parser_modules",
@@ -84,6 +87,7 @@ class BatchContext:
     batch_id: str
     started: datetime
     today: date | None
+    in_memory: bool = False  # rows kept in hand (small-batch mode, in-process), no staging parts
 
 
 @dataclass(slots=True)
@@ -94,17 +98,20 @@ class FileResult:
     parts: tuple[Path, ...]  # staging parts written
     fingerprints: array | None = None  # per-source duplicate scope, file parsed apart: to admit in order
     cpu_seconds: float = 0.0  # CPU time of the process on this file (a noisy shared machine skews wall time)
+    bronze_rows: list[dict] | None = None  # in memory (BatchContext.in_memory): the rows instead of parts
+    quarantine_rows: list[dict] | None = None
 
 
 class FileRunner:
     """Parse one file and pass it through the edge into its staging parts (in a worker or in-process)."""
 
-    def __init__(self, context: BatchContext) -> None:
+    def __init__(self, context: BatchContext, store: KeyStore | None = None) -> None:
+        """`store`: the caller's key store, in-process (a worker opens its own from the settings)."""
         from pdp.ingest.known import KnownPersons, edge_vault
         from pdp.pseudonym.keys import KeyStore
 
         self._context = context
-        store = KeyStore.from_settings(context.settings)
+        store = store or KeyStore.from_settings(context.settings)
         self._edge = Edge(store, today=context.today)
         # the vault's linkage view for parsers that de-identify text; opened on the first report only
         self._known = KnownPersons(self._edge.pseudonym_of, lambda: edge_vault(context.settings, store))
@@ -123,8 +130,10 @@ class FileRunner:
         apart = duplicates is None and spec.validation.duplicates == "per_source"
         seen: FingerprintSet | None = FingerprintSet() if apart else (duplicates.seen(spec) if duplicates else None)
         part = f"part-{task.index:06d}.parquet"
-        bronze = Stage(ctx.staging / "bronze", BRONZE_SCHEMA, part=part)
-        quarantine = Stage(ctx.staging / "quarantine", QUARANTINE_SCHEMA, part=part)
+        bronze: Stage | MemoryStage = MemoryStage() if ctx.in_memory else Stage(ctx.staging / "bronze", BRONZE_SCHEMA,
+                                                                                 part=part)
+        quarantine: Stage | MemoryStage = MemoryStage() if ctx.in_memory else Stage(
+            ctx.staging / "quarantine", QUARANTINE_SCHEMA, part=part)
         tally = Tally()
         tally.start(task.source, task.rel)
         outcomes = parse_file(spec, task.path, ctx.root, today=ctx.today, seen=seen, known=self._known,
@@ -150,6 +159,8 @@ class FileRunner:
             parts=parts,
             fingerprints=seen.values() if apart and seen is not None else None,
             cpu_seconds=time.process_time() - cpu,
+            bronze_rows=bronze.rows if isinstance(bronze, MemoryStage) else None,
+            quarantine_rows=quarantine.rows if isinstance(quarantine, MemoryStage) else None,
         )
 
 
@@ -208,16 +219,18 @@ def auto_workers(tasks: list[FileTask], registry: Registry, requested: int | Non
 
 def run_files(
     tasks: list[FileTask], context: BatchContext, *, workers: int, duplicates: Duplicates,
-    spark: SparkSession | None = None,
+    store: KeyStore | None = None, spark: SparkSession | None = None,
 ) -> Iterator[tuple[FileTask, FileResult]]:
     """Every task's result, in task (file) order, duplicates reconciled across files.
 
-    `spark`: run each file as a task of this session (:mod:`pdp.ingest.spark_tasks`, the
-    executors of a cluster) instead of `workers` processes on this machine.
+    In-process (no `spark` and `workers` ≤ 1, always when rows are kept in memory) the files run
+    through one :class:`FileRunner` on `store`, the caller's key store. `spark`: each file is a
+    task of this session (:mod:`pdp.ingest.spark_tasks`, the executors of a cluster) instead of
+    `workers` processes on this machine.
     """
     local: FileRunner | None = None
-    if spark is None and workers <= 1:
-        local = FileRunner(context)
+    if (spark is None and workers <= 1) or context.in_memory:
+        local = FileRunner(context, store)
         for task in tasks:
             yield task, local.run(task, duplicates)
         return
@@ -227,7 +240,7 @@ def run_files(
             if result.fingerprints is not None and not duplicates.admit(spec, result.fingerprints):
                 for part in result.parts:  # a record of this file was in an earlier one: redo it in order
                     part.unlink(missing_ok=True)
-                local = local or FileRunner(context)
+                local = local or FileRunner(context, store)
                 result = local.run(task, duplicates)
             yield task, result
 

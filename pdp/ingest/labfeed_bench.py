@@ -5,7 +5,7 @@ with `pdp ingest` except one lab file, which is cut into small HL7 batch files (
 each, as a lab system sends them). Then, on two copies of that lake:
 
 - **reference**: each small file through the batch path (`ingest_directory`, what `pdp ingest`
-  and, before the light path, every micro-batch of the feed ran), timed end to end;
+  and the feed's large micro-batches run: the pipeline's batch mode), timed end to end;
 - **feed**: the lab stream running on a processing-time trigger; each small file is dropped
   (atomic rename) and timed from the drop to the end of its micro-batch (bronze, silver,
   quarantine and the ingestion log committed), which includes waiting for the trigger; also

@@ -6,6 +6,11 @@ quarantine). Each file of the batch writes its own part (``part-<file index>.par
 parse worker processes write in parallel without a shared writer, and a file re-parsed by the
 parent (cross-file duplicates) just replaces its part. Staging holds pseudonyms, codes and keyed
 hashes only — never an identity — and is deleted after the batch.
+
+The pipeline's small-batch mode (:mod:`pdp.ingest.modes`: the lab feed's micro-batches of a few
+hundred rows) keeps the rows in memory instead (:class:`MemoryStage`), in-process, and hands
+Spark a local DataFrame: no Parquet round trip. :class:`StagedBatch` is what the commit reads,
+either way.
 """
 
 from __future__ import annotations
@@ -13,13 +18,18 @@ from __future__ import annotations
 from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pdp.ingest.edge import BronzeRow, QuarantineRow
 
-__all__ = ["BRONZE_SCHEMA", "QUARANTINE_SCHEMA", "Stage", "bronze_dict", "quarantine_dict"]
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+__all__ = ["BRONZE_SCHEMA", "QUARANTINE_SCHEMA", "MemoryStage", "Stage", "StagedBatch", "bronze_dict",
+           "quarantine_dict"]
 
 _CHUNK = 50_000
 _EVENT = pa.struct(
@@ -113,6 +123,63 @@ class Stage:
                 writer.close()
         self.path.unlink(missing_ok=True)
         self.count = 0
+
+
+class MemoryStage:
+    """The rows of one file kept in hand (small-batch mode): :class:`Stage`'s interface, no part written."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+
+    def close(self) -> None:
+        """No part: the rows stay in :attr:`rows`."""
+        return None
+
+    def discard(self) -> None:
+        self.rows = []
+
+
+class StagedBatch:
+    """The batch's staged rows as the commit reads them: the Parquet parts under `directory`, or the
+    rows files handed over in memory (:meth:`add_rows`)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.bronze_rows: list[dict] = []
+        self.quarantine_rows: list[dict] = []
+        self.has_bronze = self.has_quarantine = False
+
+    def add_parts(self, parts: tuple[Path, ...]) -> None:
+        self.has_bronze |= any(p.parent.name == "bronze" for p in parts)
+        self.has_quarantine |= any(p.parent.name == "quarantine" for p in parts)
+
+    def add_rows(self, bronze: list[dict], quarantine: list[dict]) -> None:
+        self.bronze_rows += bronze
+        self.quarantine_rows += quarantine
+        self.has_bronze |= bool(bronze)
+        self.has_quarantine |= bool(quarantine)
+
+    @property
+    def in_memory(self) -> bool:
+        return bool(self.bronze_rows or self.quarantine_rows)
+
+    def bronze(self, spark: SparkSession) -> DataFrame:
+        return self._frame(spark, "bronze", self.bronze_rows, BRONZE_SCHEMA)
+
+    def quarantine(self, spark: SparkSession) -> DataFrame:
+        return self._frame(spark, "quarantine", self.quarantine_rows, QUARANTINE_SCHEMA)
+
+    def _frame(self, spark: SparkSession, name: str, rows: list[dict], schema: pa.Schema) -> DataFrame:
+        if rows:  # a local DataFrame (a few hundred rows at most)
+            return spark.createDataFrame(pa.Table.from_pylist(rows, schema=schema))
+        return spark.read.parquet(str(self.directory / name))
 
 
 def bronze_dict(row: BronzeRow, batch_id: str, at: datetime) -> dict:

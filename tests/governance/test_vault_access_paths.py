@@ -31,8 +31,9 @@ ALLOWED = {
     "pdp/pseudonym/reidentify.py": {"get_many"},  # re-identification: authorise → opposition → vault → audit
     "pdp/pseudonym/rotation.py": {"linkage_view", "repseudonymise"},  # key rotation re-keys from the canonical
     "pdp/pseudonym/linkage_trained.py": {"linkage_view"},  # `pdp linkage train`: a sample of known persons
-    "pdp/ingest/pipeline.py": {"upsert_many", "linkable", "repseudonymise"},  # edge: merge, linkage, relink
-    "pdp/ingest/fast_path.py": {"upsert_many"},  # the lab feed's edge (linkage goes through pipeline)
+    # the edge (batch ingest and the lab feed, one pipeline): sealing; linkage and re-keying known persons
+    "pdp/ingest/pipeline.py": {"upsert_many"},
+    "pdp/ingest/linking.py": {"linkable", "repseudonymise"},
     # the edge as Spark tasks: a file's identities sealed to the driver's per-batch key pair (not the vault's)
     "pdp/ingest/spark_tasks.py": {"import seal", "import Opener"},
     # the edge's text de-identification: the linkage view's names/NIR of a report's known person
