@@ -56,6 +56,11 @@ ADDRESS = [
     ("vit au 8 bis avenue Jean-Jaurès depuis 2010", [("ADRESSE", "8 bis avenue Jean-Jaurès")]),
     ("lieu-dit Les Granges, 70000 Vesoul", [("ADRESSE", "lieu-dit Les Granges"), ("ADRESSE", "70000 Vesoul")]),
     ("7 Place du Marché", [("ADRESSE", "7 Place du Marché")]),
+    ("demeurant 84 place du Marché, 59500 Douai", [("ADRESSE", "84 place du Marché"), ("ADRESSE", "59500 Douai")]),
+    ("Adresse : 3 cours Gambetta", [("ADRESSE", "3 cours Gambetta")]),  # a number makes the ambiguous type a street
+    ("2 cours de chimiothérapie", []),
+    ("3 passages aux urgences en 2023", []),
+    ("1 voie veineuse périphérique", []),
     ("59286 Roost-Warendin", [("ADRESSE", "59286 Roost-Warendin")]),
     ("CP : 62000", [("CODE_POSTAL", "62000")]),
     ("mise en place d'une insulinothérapie", []),

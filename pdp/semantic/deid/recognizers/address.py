@@ -6,7 +6,9 @@ Why token by token and not one regex: the street name ends where the sentence go
 numbers ("avenue du 8 Mai 1945"). After the street type, words are taken while they look like
 a street name (capitalised, a particle, a number, a month) and the run stops at the first plain
 lower-case word or punctuation. Words that are also common French words ("place", "cours",
-"voie", "passage") count as a street type only after a house number and with a capital.
+"voie", "passage") count as a street type only after a house number, in any case ("84 place du
+Marché", as letters write it; "mise en place" has no number), and like every type only when a
+street name follows ("2 cours de chimiothérapie" has none).
 
 Example::
 
@@ -32,7 +34,7 @@ _SAFE_TYPES = (
 _AMBIGUOUS_TYPES = r"Place|Pl\.|Cours|Voie|Passage|Clos|Domaine|Mail|Villa|Traverse|Quartier"
 _NUMBER = r"\d{1,4}(?:[ ]?(?:bis|ter|quater|[A-Da-d])(?![\w]))?,?[ \t]+"
 _STREET = re.compile(
-    rf"(?<![\w])(?:(?P<num>{_NUMBER})(?:(?i:{_SAFE_TYPES})|{_AMBIGUOUS_TYPES})|(?i:{_SAFE_TYPES}))(?=[ \t])"
+    rf"(?<![\w])(?:(?P<num>{_NUMBER})(?i:{_SAFE_TYPES}|{_AMBIGUOUS_TYPES})|(?i:{_SAFE_TYPES}))(?=[ \t])"
 )
 _WORD = re.compile(r"[ \t]+([\w'’\-.]+)")
 _STREET_PARTICLES = frozenset(
