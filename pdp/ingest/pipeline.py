@@ -253,8 +253,10 @@ class _Run:
             p.vault.upsert_many(items[start : start + 20_000])
         report.vault_records = len(items)
         clock.lap("vault")
+        # the linkage model that decided the batch's persons: a bronze row traces to it like to its spec
+        linkage = {"linkage_model": report.link_model} if report.link_model else {}
         run = RunInfo(run_id=self.batch_id, job=p.job, definitions_version=registry_version(p.registry),
-                      lineage=registry_lineage(p.registry))
+                      lineage={**registry_lineage(p.registry), **linkage})
         kept = kept_rows(staged.bronze_rows, outcome.mapping, withheld)  # in memory only; [] on disk
         rows = opposed = None
         if staged.has_bronze:

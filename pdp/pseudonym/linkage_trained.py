@@ -159,7 +159,7 @@ class ModelStore:
             out.write(text.encode("utf-8"))
         self._fs.move(tmp, self._path(name))
 
-    def _read(self, name: str) -> str:
+    def _read_text(self, name: str) -> str:
         with self._fs.open_input_stream(self._path(name)) as stream:
             return stream.read().decode("utf-8")
 
@@ -192,7 +192,7 @@ class ModelStore:
         the pointer or the file it names is unusable (fail closed: no silent fallback)."""
         if not self._exists("current"):
             return None
-        version = self._read("current").strip()
+        version = self._read_text("current").strip()
         if not _VERSION.match(version):
             raise LinkageModelError(f"linkage model pointer {self._where}/current: not a model version")
         return self.load(f"{version}.json")
@@ -200,7 +200,7 @@ class ModelStore:
     def load(self, name: str) -> TrainedModel:
         """One model file of this store, validated (:class:`LinkageModelError` in one line otherwise)."""
         try:
-            data = json.loads(self._read(name))
+            data = json.loads(self._read_text(name))
         except FileNotFoundError:
             raise LinkageModelError(f"linkage model {name}: file missing in {self._where}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -114,6 +114,11 @@ def test_the_ingest_report_names_the_model_and_a_bad_file_stops_the_ingest(
     shutil.copytree(territory / "social", batch / "social")
     report = ingest_directory(batch, spark=spark, settings=settings, workers=0)
     assert report.link_model == model.version
+    from pdp.lake import LakeTable
+
+    commits = [c for c in LakeTable(spark, "bronze.records", lake_root=settings.lake_uri).history()
+               if c.run is not None and c.run.run_id == report.batch_id]
+    assert commits and {c.run.lineage["linkage_model"] for c in commits} == {model.version}  # traced to its model
     shutil.rmtree(batch / "social")  # a new file for the failing run: the logged ones are skipped
     shutil.copytree(territory / "pharmacy", batch / "pharmacy")
 
