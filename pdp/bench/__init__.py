@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "fhir": "pdp.bench.fhir:bench_fhir",
     "edge": "pdp.bench.edge:bench_edge",
     "gold": "pdp.bench.gold:bench_gold",
+    "increment": "pdp.bench.increment:bench_increment",
     "ingest": "pdp.ingest.bench:bench_ingest",
     "labfeed": "pdp.ingest.labfeed_bench:bench_labfeed",
     "linkage": "pdp.pseudonym.linkage_bench:bench_linkage",

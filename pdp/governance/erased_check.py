@@ -20,57 +20,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pdp.governance.leak_scan import Detector
+from pdp.lake.layout import spark_xxhash64
 
 __all__ = ["PseudonymDetector", "spark_xxhash64"]
 
-_M = (1 << 64) - 1
-_P1, _P2, _P3, _P4, _P5 = (0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9,
-                           0x85EBCA77C2B2AE63, 0x27D4EB2F165667C5)
-
-
-def _rotl(x: int, r: int) -> int:
-    return ((x << r) | (x >> (64 - r))) & _M
-
-
-def _round(acc: int, lane: int) -> int:
-    return (_rotl((acc + lane * _P2) & _M, 31) * _P1) & _M
-
-
-def _merge(acc: int, val: int) -> int:
-    return ((acc ^ _round(0, val)) * _P1 + _P4) & _M
-
-
-def spark_xxhash64(text: str, seed: int = 42) -> int:
-    """Spark's ``xxhash64`` of a string (XXH64 of its UTF-8 bytes, seed 42), as a signed 64-bit int."""
-    data = text.encode("utf-8")
-    n, i = len(data), 0
-    if n >= 32:
-        v = [(seed + _P1 + _P2) & _M, (seed + _P2) & _M, seed & _M, (seed - _P1) & _M]
-        while i + 32 <= n:
-            for k in range(4):
-                v[k] = _round(v[k], int.from_bytes(data[i + 8 * k:i + 8 * k + 8], "little"))
-            i += 32
-        h = (_rotl(v[0], 1) + _rotl(v[1], 7) + _rotl(v[2], 12) + _rotl(v[3], 18)) & _M
-        for k in range(4):
-            h = _merge(h, v[k])
-    else:
-        h = (seed + _P5) & _M
-    h = (h + n) & _M
-    while i + 8 <= n:
-        h = ((_rotl(h ^ _round(0, int.from_bytes(data[i:i + 8], "little")), 27) * _P1) + _P4) & _M
-        i += 8
-    if i + 4 <= n:
-        h = ((_rotl(h ^ (int.from_bytes(data[i:i + 4], "little") * _P1 & _M), 23) * _P2) + _P3) & _M
-        i += 4
-    while i < n:
-        h = (_rotl(h ^ (data[i] * _P5 & _M), 11) * _P1) & _M
-        i += 1
-    h ^= h >> 33
-    h = (h * _P2) & _M
-    h ^= h >> 29
-    h = (h * _P3) & _M
-    h ^= h >> 32
-    return h - (1 << 64) if h >= 1 << 63 else h
 
 
 class PseudonymDetector(Detector):

@@ -35,6 +35,31 @@ _IDENTIFIER = r"^[a-z][a-z0-9_]*$"
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
+BUCKETS_MAX = 1024
+
+
+class BucketDef(BaseModel):
+    """A person bucket: a small INT the table computes itself (a Delta generated column) from the
+    person's pseudonym or id, so that a table laid out by it keeps one person's rows in one bucket.
+
+    ``pmod(xxhash64(<pseudonym>), buckets)`` from a pseudonym column, ``pmod(<id>, buckets)`` from a
+    BIGINT person id (``person_id`` is ``xxhash64`` of the pseudonym, so both give the same number).
+    Not a quasi-identifier: with ``buckets`` persons per bucket in the tens of thousands at a
+    territory's size, the number says nothing about the person.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    of: str = Field(pattern=_IDENTIFIER, description="The pseudonym (STRING) or person id (BIGINT) column.")
+    buckets: int = Field(ge=2, le=BUCKETS_MAX)
+
+    def expression(self, source_type: str, column: str | None = None) -> str:
+        """The SQL expression of the bucket over `column` (default: the ``of`` column)."""
+        name = column or self.of
+        value = name if source_type == "BIGINT" else f"xxhash64({name})"
+        return f"CAST(pmod({value}, {self.buckets}) AS INT)"
+
+
 class ColumnDef(BaseModel):
     """One column's contract."""
 
@@ -58,6 +83,9 @@ class ColumnDef(BaseModel):
         default_factory=list,
         description="The same, for fields of a STRUCT or ARRAY<STRUCT> column (bronze events' visit_key).",
     )
+    bucket: BucketDef | None = Field(
+        None, description="A person bucket the table computes (generated column): writers never supply it."
+    )
 
     @field_validator("type")
     @classmethod
@@ -66,6 +94,10 @@ class ColumnDef(BaseModel):
 
     @model_validator(mode="after")
     def _sender_id_fields_exist(self) -> ColumnDef:
+        if self.bucket is not None and (self.type != "INT" or self.pseudonym or self.quasi_identifier
+                                        or self.sender_id or self.nullable is False):
+            raise ValueError(f"bucket column {self.name} must be a nullable INT, neither pseudonym, sender id nor"
+                             " quasi-identifier")
         if self.sender_id_fields:
             inner = self.spark_type
             inner = getattr(inner, "elementType", inner)
@@ -99,7 +131,13 @@ class TableDef(BaseModel):
     zone: Zone
     description: str = Field(min_length=1)
     columns: list[ColumnDef] = Field(min_length=1)
-    partition_by: list[str] = Field(default_factory=list)
+    partition_by: list[str] = Field(
+        default_factory=list, description="Hive-style partition columns: never a quasi-identifier or a pseudonym."
+    )
+    cluster_by: list[str] = Field(
+        default_factory=list,
+        description="Liquid clustering columns (Delta CLUSTER BY): same rule; not with partition_by.",
+    )
     change_data_feed: bool = Field(False, description="Turn on when a downstream job reads this table's changes.")
     append_only: bool = Field(False, description="Refuse updates and deletes (logs that must never be rewritten).")
     stats_columns: list[str] | None = Field(
@@ -113,13 +151,31 @@ class TableDef(BaseModel):
         if duplicates:
             raise ValueError(f"duplicate columns {duplicates}")
         by_name = {c.name: c for c in self.columns}
-        for part in self.partition_by:
-            if part not in by_name:
-                raise ValueError(f"partition column {part!r} is not a column")
-            if by_name[part].quasi_identifier:
-                raise ValueError(f"partition column {part!r} is a quasi-identifier (its values would be paths)")
-        if len(set(self.partition_by)) != len(self.partition_by):
-            raise ValueError("partition_by lists a column twice")
+        for key, layout in (("partition", self.partition_by), ("cluster", self.cluster_by)):
+            for part in layout:
+                if part not in by_name:
+                    raise ValueError(f"{key} column {part!r} is not a column")
+                if by_name[part].quasi_identifier:
+                    raise ValueError(f"{key} column {part!r} is a quasi-identifier (its values would be paths or"
+                                     " statistics in the log)")
+                if by_name[part].pseudonym or by_name[part].sender_id:
+                    raise ValueError(f"{key} column {part!r} holds pseudonyms or sender ids (its values would be"
+                                     " paths or statistics in the log)")
+            if len(set(layout)) != len(layout):
+                raise ValueError(f"{key}_by lists a column twice")
+        if self.partition_by and self.cluster_by:
+            raise ValueError("partition_by and cluster_by exclude each other (Delta refuses both on one table)")
+        for column in self.columns:
+            if column.bucket is None:
+                continue
+            source = by_name.get(column.bucket.of)
+            if source is None:
+                raise ValueError(f"bucket column {column.name!r} is computed from {column.bucket.of!r}, not a column")
+            if source.type not in ("STRING", "BIGINT") or source.bucket is not None:
+                raise ValueError(f"bucket column {column.name!r}: {column.bucket.of!r} must be a STRING pseudonym or"
+                                 " a BIGINT person id")
+            if source.type == "STRING" and not source.pseudonym:
+                raise ValueError(f"bucket column {column.name!r}: {column.bucket.of!r} is not a pseudonym column")
         if len(self.partition_by) == len(self.columns):
             raise ValueError("every column is a partition column; Delta needs at least one data column")
         for stat in self.stats_columns or []:
@@ -136,6 +192,9 @@ class TableDef(BaseModel):
                 raise ValueError(f"stats column {stat!r} has type {column.type}, which Delta keeps no statistics on")
         if self.stats_columns is not None and len(set(self.stats_columns)) != len(self.stats_columns):
             raise ValueError("stats_columns lists a column twice")
+        unskipped = [c for c in self.cluster_by if c not in self.effective_stats_columns()]
+        if unskipped:
+            raise ValueError(f"cluster column(s) {unskipped} need statistics (add them to stats_columns)")
         return self
 
     @property
@@ -152,6 +211,22 @@ class TableDef(BaseModel):
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def written_columns(self) -> list[str]:
+        """The columns a writer supplies: every column but the ones the table computes (buckets)."""
+        return [c.name for c in self.columns if c.bucket is None]
+
+    @property
+    def bucket_column(self) -> ColumnDef | None:
+        """The table's person bucket column, if it has one."""
+        return next((c for c in self.columns if c.bucket is not None), None)
+
+    def generation_expression(self, column: ColumnDef) -> str | None:
+        """The Delta generation expression of a computed column (None for a written one)."""
+        if column.bucket is None:
+            return None
+        return column.bucket.expression(self.column(column.bucket.of).type)
 
     def effective_stats_columns(self) -> list[str]:
         """The columns that get min/max statistics: the explicit list, or every eligible safe column."""
@@ -186,8 +261,12 @@ class TableDef(BaseModel):
 
     def ddl(self, lake_root: str | Path | None = None) -> str:
         """The idempotent ``CREATE TABLE IF NOT EXISTS`` statement for this table at its path."""
+        def generated(column: ColumnDef) -> str:
+            expression = self.generation_expression(column)
+            return f" GENERATED ALWAYS AS ({expression})" if expression else ""
+
         columns = ",\n".join(
-            f"  {c.name} {c.type}{'' if c.nullable else ' NOT NULL'} COMMENT {_literal(c.description)}"
+            f"  {c.name} {c.type}{'' if c.nullable else ' NOT NULL'}{generated(c)} COMMENT {_literal(c.description)}"
             for c in self.columns
         )
         parts = [
@@ -196,6 +275,8 @@ class TableDef(BaseModel):
         ]
         if self.partition_by:
             parts.append(f"PARTITIONED BY ({', '.join(self.partition_by)})")
+        if self.cluster_by:
+            parts.append(f"CLUSTER BY ({', '.join(self.cluster_by)})")
         parts.append(f"COMMENT {_literal(self.description)}")
         props = ",\n".join(f"  {_literal(k)} = {_literal(v)}" for k, v in self.properties().items())
         parts.append(f"TBLPROPERTIES (\n{props}\n)")
@@ -214,6 +295,11 @@ def _quote_ident(text: str) -> str:
 
 class Catalog:
     """Every table definition, by name; names are unique across zones."""
+
+    @property
+    def person_buckets(self) -> int | None:
+        """How many person buckets the lake's bucketed tables use (one number for all), or None."""
+        return next((c.bucket.buckets for t in self._tables.values() for c in t.columns if c.bucket), None)
 
     def __init__(self, tables: dict[str, TableDef], directory: Path) -> None:
         self._tables = tables
@@ -304,6 +390,10 @@ def _load(directory: Path) -> Catalog:
             raise CatalogError(f"{path}: table name {table.name!r} is already defined in {files[table.name]}")
         tables[table.name] = table
         files[table.name] = path
+        buckets = {c.bucket.buckets for t in tables.values() for c in t.columns if c.bucket is not None}
+        if len(buckets) > 1:
+            raise CatalogError(f"{path}: person buckets must number the same in every table (found {sorted(buckets)}):"
+                               " a person's bucket is one number across the lake")
     return Catalog(tables, directory)
 
 

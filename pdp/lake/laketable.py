@@ -17,7 +17,7 @@ roughly doubles.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +35,7 @@ from pdp.lake.sqltypes import comparable
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Row, SparkSession
+    from pyspark.sql.types import StructType
 
 # Delta error classes that mean a caller's mistake, turned into one-line LakeErrors.
 _USER_ERRORS: dict[str, type[LakeError]] = {
@@ -87,10 +88,26 @@ class LakeTable:
                 raise LakeError(f"{self.name}: CREATE TABLE left no Delta table at {self.path}")
             return self
         detail = self.spark.sql(f"DESCRIBE DETAIL delta.`{self._quoted_path}`").first()
-        problems = differences(self._delta().toDF().schema, self.definition, check_nullability=True)
+        schema = self._delta().toDF().schema
+        problems = differences(schema, self.definition, check_nullability=True)
         partitions = list(detail["partitionColumns"]) if detail is not None else []
+        clustering = list(detail["clusteringColumns"] or []) if detail is not None else []
+        if self._predates_layout(schema, partitions):
+            raise SchemaMismatchError(
+                f"{self.name}: the table at {self.path} predates its layout (bucket column"
+                f" {self.definition.bucket_column.name if self.definition.bucket_column else '-'},"
+                f" partitioned by {self.definition.partition_by}; see pdp/lake/tables/README.md): ingest the"
+                " sources into a new lake (PDP_LAKE_URI) to rebuild it"
+            )
         if partitions != self.definition.partition_by:
             problems.append(f"partitioned by {partitions}, catalog says {self.definition.partition_by}")
+        if clustering != self.definition.cluster_by:
+            problems.append(f"clustered by {clustering}, catalog says {self.definition.cluster_by}")
+        computed = self._generation_expressions()
+        for column in self.definition.columns:
+            wanted = self.definition.generation_expression(column)
+            if column.name in schema.fieldNames() and computed.get(column.name) != wanted:
+                problems.append(f"{column.name} is computed as {computed.get(column.name)!r}, catalog says {wanted!r}")
         if problems:
             raise SchemaMismatchError(
                 f"{self.name}: the table at {self.path} differs from its catalog file: {'; '.join(problems)}"
@@ -107,6 +124,25 @@ class LakeTable:
             keys = ", ".join(f"'{k}'" for k in to_unset)
             self.spark.sql(f"ALTER TABLE delta.`{self._quoted_path}` UNSET TBLPROPERTIES IF EXISTS ({keys})").collect()
         return self
+
+    def _generation_expressions(self) -> dict[str, str]:
+        """Column → its Delta generation expression, from the table's metadata (the read schema drops them)."""
+        import json
+
+        log = self.spark._jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, self.path)
+        fields = json.loads(log.unsafeVolatileSnapshot().metadata().schemaString())["fields"]
+        return {f["name"]: f["metadata"]["delta.generationExpression"]
+                for f in fields if "delta.generationExpression" in (f.get("metadata") or {})}
+
+    def _predates_layout(self, schema: StructType, partitions: list[str]) -> bool:
+        """The table lacks exactly its catalog's computed bucket column (and the partitioning by it):
+        created before the layout, otherwise as the catalog says."""
+        computed = [c.name for c in self.definition.columns if c.bucket is not None]
+        if not computed or any(name in schema.fieldNames() for name in computed):
+            return False
+        written = differences(schema, self.definition, check_nullability=True, written=True)
+        expected = [p for p in self.definition.partition_by if p not in computed]
+        return not written and partitions == expected
 
     def _clear_uncommitted(self) -> bool:
         """Remove a table directory whose Delta log holds no commit; True if one was removed.
@@ -154,8 +190,15 @@ class LakeTable:
         keys: list[str],
         run: RunInfo,
         update: Literal["all", "none"] = "all",
+        within: Mapping[str, Collection[int]] | None = None,
     ) -> Commit | None:
         """Upsert rows matched on `keys` (null-safe); ``update="none"`` inserts only the new ones.
+
+        `within` (partition column → its values, e.g. ``{"person_bucket": {3, 7}}``): every target
+        row a source row can match lies in these partitions, which the caller knows (a bucket
+        computed from the key). The condition names them, so Delta reads and rewrites only their
+        files. Integers only: the condition lands in the commit log, where a person's value must
+        never be (a bucket number says nothing about a person).
 
         ``update="none"`` is the idempotent ingestion write: merging the same rows again adds
         nothing and commits nothing. With ``update="all"``, a matched row is rewritten only when
@@ -174,17 +217,34 @@ class LakeTable:
         if update == "all" and self.definition.append_only:
             raise UnsafeOperationError(f"{self.name} is append-only: merge with update='none' (insert only)")
         data = conform(df, self.definition)
-        condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        condition = " AND ".join([*self._within(within), *(f"t.`{k}` <=> s.`{k}`" for k in keys)])
         builder = self._delta().alias("t").merge(data.alias("s"), condition)
-        others = [c for c in self.definition.columns if c.name not in keys]
+        others = [c for c in self.definition.columns if c.name not in keys and c.bucket is None]
+        # Named columns, not *All: a computed column (person bucket) is not in the source; Delta fills it.
+        values = {f"`{name}`": f"s.`{name}`" for name in self.definition.written_columns}
         if update == "all" and others:
+            updates = {f"`{c.name}`": f"s.`{c.name}`" for c in others}
             if all(comparable(c.spark_type) for c in others):
                 same = " AND ".join(f"t.`{c.name}` <=> s.`{c.name}`" for c in others)
-                builder = builder.whenMatchedUpdateAll(condition=f"NOT ({same})")
+                builder = builder.whenMatchedUpdate(condition=f"NOT ({same})", set=updates)
             else:
-                builder = builder.whenMatchedUpdateAll()
-        merge = builder.whenNotMatchedInsertAll()
+                builder = builder.whenMatchedUpdate(set=updates)
+        merge = builder.whenNotMatchedInsert(values=values)
         return self._commit_through_session(run, lambda _: merge.execute())
+
+    def _within(self, within: Mapping[str, Collection[int]] | None) -> list[str]:
+        """`within` as literal conditions on the target's partition columns (integers only)."""
+        conditions = []
+        for column, values in (within or {}).items():
+            if column not in self.definition.partition_by:
+                raise ValueError(f"{self.name}: within names {column!r}, which is not a partition column")
+            numbers = sorted({int(v) for v in values if isinstance(v, int) and not isinstance(v, bool)})
+            if len(numbers) != len(set(values)):
+                raise ValueError(f"{self.name}: within takes integer partition values only")
+            if not numbers:
+                raise ValueError(f"{self.name}: within {column!r} is empty (nothing can match: skip the merge)")
+            conditions.append(f"t.`{column}` IN ({', '.join(map(str, numbers))})")
+        return conditions
 
     def overwrite(self, df: DataFrame, *, replace_where: str, run: RunInfo) -> Commit | None:
         """Replace exactly the rows matching `replace_where` by `df` (whose rows must all match it).

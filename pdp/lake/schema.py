@@ -22,9 +22,14 @@ if TYPE_CHECKING:
     from pdp.lake.catalog import TableDef
 
 
-def differences(actual: StructType, table: TableDef, *, check_nullability: bool = False) -> list[str]:
-    """Every way `actual` differs from the table's catalog schema (empty when it matches)."""
-    expected = {c.name: c for c in table.columns}
+def differences(
+    actual: StructType, table: TableDef, *, check_nullability: bool = False, written: bool = False
+) -> list[str]:
+    """Every way `actual` differs from the table's catalog schema (empty when it matches).
+
+    `written`: compare with the columns a writer supplies (a bucket the table computes is left out).
+    """
+    expected = {c.name: c for c in table.columns if not written or c.bucket is None}
     given = {f.name: f for f in actual.fields}
     problems = []
     missing = [name for name in expected if name not in given]
@@ -52,10 +57,16 @@ def differences(actual: StructType, table: TableDef, *, check_nullability: bool 
 
 
 def conform(df: DataFrame, table: TableDef) -> DataFrame:
-    """`df` with its columns in catalog order; SchemaMismatchError if names or types differ."""
-    problems = differences(df.schema, table)
+    """`df` with its columns in catalog order; SchemaMismatchError if names or types differ.
+
+    Columns the table computes (person buckets) are dropped if given: Delta computes them.
+    """
+    computed = [c.name for c in table.columns if c.bucket is not None]
+    if computed:
+        df = df.drop(*computed)
+    problems = differences(df.schema, table, written=True)
     if problems:
         raise SchemaMismatchError(
             f"{table.qualified_name}: the DataFrame does not match the catalog schema: {'; '.join(problems)}"
         )
-    return df.select(*table.column_names)
+    return df.select(*table.written_columns)

@@ -160,6 +160,42 @@ _BAD_FILES = {
         PATIENT_STATE + "partition_by: [territory]\nstats_columns: [territory]\n",
         "stats column 'territory' is a partition column",
     ),
+    "cluster on a quasi-identifier": (
+        PATIENT_STATE + "cluster_by: [birth_year]\n",
+        "cluster column 'birth_year' is a quasi-identifier",
+    ),
+    "partition on a pseudonym": (
+        PATIENT_STATE + "  - {name: pseudo, type: STRING, description: P., pseudonym: true}\npartition_by: [pseudo]\n",
+        "partition column 'pseudo' holds pseudonyms",
+    ),
+    "partition and cluster at once": (
+        PATIENT_STATE + "partition_by: [territory]\ncluster_by: [score]\n",
+        "partition_by and cluster_by exclude each other",
+    ),
+    "cluster column without statistics": (
+        PATIENT_STATE + "stats_columns: [person_id]\ncluster_by: [score]\n",
+        "cluster column(s) ['score'] need statistics",
+    ),
+    "bucket of a column that is no pseudonym": (
+        PATIENT_STATE + "  - {name: b, type: INT, description: B., bucket: {of: territory, buckets: 16}}\n",
+        "bucket column 'b': 'territory' is not a pseudonym column",
+    ),
+    "bucket of an unknown column": (
+        PATIENT_STATE + "  - {name: b, type: INT, description: B., bucket: {of: nobody, buckets: 16}}\n",
+        "bucket column 'b' is computed from 'nobody', not a column",
+    ),
+    "bucket that is no INT": (
+        PATIENT_STATE + "  - {name: b, type: STRING, description: B., bucket: {of: person_id, buckets: 16}}\n",
+        "bucket column b must be a nullable INT",
+    ),
+    "too many buckets": (
+        PATIENT_STATE + "  - {name: b, type: INT, description: B., bucket: {of: person_id, buckets: 5000}}\n",
+        "less than or equal to 1024",
+    ),
+    "unknown bucket key": (
+        PATIENT_STATE + "  - {name: b, type: INT, description: B., bucket: {of: person_id, buckets: 8, seed: 1}}\n",
+        "seed: Extra inputs are not permitted",
+    ),
     "duplicate column": (
         PATIENT_STATE + "  - {name: score, type: INT, description: Again.}\n",
         "duplicate columns ['score']",
@@ -208,3 +244,46 @@ def test_files_outside_zone_folders_and_names_defined_twice_are_rejected(tmp_pat
 def test_a_missing_catalog_directory_stops_the_process(tmp_path: Path) -> None:
     with pytest.raises(CatalogError, match="catalog directory not found"):
         load_catalog(tmp_path / "nowhere")
+
+
+# -- layout: person buckets, partitions, clustering ---------------------------------------------
+
+BUCKETED = PATIENT_STATE.replace(
+    "{name: person_id, type: STRING, nullable: false, description: Pseudonym of the person.}",
+    "{name: person_id, type: STRING, nullable: false, description: Pseudonym of the person., pseudonym: true}",
+) + "  - {name: person_bucket, type: INT, description: Bucket., bucket: {of: person_id, buckets: 8}}\n" \
+    + "partition_by: [person_bucket]\n"
+
+
+def test_a_bucket_is_a_generated_partition_column_writers_never_supply(tmp_path: Path) -> None:
+    write_table_file(tmp_path, "silver", "patient_state", BUCKETED)
+    catalog = load_catalog(tmp_path)
+    definition = catalog.table("patient_state")
+    assert catalog.person_buckets == 8
+    assert definition.bucket_column is not None and definition.bucket_column.name == "person_bucket"
+    assert "person_bucket" not in definition.written_columns
+    ddl = definition.ddl(tmp_path / "lake")
+    assert "person_bucket INT GENERATED ALWAYS AS (CAST(pmod(xxhash64(person_id), 8) AS INT))" in ddl
+    assert "PARTITIONED BY (person_bucket)" in ddl
+
+
+def test_clustering_is_declared_like_partitioning(tmp_path: Path) -> None:
+    write_table_file(tmp_path, "silver", "patient_state", PATIENT_STATE + "cluster_by: [territory]\n")
+    assert "CLUSTER BY (territory)" in load_catalog(tmp_path).table("patient_state").ddl(tmp_path / "lake")
+
+
+def test_person_buckets_number_the_same_in_every_table(tmp_path: Path) -> None:
+    write_table_file(tmp_path, "silver", "patient_state", BUCKETED)
+    other = write_table_file(tmp_path, "silver", "patient_visit",
+                             BUCKETED.replace("patient_state", "patient_visit").replace("buckets: 8", "buckets: 16"))
+    with pytest.raises(CatalogError, match="person buckets must number the same in every table") as caught:
+        load_catalog(tmp_path)
+    assert str(other) in str(caught.value) or "patient_state" in str(caught.value)
+
+
+def test_the_shipped_bucketed_tables_share_one_bucket_of_the_person() -> None:
+    catalog = load_catalog()
+    bucketed = sorted(t.qualified_name for t in catalog if t.bucket_column is not None)
+    assert bucketed == ["bronze.records", "silver.death", "silver.observation_period", "silver.person"]
+    for name in bucketed:
+        assert catalog.table(name).partition_by == ["person_bucket"]
