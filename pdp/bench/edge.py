@@ -25,7 +25,6 @@ not done yet).
 
 from __future__ import annotations
 
-import base64
 import os
 import tempfile
 import time
@@ -53,22 +52,13 @@ def _stage(settings: Any, sources: Path, staging: Path, spark: Any, workers: int
 
 
 def bench_edge(persons: int = PERSONS) -> dict[str, Any]:
-    from pdp.config import Settings
-    from pdp.governance.db import create_all, make_engine
+    from pdp.bench.scratch import scratch_settings
     from pdp.lake.session import compute_cores, get_spark
-    from pdp.pseudonym.keys import KeyStore
     from pdp.synth import generate
 
     with tempfile.TemporaryDirectory(prefix="pdp-bench-edge-") as tmp:
         var = Path(tmp)
-        key_file = var / "master.key"
-        key_file.write_text(base64.b64encode(os.urandom(32)).decode("ascii"))
-        key_file.chmod(0o600)
-        settings = Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"),
-                            db_url=f"sqlite:///{var / 'pdp.db'}", key_store=var / "keys", master_key=None,
-                            master_key_file=key_file)
-        KeyStore.from_settings(settings).init()
-        create_all(make_engine(settings=settings))
+        settings = scratch_settings(var)
         sources = var / "sources"
         generate(sources, persons=persons, seed=5, territory="douaisis")
         spark = get_spark(app_name="pdp-bench-edge")

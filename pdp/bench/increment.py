@@ -27,7 +27,6 @@ and rewritten is in :mod:`pdp.lake.layout`. ``PDP_BENCH_INCREMENT_KEEP=DIR`` kee
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import shutil
@@ -178,10 +177,9 @@ def _data_files(spark: Any, lake: Path) -> dict[str, int]:
 
 
 def bench_increment(persons: int | None = None) -> dict[str, Any]:
-    from pdp.config import Settings
+    from pdp.bench.scratch import scratch_settings
     from pdp.ingest.pipeline import ingest_directory
     from pdp.lake.session import get_spark
-    from pdp.pseudonym.keys import KeyStore
     from pdp.synth import generate
 
     persons = persons or int(os.environ.get("PDP_BENCH_INCREMENT_PERSONS", PERSONS))
@@ -189,15 +187,7 @@ def bench_increment(persons: int | None = None) -> dict[str, Any]:
     tmp = keep or tempfile.mkdtemp(prefix="pdp-bench-increment-")
     try:
         var = Path(tmp)
-        settings = Settings(
-            _env_file=None,
-            var_dir=var,
-            lake_uri=str(var / "lake"),
-            db_url=f"sqlite:///{var / 'pdp.db'}",
-            key_store=var / "keys",
-            master_key=base64.b64encode(os.urandom(32)).decode("ascii"),
-        )
-        KeyStore.from_settings(settings).init()
+        settings = scratch_settings(var)
         sources = var / "sources"
         generate(sources, persons=persons, seed=1, territory="douaisis")
         day = split_lab_day(sources)

@@ -32,7 +32,6 @@ commits before the per-core goal can be approached (issue 14).
 
 from __future__ import annotations
 
-import base64
 import os
 import resource
 import tempfile
@@ -88,10 +87,9 @@ def _jvm_peak_mib(spark: Any) -> float | None:
 
 
 def bench_ingest(persons: int | None = None) -> dict[str, Any]:
-    from pdp.config import Settings
+    from pdp.bench.scratch import scratch_settings
     from pdp.ingest.pipeline import ingest_directory
     from pdp.lake.session import compute_cores, get_spark
-    from pdp.pseudonym.keys import KeyStore
     from pdp.synth import generate
 
     persons = persons or int(os.environ.get("PDP_BENCH_INGEST_PERSONS", PERSONS))
@@ -99,15 +97,7 @@ def bench_ingest(persons: int | None = None) -> dict[str, Any]:
     workers = int(workers_env) if workers_env else None
     with tempfile.TemporaryDirectory(prefix="pdp-bench-ingest-") as tmp:
         var = Path(tmp)
-        settings = Settings(
-            _env_file=None,
-            var_dir=var,
-            lake_uri=str(var / "lake"),
-            db_url=f"sqlite:///{var / 'pdp.db'}",
-            key_store=var / "keys",
-            master_key=base64.b64encode(os.urandom(32)).decode("ascii"),
-        )
-        KeyStore.from_settings(settings).init()
+        settings = scratch_settings(var)
         sources = var / "sources"
         generate(sources, persons=persons, seed=1, territory="douaisis")
         spark = get_spark(app_name="pdp-bench-ingest")

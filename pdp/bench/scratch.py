@@ -1,0 +1,30 @@
+"""A throw-away var/ for a benchmark: settings on a temporary directory, a fresh random master key
+in a 0600 file (so Spark executors, which never get the key in a closure, can open the key store
+too: :mod:`pdp.ingest.spark_tasks`), the key store initialised, a SQLite governance store.
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = scratch_settings(Path(tmp))
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any
+
+
+def scratch_settings(var: Path) -> Any:
+    """Settings of a benchmark's own var/ (lake, governance store, key store under `var`)."""
+    from pdp.config import Settings
+    from pdp.governance.db import create_all, make_engine
+    from pdp.pseudonym.keys import KeyStore
+
+    key_file = var / "master.key"
+    key_file.write_text(base64.b64encode(os.urandom(32)).decode("ascii"))
+    key_file.chmod(0o600)
+    settings = Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
+                        key_store=var / "keys", master_key=None, master_key_file=key_file)
+    KeyStore.from_settings(settings).init()
+    create_all(make_engine(settings=settings))
+    return settings
