@@ -42,7 +42,7 @@ def lake(spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             person = {"person_id": i, "person_pseudonym": f"v1:{i:043d}", "gender": sex, "year_of_birth": year,
                       "month_of_birth": month, "location_id": commune, "gp_rpps": None, "first_seen": None,
                       "last_seen": None, "sources": ["pmsi"]}
-            rows.append(tuple(person[name] for name in schema.names))
+            rows.append(tuple(person.get(name) for name in schema.names))  # person_bucket: Delta computes it
     table.append(spark.createDataFrame(rows, schema), run=RunInfo(run_id="r1", job="test", definitions_version="t"))
     yield root
     get_settings.cache_clear()
