@@ -112,19 +112,6 @@ def _check_person_ids(persons: int, ids: int, taken: int) -> None:
         )
 
 
-def _bucket(pseudonym: str = "person_pseudonym") -> Column:
-    """The person's bucket (the catalog's person bucket of the pseudonym; what Delta computes in the
-    bucketed tables), or a null literal when no table is bucketed."""
-    from pyspark.sql import functions as F
-
-    from pdp.lake import load_catalog
-
-    buckets = load_catalog().person_buckets
-    if buckets is None:
-        return F.lit(None).cast("int")
-    return F.expr(f"CAST(pmod(xxhash64({pseudonym}), {buckets}) AS INT)")
-
-
 def _within(buckets: Collection[int] | None, table: LakeTable) -> dict[str, Collection[int]] | None:
     """The MERGE pruning of `table` to the batch's person `buckets` (None: the table has no bucket
     partition, or the buckets are unknown — the MERGE then reads the whole table as before)."""
@@ -143,8 +130,10 @@ def _held_person(opener: TableOpener, people: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
     person = opener("silver.person")
-    people = people.withColumn("person_id", _person_id()).withColumn("_bucket", _bucket())
     column = person.definition.bucket_column
+    # the bucket silver.person computes, from the id (the catalog's one expression; null: not bucketed)
+    bucket = F.expr(column.bucket.expression("BIGINT", "person_id")) if column and column.bucket else F.lit(None)
+    people = people.withColumn("person_id", _person_id()).withColumn("_bucket", bucket.cast("int"))
     bucketed = column is not None and column.name in person.definition.partition_by
     held = person.read().select(
         "person_id", F.col("person_pseudonym").alias("_held_by"),
