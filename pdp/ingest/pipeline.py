@@ -187,7 +187,8 @@ class _Run:
                                p.today, in_memory=memory)
         on_spark = not memory and spark_engine(p.settings, tasks, p.registry)  # a small batch stays in-process
         report.parse_engine = "spark" if on_spark else "processes"
-        report.parse_workers = 0 if memory or on_spark else auto_workers(tasks, p.registry, workers)
+        split = p.settings.edge_split_bytes
+        report.parse_workers = 0 if memory or on_spark else auto_workers(tasks, p.registry, workers, split)
         if not memory:  # a killed run's leftovers (the caller holds the lock: no other run is staging)
             shutil.rmtree(self.staged.directory.parent, ignore_errors=True)
         try:
