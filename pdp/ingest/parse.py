@@ -103,7 +103,7 @@ def parse_file(
         try:
             for outcome in parse(stream, ctx):
                 if outcome.position == 0:
-                    if part is not None and not part.first and not _stops(outcome):
+                    if part is not None and not part.first and part.repeats_head and not _stops(outcome):
                         continue  # the first part yields the file's own rows
                 elif shift:
                     outcome = replace(outcome, position=outcome.position + shift)

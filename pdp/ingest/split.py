@@ -20,8 +20,8 @@ How a part reads exactly as the whole file (tested in ``tests/ingest/test_ingest
 * positions stay positions in the whole file: ``offset`` (the records before the part, less
   those of the prefix) is added to every record's position by :func:`pdp.ingest.parse.parse_file`
   before anything keys or counts it (the keyed record hash covers the position);
-* file-level rows belong to the file: the first part yields them; a later part's file-level
-  rows that are not a stop (its copy of the header's verdict) are dropped; ``state`` carries
+* file-level rows belong to the file: the first part yields the head's; a later part that re-reads
+  the head drops its copy of the head's verdict (a stop row always stays); ``state`` carries
   what a format's file-level check needs from before the part (HL7: inside a batch, and how
   many messages it counted), and only the last part closes it;
 * the fold (:func:`pdp.ingest.fanout.run_files`) merges a file's parts in order, and a part
@@ -64,13 +64,17 @@ class Cut:
 
     ``start``: byte offset of its first record; ``prefix``: bytes ``[0, prefix)`` of the file read
     before its range (BOM, header line); ``offset``: added to the positions its parser yields;
-    ``state``: what the format's file-level check carries from before the part (a format's own keys).
+    ``state``: what the format's file-level check carries from before the part (a format's own keys);
+    ``repeats_head``: the part re-reads the file's head (a CSV header), whose file-level rows the
+    first part yields — the part's own are dropped; False when a part's file-level rows are its own
+    (an HL7 batch trailer in that part).
     """
 
     start: int
     prefix: int
     offset: int
     state: tuple[tuple[str, Any], ...] = ()
+    repeats_head: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,7 @@ class FilePart:
     encoding: FileEncoding | None = None  # decided once for the whole file
     state: dict[str, Any] = field(default_factory=dict, hash=False)
     before: int = 0  # position of the last record of the earlier parts, when known: where a stop says it stopped
+    repeats_head: bool = True  # see Cut
 
     @property
     def first(self) -> bool:
@@ -125,7 +130,8 @@ def plan_parts(spec: SourceSpec, path: Path, target: int) -> tuple[FilePart, ...
     count = len(starts)
     parts = [FilePart(0, count, 0, ends[0], encoding=encoding)]
     for number, (cut, end) in enumerate(zip(cuts, ends[1:], strict=True), start=1):
-        parts.append(FilePart(number, count, cut.start, end, cut.prefix, cut.offset, encoding, dict(cut.state)))
+        parts.append(FilePart(number, count, cut.start, end, cut.prefix, cut.offset, encoding, dict(cut.state),
+                              repeats_head=cut.repeats_head))
     return tuple(parts)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +88,12 @@ def batch(territory: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "gp").mkdir()
     (root / "gp" / gp.name).write_bytes(
         b"\n".join([json.dumps(first, ensure_ascii=False).encode(), *bundles[1:], b"{not json"]) + b"\n")
+    # HL7: a segment block outside any message after the BHS and a trailer count off by two in one
+    # lab's batch; the other's batch left without its BTS/FTS trailer (only the last part may say so)
+    first, second = sorted((root / "labs").glob("*.hl7"))
+    data = first.read_bytes().replace(b"\rMSH|", b"\rZZZ|outside\rMSH|", 1)
+    first.write_bytes(re.sub(rb"BTS\|(\d+)", lambda m: b"BTS|" + str(int(m[1]) + 2).encode(), data))
+    second.write_bytes(second.read_bytes().split(b"BTS|")[0])
     return root
 
 
@@ -148,15 +155,17 @@ def test_split_parts_in_worker_processes_give_what_the_whole_files_give(
     split = _run(batch, registry, settings, tmp_path / "s", workers=2, split=SPLIT)
     _same(split, whole)
     by_file = split["tasks"]
-    for rel in ("pharmacy", "pmsi", "insee/deces.txt", "gp/", "questionnaires/"):
+    for rel in ("pharmacy", "pmsi", "insee/deces.txt", "gp/", "questionnaires/", "labs/"):
         assert all(n > 2 for f, n in by_file.items() if f.startswith(rel)), (rel, by_file)
-    assert all(n == 1 for f, n in by_file.items() if f.startswith("labs/")), "HL7 stays one task a file"
     assert all(n == 1 for n in whole["tasks"].values())
     assert whole["bronze"] and whole["vault"]
     reasons = whole["by_reason"]
     assert reasons.get("DUPLICATE_RECORD") and reasons.get("FIELD_COUNT") and reasons.get("RECORD_LENGTH")
     gp = next(c for (s, _), c in whole["counts"].items() if s == "gp_fhir")
     assert gp.skipped_resources == {"Claim": 1}
+    labs = [c for (s, _), c in sorted(whole["counts"].items()) if s == "lab_hl7"]
+    assert [c.file_issues for c in labs] == [1, 1]  # the trailer's count; the batch left open
+    assert reasons.get("HL7_SEGMENT_ORDER") == 1  # the segments outside a message: one record
 
 
 def test_split_parts_as_spark_tasks_give_what_the_whole_files_give(
@@ -217,12 +226,20 @@ def test_no_cut_where_a_quoted_field_may_be_open() -> None:
 
 
 def test_a_format_that_cannot_split_stays_one_task(batch: Path, registry: Registry, settings: Settings) -> None:
-    labs = sorted((batch / "labs").glob("*.hl7"))
-    tasks = [FileTask(0, "lab_hl7", labs[0], "labs/x.hl7", labs[0].stat().st_size)]
+    """A JSON Bundle a file, or an index whose rows open other files: one task however large."""
+    from pdp.ingest.parsers.base import get_parser
+
+    assert get_parser("fhir_bundle_json").split is None and get_parser("report_index").split is None
+    index = batch / "reports" / "index.csv"
+    index.parent.mkdir(exist_ok=True)
+    index.write_bytes(b"doc_id,file\n" + b"d,x.txt\n" * 100)
+    tasks = [FileTask(0, "reports", index, "reports/index.csv", index.stat().st_size)]
     context = BatchContext(settings.model_copy(update={"edge_split_bytes": 100}), registry, batch, batch, "b",
                            datetime.now(UTC), None)
     assert split_tasks(tasks, context) == tasks
-    assert plan_parts(registry.specs["reports"], labs[0], 10) == ()  # an index whose rows open other files
+    assert plan_parts(registry.specs["reports"], index, 100) == ()
+    pmsi = sorted((batch / "pmsi").glob("*.csv"))[0]
+    assert len(plan_parts(registry.specs["pmsi"], pmsi, 100)) > 2  # the same target cuts a CSV
 
 
 @pytest.fixture(scope="module")
