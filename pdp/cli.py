@@ -1122,17 +1122,21 @@ def bench(
     name: Annotated[str, typer.Argument(help="Benchmark name, or 'all'.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print figures as JSON.")] = False,
     persons: Annotated[int | None, typer.Option(min=1, help="Territory size, for benchmarks that take one.")] = None,
+    split_bytes: Annotated[int | None, typer.Option(
+        "--split-bytes", min=1, help="Edge split size in bytes (edge): also time one big file split vs whole.")] = None,
 ) -> None:
     """Run a benchmark; prints its figures and its ratio against the reference it names."""
-    from pdp.bench import BENCHMARKS, run_benchmark, takes_persons
+    from pdp.bench import BENCHMARKS, run_benchmark, takes
 
     names = sorted(BENCHMARKS) if name == "all" else [name]
     for n in names:
         if n not in BENCHMARKS:
             raise UserError(f"unknown benchmark {n!r}; known: {', '.join(sorted(BENCHMARKS))}, all")
-        if persons is not None and name != "all" and not takes_persons(n):
-            raise UserError(f"benchmark {n!r} takes no --persons")
-        result = run_benchmark(n, persons=persons if takes_persons(n) else None)
+        for option, value in (("persons", persons), ("split_bytes", split_bytes)):
+            if value is not None and name != "all" and not takes(n, option):
+                raise UserError(f"benchmark {n!r} takes no --{option.replace('_', '-')}")
+        result = run_benchmark(n, persons=persons if takes(n, "persons") else None,
+                               split_bytes=split_bytes if takes(n, "split_bytes") else None)
         if as_json:
             print(json.dumps(result))
         else:

@@ -21,6 +21,12 @@ engineers' test suites running): Spark tasks 51.8 s, worker processes 50.6 s, ra
 same cost within the noise. At this size a territory is 16 files, so the stage's parallelism is
 bounded by its largest file (one file is one task; splitting a large file into several tasks is
 not done yet).
+With ``--split-bytes B``, one more pair of runs: the territory's GP files concatenated into one
+big NDJSON file (a national export's shape), read as Spark tasks once whole (one task) and once
+split into parts of about B bytes (:mod:`pdp.ingest.split`); both must count alike (checked).
+``tasks_*`` say how many tasks each run ran (a file, or a part of a file).
+
+Measured (split: see ``big_*``) — to be filled by the run below.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from typing import Any
 PERSONS = 2_000
 
 
-def _stage(settings: Any, sources: Path, staging: Path, spark: Any, workers: int) -> tuple[float, dict]:
+def _stage(settings: Any, sources: Path, staging: Path, spark: Any, workers: int) -> tuple[float, dict, int]:
+    """(wall seconds, counts per file, tasks run) of the parse+edge stage over `sources`."""
     from pdp.ingest import load_registry
     from pdp.ingest.fanout import BatchContext, FileTask, run_files
     from pdp.ingest.parse import Duplicates
@@ -46,12 +53,24 @@ def _stage(settings: Any, sources: Path, staging: Path, spark: Any, workers: int
              for i, (spec, path) in enumerate(discover(sources, registry).to_parse)]
     context = BatchContext(settings, registry, sources, staging, "bench-edge", datetime.now(UTC), None)
     started = time.perf_counter()
-    counts = {(t.source, t.rel): r.counts for t, r in run_files(tasks, context, workers=workers,
-                                                                  duplicates=Duplicates(), spark=spark)}
-    return time.perf_counter() - started, counts
+    counts, ran = {}, 0
+    for t, r in run_files(tasks, context, workers=workers, duplicates=Duplicates(), spark=spark):
+        counts[(t.source, t.rel)] = r.counts
+        ran += r.tasks
+    return time.perf_counter() - started, counts, ran
 
 
-def bench_edge(persons: int = PERSONS) -> dict[str, Any]:
+def _big_file(sources: Path, into: Path) -> int:
+    """The territory's GP exports as one NDJSON file under `into` (bytes written)."""
+    (into / "gp").mkdir(parents=True)
+    with (into / "gp" / "national.ndjson").open("wb") as out:
+        for path in sorted((sources / "gp").glob("*.ndjson")):
+            data = path.read_bytes()
+            out.write(data if data.endswith(b"\n") else data + b"\n")
+    return (into / "gp" / "national.ndjson").stat().st_size
+
+
+def bench_edge(persons: int = PERSONS, split_bytes: int | None = None) -> dict[str, Any]:
     from pdp.bench.scratch import scratch_settings
     from pdp.lake.session import compute_cores, get_spark
     from pdp.synth import generate
@@ -59,25 +78,47 @@ def bench_edge(persons: int = PERSONS) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pdp-bench-edge-") as tmp:
         var = Path(tmp)
         settings = scratch_settings(var)
+        if split_bytes is not None:
+            settings = settings.model_copy(update={"edge_split_bytes": split_bytes})
         sources = var / "sources"
         generate(sources, persons=persons, seed=5, territory="douaisis")
         spark = get_spark(app_name="pdp-bench-edge")
         cores = compute_cores(spark)
         spark.sparkContext.parallelize(range(cores), cores).count()  # the session's start is not the edge's
-        spark_s, on_spark = _stage(settings, sources, var / "staging-spark", spark, 0)
-        processes_s, in_processes = _stage(settings, sources, var / "staging-processes", None, cores)
+        spark_s, on_spark, spark_tasks = _stage(settings, sources, var / "staging-spark", spark, 0)
+        processes_s, in_processes, process_tasks = _stage(settings, sources, var / "staging-processes", None, cores)
         assert on_spark == in_processes, "the two engines must count every file alike"
         records = sum(c.records_in for c in on_spark.values())
-    return {
-        "persons": persons,
-        "files": len(on_spark),
-        "records": records,
-        "cores": cores,
-        "spark_seconds": round(spark_s, 1),
-        "spark_records_per_s": round(records / spark_s),
-        "processes": cores,
-        "processes_seconds": round(processes_s, 1),
-        "processes_records_per_s": round(records / processes_s),
-        "spark_over_processes": round(spark_s / processes_s, 2),
-        "load_average": round(os.getloadavg()[0], 1),
-    }
+        result: dict[str, Any] = {
+            "persons": persons,
+            "files": len(on_spark),
+            "records": records,
+            "cores": cores,
+            "split_bytes": settings.edge_split_bytes,
+            "spark_seconds": round(spark_s, 1),
+            "spark_tasks": spark_tasks,
+            "spark_records_per_s": round(records / spark_s),
+            "processes": cores,
+            "processes_seconds": round(processes_s, 1),
+            "processes_tasks": process_tasks,
+            "processes_records_per_s": round(records / processes_s),
+            "spark_over_processes": round(spark_s / processes_s, 2),
+        }
+        if split_bytes is not None:
+            big = var / "big"
+            size = _big_file(sources, big)
+            whole_s, whole, whole_tasks = _stage(settings.model_copy(update={"edge_split_bytes": 0}), big,
+                                                 var / "staging-big-whole", spark, 0)
+            split_s, split, split_tasks = _stage(settings, big, var / "staging-big-split", spark, 0)
+            assert whole == split, "one big file must count alike whole and split"
+            result.update({
+                "big_file_bytes": size,
+                "big_records": sum(c.records_in for c in whole.values()),
+                "big_whole_seconds": round(whole_s, 1),
+                "big_whole_tasks": whole_tasks,
+                "big_split_seconds": round(split_s, 1),
+                "big_split_tasks": split_tasks,
+                "big_split_over_whole": round(split_s / whole_s, 2),
+            })
+    result["load_average"] = round(os.getloadavg()[0], 1)
+    return result
