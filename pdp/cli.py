@@ -602,7 +602,8 @@ def run_ingest(directory: Path) -> dict:
     console.print(ingest_table(report))
     engine = "Spark tasks" if report.parse_engine == "spark" else (
         f"{report.parse_workers} worker processes" if report.parse_workers else "in-process")
-    console.print(f"edge: parse and pseudonymise as {engine} (PDP_EDGE_ENGINE)")
+    console.print(f"edge: parse and pseudonymise as {engine}, {report.parse_tasks} task(s) "
+                  "(PDP_EDGE_ENGINE, PDP_EDGE_SPLIT_BYTES)")
     records_in, landed, quarantined = report.totals()
     console.print(f"in {records_in:,} = landed {landed:,} + quarantined {quarantined:,}; "
                   f"bronze +{report.bronze_inserted:,}, quarantine +{report.quarantine_inserted:,}, "

@@ -32,7 +32,7 @@ test suites: about four runnable processes per core, so no run here had two free
 
 - ``pdp bench edge --persons 3000 --split-bytes 8388608 --json``: one GP file of 30.5 MB, 37 357
   resources: whole 15.0 s (1 task), split 15.9 s (4 tasks), ratio 1.06; the territory (16 files,
-  68 716 records, 19 tasks: 3 GP files cut in two) 36.7 s on Spark against 39.9 s in processes;
+  68 716 records, 19 tasks for 16 files) 36.7 s on Spark against 39.9 s in processes;
 - ``--persons 1000 --split-bytes 2097152``: 10.7 MB, 13 175 resources: whole 5.5 s, split 9.0 s (6 tasks).
 
 The parts cost the same CPU as the whole file (8.3-8.7 CPU-seconds whole, 8.6-9.0 split, in

@@ -236,6 +236,7 @@ class _Run:
         report.skipped_resources.add(task.source, counts.skipped_resources)
         self.edge.absorb(result.state)
         report.parse_cpu_seconds += result.cpu_seconds
+        report.parse_tasks += result.tasks
         if result.bronze_rows is not None or result.quarantine_rows is not None:
             self.staged.add_rows(result.bronze_rows or [], result.quarantine_rows or [])
         else:

@@ -272,3 +272,40 @@ def test_a_part_that_raises_leaves_the_file_partial_as_the_whole_file_does(
         run = _run(root, registry, settings, tmp_path / f"s{number}", split=split, **engine)
         _same(run, whole)
         assert run["tasks"]["flaky/export.csv"] > 1
+
+
+def _lake_rows(spark, settings: Settings, table: str) -> list[str]:
+    from pdp.lake import LakeTable
+
+    per_run = {"batch_id", "ingested_at", "started_at", "finished_at", "quarantined_at"}
+    frame = LakeTable(spark, table, lake_root=settings.lake_uri).read()
+    kept = [c for c in frame.columns if c not in per_run]
+    return sorted(repr(r.asDict(recursive=True)) for r in frame.select(*kept).collect())
+
+
+def test_pdp_ingest_split_logs_lands_and_resends_as_whole_files(
+    batch: Path, settings: Settings, spark, tmp_path: Path
+) -> None:
+    """The whole pipeline: the ingestion log's per-file rows (status, counts, fingerprint), bronze,
+    quarantine and the report are those of the unsplit run; a second run skips every file."""
+    from pdp.ingest.pipeline import ingest_directory
+
+    root = tmp_path / "src"
+    shutil.copytree(batch, root, ignore=shutil.ignore_patterns("gp", "questionnaires", "reports"))
+    out = {}
+    for name, split, workers in (("whole", 0, 0), ("split", SPLIT, 2)):
+        var = tmp_path / name
+        run = settings.model_copy(update={"var_dir": var, "lake_uri": str(var / "lake"),
+                                          "db_url": f"sqlite:///{var / 'pdp.db'}", "edge_split_bytes": split})
+        report = ingest_directory(root, spark=spark, settings=run, workers=workers)
+        files = {(f.source, f.file): (f.records_in, f.landed, f.quarantined, f.file_issues, f.stopped)
+                 for f in report.files}
+        again = ingest_directory(root, spark=spark, settings=run, workers=workers)
+        assert all(f.skipped for f in again.files), "a byte-identical resend adds nothing"
+        out[name] = {"report": files, "engine": (report.parse_engine, report.parse_workers, report.parse_tasks > 20),
+                     **{t: _lake_rows(spark, run, t) for t in ("ops.ingestion_log", "bronze.records",
+                                                                "ops.quarantine")}}
+    assert out["split"]["engine"] == ("processes", 2, True) and out["whole"]["engine"] == ("processes", 0, False)
+    for key in ("report", "ops.ingestion_log", "bronze.records", "ops.quarantine"):
+        assert out["split"][key] == out["whole"][key], key
+    assert len(out["whole"]["ops.ingestion_log"]) == len(out["whole"]["report"])
