@@ -347,9 +347,9 @@ class _FileFold:
         self._cpu += result.cpu_seconds
         self._tasks += 1
         if result.bronze_rows is not None:
-            self._bronze = (self._bronze or []) + result.bronze_rows
+            self._bronze = [*(self._bronze or []), *result.bronze_rows]
         if result.quarantine_rows is not None:
-            self._quarantine = (self._quarantine or []) + result.quarantine_rows
+            self._quarantine = [*(self._quarantine or []), *result.quarantine_rows]
 
     @property
     def stopped(self) -> bool:
