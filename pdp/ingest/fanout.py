@@ -270,9 +270,14 @@ def run_files(
     """Every task's result, in task (file) order, duplicates reconciled across files.
 
     In-process (no `spark` and `workers` ≤ 1, always when rows are kept in memory) the files run
-    through one :class:`FileRunner` on `store`, the caller's key store. `spark`: each file is a
-    task of this session (:mod:`pdp.ingest.spark_tasks`, the executors of a cluster) instead of
-    `workers` processes on this machine.
+    whole through one :class:`FileRunner` on `store`, the caller's key store. `spark`: each task
+    is a task of this session (:mod:`pdp.ingest.spark_tasks`, the executors of a cluster) instead
+    of `workers` processes on this machine. Apart, a large file of a format that splits runs as
+    one task per part (:func:`split_tasks`) and is yielded once, its parts folded in order
+    (:class:`_FileFold`); a part is re-run here, in order, when one pass would have read it
+    otherwise: a record already seen (a duplicate), a stop before any row of its own (where the
+    stop row says it stopped). A file none of whose parts yielded a row is re-read whole here (its
+    verdict, e.g. no record, is the file's).
     """
     local: FileRunner | None = None
     if (spark is None and workers <= 1) or context.in_memory:
@@ -281,6 +286,7 @@ def run_files(
             yield task, local.run(task, duplicates)
         return
     units = split_tasks(tasks, context)  # a large file of a format that splits: one task per part
+    files = {task.index: task for task in tasks}
     fold: _FileFold | None = None
     with _parsed_apart(units, context, workers, spark) as results:
         for unit, result in zip(units, results, strict=True):
@@ -305,7 +311,7 @@ def run_files(
                 fold.add(result)
             if unit.part is not None and unit.part.last:
                 assert fold is not None
-                whole = replace(unit, size=unit.path.stat().st_size, part=None)
+                whole = files[unit.index]
                 if fold.empty:  # no part yielded anything: the file's own verdict (no record) is the whole file's
                     _discard(fold.result())
                     local = local or FileRunner(context, store)

@@ -309,3 +309,8 @@ def test_pdp_ingest_split_logs_lands_and_resends_as_whole_files(
     for key in ("report", "ops.ingestion_log", "bronze.records", "ops.quarantine"):
         assert out["split"][key] == out["whole"][key], key
     assert len(out["whole"]["ops.ingestion_log"]) == len(out["whole"]["report"])
+
+
+def test_a_file_gone_before_planning_runs_whole(registry: Registry, tmp_path: Path) -> None:
+    """Planning reads the file: one that cannot be read stays one task, which reports it (FILE_UNREADABLE)."""
+    assert plan_parts(registry.specs["pmsi"], tmp_path / "gone.csv", 1) == ()
