@@ -121,7 +121,8 @@ class FileResult:
 
 
 class FileRunner:
-    """Parse one file and pass it through the edge into its staging parts (in a worker or in-process)."""
+    """Parse one file (or one part of a split file) and pass it through the edge into its staging parts
+    (in a worker, a Spark task or in-process)."""
 
     def __init__(self, context: BatchContext, store: KeyStore | None = None) -> None:
         """`store`: the caller's key store, in-process (a worker opens its own from the settings)."""
