@@ -68,9 +68,9 @@ def parse_file(
     it, duplicates are detected within the file unless the spec turns them off. `known`: the
     vault's view of known persons, for parsers that de-identify text (the edge passes it).
     `skipped`: counts, per type, what the parser skipped (:meth:`FileContext.skip`), as the file is read.
-    `part` (:mod:`pdp.ingest.split`): positions are moved to the whole file's, a later part's own
-    file-level rows (its copy of the header's verdict) are dropped, and a part that yields nothing
-    says nothing (whether the *file* holds no record is the fold's to decide).
+    `part` (:mod:`pdp.ingest.split`): positions are moved to the whole file's, a later part that
+    re-reads the file's head drops its copy of the head's file-level rows (a stop row stays), and a
+    part that yields nothing says nothing (whether the *file* holds no record is the fold's to decide).
     """
     if spec.hold_back or spec.format is None:
         return
