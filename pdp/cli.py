@@ -602,7 +602,8 @@ def run_ingest(directory: Path) -> dict:
     console.print(ingest_table(report))
     engine = "Spark tasks" if report.parse_engine == "spark" else (
         f"{report.parse_workers} worker processes" if report.parse_workers else "in-process")
-    console.print(f"edge: parse and pseudonymise as {engine} (PDP_EDGE_ENGINE)")
+    console.print(f"edge: parse and pseudonymise as {engine}, {report.parse_tasks} task(s) "
+                  "(PDP_EDGE_ENGINE, PDP_EDGE_SPLIT_BYTES)")
     records_in, landed, quarantined = report.totals()
     console.print(f"in {records_in:,} = landed {landed:,} + quarantined {quarantined:,}; "
                   f"bronze +{report.bronze_inserted:,}, quarantine +{report.quarantine_inserted:,}, "
@@ -1122,17 +1123,21 @@ def bench(
     name: Annotated[str, typer.Argument(help="Benchmark name, or 'all'.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print figures as JSON.")] = False,
     persons: Annotated[int | None, typer.Option(min=1, help="Territory size, for benchmarks that take one.")] = None,
+    split_bytes: Annotated[int | None, typer.Option(
+        "--split-bytes", min=1, help="Edge split size in bytes (edge): also time one big file split vs whole.")] = None,
 ) -> None:
     """Run a benchmark; prints its figures and its ratio against the reference it names."""
-    from pdp.bench import BENCHMARKS, run_benchmark, takes_persons
+    from pdp.bench import BENCHMARKS, run_benchmark, takes
 
     names = sorted(BENCHMARKS) if name == "all" else [name]
     for n in names:
         if n not in BENCHMARKS:
             raise UserError(f"unknown benchmark {n!r}; known: {', '.join(sorted(BENCHMARKS))}, all")
-        if persons is not None and name != "all" and not takes_persons(n):
-            raise UserError(f"benchmark {n!r} takes no --persons")
-        result = run_benchmark(n, persons=persons if takes_persons(n) else None)
+        for option, value in (("persons", persons), ("split_bytes", split_bytes)):
+            if value is not None and name != "all" and not takes(n, option):
+                raise UserError(f"benchmark {n!r} takes no --{option.replace('_', '-')}")
+        result = run_benchmark(n, persons=persons if takes(n, "persons") else None,
+                               split_bytes=split_bytes if takes(n, "split_bytes") else None)
         if as_json:
             print(json.dumps(result))
         else:

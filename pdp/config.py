@@ -29,6 +29,11 @@ class Settings(BaseSettings):
         description="Where `pdp ingest` parses and pseudonymises: `processes` (worker processes on this machine), "
         "`spark` (one Spark task per file, on the executors), `auto` (spark when PDP_SPARK_MASTER is a cluster).",
     )
+    edge_split_bytes: int = Field(
+        64 << 20, ge=0,
+        description="A file over this many bytes, of a format that can be cut on record boundaries (CSV, fixed "
+        "width, NDJSON), runs as several edge tasks of about this size (processes or Spark); 0: one task a file.",
+    )
     spark_driver_memory: str = Field("6g", description="Driver memory (local mode runs everything in the driver).")
     spark_shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions; small on 2 cores.")
     spark_jars: str | None = Field(

@@ -3,7 +3,8 @@ measured in the same run (these machines are noisy: ratios, not absolute times).
 
 Each benchmark is named here, so that `pdp bench all` and `make bench` find every one; the
 older ones live with the part they measure, the newer ones in this package (one module each).
-A benchmark whose function takes `persons` gets `pdp bench NAME --persons N`.
+A benchmark whose function takes `persons` gets `pdp bench NAME --persons N`, one that takes
+`split_bytes` gets `--split-bytes B` (the edge's split size, ``PDP_EDGE_SPLIT_BYTES``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ BENCHMARKS: dict[str, str] = {
 
 
 def takes_persons(name: str) -> bool:
-    return "persons" in inspect.signature(_function(name)).parameters
+    return takes(name, "persons")
+
+
+def takes(name: str, option: str) -> bool:
+    """Whether benchmark `name` takes the keyword `option` (``persons``, ``split_bytes``)."""
+    return option in inspect.signature(_function(name)).parameters
 
 
 def _function(name: str) -> Callable[..., dict[str, Any]]:
@@ -43,6 +49,7 @@ def _function(name: str) -> Callable[..., dict[str, Any]]:
     return getattr(importlib.import_module(module_name), func_name)
 
 
-def run_benchmark(name: str, *, persons: int | None = None) -> dict[str, Any]:
+def run_benchmark(name: str, *, persons: int | None = None, split_bytes: int | None = None) -> dict[str, Any]:
     func = _function(name)
-    return {"name": name, **(func(persons=persons) if persons is not None else func())}
+    options = {k: v for k, v in (("persons", persons), ("split_bytes", split_bytes)) if v is not None}
+    return {"name": name, **func(**options)}

@@ -154,6 +154,21 @@ class EdgeState:
     def __repr__(self) -> str:
         return f"EdgeState(<{len(self.identities)} identities hidden>)"
 
+    def absorb(self, later: EdgeState) -> None:
+        """Fold in the state of records that come after everything held here (a later file, or the
+        next part of a split file): the result is what one edge fed them all in order would hold."""
+        for pseudonym, identity in later.identities.items():
+            previous = self.identities.get(pseudonym)
+            if previous is None:
+                self.identities[pseudonym] = identity
+            else:
+                previous.fold(identity)
+        for pseudonym, canonical in later.canonicals.items():
+            self.canonicals.setdefault(pseudonym, canonical)
+        for pseudonym, postcode in later.postcodes.items():
+            self.postcodes.setdefault(pseudonym, postcode)
+        self.stats.add(later.stats)
+
 
 class Edge:
     """Turns parse outcomes into bronze rows, quarantine rows and vault records."""
@@ -206,18 +221,7 @@ class Edge:
 
     def absorb(self, state: EdgeState) -> None:
         """Fold in the state of files that come after everything absorbed so far."""
-        own = self._state
-        for pseudonym, identity in state.identities.items():
-            previous = own.identities.get(pseudonym)
-            if previous is None:
-                own.identities[pseudonym] = identity
-            else:
-                previous.fold(identity)
-        for pseudonym, canonical in state.canonicals.items():
-            own.canonicals.setdefault(pseudonym, canonical)
-        for pseudonym, postcode in state.postcodes.items():
-            own.postcodes.setdefault(pseudonym, postcode)
-        own.stats.add(state.stats)
+        self._state.absorb(state)
         self._linked = None
         self._known = None
 

@@ -15,7 +15,11 @@ Exactly the sequential result, by construction:
   of its source (rare: a resent record), replacing that file's parts;
 - vault records, canonical identities, postcodes and stats fold associatively
   (:meth:`~pdp.ingest.edge.Edge.absorb`), in file order;
-- rows are keyed by content (keyed record hash), so the parts' order does not matter.
+- rows are keyed by content (keyed record hash), so the parts' order does not matter;
+- a large file of a format that can be cut (:mod:`pdp.ingest.split`, ``PDP_EDGE_SPLIT_BYTES``)
+  runs as several tasks, one per byte range, and its parts fold back here in order into the
+  file's one result (:class:`_FileFold`): the same counts, rows, duplicates and stop as the
+  file read whole.
 
 Processes are started with ``spawn``: forking a parent whose Spark (JVM gateway) and DuckDB
 threads are running can deadlock the child. Start-up costs ~2 s per worker (imports), so small
@@ -33,7 +37,7 @@ from array import array
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from importlib import import_module
 from multiprocessing import get_context
@@ -46,6 +50,7 @@ from pdp.ingest.model import ParseOutcome, Quarantined
 from pdp.ingest.parse import Counts, Duplicates, Tally, parse_file, stopped_after
 from pdp.ingest.parsers.base import get_parser
 from pdp.ingest.reasons import ReasonCode
+from pdp.ingest.split import FilePart, plan_parts
 from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA, MemoryStage, Stage, bronze_dict, quarantine_dict
 
 if TYPE_CHECKING:
@@ -57,7 +62,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatchContext", "FileResult", "FileRunner", "FileTask", "ParseWorkerError", "auto_workers", "parser_modules",
-    "run_files", "spark_engine",
+    "run_files", "spark_engine", "split_tasks",
 ]
 
 POOL_MIN_BYTES = 8 << 20  # below this, worker start-up costs more than it saves
@@ -73,7 +78,18 @@ class FileTask:
     source: str
     path: Path
     rel: str
-    size: int
+    size: int  # bytes to read: the file's, or the part's range
+    part: FilePart | None = None  # one part of a split file (pdp.ingest.split); None: the whole file
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """Unique in the batch: (file index, part number)."""
+        return self.index, self.part.number if self.part is not None else 0
+
+    @property
+    def label(self) -> str:
+        """How messages name the task: the file, and the part when split (never a value of the file)."""
+        return self.rel if self.part is None else f"{self.rel} (part {self.part.number + 1}/{self.part.count})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +116,13 @@ class FileResult:
     cpu_seconds: float = 0.0  # CPU time of the process on this file (a noisy shared machine skews wall time)
     bronze_rows: list[dict] | None = None  # in memory (BatchContext.in_memory): the rows instead of parts
     quarantine_rows: list[dict] | None = None
+    tally: Tally | None = None  # the raw tally behind `counts`: a split file's parts add up through it
+    tasks: int = 1  # tasks the file ran as (its parts when split)
 
 
 class FileRunner:
-    """Parse one file and pass it through the edge into its staging parts (in a worker or in-process)."""
+    """Parse one file (or one part of a split file) and pass it through the edge into its staging parts
+    (in a worker, a Spark task or in-process)."""
 
     def __init__(self, context: BatchContext, store: KeyStore | None = None) -> None:
         """`store`: the caller's key store, in-process (a worker opens its own from the settings)."""
@@ -127,9 +146,13 @@ class FileRunner:
         ctx = self._context
         cpu = time.process_time()
         spec = ctx.registry.specs[task.source]
-        apart = duplicates is None and spec.validation.duplicates == "per_source"
-        seen: FingerprintSet | None = FingerprintSet() if apart else (duplicates.seen(spec) if duplicates else None)
-        part = f"part-{task.index:06d}.parquet"
+        scope = spec.validation.duplicates
+        part_of = task.rel if task.part is not None else None  # a split file: per_file spans its parts
+        apart = duplicates is None and (scope == "per_source" or (scope == "per_file" and part_of is not None))
+        seen: FingerprintSet | None = (
+            FingerprintSet() if apart else (duplicates.seen(spec, part_of) if duplicates else None))
+        part = f"part-{task.index:06d}.parquet" if task.part is None else \
+            f"part-{task.index:06d}-{task.part.number:05d}.parquet"
         bronze: Stage | MemoryStage = MemoryStage() if ctx.in_memory else Stage(ctx.staging / "bronze", BRONZE_SCHEMA,
                                                                                  part=part)
         quarantine: Stage | MemoryStage = MemoryStage() if ctx.in_memory else Stage(
@@ -137,7 +160,7 @@ class FileRunner:
         tally = Tally()
         tally.start(task.source, task.rel)
         outcomes = parse_file(spec, task.path, ctx.root, today=ctx.today, seen=seen, known=self._known,
-                              skipped=tally.skipped(task.source, task.rel))
+                              skipped=tally.skipped(task.source, task.rel), part=task.part)
         try:
             for row in self._rows(outcomes, task):
                 if isinstance(row, BronzeRow):
@@ -161,6 +184,7 @@ class FileRunner:
             cpu_seconds=time.process_time() - cpu,
             bronze_rows=bronze.rows if isinstance(bronze, MemoryStage) else None,
             quarantine_rows=quarantine.rows if isinstance(quarantine, MemoryStage) else None,
+            tally=tally,
         )
 
 
@@ -170,7 +194,7 @@ class FileRunner:
         The exception's text may quote a value of the record: only its type is kept.
         """
         rows = self._edge.process(outcomes)
-        last = 0
+        last = task.part.before if task.part is not None else 0
         while True:
             try:
                 row = next(rows)
@@ -199,22 +223,45 @@ def spark_engine(settings: Settings, tasks: list[FileTask], registry: Registry) 
     return engine == "spark" and bool(tasks) and "__main__" not in parser_modules(tasks, registry)
 
 
-def auto_workers(tasks: list[FileTask], registry: Registry, requested: int | None) -> int:
+def auto_workers(tasks: list[FileTask], registry: Registry, requested: int | None, split_bytes: int = 0) -> int:
     """Worker processes for the batch: `requested` if given, else one per core when it pays.
 
     Returns 0 (in-process) when a spec's parser lives in ``__main__`` (a worker could not
-    import it), when there is a single file, or, unless requested, under :data:`POOL_MIN_BYTES`.
+    import it), when there is a single task (a file, or one too small to split at `split_bytes`),
+    or, unless requested, under :data:`POOL_MIN_BYTES`.
     """
     if requested is not None and requested <= 1:
         return 0
-    if len(tasks) < 2 or any(m == "__main__" for m in parser_modules(tasks, registry)):
+    units = sum(_parts_at_most(t, registry, split_bytes) for t in tasks)
+    if units < 2 or any(m == "__main__" for m in parser_modules(tasks, registry)):
         return 0
     if requested is None:
         if sum(t.size for t in tasks) < POOL_MIN_BYTES:
             return 0
         requested = os.cpu_count() or 1
-    workers = min(requested, len(tasks))
+    workers = min(requested, units)
     return workers if workers > 1 else 0
+
+
+def _parts_at_most(task: FileTask, registry: Registry, split_bytes: int) -> int:
+    """An upper bound of the tasks a file runs as (without reading it): 1 unless its format splits."""
+    spec = registry.specs[task.source]
+    if split_bytes <= 0 or spec.format is None or get_parser(spec.format).split is None:
+        return 1
+    return max(1, -(-task.size // split_bytes))
+
+
+def split_tasks(tasks: list[FileTask], context: BatchContext) -> list[FileTask]:
+    """The tasks to run: each file, or each part of a file over ``PDP_EDGE_SPLIT_BYTES`` whose format
+    splits (:func:`pdp.ingest.split.plan_parts`), in file then part order."""
+    out: list[FileTask] = []
+    target = context.settings.edge_split_bytes
+    for task in tasks:
+        parts = plan_parts(context.registry.specs[task.source], task.path, target) if task.size > target > 0 else ()
+        out.extend(replace(task, size=p.end - p.start, part=p) for p in parts)
+        if not parts:
+            out.append(task)
+    return out
 
 
 def run_files(
@@ -224,9 +271,14 @@ def run_files(
     """Every task's result, in task (file) order, duplicates reconciled across files.
 
     In-process (no `spark` and `workers` ≤ 1, always when rows are kept in memory) the files run
-    through one :class:`FileRunner` on `store`, the caller's key store. `spark`: each file is a
-    task of this session (:mod:`pdp.ingest.spark_tasks`, the executors of a cluster) instead of
-    `workers` processes on this machine.
+    whole through one :class:`FileRunner` on `store`, the caller's key store. `spark`: each task
+    is a task of this session (:mod:`pdp.ingest.spark_tasks`, the executors of a cluster) instead
+    of `workers` processes on this machine. Apart, a large file of a format that splits runs as
+    one task per part (:func:`split_tasks`) and is yielded once, its parts folded in order
+    (:class:`_FileFold`); a part is re-run here, in order, when one pass would have read it
+    otherwise: a record already seen (a duplicate), a stop before any row of its own (where the
+    stop row says it stopped). A file none of whose parts yielded a row is re-read whole here (its
+    verdict, e.g. no record, is the file's).
     """
     local: FileRunner | None = None
     if (spark is None and workers <= 1) or context.in_memory:
@@ -234,15 +286,102 @@ def run_files(
         for task in tasks:
             yield task, local.run(task, duplicates)
         return
-    with _parsed_apart(tasks, context, workers, spark) as results:
-        for task, result in zip(tasks, results, strict=True):
-            spec = context.registry.specs[task.source]
-            if result.fingerprints is not None and not duplicates.admit(spec, result.fingerprints):
-                for part in result.parts:  # a record of this file was in an earlier one: redo it in order
-                    part.unlink(missing_ok=True)
-                local = local or FileRunner(context, store)
-                result = local.run(task, duplicates)
-            yield task, result
+    units = split_tasks(tasks, context)  # a large file of a format that splits: one task per part
+    files = {task.index: task for task in tasks}
+    fold: _FileFold | None = None
+    with _parsed_apart(units, context, workers, spark) as results:
+        for unit, result in zip(units, results, strict=True):
+            spec = context.registry.specs[unit.source]
+            if fold is not None and fold.stopped:  # the file stopped in an earlier part: never read in one pass
+                _discard(result)
+            else:
+                part_of = unit.rel if unit.part is not None else None
+                if result.fingerprints is not None and not duplicates.admit(spec, result.fingerprints, part_of):
+                    _discard(result)  # a record of this file (part) was in an earlier one: redo it in order
+                    local = local or FileRunner(context, store)
+                    result = local.run(unit, duplicates)
+                if unit.part is None:
+                    yield unit, result
+                    continue
+                fold = _FileFold(unit) if unit.part.first else fold
+                assert fold is not None, "a file's parts run in order"
+                if fold.stops_unplaced(result):  # its stop row must say after which record of the file it stopped
+                    _discard(result)
+                    local = local or FileRunner(context, store)
+                    result = local.run(replace(unit, part=replace(unit.part, before=fold.last)), duplicates)
+                fold.add(result)
+            if unit.part is not None and unit.part.last:
+                assert fold is not None
+                whole = files[unit.index]
+                if fold.empty:  # no part yielded anything: the file's own verdict (no record) is the whole file's
+                    _discard(fold.result())
+                    local = local or FileRunner(context, store)
+                    yield whole, local.run(whole, duplicates)
+                else:
+                    yield whole, fold.result()
+                fold = None
+
+
+def _discard(result: FileResult) -> None:
+    for part in result.parts:
+        part.unlink(missing_ok=True)
+
+
+class _FileFold:
+    """A split file's parts folded in order into the file's one :class:`FileResult`.
+
+    Everything adds up as one pass would have made it: the tallies (:meth:`Tally.extend`), the
+    edge states (:meth:`EdgeState.absorb`, in order), the staged parts and rows. A part that
+    stopped (a parser or the edge raised) ends the file: the caller drops the later parts.
+    """
+
+    def __init__(self, first: FileTask) -> None:
+        self._task = first
+        self._tally = Tally()
+        self._tally.start(first.source, first.rel)
+        self._state = EdgeState()
+        self._parts: list[Path] = []
+        self._cpu = 0.0
+        self._bronze: list[dict] | None = None
+        self._quarantine: list[dict] | None = None
+        self._tasks = 0
+
+    def add(self, result: FileResult) -> None:
+        assert result.tally is not None, "a part's result carries its tally"
+        self._tally.extend(result.tally)
+        self._state.absorb(result.state)
+        self._parts.extend(result.parts)
+        self._cpu += result.cpu_seconds
+        self._tasks += 1
+        if result.bronze_rows is not None:
+            self._bronze = [*(self._bronze or []), *result.bronze_rows]
+        if result.quarantine_rows is not None:
+            self._quarantine = [*(self._quarantine or []), *result.quarantine_rows]
+
+    @property
+    def stopped(self) -> bool:
+        return self._tally.stopped(self._task.source, self._task.rel)
+
+    @property
+    def empty(self) -> bool:
+        return self._tally.empty(self._task.source, self._task.rel)
+
+    @property
+    def last(self) -> int:
+        return self._tally.last(self._task.source, self._task.rel)
+
+    def stops_unplaced(self, result: FileResult) -> bool:
+        """A later part that stopped before any row of its own: its stop row said "after record 0"
+        where one pass says after the earlier parts' last record (rare: re-run it, told where)."""
+        tally, task = result.tally, self._task
+        assert tally is not None
+        return self.last > 0 and tally.stopped(task.source, task.rel) and tally.last(task.source, task.rel) == 0
+
+    def result(self) -> FileResult:
+        task = self._task
+        return FileResult(index=task.index, counts=self._tally.counts()[(task.source, task.rel)], state=self._state,
+                          parts=tuple(self._parts), cpu_seconds=self._cpu, bronze_rows=self._bronze,
+                          quarantine_rows=self._quarantine, tally=self._tally, tasks=self._tasks)
 
 
 @contextmanager
@@ -263,10 +402,10 @@ def _parsed_apart(
         initargs=(context, modules, os.getpid()),
     )
     try:
-        futures: dict[int, Future[FileResult]] = {}
-        for task in sorted(tasks, key=lambda t: (-t.size, t.index)):  # largest first: no long tail
-            futures[task.index] = pool.submit(_run, task)
-        yield (futures.pop(task.index).result() for task in tasks)
+        futures: dict[tuple[int, int], Future[FileResult]] = {}
+        for task in sorted(tasks, key=lambda t: (-t.size, t.key)):  # largest first: no long tail
+            futures[task.key] = pool.submit(_run, task)
+        yield (futures.pop(task.key).result() for task in tasks)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -300,4 +439,4 @@ def _run(task: FileTask) -> FileResult:
     try:
         return _RUNNER.run(task)
     except Exception as exc:  # the exception's text may hold a value of the file: not sent back
-        raise ParseWorkerError(f"parse worker failed on {task.rel} ({type(exc).__name__})") from None
+        raise ParseWorkerError(f"parse worker failed on {task.label} ({type(exc).__name__})") from None

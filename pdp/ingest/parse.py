@@ -29,10 +29,10 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from pdp.ingest.dedupe import FingerprintSet, fingerprint
 from pdp.ingest.model import ParseOutcome, Quarantined, SourceRecord
@@ -43,6 +43,7 @@ from pdp.ingest.spec import SourceSpec
 
 if TYPE_CHECKING:
     from pdp.ingest.known import KnownPersons
+    from pdp.ingest.split import FilePart
 
 __all__ = ["Counts", "DirectoryParse", "Duplicates", "Tally", "parse_directory", "parse_file"]
 
@@ -58,30 +59,36 @@ def parse_file(
     seen: FingerprintSet | None = None,
     known: KnownPersons | None = None,
     skipped: Counter[str] | None = None,
+    part: FilePart | None = None,
 ) -> Iterator[ParseOutcome]:
-    """Every outcome of one file, in file order; nothing for a held-back source.
+    """Every outcome of one file (or of one `part` of a split file), in file order; nothing for a
+    held-back source.
 
     `seen` carries duplicate detection across files (one set per source for a batch); without
     it, duplicates are detected within the file unless the spec turns them off. `known`: the
     vault's view of known persons, for parsers that de-identify text (the edge passes it).
     `skipped`: counts, per type, what the parser skipped (:meth:`FileContext.skip`), as the file is read.
+    `part` (:mod:`pdp.ingest.split`): positions are moved to the whole file's, a later part that
+    re-reads the file's head drops its copy of the head's file-level rows (a stop row stays), and a
+    part that yields nothing says nothing (whether the *file* holds no record is the fold's to decide).
     """
     if spec.hold_back or spec.format is None:
         return
     path, root = Path(path), Path(root)
     ctx = FileContext(spec=spec, file=path.relative_to(root).as_posix(), today=today or date.today(), root=root,
-                      known=known, skipped=Counter() if skipped is None else skipped)
+                      known=known, skipped=Counter() if skipped is None else skipped, part=part)
     if seen is None and spec.validation.duplicates != "off":
         seen = FingerprintSet()
     try:
-        stream = path.open("rb")
+        stream = path.open("rb") if part is None else _open_part(path, part)
     except OSError as exc:
         yield ctx.quarantine(0, ReasonCode.FILE_UNREADABLE, f"cannot open the file ({type(exc).__name__})")
         return
     with stream:
-        head = stream.read(_EMPTY_PROBE)
+        head = stream.read(_EMPTY_PROBE) if part is None else _probe(path)
         if len(head) < _EMPTY_PROBE and not head.removeprefix(b"\xef\xbb\xbf").strip():
-            yield ctx.quarantine(0, ReasonCode.FILE_EMPTY, "the file has no content")
+            if part is None or part.first:
+                yield ctx.quarantine(0, ReasonCode.FILE_EMPTY, "the file has no content")
             return
         stream.seek(0)
         yielded = False
@@ -91,9 +98,15 @@ def parse_file(
             yield ctx.quarantine(0, ReasonCode.FILE_TOO_LARGE, f"file over limits.max_file_bytes ({limit})")
             return
         parse = info.func
-        last = 0  # position of the last record read: where a stop leaves the file
+        last = part.before if part is not None else 0  # position of the last record read: where a stop leaves
+        shift = part.offset if part is not None else 0
         try:
             for outcome in parse(stream, ctx):
+                if outcome.position == 0:
+                    if part is not None and not part.first and part.repeats_head and not _stops(outcome):
+                        continue  # the first part yields the file's own rows
+                elif shift:
+                    outcome = replace(outcome, position=outcome.position + shift)
                 yielded = True
                 last = max(last, outcome.position)
                 if (
@@ -117,8 +130,24 @@ def parse_file(
             yielded = True
             yield ctx.quarantine(0, ReasonCode.PARSER_ERROR,
                                  f"parser {spec.format} raised {type(exc).__name__} {stopped_after(last)}")
-        if not yielded:
+        if not yielded and part is None:
             yield ctx.quarantine(0, ReasonCode.FILE_NO_RECORDS, "the file holds no record")
+
+
+def _stops(outcome: ParseOutcome) -> bool:
+    return isinstance(outcome, Quarantined) and outcome.reason_code in READ_STOPPED
+
+
+def _open_part(path: Path, part: FilePart) -> BinaryIO:
+    from pdp.ingest.split import open_part
+
+    return open_part(path, part)
+
+
+def _probe(path: Path) -> bytes:
+    """The whole file's first bytes: whether the *file* is empty, not the part."""
+    with path.open("rb") as stream:
+        return stream.read(_EMPTY_PROBE)
 
 
 def stopped_after(last: int) -> str:
@@ -195,6 +224,29 @@ class Tally:
         else:
             row[0] += 1
 
+    def extend(self, later: Tally) -> None:
+        """Add the rows of `later`, read after everything counted here (the next part of a split
+        file): the counts are those of one tally fed both in order."""
+        for key, (parsed, quarantined, file_rows, last) in later._files.items():
+            row = self._files.setdefault(key, [0, 0, 0, 0])
+            row[:] = [row[0] + parsed, row[1] + quarantined, row[2] + file_rows, max(row[3], last)]
+        for key, stop in later._stops.items():
+            self._stops.setdefault(key, stop)
+        for key, kinds in later._skipped.items():
+            self._skipped.setdefault(key, Counter()).update(kinds)
+
+    def stopped(self, source: str, file: str) -> bool:
+        """Whether reading of the file stopped (a part after the stop was never read in one pass)."""
+        return (source, file) in self._stops
+
+    def last(self, source: str, file: str) -> int:
+        """Position of the last row counted for the file (0: none)."""
+        return self._files.get((source, file), [0, 0, 0, 0])[3]
+
+    def empty(self, source: str, file: str) -> bool:
+        """Whether the file yielded no row at all."""
+        return not any(self._files.get((source, file), [0, 0, 0, 0])[:3])
+
     def track(self, outcomes: Iterable[ParseOutcome]) -> Iterator[ParseOutcome]:
         for outcome in outcomes:
             yield self.add(outcome)
@@ -243,19 +295,30 @@ class Duplicates:
 
     def __init__(self) -> None:
         self._per_source: dict[str, FingerprintSet] = {}
+        self._file: tuple[str, str] | None = None  # per_file scope, a split file: the file whose parts run
+        self._per_file = FingerprintSet()
 
-    def seen(self, spec: SourceSpec) -> FingerprintSet | None:
-        """The set to hand :func:`parse_file` for the next file of `spec` (None: per file or off)."""
+    def seen(self, spec: SourceSpec, part_of: str | None = None) -> FingerprintSet | None:
+        """The set to hand :func:`parse_file` for the next file of `spec` (None: per file or off).
+
+        `part_of`: the file when what is parsed next is a part of it (:mod:`pdp.ingest.split`): scope
+        ``per_file`` then keeps one set across the file's parts, in order.
+        """
+        if spec.validation.duplicates == "per_file" and part_of is not None:
+            if self._file != (spec.name, part_of):
+                self._file, self._per_file = (spec.name, part_of), FingerprintSet()
+            return self._per_file
         if spec.validation.duplicates != "per_source":
             return None
         return self._per_source.setdefault(spec.name, FingerprintSet())
 
-    def admit(self, spec: SourceSpec, fingerprints: Iterable[int]) -> bool:
-        """Add a file's fingerprints (parsed apart, duplicates within it already removed).
+    def admit(self, spec: SourceSpec, fingerprints: Iterable[int], part_of: str | None = None) -> bool:
+        """Add a file's (or a file part's) fingerprints (parsed apart, duplicates within it already removed).
 
-        False, and nothing added, when one of them was seen in an earlier file of the source.
+        False, and nothing added, when one of them was seen in an earlier file of the source
+        (or, scope ``per_file``, an earlier part of the file).
         """
-        seen = self.seen(spec)
+        seen = self.seen(spec, part_of)
         if seen is None:
             return True
         values = list(fingerprints)

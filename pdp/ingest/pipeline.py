@@ -187,7 +187,8 @@ class _Run:
                                p.today, in_memory=memory)
         on_spark = not memory and spark_engine(p.settings, tasks, p.registry)  # a small batch stays in-process
         report.parse_engine = "spark" if on_spark else "processes"
-        report.parse_workers = 0 if memory or on_spark else auto_workers(tasks, p.registry, workers)
+        split = p.settings.edge_split_bytes
+        report.parse_workers = 0 if memory or on_spark else auto_workers(tasks, p.registry, workers, split)
         if not memory:  # a killed run's leftovers (the caller holds the lock: no other run is staging)
             shutil.rmtree(self.staged.directory.parent, ignore_errors=True)
         try:
@@ -235,6 +236,7 @@ class _Run:
         report.skipped_resources.add(task.source, counts.skipped_resources)
         self.edge.absorb(result.state)
         report.parse_cpu_seconds += result.cpu_seconds
+        report.parse_tasks += result.tasks
         if result.bronze_rows is not None or result.quarantine_rows is not None:
             self.staged.add_rows(result.bronze_rows or [], result.quarantine_rows or [])
         else:

@@ -79,6 +79,7 @@ class IngestReport:
     seconds: dict[str, float] = field(default_factory=dict)  # per stage (pdp.ingest.pipeline.STAGES)
     parse_workers: int = 0  # worker processes of the parse+edge stage (0: in-process)
     parse_engine: str = "processes"  # or "spark": one Spark task per file (PDP_EDGE_ENGINE)
+    parse_tasks: int = 0  # tasks the stage ran: a file each, or a part each of a split one (PDP_EDGE_SPLIT_BYTES)
     parse_cpu_seconds: float = 0.0  # CPU time of parse+edge summed over the processes that ran it
     persons: set[str] = field(default_factory=set)  # small mode (lab feed): pseudonyms whose silver the batch changed
     unmapped: UnmappedCodes = field(default_factory=UnmappedCodes)  # landed codes outside the concept sets

@@ -39,8 +39,11 @@ Cost on one machine (``pdp bench edge --persons 2000``: the stage on local[2] ag
 processes, same counts): 51.8 s against 50.6 s (ratio 1.03, load average 22) — Spark tasks cost
 what the processes cost where neither can win; only they can use a cluster's executors.
 
-Not yet here (issue 14): splitting one large file into several tasks (today one file is one
-task), and the identities folded on the driver for linkage (bounded by the batch, not by the
+A large file of a format that splits is several tasks, one per byte range
+(:mod:`pdp.ingest.split`, ``PDP_EDGE_SPLIT_BYTES``): the tasks given here are those parts, and the
+driver folds them back per file (:func:`pdp.ingest.fanout.run_files`).
+
+Not yet here (issue 14): the identities folded on the driver for linkage (bounded by the batch, not by the
 population; the vault's bulk write from the executors comes with linkage on Spark).
 """
 
@@ -121,28 +124,30 @@ def run_on_spark(spark: SparkSession, tasks: list[FileTask], context: BatchConte
     settings, withheld = shipped_settings(context.settings)
     shipped = replace(context, settings=settings)
     modules = tuple(sorted(parser_modules(tasks, context.registry)))
-    ordered = sorted(tasks, key=lambda t: (-t.size, t.index))  # largest first: no long tail
+    ordered = sorted(tasks, key=lambda t: (-t.size, t.key))  # largest first: no long tail
     rdd = spark.sparkContext.parallelize(ordered, numSlices=len(ordered))
     job = rdd.mapPartitions(lambda part: _run_tasks(part, shipped, withheld, modules, public))
-    boxes = dict((index, (enc, box, error)) for index, enc, box, error in job.collect())
+    boxes = dict((key, (enc, box, error)) for key, enc, box, error in job.collect())
     opener = Opener(private.private_bytes_raw())
     del private
     for task in tasks:
-        enc, box, error = boxes.pop(task.index)
+        enc, box, error = boxes.pop(task.key)
         if error:
             raise ParseWorkerError(error)
-        yield pickle.loads(opener.open(enc, box, aad=_aad(context.batch_id, task.index)))  # our own sealed bytes
+        yield pickle.loads(opener.open(enc, box, aad=_aad(context.batch_id, task.key)))  # our own sealed bytes
 
 
-def _aad(batch_id: str, index: int) -> bytes:
-    return f"pdp-edge-task\x1f{batch_id}\x1f{index}".encode()
+def _aad(batch_id: str, key: tuple[int, int]) -> bytes:
+    """What a sealed result is bound to: the batch, the file and the part (a box cannot stand for another)."""
+    index, part = key
+    return f"pdp-edge-task\x1f{batch_id}\x1f{index}\x1f{part}".encode()
 
 
 def _run_tasks(
     tasks: Iterator[FileTask], context: BatchContext, withheld: tuple[str, ...], modules: tuple[str, ...],
     public: bytes,
-) -> Iterator[tuple[int, bytes, bytes, str]]:
-    """On an executor: (index, enc, sealed result, error) per task; a failure names the file and
+) -> Iterator[tuple[tuple[int, int], bytes, bytes, str]]:
+    """On an executor: (task key, enc, sealed result, error) per task; a failure names the file and
     the exception's type only. The runner (and its keys) lives for this partition only."""
     from pdp.ingest.fanout import FileRunner
     from pdp.pseudonym.sealing import seal
@@ -156,9 +161,9 @@ def _run_tasks(
                 runner = FileRunner(replace(context, settings=executor_settings(context.settings, withheld)))
             result = runner.run(task)
             enc, box = seal(public, pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL),
-                            aad=_aad(context.batch_id, task.index))
-            yield task.index, enc, box, ""
+                            aad=_aad(context.batch_id, task.key))
+            yield task.key, enc, box, ""
         except ExecutorSecretMissing as exc:
-            yield task.index, _FAILED, _FAILED, str(exc)
+            yield task.key, _FAILED, _FAILED, str(exc)
         except Exception as exc:  # the text may hold a value of the file: only its type leaves
-            yield task.index, _FAILED, _FAILED, f"parse task failed on {task.rel} ({type(exc).__name__})"
+            yield task.key, _FAILED, _FAILED, f"parse task failed on {task.label} ({type(exc).__name__})"

@@ -39,8 +39,10 @@ from pdp.ingest.reasons import ReasonCode
 from pdp.ingest.validate import Checks
 
 if TYPE_CHECKING:
+    from pdp.ingest.encoding import FileEncoding
     from pdp.ingest.known import KnownPersons
     from pdp.ingest.spec import SourceSpec
+    from pdp.ingest.split import FilePart, Splitter
 
 __all__ = ["BUILTIN_PARSERS", "FileContext", "ParseFunction", "ParserInfo", "get_parser", "parser", "parser_names"]
 
@@ -69,6 +71,7 @@ class ParserInfo:
     produces: tuple[str, ...]  # event domains it can yield when not mapped (mapped: the spec's events)
     description: str
     whole_file: bool = False  # reads a file whole (a JSON document): parse_file refuses one over limits.max_file_bytes
+    split: Splitter | None = None  # how a large file is cut into tasks (pdp.ingest.split); None: one task a file
 
 
 _PARSERS: dict[str, ParserInfo] = {}
@@ -82,12 +85,15 @@ def parser(
     mapped: bool = False,
     produces: tuple[str, ...] = (),
     whole_file: bool = False,
+    split: Splitter | None = None,
 ) -> Callable[[ParseFunction], ParseFunction]:
     """Register `func` as the parser of format `name` (a second, different function is an error).
 
     `whole_file`: the parser must hold a whole file in memory (a JSON document, not lines);
     :func:`pdp.ingest.parse.parse_file` then quarantines a file larger than the spec's
-    ``limits.max_file_bytes`` (FILE_TOO_LARGE) without calling it.
+    ``limits.max_file_bytes`` (FILE_TOO_LARGE) without calling it. `split`: the format can be cut
+    into parts read as separate tasks (:mod:`pdp.ingest.split`); the parser then takes the file's
+    encoding from :meth:`FileContext.file_encoding` and any file-level state from ``ctx.part``.
     """
 
     def register(func: ParseFunction) -> ParseFunction:
@@ -95,7 +101,8 @@ def parser(
         if existing is not None and existing.func.__qualname__ != func.__qualname__:
             raise ValueError(f"parser {name!r} is already registered by {existing.func.__module__}")
         doc = (func.__doc__ or "").strip().splitlines()
-        _PARSERS[name] = ParserInfo(name, func, options, mapped, tuple(produces), doc[0] if doc else "", whole_file)
+        _PARSERS[name] = ParserInfo(name, func, options, mapped, tuple(produces), doc[0] if doc else "", whole_file,
+                                    split)
         return func
 
     return register
@@ -131,6 +138,7 @@ class FileContext:
     root: Path | None = None  # the ingest root: an index's documents are read from it
     known: KnownPersons | None = None  # the vault's linkage view, at the edge (None: a parse outside ingest)
     skipped: Counter[str] = field(default_factory=Counter, compare=False, repr=False)  # see skip()
+    part: FilePart | None = None  # the part of a split file being read (None: the whole file)
     _cache: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -151,6 +159,15 @@ class FileContext:
                 check_codes=v.check_codes,
             )
         return checks  # type: ignore[return-value]
+
+    def file_encoding(self, stream: BinaryIO) -> FileEncoding:
+        """The file's encoding: decided once for the whole file when it was split (a part alone could
+        be decided otherwise: its bytes may all be ASCII), else decided here on the stream."""
+        from pdp.ingest.encoding import detect_encoding
+
+        if self.part is not None and self.part.encoding is not None:
+            return self.part.encoding
+        return detect_encoding(stream, self.spec.encoding, latin1_fallback=self.spec.latin1_fallback)
 
     def skip(self, kind: str) -> None:
         """Count one item the parser read and the platform does not (a FHIR resource of a type no

@@ -23,17 +23,21 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from typing import BinaryIO, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pdp.ingest.encoding import Oversize, detect_encoding, iter_lines
+from pdp.ingest.encoding import FileEncoding, Oversize, iter_lines
 from pdp.ingest.mapping import RecordBuilder
 from pdp.ingest.model import ParseOutcome
 from pdp.ingest.parsers.base import FileContext, parser
 from pdp.ingest.reasons import ReasonCode
+from pdp.ingest.split import Cut, line_cuts
 
-__all__ = ["DelimitedOptions", "csv_records", "header_names", "parse_delimited"]
+if TYPE_CHECKING:
+    from pdp.ingest.spec import SourceSpec
+
+__all__ = ["DelimitedOptions", "csv_records", "header_names", "parse_delimited", "split_delimited"]
 
 _MAX_RECORD_LINES = 1000  # a quoted field never spans more lines than this; beyond, the quote is unbalanced
 # csv's own field limit (128 Ki characters) would turn a long field into "malformed quoting": the
@@ -62,11 +66,19 @@ class DelimitedOptions(BaseModel):
         return set(self.columns)
 
 
-@parser("delimited", options=DelimitedOptions, mapped=True)
+def split_delimited(stream: BinaryIO, spec: SourceSpec, encoding: FileEncoding, target: int) -> list[Cut]:
+    """Cuts after a line, the header carried to every part; never where a quoted field may still be
+    open (within a record's most lines of a quote character: a quoted field may span lines)."""
+    opts: DelimitedOptions = spec.parser_options  # type: ignore[assignment]
+    quote = opts.quotechar.encode(encoding.codec)
+    return line_cuts(stream, encoding, target, header_lines=1, quote=quote, quiet_lines=_MAX_RECORD_LINES)
+
+
+@parser("delimited", options=DelimitedOptions, mapped=True, split=split_delimited)
 def parse_delimited(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome]:
     """Delimited text with a header row, mapped by the spec (identity, events, attributes)."""
     opts: DelimitedOptions = ctx.spec.parser_options  # type: ignore[assignment]
-    encoding = detect_encoding(stream, ctx.spec.encoding, latin1_fallback=ctx.spec.latin1_fallback)
+    encoding = ctx.file_encoding(stream)
     limit = ctx.spec.limits.max_record_bytes
     lines = iter_lines(stream, encoding, max_bytes=limit)
     dialect = {"delimiter": opts.delimiter, "quotechar": opts.quotechar, "strict": True}

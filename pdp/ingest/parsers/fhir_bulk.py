@@ -35,6 +35,7 @@ from pdp.ingest.parsers.fhir_bundle_json import PRODUCES
 from pdp.ingest.parsers.fhir_entries import REFERENCED_TYPES, checked_identity, entry_outcome, validated
 from pdp.ingest.parsers.fhir_ndjson import FhirOptions
 from pdp.ingest.reasons import ReasonCode
+from pdp.ingest.split import split_lines
 from pdp.ingest.validate import Invalid
 
 __all__ = ["ExportReferences", "FhirBulkOptions", "parse_fhir_bulk_ndjson"]
@@ -52,12 +53,12 @@ class FhirBulkOptions(FhirOptions):
     )
 
 
-@parser("fhir_bulk_ndjson", options=FhirBulkOptions, produces=PRODUCES)
+@parser("fhir_bulk_ndjson", options=FhirBulkOptions, produces=PRODUCES, split=split_lines)
 def parse_fhir_bulk_ndjson(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome]:
     """FHIR Bulk Data ($export) NDJSON: one resource a line, one file per type, references resolved across files."""
     opts: FhirBulkOptions = ctx.spec.parser_options  # type: ignore[assignment]
     refs = _LazyExport(ctx, opts)
-    encoding = detect_encoding(stream, ctx.spec.encoding, latin1_fallback=ctx.spec.latin1_fallback)
+    encoding = ctx.file_encoding(stream)
     for position, raw, text in iter_lines(stream, encoding):
         if text is None:
             yield ctx.quarantine(position, ReasonCode.ENCODING_INVALID, "line: bytes not in the file's encoding", raw)

@@ -40,11 +40,12 @@ from typing import Any, BinaryIO, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pdp.ingest.encoding import Oversize, detect_encoding, iter_lines
+from pdp.ingest.encoding import Oversize, iter_lines
 from pdp.ingest.limits import json_too_deep
 from pdp.ingest.model import IdentityFields, ParseOutcome, Quarantined, SourceRecord
 from pdp.ingest.parsers.base import FileContext, parser
 from pdp.ingest.reasons import ReasonCode
+from pdp.ingest.split import split_lines
 from pdp.ingest.validate import Checks, Invalid
 
 __all__ = [
@@ -99,7 +100,7 @@ PRODUCES = ("condition", "drug", "measurement", "observation", "procedure", "vis
 """Event domains of the FHIR parsers that read clinical resources (:mod:`pdp.ingest.parsers.fhir_entries`)."""
 
 
-@parser("fhir_bundle_ndjson", options=FhirOptions, produces=PRODUCES)
+@parser("fhir_bundle_ndjson", options=FhirOptions, produces=PRODUCES, split=split_lines)
 def parse_fhir_ndjson(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome]:
     """NDJSON of FHIR R4 Bundles, one a line: one record per resource, references resolved within its line."""
     # fhir_bundle_json imports this module's helpers: its bundle reading is imported when a file is read
@@ -126,7 +127,7 @@ def fhir_lines(
     Anything else is a quarantine row for the whole line (RECORD_TOO_LARGE, ENCODING_INVALID,
     JSON_TOO_DEEP, FHIR_JSON_INVALID or FHIR_VALIDATION) whose message never quotes a value.
     """
-    encoding = detect_encoding(stream, ctx.spec.encoding, latin1_fallback=ctx.spec.latin1_fallback)
+    encoding = ctx.file_encoding(stream)
     limits = ctx.spec.limits
     for position, raw, text in iter_lines(stream, encoding, max_bytes=limits.max_record_bytes):
         if isinstance(text, Oversize):

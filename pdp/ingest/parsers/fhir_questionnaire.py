@@ -42,6 +42,7 @@ from pdp.ingest.parsers.fhir_ndjson import (
     record_or_quarantine,
 )
 from pdp.ingest.reasons import ReasonCode
+from pdp.ingest.split import split_lines
 from pdp.ingest.validate import Invalid
 from pdp.semantic.survey import SURVEY_CODE_SYSTEM, AnswerError, questionnaire_for
 
@@ -57,7 +58,7 @@ class QuestionnaireOptions(FhirIdentityOptions):
         return {SURVEY_CODE_SYSTEM}
 
 
-@parser("fhir_questionnaire_response_ndjson", options=QuestionnaireOptions, produces=("survey",))
+@parser("fhir_questionnaire_response_ndjson", options=QuestionnaireOptions, produces=("survey",), split=split_lines)
 def parse_questionnaire_responses(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome]:
     """NDJSON of FHIR R4 QuestionnaireResponses (PREM / PROM): one record per line, scored by its questionnaire."""
     from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse  # heavy: only when read

@@ -17,11 +17,12 @@ from typing import BinaryIO
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pdp.ingest.encoding import Oversize, detect_encoding, iter_lines
+from pdp.ingest.encoding import Oversize, iter_lines
 from pdp.ingest.mapping import RecordBuilder
 from pdp.ingest.model import ParseOutcome
 from pdp.ingest.parsers.base import FileContext, parser
 from pdp.ingest.reasons import ReasonCode
+from pdp.ingest.split import split_lines
 
 __all__ = ["FixedField", "FixedWidthOptions", "parse_fixed_width"]
 
@@ -55,11 +56,11 @@ class FixedWidthOptions(BaseModel):
         return sum(f.width for f in self.layout)
 
 
-@parser("fixed_width", options=FixedWidthOptions, mapped=True)
+@parser("fixed_width", options=FixedWidthOptions, mapped=True, split=split_lines)
 def parse_fixed_width(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome]:
     """Fixed-width lines cut by the spec's layout, mapped by the spec."""
     opts: FixedWidthOptions = ctx.spec.parser_options  # type: ignore[assignment]
-    encoding = detect_encoding(stream, ctx.spec.encoding, latin1_fallback=ctx.spec.latin1_fallback)
+    encoding = ctx.file_encoding(stream)
     builder = RecordBuilder(ctx.spec)
     slices = []
     offset = 0

@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import hl7
 import hl7.containers
@@ -47,11 +47,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from pdp.ingest.model import Event, ParseOutcome, SourceRecord
 from pdp.ingest.parsers.base import FileContext, parser
 from pdp.ingest.reasons import ReasonCode
+from pdp.ingest.split import Cut
 from pdp.ingest.validate import Checks, Invalid
 
-__all__ = ["Hl7Options", "parse_hl7_oru"]
+if TYPE_CHECKING:
+    from pdp.ingest.encoding import FileEncoding
+    from pdp.ingest.spec import SourceSpec
+
+__all__ = ["Hl7Options", "parse_hl7_oru", "split_hl7"]
 
 _SEGMENT_SPLIT = re.compile(rb"[\r\n]+")
+_SEGMENT_BODY = re.compile(rb"[^\r\n]+")
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
 _ENVELOPE = frozenset({b"FHS", b"BHS", b"BTS", b"FTS"})
 _CHUNK = 1 << 16
@@ -121,14 +127,77 @@ class Hl7Options(BaseModel):
         return set(self.coding_systems.values())
 
 
-@parser("hl7v2_oru", options=Hl7Options, produces=("measurement",))
+def split_hl7(stream: BinaryIO, spec: SourceSpec, encoding: FileEncoding, target: int) -> list[Cut]:
+    """Cuts at the start of an MSH segment, about every `target` bytes, each with the batch state
+    before it (inside a BHS, how many messages counted): a part checks the trailers it reads, and
+    only the last part reports a batch left open.
+
+    Positions are counted as :func:`_blocks` counts them (a message, a block of segments outside
+    any message); a segment the parser would read as oversized ends the cutting (its reading is
+    the parser's alone), so the positions before every cut are exact.
+    """
+    limit = spec.limits.max_record_bytes
+    cuts: list[Cut] = []
+    position = batch_messages = 0
+    in_batch = False
+    kind = ""  # the block being read: "message", "orphan", "orphan_large" (over the limit: takes the rest), ""
+    orphans = orphan_bytes = 0
+    goal = target
+    for start, segment in _segment_spans(stream, limit):
+        if segment is None or len(segment) + 1 > limit:
+            break
+        head = segment[:3]
+        if head == b"MSH":
+            if start >= goal:
+                state = (("in_batch", in_batch), ("batch_messages", batch_messages))
+                cuts.append(Cut(start, 0, position, state, repeats_head=False))
+                goal = start + target
+            position, batch_messages, kind = position + 1, batch_messages + 1, "message"
+        elif head in _ENVELOPE:
+            kind = ""
+            if head == b"BHS":
+                in_batch, batch_messages = True, 0
+            elif head == b"BTS":
+                in_batch = False
+        elif kind == "" or (kind == "orphan" and orphans >= _MAX_ORPHANS):
+            position, batch_messages, kind = position + 1, batch_messages + 1, "orphan"
+            orphans, orphan_bytes = 1, len(segment) + 1
+        elif kind == "orphan":
+            orphans, orphan_bytes = orphans + 1, orphan_bytes + len(segment) + 1
+            if orphan_bytes > limit:
+                kind = "orphan_large"
+    return cuts
+
+
+def _segment_spans(stream: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None]]:
+    """(byte offset, segment without MLLP framing) per non-empty segment, as :func:`_segments` splits
+    them; (offset, None) for a segment over `limit` bytes, where the scan stops."""
+    base, carry = 0, b""
+    while chunk := stream.read(_CHUNK << 4):
+        block = carry + chunk
+        cut = max(block.rfind(b"\r"), block.rfind(b"\n")) + 1
+        for match in _SEGMENT_BODY.finditer(block, 0, cut):
+            segment = match[0].strip(b"\x0b\x1c")
+            if segment:
+                yield base + match.start(), segment
+        base, carry = base + cut, block[cut:]
+        if len(carry) > limit:
+            yield base, None
+            return
+    segment = carry.strip(b"\x0b\x1c")
+    if segment:
+        yield base, segment
+
+
+@parser("hl7v2_oru", options=Hl7Options, produces=("measurement",), split=split_hl7)
 def parse_hl7_oru(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome]:
     """HL7 v2 ORU^R01 batches: one record per message, identity from PID, one measurement per OBX."""
     opts: Hl7Options = ctx.spec.parser_options  # type: ignore[assignment]
     limit = ctx.spec.limits.max_record_bytes
     position = 0
-    in_batch = False
-    batch_messages = 0
+    state = ctx.part.state if ctx.part is not None else {}  # a part of a split file: the batch read before it
+    in_batch: bool = state.get("in_batch", False)
+    batch_messages: int = state.get("batch_messages", 0)
     for kind, segments, size in _blocks(_segments(stream, limit), limit):
         if kind == "BHS":
             if in_batch:
@@ -152,7 +221,7 @@ def parse_hl7_oru(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome]:
                 yield ctx.quarantine(position, ReasonCode.HL7_SEGMENT_ORDER, "segments outside a message (no MSH)", raw)
             else:
                 yield _safe_message(segments, position, raw, ctx, opts)
-    if in_batch:
+    if in_batch and (ctx.part is None or ctx.part.last):
         yield ctx.quarantine(0, ReasonCode.HL7_BATCH_COUNT, "the batch has no BTS trailer (file cut short?)")
 
 

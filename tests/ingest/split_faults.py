@@ -1,0 +1,23 @@
+"""A parser that raises on a marked record, for the split tests: imported by worker processes and
+shipped to Spark executors (``SparkContext.addPyFile``), so that every engine meets the same fault."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from pdp.ingest.model import ParseOutcome
+from pdp.ingest.parsers.base import FileContext, get_parser, parser
+from pdp.ingest.parsers.delimited import split_delimited
+
+MARK = b"BOOM"  # a record holding it makes the parser raise (a parser bug on that record)
+_DELIMITED = get_parser("delimited")
+
+
+@parser("test_split_flaky_delimited", options=_DELIMITED.options, mapped=True, split=split_delimited)
+def flaky_delimited(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome]:
+    """The delimited parser, raising on the first record that holds the mark."""
+    for outcome in _DELIMITED.func(stream, ctx):
+        if MARK in outcome.raw:
+            raise RuntimeError("parser bug")
+        yield outcome
