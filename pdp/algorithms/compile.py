@@ -136,8 +136,9 @@ class _Compiler:
         cases = " ".join(f"WHEN '{n}' THEN ({self._fact_test(c)})" for n, c in self.events.items())
         return Step(
             "matched",
-            f"SELECT {self.d.broadcast('m')}f.person_id, f.domain, f.fact_table, f.event_id, f.vocabulary, "
-            "f.source_code, f.start_date, f.value, f.status, f.source, m.criterion FROM facts f JOIN code_criteria m "
+            # only what later steps read: every matched fact crosses one shuffle and is kept in memory
+            f"SELECT {self.d.broadcast('m')}f.person_id, f.fact_table, f.event_id, f.vocabulary, "
+            "f.source_code, f.start_date, f.value, f.source, m.criterion FROM facts f JOIN code_criteria m "
             "ON f.domain = m.domain AND f.vocabulary = m.vocabulary AND f.source_code = m.source_code "
             f"WHERE CASE m.criterion {cases} ELSE FALSE END{self.d.distribute_by('person_id')}",
             materialise=True,
@@ -149,43 +150,22 @@ class _Compiler:
         return [n for n, c in self.events.items() if c.kind == kind]
 
     def ranked(self) -> Step:
-        """Matched facts numbered per person and criterion: newest first, one per distinct date."""
+        """Matched facts of the dated criteria numbered per person and criterion, in one sort.
+
+        ``date_rank``: the fact's date among the criterion's distinct dates, newest first;
+        ``same_day``: 1 for the fact that speaks for its date (the last recorded one: highest
+        event id); ``n_dates``: how many distinct dates the criterion has. From these alone a
+        criterion holds or not and its cited facts are chosen, without grouping the facts
+        (a distinct count) and joining the groups back to them.
+        """
+        names = self._names("events") + self._names("latest")
         return Step(
             "ranked",
+            "SELECT *, max(date_rank) OVER (PARTITION BY person_id, criterion) AS n_dates FROM ("
             "SELECT *, dense_rank() OVER (PARTITION BY person_id, criterion ORDER BY start_date DESC) AS date_rank, "
-            "row_number() OVER (PARTITION BY person_id, criterion, start_date ORDER BY event_id) AS same_day "
-            "FROM matched",
+            "row_number() OVER (PARTITION BY person_id, criterion, start_date ORDER BY event_id DESC) AS same_day "
+            f"FROM matched WHERE {_in('criterion', names or [''])}) t",
         )
-
-    def holds(self) -> Step:
-        """(person, criterion) pairs that hold, with the last fact date."""
-        parts = []
-        events = self._names("events")
-        if events:
-            need = " ".join(f"WHEN '{n}' THEN {self.events[n].min_dates}" for n in events)
-            parts.append(
-                "SELECT person_id, criterion, max(start_date) AS last_date FROM matched "
-                f"WHERE {_in('criterion', events)} GROUP BY person_id, criterion "
-                f"HAVING count(DISTINCT start_date) >= CASE criterion {need} END"
-            )
-        latest = self._names("latest")
-        if latest:
-            tests = " ".join(
-                f"WHEN '{n}' THEN ({_cmp('value', self.events[n].latest.op, self.events[n].latest.threshold)})"
-                for n in latest
-                if self.events[n].latest is not None
-            )
-            parts.append(
-                "SELECT person_id, criterion, start_date AS last_date FROM ("
-                "SELECT *, row_number() OVER (PARTITION BY person_id, criterion ORDER BY start_date DESC, "
-                f"event_id DESC) AS rn FROM matched WHERE {_in('criterion', latest)}) t "
-                f"WHERE rn = 1 AND CASE criterion {tests} ELSE FALSE END"
-            )
-        change = self._names("change")
-        if change:
-            parts.append("SELECT person_id, criterion, max(later_date) AS last_date FROM change_pairs "
-                         "GROUP BY person_id, criterion")
-        return Step("holds", "\nUNION ALL\n".join(parts) + self.d.distribute_by("person_id"), materialise=True)
 
     def change_pairs(self) -> Step | None:
         change = self._names("change")
@@ -216,31 +196,44 @@ class _Compiler:
         )
 
     def cited(self) -> Step:
-        """The facts an explanation cites for each criterion that holds."""
+        """The facts an explanation cites for each criterion that holds (and only those: a criterion
+        holds exactly when it has a cited fact, see `holds`).
+
+        - ``events``: the facts of the `cite` most recent distinct dates, when there are at least
+          `min_dates` of them;
+        - ``latest``: the most recent fact, when its value passes the test;
+        - ``change``: the two facts of the most recent qualifying pair.
+        """
         parts = []
-        events = self._names("events")
         cols = ("r.person_id, r.criterion, r.fact_table, r.event_id, r.start_date, r.source, "
                 "r.vocabulary, r.source_code, r.value")
-        if events:
-            cite = " ".join(f"WHEN '{n}' THEN {self.events[n].cite}" for n in events)
-            parts.append(
-                f"SELECT {cols} FROM ranked r JOIN holds h ON r.person_id = h.person_id AND r.criterion = h.criterion "
-                f"WHERE {_in('r.criterion', events)} AND r.same_day = 1 AND r.date_rank <= CASE r.criterion {cite} END"
-            )
-        latest = self._names("latest")
-        if latest:
-            parts.append(
-                f"SELECT {cols} FROM ranked r JOIN holds h ON r.person_id = h.person_id AND r.criterion = h.criterion "
-                f"AND r.start_date = h.last_date WHERE {_in('r.criterion', latest)} AND r.date_rank = 1 AND "
-                "r.same_day = 1"
-            )
+        tests = [
+            f"WHEN '{n}' THEN (r.n_dates >= {self.events[n].min_dates} AND r.date_rank <= {self.events[n].cite})"
+            for n in self._names("events")
+        ]
+        for n in self._names("latest"):
+            latest = self.events[n].latest
+            assert latest is not None
+            tests.append(f"WHEN '{n}' THEN (r.date_rank = 1 AND {_cmp('r.value', latest.op, latest.threshold)})")
+        if tests:
+            parts.append(f"SELECT {cols} FROM ranked r WHERE r.same_day = 1 AND CASE r.criterion {' '.join(tests)} "
+                         "ELSE FALSE END")
         if self._names("change"):
             parts.append(
                 f"SELECT {cols} FROM matched r JOIN change_pairs p ON r.person_id = p.person_id "
                 "AND r.criterion = p.criterion AND (r.event_id = p.earlier_id OR r.event_id = p.later_id) "
                 "WHERE p.pair_rank = 1"
             )
+        if not parts:
+            parts.append(f"SELECT {cols} FROM matched r WHERE FALSE")
         return Step("cited", "\nUNION ALL\n".join(parts) + self.d.distribute_by("person_id"), materialise=True)
+
+    def holds(self) -> Step:
+        """(person, criterion) pairs that hold, with the last fact date: the criteria with a cited
+        fact (each holding criterion cites its most recent date: `cite` >= 1, and a change pair's
+        later fact is the most recent of the qualifying pairs)."""
+        return Step("holds", "SELECT person_id, criterion, max(start_date) AS last_date FROM cited "
+                             "GROUP BY person_id, criterion")
 
     # -- persons, populations, strata ---------------------------------------------------------
 
@@ -482,7 +475,7 @@ class _Compiler:
         pairs = self.change_pairs()
         if pairs is not None:
             out.append(pairs)
-        out += [self.holds(), self.cited(), self.people(), self.flags(), *self.populations()]
+        out += [self.cited(), self.holds(), self.people(), self.flags(), *self.populations()]
         out += [self.out_population(), self.out_stratum(), self.out_care_action(), self.out_alert(),
                 self.out_registry(), self.citations(), self.out_evidence()]
         return out
