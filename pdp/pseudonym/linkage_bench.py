@@ -182,6 +182,82 @@ def bench_linkage(persons: int = PERSONS, seed: int = SEED, territory: str = TER
     }
 
 
+def _peak(run: Any) -> tuple[Any, float, float]:
+    """``run()``'s result, wall seconds and the Python heap's peak in MiB during it (tracemalloc)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    start = time.perf_counter()
+    try:
+        result = run()
+        seconds = time.perf_counter() - start
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, seconds, peak / 2**20
+
+
+def bench_linkage_engines(persons: int = PERSONS, seed: int = SEED, territory: str = TERRITORY) -> dict[str, Any]:
+    """`pdp bench linkage-spark`: the same batch linked in memory and on Spark (same model, no EM):
+    equal pseudonyms (checked), wall time and the driver's Python heap peak of each (tracemalloc;
+    in local mode Spark's executors live in the driver JVM, whose heap is Spark's, bounded by
+    ``spark.driver.memory``, not counted here), ``ru_maxrss`` of the process and the load average."""
+    import resource
+
+    from pdp.bench.scratch import scratch_settings
+    from pdp.pseudonym.keys import KeyStore
+    from pdp.pseudonym.linkage import LinkageOptions, link
+    from pdp.pseudonym.linkage_model import DEFAULT_PARAMETERS
+    from pdp.pseudonym.linkage_spark import SparkLinker
+    from pdp.pseudonym.pseudonymise import Pseudonymiser
+    from pdp.synth.generator import generate
+
+    with tempfile.TemporaryDirectory(prefix="pdp-bench-linkage-spark-") as tmp:
+        settings = scratch_settings(Path(tmp) / "var")
+        os.environ["PDP_VAR_DIR"] = str(settings.var_dir)  # Spark's warehouse and logs in the scratch var/
+        from pdp.config import get_settings
+        from pdp.lake.session import get_spark
+
+        get_settings.cache_clear()
+        root = Path(tmp) / "territory"
+        generate(root, persons=persons, seed=seed, territory=territory, workers=os.cpu_count() or 1)
+        inputs, _ = load_inputs(root)
+        pseudonymiser = Pseudonymiser(KeyStore.from_settings(settings))
+        options = LinkageOptions(parameters=DEFAULT_PARAMETERS, model_version="builtin")
+        load_before = os.getloadavg()
+        memory, memory_s, memory_peak = _peak(lambda: link(inputs, pseudonymiser, options=options))
+        spark = get_spark(settings, app_name="pdp-bench-linkage-spark")
+        spark.range(1).count()  # session start-up is not linkage
+
+        def on_spark() -> Any:
+            with SparkLinker(spark, pseudonymiser, options=options) as linker:
+                run = linker.link(inputs)
+                return run, run.assignments.count()
+
+        (run, _), spark_s, spark_peak = _peak(on_spark)
+        result = run.result()
+        load_after = os.getloadavg()
+        spark.stop()
+    same = result.pseudonyms == memory.pseudonyms and result.superseded == memory.superseded
+    return {
+        "persons": persons,
+        "records": len(inputs),
+        "variants": memory.parameters["counts"]["variants"],
+        "pairs_scored": memory.parameters["counts"]["pairs_scored"],
+        "same_pseudonyms": same,
+        "memory_s": round(memory_s, 2),
+        "spark_s": round(spark_s, 2),
+        "ratio_spark_vs_memory_time": round(spark_s / memory_s, 2),
+        "memory_driver_python_peak_mib": round(memory_peak, 1),
+        "spark_driver_python_peak_mib": round(spark_peak, 1),
+        "spark_timings": {k: round(v, 2) for k, v in run.timings.items()},
+        "process_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in load_after],
+    }
+
+
 def _kind_figures(per_kind: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kind, m in per_kind.items():

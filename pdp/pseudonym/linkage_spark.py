@@ -81,7 +81,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pdp.pseudonym.linkage import (
     MODEL_BUILTIN,
@@ -107,7 +107,9 @@ if TYPE_CHECKING:
     from pyspark import Broadcast
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["MEASURED", "SparkLinkage", "SparkLinker", "encryption_enabled"]
+    from pdp.config import Settings
+
+__all__ = ["MEASURED", "SparkLinkage", "SparkLinker", "encryption_enabled", "engine_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +123,18 @@ _CANONICAL = (
 _C = [f"c_{name}" for name in _CANONICAL]  # the canonical identity's columns (features keep their own names)
 _TRAITS_KEY = ["c_birth_name_compact", "c_first_name_first_token", "c_birth_date", "c_sex"]
 _FEATURE_COLS = [name for name in FEATURES if name != "postcode"]
+
+
+def engine_for(identities: int, settings: Settings | None = None) -> Literal["memory", "spark"]:
+    """The linkage engine for a batch of ``identities`` (its own plus the known persons it could
+    join): ``Settings.linkage_engine``, ``auto`` choosing Spark from
+    ``Settings.linkage_spark_min_identities`` — small batches keep the in-memory path."""
+    from pdp.config import get_settings
+
+    settings = settings or get_settings()
+    if settings.linkage_engine != "auto":
+        return settings.linkage_engine
+    return "spark" if identities >= settings.linkage_spark_min_identities else "memory"
 
 
 def encryption_enabled(spark: SparkSession) -> bool:
