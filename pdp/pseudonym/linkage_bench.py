@@ -214,6 +214,7 @@ def bench_linkage_engines(persons: int = PERSONS, seed: int = SEED, territory: s
     from pdp.synth.generator import generate
 
     with tempfile.TemporaryDirectory(prefix="pdp-bench-linkage-spark-") as tmp:
+        (Path(tmp) / "var").mkdir()
         settings = scratch_settings(Path(tmp) / "var")
         os.environ["PDP_VAR_DIR"] = str(settings.var_dir)  # Spark's warehouse and logs in the scratch var/
         from pdp.config import get_settings

@@ -53,6 +53,12 @@ Soundex of the birth name and birth year; same own NIR; insured NIR of one = own
 other. Measured: ~1 100 candidate pairs for the 20 000-person territory (33 000 variants),
 ~20 000 for 1.07 M records (164 000 variants).
 
+Two engines, one definition: the comparisons, their levels and the blocking rules are written
+once here; the only engine-specific text is the four functions of :data:`_DIALECT_SQL` (as
+Splink's dialect classes do). :func:`score_pairs` runs them on DuckDB; :func:`scoring_sql`
+renders the same settings, with a given trained model, into Splink's prediction SQL for its
+Spark dialect, which :mod:`pdp.pseudonym.linkage_spark` runs (no EM on Spark).
+
 The DuckDB database is in memory and may not spill to disk (``temp_directory=''``): no file
 with identities is written. Splink's own logging is held at ERROR while it runs (its messages
 carry counts and SQL conditions, never values).

@@ -187,7 +187,8 @@ def _open_batches(
             batch.column("record_key").to_pylist(), batch.column("known").to_pylist(),
             batch.column("sealed").to_pylist(), strict=True,
         ):  # fmt: skip
-            canonical, postcode = _unpack(aead.decrypt(sealed[:12], sealed[12:], (key or known).encode("utf-8")))
+            associated = (key if key is not None else known).encode("utf-8")  # binds the box to its row
+            canonical, postcode = _unpack(aead.decrypt(sealed[:12], sealed[12:], associated))
             columns["record_key"].append(key)
             columns["known"].append(known)
             for name in _CANONICAL:
