@@ -244,3 +244,44 @@ def test_spark_linkage_refuses_a_session_without_io_encryption(pseudonymiser) ->
 
     with pytest.raises(RuntimeError, match=r"io\.encryption"):
         SparkLinker(Session(), pseudonymiser)  # type: ignore[arg-type]
+
+
+_SHUFFLE_PROBE = """
+import sys
+from pathlib import Path
+from pyspark.sql import SparkSession
+
+encrypted, local_dir, name = sys.argv[1] == "true", sys.argv[2], sys.argv[3]
+spark = (SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false")
+         .config("spark.local.dir", local_dir).config("spark.io.encryption.enabled", str(encrypted).lower())
+         .config("spark.shuffle.compress", "false")  # compression encodes, it does not protect: off to see
+         .getOrCreate())
+rows = spark.sparkContext.parallelize([(i, name + str(i)) for i in range(2000)])
+spark.createDataFrame(rows, "i int, n string").repartition(3, "n").agg({"n": "max"}).collect()  # n shuffled
+found = [p.name for p in Path(local_dir).rglob("*.data") if name.encode() in p.read_bytes()]
+shuffles = [p.name for p in Path(local_dir).rglob("*.data")]
+print(len(shuffles), len(found))
+spark.stop()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("encrypted", "leaks"), [(False, True), (True, False)])
+def test_shuffle_files_hold_the_name_in_clear_unless_io_encryption_is_on(
+    tmp_path: Path, encrypted: bool, leaks: bool
+) -> None:
+    """Why the scan above means something: without ``spark.io.encryption.enabled`` a shuffle file
+    holds the name the scan looks for (compression off: it is an encoding anyone can reverse,
+    which would hide the bytes from this scan but not from a reader); with it, it does not."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "probe.py"
+    script.write_text(_SHUFFLE_PROBE, encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, str(script), str(encrypted).lower(), str(tmp_path / "local"), SECRET_NAME],
+        capture_output=True, text=True, timeout=300, check=True, env={**os.environ, "PYSPARK_PYTHON": sys.executable},
+    ).stdout.split()
+    shuffles, found = int(out[-2]), int(out[-1])
+    assert shuffles > 0
+    assert (found > 0) is leaks
