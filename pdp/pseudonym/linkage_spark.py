@@ -378,7 +378,10 @@ class SparkLinkage:
     """One Spark linkage run. ``assignments``: one row per record (``record_key``, ``pseudonym``,
     ``rule``); ``superseded``: (``old``, ``new``) known pseudonyms merged into another person;
     ``made``: (``pseudonym``, ``chosen``) the variant whose canonical identity makes each pseudonym
-    made here. ``parameters``/``timings`` as :class:`LinkResult`'s (counts only)."""
+    made here; ``variants``: one row per variant, **identities included** (executor memory and
+    encrypted blocks only: never write it, never show it); ``overrides``: the canonical identities
+    of the few disambiguated pseudonyms, settled on the driver. ``parameters``/``timings`` as
+    :class:`LinkResult`'s (counts only). Use it before its :class:`SparkLinker` is closed."""
 
     assignments: DataFrame
     superseded: DataFrame
@@ -461,10 +464,14 @@ class SparkLinker:
             self._spark.udf.register(name, F.arrow_udf(similarity(duckdb_name), kind, scalar))
 
     def close(self) -> None:
-        """Destroy the broadcast keys on the driver and every executor."""
+        """Destroy the broadcast keys on the driver and every executor, and drop the run's views so
+        that Spark's cleaner frees their checkpointed blocks."""
         for broadcast in self._broadcasts:
             broadcast.destroy()
         self._broadcasts = []
+        for view in self._spark.catalog.listTables():
+            if view.isTemporary:
+                self._spark.catalog.dropTempView(view.name)
 
     def __enter__(self) -> SparkLinker:
         return self

@@ -135,6 +135,18 @@ def test_twins_sharing_a_traits_key_get_the_same_distinct_pseudonyms_on_spark(sp
     assert_same(memory, on_spark)
 
 
+def test_the_deterministic_rules_alone_decide_as_in_memory_on_spark(spark, pseudonymiser) -> None:
+    """``probabilistic=False``: rules 1-3 only, run per traits key on Spark."""
+    with_nir = canon(birth_name="Vaillant", first_names="Remy Antoine", sex="M", birth_date="1962-04-03",
+                     nir=nir("M", "1962-04-03", 3))
+    short = canon(birth_name="VAILLANT", first_names="Remy", sex="M", birth_date="1962-04-03")
+    memory, on_spark = both(spark, pseudonymiser, [LinkInput("lab", with_nir), LinkInput("gp", short),
+                                                  *background(60)], probabilistic=False)
+    assert on_spark.pseudonyms["gp"] == on_spark.pseudonyms["lab"]
+    assert on_spark.parameters["model_version"] == memory.parameters["model_version"] == "not-run"
+    assert_same(memory, on_spark)
+
+
 def test_known_persons_are_linked_to_and_superseded_as_in_memory(spark, pseudonymiser) -> None:
     with_nir = canon(birth_name="Vaillant", first_names="Remy", sex="M", birth_date="1962-04-03",
                      nir=nir("M", "1962-04-03", 3))
