@@ -33,6 +33,13 @@ pseudonym per person       :func:`~pdp.pseudonym.linkage._preferred` per person 
                            are settled by :func:`~pdp.pseudonym.linkage._assign` on the driver
 =========================  =========================================================================
 
+Why Splink's SQL and not its Spark backend: ``splink.SparkAPI`` (Splink 5.0.0) starts on
+pyspark 4.2, but its Jaro-Winkler and Damerau-Levenshtein come from a Scala jar that must be on
+``spark.jars`` when the SparkContext is created (here ``jaro_winkler`` did not resolve), and its
+pipeline breaks lineage by writing Parquet tables by default — identities in clear on disk. Its
+SQL, rendered for its Spark dialect, is taken instead; the steps Splink does not do (our rules,
+the constrained clustering, the pseudonym choice) are ours anyway.
+
 Functions Spark lacks: Jaro-Winkler similarity and Damerau-Levenshtein distance are registered in
 the linkage session under Splink's Spark names as Arrow UDFs that evaluate DuckDB's own
 functions over each Arrow batch — the functions the in-memory path uses, so a level cannot
