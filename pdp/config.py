@@ -81,6 +81,18 @@ class Settings(BaseSettings):
         "the pointer to the current one: a directory or an object-store URI every ingesting node reads "
         "(s3://bucket/pdp/linkage); default: <var_dir>/linkage.",
     )
+    linkage_engine: Literal["auto", "memory", "spark"] = Field(
+        "auto",
+        description="Where an ingest links its batch: `memory` (Splink on in-process DuckDB, the driver holds the "
+        "batch and its candidates), `spark` (pdp.pseudonym.linkage_spark: same decision as Spark jobs, driver "
+        "memory bounded independently of the population), or `auto`: Spark from PDP_LINKAGE_SPARK_MIN_IDENTITIES.",
+    )
+    linkage_spark_min_identities: int = Field(
+        200_000,
+        ge=1,
+        description="`auto` links on Spark when the batch's distinct identities plus the known persons it could "
+        "join reach this (below, Spark's fixed cost of ~20 jobs outweighs the driver memory it saves).",
+    )
     synth_chunk_persons: int = Field(2000, ge=100, description="Persons generated per chunk by `pdp synth`.")
     synth_workers: int = Field(0, ge=0, description="Generator worker processes (0 = one per core).")
     definitions_dir: Path | None = Field(

@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "ingest": "pdp.ingest.bench:bench_ingest",
     "labfeed": "pdp.ingest.labfeed_bench:bench_labfeed",
     "linkage": "pdp.pseudonym.linkage_bench:bench_linkage",
+    "linkage-spark": "pdp.pseudonym.linkage_bench:bench_linkage_engines",
     "nlp": "pdp.bench.nlp:bench_nlp",
     "pseudonymise": "pdp.pseudonym.bench:bench_pseudonymise",
     "rotate": "pdp.bench.rotation:bench_rotation",

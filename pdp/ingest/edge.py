@@ -41,6 +41,8 @@ from pdp.pseudonym.pseudonymise import Pseudonymiser, digest_text
 from pdp.pseudonym.vault import VaultRecord
 
 if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
     from pdp.pseudonym.linkage import LinkageOptions
 
 __all__ = ["BronzeRow", "Edge", "EdgeState", "QuarantineRow"]
@@ -383,11 +385,19 @@ class Edge:
             state.postcodes.setdefault(pseudonym, ident.postcode)
         self._linked = None
 
-    def link(self, known: list[tuple[str, CanonicalIdentity]], options: LinkageOptions | None = None) -> LinkOutcome:
+    def link(
+        self,
+        known: list[tuple[str, CanonicalIdentity]],
+        options: LinkageOptions | None = None,
+        *,
+        spark: SparkSession | None = None,
+    ) -> LinkOutcome:
         """Link the batch's distinct identities to each other and to known persons (the vault).
 
         ``options``: the trained model's (:func:`pdp.pseudonym.linkage_trained.current_options`),
         or None for the linkage defaults (EM on the batch, built-in parameters if small).
+        ``spark``: link on Spark (:mod:`pdp.pseudonym.linkage_spark`, same decision; chosen by
+        :func:`~pdp.pseudonym.linkage_spark.engine_for`) instead of in this process.
 
         Returns the re-keying the batch needs (its pseudonym → the person's pseudonym), the known
         pseudonyms that now belong to another person, and re-keys the vault records in memory so
@@ -398,7 +408,13 @@ class Edge:
         if not self.canonicals:  # nothing new: known persons are not re-linked without new evidence
             return LinkOutcome(mapping={}, superseded={}, rule_counts={})
         inputs = [LinkInput(p, c, self.postcodes.get(p)) for p, c in self.canonicals.items()]
-        result = link(inputs, self._pseudonymiser, known=known, options=options)
+        if spark is not None:
+            from pdp.pseudonym.linkage_spark import SparkLinker
+
+            with SparkLinker(spark, self._pseudonymiser, options=options) as linker:
+                result = linker.link(inputs, known=known).result()
+        else:
+            result = link(inputs, self._pseudonymiser, known=known, options=options)
         mapping = {p: q for p, q in result.pseudonyms.items() if p in self.canonicals and q != p}
         rekeyed: dict[str, VaultRecord] = {}
         for pseudonym, record in self.vault_records.items():

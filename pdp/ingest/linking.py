@@ -39,10 +39,13 @@ def link_batch(
 ) -> LinkOutcome:
     """Link the batch's identities to each other and to the known persons they could join; when
     known persons turn out to be one, re-key the lake, then the vault."""
+    from pdp.pseudonym.linkage_spark import engine_for
     from pdp.pseudonym.linkage_trained import current_options
 
     options = current_options(settings)  # the trained model, if any: no EM per batch (a bad file stops here)
-    outcome = edge.link(vault.linkable(edge.canonicals.values()) if edge.canonicals else [], options)
+    known = vault.linkable(edge.canonicals.values()) if edge.canonicals else []
+    engine = engine_for(len(edge.canonicals) + len(known), settings)
+    outcome = edge.link(known, options, spark=spark if engine == "spark" else None)
     report.link_rules = outcome.rule_counts
     report.link_model = outcome.model_version
     report.relinked = len(outcome.mapping)

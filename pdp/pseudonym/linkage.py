@@ -309,6 +309,38 @@ def _group_edges(
     return edges, ambiguous
 
 
+def _cluster(
+    pairs: list[ScoredPair], det_root: list[int], uf: UnionFind, options: LinkageOptions
+) -> tuple[int, int, int]:
+    """The constrained clustering (module docstring): merges into ``uf``, strongest first, no two
+    own NIRs, ambiguous groups kept from every NIR person. Returns merges, refusals, ambiguous
+    groups. Both engines run it: the Spark one per connected component of the group graph, which
+    gives the same merges (a merge only ever follows an edge, and the edge order is kept)."""
+    edges, ambiguous_groups = _group_edges(pairs, det_root, uf, options)
+    for group in sorted(ambiguous_groups):
+        uf.forbid_nir(group)
+    before = uf.refused
+    merged = 0
+    for a, b in edges:
+        if uf.find(a) != uf.find(b) and uf.union(a, b):
+            merged += 1
+    return merged, uf.refused - before, len(ambiguous_groups)
+
+
+def _record_rule(variant: Variant, person_records: int, *, same_group: bool) -> str:
+    """Which rule decided a variant's records (``LinkResult.rule_counts``); ``same_group``: the
+    variant is in the deterministic group of its person's chosen variant."""
+    if person_records == 1:
+        return "singleton"
+    if not same_group:
+        return "probabilistic"
+    if variant.canonical.scheme == "nir":
+        return "deterministic_nir"
+    if variant.rule in {"traits_to_nir", "traits"} or len(variant.records) > 1:
+        return "deterministic_traits"
+    return "probabilistic"
+
+
 def link(
     inputs: Iterable[LinkInput],
     pseudonymiser: Pseudonymiser,
@@ -352,15 +384,7 @@ def link(
         pairs_scored = len(pairs)
         timings["model_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        edges, ambiguous_groups = _group_edges(pairs, det_root, uf, options)
-        for group in sorted(ambiguous_groups):
-            uf.forbid_nir(group)
-        ambiguous = len(ambiguous_groups)
-        before = uf.refused
-        for a, b in edges:
-            if uf.find(a) != uf.find(b) and uf.union(a, b):
-                merged += 1
-        refused = uf.refused - before
+        merged, refused, ambiguous = _cluster(pairs, det_root, uf, options)
         timings["clustering_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -385,17 +409,7 @@ def link(
         for v in members:
             for key in v.records:
                 pseudonyms[key] = pseudonym
-            if records == 1:
-                rule = "singleton"
-            elif det_root[v.index] != anchor:
-                rule = "probabilistic"
-            elif v.canonical.scheme == "nir":
-                rule = "deterministic_nir"
-            elif v.rule in {"traits_to_nir", "traits"} or len(v.records) > 1:
-                rule = "deterministic_traits"
-            else:
-                rule = "probabilistic"
-            rule_counts[rule] += len(v.records)
+            rule_counts[_record_rule(v, records, same_group=det_root[v.index] == anchor)] += len(v.records)
     timings["resolution_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - start
 

@@ -63,6 +63,10 @@ kinds stay ≥ 0.994. No kind causes a collision: the new kinds cost recall, not
 The key is a fresh random key in a throw-away key store; nothing nominative is printed or left
 on disk after the run (the temporary territory is removed).
 
+``pdp bench linkage-spark`` (:func:`bench_linkage_engines`) links one territory in memory and on
+Spark with the same model, checks the pseudonyms are equal and reports the time and memory of
+each (figures in :mod:`pdp.pseudonym.linkage_spark`).
+
 Run ``python -m pdp.pseudonym.linkage_bench`` for a readable table.
 """
 
@@ -179,6 +183,120 @@ def bench_linkage(persons: int = PERSONS, seed: int = SEED, territory: str = TER
         "deterministic_records_per_s": round(records / deterministic_s),
         "ratio_vs_deterministic": round(deterministic_s / linked_s, 3),
         **_kind_figures(per_kind),
+    }
+
+
+def _rss_mib(pid: int | str) -> float:
+    """Resident memory of a process in MiB (Linux ``/proc``; 0 if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _peak(run: Any, jvm_pid: int | None = None) -> tuple[Any, float, float, float, float]:
+    """``run()``'s result, wall seconds, the Python heap's peak (tracemalloc, MiB: Python objects
+    only, not DuckDB's native memory), the driver process's peak RSS and the driver JVM's peak
+    RSS (MiB, sampled every 50 ms; the JVM's 0 when there is none)."""
+    import threading
+    import tracemalloc
+
+    peaks = {"self": 0.0, "jvm": 0.0}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peaks["self"] = max(peaks["self"], _rss_mib("self"))
+            if jvm_pid is not None:
+                peaks["jvm"] = max(peaks["jvm"], _rss_mib(jvm_pid))
+            done.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        result = run()
+        seconds = time.perf_counter() - start
+        _, heap = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        done.set()
+        sampler.join()
+    return result, seconds, heap / 2**20, peaks["self"], peaks["jvm"]
+
+
+def bench_linkage_engines(persons: int = PERSONS, seed: int = SEED, territory: str = TERRITORY) -> dict[str, Any]:
+    """`pdp bench linkage-spark`: the same batch linked in memory and on Spark (same model, no EM):
+    equal pseudonyms (checked), wall time, the Python heap peak (tracemalloc), the driver
+    process's peak RSS (Python + DuckDB's native memory) and the driver JVM's (in local mode
+    Spark's executors live in it too, bounded by ``spark.driver.memory``), and the load average.
+    The in-memory run goes first, so the driver's RSS peak of the Spark run includes what the
+    in-memory run left allocated: compare the two peaks with ``driver_rss_before_mib``."""
+    import resource
+
+    from pdp.bench.scratch import scratch_settings
+    from pdp.pseudonym.keys import KeyStore
+    from pdp.pseudonym.linkage import LinkageOptions, link
+    from pdp.pseudonym.linkage_model import DEFAULT_PARAMETERS
+    from pdp.pseudonym.linkage_spark import SparkLinker
+    from pdp.pseudonym.pseudonymise import Pseudonymiser
+    from pdp.synth.generator import generate
+
+    with tempfile.TemporaryDirectory(prefix="pdp-bench-linkage-spark-") as tmp:
+        (Path(tmp) / "var").mkdir()
+        settings = scratch_settings(Path(tmp) / "var")
+        os.environ["PDP_VAR_DIR"] = str(settings.var_dir)  # Spark's warehouse and logs in the scratch var/
+        from pdp.config import get_settings
+        from pdp.lake.session import get_spark
+
+        get_settings.cache_clear()
+        root = Path(tmp) / "territory"
+        generate(root, persons=persons, seed=seed, territory=territory, workers=os.cpu_count() or 1)
+        inputs, _ = load_inputs(root)
+        pseudonymiser = Pseudonymiser(KeyStore.from_settings(settings))
+        options = LinkageOptions(parameters=DEFAULT_PARAMETERS, model_version="builtin")
+        load_before = os.getloadavg()
+        rss_before = _rss_mib("self")
+        memory, memory_s, memory_heap, memory_rss, _ = _peak(lambda: link(inputs, pseudonymiser, options=options))
+        spark = get_spark(settings, app_name="pdp-bench-linkage-spark")
+        spark.range(1).count()  # session start-up is not linkage
+        jvm_pid = spark.sparkContext._gateway.proc.pid  # type: ignore[union-attr]
+        jvm_before = _rss_mib(jvm_pid)
+
+        def on_spark() -> Any:
+            with SparkLinker(spark, pseudonymiser, options=options) as linker:
+                run = linker.link(inputs)
+                return run, run.assignments.count()
+
+        (run, _), spark_s, spark_heap, spark_rss, jvm_rss = _peak(on_spark, jvm_pid)
+        result = run.result()
+        load_after = os.getloadavg()
+        spark.stop()
+    same = result.pseudonyms == memory.pseudonyms and result.superseded == memory.superseded
+    return {
+        "persons": persons,
+        "records": len(inputs),
+        "variants": memory.parameters["counts"]["variants"],
+        "pairs_scored": memory.parameters["counts"]["pairs_scored"],
+        "same_pseudonyms": same,
+        "memory_s": round(memory_s, 2),
+        "spark_s": round(spark_s, 2),
+        "ratio_spark_vs_memory_time": round(spark_s / memory_s, 2),
+        "memory_python_heap_peak_mib": round(memory_heap, 1),
+        "spark_python_heap_peak_mib": round(spark_heap, 1),
+        "driver_rss_before_mib": round(rss_before, 1),
+        "memory_driver_rss_peak_mib": round(memory_rss, 1),
+        "spark_driver_rss_peak_mib": round(spark_rss, 1),
+        "spark_jvm_rss_before_mib": round(jvm_before, 1),
+        "spark_jvm_rss_peak_mib": round(jvm_rss, 1),
+        "spark_timings": {k: round(v, 2) for k, v in run.timings.items()},
+        "process_maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in load_after],
     }
 
 

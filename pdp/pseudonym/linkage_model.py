@@ -53,6 +53,12 @@ Soundex of the birth name and birth year; same own NIR; insured NIR of one = own
 other. Measured: ~1 100 candidate pairs for the 20 000-person territory (33 000 variants),
 ~20 000 for 1.07 M records (164 000 variants).
 
+Two engines, one definition: the comparisons, their levels and the blocking rules are written
+once here; the only engine-specific text is the four functions of :data:`_DIALECT_SQL` (as
+Splink's dialect classes do). :func:`score_pairs` runs them on DuckDB; :func:`scoring_sql`
+renders the same settings, with a given trained model, into Splink's prediction SQL for its
+Spark dialect, which :mod:`pdp.pseudonym.linkage_spark` runs (no EM on Spark).
+
 The DuckDB database is in memory and may not spill to disk (``temp_directory=''``): no file
 with identities is written. Splink's own logging is held at ERROR while it runs (its messages
 carry counts and SQL conditions, never values).
@@ -66,11 +72,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from pdp.pseudonym.linkage_rules import UnionFind, Variant
 
-__all__ = ["ModelOptions", "ScoredPair", "score_pairs", "train_parameters"]
+__all__ = ["FEATURES", "ModelOptions", "ScoredPair", "features", "prediction_rules", "score_pairs", "scoring_sql",
+           "train_parameters"]
 
 _SOUNDEX = str.maketrans("BFPVCGJKQSXZDTLMNR", "111122222222334556")
 
@@ -92,6 +99,63 @@ def soundex(name: str) -> str:
         elif ch not in "HW":
             last = ""
     return ("".join(out) + "000")[:4]
+
+
+Dialect = Literal["duckdb", "spark"]
+
+# The functions the custom levels and blocking rules need, per SQL engine: the one place where the
+# engines differ (as Splink's dialect classes do). Splink renders its own levels (Damerau-Levenshtein,
+# Jaro-Winkler) per dialect itself; on Spark, :mod:`pdp.pseudonym.linkage_spark` registers the two
+# functions Spark lacks under Splink's Spark names. ``{a}``/``{b}``: the two sides' columns.
+_DIALECT_SQL: dict[str, dict[str, str]] = {
+    "duckdb": {
+        "starts_with": "starts_with({a}, {b})",
+        "shares_token": "list_has_any(str_split({a}, ' '), str_split({b}, ' '))",
+        "damerau_levenshtein": "damerau_levenshtein({a}, {b})",
+        "jaro_winkler": "jaro_winkler_similarity({a}, {b})",
+    },
+    "spark": {
+        "starts_with": "startswith({a}, {b})",
+        "shares_token": "arrays_overlap(split({a}, ' '), split({b}, ' '))",
+        "damerau_levenshtein": "damerau_levenshtein({a}, {b})",
+        "jaro_winkler": "jaro_winkler({a}, {b})",
+    },
+}
+
+
+def _sql(dialect: Dialect, function: str, a: str, b: str) -> str:
+    """``function(a, b)`` in ``dialect`` (see :data:`_DIALECT_SQL`)."""
+    return _DIALECT_SQL[dialect][function].format(a=a, b=b)
+
+
+FEATURES = (
+    "nir", "insured_nir", "birth_name", "used_name", "first_names", "first_compact", "first_token", "sex",
+    "birth_date", "birth_year", "birth_month", "birth_day", "birth_place", "postcode", "name_sdx",
+)  # fmt: skip
+"""The columns the comparisons and blocking rules read, besides ids (:func:`features`)."""
+
+
+def features(variant: Variant) -> dict[str, Any]:
+    """One variant's comparison columns (:data:`FEATURES`): the one definition both engines use."""
+    c = variant.canonical
+    tokens = variant.first_name_tokens
+    return {
+        "nir": variant.own_nir,
+        "insured_nir": c.insured_nir[:13] if c.insured_nir else None,
+        "birth_name": c.birth_name_compact,
+        "used_name": c.used_name.replace(" ", "") if c.used_name else None,
+        "first_names": " ".join(tokens),
+        "first_compact": "".join(tokens),
+        "first_token": c.first_name_first_token,
+        "sex": c.sex,
+        "birth_date": c.birth_date,
+        "birth_year": c.birth_date.year,
+        "birth_month": c.birth_date.month,
+        "birth_day": c.birth_date.day,
+        "birth_place": variant.birth_place,  # the record's, else its own NIR's
+        "postcode": variant.postcode,
+        "name_sdx": soundex(c.birth_name_compact),
+    }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,47 +192,27 @@ def _quiet_splink() -> Iterator[None]:
 def _table(variants: list[Variant], uf: UnionFind) -> Any:
     import pyarrow as pa
 
-    rows: dict[str, list[Any]] = {
-        name: []
-        for name in (
-            "unique_id", "cluster_id", "cluster_nir", "nir", "insured_nir", "birth_name", "used_name",
-            "first_names", "first_compact", "first_token", "sex", "birth_date", "birth_year", "birth_month",
-            "birth_day", "birth_place", "postcode", "name_sdx",
-        )
-    }  # fmt: skip
+    rows: dict[str, list[Any]] = {name: [] for name in ("unique_id", "cluster_id", "cluster_nir", *FEATURES)}
     for v in variants:
-        c = v.canonical
         root = uf.find(v.index)
-        tokens = v.first_name_tokens
         rows["unique_id"].append(v.index)
         rows["cluster_id"].append(root)
         rows["cluster_nir"].append(uf.nir[root])
-        rows["nir"].append(v.own_nir)
-        rows["insured_nir"].append(c.insured_nir[:13] if c.insured_nir else None)
-        rows["birth_name"].append(c.birth_name_compact)
-        rows["used_name"].append(c.used_name.replace(" ", "") if c.used_name else None)
-        rows["first_names"].append(" ".join(tokens))
-        rows["first_compact"].append("".join(tokens))
-        rows["first_token"].append(c.first_name_first_token)
-        rows["sex"].append(c.sex)
-        rows["birth_date"].append(c.birth_date)
-        rows["birth_year"].append(c.birth_date.year)
-        rows["birth_month"].append(c.birth_date.month)
-        rows["birth_day"].append(c.birth_date.day)
-        rows["birth_place"].append(v.birth_place)  # the record's, else its own NIR's
-        rows["postcode"].append(v.postcode)
-        rows["name_sdx"].append(soundex(c.birth_name_compact))
+        for name, value in features(v).items():
+            rows[name].append(value)
     return pa.table(rows)
 
 
-def _comparisons(parameters: dict[str, Any] | None = None) -> list[Any]:
-    """The comparisons (see the module docstring), configured with ``parameters``' m/u if given."""
+def _comparisons(parameters: dict[str, Any] | None = None, dialect: Dialect = "duckdb") -> list[Any]:
+    """The comparisons (see the module docstring), configured with ``parameters``' m/u if given;
+    the custom levels' SQL written for ``dialect`` (Splink renders its own levels per dialect)."""
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
     first_names_prefix = (
-        "starts_with(first_names_l || ' ', first_names_r || ' ')"
-        " OR starts_with(first_names_r || ' ', first_names_l || ' ')"
+        _sql(dialect, "starts_with", "first_names_l || ' '", "first_names_r || ' '")
+        + " OR "
+        + _sql(dialect, "starts_with", "first_names_r || ' '", "first_names_l || ' '")
     )
     comparisons = [
         cl.CustomComparison(
@@ -196,14 +240,16 @@ def _comparisons(parameters: dict[str, Any] | None = None) -> list[Any]:
                 cll.ExactMatchLevel("first_names"),
                 cll.CustomLevel(first_names_prefix, label_for_charts="one list a prefix of the other"),
                 cll.CustomLevel(
-                    "starts_with(first_compact_l, first_compact_r) OR starts_with(first_compact_r, first_compact_l)",
+                    _sql(dialect, "starts_with", "first_compact_l", "first_compact_r")
+                    + " OR "
+                    + _sql(dialect, "starts_with", "first_compact_r", "first_compact_l"),
                     label_for_charts="written together",
                 ),
                 cll.CustomLevel("first_token_l = first_token_r", label_for_charts="same first token, then conflict"),
                 cll.DamerauLevenshteinLevel("first_token", 1),
                 cll.JaroWinklerLevel("first_token", 0.9),
                 cll.CustomLevel(
-                    "list_has_any(str_split(first_names_l, ' '), str_split(first_names_r, ' '))",
+                    _sql(dialect, "shares_token", "first_names_l", "first_names_r"),
                     label_for_charts="a first name in common",
                 ),
                 cll.ElseLevel(),
@@ -250,21 +296,26 @@ _TRAINING_RULES = (("birth_date",), ("birth_name", "first_token"))
 # First names "related": any level of the first-name comparison but its "else". A pair with
 # unrelated first names is never a candidate: twins share birth date, surname, insured NIR
 # and address and differ by nothing else, and a rare surname's weight could outvote them.
-_FIRST_NAMES_RELATED = (
-    "(l.first_token = r.first_token"
-    " OR starts_with(l.first_compact, r.first_compact) OR starts_with(r.first_compact, l.first_compact)"
-    " OR damerau_levenshtein(l.first_token, r.first_token) <= 1"
-    " OR jaro_winkler_similarity(l.first_token, r.first_token) >= 0.9"
-    " OR list_has_any(str_split(l.first_names, ' '), str_split(r.first_names, ' ')))"
-)
-_MAY_MERGE = (
-    " AND l.cluster_id <> r.cluster_id"
-    " AND (l.cluster_nir IS NULL OR r.cluster_nir IS NULL OR l.cluster_nir = r.cluster_nir)"
-    " AND " + _FIRST_NAMES_RELATED
-)
+def _first_names_related(dialect: Dialect) -> str:
+    return (
+        "(l.first_token = r.first_token"
+        f" OR {_sql(dialect, 'starts_with', 'l.first_compact', 'r.first_compact')}"
+        f" OR {_sql(dialect, 'starts_with', 'r.first_compact', 'l.first_compact')}"
+        f" OR {_sql(dialect, 'damerau_levenshtein', 'l.first_token', 'r.first_token')} <= 1"
+        f" OR {_sql(dialect, 'jaro_winkler', 'l.first_token', 'r.first_token')} >= 0.9"
+        f" OR {_sql(dialect, 'shares_token', 'l.first_names', 'r.first_names')})"
+    )
 
 
-def _prediction_rules() -> list[str]:
+def _may_merge(dialect: Dialect) -> str:
+    return (
+        " AND l.cluster_id <> r.cluster_id"
+        " AND (l.cluster_nir IS NULL OR r.cluster_nir IS NULL OR l.cluster_nir = r.cluster_nir)"
+        " AND " + _first_names_related(dialect)
+    )
+
+
+def _prediction_rules(dialect: Dialect = "duckdb") -> list[str]:
     rules = [
         "l.birth_date = r.birth_date",
         "l.birth_name = r.birth_name AND l.birth_year = r.birth_year",
@@ -276,12 +327,13 @@ def _prediction_rules() -> list[str]:
         "l.insured_nir = r.nir",
         "l.nir = r.insured_nir",
     ]
-    return [rule + _MAY_MERGE for rule in rules]
+    return [rule + _may_merge(dialect) for rule in rules]
 
 
-def prediction_rules() -> list[str]:
-    """The blocking rules used to generate candidate pairs (for the record of parameters)."""
-    return _prediction_rules()
+def prediction_rules(dialect: Dialect = "duckdb") -> list[str]:
+    """The blocking rules used to generate candidate pairs (for the record of parameters; the
+    Spark engine joins on the ``spark`` ones)."""
+    return _prediction_rules(dialect)
 
 
 def score_pairs(
@@ -348,13 +400,13 @@ def train_parameters(variants: list[Variant], uf: UnionFind, options: ModelOptio
         gc.collect()
 
 
-def _settings(parameters: dict[str, Any] | None, options: ModelOptions) -> Any:
+def _settings(parameters: dict[str, Any] | None, options: ModelOptions, dialect: Dialect = "duckdb") -> Any:
     from splink import SettingsCreator
 
     return SettingsCreator(
         link_type="dedupe_only",
-        comparisons=_comparisons(parameters),
-        blocking_rules_to_generate_predictions=_prediction_rules(),
+        comparisons=_comparisons(parameters, dialect),
+        blocking_rules_to_generate_predictions=_prediction_rules(dialect),
         probability_two_random_records_match=(
             parameters["probability_two_random_records_match"] if parameters else 0.0001
         ),
@@ -408,6 +460,56 @@ def _run_splink(
             threshold_match_probability=options.candidate_probability, warning_mode="never"
         )
         return predictions.as_pyarrow_table(), parameters
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringSql:
+    """The model as SQL for another engine, rendered by Splink from the one definition above.
+
+    ``blocking_rules``: join conditions over ``l``/``r`` (the variants table twice);
+    ``blocked_columns``: the select list of the blocked pairs (``l.x AS x_l``...);
+    ``vectors``: the comparison vector (``gamma_*``) of ``__splink__df_blocked``, a statement;
+    ``predict``: ``(output table, SQL)`` steps from ``__splink__df_comparison_vectors`` to
+    ``__splink__df_predict`` (match weight and probability, ``>= candidate_probability`` only);
+    ``tf_columns``: the columns with term-frequency adjustments (``tf_<column>`` = its share).
+    """
+
+    blocking_rules: tuple[str, ...]
+    blocked_columns: tuple[str, ...]
+    vectors: str
+    predict: tuple[tuple[str, str], ...]
+    tf_columns: tuple[str, ...]
+
+
+def _for_engine(sql: str, dialect: Dialect) -> str:
+    """A statement of Splink's pipeline as Splink itself runs it on ``dialect`` (its Spark backend
+    rewrites each statement with sqlglot into its ``customspark`` dialect: ``float8`` and the like)."""
+    if dialect != "spark":
+        return sql
+    import sqlglot
+    from splink.internals.spark.spark_helpers import custom_spark_dialect  # noqa: F401 - registers the dialect
+
+    return sqlglot.transpile(sql, read="spark", write="customspark")[0]
+
+
+def scoring_sql(parameters: dict[str, Any], options: ModelOptions, dialect: Dialect = "spark") -> ScoringSql:
+    """Splink's prediction SQL for ``dialect`` with the given trained ``parameters`` (no EM: a
+    model is trained by ``pdp linkage train``, or the built-in one is used). Holds no value: the
+    SQL carries column names, level conditions and m/u weights only."""
+    from splink.internals.predict import predict_from_comparison_vectors_sqls_using_settings
+
+    settings = _settings(parameters, options, dialect).get_settings(dialect)
+    steps = predict_from_comparison_vectors_sqls_using_settings(
+        settings, threshold_match_probability=options.candidate_probability
+    )
+    vectors = f"SELECT {', '.join(settings._columns_to_select_for_comparison_vector_values)} FROM __splink__df_blocked"
+    return ScoringSql(
+        blocking_rules=tuple(_prediction_rules(dialect)),
+        blocked_columns=tuple(settings._columns_to_select_for_blocking),
+        vectors=_for_engine(vectors, dialect),
+        predict=tuple((step["output_table_name"], _for_engine(step["sql"], dialect)) for step in steps),
+        tf_columns=tuple(column.unquote().name for column in settings._term_frequency_columns),
+    )
 
 
 def _round(value: float | None, digits: int = 9) -> float | None:

@@ -144,6 +144,16 @@ class UnionFind:
         self.no_nir: list[bool] = [False] * len(variants)  # may never join an own NIR (ambiguous)
         self.refused = 0
 
+    @classmethod
+    def of_nirs(cls, nirs: list[str | None]) -> UnionFind:
+        """A union-find over sets already formed elsewhere, each with its own NIR (or None): the
+        Spark engine clusters one connected component of deterministic groups with it."""
+        uf = cls([])
+        uf.parent = list(range(len(nirs)))
+        uf.nir = list(nirs)
+        uf.no_nir = [False] * len(nirs)
+        return uf
+
     def forbid_nir(self, i: int) -> None:
         """Keep ``i``'s set away from every own-NIR person (it could be either of two)."""
         root = self.find(i)
