@@ -14,10 +14,11 @@ Public surface: :func:`load_definitions`, :class:`Definitions`, :class:`Definiti
 control), :func:`render_report` and :class:`ReportModel`.
 """
 
-from pdp.algorithms.compile import DuckDBDialect, SparkDialect, Step, compile_pipeline
+from pdp.algorithms.compile import OUTPUTS, DuckDBDialect, SparkDialect, Step, compile_pipeline
 from pdp.algorithms.model import DefinitionError, Definitions, load_definitions
 
 __all__ = [
+    "OUTPUTS",
     "DefinitionError",
     "Definitions",
     "DuckDBDialect",

@@ -43,6 +43,7 @@ from pdp.pseudonym.vault import VaultRecord
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from pdp.config import Settings
     from pdp.pseudonym.linkage import LinkageOptions
 
 __all__ = ["BronzeRow", "Edge", "EdgeState", "QuarantineRow"]
@@ -391,13 +392,15 @@ class Edge:
         options: LinkageOptions | None = None,
         *,
         spark: SparkSession | None = None,
+        settings: Settings | None = None,
     ) -> LinkOutcome:
         """Link the batch's distinct identities to each other and to known persons (the vault).
 
         ``options``: the trained model's (:func:`pdp.pseudonym.linkage_trained.current_options`),
         or None for the linkage defaults (EM on the batch, built-in parameters if small).
         ``spark``: link on Spark (:mod:`pdp.pseudonym.linkage_spark`, same decision; chosen by
-        :func:`~pdp.pseudonym.linkage_spark.engine_for`) instead of in this process.
+        :func:`~pdp.pseudonym.linkage_spark.engine_for`) instead of in this process; ``settings``:
+        those of this edge's key store, which the executors open (default: the process's).
 
         Returns the re-keying the batch needs (its pseudonym → the person's pseudonym), the known
         pseudonyms that now belong to another person, and re-keys the vault records in memory so
@@ -411,7 +414,7 @@ class Edge:
         if spark is not None:
             from pdp.pseudonym.linkage_spark import SparkLinker
 
-            with SparkLinker(spark, self._pseudonymiser, options=options) as linker:
+            with SparkLinker(spark, self._pseudonymiser, options=options, settings=settings) as linker:
                 result = linker.link(inputs, known=known).result()
         else:
             result = link(inputs, self._pseudonymiser, known=known, options=options)

@@ -45,7 +45,7 @@ def link_batch(
     options = current_options(settings)  # the trained model, if any: no EM per batch (a bad file stops here)
     known = vault.linkable(edge.canonicals.values()) if edge.canonicals else []
     engine = engine_for(len(edge.canonicals) + len(known), settings)
-    outcome = edge.link(known, options, spark=spark if engine == "spark" else None)
+    outcome = edge.link(known, options, spark=spark if engine == "spark" else None, settings=settings)
     report.link_rules = outcome.rule_counts
     report.link_model = outcome.model_version
     report.relinked = len(outcome.mapping)

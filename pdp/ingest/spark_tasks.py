@@ -49,65 +49,22 @@ population; the vault's bulk write from the executors comes with linkage on Spar
 
 from __future__ import annotations
 
-import os
 import pickle
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from importlib import import_module
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+
+from pdp.pseudonym.executor_keys import SECRET_SETTINGS, ExecutorSecretMissing, executor_settings, shipped_settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from pdp.config import Settings
     from pdp.ingest.fanout import BatchContext, FileResult, FileTask
 
 __all__ = ["SECRET_SETTINGS", "ExecutorSecretMissing", "executor_settings", "run_on_spark", "shipped_settings"]
 
-SECRET_SETTINGS = ("master_key", "pkcs11_pin", "db_url", "audit_db_url")
-"""Settings never shipped to an executor in a closure; the executor reads them from its own
-environment (``PDP_<NAME>``) when the batch needs them. A database URL is withheld only when
-it holds a password."""
-
 _FAILED = b""  # the sealed-box slot of a task that failed: its message travels instead
-
-
-class ExecutorSecretMissing(RuntimeError):
-    """An executor lacks a secret the batch needs (the message names the variable, never a value)."""
-
-
-def _has_password(url: str | None) -> bool:
-    return bool(url) and urlsplit(url or "").password is not None
-
-
-def shipped_settings(settings: Settings) -> tuple[Settings, tuple[str, ...]]:
-    """(settings without their secret values, the names of the fields withheld) for a closure."""
-    withheld = tuple(
-        name for name in SECRET_SETTINGS
-        if (_has_password(getattr(settings, name)) if name.endswith("db_url") else getattr(settings, name) is not None)
-    )
-    blank = {name: None for name in withheld}
-    if "db_url" in withheld:
-        blank["db_url"] = "sqlite://"  # never opened: executor_settings restores it from the environment
-    return settings.model_copy(update=blank), withheld
-
-
-def executor_settings(shipped: Settings, withheld: Iterable[str], environ: dict[str, str] | None = None) -> Settings:
-    """The shipped settings with each withheld secret read from this process's environment."""
-    from pydantic import SecretStr
-
-    env = os.environ if environ is None else environ
-    found: dict[str, object] = {}
-    for name in withheld:
-        variable = f"PDP_{name.upper()}"
-        value = env.get(variable)
-        if not value:
-            raise ExecutorSecretMissing(
-                f"the Spark executors have no {variable}: give it to every node (or name a file the nodes "
-                "can read, e.g. PDP_MASTER_KEY_FILE / PDP_PKCS11_PIN_FILE), or ingest with PDP_EDGE_ENGINE=processes")
-        found[name] = SecretStr(value) if name in ("master_key", "pkcs11_pin") else value
-    return shipped.model_copy(update=found)
 
 
 def run_on_spark(spark: SparkSession, tasks: list[FileTask], context: BatchContext) -> Iterator[FileResult]:

@@ -341,6 +341,17 @@ def _record_rule(variant: Variant, person_records: int, *, same_group: bool) -> 
     return "probabilistic"
 
 
+def options_description(options: LinkageOptions) -> dict[str, Any]:
+    """The options a linkage ran with, as the result's `parameters` record them (both engines)."""
+    return {
+        "probabilistic": options.probabilistic,
+        "threshold": options.threshold,
+        "ambiguity_margin": options.ambiguity_margin,
+        "min_train_variants": options.min_train_variants,
+        "model": asdict(options.model),
+    }
+
+
 def link(
     inputs: Iterable[LinkInput],
     pseudonymiser: Pseudonymiser,
@@ -414,13 +425,7 @@ def link(
     timings["total_s"] = time.perf_counter() - start
 
     parameters_out: dict[str, Any] = {
-        "options": {
-            "probabilistic": options.probabilistic,
-            "threshold": options.threshold,
-            "ambiguity_margin": options.ambiguity_margin,
-            "min_train_variants": options.min_train_variants,
-            "model": asdict(options.model),
-        },
+        "options": options_description(options),
         "trained": trained,
         "model_version": model_version,
         "model": model_description,

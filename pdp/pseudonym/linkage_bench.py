@@ -268,7 +268,7 @@ def bench_linkage_engines(persons: int = PERSONS, seed: int = SEED, territory: s
         jvm_before = _rss_mib(jvm_pid)
 
         def on_spark() -> Any:
-            with SparkLinker(spark, pseudonymiser, options=options) as linker:
+            with SparkLinker(spark, pseudonymiser, options=options, settings=settings) as linker:
                 run = linker.link(inputs)
                 return run, run.assignments.count()
 

@@ -56,8 +56,10 @@ Nominative data in Spark:
   its record key) before it becomes a DataFrame; the executors open it (``mapInArrow``), so
   Spark's input RDD, the plan and any serialised task hold ciphertext; the plan shows a
   ``LogicalRDD``, never a literal (tested);
-- the run key and the pseudonym key travel as broadcast variables (their id only in plans and
-  closures) and are destroyed at the end of the run;
+- the run key (a random AES key sealing this run's identities) travels as a broadcast variable
+  (its id only in plans and closures) and is destroyed at the end of the run; the pseudonym key
+  never travels: each executor opens the key store itself (:mod:`pdp.pseudonym.executor_keys`,
+  as the edge's Spark tasks do);
 - shuffles, spills, cached and checkpointed blocks are encrypted by Spark
   (``spark.io.encryption.enabled``, a SparkContext setting, hence set for every session in
   :func:`pdp.lake.session.spark_conf`); the engine refuses to run without it. Only local
@@ -127,6 +129,7 @@ from datetime import date
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
+from pdp.pseudonym.executor_keys import executor_pseudonymiser, shipped_settings
 from pdp.pseudonym.linkage import (
     MODEL_BUILTIN,
     MODEL_GIVEN,
@@ -140,6 +143,7 @@ from pdp.pseudonym.linkage import (
     _cluster,
     _preferred,
     _record_rule,
+    options_description,
 )
 from pdp.pseudonym.linkage_model import DEFAULT_PARAMETERS, FEATURES, ScoredPair, features, scoring_sql
 from pdp.pseudonym.linkage_rules import UnionFind, Variant, apply_rules
@@ -341,11 +345,12 @@ def _cluster_batches(
         }, schema=schema)  # fmt: skip
 
 
-def _persons_batches(batches: Iterator[pa.RecordBatch], key: Broadcast, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+def _persons_batches(
+    batches: Iterator[pa.RecordBatch], pseudonymiser: Pseudonymiser, schema: pa.Schema
+) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: each person's preferred pseudonym (:func:`_preferred`) and its records' rule."""
     import pyarrow as pa
 
-    pseudonymiser = Pseudonymiser.from_key(key.value)
     for rows in _groups(batches, ["person"]):
         members = [_variant(row) for row in rows]
         det_root = {row["index"]: row["det_root"] for row in rows}
@@ -431,25 +436,32 @@ class SparkLinkage:
 
 
 class SparkLinker:
-    """Links batches on Spark in a session of its own (its UDFs and views stay out of the caller's);
-    holds the pseudonym key as a broadcast variable until closed."""
+    """Links batches on Spark in a session of its own (its UDFs and views stay out of the caller's).
+
+    `settings` are those of the key store `pseudonymiser` reads (default: the process's): they
+    travel to the executors with every secret withheld, and each executor opens the key store
+    itself (:mod:`pdp.pseudonym.executor_keys`) — the pseudonym key never crosses Spark."""
 
     def __init__(
-        self, spark: SparkSession, pseudonymiser: Pseudonymiser, *, options: LinkageOptions | None = None
+        self,
+        spark: SparkSession,
+        pseudonymiser: Pseudonymiser,
+        *,
+        options: LinkageOptions | None = None,
+        settings: Settings | None = None,
     ) -> None:
+        from pdp.config import get_settings
+
         if not encryption_enabled(spark):
             raise RuntimeError(
                 "Spark linkage needs spark.io.encryption.enabled=true (identities in shuffles and spills): "
                 "create the session with pdp.lake.session.get_spark"
             )
-        store = pseudonymiser.key_store
-        if store is None:
-            raise ValueError("Spark linkage needs a pseudonymiser over a key store")
         self._spark = spark.newSession()
         self._options = options or LinkageOptions()
         self._pseudonymiser = pseudonymiser
-        self._key = self._spark.sparkContext.broadcast(store.get("pseudonym", pseudonymiser.version))
-        self._broadcasts: list[Broadcast] = [self._key]
+        self._shipped, self._withheld = shipped_settings(settings or get_settings())
+        self._broadcasts: list[Broadcast] = []
         self._register_functions()
 
     def _register_functions(self) -> None:
@@ -707,11 +719,11 @@ class SparkLinker:
         else:
             variants = variants.withColumn("person", F.col("det_root"))
         variants = variants.localCheckpoint()
-        key = self._key
+        shipped, withheld, version = self._shipped, self._withheld, self._pseudonymiser.version
         persons_arrow = _arrow(_PERSONS_SCHEMA)
 
         def persons_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            return _persons_batches(batches, key, persons_arrow)
+            return _persons_batches(batches, executor_pseudonymiser(shipped, withheld, version), persons_arrow)
 
         per_variant = (
             variants.repartition("person").sortWithinPartitions("person", "index")
@@ -775,19 +787,11 @@ class SparkLinker:
         run_key.destroy()
         self._broadcasts.remove(run_key)
 
-        from dataclasses import asdict
-
         from pdp.pseudonym.linkage_model import prediction_rules
 
         parameters_out: dict[str, Any] = {
             "engine": "spark",
-            "options": {
-                "probabilistic": options.probabilistic,
-                "threshold": options.threshold,
-                "ambiguity_margin": options.ambiguity_margin,
-                "min_train_variants": options.min_train_variants,
-                "model": asdict(options.model),
-            },
+            "options": options_description(options),
             "trained": False,
             "model_version": model_version,
             "model": parameters_used,

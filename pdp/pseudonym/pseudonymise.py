@@ -111,25 +111,10 @@ class Pseudonymiser:
     """Computes pseudonyms with the ``pseudonym`` keys of a key store (see the module docstring)."""
 
     def __init__(self, key_store: KeyStore) -> None:
-        self._store: KeyStore | None = key_store
+        self._store = key_store
         current = key_store.current(_PURPOSE)
         self._version = current.version
         self._templates: dict[int, crypto_hmac.HMAC] = {current.version: self._template(current)}
-
-    @classmethod
-    def from_key(cls, key: DataKey) -> Pseudonymiser:
-        """A pseudonymiser for one key version only, without a key store: what a Spark task builds
-        from a broadcast key (:mod:`pdp.pseudonym.linkage_spark`); other versions raise."""
-        self = cls.__new__(cls)
-        self._store = None
-        self._version = key.version
-        self._templates = {key.version: self._template(key)}
-        return self
-
-    @property
-    def key_store(self) -> KeyStore | None:
-        """The key store this pseudonymiser reads (None when built :meth:`from_key`)."""
-        return self._store
 
     def __repr__(self) -> str:
         return f"Pseudonymiser(version={self._version})"
@@ -148,8 +133,6 @@ class Pseudonymiser:
         version = self._version if version is None else version
         template = self._templates.get(version)
         if template is None:
-            if self._store is None:
-                raise KeyStoreError(f"pseudonym key v{version} is not held by this pseudonymiser")
             template = self._template(self._store.get(_PURPOSE, version))
             self._templates[version] = template
         return version, template

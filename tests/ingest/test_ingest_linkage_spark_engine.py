@@ -25,8 +25,10 @@ from pdp.pseudonym.vault import IdentityVault
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     var = tmp_path_factory.mktemp("spark-engine-var")
-    master = base64.b64encode(os.urandom(32)).decode("ascii")
-    s = lake_settings(var, master)
+    key_file = var / "master.key"  # the executors open the key store themselves, from this file
+    key_file.write_text(base64.b64encode(os.urandom(32)).decode("ascii"))
+    key_file.chmod(0o600)
+    s = lake_settings(var).model_copy(update={"master_key": None, "master_key_file": key_file})
     KeyStore.from_settings(s).init()
     return s
 
@@ -62,7 +64,7 @@ def test_a_second_batch_linked_on_spark_rekeys_as_in_memory(
     known = vault.linkable(in_memory.canonicals.values())
     expected = in_memory.link(known, options)
     on_spark = _edge(territory, registry, settings, None, "s3")
-    outcome = on_spark.link(known, options, spark=spark)
+    outcome = on_spark.link(known, options, spark=spark, settings=settings)
     assert expected.mapping and expected.superseded is not None
     assert outcome.mapping == expected.mapping
     assert outcome.superseded == expected.superseded

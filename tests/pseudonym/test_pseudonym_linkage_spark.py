@@ -25,23 +25,30 @@ SECRET_NAME = "QWYZZELBROCK"
 
 
 @pytest.fixture(scope="module")
-def pseudonymiser(tmp_path_factory: pytest.TempPathFactory) -> Pseudonymiser:
-    master = base64.b64encode(os.urandom(32)).decode("ascii")
-    store = KeyStore.from_settings(
-        Settings(_env_file=None, key_store=tmp_path_factory.mktemp("slink") / "keys", master_key=master)
-    )
-    store.init()
-    return Pseudonymiser(store)
+def key_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A key store whose master key is in a file: what the executors open for themselves."""
+    home = tmp_path_factory.mktemp("slink")
+    key_file = home / "master.key"
+    key_file.write_text(base64.b64encode(os.urandom(32)).decode("ascii"))
+    key_file.chmod(0o600)
+    settings = Settings(_env_file=None, key_store=home / "keys", master_key_file=key_file)
+    KeyStore.from_settings(settings).init()
+    return settings
 
 
-def both(spark: Any, pseudonymiser: Pseudonymiser, inputs: list[LinkInput], known: list = (),
+@pytest.fixture(scope="module")
+def pseudonymiser(key_settings: Settings) -> Pseudonymiser:
+    return Pseudonymiser(KeyStore.from_settings(key_settings))
+
+
+def both(spark: Any, pseudonymiser: Pseudonymiser, settings: Settings, inputs: list[LinkInput], known: list = (),
          **options: Any) -> tuple[LinkResult, LinkResult]:
     """The in-memory and the Spark result of one batch, with the same (given) model."""
     from pdp.pseudonym.linkage_spark import SparkLinker
 
     opts = LinkageOptions(parameters=DEFAULT_PARAMETERS, model_version="test", **options)
     memory = link(inputs, pseudonymiser, known=known, options=opts)
-    with SparkLinker(spark, pseudonymiser, options=opts) as linker:
+    with SparkLinker(spark, pseudonymiser, options=opts, settings=settings) as linker:
         on_spark = linker.link(inputs, known=known).result()
     return memory, on_spark
 
@@ -60,21 +67,22 @@ def assert_same(memory: LinkResult, on_spark: LinkResult) -> None:
 # --- one edge case per rule -----------------------------------------------------------------------
 
 
-def test_a_deterministic_nir_match_gives_the_same_pseudonym_on_spark(spark, pseudonymiser) -> None:
+def test_a_deterministic_nir_match_gives_the_same_pseudonym_on_spark(spark, pseudonymiser, key_settings) -> None:
     a = canon(birth_name="Dupont", first_names="Claire", sex="F", birth_date="1975-03-14",
               nir=nir("F", "1975-03-14", 1))
     b = canon(birth_name="Dupond", first_names="Claire Anne", sex="F", birth_date="1975-03-14",
               nir=nir("F", "1975-03-14", 1))
-    memory, on_spark = both(spark, pseudonymiser, [LinkInput("a", a), LinkInput("b", b), *background(120)])
+    memory, on_spark = both(spark, pseudonymiser, key_settings,
+                            [LinkInput("a", a), LinkInput("b", b), *background(120)])
     assert on_spark.pseudonyms["a"] == on_spark.pseudonyms["b"] == pseudonymiser.pseudonym(a)
     assert_same(memory, on_spark)
 
 
-def test_a_near_duplicate_name_is_linked_on_spark_by_the_model(spark, pseudonymiser) -> None:
+def test_a_near_duplicate_name_is_linked_on_spark_by_the_model(spark, pseudonymiser, key_settings) -> None:
     gp = canon(birth_name="Fontaine", first_names="Jean-Claude", sex="M", birth_date="1950-08-05",
                nir=nir("M", "1950-08-05", 2))
     pharmacy = canon(birth_name="FOTAINE", first_names="JEAN CLAUDE", sex="M", birth_date="1950-08-05")
-    memory, on_spark = both(spark, pseudonymiser, [LinkInput("gp", gp), LinkInput("ph", pharmacy),
+    memory, on_spark = both(spark, pseudonymiser, key_settings, [LinkInput("gp", gp), LinkInput("ph", pharmacy),
                                                   *background(120)])
     assert on_spark.pseudonyms["ph"] == on_spark.pseudonyms["gp"]
     assert on_spark.rule_counts["probabilistic"] >= 1
@@ -95,7 +103,7 @@ def pair_probability(inputs: list[LinkInput], a: str, b: str) -> float:
     return next(p.match_probability for p in pairs if (p.left, p.right) == wanted)
 
 
-def test_a_pair_just_below_the_threshold_stays_apart_on_spark(spark, pseudonymiser) -> None:
+def test_a_pair_just_below_the_threshold_stays_apart_on_spark(spark, pseudonymiser, key_settings) -> None:
     """The same pair, with the threshold at its match probability and just above it: linked in
     the first case only, by both engines alike."""
     gp = canon(birth_name="Fontaine", first_names="Jean-Claude", sex="M", birth_date="1950-08-05")
@@ -103,56 +111,59 @@ def test_a_pair_just_below_the_threshold_stays_apart_on_spark(spark, pseudonymis
     inputs = [LinkInput("gp", gp), LinkInput("rep", report), *background(120)]
     probability = pair_probability(inputs, "gp", "rep")
     assert 0.5 <= probability < 1.0
-    memory, on_spark = both(spark, pseudonymiser, inputs, threshold=probability)
+    memory, on_spark = both(spark, pseudonymiser, key_settings, inputs, threshold=probability)
     assert on_spark.pseudonyms["rep"] == on_spark.pseudonyms["gp"]
     assert_same(memory, on_spark)
     above = probability + (1.0 - probability) / 1024  # the pair is just below this threshold
-    memory, on_spark = both(spark, pseudonymiser, inputs, threshold=above)
+    memory, on_spark = both(spark, pseudonymiser, key_settings, inputs, threshold=above)
     assert on_spark.pseudonyms["rep"] != on_spark.pseudonyms["gp"]
     assert_same(memory, on_spark)
 
 
-def test_a_transitive_chain_joins_three_records_on_spark(spark, pseudonymiser) -> None:
+def test_a_transitive_chain_joins_three_records_on_spark(spark, pseudonymiser, key_settings) -> None:
     """NIR record ← married-name record (probabilistic) and a typo of the married name (Damerau-
     Levenshtein): the chain ends in one person, through the connected components."""
     hospital = canon(birth_name="Dupont", used_name="Martin", first_names="Claire, Anne", sex="F",
                      birth_date="1975-03-14", nir=nir("F", "1975-03-14", 1))
     social = canon(birth_name="MARTIN", first_names="Claire", sex="F", birth_date="14/03/1975")
     typo = canon(birth_name="MARTEN", first_names="Claire", sex="F", birth_date="14/03/1975", birth_place="59178")
-    memory, on_spark = both(spark, pseudonymiser, [LinkInput("h", hospital), LinkInput("s", social),
+    memory, on_spark = both(spark, pseudonymiser, key_settings, [LinkInput("h", hospital), LinkInput("s", social),
                                                   LinkInput("t", typo), *background(120)])
     assert on_spark.pseudonyms["h"] == on_spark.pseudonyms["s"] == on_spark.pseudonyms["t"]
     assert_same(memory, on_spark)
 
 
-def test_twins_sharing_a_traits_key_get_the_same_distinct_pseudonyms_on_spark(spark, pseudonymiser) -> None:
+def test_twins_sharing_a_traits_key_get_the_same_distinct_pseudonyms_on_spark(
+    spark, pseudonymiser, key_settings
+) -> None:
     """Two persons kept apart but claiming one traits pseudonym: settled by the same rule."""
     twin_a = canon(birth_name="Leroy", first_names="Marie Claire", sex="F", birth_date="1990-06-01")
     twin_b = canon(birth_name="Leroy", first_names="Marie France", sex="F", birth_date="1990-06-01")
-    memory, on_spark = both(spark, pseudonymiser, [LinkInput("a", twin_a), LinkInput("b", twin_b),
+    memory, on_spark = both(spark, pseudonymiser, key_settings, [LinkInput("a", twin_a), LinkInput("b", twin_b),
                                                   *background(60)])
     assert on_spark.pseudonyms["a"] != on_spark.pseudonyms["b"]
     assert_same(memory, on_spark)
 
 
-def test_the_deterministic_rules_alone_decide_as_in_memory_on_spark(spark, pseudonymiser) -> None:
+def test_the_deterministic_rules_alone_decide_as_in_memory_on_spark(spark, pseudonymiser, key_settings) -> None:
     """``probabilistic=False``: rules 1-3 only, run per traits key on Spark."""
     with_nir = canon(birth_name="Vaillant", first_names="Remy Antoine", sex="M", birth_date="1962-04-03",
                      nir=nir("M", "1962-04-03", 3))
     short = canon(birth_name="VAILLANT", first_names="Remy", sex="M", birth_date="1962-04-03")
-    memory, on_spark = both(spark, pseudonymiser, [LinkInput("lab", with_nir), LinkInput("gp", short),
+    memory, on_spark = both(spark, pseudonymiser, key_settings, [LinkInput("lab", with_nir), LinkInput("gp", short),
                                                   *background(60)], probabilistic=False)
     assert on_spark.pseudonyms["gp"] == on_spark.pseudonyms["lab"]
     assert on_spark.parameters["model_version"] == memory.parameters["model_version"] == "not-run"
     assert_same(memory, on_spark)
 
 
-def test_known_persons_are_linked_to_and_superseded_as_in_memory(spark, pseudonymiser) -> None:
+def test_known_persons_are_linked_to_and_superseded_as_in_memory(spark, pseudonymiser, key_settings) -> None:
     with_nir = canon(birth_name="Vaillant", first_names="Remy", sex="M", birth_date="1962-04-03",
                      nir=nir("M", "1962-04-03", 3))
     known_traits = canon(birth_name="VAILLANT", first_names="Remy", sex="M", birth_date="1962-04-03")
     known = [("v1:" + "K" * 43, known_traits)]
-    memory, on_spark = both(spark, pseudonymiser, [LinkInput("lab", with_nir), *background(60)], known=known)
+    memory, on_spark = both(spark, pseudonymiser, key_settings, [LinkInput("lab", with_nir), *background(60)],
+                            known=known)
     assert on_spark.superseded == {"v1:" + "K" * 43: pseudonymiser.pseudonym(with_nir)}
     assert_same(memory, on_spark)
 
@@ -162,7 +173,7 @@ def test_known_persons_are_linked_to_and_superseded_as_in_memory(spark, pseudony
 
 @pytest.mark.slow
 def test_on_a_generated_territory_spark_gives_every_record_the_in_memory_pseudonym(
-    spark, pseudonymiser, tmp_path: Path
+    spark, pseudonymiser, key_settings, tmp_path: Path
 ) -> None:
     from pdp.pseudonym.linkage_bench import load_inputs
     from pdp.synth import generate
@@ -172,7 +183,7 @@ def test_on_a_generated_territory_spark_gives_every_record_the_in_memory_pseudon
     known_half = inputs[: len(inputs) // 3]
     batch = inputs[len(inputs) // 3 :]
     known = [(pseudonymiser.pseudonym(item.canonical), item.canonical) for item in known_half]
-    memory, on_spark = both(spark, pseudonymiser, batch, known=known)
+    memory, on_spark = both(spark, pseudonymiser, key_settings, batch, known=known)
     assert_same(memory, on_spark)
     counts = memory.parameters["counts"]
     assert counts["merges"] > 0 and counts["pairs_scored"] > 0 and memory.superseded
@@ -207,7 +218,7 @@ def spark_dirs(spark: Any) -> list[Path]:
     return [*dirs, Path(SparkFiles.getRootDirectory()).parent]
 
 
-def test_no_identity_in_the_spark_plans_or_in_any_spark_file(spark, pseudonymiser, pdp_var: Path) -> None:
+def test_no_identity_in_the_spark_plans_or_in_any_spark_file(spark, pseudonymiser, key_settings, pdp_var: Path) -> None:
     from pdp.pseudonym.linkage_spark import SparkLinker, encryption_enabled
 
     assert encryption_enabled(spark)
@@ -216,7 +227,7 @@ def test_no_identity_in_the_spark_plans_or_in_any_spark_file(spark, pseudonymise
     alias = canon(birth_name=SECRET_NAME[:-1] + "X", first_names="Odile", sex="F", birth_date="1941-02-03")
     inputs = [LinkInput("p", person), LinkInput("q", alias), *background(60)]
     opts = LinkageOptions(parameters=DEFAULT_PARAMETERS, model_version="test")
-    with SparkLinker(spark, pseudonymiser, options=opts) as linker:
+    with SparkLinker(spark, pseudonymiser, options=opts, settings=key_settings) as linker:
         run = linker.link(inputs)
         plans = [frame._jdf.queryExecution().toString()
                  for frame in (run.assignments, run.superseded, run.made, run.variants)]
