@@ -17,6 +17,15 @@ seconds per stage of both, and how many drops needed linkage (a new person or on
 own NIR: the feed then links against the vault like `pdp ingest`). The first file of each
 side is a warm-up and is not counted. These machines are shared: compare ratios, not seconds.
 
+Measured 2026-12-05, the feed being `pdp ingest`'s small-batch mode (one pipeline): ``pdp bench
+labfeed`` with the defaults (300 persons, 5 drops of 5 messages), 2-core machine at load 1.5-3.7
+(a test run beside it during its first half): feed drop-to-silver median **11.06 s**, reference
+20.06 s, ratio **0.551**; the feed's median time per stage: silver persons 5.71 s, bronze 2.01,
+silver events 1.77, log 1.17, lookup 0.34. The earlier figure (separate fast path, 150 persons,
+4 drops, load 14-20: feed 40.1 s, reference 104.9 s, ratio 0.383) is not comparable in load;
+the batch path's own fixed cost has fallen since (empty silver MERGEs skipped, MERGEs pruned
+to the batch's buckets), which narrows the ratio. The person refresh is the feed's next cost.
+
 `PDP_BENCH_LABFEED_PERSONS` (default 300), `PDP_BENCH_LABFEED_DROPS` (default 5) and
 `PDP_BENCH_LABFEED_MESSAGES` (messages per dropped file, default 5) size it.
 """
