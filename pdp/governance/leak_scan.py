@@ -23,7 +23,8 @@ Detectors (Presidio style: a candidate pattern, then a validation hook):
 - ``NIR``: 13 characters (digits, 2A/2B) and a 2-digit key, grouped as INSEE prints it with
   optional single separators; valid only if :func:`pdp.pseudonym.nir.parse_nir` accepts it
   (structure and key), so a random 15-digit number is flagged with odds ~1/200, not always.
-  Integer and scale-0 decimal columns are scanned for NIRs too (a NIR fits in a BIGINT).
+  Integer and scale-0 decimal columns are scanned for NIRs too (a NIR fits in a BIGINT); in a
+  column of hash-derived ids, the few matches chance gives are dismissed (:meth:`NirDetector.chance`).
 - ``PHONE``: French numbers, ``0[1-9]`` then 8 digits, or the ``+33``/``0033`` form, grouped by
   two with one kind of separator (space, dot, hyphen) or none.
 - ``EMAIL``: ``local@domain.tld`` with a well-formed local part and domain.
@@ -134,6 +135,10 @@ class LeakScanError(Exception):
 # --- detectors ------------------------------------------------------------------------------
 
 
+SHARE_OF = "%"
+"""Marks a count that is not a match but what a detector's ``chance`` rule weighs (``NIR%15``)."""
+
+
 class Detector(ABC):
     """Finds one kind of direct identifier in string cells.
 
@@ -227,18 +232,51 @@ class NirDetector(PatternDetector):
         return _one_separator_kind(match.group()) and isinstance(parse_nir(match.group()), Nir)
 
     def count_integers(self, values: pa.Array) -> Counter[str]:
-        """NIRs stored as numbers: 15-digit integers (or scale-0 decimals) whose key is valid."""
+        """NIRs stored as numbers: 15-digit integers (or scale-0 decimals) whose key is valid;
+        plus, for :meth:`chance`, ``NIR%15`` the 15-digit numbers looked at, ``NIR%long`` the
+        numbers longer than that and ``NIR%all`` the values."""
+        candidates = self._fifteen_digits(values)
+        if candidates is None:
+            return Counter()
+        found = self.count(candidates) if len(candidates) else Counter()
+        found[f"{self.label}{SHARE_OF}15"] = len(candidates)
+        if not pa.types.is_decimal(values.type):
+            big = pa.scalar(1_000_000_000_000_000, values.type)
+            wide = pc.greater_equal(values, big)
+            if pa.types.is_signed_integer(values.type):
+                wide = pc.or_(wide, pc.less_equal(values, pa.scalar(-1_000_000_000_000_000, values.type)))
+            found[f"{self.label}{SHARE_OF}long"] = pc.sum(wide).as_py() or 0
+        found[f"{self.label}{SHARE_OF}all"] = len(values) - values.null_count
+        return found
+
+    @staticmethod
+    def chance(matches: int, looked_at: Mapping[str, int]) -> bool:
+        """True when an integer column's NIR matches are what a hash-derived id column holds by chance.
+
+        Why: BIGINT ids derived from a keyed hash (event, person, note ids) spread over the 64-bit
+        range; about 5 in 100 000 have 15 digits, and about 1 in 200 of those passes NIR
+        validation — a few per lake of a million events, always about 0.5 % of its 15-digit
+        values. So in a column whose values are mostly longer than a NIR (>= 90 %: hash-spread),
+        NIR matches up to 2 + 2 % of its 15-digit values are chance (dismissed, listed); more are
+        NIRs put there (a finding). In any other integer column (counts, codes, a column of
+        NIRs) every match is a finding. A lone NIR slipped into a hash-id column is the case
+        this rule gives up: it cannot be told from chance.
+        """
+        spread = looked_at.get("long", 0) >= 0.9 * looked_at.get("all", 0) > 0
+        return spread and matches <= 2 + 0.02 * looked_at.get("15", 0)
+
+    @staticmethod
+    def _fifteen_digits(values: pa.Array) -> pa.Array | None:
+        """The values with NIR length, as strings (None: the type cannot hold one)."""
         kind = values.type
         if pa.types.is_decimal(kind):
-            return self.count(pc.cast(values, pa.string()))
+            text = pc.cast(values, pa.string())
+            return text.filter(pc.equal(pc.utf8_length(text), 15))
         if kind.bit_width < 64:  # at most 10 digits: never a NIR
-            return Counter()
+            return None
         # Compared in the column's own type: a cast of a large UINT64 to INT64 would fail.
-        low, high = pa.scalar(100_000_000_000_000, kind), pa.scalar(900_000_000_000_000, kind)
-        candidates = values.filter(pc.and_(pc.greater_equal(values, low), pc.less(values, high)))
-        if len(candidates) == 0:
-            return Counter()
-        return self.count(pc.cast(candidates, pa.string()))
+        low, high = pa.scalar(100_000_000_000_000, kind), pa.scalar(1_000_000_000_000_000, kind)
+        return pc.cast(values.filter(pc.and_(pc.greater_equal(values, low), pc.less(values, high))), pa.string())
 
 
 class PhoneDetector(PatternDetector):
@@ -662,6 +700,9 @@ class _Scanner:
         self.files: Counter[tuple[str, str, str]] = Counter()
         self.min_distinct = {label: n for d in self.detectors for label, n in d.min_distinct.items()}
         self.evidence: dict[tuple[str, str, str], set[int]] = {}  # distinct matched values, capped
+        self.chance = {label: rule for d in self.detectors
+                       if (rule := getattr(d, "chance", None)) for label in d.labels}
+        self.looked_at: dict[tuple[str, str, str], Counter[str]] = {}  # per column: what `chance` weighs
         self.report = ScanReport(lake_root=root, detectors=(
             *(label for d in detectors for label in d.labels), *(c.label for c in self.column_checks)))
 
@@ -732,6 +773,10 @@ class _Scanner:
         in_file: set[tuple[str, str, str]] = set()
         for (column, tagged), count in found.items():
             if not count:
+                continue
+            if SHARE_OF in tagged:
+                label, _, what = tagged.partition(SHARE_OF)
+                self.looked_at.setdefault((table, column, label), Counter())[what] += count
                 continue
             label, _, evidence = tagged.partition("#")
             key = (table, column, label)
@@ -863,13 +908,18 @@ class _Scanner:
     # -- findings ---------------------------------------------------------------------------
 
     def findings(self) -> tuple[list[Finding], list[Finding]]:
-        """(findings, dismissed): a label short of its ``min_distinct`` evidence in a column is dismissed."""
+        """(findings, dismissed): a label short of its ``min_distinct`` evidence in a column, or
+        within chance in an integer column (its detector's ``chance``), is dismissed."""
         kept: list[Finding] = []
         dismissed: list[Finding] = []
         for key in sorted(set(self.cells) | set(self.files)):
             finding = Finding(*key, cells=self.cells[key], files=self.files[key])
             needed = self.min_distinct.get(key[2], 0)
-            (dismissed if len(self.evidence.get(key, ())) < needed else kept).append(finding)
+            short = len(self.evidence.get(key, ())) < needed
+            if key in self.looked_at and key[2] in self.chance and self.chance[key[2]](self.cells[key],
+                                                                                   self.looked_at[key]):
+                short = True  # chance matches among hash-derived ids, not a column of NIRs
+            (dismissed if short else kept).append(finding)
         return kept, dismissed
 
 
