@@ -220,3 +220,47 @@ def pdp_process(args: list[str], env: dict[str, str], **kwargs: Any) -> subproce
     """`pdp ARGS` in its own process group (so a test can SIGKILL it and every child)."""
     return subprocess.Popen([sys.executable, "-c", "from pdp.cli import main; main()", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, **kwargs)
+
+
+def _stage_rows(directory: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    if not directory.exists():
+        return []
+    return sorted(repr(sorted(row.items())) for row in pq.read_table(directory).to_pylist())
+
+
+def edge_run(root: Path, registry: Registry, settings: Settings, staging: Path, *, workers: int = 0,
+             spark: Any = None, split: int | None = None) -> dict[str, Any]:
+    """Every file under `root` through the edge's per-file work and fold (`run_files`), as a batch
+    runs it: staged rows, counts, vault records, canonicals and tasks per file, comparable between
+    engines, worker counts and split sizes (`split`: `edge_split_bytes`, None keeps the setting)."""
+    from datetime import UTC, datetime
+
+    from pdp.ingest.edge import Edge
+    from pdp.ingest.fanout import BatchContext, FileTask, run_files
+    from pdp.ingest.parse import Duplicates
+    from pdp.ingest.registry import discover
+    from pdp.pseudonym.keys import KeyStore
+
+    tasks = [FileTask(i, spec.name, path, path.relative_to(root).as_posix(), path.stat().st_size)
+             for i, (spec, path) in enumerate(discover(root, registry).to_parse)]
+    if split is not None:
+        settings = settings.model_copy(update={"edge_split_bytes": split})
+    context = BatchContext(settings, registry, root, staging, "batch-1", datetime(2026, 1, 2, tzinfo=UTC), None)
+    edge = Edge(KeyStore.from_settings(settings))
+    counts, tasks_run = {}, {}
+    for task, result in run_files(tasks, context, workers=workers, duplicates=Duplicates(), spark=spark):
+        counts[(task.source, task.rel)] = result.counts
+        tasks_run[task.rel] = result.tasks
+        edge.absorb(result.state)
+    return {
+        "counts": counts,
+        "bronze": _stage_rows(staging / "bronze"),
+        "quarantine": _stage_rows(staging / "quarantine"),
+        "vault": {p: r.model_dump() for p, r in edge.vault_records.items()},
+        "canonicals": dict(edge.canonicals),
+        "postcodes": dict(edge.postcodes),
+        "by_reason": dict(edge.stats.by_reason),
+        "tasks": tasks_run,
+    }

@@ -19,19 +19,17 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
-from ingest_helpers import lake_settings
+from ingest_helpers import edge_run, lake_settings
 from pydantic import SecretStr
 
 from pdp.config import Settings
 from pdp.ingest import Registry, parse_directory
-from pdp.ingest.edge import Edge, EdgeState, _Identity
-from pdp.ingest.fanout import BatchContext, FileTask, run_files
-from pdp.ingest.parse import Duplicates
+from pdp.ingest.edge import EdgeState, _Identity
+from pdp.ingest.fanout import FileTask
 from pdp.ingest.registry import discover
 from pdp.pseudonym.keys import KeyStore
 from pdp.pseudonym.vault import VaultRecord
@@ -78,39 +76,10 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return s
 
 
-def _stage_rows(directory: Path) -> list[str]:
-    if not directory.exists():
-        return []
-    return sorted(repr(sorted(row.items())) for row in pq.read_table(directory).to_pylist())
-
-
-def _run(root: Path, registry: Registry, settings: Settings, staging: Path, workers: int, spark=None) -> dict:
-    discovery = discover(root, registry)
-    tasks = [
-        FileTask(i, spec.name, path, path.relative_to(root).as_posix(), path.stat().st_size)
-        for i, (spec, path) in enumerate(discovery.to_parse)
-    ]
-    context = BatchContext(settings, registry, root, staging, "batch-1", datetime(2026, 1, 2, tzinfo=UTC), None)
-    edge = Edge(KeyStore.from_settings(settings))
-    counts = {}
-    for task, result in run_files(tasks, context, workers=workers, duplicates=Duplicates(), spark=spark):
-        counts[(task.source, task.rel)] = result.counts
-        edge.absorb(result.state)
-    return {
-        "counts": counts,
-        "bronze": _stage_rows(staging / "bronze"),
-        "quarantine": _stage_rows(staging / "quarantine"),
-        "vault": {p: r.model_dump() for p, r in edge.vault_records.items()},
-        "canonicals": dict(edge.canonicals),
-        "postcodes": dict(edge.postcodes),
-        "by_reason": dict(edge.stats.by_reason),
-    }
-
-
 @pytest.fixture(scope="module")
 def runs(faulty: Path, registry: Registry, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("parallel-staging")
-    return {w: _run(faulty, registry, settings, out / f"w{w}", w) for w in (0, 2)}
+    return {w: edge_run(faulty, registry, settings, out / f"w{w}", workers=w) for w in (0, 2)}
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +91,7 @@ def spark_run(faulty: Path, registry: Registry, settings: Settings, spark, tmp_p
     key_file.write_text(settings.master_key.get_secret_value())
     key_file.chmod(0o600)
     on_files = settings.model_copy(update={"master_key": None, "master_key_file": key_file})
-    return _run(faulty, registry, on_files, tmp_path_factory.mktemp("spark-staging"), 0, spark=spark)
+    return edge_run(faulty, registry, on_files, tmp_path_factory.mktemp("spark-staging"), spark=spark)
 
 
 def test_workers_give_the_same_rows_counts_and_vault_records(runs: dict) -> None:

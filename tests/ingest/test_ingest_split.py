@@ -21,19 +21,16 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 import split_faults
 import yaml
-from ingest_helpers import lake_settings
+from ingest_helpers import edge_run, lake_settings
 
 from pdp.config import Settings
 from pdp.ingest import Registry, load_registry
-from pdp.ingest.edge import Edge
 from pdp.ingest.encoding import FileEncoding
-from pdp.ingest.fanout import BatchContext, FileTask, run_files, split_tasks
-from pdp.ingest.parse import Duplicates
-from pdp.ingest.registry import SOURCES_DIR, discover
+from pdp.ingest.fanout import BatchContext, FileTask, split_tasks
+from pdp.ingest.registry import SOURCES_DIR
 from pdp.ingest.split import line_cuts, plan_parts
 from pdp.pseudonym.keys import KeyStore
 
@@ -108,39 +105,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return s.model_copy(update={"master_key": None, "master_key_file": key_file})
 
 
-def _stage_rows(directory: Path) -> list[str]:
-    if not directory.exists():
-        return []
-    return sorted(repr(sorted(row.items())) for row in pq.read_table(directory).to_pylist())
-
-
-def _run(root: Path, registry: Registry, settings: Settings, staging: Path, *, workers: int = 0, spark=None,
-         split: int = 0) -> dict:
-    discovery = discover(root, registry)
-    tasks = [FileTask(i, spec.name, path, path.relative_to(root).as_posix(), path.stat().st_size)
-             for i, (spec, path) in enumerate(discovery.to_parse)]
-    settings = settings.model_copy(update={"edge_split_bytes": split})
-    context = BatchContext(settings, registry, root, staging, "batch-1", datetime(2026, 1, 2, tzinfo=UTC), None)
-    edge = Edge(KeyStore.from_settings(settings))
-    counts, tasks_run = {}, {}
-    for task, result in run_files(tasks, context, workers=workers, duplicates=Duplicates(), spark=spark):
-        counts[(task.source, task.rel)] = result.counts
-        tasks_run[task.rel] = result.tasks
-        edge.absorb(result.state)
-    return {
-        "counts": counts,
-        "bronze": _stage_rows(staging / "bronze"),
-        "quarantine": _stage_rows(staging / "quarantine"),
-        "vault": {p: r.model_dump() for p, r in edge.vault_records.items()},
-        "canonicals": dict(edge.canonicals),
-        "by_reason": dict(edge.stats.by_reason),
-        "tasks": tasks_run,
-    }
-
-
 @pytest.fixture(scope="module")
 def whole(batch: Path, registry: Registry, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return _run(batch, registry, settings, tmp_path_factory.mktemp("whole"))
+    return edge_run(batch, registry, settings, tmp_path_factory.mktemp("whole"), split=0)
 
 
 def _same(split: dict, whole: dict) -> None:
@@ -152,7 +119,7 @@ def _same(split: dict, whole: dict) -> None:
 def test_split_parts_in_worker_processes_give_what_the_whole_files_give(
     batch: Path, registry: Registry, settings: Settings, whole: dict, tmp_path: Path
 ) -> None:
-    split = _run(batch, registry, settings, tmp_path / "s", workers=2, split=SPLIT)
+    split = edge_run(batch, registry, settings, tmp_path / "s", workers=2, split=SPLIT)
     _same(split, whole)
     by_file = split["tasks"]
     for rel in ("pharmacy", "pmsi", "insee/deces.txt", "gp/", "questionnaires/", "labs/"):
@@ -171,14 +138,14 @@ def test_split_parts_in_worker_processes_give_what_the_whole_files_give(
 def test_split_parts_as_spark_tasks_give_what_the_whole_files_give(
     batch: Path, registry: Registry, settings: Settings, whole: dict, spark, tmp_path: Path
 ) -> None:
-    split = _run(batch, registry, settings, tmp_path / "s", spark=spark, split=SPLIT)
+    split = edge_run(batch, registry, settings, tmp_path / "s", spark=spark, split=SPLIT)
     _same(split, whole)
     assert sum(split["tasks"].values()) > 3 * len(split["tasks"])
 
 
 def test_every_line_a_part(batch: Path, registry: Registry, settings: Settings, whole: dict, tmp_path: Path) -> None:
     """A target of one byte: every cut after the first line allowed, the header alone never a part."""
-    split = _run(batch, registry, settings, tmp_path / "s", workers=2, split=1)
+    split = edge_run(batch, registry, settings, tmp_path / "s", workers=2, split=1)
     _same(split, whole)
 
 
@@ -263,13 +230,13 @@ def test_a_part_that_raises_leaves_the_file_partial_as_the_whole_file_does(
 ) -> None:
     root, registry = flaky
     spark.sparkContext.addPyFile(split_faults.__file__)
-    whole = _run(root, registry, settings, tmp_path / "w")
+    whole = edge_run(root, registry, settings, tmp_path / "w", split=0)
     counts = whole["counts"][("flaky_pmsi", "flaky/export.csv")]
     assert counts.partial and counts.unread_from == 30 and counts.records_in == 29
     assert "after record 29" in counts.stopped
     runs = [(split, engine) for split in (SPLIT, 1) for engine in ({"workers": 2}, {"spark": spark})]
     for number, (split, engine) in enumerate(runs):  # split 1: the marked record opens its part
-        run = _run(root, registry, settings, tmp_path / f"s{number}", split=split, **engine)
+        run = edge_run(root, registry, settings, tmp_path / f"s{number}", split=split, **engine)
         _same(run, whole)
         assert run["tasks"]["flaky/export.csv"] > 1
 
