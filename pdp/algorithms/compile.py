@@ -59,6 +59,7 @@ class Step:
     name: str
     sql: str
     materialise: bool = False  # worth caching: read by several later steps
+    serialised: bool = False  # cached as serialised bytes: big, and read only a few times
 
 
 def _q(text: str) -> str:
@@ -142,6 +143,7 @@ class _Compiler:
             "ON f.domain = m.domain AND f.vocabulary = m.vocabulary AND f.source_code = m.source_code "
             f"WHERE CASE m.criterion {cases} ELSE FALSE END{self.d.distribute_by('person_id')}",
             materialise=True,
+            serialised=True,  # the largest relation (every matched fact), read by the next two steps only
         )
 
     # -- criteria per person ----------------------------------------------------------------
@@ -159,12 +161,18 @@ class _Compiler:
         (a distinct count) and joining the groups back to them.
         """
         names = self._names("events") + self._names("latest")
+        # One sort serves every window: the innermost orders by (date, event id), and the windows
+        # above it order by a prefix of that, which an engine recognises (Spark sorted twice when
+        # `same_day` was a row number partitioned by date). A fact is first of its date when its
+        # row number equals its date's rank.
+        by = "PARTITION BY person_id, criterion"
         return Step(
             "ranked",
-            "SELECT *, max(date_rank) OVER (PARTITION BY person_id, criterion) AS n_dates FROM ("
-            "SELECT *, dense_rank() OVER (PARTITION BY person_id, criterion ORDER BY start_date DESC) AS date_rank, "
-            "row_number() OVER (PARTITION BY person_id, criterion, start_date ORDER BY event_id DESC) AS same_day "
-            f"FROM matched WHERE {_in('criterion', names or [''])}) t",
+            f"SELECT *, max(date_rank) OVER ({by}) AS n_dates FROM ("
+            f"SELECT *, dense_rank() OVER ({by} ORDER BY start_date DESC) AS date_rank, "
+            f"CASE WHEN row_order = rank() OVER ({by} ORDER BY start_date DESC) THEN 1 ELSE 0 END AS same_day FROM ("
+            f"SELECT *, row_number() OVER ({by} ORDER BY start_date DESC, event_id DESC) AS row_order "
+            f"FROM matched WHERE {_in('criterion', names or [''])}) o) t",
         )
 
     def change_pairs(self) -> Step | None:
@@ -197,7 +205,7 @@ class _Compiler:
 
     def cited(self) -> Step:
         """The facts an explanation cites for each criterion that holds (and only those: a criterion
-        holds exactly when it has a cited fact, see `holds`).
+        holds exactly when it has a cited fact, see `flags`).
 
         - ``events``: the facts of the `cite` most recent distinct dates, when there are at least
           `min_dates` of them;
@@ -227,13 +235,6 @@ class _Compiler:
         if not parts:
             parts.append(f"SELECT {cols} FROM matched r WHERE FALSE")
         return Step("cited", "\nUNION ALL\n".join(parts) + self.d.distribute_by("person_id"), materialise=True)
-
-    def holds(self) -> Step:
-        """(person, criterion) pairs that hold, with the last fact date: the criteria with a cited
-        fact (each holding criterion cites its most recent date: `cite` >= 1, and a change pair's
-        later fact is the most recent of the qualifying pairs)."""
-        return Step("holds", "SELECT person_id, criterion, max(start_date) AS last_date FROM cited "
-                             "GROUP BY person_id, criterion")
 
     # -- persons, populations, strata ---------------------------------------------------------
 
@@ -268,14 +269,17 @@ class _Compiler:
         cols = [f"COALESCE(h.c_{n}, FALSE) AS c_{n}" for n in self.events]
         cols += [f"COALESCE({self._person_test(c)}, FALSE) AS c_{n}" for n, c in self.persons.items()]
         dates = [f"h.d_{n}" for n in self._done_by()]
+        # A criterion holds exactly when it has a cited fact, and each holding criterion cites its
+        # most recent date (`cite` >= 1; a change pair's later fact is the most recent of the
+        # qualifying pairs): one aggregate of the cited facts per person gives every flag and date.
         pivot = ", ".join(
             [f"max(CASE WHEN criterion = '{n}' THEN 1 ELSE 0 END) = 1 AS c_{n}" for n in self.events]
-            + [f"max(CASE WHEN criterion = '{n}' THEN last_date END) AS d_{n}" for n in self._done_by()]
+            + [f"max(CASE WHEN criterion = '{n}' THEN start_date END) AS d_{n}" for n in self._done_by()]
         )
         return Step(
             "flags",
             f"SELECT p.*, {', '.join(cols + dates)} FROM people p "
-            f"LEFT JOIN (SELECT person_id, {pivot} FROM holds GROUP BY person_id) h ON p.person_id = h.person_id",
+            f"LEFT JOIN (SELECT person_id, {pivot} FROM cited GROUP BY person_id) h ON p.person_id = h.person_id",
         )
 
     def _done_by(self) -> list[str]:
@@ -339,7 +343,8 @@ class _Compiler:
         return Step("out_stratum", "\nUNION ALL\n".join(parts))
 
     def out_care_action(self) -> Step:
-        parts = []
+        # a row per action of the person's pathway (`Dialect.rows_where`: one pass over `persons` on Spark)
+        rows: list[tuple[str, dict[str, str]]] = []
         for pw in self.defs.pathways.values():
             stratum = f"s_{pw.pyramid}"
 
@@ -355,22 +360,25 @@ class _Compiler:
                     f"THEN {_q(pw.interval_rule_id(a.action, k))}"
                     for k, i in enumerate(a.intervals)
                 )
-                parts.append(
-                    f"SELECT person_id, person_pseudonym, {_q(pw.name)} AS pathway, {stratum} AS stratum, "
-                    f"{_q(a.action)} AS action, {_q(a.professional)} AS professional, "
-                    f"CASE {days} END AS interval_days, "
-                    f"CASE {rule} END AS rule_id, d_{a.done_by} AS last_done, {pw.version} AS definition_version, "
-                    f"{pw.due_soon_days} AS due_soon_days, location_id, gp_rpps "
-                    f"FROM persons WHERE {_in(stratum, pw.strata)}"
-                )
-        union = "\nUNION ALL\n".join(parts)
+                rows.append((_in(stratum, pw.strata), {
+                    "pathway": _q(pw.name), "stratum": stratum, "action": _q(a.action),
+                    "professional": _q(a.professional), "interval_days": f"CASE {days} END",
+                    "rule_id": f"CASE {rule} END", "last_done": f"d_{a.done_by}",
+                    "definition_version": str(pw.version), "due_soon_days": str(pw.due_soon_days),
+                }))
+        actions = self.d.rows_where("persons", ["person_id", "person_pseudonym", "location_id", "gp_rpps"], rows) \
+            if rows else (
+            "SELECT person_id, person_pseudonym, location_id, gp_rpps, '' AS pathway, '' AS stratum, '' AS action, "
+            "'' AS professional, 0 AS interval_days, '' AS rule_id, CAST(NULL AS DATE) AS last_done, "
+            "0 AS definition_version, 0 AS due_soon_days FROM persons WHERE FALSE")
         due = f"COALESCE({self.d.plus_days('last_done', 'interval_days')}, {self.as_of})"
         return Step(
             "out_care_action",
             f"SELECT person_id, person_pseudonym, pathway, stratum, action, professional, interval_days, rule_id, "
             f"last_done, {due} AS next_due, CASE WHEN last_done IS NULL OR {due} < {self.as_of} THEN 'overdue' "
             f"WHEN {due} <= {self.d.plus_days(self.as_of, 'due_soon_days')} THEN 'due' ELSE 'up_to_date' END "
-            f"AS status, definition_version, location_id, gp_rpps FROM ({union}) a{self.d.distribute_by('person_id')}",
+            f"AS status, definition_version, location_id, gp_rpps FROM ({actions}) a"
+            f"{self.d.distribute_by('person_id')}",
             materialise=True,
         )
 
@@ -416,19 +424,17 @@ class _Compiler:
     def citations(self) -> Step:
         """(person, kind, subject, rule, criterion) for every criterion a published decision cites.
 
-        One narrow projection of `persons` per citation, joined to the facts once afterwards: a
-        join per citation made a plan of ~70 joins that took Spark longer to analyse than to run.
+        A row per citation that holds (`Dialect.rows_where`: one pass over `persons` on Spark),
+        joined to the facts once afterwards: a join per citation made a plan of ~70 joins that took
+        Spark longer to analyse than to run.
         """
-        parts = []
+        rows: list[tuple[str, dict[str, str]]] = []
 
         def cite(kind: str, subject: str, rule_id: str, where: str, rule: Expr) -> None:
             for crit, guards in citations(rule):
                 guard = " AND ".join(to_sql(g, self._crit, self._pop) for g in guards) or "TRUE"
-                parts.append(
-                    f"SELECT person_id, person_pseudonym, {_q(kind)} AS kind, {subject} AS subject, "
-                    f"{rule_id} AS rule_id, {_q(crit)} AS criterion FROM persons "
-                    f"WHERE ({where}) AND c_{crit} AND {guard}"
-                )
+                rows.append((f"({where}) AND c_{crit} AND {guard}",
+                             {"kind": _q(kind), "subject": subject, "rule_id": rule_id, "criterion": _q(crit)}))
 
         for name, pop in self.defs.populations.items():
             cite("population", _q(name), _q(pop.rule_id), f"p_{name}",
@@ -445,7 +451,15 @@ class _Compiler:
             if reg.rule is not None:
                 cite("registry", _q(name), _q(reg.rule_id),
                      f"{_in(f's_{reg.pyramid}', reg.strata)} AND {to_sql(reg.rule, self._crit, self._pop)}", reg.rule)
-        return Step("citations", "\nUNION ALL\n".join(parts) + self.d.distribute_by("person_id"), materialise=True)
+        if not rows:
+            return Step("citations", "SELECT person_id, person_pseudonym, '' AS kind, '' AS subject, '' AS rule_id, "
+                                     "'' AS criterion FROM persons WHERE FALSE")
+        return Step(
+            "citations",
+            "SELECT * FROM (" + self.d.rows_where("persons", ["person_id", "person_pseudonym"], rows) + ") c"
+            + self.d.distribute_by("person_id"),
+            materialise=True,
+        )
 
     def out_evidence(self) -> Step:
         """Facts behind every population, stratum, action and alert (long form, engine-neutral)."""
@@ -475,7 +489,7 @@ class _Compiler:
         pairs = self.change_pairs()
         if pairs is not None:
             out.append(pairs)
-        out += [self.cited(), self.holds(), self.people(), self.flags(), *self.populations()]
+        out += [self.cited(), self.people(), self.flags(), *self.populations()]
         out += [self.out_population(), self.out_stratum(), self.out_care_action(), self.out_alert(),
                 self.out_registry(), self.citations(), self.out_evidence()]
         return out

@@ -58,8 +58,8 @@ GOLD_OUTPUTS: dict[str, str] = {
     "out_stratum": "gold.stratum",
     "out_care_action": "gold.care_action",
     "out_alert": "gold.alert",
-    "out_registry": "gold.psi_registry",
     "out_evidence": "gold.evidence",
+    "out_registry": "gold.psi_registry",
 }
 
 
@@ -158,6 +158,8 @@ def build_gold(
 
         schema = StructType([StructField("person_id", LongType(), False)])
         spark.createDataFrame([(i,) for i in scope_ids], schema).createOrReplaceTempView("in_scope")
+    from pyspark import StorageLevel
+
     cached: list[DataFrame] = []
     for step in steps:
         tick = time.perf_counter()
@@ -168,7 +170,10 @@ def build_gold(
             # from the checkpoint, and then every per-person step after it shuffles again what
             # the step had already distributed by person (see `Dialect.distribute_by`).
             with scoped_conf(spark, _STATIC_PLAN):
-                frame = spark.sql(step.sql).localCheckpoint(eager=True)
+                # a big relation read a few times is kept serialised: fewer live objects for the
+                # collector (its rows cost a copy per read); the small ones read often stay as rows
+                level = StorageLevel.MEMORY_AND_DISK if step.serialised else StorageLevel.MEMORY_AND_DISK_DESER
+                frame = spark.sql(step.sql).localCheckpoint(eager=True, storageLevel=level)
             cached.append(frame)
         else:
             frame = spark.sql(step.sql)
