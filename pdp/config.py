@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     )
     spark_driver_memory: str = Field("6g", description="Driver memory (local mode runs everything in the driver).")
     spark_shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions; small on 2 cores.")
+    spark_delta_snapshot_partitions: int = Field(
+        1, ge=1, description="Tasks Delta rebuilds a table's state from its log in; raise it for tables of"
+        " many thousand files (a cluster's lake)."
+    )
     spark_jars: str | None = Field(
         None, description="Comma-separated Delta jars; by default resolved from the local Maven repository."
     )
