@@ -143,7 +143,7 @@ class _Compiler:
             "ON f.domain = m.domain AND f.vocabulary = m.vocabulary AND f.source_code = m.source_code "
             f"WHERE CASE m.criterion {cases} ELSE FALSE END{self.d.distribute_by('person_id')}",
             materialise=True,
-            serialised=True,  # the largest relation (every matched fact), read by the next two steps only
+            serialised=True,  # the largest relation (every matched fact), read by the ranking and citing steps only
         )
 
     # -- criteria per person ----------------------------------------------------------------
@@ -366,11 +366,11 @@ class _Compiler:
                     "rule_id": f"CASE {rule} END", "last_done": f"d_{a.done_by}",
                     "definition_version": str(pw.version), "due_soon_days": str(pw.due_soon_days),
                 }))
-        actions = self.d.rows_where("persons", ["person_id", "person_pseudonym", "location_id", "gp_rpps"], rows) \
-            if rows else (
-            "SELECT person_id, person_pseudonym, location_id, gp_rpps, '' AS pathway, '' AS stratum, '' AS action, "
-            "'' AS professional, 0 AS interval_days, '' AS rule_id, CAST(NULL AS DATE) AS last_done, "
-            "0 AS definition_version, 0 AS due_soon_days FROM persons WHERE FALSE")
+        keep = ["person_id", "person_pseudonym", "location_id", "gp_rpps"]
+        none = ("SELECT person_id, person_pseudonym, location_id, gp_rpps, '' AS pathway, '' AS stratum, "
+                "'' AS action, '' AS professional, 0 AS interval_days, '' AS rule_id, CAST(NULL AS DATE) AS last_done, "
+                "0 AS definition_version, 0 AS due_soon_days FROM persons WHERE FALSE")
+        actions = self.d.rows_where("persons", keep, rows) if rows else none
         due = f"COALESCE({self.d.plus_days('last_done', 'interval_days')}, {self.as_of})"
         return Step(
             "out_care_action",
