@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from pdp.pseudonym.pseudonymise import Pseudonymiser
 
 __all__ = [
-    "SECRET_SETTINGS", "ExecutorSecretMissing", "executor_pseudonymiser", "executor_settings", "shipped_settings",
+    "SECRET_SETTINGS", "ExecutorSecretMissing", "executor_pseudonymiser", "executor_settings", "key_check",
+    "shipped_settings",
 ]
 
 SECRET_SETTINGS = ("master_key", "pkcs11_pin", "db_url", "audit_db_url")
@@ -76,9 +77,18 @@ def executor_settings(shipped: Settings, withheld: Iterable[str], environ: dict[
     return shipped.model_copy(update=found)
 
 
+def key_check(pseudonymiser: Pseudonymiser) -> str:
+    """The pseudonym of a fixed non-identity under the pinned key: tells two keys apart (a key check
+    value) without revealing either, and names no person."""
+    from pdp.pseudonym.normalise import CANONICAL_FORMAT
 
-def executor_pseudonymiser(shipped: Settings, withheld: Iterable[str], version: int) -> Pseudonymiser:
-    """The pseudonymiser of key version `version`, opened on this executor from its key store."""
+    return pseudonymiser.pseudonym_of_bytes(CANONICAL_FORMAT.encode("ascii") + b"\x1fpdp executor key check")
+
+
+def executor_pseudonymiser(shipped: Settings, withheld: Iterable[str], version: int, check: str) -> Pseudonymiser:
+    """The pseudonymiser of key version `version`, opened on this executor from its key store; `check`
+    is the driver's :func:`key_check`: settings naming another key store (whose key would give other
+    pseudonyms, silently) stop the job instead."""
     from pdp.pseudonym.keys import KeyStore
     from pdp.pseudonym.pseudonymise import Pseudonymiser
 
@@ -86,4 +96,7 @@ def executor_pseudonymiser(shipped: Settings, withheld: Iterable[str], version: 
     if pseudonymiser.version != version:
         raise RuntimeError(f"the executor's current pseudonym key is v{pseudonymiser.version}, the job's v{version}: "
                            "a rotation ran meanwhile; run the job again")
+    if key_check(pseudonymiser) != check:
+        raise RuntimeError("the executor's pseudonym key is not the job's: the settings shipped name another key "
+                           "store than the one the driver's pseudonymiser reads")
     return pseudonymiser

@@ -129,7 +129,7 @@ from datetime import date
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from pdp.pseudonym.executor_keys import executor_pseudonymiser, shipped_settings
+from pdp.pseudonym.executor_keys import executor_pseudonymiser, key_check, shipped_settings
 from pdp.pseudonym.linkage import (
     MODEL_BUILTIN,
     MODEL_GIVEN,
@@ -461,6 +461,7 @@ class SparkLinker:
         self._options = options or LinkageOptions()
         self._pseudonymiser = pseudonymiser
         self._shipped, self._withheld = shipped_settings(settings or get_settings())
+        self._check = key_check(pseudonymiser)  # the executors must open this very key
         self._broadcasts: list[Broadcast] = []
         self._register_functions()
 
@@ -719,11 +720,11 @@ class SparkLinker:
         else:
             variants = variants.withColumn("person", F.col("det_root"))
         variants = variants.localCheckpoint()
-        shipped, withheld, version = self._shipped, self._withheld, self._pseudonymiser.version
+        shipped, withheld, version, check = self._shipped, self._withheld, self._pseudonymiser.version, self._check
         persons_arrow = _arrow(_PERSONS_SCHEMA)
 
         def persons_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            return _persons_batches(batches, executor_pseudonymiser(shipped, withheld, version), persons_arrow)
+            return _persons_batches(batches, executor_pseudonymiser(shipped, withheld, version, check), persons_arrow)
 
         per_variant = (
             variants.repartition("person").sortWithinPartitions("person", "index")

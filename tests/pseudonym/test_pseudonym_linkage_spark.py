@@ -244,6 +244,24 @@ def test_no_identity_in_the_spark_plans_or_in_any_spark_file(spark, pseudonymise
     assert read > 0 and leaks == []
 
 
+def test_executors_opening_another_key_store_stop_the_linkage(spark, pseudonymiser, tmp_path: Path) -> None:
+    """Settings naming another key store than the pseudonymiser's would give other pseudonyms,
+    silently: the executors compare the driver's key check value and stop the job."""
+    from pdp.pseudonym.executor_keys import key_check
+    from pdp.pseudonym.linkage_spark import SparkLinker
+
+    key_file = tmp_path / "other.key"
+    key_file.write_text(base64.b64encode(os.urandom(32)).decode("ascii"))
+    key_file.chmod(0o600)
+    other = Settings(_env_file=None, key_store=tmp_path / "keys", master_key_file=key_file)
+    KeyStore.from_settings(other).init()
+    assert key_check(Pseudonymiser(KeyStore.from_settings(other))) != key_check(pseudonymiser)
+    opts = LinkageOptions(parameters=DEFAULT_PARAMETERS, model_version="test")
+    with pytest.raises(Exception, match="pseudonym key is not the job's"), \
+            SparkLinker(spark, pseudonymiser, options=opts, settings=other) as linker:
+        linker.link(background(20)).result()
+
+
 def test_the_file_scan_finds_a_name_written_in_clear(tmp_path: Path) -> None:
     """The scan above can fail: a file holding the name is found."""
     (tmp_path / "spill").mkdir()
