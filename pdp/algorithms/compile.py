@@ -59,7 +59,6 @@ class Step:
     name: str
     sql: str
     materialise: bool = False  # worth caching: read by several later steps
-    serialised: bool = False  # cached as serialised bytes: big, and read only a few times
 
 
 def _q(text: str) -> str:
@@ -68,6 +67,11 @@ def _q(text: str) -> str:
 
 def _in(column: str, values: list[str]) -> str:
     return f"{column} IN ({', '.join(_q(v) for v in values)})"
+
+
+# the columns of a cited fact
+_CITED = ("r.person_id, r.criterion, r.fact_table, r.event_id, r.start_date, r.source, r.vocabulary, "
+          "r.source_code, r.value")
 
 
 def _cmp(left: str, test_op: str, threshold: float) -> str:
@@ -134,15 +138,15 @@ class _Compiler:
 
     def matched(self) -> Step:
         cases = " ".join(f"WHEN '{n}' THEN ({self._fact_test(c)})" for n, c in self.events.items())
+        # Not materialised: the ranking reads it once, straight from the shuffle that distributes
+        # it by person (keeping every matched fact, then reading it again, cost 4-7 s at 1 M persons).
+        # Only the columns later steps read: every matched fact crosses that shuffle.
         return Step(
             "matched",
-            # only what later steps read: every matched fact crosses one shuffle and is kept in memory
             f"SELECT {self.d.broadcast('m')}f.person_id, f.fact_table, f.event_id, f.vocabulary, "
             "f.source_code, f.start_date, f.value, f.source, m.criterion FROM facts f JOIN code_criteria m "
             "ON f.domain = m.domain AND f.vocabulary = m.vocabulary AND f.source_code = m.source_code "
             f"WHERE CASE m.criterion {cases} ELSE FALSE END{self.d.distribute_by('person_id')}",
-            materialise=True,
-            serialised=True,  # the largest relation (every matched fact), read by the ranking and citing steps only
         )
 
     # -- criteria per person ----------------------------------------------------------------
@@ -151,7 +155,7 @@ class _Compiler:
         return [n for n, c in self.events.items() if c.kind == kind]
 
     def ranked(self) -> Step:
-        """Matched facts of the dated criteria numbered per person and criterion, in one sort.
+        """Matched facts numbered per person and criterion, in one sort.
 
         ``date_rank``: the fact's date among the criterion's distinct dates, newest first;
         ``same_day``: 1 for the fact that speaks for its date (the last recorded one: highest
@@ -159,7 +163,6 @@ class _Compiler:
         criterion holds or not and its cited facts are chosen, without grouping the facts
         (a distinct count) and joining the groups back to them.
         """
-        names = self._names("events") + self._names("latest")
         # One sort serves every window: the innermost orders by (date, event id), and the windows
         # above it order by a prefix of that, which an engine recognises (Spark sorted twice when
         # `same_day` was a row number partitioned by date). A fact is first of its date when its
@@ -171,17 +174,40 @@ class _Compiler:
             f"SELECT *, dense_rank() OVER ({by} ORDER BY start_date DESC) AS date_rank, "
             f"CASE WHEN row_order = rank() OVER ({by} ORDER BY start_date DESC) THEN 1 ELSE 0 END AS same_day FROM ("
             f"SELECT *, row_number() OVER ({by} ORDER BY start_date DESC, event_id DESC) AS row_order "
-            f"FROM matched WHERE {_in('criterion', names or [''])}) o) t",
+            "FROM matched) o) t",
         )
 
-    def change_facts(self) -> Step | None:
-        """The matched facts of the change criteria, kept apart: the pairs join them to themselves
-        and the citations read them again, and three scans of every matched fact for the few of
-        these cost 2-3 s at 1 M persons (one scan here instead)."""
+    def citable(self) -> Step:
+        """The facts a criterion may cite, the first relation kept after the matching: the cited facts
+        of the dated and latest-value criteria, and every fact of the change criteria (their pairs
+        are chosen next, from these alone).
+
+        - ``events``: the facts of the `cite` most recent distinct dates, when there are at least
+          `min_dates` of them;
+        - ``latest``: the most recent fact, when its value passes the test.
+        """
+        tests = [
+            f"WHEN '{n}' THEN (r.n_dates >= {self.events[n].min_dates} AND r.date_rank <= {self.events[n].cite})"
+            for n in self._names("events")
+        ]
+        for n in self._names("latest"):
+            latest = self.events[n].latest
+            assert latest is not None
+            tests.append(f"WHEN '{n}' THEN (r.date_rank = 1 AND {_cmp('r.value', latest.op, latest.threshold)})")
+        tests += [f"WHEN '{n}' THEN TRUE" for n in self._names("change")]
+        keep = f"CASE r.criterion {' '.join(tests)} ELSE FALSE END" if tests else "FALSE"
+        return Step("citable", f"SELECT {_CITED} FROM ranked r WHERE (r.same_day = 1 OR {self._is_change('r')}) "
+                    f"AND {keep}", materialise=True)
+
+    def _is_change(self, alias: str) -> str:
         change = self._names("change")
-        if not change:
+        return _in(f"{alias}.criterion", change) if change else "FALSE"
+
+    def change_facts(self) -> Step | None:
+        """The facts of the change criteria: the pairs join them to themselves, the citations read them again."""
+        if not self._names("change"):
             return None
-        return Step("change_facts", f"SELECT * FROM matched WHERE {_in('criterion', change)}", materialise=True)
+        return Step("change_facts", f"SELECT * FROM citable r WHERE {self._is_change('r')}")
 
     def change_pairs(self) -> Step | None:
         change = self._names("change")
@@ -213,35 +239,17 @@ class _Compiler:
 
     def cited(self) -> Step:
         """The facts an explanation cites for each criterion that holds (and only those: a criterion
-        holds exactly when it has a cited fact, see `flags`).
-
-        - ``events``: the facts of the `cite` most recent distinct dates, when there are at least
-          `min_dates` of them;
-        - ``latest``: the most recent fact, when its value passes the test;
-        - ``change``: the two facts of the most recent qualifying pair.
+        holds exactly when it has a cited fact, see `flags`): the citable facts of the dated and
+        latest-value criteria (see `citable`), and the two facts of each change criterion's most
+        recent qualifying pair.
         """
-        parts = []
-        cols = ("r.person_id, r.criterion, r.fact_table, r.event_id, r.start_date, r.source, "
-                "r.vocabulary, r.source_code, r.value")
-        tests = [
-            f"WHEN '{n}' THEN (r.n_dates >= {self.events[n].min_dates} AND r.date_rank <= {self.events[n].cite})"
-            for n in self._names("events")
-        ]
-        for n in self._names("latest"):
-            latest = self.events[n].latest
-            assert latest is not None
-            tests.append(f"WHEN '{n}' THEN (r.date_rank = 1 AND {_cmp('r.value', latest.op, latest.threshold)})")
-        if tests:
-            parts.append(f"SELECT {cols} FROM ranked r WHERE r.same_day = 1 AND CASE r.criterion {' '.join(tests)} "
-                         "ELSE FALSE END")
+        parts = [f"SELECT {_CITED} FROM citable r WHERE NOT {self._is_change('r')}"]
         if self._names("change"):
             parts.append(
-                f"SELECT {cols} FROM change_facts r JOIN change_pairs p ON r.person_id = p.person_id "
+                f"SELECT {_CITED} FROM change_facts r JOIN change_pairs p ON r.person_id = p.person_id "
                 "AND r.criterion = p.criterion AND (r.event_id = p.earlier_id OR r.event_id = p.later_id) "
                 "WHERE p.pair_rank = 1"
             )
-        if not parts:
-            parts.append(f"SELECT {cols} FROM matched r WHERE FALSE")
         return Step("cited", "\nUNION ALL\n".join(parts) + self.d.distribute_by("person_id"), materialise=True)
 
     # -- persons, populations, strata ---------------------------------------------------------
@@ -490,7 +498,7 @@ class _Compiler:
         return Step("out_evidence", "\nUNION ALL\n".join(parts))
 
     def steps(self) -> list[Step]:
-        out = [self.facts(), self.codes(), self.code_criteria(), self.matched(), self.ranked()]
+        out = [self.facts(), self.codes(), self.code_criteria(), self.matched(), self.ranked(), self.citable()]
         out += [s for s in (self.change_facts(), self.change_pairs()) if s is not None]
         out += [self.cited(), self.people(), self.flags(), *self.populations()]
         out += [self.out_population(), self.out_stratum(), self.out_care_action(), self.out_alert(),

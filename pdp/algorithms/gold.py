@@ -178,10 +178,9 @@ def build_gold(
             # from the checkpoint, and then every per-person step after it shuffles again what
             # the step had already distributed by person (see `Dialect.distribute_by`).
             with scoped_conf(spark, _STATIC_PLAN):
-                # a big relation read a few times is kept serialised: fewer live objects for the
-                # collector (its rows cost a copy per read); the small ones read often stay as rows
-                level = StorageLevel.MEMORY_AND_DISK if step.serialised else StorageLevel.MEMORY_AND_DISK_DESER
-                frame = spark.sql(step.sql).localCheckpoint(eager=True, storageLevel=level)
+                # kept as rows: the materialised relations are the small ones read often (the
+                # matched facts, the one big relation, are not kept: see `compile.matched`)
+                frame = spark.sql(step.sql).localCheckpoint(eager=True, storageLevel=StorageLevel.MEMORY_AND_DISK_DESER)
             cached.append(frame)
         else:
             frame = spark.sql(step.sql)
