@@ -93,7 +93,8 @@ class SparkDialect(Dialect):
     def rows_where(self, relation: str, keep: list[str], rows: list[tuple[str, dict[str, str]]]) -> str:
         # One pass: per row, an array of a struct per entry whose condition holds, exploded. A scan
         # per entry (44 for the citations) read every person 44 times and compiled 44 programs,
-        # which the JVM then compiled again: 9.4 s -> 4.1 s for the citations at 1 M persons.
+        # which the JVM then compiled again: 9.4 s -> 4.1 s for the citations at 1 M persons. The
+        # code criteria too (a scan of the distinct codes per criterion, 376 tasks): 1.0-1.2 s -> < 0.3 s.
         items = ", ".join(
             "CASE WHEN {} THEN named_struct({}) END".format(cond, ", ".join(f"'{k}', {v}" for k, v in fields.items()))
             for cond, fields in rows

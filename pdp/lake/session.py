@@ -37,6 +37,12 @@ def spark_log_path(settings: Settings | None = None) -> Path:
     return path
 
 
+# The throughput collector: our jobs are batches, not latency-bound services. G1's concurrent
+# marking cost the 1 M-person gold build ~18 CPU-s of its 2 cores (wall 121 -> 106 s with this
+# flag, same run otherwise; see pdp/bench/gold.py).
+_GC = "-XX:+UseParallelGC"
+
+
 def spark_conf(settings: Settings | None = None, app_name: str = "pdp") -> dict[str, str]:
     """Every Spark setting we set, as plain strings (also used to document and test them)."""
     s = settings or get_settings()
@@ -74,12 +80,12 @@ def spark_conf(settings: Settings | None = None, app_name: str = "pdp") -> dict[
                 f"-Dderby.system.home={(s.var_dir / 'derby').resolve()}",
                 f"-Dlog4j2.configurationFile={resources.files('pdp.lake').joinpath('log4j2.properties')}",
                 f"-Dpdp.spark.log={spark_log_path(s)}",
-                # The throughput collector: our jobs are batches, not latency-bound services. G1's
-                # concurrent marking cost the 1 M-person gold build ~18 CPU-s of its 2 cores
-                # (wall 121 -> 106 s with this flag, same run otherwise; see pdp/bench/gold.py).
-                "-XX:+UseParallelGC",
+                _GC,
             ]
         ),
+        # On a cluster the executors run the tasks, in JVMs of their own: the same collector there
+        # (in local mode the driver's JVM is the executor and this is not read).
+        "spark.executor.extraJavaOptions": _GC,
         **_DELTA_CONF,
     }
     return conf

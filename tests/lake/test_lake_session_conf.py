@@ -41,6 +41,7 @@ def test_a_cluster_master_gets_the_jars_through_spark_jars_as_absolute_files(
 def test_every_local_path_in_the_conf_is_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     conf = spark_conf(_settings(tmp_path, monkeypatch, spark_master="spark://127.0.0.1:7177"))
     assert Path(conf["spark.sql.warehouse.dir"]).is_absolute()
+    assert "-XX:+UseParallelGC" in conf["spark.executor.extraJavaOptions"].split(), "the executors' JVMs too"
     for option in conf["spark.driver.extraJavaOptions"].split():
         if not option.startswith("-D"):  # a JVM flag, not a setting naming a path
             continue
