@@ -105,7 +105,7 @@ class SparkDialect(Dialect):
 
     def pivot_max(self, relation: str, key: str, column: str, value: str, names: list[str], prefix: str) -> str:
         # PIVOT finds each row's column through a lookup of its name instead of testing every name:
-        # the flags of 1 M persons 9.4 -> 5.9-8.3 s (three paired runs, warm JVM)
+        # the step computing the flags of 1 M persons 9.4-10.8 -> 5.9-8.3 s (paired runs, warm JVM)
         values = ", ".join(f"'{n}' AS {prefix}{n}" for n in names)
         return (f"SELECT * FROM (SELECT {key}, {column}, {value} FROM {relation}) "
                 f"PIVOT (max({value}) FOR {column} IN ({values}))")
