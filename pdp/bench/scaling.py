@@ -1,0 +1,166 @@
+"""`pdp bench scaling [--persons N] [--split-bytes B]`: the edge's scaling from one to two executors.
+
+Why: issue 14 asks for a scaling efficiency of at least 0.8 from one to two executors on the local
+cluster for the ingest's edge (parse, validate, normalise, pseudonymise as Spark tasks,
+:mod:`pdp.ingest.spark_tasks`) — the part of the ingest meant to grow with a cluster's executors.
+
+What is measured: the stage :mod:`pdp.bench.edge` times (:func:`pdp.bench.edge.edge_stage`, the
+path production takes on a cluster master), on the same synthetic territory and throw-away var/
+(fresh master key in a 0600 file, which the executors open), against a standalone cluster of two
+workers of one core each started by the project's script (:mod:`pdp.lake.local_cluster`: its own
+run dir and free ports; stopped at the end whatever happens). Each round runs it with a session
+limited to one executor of one core (``spark.cores.max=1``), then with two executors of one core
+each (``spark.cores.max=2``); each session is started afresh, waits for its executors and is warmed
+by a tiny job, so neither JVM nor executor start-up is timed (the first tasks still pay their Python
+workers' imports, as a batch does). Rounds: ``PDP_BENCH_SCALING_ROUNDS`` (2); the best of each is
+the figure, every run must count every file alike (checked), and each round's efficiency is
+printed too. Efficiency = T(1) / (2 × T(2)); the goal is 0.8.
+
+The territory is split finely (``--split-bytes``, 2 MiB by default, not the edge's 64 MiB) so the
+stage is many more tasks than cores: with a few big files, the biggest would bound the wall time
+and the figure would measure the long tail, not the scaling. The tasks each executor finished
+(from its log in the worker's work dir) are printed per run: the two-executor run must show two.
+
+Caveat, printed with the figures (``caveat``) whenever the machine has fewer cores than executors
+plus one: the driver (which opens every sealed result, folds the files and writes nothing else
+here) and the two executors then share the cores, as do other people's jobs on a shared machine.
+
+Measured: see the end of this docstring (filled in with the run's command, load and date).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PERSONS = 3_000
+SPLIT_BYTES = 2 << 20
+GOAL = 0.8
+EXECUTORS = 2  # the issue's "from one to two executors"
+_HOST = "127.0.0.1"
+_EXECUTOR_WAIT_S = 120
+
+
+@dataclass(frozen=True)
+class Run:
+    executors: int
+    seconds: float
+    counts: dict  # per file, as :func:`pdp.bench.edge.edge_stage` gives them
+    tasks: int
+    per_executor: tuple[int, ...]  # tasks each executor finished in the timed stage, most first
+
+
+def efficiency(one: float, many: float, executors: int) -> float:
+    """Scaling efficiency: the speed-up T(1) / T(n) over the n executors it took."""
+    return one / (executors * many)
+
+
+def caveat(executors: int, cpus: int | None) -> str | None:
+    """Why the figure may understate the scaling, or None when every executor and the driver can
+    have a core of their own."""
+    if cpus is not None and cpus >= executors + 1:
+        return None
+    return (f"{cpus or 'unknown'} cores for {executors} executors and the driver: they share the cores "
+            "(and with any other job on this machine), so the two-executor run cannot have two free cores")
+
+
+def bench_scaling(persons: int = PERSONS, split_bytes: int | None = None) -> dict[str, Any]:
+    from pdp.bench.edge import synthetic_territory
+    from pdp.lake.local_cluster import local_cluster
+
+    rounds = max(1, int(os.environ.get("PDP_BENCH_SCALING_ROUNDS", 2)))
+    runs: dict[int, list[Run]] = {1: [], EXECUTORS: []}
+    with tempfile.TemporaryDirectory(prefix="pdp-bench-scaling-") as tmp:
+        var = Path(tmp)
+        settings, sources = synthetic_territory(var, persons, split_bytes or SPLIT_BYTES)
+        with local_cluster(var / "spark-cluster", workers=EXECUTORS, cores=1) as cluster:
+            settings = settings.model_copy(update={"spark_master": cluster.master})
+            for r in range(rounds):
+                for executors in runs:
+                    staging = var / f"staging-{r}-{executors}"
+                    runs[executors].append(_run(settings, sources, staging, cluster, executors))
+    return _figures(persons, settings.edge_split_bytes, runs)
+
+
+def _run(settings: Any, sources: Path, staging: Path, cluster: Any, executors: int) -> Run:
+    """The edge stage once, on a fresh session of `executors` executors of one core each."""
+    from pdp.bench.edge import edge_stage
+    from pdp.lake.session import get_spark
+
+    spark = get_spark(settings, app_name=f"pdp-bench-scaling-{executors}", conf={
+        "spark.cores.max": str(executors),
+        "spark.executor.cores": "1",
+        # one machine, loopback only: the driver binds where the workers listen
+        "spark.driver.host": _HOST,
+        "spark.driver.bindAddress": _HOST,
+    })
+    try:
+        _await_executors(spark, executors)
+        spark.sparkContext.parallelize(range(executors), executors).count()  # start-up is not the edge's
+        app = spark.sparkContext.applicationId
+        before = cluster.finished_tasks(app)
+        seconds, counts, tasks = edge_stage(settings, sources, staging, spark, 0)
+        done = _finished_since(cluster, app, before, tasks)
+    finally:
+        spark.stop()
+    return Run(executors, seconds, counts, tasks, tuple(sorted(done.values(), reverse=True)))
+
+
+def _await_executors(spark: Any, executors: int) -> None:
+    """Until the session has `executors` executors registered (they start after the session)."""
+    from pdp.lake.local_cluster import ClusterError
+
+    deadline = time.monotonic() + _EXECUTOR_WAIT_S
+    while spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1 < executors:  # the driver is one
+        if time.monotonic() > deadline:
+            raise ClusterError(f"the local Spark cluster gave fewer than {executors} executors in {_EXECUTOR_WAIT_S}s")
+        time.sleep(0.2)
+
+
+def _finished_since(cluster: Any, app: str, before: Counter[str], tasks: int) -> Counter[str]:
+    """Tasks each executor of `app` finished since `before`, once the logs show all `tasks` (the
+    workers copy the executors' stderr to the log a moment after the task ends; 10 s at most)."""
+    deadline = time.monotonic() + 10
+    while True:
+        done = cluster.finished_tasks(app) - before
+        if sum(done.values()) >= tasks or time.monotonic() > deadline:
+            return done
+        time.sleep(0.2)
+
+
+def _figures(persons: int, split_bytes: int, runs: dict[int, list[Run]]) -> dict[str, Any]:
+    every = [run for kind in runs.values() for run in kind]
+    if any(run.counts != every[0].counts or run.tasks != every[0].tasks for run in every):
+        raise RuntimeError("the edge counted differently from one run to another")
+    one, many = (min(runs[n], key=lambda run: run.seconds) for n in (1, EXECUTORS))
+    records = sum(c.records_in for c in one.counts.values())
+    cpus = os.cpu_count()
+    return {
+        "persons": persons,
+        "files": len(one.counts),
+        "records": records,
+        "tasks": one.tasks,
+        "split_bytes": split_bytes,
+        "rounds": len(runs[1]),
+        "one_executor_seconds": round(one.seconds, 1),
+        "one_executor_runs_seconds": [round(run.seconds, 1) for run in runs[1]],
+        "one_executor_records_per_s": round(records / one.seconds),
+        "one_executor_tasks_per_executor": list(one.per_executor),
+        "two_executors_seconds": round(many.seconds, 1),
+        "two_executors_runs_seconds": [round(run.seconds, 1) for run in runs[EXECUTORS]],
+        "two_executors_records_per_s": round(records / many.seconds),
+        "two_executors_tasks_per_executor": list(many.per_executor),
+        "efficiency": round(efficiency(one.seconds, many.seconds, EXECUTORS), 2),
+        "efficiency_per_round": [round(efficiency(a.seconds, b.seconds, EXECUTORS), 2)
+                                 for a, b in zip(runs[1], runs[EXECUTORS], strict=True)],
+        "goal": GOAL,
+        "meets_goal": efficiency(one.seconds, many.seconds, EXECUTORS) >= GOAL,
+        "cpu_count": cpus,
+        "load_average": round(os.getloadavg()[0], 1),
+        "caveat": caveat(EXECUTORS, cpus),
+    }
