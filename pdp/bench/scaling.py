@@ -99,6 +99,9 @@ def _run(settings: Any, sources: Path, staging: Path, cluster: Any, executors: i
         "spark.driver.host": _HOST,
         "spark.driver.bindAddress": _HOST,
     })
+    if spark.sparkContext.master != settings.spark_master:  # getOrCreate kept a session of this process: not ours
+        raise RuntimeError(f"a Spark session on {spark.sparkContext.master} already runs in this process: "
+                           "pdp bench scaling needs its own (run it as a command of its own)")
     try:
         _await_executors(spark, executors)
         spark.sparkContext.parallelize(range(executors), executors).count()  # start-up is not the edge's
