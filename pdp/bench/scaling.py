@@ -53,6 +53,7 @@ class Run:
     counts: dict  # per file, as :func:`pdp.bench.edge.edge_stage` gives them
     tasks: int
     per_executor: tuple[int, ...]  # tasks each executor finished in the timed stage, most first
+    driver_cpu_seconds: float  # the driver's Python (opening the sealed results, folding the files)
 
 
 def efficiency(one: float, many: float, executors: int) -> float:
@@ -106,12 +107,14 @@ def _run(settings: Any, sources: Path, staging: Path, cluster: Any, executors: i
         _await_executors(spark, executors)
         spark.sparkContext.parallelize(range(executors), executors).count()  # start-up is not the edge's
         app = spark.sparkContext.applicationId
-        before = cluster.finished_tasks(app)
+        before = _finished_since(cluster, app, Counter(), executors)  # the warm-up's tasks, once logged
+        cpu = time.process_time()
         seconds, counts, tasks = edge_stage(settings, sources, staging, spark, 0)
+        cpu = time.process_time() - cpu
         done = _finished_since(cluster, app, before, tasks)
     finally:
         spark.stop()
-    return Run(executors, seconds, counts, tasks, tuple(sorted(done.values(), reverse=True)))
+    return Run(executors, seconds, counts, tasks, tuple(sorted(done.values(), reverse=True)), cpu)
 
 
 def _await_executors(spark: Any, executors: int) -> None:
@@ -126,7 +129,7 @@ def _await_executors(spark: Any, executors: int) -> None:
 
 
 def _finished_since(cluster: Any, app: str, before: Counter[str], tasks: int) -> Counter[str]:
-    """Tasks each executor of `app` finished since `before`, once the logs show all `tasks` (the
+    """Tasks each executor of `app` finished since `before`, once the logs show `tasks` of them (the
     workers copy the executors' stderr to the log a moment after the task ends; 10 s at most)."""
     deadline = time.monotonic() + 10
     while True:
@@ -154,10 +157,12 @@ def _figures(persons: int, split_bytes: int, runs: dict[int, list[Run]]) -> dict
         "one_executor_runs_seconds": [round(run.seconds, 1) for run in runs[1]],
         "one_executor_records_per_s": round(records / one.seconds),
         "one_executor_tasks_per_executor": list(one.per_executor),
+        "one_executor_driver_cpu_seconds": round(one.driver_cpu_seconds, 1),
         "two_executors_seconds": round(many.seconds, 1),
         "two_executors_runs_seconds": [round(run.seconds, 1) for run in runs[EXECUTORS]],
         "two_executors_records_per_s": round(records / many.seconds),
         "two_executors_tasks_per_executor": list(many.per_executor),
+        "two_executors_driver_cpu_seconds": round(many.driver_cpu_seconds, 1),
         "efficiency": round(efficiency(one.seconds, many.seconds, EXECUTORS), 2),
         "efficiency_per_round": [round(efficiency(a.seconds, b.seconds, EXECUTORS), 2)
                                  for a, b in zip(runs[1], runs[EXECUTORS], strict=True)],
