@@ -54,9 +54,18 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 PERSONS = 2_000
+
+
+class Stage(NamedTuple):
+    """One timed parse+edge stage."""
+
+    seconds: float  # wall
+    counts: dict  # per (source, file): its Counts
+    tasks: int  # tasks run (a split file's parts each)
+    cpu_seconds: float  # CPU time the tasks took, summed (where they ran: executors, worker processes)
 
 
 def synthetic_territory(var: Path, persons: int, split_bytes: int | None = None) -> tuple[Any, Path]:
@@ -74,9 +83,9 @@ def synthetic_territory(var: Path, persons: int, split_bytes: int | None = None)
     return settings, sources
 
 
-def edge_stage(settings: Any, sources: Path, staging: Path, spark: Any, workers: int) -> tuple[float, dict, int]:
-    """(wall seconds, counts per file, tasks run) of the parse+edge stage over `sources`: as Spark
-    tasks of `spark` when given, else in `workers` worker processes."""
+def edge_stage(settings: Any, sources: Path, staging: Path, spark: Any, workers: int) -> Stage:
+    """The parse+edge stage over `sources`, timed: as Spark tasks of `spark` when given, else in
+    `workers` worker processes."""
     from pdp.ingest import load_registry
     from pdp.ingest.fanout import BatchContext, FileTask, run_files
     from pdp.ingest.parse import Duplicates
@@ -87,11 +96,12 @@ def edge_stage(settings: Any, sources: Path, staging: Path, spark: Any, workers:
              for i, (spec, path) in enumerate(discover(sources, registry).to_parse)]
     context = BatchContext(settings, registry, sources, staging, "bench-edge", datetime.now(UTC), None)
     started = time.perf_counter()
-    counts, ran = {}, 0
+    counts, ran, cpu = {}, 0, 0.0
     for t, r in run_files(tasks, context, workers=workers, duplicates=Duplicates(), spark=spark):
         counts[(t.source, t.rel)] = r.counts
         ran += r.tasks
-    return time.perf_counter() - started, counts, ran
+        cpu += r.cpu_seconds
+    return Stage(time.perf_counter() - started, counts, ran, cpu)
 
 
 def _big_file(sources: Path, into: Path) -> int:
@@ -113,8 +123,9 @@ def bench_edge(persons: int = PERSONS, split_bytes: int | None = None) -> dict[s
         spark = get_spark(app_name="pdp-bench-edge")
         cores = compute_cores(spark)
         spark.sparkContext.parallelize(range(cores), cores).count()  # the session's start is not the edge's
-        spark_s, on_spark, spark_tasks = edge_stage(settings, sources, var / "staging-spark", spark, 0)
-        processes_s, in_processes, process_tasks = edge_stage(settings, sources, var / "staging-processes", None, cores)
+        spark_s, on_spark, spark_tasks, _ = edge_stage(settings, sources, var / "staging-spark", spark, 0)
+        processes_s, in_processes, process_tasks, _ = edge_stage(settings, sources, var / "staging-processes", None,
+                                                                 cores)
         assert on_spark == in_processes, "the two engines must count every file alike"
         records = sum(c.records_in for c in on_spark.values())
         result: dict[str, Any] = {
@@ -135,9 +146,9 @@ def bench_edge(persons: int = PERSONS, split_bytes: int | None = None) -> dict[s
         if split_bytes is not None:
             big = var / "big"
             size = _big_file(sources, big)
-            whole_s, whole, whole_tasks = edge_stage(settings.model_copy(update={"edge_split_bytes": 0}), big,
+            whole_s, whole, whole_tasks, _ = edge_stage(settings.model_copy(update={"edge_split_bytes": 0}), big,
                                                  var / "staging-big-whole", spark, 0)
-            split_s, split, split_tasks = edge_stage(settings, big, var / "staging-big-split", spark, 0)
+            split_s, split, split_tasks, _ = edge_stage(settings, big, var / "staging-big-split", spark, 0)
             assert whole == split, "one big file must count alike whole and split"
             result.update({
                 "big_file_bytes": size,

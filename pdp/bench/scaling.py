@@ -53,6 +53,7 @@ class Run:
     counts: dict  # per file, as :func:`pdp.bench.edge.edge_stage` gives them
     tasks: int
     per_executor: tuple[int, ...]  # tasks each executor finished in the timed stage, most first
+    tasks_cpu_seconds: float  # CPU time of the tasks on the executors, summed
     driver_cpu_seconds: float  # the driver's Python (opening the sealed results, folding the files)
 
 
@@ -109,12 +110,12 @@ def _run(settings: Any, sources: Path, staging: Path, cluster: Any, executors: i
         app = spark.sparkContext.applicationId
         before = _finished_since(cluster, app, Counter(), executors)  # the warm-up's tasks, once logged
         cpu = time.process_time()
-        seconds, counts, tasks = edge_stage(settings, sources, staging, spark, 0)
+        seconds, counts, tasks, tasks_cpu = edge_stage(settings, sources, staging, spark, 0)
         cpu = time.process_time() - cpu
         done = _finished_since(cluster, app, before, tasks)
     finally:
         spark.stop()
-    return Run(executors, seconds, counts, tasks, tuple(sorted(done.values(), reverse=True)), cpu)
+    return Run(executors, seconds, counts, tasks, tuple(sorted(done.values(), reverse=True)), tasks_cpu, cpu)
 
 
 def _await_executors(spark: Any, executors: int) -> None:
@@ -157,11 +158,13 @@ def _figures(persons: int, split_bytes: int, runs: dict[int, list[Run]]) -> dict
         "one_executor_runs_seconds": [round(run.seconds, 1) for run in runs[1]],
         "one_executor_records_per_s": round(records / one.seconds),
         "one_executor_tasks_per_executor": list(one.per_executor),
+        "one_executor_tasks_cpu_seconds": round(one.tasks_cpu_seconds, 1),
         "one_executor_driver_cpu_seconds": round(one.driver_cpu_seconds, 1),
         "two_executors_seconds": round(many.seconds, 1),
         "two_executors_runs_seconds": [round(run.seconds, 1) for run in runs[EXECUTORS]],
         "two_executors_records_per_s": round(records / many.seconds),
         "two_executors_tasks_per_executor": list(many.per_executor),
+        "two_executors_tasks_cpu_seconds": round(many.tasks_cpu_seconds, 1),
         "two_executors_driver_cpu_seconds": round(many.driver_cpu_seconds, 1),
         "efficiency": round(efficiency(one.seconds, many.seconds, EXECUTORS), 2),
         "efficiency_per_round": [round(efficiency(a.seconds, b.seconds, EXECUTORS), 2)

@@ -21,7 +21,7 @@ from pdp.lake.local_cluster import ClusterError, local_cluster, processes_workin
 
 
 def _run(executors: int, seconds: float, records: int = 100, per_executor: tuple[int, ...] = (4,)) -> Run:
-    return Run(executors, seconds, {("gp", "a.ndjson"): SimpleNamespace(records_in=records)}, 4, per_executor, 1.0)
+    return Run(executors, seconds, {("gp", "a.ndjson"): SimpleNamespace(records_in=records)}, 4, per_executor, 3.0, 1.0)
 
 
 def test_efficiency_is_the_speed_up_over_the_executors_it_took() -> None:
