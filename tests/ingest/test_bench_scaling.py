@@ -45,6 +45,7 @@ def test_the_figure_is_the_best_run_of_each_and_every_round_is_shown() -> None:
     assert figures["efficiency_per_round"] == [round(40 / 36, 2), 0.6]
     assert figures["two_executors_tasks_per_executor"] == [2, 2]  # the best run's
     assert figures["records"] == 100 and figures["one_executor_records_per_s"] == round(100 / 30)
+    assert figures["two_executors_cores_used"] == round(3.0 / 18.0, 2)  # the tasks' CPU over the wall time
 
 
 def test_runs_that_count_differently_are_no_figure() -> None:
