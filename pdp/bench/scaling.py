@@ -94,10 +94,17 @@ def caveat(executors: int, cpus: int | None) -> str | None:
 
 
 def bench_scaling(persons: int = PERSONS, split_bytes: int | None = None) -> dict[str, Any]:
+    from pyspark.sql import SparkSession
+
     from pdp.bench.edge import synthetic_territory
     from pdp.lake.local_cluster import local_cluster
 
     rounds = max(1, int(os.environ.get("PDP_BENCH_SCALING_ROUNDS", 2)))
+    # `pdp bench all` runs every bench in one process and the earlier ones leave their local session
+    # open: this one needs sessions on its own cluster, so it ends that one (the next bench's
+    # get_spark starts a new one).
+    if (active := SparkSession.getActiveSession()) is not None:
+        active.stop()
     runs: dict[int, list[Run]] = {1: [], EXECUTORS: []}
     with tempfile.TemporaryDirectory(prefix="pdp-bench-scaling-") as tmp:
         var = Path(tmp)
