@@ -38,7 +38,9 @@ the lead engineer's jobs (a Spark JVM of theirs at ~105 % CPU throughout; ``upti
 - two executors 20.6 s (runs 20.6, 23.4; 3 330 records/s; tasks 17 and 11 per executor,
   22.5 CPU-s, 1.09 cores used); driver 0.2 CPU-s per run;
 - **efficiency 0.60** (rounds 0.67, 0.53): **goal 0.8 not met here**. Three more runs that hour,
-  at load 3.4-11: 0.63, 0.64, 0.54.
+  at load 3.4-11: 0.63, 0.64, 0.54; and ``pdp bench scaling`` once more at 04:52-04:55 UTC, load
+  5.4 then 4.6: 26.8 against 22.2 s, 0.60 (rounds 0.59, 0.61), tasks 28 / 15 + 13, tasks' CPU
+  21.0 / 22.3 s, cores used 0.78 / 1.00.
 
 The work did not grow with the second executor (tasks' CPU 21.2 against 22.5 s, +6 %); the two
 executors together got 1.09 cores of the machine's 2 (the one executor alone 0.85), the rest going
