@@ -60,7 +60,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pdp.lake.local_cluster import LocalCluster
 
 PERSONS = 3_000
 SPLIT_BYTES = 2 << 20
@@ -92,7 +95,7 @@ def caveat(executors: int, cpus: int | None) -> str | None:
     if cpus is not None and cpus >= executors + 1:
         return None
     return (f"{cpus or 'unknown'} cores for {executors} executors and the driver: they share the cores "
-            "(and with any other job on this machine), so the two-executor run cannot have two free cores")
+            f"(and with any other job on this machine), so the {executors} executors cannot each have a free core")
 
 
 def bench_scaling(persons: int = PERSONS, split_bytes: int | None = None) -> dict[str, Any]:
@@ -120,7 +123,7 @@ def bench_scaling(persons: int = PERSONS, split_bytes: int | None = None) -> dic
     return _figures(persons, settings.edge_split_bytes, runs)
 
 
-def _run(settings: Any, sources: Path, staging: Path, cluster: Any, executors: int) -> Run:
+def _run(settings: Any, sources: Path, staging: Path, cluster: LocalCluster, executors: int) -> Run:
     """The edge stage once, on a fresh session of `executors` executors of one core each."""
     from pdp.bench.edge import edge_stage
     from pdp.lake.session import get_spark
@@ -160,7 +163,7 @@ def _await_executors(spark: Any, executors: int) -> None:
         time.sleep(0.2)
 
 
-def _finished_since(cluster: Any, app: str, before: Counter[str], tasks: int) -> Counter[str]:
+def _finished_since(cluster: LocalCluster, app: str, before: Counter[str], tasks: int) -> Counter[str]:
     """Tasks each executor of `app` finished since `before`, once the logs show `tasks` of them (the
     workers copy the executors' stderr to the log a moment after the task ends; 10 s at most)."""
     deadline = time.monotonic() + 10
