@@ -1124,10 +1124,12 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print figures as JSON.")] = False,
     persons: Annotated[int | None, typer.Option(min=1, help="Territory size, for benchmarks that take one.")] = None,
     split_bytes: Annotated[int | None, typer.Option(
-        "--split-bytes", min=1, help="Edge split size in bytes (edge): also time one big file split vs whole.")] = None,
+        "--split-bytes", min=1,
+        help="Edge split size in bytes (edge, scaling); edge also times one big file split vs whole.")] = None,
 ) -> None:
     """Run a benchmark; prints its figures and its ratio against the reference it names."""
     from pdp.bench import BENCHMARKS, run_benchmark, takes
+    from pdp.lake.local_cluster import ClusterError
 
     names = sorted(BENCHMARKS) if name == "all" else [name]
     for n in names:
@@ -1136,8 +1138,11 @@ def bench(
         for option, value in (("persons", persons), ("split_bytes", split_bytes)):
             if value is not None and name != "all" and not takes(n, option):
                 raise UserError(f"benchmark {n!r} takes no --{option.replace('_', '-')}")
-        result = run_benchmark(n, persons=persons if takes(n, "persons") else None,
-                               split_bytes=split_bytes if takes(n, "split_bytes") else None)
+        try:
+            result = run_benchmark(n, persons=persons if takes(n, "persons") else None,
+                                   split_bytes=split_bytes if takes(n, "split_bytes") else None)
+        except ClusterError as exc:  # the local cluster a benchmark starts (scaling): one line, why
+            raise UserError(str(exc)) from None
         if as_json:
             print(json.dumps(result))
         else:

@@ -57,8 +57,11 @@ SPARK_HOME=$("$PY" -c "import os, pyspark; print(os.path.dirname(pyspark.__file_
 export SPARK_HOME
 # Executors run the venv's Python, whatever `python3` is on the workers' PATH.
 export PYSPARK_PYTHON="$PY"
-# A port taken by someone else must fail the start, not move the master to the next port.
-export SPARK_DAEMON_JAVA_OPTS="${SPARK_DAEMON_JAVA_OPTS:-} -Dspark.port.maxRetries=0"
+# A port taken by someone else must fail the start, not move the master to the next port. The
+# master's REST submission server (cluster-mode submits, which pdp never uses: it is the driver)
+# is off: on its fixed port 6066 a second cluster on the machine failed to bind, and its master
+# then never answered the workers' registration (they retried until the timeout).
+export SPARK_DAEMON_JAVA_OPTS="${SPARK_DAEMON_JAVA_OPTS:-} -Dspark.port.maxRetries=0 -Dspark.master.rest.enabled=false"
 
 RUN=${PDP_CLUSTER_DIR:-${PDP_VAR_DIR:-./var}/spark-cluster}
 mkdir -p "$RUN" || die "cannot create the run directory $RUN"

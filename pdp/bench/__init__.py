@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, str] = {
     "nlp": "pdp.bench.nlp:bench_nlp",
     "pseudonymise": "pdp.pseudonym.bench:bench_pseudonymise",
     "rotate": "pdp.bench.rotation:bench_rotation",
+    "scaling": "pdp.bench.scaling:bench_scaling",
     "psi": "pdp.bench.psi:bench_psi",
     "strata": "pdp.bench.strata:bench_strata",
     "synth": "pdp.synth.bench:bench_synth",

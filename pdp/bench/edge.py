@@ -54,13 +54,38 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 PERSONS = 2_000
 
 
-def _stage(settings: Any, sources: Path, staging: Path, spark: Any, workers: int) -> tuple[float, dict, int]:
-    """(wall seconds, counts per file, tasks run) of the parse+edge stage over `sources`."""
+class Stage(NamedTuple):
+    """One timed parse+edge stage."""
+
+    seconds: float  # wall
+    counts: dict  # per (source, file): its Counts
+    tasks: int  # tasks run (a split file's parts each)
+    cpu_seconds: float  # CPU time the tasks took, summed (where they ran: executors, worker processes)
+
+
+def synthetic_territory(var: Path, persons: int, split_bytes: int | None = None) -> tuple[Any, Path]:
+    """(settings, sources): a throw-away var/ (:func:`pdp.bench.scratch.scratch_settings`: the executors
+    open the key store from its 0600 key file) and the bench's synthetic territory under `var`, the
+    edge split at `split_bytes` when given (``PDP_EDGE_SPLIT_BYTES`` otherwise)."""
+    from pdp.bench.scratch import scratch_settings
+    from pdp.synth import generate
+
+    settings = scratch_settings(var)
+    if split_bytes is not None:
+        settings = settings.model_copy(update={"edge_split_bytes": split_bytes})
+    sources = var / "sources"
+    generate(sources, persons=persons, seed=5, territory="douaisis")
+    return settings, sources
+
+
+def edge_stage(settings: Any, sources: Path, staging: Path, spark: Any, workers: int) -> Stage:
+    """The parse+edge stage over `sources`, timed: as Spark tasks of `spark` when given, else in
+    `workers` worker processes."""
     from pdp.ingest import load_registry
     from pdp.ingest.fanout import BatchContext, FileTask, run_files
     from pdp.ingest.parse import Duplicates
@@ -71,11 +96,12 @@ def _stage(settings: Any, sources: Path, staging: Path, spark: Any, workers: int
              for i, (spec, path) in enumerate(discover(sources, registry).to_parse)]
     context = BatchContext(settings, registry, sources, staging, "bench-edge", datetime.now(UTC), None)
     started = time.perf_counter()
-    counts, ran = {}, 0
+    counts, ran, cpu = {}, 0, 0.0
     for t, r in run_files(tasks, context, workers=workers, duplicates=Duplicates(), spark=spark):
         counts[(t.source, t.rel)] = r.counts
         ran += r.tasks
-    return time.perf_counter() - started, counts, ran
+        cpu += r.cpu_seconds
+    return Stage(time.perf_counter() - started, counts, ran, cpu)
 
 
 def _big_file(sources: Path, into: Path) -> int:
@@ -89,22 +115,17 @@ def _big_file(sources: Path, into: Path) -> int:
 
 
 def bench_edge(persons: int = PERSONS, split_bytes: int | None = None) -> dict[str, Any]:
-    from pdp.bench.scratch import scratch_settings
     from pdp.lake.session import compute_cores, get_spark
-    from pdp.synth import generate
 
     with tempfile.TemporaryDirectory(prefix="pdp-bench-edge-") as tmp:
         var = Path(tmp)
-        settings = scratch_settings(var)
-        if split_bytes is not None:
-            settings = settings.model_copy(update={"edge_split_bytes": split_bytes})
-        sources = var / "sources"
-        generate(sources, persons=persons, seed=5, territory="douaisis")
+        settings, sources = synthetic_territory(var, persons, split_bytes)
         spark = get_spark(app_name="pdp-bench-edge")
         cores = compute_cores(spark)
         spark.sparkContext.parallelize(range(cores), cores).count()  # the session's start is not the edge's
-        spark_s, on_spark, spark_tasks = _stage(settings, sources, var / "staging-spark", spark, 0)
-        processes_s, in_processes, process_tasks = _stage(settings, sources, var / "staging-processes", None, cores)
+        spark_s, on_spark, spark_tasks, _ = edge_stage(settings, sources, var / "staging-spark", spark, 0)
+        processes_s, in_processes, process_tasks, _ = edge_stage(settings, sources, var / "staging-processes", None,
+                                                                 cores)
         assert on_spark == in_processes, "the two engines must count every file alike"
         records = sum(c.records_in for c in on_spark.values())
         result: dict[str, Any] = {
@@ -125,9 +146,9 @@ def bench_edge(persons: int = PERSONS, split_bytes: int | None = None) -> dict[s
         if split_bytes is not None:
             big = var / "big"
             size = _big_file(sources, big)
-            whole_s, whole, whole_tasks = _stage(settings.model_copy(update={"edge_split_bytes": 0}), big,
+            whole_s, whole, whole_tasks, _ = edge_stage(settings.model_copy(update={"edge_split_bytes": 0}), big,
                                                  var / "staging-big-whole", spark, 0)
-            split_s, split, split_tasks = _stage(settings, big, var / "staging-big-split", spark, 0)
+            split_s, split, split_tasks, _ = edge_stage(settings, big, var / "staging-big-split", spark, 0)
             assert whole == split, "one big file must count alike whole and split"
             result.update({
                 "big_file_bytes": size,

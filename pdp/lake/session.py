@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -91,8 +92,11 @@ def spark_conf(settings: Settings | None = None, app_name: str = "pdp") -> dict[
     return conf
 
 
-def get_spark(settings: Settings | None = None, app_name: str = "pdp") -> SparkSession:
-    """Return the process's Spark session, creating it once with Delta configured."""
+def get_spark(settings: Settings | None = None, app_name: str = "pdp", *,
+              conf: Mapping[str, str] | None = None) -> SparkSession:
+    """Return the process's Spark session, creating it once with Delta configured; `conf`: settings
+    over :func:`spark_conf`'s for the session created here (say ``spark.cores.max``: a benchmark's
+    executors)."""
     from pyspark.sql import SparkSession
 
     s = settings or get_settings()
@@ -100,7 +104,7 @@ def get_spark(settings: Settings | None = None, app_name: str = "pdp") -> SparkS
     # Python workers run this interpreter (the project's venv), not whatever `python3` is on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
-    for key, value in spark_conf(s, app_name).items():
+    for key, value in {**spark_conf(s, app_name), **(conf or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(s.spark_log_level)

@@ -28,110 +28,29 @@ import base64
 import json
 import os
 import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from ingest_helpers import pdp_env, pdp_process
 
+from pdp.lake.local_cluster import LocalCluster
+from pdp.lake.local_cluster import local_cluster as start_local_cluster
+
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.cluster, pytest.mark.timeout(2400)]
 
-_REPO = Path(__file__).resolve().parents[2]
-_SCRIPTS = _REPO / "infra" / "spark"
 RUN_SPECIFIC = frozenset({"batch_id"})
 _PERSONS, _SEED, _TERRITORY = 300, 11, "haute-saone"
 _STEP_TIMEOUT = 1200
 
 
-def _free_port_block(size: int) -> int:
-    """A port P with P..P+size-1 free on 127.0.0.1 now (the master's RPC port, then its UI and
-    one UI per worker), so parallel runs and other people's Spark on this machine never collide."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + size >= 65000:
-            continue
-        try:
-            for port in range(base, base + size):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no block of free ports on 127.0.0.1")
-
-
-def _processes_working_in(directory: Path) -> list[int]:
-    """Our processes whose cwd is under `directory` (executors and their Python workers run in a
-    worker's work dir): what must be gone once the cluster is stopped."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if cwd.startswith(f"{directory}/"):
-            found.append(int(entry.name))
-    return found
-
-
-def _daemon_pids(run_dir: Path) -> list[int]:
-    """The master's and workers' JVM pids recorded by the start script (those still alive)."""
-    pids = []
-    for pid_file in run_dir.glob("*.pid"):
-        pid = int(pid_file.read_text().strip() or 0)
-        if pid and Path(f"/proc/{pid}").exists():
-            pids.append(pid)
-    return pids
-
-
-@dataclass(frozen=True)
-class Cluster:
-    master: str
-    run_dir: Path
-
-    def workers_that_ran_tasks(self) -> list[str]:
-        """The workers whose executors finished at least one task (their logs are in the work dirs)."""
-        return sorted(work.name for work in self.run_dir.glob("work-*")
-                      if any("Finished task" in log.read_text(errors="replace") for log in work.glob("app-*/*/stderr")))
-
-
 @pytest.fixture()
-def local_cluster(tmp_path: Path) -> Iterator[Cluster]:
-    """A two-worker standalone cluster from the project's script; stopped (and checked gone) after
-    the test, whether it passed or not."""
-    run_dir = tmp_path / "spark-cluster"
-    base = _free_port_block(4)
-    env = {
-        **os.environ,
-        "PDP_CLUSTER_DIR": str(run_dir),
-        "PDP_CLUSTER_MASTER_PORT": str(base),
-        "PDP_CLUSTER_UI_PORT": str(base + 1),
-        "PDP_CLUSTER_WORKERS": "2",
-        "PDP_CLUSTER_WORKER_CORES": "1",
-        "PDP_CLUSTER_WORKER_MEMORY": "2g",
-    }
-    started = subprocess.run(["bash", str(_SCRIPTS / "start-local-cluster.sh")], env=env, capture_output=True,
-                             text=True, timeout=300, check=False)
-    try:
-        assert started.returncode == 0, f"start-local-cluster.sh failed: {started.stderr.strip()}"
-        master = started.stdout.strip().splitlines()[-1]
-        assert master == f"spark://127.0.0.1:{base}"
-        yield Cluster(master, run_dir)
-    finally:
-        daemons = _daemon_pids(run_dir)
-        stopped = subprocess.run(["bash", str(_SCRIPTS / "stop-local-cluster.sh")], env=env, capture_output=True,
-                                 text=True, timeout=120, check=False)
-        assert stopped.returncode == 0, f"stop-local-cluster.sh failed: {stopped.stderr.strip()}"
-        left = [pid for pid in daemons if Path(f"/proc/{pid}").exists()] + _processes_working_in(run_dir)
-        assert not left, f"processes left after stop-local-cluster.sh: {left}"
+def local_cluster(tmp_path: Path) -> Iterator[LocalCluster]:
+    """A two-worker standalone cluster from the project's script, on free ports; stopped (and checked
+    gone: no daemon, executor or Python worker left) after the test, whether it passed or not."""
+    with start_local_cluster(tmp_path / "spark-cluster", workers=2, cores=1, memory="2g") as cluster:
+        yield cluster
 
 
 def _pdp(args: list[str], env: dict[str, str]) -> float:
@@ -178,7 +97,7 @@ def _table_names(lake: Path) -> set[str]:
 
 
 def test_demo_pipeline_on_a_standalone_cluster_matches_local_mode(
-    tmp_path: Path, local_cluster: Cluster, request: pytest.FixtureRequest
+    tmp_path: Path, local_cluster: LocalCluster, request: pytest.FixtureRequest
 ) -> None:
     sources = tmp_path / "sources"
     master_key = base64.b64encode(os.urandom(32)).decode("ascii")
