@@ -1128,7 +1128,7 @@ def bench(
         help="Edge split size in bytes (edge, scaling); edge also times one big file split vs whole.")] = None,
 ) -> None:
     """Run a benchmark; prints its figures and its ratio against the reference it names."""
-    from pdp.bench import BENCHMARKS, run_benchmark, takes
+    from pdp.bench import BENCHMARKS, BenchSettingError, run_benchmark, takes
     from pdp.lake.local_cluster import ClusterError
 
     names = sorted(BENCHMARKS) if name == "all" else [name]
@@ -1141,7 +1141,7 @@ def bench(
         try:
             result = run_benchmark(n, persons=persons if takes(n, "persons") else None,
                                    split_bytes=split_bytes if takes(n, "split_bytes") else None)
-        except ClusterError as exc:  # the local cluster a benchmark starts (scaling): one line, why
+        except (ClusterError, BenchSettingError) as exc:  # a local cluster that did not start, a bad setting
             raise UserError(str(exc)) from None
         if as_json:
             print(json.dumps(result))

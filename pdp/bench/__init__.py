@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,29 @@ BENCHMARKS: dict[str, str] = {
     "synth": "pdp.synth.bench:bench_synth",
     "vault": "pdp.bench.vault:bench_vault",
 }
+
+
+class BenchSettingError(ValueError):
+    """A benchmark's environment setting is not what it must be (one line: which, and why)."""
+
+
+def setting(name: str, default: int, *, minimum: int = 1) -> int:
+    """The whole number in environment variable `name` (``PDP_BENCH_GOLD_ROUNDS``...), `default` when
+    unset or empty; anything else than a whole number >= `minimum` is a :class:`BenchSettingError`.
+
+    >>> setting("PDP_BENCH_NOT_SET", 2)
+    2
+    """
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise BenchSettingError(f"{name} must be a whole number >= {minimum}, not {raw[:40]!r}")
+    return value
 
 
 def takes_persons(name: str) -> bool:

@@ -34,6 +34,8 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from pdp.bench import setting
+
 __all__ = ["bench_audit", "run_writers"]
 
 
@@ -98,7 +100,7 @@ def bench_audit() -> dict[str, Any]:
     from pdp.governance.audit import AuditLog, create_audit_tables
     from pdp.governance.db import make_engine
 
-    entries = int(os.environ.get("PDP_BENCH_AUDIT_ENTRIES", 2000))
+    entries = setting("PDP_BENCH_AUDIT_ENTRIES", 2000)
     pg = _pg_url()
     out: dict[str, Any] = {}
     for writers in (1, 4):

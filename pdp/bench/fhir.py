@@ -28,6 +28,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from pdp.bench import setting
+
 _SCT, _LOINC, _UCUM = "http://snomed.info/sct", "http://loinc.org", "http://unitsofmeasure.org"
 _RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 _CODING_SYSTEMS = {_SCT: "SNOMED", _LOINC: "LOINC", _RXNORM: "RXNORM",
@@ -166,8 +168,8 @@ def bench_fhir() -> dict[str, Any]:
     from pdp.ingest.edge import Edge
     from pdp.pseudonym.keys import KeyStore
 
-    patients = int(os.environ.get("PDP_BENCH_FHIR_PATIENTS", 40))
-    visits = int(os.environ.get("PDP_BENCH_FHIR_VISITS", 60))
+    patients = setting("PDP_BENCH_FHIR_PATIENTS", 40)
+    visits = setting("PDP_BENCH_FHIR_VISITS", 60)
     rng = random.Random(13)
     with tempfile.TemporaryDirectory(prefix="pdp-bench-fhir-") as tmp:
         var = Path(tmp)

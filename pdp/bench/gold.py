@@ -122,6 +122,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from pdp.bench import setting
+
 AS_OF = date(2026, 6, 30)
 EVENT_TABLES = ("condition_occurrence", "procedure_occurrence", "drug_exposure", "measurement", "observation")
 
@@ -235,8 +237,8 @@ def bench_gold(persons: int | None = None) -> dict[str, Any]:
     from pdp.lake import get_spark
     from pdp.lake.session import compute_cores
 
-    persons = persons or int(os.environ.get("PDP_BENCH_GOLD_PERSONS", 100_000))
-    rounds = max(1, int(os.environ.get("PDP_BENCH_GOLD_ROUNDS", 2)))
+    persons = persons or setting("PDP_BENCH_GOLD_PERSONS", 100_000)
+    rounds = setting("PDP_BENCH_GOLD_ROUNDS", 2)
     defs = load_definitions()
     spark = get_spark(app_name="pdp-bench-gold")
     cores = compute_cores(spark)

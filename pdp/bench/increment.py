@@ -43,6 +43,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from pdp.bench import setting
+
 PERSONS = 2_000
 INCREMENT_MESSAGES = 20
 
@@ -189,7 +191,7 @@ def bench_increment(persons: int | None = None) -> dict[str, Any]:
     from pdp.lake.session import get_spark
     from pdp.synth import generate
 
-    persons = persons or int(os.environ.get("PDP_BENCH_INCREMENT_PERSONS", PERSONS))
+    persons = persons or setting("PDP_BENCH_INCREMENT_PERSONS", PERSONS)
     keep = os.environ.get("PDP_BENCH_INCREMENT_KEEP")  # a directory to keep the lake in (inspection)
     tmp = keep or tempfile.mkdtemp(prefix="pdp-bench-increment-")
     try:

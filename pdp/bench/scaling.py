@@ -70,6 +70,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pdp.bench import setting
+
 if TYPE_CHECKING:
     from pdp.lake.local_cluster import LocalCluster
 
@@ -112,7 +114,7 @@ def bench_scaling(persons: int = PERSONS, split_bytes: int | None = None) -> dic
     from pdp.bench.edge import synthetic_territory
     from pdp.lake.local_cluster import local_cluster
 
-    rounds = max(1, int(os.environ.get("PDP_BENCH_SCALING_ROUNDS", 2)))
+    rounds = setting("PDP_BENCH_SCALING_ROUNDS", 2)
     # `pdp bench all` runs every bench in one process and the earlier ones leave their local session
     # open: this one needs sessions on its own cluster, so it ends that one (the next bench's
     # get_spark starts a new one).

@@ -18,6 +18,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from pdp.bench import setting
+
 
 def bench_strata(persons: int | None = None) -> dict[str, Any]:
     from pdp.algorithms import build_gold
@@ -28,7 +30,7 @@ def bench_strata(persons: int | None = None) -> dict[str, Any]:
     from pdp.pseudonym.keys import KeyStore
     from pdp.synth import generate
 
-    persons = persons or int(os.environ.get("PDP_BENCH_STRATA_PERSONS", 20_000))
+    persons = persons or setting("PDP_BENCH_STRATA_PERSONS", 20_000)
     with tempfile.TemporaryDirectory(prefix="pdp-bench-strata-") as tmp:
         var = Path(tmp)
         settings = Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"),

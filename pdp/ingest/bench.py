@@ -41,6 +41,8 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from pdp.bench import setting
+
 PERSONS = 300_000
 GOAL_RECORDS_PER_S_PER_CORE = 10_000
 GOAL_DRIVER_PEAK_GIB = 4.0
@@ -92,7 +94,7 @@ def bench_ingest(persons: int | None = None) -> dict[str, Any]:
     from pdp.lake.session import compute_cores, get_spark
     from pdp.synth import generate
 
-    persons = persons or int(os.environ.get("PDP_BENCH_INGEST_PERSONS", PERSONS))
+    persons = persons or setting("PDP_BENCH_INGEST_PERSONS", PERSONS)
     workers_env = os.environ.get("PDP_BENCH_INGEST_WORKERS")
     workers = int(workers_env) if workers_env else None
     with tempfile.TemporaryDirectory(prefix="pdp-bench-ingest-") as tmp:

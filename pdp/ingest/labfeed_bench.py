@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pdp.bench import setting
+
 if TYPE_CHECKING:
     from pdp.config import Settings
     from pdp.ingest.pipeline import IngestReport
@@ -79,9 +81,9 @@ def bench_labfeed() -> dict[str, Any]:
     from pdp.pseudonym.keys import KeyStore
     from pdp.synth import generate
 
-    persons = int(os.environ.get("PDP_BENCH_LABFEED_PERSONS", PERSONS))
-    drops = int(os.environ.get("PDP_BENCH_LABFEED_DROPS", DROPS))
-    size = int(os.environ.get("PDP_BENCH_LABFEED_MESSAGES", MESSAGES))
+    persons = setting("PDP_BENCH_LABFEED_PERSONS", PERSONS)
+    drops = setting("PDP_BENCH_LABFEED_DROPS", DROPS)
+    size = setting("PDP_BENCH_LABFEED_MESSAGES", MESSAGES)
     with tempfile.TemporaryDirectory(prefix="pdp-bench-labfeed-") as tmp:
         root = Path(tmp)
         master_key = base64.b64encode(os.urandom(32)).decode("ascii")
