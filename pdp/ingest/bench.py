@@ -7,7 +7,7 @@ directory with a fresh random master key.
 
 Reference, measured in the same run: the parse stage alone (the parsers over the same files, no
 edge, no lake) **with the same parallelism** as the ingest's parse+edge stage — the same number
-of worker processes, spawned the same way, files largest first — so the ratio says what the
+of worker processes, spawned the same way, the same tasks in the same order — so the ratio says what the
 edge and the lake cost on top of reading the formats, not what the workers win (a one-process
 reference flattered the ratio by the worker count).
 
@@ -68,9 +68,8 @@ def _parse_only(sources: Path, workers: int, settings: Settings) -> tuple[int, f
     """(outcomes, wall seconds) of parsing every file of `sources` with `workers` processes (0: in-process).
 
     Apart, the units are the ingest's own (:func:`pdp.ingest.fanout.split_tasks`: a file over
-    ``PDP_EDGE_SPLIT_BYTES`` of a format that cuts is several parts), largest first as the ingest's
-    pool: with whole files, the biggest one kept one worker busy minutes after the other had
-    finished (100 000 persons, 2026-12-06), a long tail the ingest does not have.
+    ``PDP_EDGE_SPLIT_BYTES`` of a format that cuts is several parts), started in the ingest's order
+    (:func:`pdp.ingest.fanout.longest_first`): the same parallelism, the same tail.
     """
     from pdp.ingest.parse import parse_directory
 
@@ -85,15 +84,15 @@ def _parse_only(sources: Path, workers: int, settings: Settings) -> tuple[int, f
 
 
 def reference_jobs(sources: Path, settings: Settings) -> list[tuple[str, str, str, FilePart | None]]:
-    """The reference's jobs (source, path, root, part): the ingest's units, largest first."""
-    from pdp.ingest.fanout import BatchContext, FileTask, split_tasks
+    """The reference's jobs (source, path, root, part): the ingest's units, in the ingest's order."""
+    from pdp.ingest.fanout import BatchContext, FileTask, longest_first, split_tasks
     from pdp.ingest.registry import discover, load_registry
 
     registry = load_registry(settings=settings)
     files = [FileTask(i, spec.name, path, path.relative_to(sources).as_posix(), path.stat().st_size)
              for i, (spec, path) in enumerate(discover(sources, registry).to_parse)]
     context = BatchContext(settings, registry, sources, sources, "bench-parse-only", datetime.now(UTC), None)
-    units = sorted(split_tasks(files, context), key=lambda t: -t.size)
+    units = longest_first(split_tasks(files, context), context)
     return [(unit.source, str(unit.path), str(sources), unit.part) for unit in units]
 
 

@@ -71,7 +71,7 @@ def run_on_spark(spark: SparkSession, tasks: list[FileTask], context: BatchConte
     """Every task's :class:`FileResult`, each file one Spark task, in task order (sealed in transit)."""
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    from pdp.ingest.fanout import ParseWorkerError, parser_modules
+    from pdp.ingest.fanout import ParseWorkerError, longest_first, parser_modules
     from pdp.pseudonym.sealing import Opener
 
     if not tasks:
@@ -81,7 +81,7 @@ def run_on_spark(spark: SparkSession, tasks: list[FileTask], context: BatchConte
     settings, withheld = shipped_settings(context.settings)
     shipped = replace(context, settings=settings)
     modules = tuple(sorted(parser_modules(tasks, context.registry)))
-    ordered = sorted(tasks, key=lambda t: (-t.size, t.key))  # largest first: no long tail
+    ordered = longest_first(tasks, context)  # one partition each, scheduled in this order
     rdd = spark.sparkContext.parallelize(ordered, numSlices=len(ordered))
     job = rdd.mapPartitions(lambda part: _run_tasks(part, shipped, withheld, modules, public))
     boxes = dict((key, (enc, box, error)) for key, enc, box, error in job.collect())

@@ -29,3 +29,22 @@ def test_the_parse_only_reference_parses_split_files_in_parts_and_counts_alike(t
     whole, _ = _parse_only(sources, 0, settings)  # in-process: whole files
     apart, _ = _parse_only(sources, 2, settings)  # two workers over the parts
     assert apart == whole > 0
+
+
+def test_the_reports_index_starts_first_when_its_documents_are_the_most_work(tmp_path: Path) -> None:
+    """Tasks start by the bytes they read: an index of free-text reports reads its documents too."""
+    from pdp.ingest.fanout import BatchContext, FileTask, longest_first
+
+    root = tmp_path / "sources"
+    (root / "reports" / "00").mkdir(parents=True)
+    (root / "reports" / "index.csv").write_bytes(b"x" * 1_000)
+    (root / "pharmacy").mkdir()
+    (root / "pharmacy" / "big.csv").write_bytes(b"x" * 50_000)
+    registry = load_registry()
+    context = BatchContext(None, registry, root, root, "t", None, None)  # type: ignore[arg-type]
+    tasks = [FileTask(0, "pharmacy", root / "pharmacy" / "big.csv", "pharmacy/big.csv", 50_000),
+             FileTask(1, "reports", root / "reports" / "index.csv", "reports/index.csv", 1_000)]
+    assert [t.source for t in longest_first(tasks, context)] == ["pharmacy", "reports"]  # no documents yet
+    for i in range(30):
+        (root / "reports" / "00" / f"{i}.txt").write_bytes(b"y" * 2_000)  # 60 kB of documents
+    assert [t.source for t in longest_first(tasks, context)] == ["reports", "pharmacy"]
