@@ -28,6 +28,24 @@ JVM 3.16 — the JVM's resident size follows ``spark.driver.memory``, not the da
 size). At this size the time is Spark's per-job and per-commit cost, not the records: the
 figure says the silver and bronze stages must stop growing with the number of tables and
 commits before the per-core goal can be approached (issue 14).
+
+Measured 2026-12-06 (``pdp bench ingest --persons 100000 --json``: 1 888 618 records, local[2],
+SQLite governance store as the embedded default, quiet machine, load average 1.2-2.5, nothing
+else running), three runs, the code changing between them:
+
+| run | s | rec/s/core | parse+edge s (CPU-s) | silver | bronze | vault | linkage | reference rec/s | ratio |
+|--|--:|--:|--:|--:|--:|--:|--:|--:|--:|
+| reference on whole files | 533.6 | 1 770 | 280.1 (449.0) | 133.0 | 47.3 | 42.7 | 19.7 | 8 487 | 0.417 |
+| reference on the ingest's units | 495.0 | 1 908 | 272.9 (444.3) | 111.2 | 41.2 | 40.3 | 18.5 | 8 868 | 0.430 |
+| tasks started by bytes read | 470.7 | **2 006** | 244.8 (472.9) | 111.7 | 42.3 | 39.8 | 21.2 | 10 108 | 0.397 |
+
+The last change (:func:`pdp.ingest.fanout.longest_first`) started the reports' index first: the
+stage used 1.93 cores on average, 1.63 before. **Goal (10 000 records/s per core) not met: ×5
+short**; the parsers alone read 10 108 records/s on 2 cores (5 054 per core), so the goal is out
+of reach of these Python parsers whatever the rest costs. Driver peak 7.29 GiB against the goal of
+4: Python 0.90 GiB (the batch's identities, folded for linkage: it grows with the batch), the JVM
+6.4 GiB (local mode: driver and executors in one JVM, its resident size follows
+``spark.driver.memory``, 6g by default, not the data).
 """
 
 from __future__ import annotations
