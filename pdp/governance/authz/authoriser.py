@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import casbin
-from casbin.model import fast_policy_filter
+from casbin.model import FastModel, fast_policy_filter
 
 from pdp.config import Settings, get_settings
 from pdp.governance.authz.policy import (
@@ -272,6 +272,23 @@ class Authoriser:
         validate_purpose_roles(purposes, str(self.purposes_path))
         model, model_digest = load_model(self.model_path)
         policy = load_policy(self.policy_path, purposes)
+        # Casbin runs under the lock here too, not only in `_enforce`: a reload built and probed its
+        # new enforcer while other threads enforced with the old one, and once (CI of 2026-12-06,
+        # a loaded machine) an enforce then failed with a SystemError (test_concurrent_decisions_...).
+        with self._lock:
+            enforcer = self._new_enforcer(model, policy)
+        inert = tuple(
+            line for line in policy.lines
+            if line.effect == "allow" and line.role not in purposes.purposes[line.purpose].roles
+        )
+        for line in inert:
+            logger.warning("policy line %s is inert: purpose %s is not tied to role %s", line.source, line.purpose,
+                           line.role)
+        version = f"{model_digest[:12]}.{policy.digest[:12]}.p{purposes.version}"
+        return _State(enforcer, policy, purposes, version, policy.by_fields(), inert)
+
+    def _new_enforcer(self, model: FastModel, policy: Policy) -> casbin.Enforcer:
+        """A Casbin enforcer over `policy`, its matcher evaluated once (caller holds the lock)."""
         try:
             enforcer = casbin.Enforcer(model, PolicyAdapter(policy.lines), enable_log=False)
         except Exception as exc:
@@ -284,15 +301,7 @@ class Authoriser:
             raise AuthzConfigError(
                 f"policy model {self.model_path}: the matcher does not evaluate: {type(exc).__name__}: {exc}"
             ) from exc
-        inert = tuple(
-            line for line in policy.lines
-            if line.effect == "allow" and line.role not in purposes.purposes[line.purpose].roles
-        )
-        for line in inert:
-            logger.warning("policy line %s is inert: purpose %s is not tied to role %s", line.source, line.purpose,
-                           line.role)
-        version = f"{model_digest[:12]}.{policy.digest[:12]}.p{purposes.version}"
-        return _State(enforcer, policy, purposes, version, policy.by_fields(), inert)
+        return enforcer
 
     def reload(self) -> None:
         """Re-read model, policy and purposes; swap them in and empty the decision cache.
