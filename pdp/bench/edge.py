@@ -87,13 +87,11 @@ def edge_stage(settings: Any, sources: Path, staging: Path, spark: Any, workers:
     """The parse+edge stage over `sources`, timed: as Spark tasks of `spark` when given, else in
     `workers` worker processes."""
     from pdp.ingest import load_registry
-    from pdp.ingest.fanout import BatchContext, FileTask, run_files
+    from pdp.ingest.fanout import BatchContext, file_tasks, run_files
     from pdp.ingest.parse import Duplicates
-    from pdp.ingest.registry import discover
 
     registry = load_registry(settings=settings)
-    tasks = [FileTask(i, spec.name, path, path.relative_to(sources).as_posix(), path.stat().st_size)
-             for i, (spec, path) in enumerate(discover(sources, registry).to_parse)]
+    tasks = file_tasks(sources, registry)
     context = BatchContext(settings, registry, sources, staging, "bench-edge", datetime.now(UTC), None)
     started = time.perf_counter()
     counts, ran, cpu = {}, 0, 0.0

@@ -103,12 +103,11 @@ def _parse_only(sources: Path, workers: int, settings: Settings) -> tuple[int, f
 
 def reference_jobs(sources: Path, settings: Settings) -> list[tuple[str, str, str, FilePart | None]]:
     """The reference's jobs (source, path, root, part): the ingest's units, in the ingest's order."""
-    from pdp.ingest.fanout import BatchContext, FileTask, longest_first, split_tasks
-    from pdp.ingest.registry import discover, load_registry
+    from pdp.ingest.fanout import BatchContext, file_tasks, longest_first, split_tasks
+    from pdp.ingest.registry import load_registry
 
     registry = load_registry(settings=settings)
-    files = [FileTask(i, spec.name, path, path.relative_to(sources).as_posix(), path.stat().st_size)
-             for i, (spec, path) in enumerate(discover(sources, registry).to_parse)]
+    files = file_tasks(sources, registry)
     context = BatchContext(settings, registry, sources, sources, "bench-parse-only", datetime.now(UTC), None)
     units = longest_first(split_tasks(files, context), context)
     return [(unit.source, str(unit.path), str(sources), unit.part) for unit in units]

@@ -251,6 +251,15 @@ def _parts_at_most(task: FileTask, registry: Registry, split_bytes: int) -> int:
     return max(1, -(-task.size // split_bytes))
 
 
+def file_tasks(root: Path, registry: Registry) -> list[FileTask]:
+    """One task per file of `root` that the registry's sources parse, in discovery order (the
+    benchmarks' batch; `pdp ingest` builds its own beside its per-file report)."""
+    from pdp.ingest.registry import discover
+
+    return [FileTask(i, spec.name, path, path.relative_to(root).as_posix(), path.stat().st_size)
+            for i, (spec, path) in enumerate(discover(root, registry).to_parse)]
+
+
 def split_tasks(tasks: list[FileTask], context: BatchContext) -> list[FileTask]:
     """The tasks to run: each file, or each part of a file over ``PDP_EDGE_SPLIT_BYTES`` whose format
     splits (:func:`pdp.ingest.split.plan_parts`), in file then part order."""
