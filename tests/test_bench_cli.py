@@ -29,6 +29,8 @@ def test_a_bench_setting_is_a_whole_number_or_its_default(monkeypatch: pytest.Mo
      "PDP_BENCH_SCALING_ROUNDS must be a whole number >= 1, not '0'"),
     (["bench", "labfeed"], {"PDP_BENCH_LABFEED_DROPS": "many"},
      "PDP_BENCH_LABFEED_DROPS must be a whole number >= 1, not 'many'"),
+    (["bench", "ingest", "--persons", "10"], {"PDP_BENCH_INGEST_WORKERS": "-2"},
+     "PDP_BENCH_INGEST_WORKERS must be a whole number >= 0, not '-2'"),
     (["bench", "nosuch"], {}, "unknown benchmark 'nosuch'"),
     (["bench", "authz", "--persons", "10"], {}, "benchmark 'authz' takes no --persons"),
 ])
