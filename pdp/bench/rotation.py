@@ -59,9 +59,9 @@ def bench_rotation(persons: int = PERSONS) -> dict[str, Any]:
     from pdp.pseudonym.vault import VaultRecord
 
     spark = get_spark(app_name="pdp-bench-rotate")
-    with tempfile.TemporaryDirectory(prefix="pdp-bench-rotate-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="pdp-bench-rotate-") as tmp, throwaway_vault(Path(tmp)) as opened:
         root = Path(tmp)
-        store, engine, vault = throwaway_vault(root)  # the vault opened as `pdp keys rotate` opens it
+        store, _engine, vault = opened  # the vault opened as `pdp keys rotate` opens it
         pseudonymiser = Pseudonymiser(store)
         prefix = CANONICAL_FORMAT.encode("ascii") + b"\x1f"
         canonicals = [prefix + os.urandom(48).hex().encode() for _ in range(persons)]
@@ -84,7 +84,6 @@ def bench_rotation(persons: int = PERSONS) -> dict[str, Any]:
         whole, whole_s, whole_peak = _timed_rotation(**common, page=persons)
         assert paged.vault_rows == whole.vault_rows == persons
         assert paged.tables == whole.tables == {"silver.events": 3 * persons}
-        engine.dispose()
     return {
         "persons": persons,
         "page": PAGE,

@@ -1,7 +1,9 @@
 """`pdp bench vault`: the identity vault's write and read paths since the seal split.
 
-What production does, on a fresh SQLite governance store and key store in a temporary
-directory: the edge writes ``persons`` full identity records with ``upsert_many`` through
+What production does, on a fresh key store in a temporary directory and a fresh governance
+store of the configured kind (a SQLite file, or with ``PDP_DB_URL=postgresql...`` a schema of
+its own on that server, dropped afterwards; PostgreSQL writes go through ``COPY``): the edge
+writes ``persons`` full identity records with ``upsert_many`` through
 :class:`~pdp.pseudonym.vault.EdgeKeys` (a sealed box per record + the linkage view + the blocking
 and name-token indexes, batches of 20 000 as the ingest pipeline sends them), writes a second
 observation for each person (the merge path), then re-identification's read ``get_many`` opens
@@ -26,9 +28,15 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from pdp.config import Settings, get_settings
 
 PERSONS = 20_000
 _BATCH = 20_000
@@ -53,21 +61,41 @@ def _records(n: int, seed: int = 7) -> list[tuple[str, Any]]:
     return out
 
 
-def throwaway_vault(root: Path) -> tuple[Any, Any, Any]:
-    """(key store, engine, vault opened as the edge opens it) on a fresh random master key and a
-    SQLite governance store under `root`: what the vault benchmarks measure on, then delete."""
-    from pdp.config import Settings
+@contextmanager
+def throwaway_vault(root: Path, settings: Settings | None = None) -> Iterator[tuple[Any, Any, Any]]:
+    """(key store, engine, vault opened as the edge opens it) on a fresh random master key, in a
+    governance store of the configured kind (`PDP_DB_URL`) that is deleted afterwards: a SQLite
+    file under `root`, or on PostgreSQL a schema of its own on the configured server (dropped on
+    exit), so the figure is that of the store production runs on."""
     from pdp.governance.db import create_all, make_engine
     from pdp.pseudonym.keys import KeyStore
     from pdp.pseudonym.vault import EdgeKeys, IdentityVault
 
-    settings = Settings(_env_file=None, key_store=root / "keys",
-                        master_key=base64.b64encode(os.urandom(32)).decode())
-    store = KeyStore.from_settings(settings)
+    keyed = Settings(_env_file=None, key_store=root / "keys", master_key=base64.b64encode(os.urandom(32)).decode())
+    store = KeyStore.from_settings(keyed)
     store.init()
-    engine = make_engine(f"sqlite:///{root / 'pdp.db'}")
-    create_all(engine)
-    return store, engine, IdentityVault(engine, EdgeKeys(store))
+    url = make_url((settings or get_settings()).db_url)
+    if url.get_backend_name() != "postgresql":
+        engine = make_engine(f"sqlite:///{root / 'pdp.db'}")
+        create_all(engine)
+        try:
+            yield store, engine, IdentityVault(engine, EdgeKeys(store))
+        finally:
+            engine.dispose()
+        return
+    schema = f"pdp_bench_{os.urandom(8).hex()}"
+    admin = make_engine(url)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    engine = make_engine(url.update_query_dict({"options": f"-csearch_path={schema}"}))
+    try:
+        create_all(engine)
+        yield store, engine, IdentityVault(engine, EdgeKeys(store))
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
 
 
 def bench_vault(persons: int = PERSONS) -> dict[str, Any]:
@@ -77,8 +105,8 @@ def bench_vault(persons: int = PERSONS) -> dict[str, Any]:
     from pdp.pseudonym.vault import IdentityVault, VaultRecord
 
     records = _records(persons)
-    with tempfile.TemporaryDirectory(prefix="pdp-bench-vault-") as tmp:
-        store, engine, edge = throwaway_vault(Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="pdp-bench-vault-") as tmp, throwaway_vault(Path(tmp)) as opened_vault:
+        store, engine, edge = opened_vault
 
         started = time.perf_counter()
         for start in range(0, persons, _BATCH):
@@ -123,9 +151,10 @@ def bench_vault(persons: int = PERSONS) -> dict[str, Any]:
         for i, text in enumerate(plaintexts):
             cipher.encrypt(os.urandom(12), text, i.to_bytes(8, "big"))
         aes_s = time.perf_counter() - started
-        engine.dispose()
+        store_kind = engine.dialect.name
     return {
         "persons": persons,
+        "store": store_kind,
         "insert_per_s": round(persons / insert_s),
         "merge_per_s": round(persons / merge_s),
         "reidentify_cold_per_s": round(persons / cold_s),

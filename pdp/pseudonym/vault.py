@@ -91,12 +91,11 @@ from sqlalchemy import (
     delete,
     exists,
     func,
-    insert,
     select,
     update,
 )
 
-from pdp.governance.db import create_all, make_engine, metadata
+from pdp.governance.db import bulk_insert, create_all, make_engine, metadata
 
 if TYPE_CHECKING:
     from pdp.config import Settings
@@ -663,7 +662,7 @@ class IdentityVault:
                         row.update(pseudonym=pseudonym, source_count=counts[pseudonym], created_at=now)
                         new_rows.append(row)
                 if new_rows:
-                    conn.execute(insert(identity_vault), new_rows)
+                    bulk_insert(conn, identity_vault, new_rows)
                 if changed_rows:
                     conn.execute(_UPDATE_BY_PSEUDONYM, changed_rows)
                 # blocking keys change only with the linkage traits: a new phone number re-indexes nothing
@@ -836,7 +835,7 @@ class IdentityVault:
                     }
                 )
             for chunk in _chunks(new_rows, self._batch_size):
-                conn.execute(insert(identity_vault), list(chunk))
+                bulk_insert(conn, identity_vault, chunk)
             _reindex(conn, renamed_states, version, keys)
             renamed = len(new_rows)
         logger.info("identity vault: %d pseudonyms renamed", renamed)
@@ -972,7 +971,7 @@ class IdentityVault:
                         if sum(1 for i in ids.get(r["pseudonym"], ()) if i <= r["through_id"]) == r["boxes"]]
                 conn.execute(delete(m).where(m.c.pseudonym.in_(names)))
                 if keep:
-                    conn.execute(insert(m), keep)
+                    bulk_insert(conn, m, keep)
 
     def linkage_view(self, pseudonyms: Iterable[str]) -> dict[str, VaultRecord]:
         """The linkage traits (:data:`LINKAGE_TRAITS`) of ``pseudonyms``, under the ``vault`` key.
@@ -1091,7 +1090,7 @@ class IdentityVault:
                          "bind": keys.bind(bind_version, sealing_id, pseudonym), "key_version": seal_version,
                          "enc": enc, "ciphertext": ciphertext, "created_at": now})
         for chunk in _chunks(rows, 4 * _DEFAULT_BATCH):
-            conn.execute(insert(identity_vault_seal), list(chunk))
+            bulk_insert(conn, identity_vault_seal, chunk)
 
     def _move_sealed(self, conn: Connection, mapping: Mapping[str, str], keys: _Keys) -> None:
         """Re-bind the sealed rows of each old pseudonym to its new one (no box is opened)."""
@@ -1346,7 +1345,7 @@ def _insert_missing_tokens(conn: Connection, wanted: Mapping[tuple[str, str, str
     rows = [{"holder": h, "kind": k, "token": tok, "size": n}
             for (h, k, tok), n in sorted(wanted.items()) if (h, k, tok) not in present]
     for chunk in _chunks(rows, 4 * _DEFAULT_BATCH):
-        conn.execute(insert(identity_vault_name_tokens), list(chunk))
+        bulk_insert(conn, identity_vault_name_tokens, chunk)
 
 
 def _move_name_tokens(conn: Connection, mapping: Mapping[str, str], keys: _Keys) -> None:
@@ -1420,7 +1419,7 @@ def _reindex(
         for chunk in _chunks(list(states), _DEFAULT_BATCH):
             _unindex(conn, chunk, keys, tokens=False)
     for chunk in _chunks(rows, 4 * _DEFAULT_BATCH):
-        conn.execute(insert(identity_vault_blocking), list(chunk))
+        bulk_insert(conn, identity_vault_blocking, chunk)
     _add_name_tokens(conn, list(states.items()), keys)
 
 

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    event,
+    inspect,
+    select,
+    text,
+)
 
 from pdp.config import Settings
-from pdp.governance import GovernanceDbError, create_all, make_engine
+from pdp.governance import GovernanceDbError, bulk_insert, create_all, make_engine
 
 GOVERNANCE_TABLES = {"identity_vault", "reidentification_log"}
 
@@ -80,3 +96,60 @@ def test_unusable_urls_fail_with_one_line_and_no_credentials(url: str) -> None:
     message = str(caught.value)
     assert "\n" not in message
     assert "hunter2" not in message
+
+
+def _bulk_table() -> Table:
+    return Table(
+        "bulk_probe", MetaData(),
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+        Column("name", String(64), nullable=True),
+        Column("data", LargeBinary, nullable=False),
+        Column("at", DateTime(timezone=True), nullable=False),
+        Column("n", Integer, nullable=True),
+    )
+
+
+def test_bulk_insert_keeps_every_value_and_the_order_given(governance_engine: Engine) -> None:
+    """COPY on PostgreSQL (SQLAlchemy never sees an INSERT), one executemany elsewhere; same rows back."""
+    table = _bulk_table()
+    table.create(governance_engine)
+    at = datetime(2026, 12, 6, 8, 30, 15, 123456, tzinfo=UTC)
+    rows = [
+        {"name": "tab\there, new\nline, back\\slash, Éloïse", "data": b"\x00\\x\x01\xff", "at": at, "n": None},
+        {"name": None, "data": b"", "at": at, "n": -7},
+        *({"name": f"r{i}", "data": bytes([i % 256]) * 40, "at": at, "n": i} for i in range(500)),
+    ]
+    statements: list[str] = []
+    event.listen(governance_engine, "before_cursor_execute",
+                 lambda _c, _cur, sql, *_rest: statements.append(sql.split()[0].upper()))
+    with governance_engine.begin() as conn:
+        bulk_insert(conn, table, rows)
+        bulk_insert(conn, table, [])
+    expected_inserts = 0 if governance_engine.dialect.name == "postgresql" else 1
+    assert statements.count("INSERT") == expected_inserts
+    with governance_engine.connect() as conn:
+        back = [dict(r._mapping) for r in conn.execute(select(table).order_by(table.c.id))]
+    def naive_utc(row: dict) -> dict:  # SQLite gives the instant back without its zone
+        when = row["at"]
+        return {**row, "at": when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when}
+
+    assert [naive_utc({k: v for k, v in r.items() if k != "id"}) for r in back] == [naive_utc(r) for r in rows]
+    assert [r["id"] for r in back] == sorted(r["id"] for r in back)
+
+
+def test_bulk_insert_refuses_rows_of_different_shapes(governance_engine: Engine) -> None:
+    table = _bulk_table()
+    table.create(governance_engine)
+    at = datetime(2026, 12, 6, tzinfo=UTC)
+    with governance_engine.begin() as conn, pytest.raises(ValueError, match="same columns"):
+        bulk_insert(conn, table, [{"data": b"a", "at": at}, {"data": b"b", "at": at, "n": 1}])
+
+
+def test_bulk_insert_refuses_a_column_needing_type_processing_on_postgresql(pg_url: str) -> None:
+    table = Table("bulk_probe_json", MetaData(), Column("doc", JSON))
+    engine = make_engine(pg_url)
+    try:
+        with engine.begin() as conn, pytest.raises(ValueError, match="column doc needs SQLAlchemy"):
+            bulk_insert(conn, table, [{"doc": {"a": 1}}])
+    finally:
+        engine.dispose()
