@@ -119,8 +119,8 @@ machine shared with other engineers' test suites (figures noisy: the ratio is th
   `-Xmn2g` 68.7 / 64.2; the citations left unmaterialised 70.9 / 70.9 (the writes recompute
   them: 22 s); SHUFFLE_HASH hints on the evidence's two joins 79.2 / 65.3; the materialised
   steps kept serialised (`MEMORY_AND_DISK`) 77.7 / 68.2 (GC pauses 7.8 s over three builds
-  instead of 19.3 s in a process of two, but the writes pay for deserialising). All within the machine's
-  noise (±4 s between identical builds), none a step towards the goal.
+  instead of 19.3 s in a process of two, but the writes pay for deserialising). All within the
+  machine's noise (±4 s between identical builds), none a step towards the goal.
 
 Where the silver comes from: the lake's own silver (e.g. `make demo`'s 20 000 persons),
 replicated k times with fresh person ids until it holds N persons, so volumes are realistic
