@@ -102,25 +102,18 @@ machine shared with other engineers' test suites (figures noisy: the ratio is th
   measured alone were three runs in a row over the same files. Stages at 1 M: citable 26.2 s,
   persons 11.6, codes 4.8, citations 4.8, care actions 4.7, the six gold writes ~20 s together.
   The goal (<= 2.5) is **not met** (the first round, Spark's cold JVM, is at 2.49; the bests are not).
-- 2026-12-06, a later session, where the warm build's time goes and what did not move it (ad hoc
-  scripts, one JVM, three builds in a row on the same 1 010 184-person lake, quiet machine, load
-  1.4-2.5; the second and third builds are the warm ones). Warm builds 61.7-72.8 s, the first
-  88-98 s. In a 69.3 s warm build (Spark UI REST) the tasks ran 121 s of the 138 core-seconds
-  there were: the executors were busy, so only less work helps. The matched facts' map stage
-  10.4 s, the sort and windows 13.3 s, persons 10.6 s, citations 5.3 s, and the gold writes 15 s
-  from the first to the last commit (gold.evidence's stage the longest, 7.6 s). The JVM's GC log
-  of another warm build (72.8 s) holds 12.3 s of pauses, full collections with 2.7-3.4 GB live.
-  DuckDB step by step on the same silver (27.4 s): facts, codes and matched 5.9 s, the ranking
-  10.9, the persons 3.9, care actions and citations 1.4, evidence and the writes 5.4 — Spark is
-  near DuckDB on the ranking, 2-6 × behind it on the scans, the persons, the citations and the
-  writes.
-  Tried, each measured on the two warm builds, none kept (before: 67.2 / 64.5 s):
-  `spark.io.encryption.enabled=false` 66.0 / 61.7; 3 GB off-heap execution memory 68.6 / 63.5;
-  `-Xmn2g` 68.7 / 64.2; the citations left unmaterialised 70.9 / 70.9 (the writes recompute
-  them: 22 s); SHUFFLE_HASH hints on the evidence's two joins 79.2 / 65.3; the materialised
-  steps kept serialised (`MEMORY_AND_DISK`) 77.7 / 68.2 (GC pauses 7.8 s over three builds
-  instead of 19.3 s in a process of two, but the writes pay for deserialising). All within the
-  machine's noise (±4 s between identical builds), none a step towards the goal.
+- 2026-12-06, a later session: where a warm build's time goes, and what did not move it. Ad hoc
+  exploration, not a repo command (three builds in a row in one JVM on a 1 010 184-person lake,
+  quiet machine, load 1.4-2.5; the second and third are the warm ones): warm builds 61.7-72.8 s,
+  the first 88-98 s; in a 69.3 s warm build (Spark UI REST) the tasks ran 121 of the 138
+  core-seconds there were, so only less work helps; a GC log of a 72.8 s warm build held 12.3 s
+  of pauses (full collections with 2.7-3.4 GB live). Tried and dropped, none beyond the ±4 s
+  between identical builds: no shuffle encryption, off-heap execution memory, a bigger young
+  generation, the citations left unmaterialised, SHUFFLE_HASH on the evidence's joins, the
+  materialised steps kept serialised (a third of the GC pauses, but slower writes). Since then
+  the bench prints DuckDB's time per step and per output written (``duckdb_steps``, its best
+  round) beside Spark's stages (``spark_stages``, now also its best round's), so the comparison
+  step by step comes from the bench itself.
 
 Where the silver comes from: the lake's own silver (e.g. `make demo`'s 20 000 persons),
 replicated k times with fresh person ids until it holds N persons, so volumes are realistic
@@ -187,9 +180,11 @@ def _replicate(spark: Any, source_root: str | None, target: str, persons: int) -
     return k, have * k, events
 
 
-def _duckdb(parquet: dict[str, str], threads: int, defs: Any, out_dir: str) -> float:
-    """DuckDB's build, seconds: every step as a table, and the gold outputs written as Parquet files
-    under `out_dir` — the deliverable Spark's build writes too (as Delta), so both are timed to disk.
+def _duckdb(parquet: dict[str, str], threads: int, defs: Any, out_dir: str) -> tuple[float, dict[str, float]]:
+    """DuckDB's build: (seconds, seconds per step and per output written): every step as a table,
+    and the gold outputs written as Parquet files under `out_dir` — the deliverable Spark's build
+    writes too (as Delta), so both are timed to disk. The steps' times, beside Spark's stages, say
+    where Spark loses its ground.
 
     Run in a process of its own (:func:`_duckdb_apart`), as a data engineer would run it: inside
     the bench's own process, beside the Spark JVM and a previous round's connection, the same data
@@ -203,15 +198,20 @@ def _duckdb(parquet: dict[str, str], threads: int, defs: Any, out_dir: str) -> f
         start = time.perf_counter()
         for relation, path in parquet.items():
             con.execute(f"CREATE VIEW {relation} AS SELECT * FROM read_parquet('{path}/*.parquet')")
+        steps: dict[str, float] = {}
         for step in compile_pipeline(defs, as_of=AS_OF, dialect=DuckDBDialect()):
+            tick = time.perf_counter()
             con.execute(f"CREATE TABLE {step.name} AS {step.sql}")
+            steps[f"step.{step.name}"] = time.perf_counter() - tick
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         for name in OUTPUTS:
+            tick = time.perf_counter()
             con.execute(f"COPY {name} TO '{Path(out_dir) / name}.parquet' (FORMAT parquet)")
-        return time.perf_counter() - start
+            steps[f"write.{name}"] = time.perf_counter() - tick
+        return time.perf_counter() - start, steps
 
 
-def _duckdb_apart(parquet: dict[str, str], threads: int, defs: Any, out_dir: str) -> float:
+def _duckdb_apart(parquet: dict[str, str], threads: int, defs: Any, out_dir: str) -> tuple[float, dict[str, float]]:
     """:func:`_duckdb` in a fresh spawned process: its own memory, no JVM or earlier round in it."""
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
         return pool.submit(_duckdb, parquet, threads, defs, out_dir).result()
@@ -276,7 +276,9 @@ def bench_gold(persons: int | None = None) -> dict[str, Any]:
         # (DuckDB alone, same data: 18-27 s at 1 M persons), so each engine's best is compared
         # too; the first round's Spark build runs in a JVM that has not yet compiled its plans.
         spark_runs: list[float] = []
+        spark_stages: dict[str, float] = {}
         duck_runs: list[float] = []
+        duck_steps: dict[str, float] = {}
         duck_out = str(Path(tmp) / "duckdb-gold")
         for _ in range(rounds):
             shutil.rmtree(Path(lake) / "gold", ignore_errors=True)  # else the build finds itself done
@@ -284,9 +286,15 @@ def bench_gold(persons: int | None = None) -> dict[str, Any]:
             _settle(spark)
             start = time.perf_counter()
             report = build_gold(spark, as_of=AS_OF, definitions=defs, lake_root=lake)
-            spark_runs.append(time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            if not spark_runs or elapsed < min(spark_runs):
+                spark_stages = report.seconds  # the best round's
+            spark_runs.append(elapsed)
             _settle(spark)
-            duck_runs.append(_duckdb_apart(parquet, cores, defs, duck_out))
+            seconds, steps = _duckdb_apart(parquet, cores, defs, duck_out)
+            if not duck_runs or seconds < min(duck_runs):
+                duck_steps = steps  # the best round's
+            duck_runs.append(seconds)
         spark_seconds, duck_seconds = min(spark_runs), min(duck_runs)
         # incremental: the persons a lab-feed day would touch (0.1 % of them), recomputed alone
         sample = [r[0] for r in LakeTable(spark, "silver.person", lake_root=lake).read()
@@ -307,9 +315,10 @@ def bench_gold(persons: int | None = None) -> dict[str, Any]:
         "cores": cores,
         "spark_seconds": round(spark_seconds, 1),
         "spark_rounds": [round(x, 1) for x in spark_runs],
-        "spark_stages": {k2: round(v, 1) for k2, v in report.seconds.items()},
+        "spark_stages": {k2: round(v, 1) for k2, v in spark_stages.items()},
         "duckdb_seconds": round(duck_seconds, 1),
         "duckdb_rounds": [round(x, 1) for x in duck_runs],
+        "duckdb_steps": {k2: round(v, 1) for k2, v in duck_steps.items() if v >= 0.05},
         "spark_events_per_s_per_core": round(events / spark_seconds / cores),
         "duckdb_events_per_s_per_core": round(events / duck_seconds / cores),
         "ratio_spark_over_duckdb": round(spark_seconds / duck_seconds, 2),
