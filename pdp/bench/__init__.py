@@ -13,7 +13,7 @@ import importlib
 import inspect
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 BENCHMARKS: dict[str, str] = {
     "api": "pdp.bench.api:bench_api",
@@ -42,9 +42,14 @@ class BenchSettingError(ValueError):
     """A benchmark's environment setting is not what it must be (one line: which, and why)."""
 
 
-def setting(name: str, default: int, *, minimum: int = 1) -> int:
+@overload
+def setting(name: str, default: int, *, minimum: int = 1) -> int: ...
+@overload
+def setting(name: str, default: None, *, minimum: int = 1) -> int | None: ...
+def setting(name: str, default: int | None, *, minimum: int = 1) -> int | None:
     """The whole number in environment variable `name` (``PDP_BENCH_GOLD_ROUNDS``...), `default` when
-    unset or empty; anything else than a whole number >= `minimum` is a :class:`BenchSettingError`.
+    unset or empty (None: the bench chooses); anything else than a whole number >= `minimum` is a
+    :class:`BenchSettingError`.
 
     >>> setting("PDP_BENCH_NOT_SET", 2)
     2

@@ -75,27 +75,24 @@ def throwaway_vault(root: Path, settings: Settings | None = None) -> Iterator[tu
     store = KeyStore.from_settings(keyed)
     store.init()
     url = make_url((settings or get_settings()).db_url)
-    if url.get_backend_name() != "postgresql":
+    schema = f"pdp_bench_{os.urandom(8).hex()}" if url.get_backend_name() == "postgresql" else None
+    if schema is None:
+        admin = None
         engine = make_engine(f"sqlite:///{root / 'pdp.db'}")
-        create_all(engine)
-        try:
-            yield store, engine, IdentityVault(engine, EdgeKeys(store))
-        finally:
-            engine.dispose()
-        return
-    schema = f"pdp_bench_{os.urandom(8).hex()}"
-    admin = make_engine(url)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    engine = make_engine(url.update_query_dict({"options": f"-csearch_path={schema}"}))
+    else:
+        admin = make_engine(url)
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        engine = make_engine(url.update_query_dict({"options": f"-csearch_path={schema}"}))
     try:
         create_all(engine)
         yield store, engine, IdentityVault(engine, EdgeKeys(store))
     finally:
         engine.dispose()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+        if admin is not None:
+            with admin.begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+            admin.dispose()
 
 
 def bench_vault(persons: int = PERSONS) -> dict[str, Any]:

@@ -107,8 +107,9 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
 
     Why: the identity vault writes a dozen index and box rows per person, and on PostgreSQL an
     ``executemany`` pays psycopg's per-row statement work; ``COPY ... FROM STDIN`` streams the
-    rows instead (``PDP_DB_URL=postgresql... pdp bench vault --persons 20000``, 2026-12-06: edge
-    inserts 2 016-2 152 → 2 456-2 727 persons/s, renames 1 568-1 695 → 1 833-2 368). So on
+    rows instead (``PDP_DB_URL=postgresql... pdp bench vault --persons 20000`` run in one process
+    with ``executemany`` swapped back in, ad hoc, 2026-12-06: edge inserts 2 016-2 152 → 2 456-2 727
+    persons/s, renames 1 568-1 695 → 1 833-2 368). So on
     PostgreSQL the rows go through ``COPY`` (columns left out take their server default: an
     identity column numbers the rows in the order given), elsewhere through one ``executemany``.
     Values must be plain Python values (str, int, bytes, timezone-aware datetime, None): COPY
@@ -121,6 +122,9 @@ def bulk_insert(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     columns = list(first)
     if any(row.keys() != first for row in rows):
         raise ValueError(f"bulk_insert into {table.name}: rows do not all have the same columns")
+    unknown = [c for c in columns if c not in table.c]
+    if unknown:
+        raise ValueError(f"bulk_insert into {table.name}: no column {', '.join(unknown)}")
     if conn.dialect.name != "postgresql":
         conn.execute(insert(table), list(rows))
         return

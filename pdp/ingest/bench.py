@@ -132,8 +132,7 @@ def bench_ingest(persons: int | None = None) -> dict[str, Any]:
     from pdp.synth import generate
 
     persons = persons or setting("PDP_BENCH_INGEST_PERSONS", PERSONS)
-    workers: int | None = setting("PDP_BENCH_INGEST_WORKERS", -1, minimum=0)  # unset: -1, one per core
-    workers = None if workers == -1 else workers
+    workers = setting("PDP_BENCH_INGEST_WORKERS", None, minimum=0)  # unset: one per core
     with tempfile.TemporaryDirectory(prefix="pdp-bench-ingest-") as tmp:
         var = Path(tmp)
         settings = scratch_settings(var)

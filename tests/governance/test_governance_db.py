@@ -143,6 +143,8 @@ def test_bulk_insert_refuses_rows_of_different_shapes(governance_engine: Engine)
     at = datetime(2026, 12, 6, tzinfo=UTC)
     with governance_engine.begin() as conn, pytest.raises(ValueError, match="same columns"):
         bulk_insert(conn, table, [{"data": b"a", "at": at}, {"data": b"b", "at": at, "n": 1}])
+    with governance_engine.begin() as conn, pytest.raises(ValueError, match="no column colour"):
+        bulk_insert(conn, table, [{"data": b"a", "at": at, "colour": "red"}])
 
 
 def test_bulk_insert_refuses_a_column_needing_type_processing_on_postgresql(pg_url: str) -> None:
