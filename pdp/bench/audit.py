@@ -28,13 +28,13 @@ import multiprocessing
 import os
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
 
 from pdp.bench import setting
+from pdp.bench.scratch import scratch_store_url
 
 __all__ = ["bench_audit", "run_writers"]
 
@@ -104,17 +104,8 @@ def bench_audit() -> dict[str, Any]:
     pg = _pg_url()
     out: dict[str, Any] = {}
     for writers in (1, 4):
-        with tempfile.TemporaryDirectory(prefix="pdp-bench-audit-") as tmp:
-            if pg:
-                schema = f"bench_audit_{uuid.uuid4().hex[:12]}"
-                admin = make_engine(pg)
-                with admin.begin() as conn:
-                    conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-                sep = "&" if "?" in pg else "?"
-                url = f"{pg}{sep}options=-csearch_path%3D{schema}"
-            else:
-                admin, schema = None, ""
-                url = f"sqlite:///{Path(tmp) / 'audit.db'}"
+        with tempfile.TemporaryDirectory(prefix="pdp-bench-audit-") as tmp, \
+                scratch_store_url(Path(tmp) / "audit.db", pg) as url:
             engine = make_engine(url)
             try:
                 create_audit_tables(engine)
@@ -124,10 +115,6 @@ def bench_audit() -> dict[str, Any]:
                     raise RuntimeError(f"audit bench: the log does not verify after the run: {report.line()}")
             finally:
                 engine.dispose()
-                if admin is not None:
-                    with admin.begin() as conn:
-                        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-                    admin.dispose()
         out[f"appends_per_s_{writers}_writer{'s' if writers > 1 else ''}"] = round(run["appends_per_s"], 1)
     out["ratio_4_vs_1_writer"] = round(out["appends_per_s_4_writers"] / out["appends_per_s_1_writer"], 2)
     out["backend"] = "postgresql" if pg else "sqlite"

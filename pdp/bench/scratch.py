@@ -1,6 +1,7 @@
 """A throw-away var/ for a benchmark: settings on a temporary directory, a fresh random master key
 in a 0600 file (so Spark executors, which never get the key in a closure, can open the key store
-too: :mod:`pdp.ingest.spark_tasks`), the key store initialised, a SQLite governance store.
+too: :mod:`pdp.ingest.spark_tasks`), the key store initialised, a SQLite governance store; and a
+throw-away governance store of either kind for the benchmarks that measure the store itself.
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = scratch_settings(Path(tmp))
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +31,30 @@ def scratch_settings(var: Path) -> Any:
     KeyStore.from_settings(settings).init()
     create_all(make_engine(settings=settings))
     return settings
+
+
+@contextmanager
+def scratch_store_url(sqlite_file: Path, postgresql: str | None) -> Iterator[str]:
+    """The URL of a throw-away governance store: a SQLite file at `sqlite_file`, or, when
+    `postgresql` is a server's URL, a schema of its own on that server (through ``search_path``),
+    dropped with everything in it on exit. The URL holds the server's password: never log it."""
+    from sqlalchemy.engine import make_url
+
+    from pdp.governance.db import make_engine
+
+    if not postgresql:
+        yield f"sqlite:///{sqlite_file}"
+        return
+    schema = f"pdp_bench_{os.urandom(8).hex()}"
+    admin = make_engine(postgresql)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        try:
+            yield make_url(postgresql).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+                hide_password=False)
+        finally:
+            with admin.begin() as conn:
+                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    finally:
+        admin.dispose()

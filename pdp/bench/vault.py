@@ -36,6 +36,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from pdp.bench.scratch import scratch_store_url
 from pdp.config import Settings, get_settings
 
 PERSONS = 20_000
@@ -74,25 +75,15 @@ def throwaway_vault(root: Path, settings: Settings | None = None) -> Iterator[tu
     keyed = Settings(_env_file=None, key_store=root / "keys", master_key=base64.b64encode(os.urandom(32)).decode())
     store = KeyStore.from_settings(keyed)
     store.init()
-    url = make_url((settings or get_settings()).db_url)
-    schema = f"pdp_bench_{os.urandom(8).hex()}" if url.get_backend_name() == "postgresql" else None
-    if schema is None:
-        admin = None
-        engine = make_engine(f"sqlite:///{root / 'pdp.db'}")
-    else:
-        admin = make_engine(url)
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        engine = make_engine(url.update_query_dict({"options": f"-csearch_path={schema}"}))
-    try:
-        create_all(engine)
-        yield store, engine, IdentityVault(engine, EdgeKeys(store))
-    finally:
-        engine.dispose()
-        if admin is not None:
-            with admin.begin() as conn:
-                conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-            admin.dispose()
+    configured = (settings or get_settings()).db_url
+    server = configured if make_url(configured).get_backend_name() == "postgresql" else None
+    with scratch_store_url(root / "pdp.db", server) as url:
+        engine = make_engine(url)
+        try:
+            create_all(engine)
+            yield store, engine, IdentityVault(engine, EdgeKeys(store))
+        finally:
+            engine.dispose()
 
 
 def bench_vault(persons: int = PERSONS) -> dict[str, Any]:
