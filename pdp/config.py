@@ -34,6 +34,18 @@ class Settings(BaseSettings):
         description="A file over this many bytes, of a format that can be cut on record boundaries (CSV, fixed "
         "width, NDJSON), runs as several edge tasks of about this size (processes or Spark); 0: one task a file.",
     )
+    edge_identities: Literal["auto", "driver", "staged"] = Field(
+        "auto",
+        description="Where a batch's identities are folded for linkage and the vault: `driver` (in the ingest "
+        "process's memory), `staged` (sealed Parquet parts folded on Spark, streamed to the vault: driver memory "
+        "bounded by a chunk, not the batch), `auto`: staged for Spark edge tasks or from "
+        "PDP_EDGE_IDENTITIES_MIN_BYTES of input.",
+    )
+    edge_identities_min_bytes: int = Field(
+        512 << 20, ge=0,
+        description="`auto` stages the batch's identities from this many input bytes (about 45 000 persons of the "
+        "demo's source mix; below, the fold's Spark jobs cost more than the driver memory they save).",
+    )
     spark_driver_memory: str = Field("6g", description="Driver memory (local mode runs everything in the driver).")
     spark_shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions; small on 2 cores.")
     spark_delta_snapshot_partitions: int = Field(

@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from pdp.config import Settings
     from pdp.pseudonym.linkage import LinkageOptions
 
-__all__ = ["BronzeRow", "Edge", "EdgeState", "QuarantineRow"]
+__all__ = ["BronzeRow", "Edge", "EdgeState", "IdentityPack", "QuarantineRow", "fold_packs", "merge_records",
+           "pack_record"]
 
 _CONTACT = ("address_line", "postcode", "commune_code", "phone", "email", "gp_rpps")
 
@@ -131,6 +132,45 @@ class _Identity:
     def record(self) -> VaultRecord:
         return VaultRecord(**self.values, observed_at=self.observed, canonical=self.canonical)
 
+    def packed(self, canonical: CanonicalIdentity | None, postcode: str | None) -> IdentityPack:
+        return (self.values, self.dates, self.observed, self.canonical, canonical, postcode)
+
+    @classmethod
+    def unpacked(cls, pack: IdentityPack) -> _Identity:
+        identity = cls.__new__(cls)
+        identity.values, identity.dates, identity.observed, identity.canonical = pack[:4]
+        return identity
+
+
+IdentityPack = tuple[dict[str, Any], dict[str, date | None], date | None, str | None, CanonicalIdentity | None,
+                     str | None]
+"""One person's identity as a part of a batch holds it, for staging (:mod:`pdp.ingest.identity_stage`):
+the fold's state (values, their dates, last observation, canonical text), the canonical identity
+that made the pseudonym and the first postcode seen. Plain data: sealed before it leaves memory."""
+
+
+def fold_packs(packs: Iterable[IdentityPack]) -> IdentityPack:
+    """The packs of one person, in the order their records came (file, then part), folded into one:
+    what :meth:`EdgeState.absorb` makes of the same parts (per field the latest observation; the
+    first canonical identity and the first postcode)."""
+    folded: _Identity | None = None
+    canonical = postcode = None
+    for pack in packs:
+        if folded is None:
+            folded = _Identity.unpacked(pack)
+        else:
+            folded.fold(_Identity.unpacked(pack))
+        canonical = canonical if canonical is not None else pack[4]
+        postcode = postcode if postcode is not None else pack[5]
+    if folded is None:
+        raise ValueError("no pack to fold")
+    return folded.packed(canonical, postcode)
+
+
+def pack_record(pack: IdentityPack) -> VaultRecord:
+    """The vault record of a (folded) pack."""
+    return _Identity.unpacked(pack).record()
+
 
 @dataclass(repr=False, slots=True)
 class _Known:
@@ -156,6 +196,15 @@ class EdgeState:
 
     def __repr__(self) -> str:
         return f"EdgeState(<{len(self.identities)} identities hidden>)"
+
+    def packs(self) -> Iterator[tuple[str, IdentityPack]]:
+        """Each person's identity as held here, in the order they came (:data:`IdentityPack`)."""
+        for pseudonym, identity in self.identities.items():
+            yield pseudonym, identity.packed(self.canonicals.get(pseudonym), self.postcodes.get(pseudonym))
+
+    def without_identities(self) -> EdgeState:
+        """The counts alone: what a file's result carries once its identities are staged."""
+        return EdgeState(stats=self.stats)
 
     def absorb(self, later: EdgeState) -> None:
         """Fold in the state of records that come after everything held here (a later file, or the
@@ -419,21 +468,24 @@ class Edge:
         else:
             result = link(inputs, self._pseudonymiser, known=known, options=options)
         mapping = {p: q for p, q in result.pseudonyms.items() if p in self.canonicals and q != p}
+
+        def owner(target: str) -> str | None:
+            own = result.canonicals.get(target) or self.canonicals.get(target)
+            return base64.b64encode(own.canonical_bytes).decode("ascii") if own else None
+
         rekeyed: dict[str, VaultRecord] = {}
         for pseudonym, record in self.vault_records.items():
             target = mapping.get(pseudonym, pseudonym)
-            own = result.canonicals.get(target) or self.canonicals.get(target)
-            record = record.model_copy(
-                update={"canonical": base64.b64encode(own.canonical_bytes).decode("ascii") if own else None}
-            )
+            record = record.model_copy(update={"canonical": owner(target)})
             previous = rekeyed.get(target)
-            rekeyed[target] = record if previous is None else _merge(previous, record)
+            rekeyed[target] = record if previous is None else merge_records(previous, record)
         self._linked = rekeyed
         return LinkOutcome(
             mapping=mapping,
             superseded=dict(result.superseded),
             rule_counts=dict(result.rule_counts),
             model_version=result.parameters["model_version"],
+            owners={target: owner(target) for target in set(mapping.values())},
         )
 
 
@@ -443,9 +495,11 @@ class LinkOutcome:
     superseded: dict[str, str]  # known pseudonym → person pseudonym
     rule_counts: dict[str, int]
     model_version: str = MODEL_NOT_RUN  # the linkage model used (LinkResult.parameters["model_version"])
+    # the canonical identity (base64) each re-keyed record takes: its person's (what rotation re-keys)
+    owners: dict[str, str | None] = field(default_factory=dict)
 
 
-def _merge(old: VaultRecord, new: VaultRecord) -> VaultRecord:
+def merge_records(old: VaultRecord, new: VaultRecord) -> VaultRecord:
     """Linkage re-keying: records of one person merged whole, newer on top; the canonical identity stays."""
     newer = (new.observed_at or date.min) >= (old.observed_at or date.min)
     base, top = (old, new) if newer else (new, old)

@@ -5,7 +5,9 @@ each; a territory's batch is hundreds of files. Each file is a task: a worker pa
 every record through its own :class:`~pdp.ingest.edge.Edge` (keys loaded from the settings by
 the worker itself, never sent), writes the file's staging parts, and hands back only what the
 parent must fold in file order: counts, the file's duplicate fingerprints and the edge state
-(identities for the vault and linkage, in memory, through the pipe — never on disk).
+(identities for the vault and linkage, in memory, through the pipe — or, in a batch that stages
+them, :attr:`BatchContext.stage_identities`, sealed into a part of their own beside the rows and
+folded on Spark: :mod:`pdp.ingest.identity_stage`).
 
 Exactly the sequential result, by construction:
 
@@ -46,6 +48,7 @@ from typing import TYPE_CHECKING
 
 from pdp.ingest.dedupe import FingerprintSet
 from pdp.ingest.edge import BronzeRow, Edge, EdgeState, QuarantineRow
+from pdp.ingest.identity_stage import IdentityCipher, order_key, write_part
 from pdp.ingest.model import ParseOutcome, Quarantined
 from pdp.ingest.parse import Counts, Duplicates, Tally, parse_file, stopped_after
 from pdp.ingest.parsers.base import get_parser
@@ -104,6 +107,7 @@ class BatchContext:
     started: datetime
     today: date | None
     in_memory: bool = False  # rows kept in hand (small-batch mode, in-process), no staging parts
+    stage_identities: bool = False  # identities staged sealed (pdp.ingest.identity_stage), not handed back
 
 
 @dataclass(slots=True)
@@ -132,6 +136,7 @@ class FileRunner:
         self._context = context
         store = store or KeyStore.from_settings(context.settings)
         self._edge = Edge(store, today=context.today)
+        self._cipher = IdentityCipher(store, context.batch_id) if context.stage_identities else None
         # the vault's linkage view for parsers that de-identify text; opened on the first report only
         self._known = KnownPersons(self._edge.pseudonym_of, lambda: edge_vault(context.settings, store))
 
@@ -170,15 +175,22 @@ class FileRunner:
                     quarantine.add(quarantine_dict(row, ctx.batch_id, ctx.started))
                     tally.count(row.source, row.file, quarantined=True, position=row.record_position,
                                 reason=(row.reason_code, row.message))
-            parts = tuple(p for p in (bronze.close(), quarantine.close()) if p is not None)
+            state = self._edge.detach()
+            identities = None
+            if self._cipher is not None:  # sealed beside the rows; the result carries the counts only
+                identities = write_part(state.packs(), ctx.staging / "identities" / part, self._cipher,
+                                        order=order_key(task.index, task.part.number if task.part else 0))
+                state = state.without_identities()
+            parts = tuple(p for p in (bronze.close(), quarantine.close(), identities) if p is not None)
         except BaseException:
             bronze.discard()
             quarantine.discard()
+            (ctx.staging / "identities" / part).unlink(missing_ok=True)
             raise
         return FileResult(
             index=task.index,
             counts=tally.counts()[(task.source, task.rel)],
-            state=self._edge.detach(),
+            state=state,
             parts=parts,
             fingerprints=seen.values() if apart and seen is not None else None,
             cpu_seconds=time.process_time() - cpu,

@@ -3,8 +3,10 @@
 A run: discover the files, skip those already ingested (same keyed file fingerprint in the
 ingestion log), parse and pass each record through the edge — file by file, in one worker
 process per core for a big batch (:mod:`pdp.ingest.fanout`; same result as one in-order pass) —
-stage the pseudonymised rows, then commit: vault, bronze (insert-only MERGE on the keyed record
-hash), silver events, quarantine (same), silver persons, and last the ingestion log. A crash
+stage the pseudonymised rows (and, in a big batch, the identities, sealed, folded per person
+on Spark: :mod:`pdp.ingest.identity_stage`), then commit: vault, bronze (insert-only MERGE on
+the keyed record hash), silver events, quarantine (same), silver persons, and last the
+ingestion log. A crash
 anywhere leaves committed tables at their previous version or with rows a re-run recognises:
 re-running the batch adds exactly what was missing (exactly-once), and a file is only logged
 once everything it produced is committed.
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING
 from pdp.config import Settings, get_settings
 from pdp.ingest.edge import Edge
 from pdp.ingest.fanout import BatchContext, FileResult, FileTask, auto_workers, run_files, spark_engine
+from pdp.ingest.identity_stage import IdentityCipher, fold, read_canonicals, stage_identities, vault_chunks
 from pdp.ingest.linking import kept_rows, link_batch, relink, split_opposed, withhold_opposed
 from pdp.ingest.lock import IngestBusy, ingest_lock
 from pdp.ingest.modes import BATCH, Mode
@@ -55,8 +58,8 @@ if TYPE_CHECKING:
 __all__ = ["BRONZE_SCHEMA", "LOG_STATUS", "QUARANTINE_SCHEMA", "STAGES", "FileReport", "IngestBusy", "IngestReport",
            "Pipeline", "ingest_directory"]
 
-STAGES = ("lookup", "parse_and_edge", "linkage", "vault", "bronze", "silver_events", "quarantine", "silver_people",
-          "log")
+STAGES = ("lookup", "parse_and_edge", "identities", "linkage", "vault", "bronze", "silver_events", "quarantine",
+          "silver_people", "log")
 """The run's stages, in commit order, as timed in :attr:`IngestReport.seconds`."""
 
 
@@ -177,15 +180,18 @@ class _Run:
         self.fingerprints: dict[tuple[str, str], str] = {}
         # Absolute: executors read the staged parquet, and their working directory is not the driver's.
         self.staged = StagedBatch((pipeline.settings.var_dir / "staging" / self.batch_id).resolve())
+        self.staging_identities = False  # the batch's identities staged and folded on Spark (pdp.ingest.identity_stage)
+        self.cipher: IdentityCipher | None = None
 
     def execute(self, workers: int | None) -> IngestReport:
         p, report, clock = self.p, self.report, self.clock
         tasks = self._new_files()
         clock.lap("lookup")
         memory = self.mode.staging == "memory"
-        context = BatchContext(p.settings, p.registry, self.root, self.staged.directory, self.batch_id, self.started,
-                               p.today, in_memory=memory)
         on_spark = not memory and spark_engine(p.settings, tasks, p.registry)  # a small batch stays in-process
+        self.staging_identities = not memory and stage_identities(p.settings, sum(t.size for t in tasks), on_spark)
+        context = BatchContext(p.settings, p.registry, self.root, self.staged.directory, self.batch_id, self.started,
+                               p.today, in_memory=memory, stage_identities=self.staging_identities)
         report.parse_engine = "spark" if on_spark else "processes"
         split = p.settings.edge_split_bytes
         report.parse_workers = 0 if memory or on_spark else auto_workers(tasks, p.registry, workers, split)
@@ -200,6 +206,9 @@ class _Run:
             report.unmapped = self.edge.stats.unmapped
             report.pseudonymise_seconds = round(self.edge.stats.pseudonymise_seconds, 3)
             clock.lap("parse_and_edge")
+            if self.staging_identities:
+                self._fold_identities()
+            clock.lap("identities")
             self._commit()
         finally:
             shutil.rmtree(self.staged.directory, ignore_errors=True)
@@ -224,6 +233,33 @@ class _Run:
             self.fingerprints[(spec.name, rel)] = fingerprint
             tasks.append(FileTask(len(report.files) - 1, spec.name, path, rel, path.stat().st_size))
         return tasks
+
+    def _fold_identities(self) -> None:
+        """The staged identities folded per person on Spark; the driver keeps their canonical
+        identities for linkage only (:mod:`pdp.ingest.identity_stage`)."""
+        from pdp.ingest.edge import EdgeState
+
+        staged = self.staged.directory / "identities"
+        self.cipher = IdentityCipher(self.p.store, self.batch_id)
+        if not staged.is_dir():  # no file held a person
+            return
+        fold(self.spark, staged, self.p.settings, self.batch_id, self.cipher.version, self._folded)
+        canonicals, postcodes = read_canonicals(self._folded, self.cipher)
+        self.edge.absorb(EdgeState(canonicals=canonicals, postcodes=postcodes))
+
+    @property
+    def _folded(self) -> Path:
+        return self.staged.directory / "identities-folded"
+
+    def _vault_chunks(self, outcome: LinkOutcome, withheld: set[str]) -> Iterator[list]:
+        """The batch's vault records in chunks: streamed from the folded stage, or those in the edge's memory."""
+        if self.staging_identities:
+            if self._folded.is_dir() and self.cipher is not None:
+                yield from vault_chunks(self._folded, self.cipher, outcome.mapping, outcome.owners, withheld)
+            return
+        items = list(self.edge.vault_records.items())
+        for start in range(0, len(items), 20_000):
+            yield items[start : start + 20_000]
 
     def _fold(self, task: FileTask, result: FileResult) -> None:
         """A file's result into the report, the batch's edge and the staged rows, in file order."""
@@ -250,10 +286,10 @@ class _Run:
         outcome = self._link()
         withheld = withhold_opposed(self.edge, outcome, p.vault.engine, p.store)
         clock.lap("linkage")
-        items = list(self.edge.vault_records.items())
-        for start in range(0, len(items), 20_000):
-            p.vault.upsert_many(items[start : start + 20_000])
-        report.vault_records = len(items)
+        report.vault_records = 0
+        for chunk in self._vault_chunks(outcome, withheld):
+            p.vault.upsert_many(chunk)
+            report.vault_records += len(chunk)
         clock.lap("vault")
         # the linkage model that decided the batch's persons: a bronze row traces to it like to its spec
         linkage = {"linkage_model": report.link_model} if report.link_model else {}

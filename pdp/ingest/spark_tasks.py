@@ -43,8 +43,11 @@ A large file of a format that splits is several tasks, one per byte range
 (:mod:`pdp.ingest.split`, ``PDP_EDGE_SPLIT_BYTES``): the tasks given here are those parts, and the
 driver folds them back per file (:func:`pdp.ingest.fanout.run_files`).
 
-Not yet here (issue 14): the identities folded on the driver for linkage (bounded by the batch, not by the
-population; the vault's bulk write from the executors comes with linkage on Spark).
+On Spark tasks the batch stages its identities (``PDP_EDGE_IDENTITIES=auto``): each task seals
+its file's identities into a part beside its rows, the executors fold them per person, and the
+vault records reach the vault streamed in chunks (:mod:`pdp.ingest.identity_stage`); what comes
+back to the driver is the counts. Not yet here (issue 14): the canonical identities linkage takes
+are still read into the driver (~2.6 KB a person), and the vault is written by the driver alone.
 """
 
 from __future__ import annotations

@@ -68,12 +68,13 @@ Nominative data in Spark:
   caller that keeps the vault — the canonical identity behind each pseudonym made here.
 
 What the driver still holds, and why: :meth:`SparkLinker.link` takes the batch as Python
-objects (the edge folds every identity into the driver today, issue 14's other half) and seals
-them into a list before Spark reads it; :meth:`SparkLinkage.result` collects one entry per record
+objects (a big batch's identities are folded on Spark, :mod:`pdp.ingest.identity_stage`, but
+their canonical identities are read back into the driver for this call) and seals them into a
+list before Spark reads it; :meth:`SparkLinkage.result` collects one entry per record
 and per person because :meth:`pdp.ingest.edge.Edge.link` re-keys its vault records in memory. The
 linkage's own working set — variants, blocks, candidate pairs, comparison vectors, the union-find
 of every group, term frequencies — is Spark's, which is what grew with the population (the 6.6 GB
-at 1 M persons). Feeding the Spark edge's sealed output as the input DataFrame and relinking
+at 1 M persons). Feeding the staged fold's sealed output as the input DataFrame and relinking
 bronze with ``assignments`` by a join instead of a dict removes the two remaining copies.
 
 Measured (``PDP_SPARK_MASTER=local[2] PDP_SPARK_DRIVER_MEMORY=3g PDP_SPARK_SHUFFLE_PARTITIONS=4

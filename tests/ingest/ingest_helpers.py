@@ -231,10 +231,12 @@ def _stage_rows(directory: Path) -> list[str]:
 
 
 def edge_run(root: Path, registry: Registry, settings: Settings, staging: Path, *, workers: int = 0,
-             spark: Any = None, split: int | None = None) -> dict[str, Any]:
+             spark: Any = None, split: int | None = None, fold_on: Any = None) -> dict[str, Any]:
     """Every file under `root` through the edge's per-file work and fold (`run_files`), as a batch
     runs it: staged rows, counts, vault records, canonicals and tasks per file, comparable between
-    engines, worker counts and split sizes (`split`: `edge_split_bytes`, None keeps the setting)."""
+    engines, worker counts and split sizes (`split`: `edge_split_bytes`, None keeps the setting).
+    `fold_on`: a Spark session: the files stage their identities and that session folds them
+    (:mod:`pdp.ingest.identity_stage`), the vault records read back as the batch's commit streams them."""
     from datetime import UTC, datetime
 
     from pdp.ingest.edge import Edge
@@ -247,18 +249,31 @@ def edge_run(root: Path, registry: Registry, settings: Settings, staging: Path, 
              for i, (spec, path) in enumerate(discover(root, registry).to_parse)]
     if split is not None:
         settings = settings.model_copy(update={"edge_split_bytes": split})
-    context = BatchContext(settings, registry, root, staging, "batch-1", datetime(2026, 1, 2, tzinfo=UTC), None)
-    edge = Edge(KeyStore.from_settings(settings))
+    context = BatchContext(settings, registry, root, staging, "batch-1", datetime(2026, 1, 2, tzinfo=UTC), None,
+                           stage_identities=fold_on is not None)
+    store = KeyStore.from_settings(settings)
+    edge = Edge(store)
     counts, tasks_run = {}, {}
     for task, result in run_files(tasks, context, workers=workers, duplicates=Duplicates(), spark=spark):
         counts[(task.source, task.rel)] = result.counts
         tasks_run[task.rel] = result.tasks
         edge.absorb(result.state)
+    vault = edge.vault_records
+    if fold_on is not None:
+        from pdp.ingest.edge import EdgeState
+        from pdp.ingest.identity_stage import IdentityCipher, fold, read_canonicals, vault_chunks
+
+        assert not vault, "staged identities are not handed back"
+        cipher = IdentityCipher(store, "batch-1")
+        fold(fold_on, staging / "identities", settings, "batch-1", cipher.version, staging / "folded")
+        canonicals, postcodes = read_canonicals(staging / "folded", cipher)
+        edge.absorb(EdgeState(canonicals=canonicals, postcodes=postcodes))
+        vault = {p: r for chunk in vault_chunks(staging / "folded", cipher, {}, {}, set()) for p, r in chunk}
     return {
         "counts": counts,
         "bronze": _stage_rows(staging / "bronze"),
         "quarantine": _stage_rows(staging / "quarantine"),
-        "vault": {p: r.model_dump() for p, r in edge.vault_records.items()},
+        "vault": {p: r.model_dump() for p, r in vault.items()},
         "canonicals": dict(edge.canonicals),
         "postcodes": dict(edge.postcodes),
         "by_reason": dict(edge.stats.by_reason),

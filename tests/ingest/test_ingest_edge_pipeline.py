@@ -16,10 +16,12 @@ from pyspark.sql import SparkSession
 
 from pdp.bench.evaluate import keyed_links
 from pdp.config import Settings
+from pdp.governance import make_engine
 from pdp.governance.leak_scan import SenderIdFormCheck, scan_lake
 from pdp.ingest.pipeline import IngestReport, ingest_directory
 from pdp.lake import LakeTable
 from pdp.pseudonym.keys import KeyStore
+from pdp.pseudonym.vault import IdentityVault
 from pdp.synth import generate
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -27,9 +29,15 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """This territory's batch stages its identities (sealed parts folded on Spark, streamed to the vault,
+    as a big batch does: pdp.ingest.identity_stage), so every check below also holds of that path; the
+    other ingest tests fold in memory. The executors that fold open the key store from a key file."""
     var = tmp_path_factory.mktemp("ingest-var")
-    master = base64.b64encode(os.urandom(32)).decode("ascii")
-    s = lake_settings(var, master)
+    key_file = var / "master.key"
+    key_file.write_text(base64.b64encode(os.urandom(32)).decode("ascii"))
+    key_file.chmod(0o600)
+    s = lake_settings(var).model_copy(update={"master_key": None, "master_key_file": key_file,
+                                              "edge_identities": "staged"})
     KeyStore.from_settings(s).init()
     return s
 
@@ -175,6 +183,18 @@ def test_linkage_gives_one_pseudonym_per_person_and_never_merges_two(
     assert collisions == 0
     assert splits <= 0.01 * len(pseudonyms_of), f"{splits} persons split over several pseudonyms"
     assert first_run.relinked > 0 and first_run.link_rules
+
+
+def test_every_person_landed_is_in_the_vault_from_the_staged_identities(
+    first_run: IngestReport, spark: SparkSession, settings: Settings
+) -> None:
+    assert first_run.seconds["identities"] > 0, "the batch staged its identities"
+    bronze = lake(spark, settings, "bronze.records").read()
+    persons = {r.person_pseudonym for r in bronze.select("person_pseudonym").distinct().collect()} - {None}
+    vault = IdentityVault(make_engine(settings.db_url), KeyStore.from_settings(settings))
+    assert first_run.vault_records == len(persons) > 200
+    assert vault.contains(sorted(persons)) == persons
+    assert not (settings.var_dir / "staging" / first_run.batch_id).exists(), "the sealed parts leave with the batch"
 
 
 def test_a_freshly_ingested_territory_scans_clean_sender_ids_included(

@@ -48,15 +48,21 @@ def _edge(territory: Path, registry: Registry, settings: Settings, sources: set[
     return edge
 
 
-def test_linkage_against_the_blocking_candidates_equals_linkage_against_the_whole_vault(
-    territory: Path, registry: Registry, settings: Settings
-) -> None:
+def vault_with_first_batch(territory: Path, registry: Registry, settings: Settings, name: str) -> IdentityVault:
+    """The settings' vault holding the first batch (:data:`FIRST`'s files), linked on its own."""
     engine = make_engine(settings.db_url)
     create_all(engine)
     vault = IdentityVault(engine, KeyStore.from_settings(settings))
-    first = _edge(territory, registry, settings, FIRST, "b1")
+    first = _edge(territory, registry, settings, FIRST, name)
     first.link([])
     vault.upsert_many(first.vault_records)
+    return vault
+
+
+def test_linkage_against_the_blocking_candidates_equals_linkage_against_the_whole_vault(
+    territory: Path, registry: Registry, settings: Settings
+) -> None:
+    vault = vault_with_first_batch(territory, registry, settings, "b1")
 
     whole = []
     for pseudonym, record in vault.get_many(vault.pseudonyms()).items():

@@ -10,16 +10,14 @@ from pathlib import Path
 import pytest
 from ingest_helpers import lake_settings
 from pyspark.sql import SparkSession
-from test_ingest_linkage_known import FIRST, _edge
+from test_ingest_linkage_known import _edge, vault_with_first_batch
 
 from pdp.config import Settings
-from pdp.governance import create_all, make_engine
 from pdp.ingest import Registry
 from pdp.pseudonym.keys import KeyStore
 from pdp.pseudonym.linkage import LinkageOptions
 from pdp.pseudonym.linkage_model import DEFAULT_PARAMETERS
 from pdp.pseudonym.linkage_spark import engine_for
-from pdp.pseudonym.vault import IdentityVault
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +50,7 @@ def test_the_default_keeps_todays_in_memory_linkage_for_batches_of_the_tests() -
 def test_a_second_batch_linked_on_spark_rekeys_as_in_memory(
     spark: SparkSession, territory: Path, registry: Registry, settings: Settings
 ) -> None:
-    engine = make_engine(settings.db_url)
-    create_all(engine)
-    vault = IdentityVault(engine, KeyStore.from_settings(settings))
-    first = _edge(territory, registry, settings, FIRST, "s1")
-    first.link([])
-    vault.upsert_many(first.vault_records)
+    vault = vault_with_first_batch(territory, registry, settings, "s1")
 
     options = LinkageOptions(parameters=DEFAULT_PARAMETERS, model_version="test")
     in_memory = _edge(territory, registry, settings, None, "s2")

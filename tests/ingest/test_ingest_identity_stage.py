@@ -1,0 +1,134 @@
+"""A big batch's identities staged sealed and folded on Spark give what the driver's fold gives.
+
+The driver's in-memory fold (:meth:`pdp.ingest.edge.EdgeState.absorb`) is the reference: the
+staged fold must give the same vault record per person, the same canonical identities in the
+same order (linkage's input), and, once linkage re-keys and oppositions withhold, the same
+records streamed to the vault as :meth:`Edge.link` and :meth:`Edge.forget` leave in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from ingest_helpers import edge_run, lake_settings
+from pyspark.sql import SparkSession
+from test_ingest_linkage_known import FIRST, _edge, vault_with_first_batch
+
+from pdp.config import Settings
+from pdp.ingest import Registry
+from pdp.ingest.fanout import BatchContext, FileTask, run_files
+from pdp.ingest.identity_stage import (
+    IdentityCipher,
+    StagedIdentityError,
+    fold,
+    read_canonicals,
+    stage_identities,
+    vault_chunks,
+)
+from pdp.ingest.parse import Duplicates
+from pdp.ingest.registry import discover
+from pdp.pseudonym.keys import KeyStore
+from pdp.pseudonym.linkage import LinkageOptions
+from pdp.pseudonym.linkage_model import DEFAULT_PARAMETERS
+
+pytestmark = [pytest.mark.spark]
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    var = tmp_path_factory.mktemp("identity-stage-var")
+    key_file = var / "master.key"  # the executors that fold open the key store themselves, from this file
+    key_file.write_text(base64.b64encode(os.urandom(32)).decode("ascii"))
+    key_file.chmod(0o600)
+    s = lake_settings(var).model_copy(update={"master_key": None, "master_key_file": key_file})
+    KeyStore.from_settings(s).init()
+    return s
+
+
+def test_staged_identities_fold_on_spark_to_what_the_driver_folds(
+    spark: SparkSession, territory: Path, registry: Registry, settings: Settings, tmp_path: Path,
+) -> None:
+    """Files in two worker processes, the large ones cut into parts: the persons spread over many
+    parts of many files, folded per field in file order on the executors."""
+    driver = edge_run(territory, registry, settings, tmp_path / "driver")
+    staged = edge_run(territory, registry, settings, tmp_path / "staged", workers=2, split=40_000, fold_on=spark)
+    assert max(staged["tasks"].values()) > 1, "some file ran as several parts"
+    assert staged["vault"] == driver["vault"] and len(driver["vault"]) > 250
+    assert list(staged["canonicals"]) == list(driver["canonicals"]), "linkage takes them in the same order"
+    assert staged["canonicals"] == driver["canonicals"] and staged["postcodes"] == driver["postcodes"]
+    for part in ("bronze", "quarantine", "counts"):
+        assert staged[part] == driver[part], part
+    for directory in (tmp_path / "staged" / "identities", tmp_path / "staged" / "folded"):
+        table = pq.read_table(directory)
+        assert table.column_names == ["pseudonym", "ord", "box"]
+        cipher = IdentityCipher(KeyStore.from_settings(settings), "batch-1")
+        for pseudonym, box in zip(table.column("pseudonym").to_pylist(), table.column("box").to_pylist(),
+                                  strict=True):
+            assert b"birth_name" not in box and b"first_names" not in box, f"a pack in clear in {directory.name}"
+            assert "birth_name" in cipher.open(pseudonym, box)[0]
+
+
+def test_a_staged_identity_opens_under_its_own_batch_only(settings: Settings, tmp_path: Path) -> None:
+    store = KeyStore.from_settings(settings)
+    pack = ({"birth_name": "MARTIN"}, {"birth_name": None}, None, None, None, "59500")
+    box = IdentityCipher(store, "batch-a").seal("p1", pack)
+    assert IdentityCipher(store, "batch-a").open("p1", box) == pack
+    with pytest.raises(StagedIdentityError) as other_batch:
+        IdentityCipher(store, "batch-b").open("p1", box)
+    assert "MARTIN" not in str(other_batch.value)
+    with pytest.raises(StagedIdentityError):
+        IdentityCipher(store, "batch-a").open("p2", box)  # moved to another person's row
+
+
+def _staged(territory: Path, registry: Registry, settings: Settings, name: str, spark: SparkSession) -> Path:
+    """The files of the second batch (as :func:`_edge` reads them), their identities staged and folded."""
+    tasks = [FileTask(i, spec.name, path, path.relative_to(territory).as_posix(), path.stat().st_size)
+             for i, (spec, path) in enumerate(discover(territory, registry).to_parse) if spec.name not in FIRST]
+    staging = settings.var_dir / name
+    context = BatchContext(settings, registry, territory, staging, name, datetime(2026, 1, 2, tzinfo=UTC), None,
+                           stage_identities=True)
+    for _task, result in run_files(tasks, context, workers=0, duplicates=Duplicates()):
+        assert not result.state.identities and not result.state.canonicals
+    cipher = IdentityCipher(KeyStore.from_settings(settings), name)
+    fold(spark, staging / "identities", settings, name, cipher.version, staging / "folded")
+    return staging / "folded"
+
+
+def test_streamed_vault_records_are_those_linkage_and_oppositions_leave(
+    spark: SparkSession, territory: Path, registry: Registry, settings: Settings,
+) -> None:
+    """A second batch that joins known persons: re-keyed, merged in file order, its person's
+    canonical identity taken, the opposed left out — record for record as in memory."""
+    vault = vault_with_first_batch(territory, registry, settings, "stage-1")
+
+    in_memory = _edge(territory, registry, settings, None, "stage-2")
+    known = vault.linkable(in_memory.canonicals.values())
+    outcome = in_memory.link(known, LinkageOptions(parameters=DEFAULT_PARAMETERS, model_version="test"))
+    assert outcome.mapping and outcome.owners.keys() == set(outcome.mapping.values())
+    plain = next(p for p in in_memory.canonicals if p not in outcome.mapping and p not in outcome.owners)
+    withheld = {plain, next(iter(outcome.mapping.values()))}
+    in_memory.forget(withheld)
+    expected = {p: r.model_dump() for p, r in in_memory.vault_records.items()}
+
+    folded = _staged(territory, registry, settings, "stage-3", spark)
+    cipher = IdentityCipher(KeyStore.from_settings(settings), "stage-3")
+    canonicals, _ = read_canonicals(folded, cipher)
+    assert list(canonicals) == list(in_memory.canonicals)
+    chunks = list(vault_chunks(folded, cipher, outcome.mapping, outcome.owners, withheld))
+    streamed = {p: r.model_dump() for chunk in chunks for p, r in chunk}
+    assert sum(len(c) for c in chunks) == len(streamed), "one record per person"
+    assert streamed == expected
+
+
+def test_auto_stages_a_cluster_batch_or_a_big_one(settings: Settings) -> None:
+    auto = settings.model_copy(update={"edge_identities": "auto", "edge_identities_min_bytes": 1000})
+    assert stage_identities(auto, 10, on_spark=True) and stage_identities(auto, 1000, on_spark=False)
+    assert not stage_identities(auto, 999, on_spark=False)
+    assert not stage_identities(auto.model_copy(update={"edge_identities": "driver"}), 10**12, on_spark=True)
+    assert stage_identities(auto.model_copy(update={"edge_identities": "staged"}), 0, on_spark=False)
+    assert Settings(_env_file=None).edge_identities == "auto"
