@@ -47,15 +47,19 @@ of reach of these Python parsers whatever the rest costs. Driver peak 7.29 GiB a
 6.4 GiB (local mode: driver and executors in one JVM, its resident size follows
 ``spark.driver.memory``, 6g by default, not the data).
 
-Measured 2026-12-06 again, after the batch's identities were staged and folded on Spark
-(:mod:`pdp.ingest.identity_stage`, chosen by ``PDP_EDGE_IDENTITIES=auto`` for this 1.1 GB batch;
-same command, quiet machine, load average 1.6 at the end): 508.3 s, 1 858 records/s per core;
-**driver Python peak 692 MiB against 0.90 GiB before** (the vault records no longer in the
-driver; what remains is the canonical identities linkage takes and the in-memory linkage itself,
-below ``PDP_LINKAGE_SPARK_MIN_IDENTITIES``); the JVM 6 549 MiB, driver peak 7.07 GiB. What the
-staging costs here: the ``identities`` stage 17.0 s and the vault stage 50.1 s (39.8 s before:
-it now opens the folded records as it streams them); silver 130.6 s against 111.7 s, with no
-change there, is the machine.
+Measured 2026-12-06 again, after a batch's identities could be staged and folded on Spark
+(:mod:`pdp.ingest.identity_stage`), the same command twice on the same code, quiet machine
+(load average 1.5-1.6 at the end), nothing else running:
+
+| ``PDP_EDGE_IDENTITIES`` | s | rec/s/core | parse+edge | identities | linkage | vault | driver Python peak | JVM |
+|--|--:|--:|--:|--:|--:|--:|--:|--:|
+| ``auto`` (staged: 1.1 GB of input) | 508.3 | 1 858 | 244.5 | 17.0 | 14.3 | 50.1 | **692 MiB** | 6 549 MiB |
+| ``driver`` (the in-memory fold) | 546.5 | 1 728 | 275.0 | — | 22.4 | 46.4 | 908 MiB | 6 618 MiB |
+
+Staged, the vault records are no longer in the driver (−216 MiB here); what remains is the
+canonical identities linkage takes and the in-memory linkage itself (below
+``PDP_LINKAGE_SPARK_MIN_IDENTITIES``). The fold's own cost is its 17 s stage; the other stages
+moved by the machine's noise (parse+edge, which did not change, by 30 s).
 """
 
 from __future__ import annotations

@@ -22,9 +22,10 @@ the executor's Python worker only.
 Chosen per batch by :func:`stage_identities` (``PDP_EDGE_IDENTITIES``): the small batches of
 the tests and the lab feed keep the in-memory fold, which costs no Spark job.
 
-Measured (``pdp bench ingest --persons 100000``, 1.89 M records, local[2], quiet machine): the
-driver's Python peak 692 MiB against 0.90 GiB with the in-memory fold; the fold's own stage
-17.0 s, and the vault stage 50.1 s against 39.8 s (it opens each folded record as it streams).
+Measured (``pdp bench ingest --persons 100000``, 1.89 M records, local[2], quiet machine, the
+same code with ``PDP_EDGE_IDENTITIES=auto`` then ``driver``): the driver's Python peak 692 MiB
+staged against 908 MiB folded in memory; the fold's own stage 17.0 s; the vault stage 50.1 s
+against 46.4 s (it opens each folded record as it streams; within the run-to-run noise here).
 What the driver still holds grows with the batch: the canonical identities linkage takes,
 ~2.6 KB a person (ad hoc: RSS after :func:`read_canonicals` on 30 000 persons) — issue 14's
 next step is to feed the folded parts to the Spark linkage as they are.
