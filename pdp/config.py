@@ -38,8 +38,8 @@ class Settings(BaseSettings):
         "auto",
         description="Where a batch's identities are folded for linkage and the vault: `driver` (in the ingest "
         "process's memory), `staged` (sealed Parquet parts folded on Spark, streamed to the vault: driver memory "
-        "bounded by a chunk, not the batch), `auto`: staged for Spark edge tasks or from "
-        "PDP_EDGE_IDENTITIES_MIN_BYTES of input.",
+        "bounded by a chunk, not the batch), `auto`: staged for Spark edge tasks, or from "
+        "PDP_EDGE_IDENTITIES_MIN_BYTES of input when Spark's workers can open the key store.",
     )
     edge_identities_min_bytes: int = Field(
         512 << 20, ge=0,

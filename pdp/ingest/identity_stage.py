@@ -15,9 +15,11 @@ Nominative data on disk and in Spark: every staged value is sealed (AES-256-GCM;
 the person's pseudonym, so a box moved to another row fails) under a key derived for the batch
 (HKDF-SHA256 of the key store's ``record`` key, info naming the batch): each task and executor
 derives it from its own key store (:mod:`pdp.pseudonym.executor_keys`), so no key is in a
-closure, a plan or a log, and a staged part outlives neither the batch (the staging folder is
-removed after it) nor its batch's key. Spark's shuffles move the boxes; the fold opens them in
-the executor's Python worker only.
+closure, a plan or a log. Whoever holds the ``record`` key can derive it again: the parts are
+removed with the batch's staging folder (a killed run's, by the next run), not made unreadable.
+Spark's shuffles move the boxes; the fold opens them in the executor's Python worker only. A
+box is unpickled only once its tag checked, and then only into plain data, dates and canonical
+identities (:class:`_PackUnpickler`): a forged box cannot make a driver or an executor run code.
 
 Chosen per batch by :func:`stage_identities` (``PDP_EDGE_IDENTITIES``): the small batches of
 the tests and the lab feed keep the in-memory fold, which costs no Spark job.
@@ -40,11 +42,12 @@ Example (in a batch, the pipeline does this)::
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -100,7 +103,19 @@ class IdentityCipher:
             plain = self._aead.decrypt(box[:_NONCE], box[_NONCE:], pseudonym.encode("ascii"))
         except InvalidTag:
             raise StagedIdentityError("a staged identity did not open under this batch's key") from None
-        return pickle.loads(plain)  # our own bytes: authenticated by the AEAD tag above
+        return _PackUnpickler(io.BytesIO(plain)).load()
+
+
+class _PackUnpickler(pickle.Unpickler):
+    """Unpickles a pack and nothing else: builtin containers and scalars (no lookup needed), dates
+    and canonical identities; any other global is refused (a box's content is data, never code)."""
+
+    _ALLOWED = frozenset({("datetime", "date"), ("pdp.pseudonym.normalise", "CanonicalIdentity")})
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self._ALLOWED:
+            raise StagedIdentityError("a staged identity holds something other than identity data")
+        return super().find_class(module, name)
 
 
 def stage_identities(settings: Settings, batch_bytes: int, on_spark: bool) -> bool:
@@ -108,12 +123,38 @@ def stage_identities(settings: Settings, batch_bytes: int, on_spark: bool) -> bo
     ``auto``: staged on a cluster's Spark tasks, or from ``PDP_EDGE_IDENTITIES_MIN_BYTES`` of input."""
     mode = settings.edge_identities
     if mode == "auto":
-        return on_spark or batch_bytes >= settings.edge_identities_min_bytes
+        return on_spark or (batch_bytes >= settings.edge_identities_min_bytes and _local_workers_open_keys(settings))
     return mode == "staged"
 
 
+def _local_workers_open_keys(settings: Settings) -> bool:
+    """Whether Spark's Python workers on this machine can open the key store as the fold needs:
+    a secret given to this process only (a ``.env`` file, or settings built in code) is withheld
+    from them and not in the environment they inherit, so `auto` keeps such a batch on the driver."""
+    from pdp.pseudonym.executor_keys import ExecutorSecretMissing, executor_settings, shipped_settings
+
+    shipped, withheld = shipped_settings(settings)
+    try:
+        executor_settings(shipped, _key_secrets(withheld))
+    except ExecutorSecretMissing:
+        return False
+    return True
+
+
+def _key_secrets(withheld: tuple[str, ...]) -> tuple[str, ...]:
+    """The withheld settings the fold needs: the key store's, not a database URL."""
+    return tuple(name for name in withheld if not name.endswith("db_url"))
+
+
 def order_key(file_index: int, part: int, position: int = 0) -> int:
-    """A person's place in the batch: file, part of the file, then their rank in that part."""
+    """A person's place in the batch: file, part of the file, then their rank in that part.
+
+    >>> order_key(1, 2, 3) > order_key(1, 1, 9_999) > order_key(0, 9, 0)
+    True
+    """
+    if not (0 <= file_index < 1 << 23 and 0 <= part < 1 << 16 and 0 <= position < 1 << 24):
+        raise ValueError("a batch of more than 8 M files, a file of more than 65 536 parts or a part of more than "
+                         "16 M persons: split the batch")
     return (file_index << 40) | (part << 24) | position
 
 
@@ -140,7 +181,7 @@ def fold(spark: SparkSession, parts: Path, settings: Settings, batch_id: str, ve
     from pdp.pseudonym.executor_keys import shipped_settings
 
     shipped, withheld = shipped_settings(settings)
-    withheld = tuple(name for name in withheld if not name.endswith("db_url"))  # the key store only
+    withheld = _key_secrets(withheld)
 
     def fold_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pdp.pseudonym.executor_keys import executor_settings
@@ -191,8 +232,9 @@ def _batch(rows: list[tuple[str, int, bytes]]) -> pa.RecordBatch:
 
 
 def _rows(folded: Path) -> Iterator[tuple[str, int, bytes]]:
-    """The folded rows in their order (the parts of an ordered write hold consecutive ranges)."""
-    for path in sorted(folded.glob("part-*.parquet")):
+    """The folded rows in their order (the parts of an ordered write hold consecutive ranges, in the
+    order of their partition number: ``part-<n>-...``)."""
+    for path in sorted(folded.glob("part-*.parquet"), key=lambda p: int(p.name.split("-")[1])):
         for batch in pq.ParquetFile(path).iter_batches(batch_size=_ROWS):
             yield from zip(*(batch.column(i).to_pylist() for i in range(3)), strict=True)
 

@@ -10,22 +10,28 @@ from __future__ import annotations
 
 import base64
 import os
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from ingest_helpers import edge_run, lake_settings
+from pydantic import SecretStr
 from pyspark.sql import SparkSession
 from test_ingest_linkage_known import FIRST, _edge, vault_with_first_batch
 
 from pdp.config import Settings
 from pdp.ingest import Registry
+from pdp.ingest.edge import fold_packs
 from pdp.ingest.fanout import BatchContext, FileTask, run_files
 from pdp.ingest.identity_stage import (
+    SCHEMA,
     IdentityCipher,
     StagedIdentityError,
+    _fold_sorted,
     fold,
+    order_key,
     read_canonicals,
     stage_identities,
     vault_chunks,
@@ -132,3 +138,54 @@ def test_auto_stages_a_cluster_batch_or_a_big_one(settings: Settings) -> None:
     assert not stage_identities(auto.model_copy(update={"edge_identities": "driver"}), 10**12, on_spark=True)
     assert stage_identities(auto.model_copy(update={"edge_identities": "staged"}), 0, on_spark=False)
     assert Settings(_env_file=None).edge_identities == "auto"
+
+
+def test_auto_keeps_a_big_batch_on_the_driver_when_spark_workers_could_not_open_the_keys(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A master key given to this process only (a .env file, settings built in code) does not reach
+    Spark's Python workers: the fold would fail after the whole parse, so `auto` does not stage."""
+    monkeypatch.delenv("PDP_MASTER_KEY", raising=False)
+    in_process = settings.model_copy(update={"master_key": SecretStr(base64.b64encode(os.urandom(32)).decode()),
+                                             "master_key_file": None, "edge_identities_min_bytes": 1})
+    assert not stage_identities(in_process, 10**9, on_spark=False)
+    monkeypatch.setenv("PDP_MASTER_KEY", in_process.master_key.get_secret_value())
+    assert stage_identities(in_process, 10**9, on_spark=False)
+
+
+def _pack(name: str, day: int) -> tuple:
+    return ({"birth_name": name}, {"birth_name": date(2026, 1, day)}, date(2026, 1, day), None, None, None)
+
+
+def test_a_person_split_across_arrow_batches_folds_once(settings: Settings) -> None:
+    """The fold's rows come in Arrow batches of any size: a person whose rows straddle two is one
+    folded row, the packs folded in order, exactly as fold_packs folds them."""
+    cipher = IdentityCipher(KeyStore.from_settings(settings), "batch-arrow")
+    rows = [("p1", 1, _pack("A", 3)), ("p1", 2, _pack("B", 1)), ("p1", 3, _pack("C", 2)), ("p2", 4, _pack("D", 1))]
+    batches = [pa.RecordBatch.from_arrays([pa.array([p]), pa.array([o], pa.int64()), pa.array([cipher.seal(p, k)])],
+                                          schema=SCHEMA) for p, o, k in rows]
+    out = [row for batch in _fold_sorted(iter(batches), cipher)
+           for row in zip(*(batch.column(i).to_pylist() for i in range(3)), strict=True)]
+    assert [(p, o) for p, o, _ in out] == [("p1", 1), ("p2", 4)]
+    assert cipher.open("p1", out[0][2]) == fold_packs([k for p, _, k in rows if p == "p1"])
+    assert cipher.open("p1", out[0][2])[0] == {"birth_name": "A"}, "the latest observation wins"
+
+
+def test_a_forged_box_cannot_run_code_when_opened(settings: Settings) -> None:
+    """Whoever holds the record key can seal: a box's content is unpickled into data only."""
+
+    class Payload:
+        def __reduce__(self) -> tuple:
+            return (os.system, ("true",))
+
+    cipher = IdentityCipher(KeyStore.from_settings(settings), "batch-forged")
+    box = cipher.seal("p1", Payload())  # type: ignore[arg-type]
+    with pytest.raises(StagedIdentityError):
+        cipher.open("p1", box)
+
+
+def test_an_order_key_out_of_its_ranges_is_refused() -> None:
+    assert order_key(3, 2, 1) == (3 << 40) | (2 << 24) | 1
+    for bad in ((1 << 23, 0, 0), (0, 1 << 16, 0), (0, 0, 1 << 24), (-1, 0, 0)):
+        with pytest.raises(ValueError, match="split the batch"):
+            order_key(*bad)
