@@ -66,15 +66,15 @@ if TYPE_CHECKING:
     from pdp.pseudonym.normalise import CanonicalIdentity
     from pdp.pseudonym.vault import VaultRecord
 
-__all__ = ["IdentityCipher", "StagedIdentityError", "fold", "order_key", "read_canonicals", "stage_identities",
-           "vault_chunks", "write_part"]
+__all__ = ["VAULT_CHUNK", "IdentityCipher", "StagedIdentityError", "fold", "order_key", "read_canonicals",
+           "stage_identities", "vault_chunks", "write_part"]
 
 SCHEMA = pa.schema([("pseudonym", pa.string()), ("ord", pa.int64()), ("box", pa.binary())])
 """A staged part, and the folded output: one row per person and part (folded: per person), `ord`
 the place of the person's first record in the batch (:func:`order_key`), `box` the sealed pack."""
 
 _NONCE = 12
-_ROWS = 20_000  # rows per Arrow batch written or read, and vault records per chunk
+VAULT_CHUNK = 20_000  # vault records written per chunk; also rows per Arrow batch written or read
 
 
 class StagedIdentityError(RuntimeError):
@@ -165,9 +165,7 @@ def write_part(packs: Iterable[tuple[str, IdentityPack]], path: Path, cipher: Id
     if not rows:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    names, orders, boxes = zip(*rows, strict=True)
-    pq.write_table(pa.Table.from_arrays([pa.array(names), pa.array(orders, pa.int64()), pa.array(boxes, pa.binary())],
-                                        schema=SCHEMA), path)
+    pq.write_table(pa.Table.from_batches([_batch(rows)]), path)
     return path
 
 
@@ -217,7 +215,7 @@ def _fold_sorted(batches: Iterator[pa.RecordBatch], cipher: IdentityCipher) -> I
                 close()
                 current, first, packs = pseudonym, order, []
             packs.append(cipher.open(pseudonym, box))
-        if len(out) >= _ROWS:
+        if len(out) >= VAULT_CHUNK:
             yield _batch(out)
             out = []
     close()
@@ -235,7 +233,7 @@ def _rows(folded: Path) -> Iterator[tuple[str, int, bytes]]:
     """The folded rows in their order (the parts of an ordered write hold consecutive ranges, in the
     order of their partition number: ``part-<n>-...``)."""
     for path in sorted(folded.glob("part-*.parquet"), key=lambda p: int(p.name.split("-")[1])):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=_ROWS):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=VAULT_CHUNK):
             yield from zip(*(batch.column(i).to_pylist() for i in range(3)), strict=True)
 
 
@@ -276,7 +274,7 @@ def vault_chunks(folded: Path, cipher: IdentityCipher, mapping: dict[str, str], 
             held.append((target, record.model_copy(update={"canonical": owners.get(target, record.canonical)})))
             continue
         chunk.append((pseudonym, record))
-        if len(chunk) >= _ROWS:
+        if len(chunk) >= VAULT_CHUNK:
             yield chunk
             chunk = []
     merged: dict[str, VaultRecord] = {}
@@ -284,5 +282,5 @@ def vault_chunks(folded: Path, cipher: IdentityCipher, mapping: dict[str, str], 
         previous = merged.get(target)
         merged[target] = record if previous is None else merge_records(previous, record)
     chunk.extend(merged.items())
-    for start in range(0, len(chunk), _ROWS):
-        yield chunk[start : start + _ROWS]
+    for start in range(0, len(chunk), VAULT_CHUNK):
+        yield chunk[start : start + VAULT_CHUNK]

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from pdp.config import Settings, get_settings
 from pdp.ingest.edge import Edge
 from pdp.ingest.fanout import BatchContext, FileResult, FileTask, auto_workers, run_files, spark_engine
-from pdp.ingest.identity_stage import IdentityCipher, fold, read_canonicals, stage_identities, vault_chunks
+from pdp.ingest.identity_stage import VAULT_CHUNK, IdentityCipher, fold, read_canonicals, stage_identities, vault_chunks
 from pdp.ingest.linking import kept_rows, link_batch, relink, split_opposed, withhold_opposed
 from pdp.ingest.lock import IngestBusy, ingest_lock
 from pdp.ingest.modes import BATCH, Mode
@@ -258,8 +258,8 @@ class _Run:
                 yield from vault_chunks(self._folded, self.cipher, outcome.mapping, outcome.owners, withheld)
             return
         items = list(self.edge.vault_records.items())
-        for start in range(0, len(items), 20_000):
-            yield items[start : start + 20_000]
+        for start in range(0, len(items), VAULT_CHUNK):
+            yield items[start : start + VAULT_CHUNK]
 
     def _fold(self, task: FileTask, result: FileResult) -> None:
         """A file's result into the report, the batch's edge and the staged rows, in file order."""
