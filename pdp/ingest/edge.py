@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     from pdp.config import Settings
     from pdp.pseudonym.linkage import LinkageOptions
+    from pdp.pseudonym.linkage_spark import BoxedInputs
 
 __all__ = ["BronzeRow", "Edge", "EdgeState", "IdentityPack", "QuarantineRow", "fold_packs", "merge_records",
            "pack_record"]
@@ -470,8 +471,7 @@ class Edge:
         mapping = {p: q for p, q in result.pseudonyms.items() if p in self.canonicals and q != p}
 
         def owner(target: str) -> str | None:
-            own = result.canonicals.get(target) or self.canonicals.get(target)
-            return base64.b64encode(own.canonical_bytes).decode("ascii") if own else None
+            return _owner_text(result.canonicals.get(target) or self.canonicals.get(target))
 
         rekeyed: dict[str, VaultRecord] = {}
         for pseudonym, record in self.vault_records.items():
@@ -487,6 +487,37 @@ class Edge:
             model_version=result.parameters["model_version"],
             owners={target: owner(target) for target in set(mapping.values())},
         )
+
+
+    def link_boxed(
+        self,
+        boxed: BoxedInputs,
+        known: list[tuple[str, CanonicalIdentity]],
+        options: LinkageOptions | None = None,
+        *,
+        spark: SparkSession,
+        settings: Settings | None = None,
+    ) -> LinkOutcome:
+        """:meth:`link` for a batch whose identities stay on Spark's executors (staged and folded
+        there, :mod:`pdp.ingest.identity_stage`): the same decision on Spark, and only what it
+        changes comes back to this process — the re-keyed records and their persons' canonical
+        identities. The vault records are re-keyed as they stream (:func:`~pdp.ingest.identity_stage.vault_chunks`)."""
+        from pdp.pseudonym.linkage_spark import SparkLinker
+
+        with SparkLinker(spark, self._pseudonymiser, options=options, settings=settings) as linker:
+            changes = linker.link(boxed, known=known).changes()
+        return LinkOutcome(
+            mapping=changes.mapping,
+            superseded=changes.superseded,
+            rule_counts=changes.rule_counts,
+            model_version=changes.parameters["model_version"],
+            owners={target: _owner_text(canonical) for target, canonical in changes.canonicals.items()},
+        )
+
+
+def _owner_text(canonical: CanonicalIdentity | None) -> str | None:
+    """The canonical identity a re-keyed vault record takes (base64), or None for a known person's."""
+    return base64.b64encode(canonical.canonical_bytes).decode("ascii") if canonical else None
 
 
 @dataclass(frozen=True)

@@ -63,11 +63,12 @@ if TYPE_CHECKING:
 
     from pdp.config import Settings
     from pdp.pseudonym.keys import KeyStore
+    from pdp.pseudonym.linkage_spark import BoxedInputs
     from pdp.pseudonym.normalise import CanonicalIdentity
     from pdp.pseudonym.vault import VaultRecord
 
-__all__ = ["VAULT_CHUNK", "IdentityCipher", "StagedIdentityError", "fold", "order_key", "read_canonicals",
-           "stage_identities", "vault_chunks", "write_part"]
+__all__ = ["VAULT_CHUNK", "FoldedIdentities", "IdentityCipher", "StagedIdentityError", "StagedOpener", "fold",
+           "order_key", "read_canonicals", "stage_identities", "vault_chunks", "write_part"]
 
 SCHEMA = pa.schema([("pseudonym", pa.string()), ("ord", pa.int64()), ("box", pa.binary())])
 """A staged part, and the folded output: one row per person and part (folded: per person), `ord`
@@ -169,29 +170,148 @@ def write_part(packs: Iterable[tuple[str, IdentityPack]], path: Path, cipher: Id
     return path
 
 
-def fold(spark: SparkSession, parts: Path, settings: Settings, batch_id: str, version: int, out: Path) -> None:
+def fold(spark: SparkSession, parts: Path, settings: Settings, batch_id: str, version: int, out: Path
+         ) -> FoldedIdentities:
     """Fold the staged parts per person on the executors into `out` (Parquet, :data:`SCHEMA`), one
     sealed row a person, in the order of their first record (the files' order).
 
     The executors derive the batch's key from their own key store (the closure holds settings
     without secrets, the batch id and the key version); rows are shuffled sealed.
     """
-    from pdp.pseudonym.executor_keys import shipped_settings
-
-    shipped, withheld = shipped_settings(settings)
-    withheld = _key_secrets(withheld)
+    opener = StagedOpener(settings, batch_id, version)
 
     def fold_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from pdp.pseudonym.executor_keys import executor_settings
-        from pdp.pseudonym.keys import KeyStore
-
-        cipher = IdentityCipher(KeyStore.from_settings(executor_settings(shipped, withheld)), batch_id, version)
-        yield from _fold_sorted(batches, cipher)
+        yield from _fold_sorted(batches, opener.cipher())
 
     staged = spark.read.schema(_spark_schema()).parquet(str(parts))
     folded = (staged.repartition("pseudonym").sortWithinPartitions("pseudonym", "ord")
               .mapInArrow(fold_batches, _spark_schema()))
     folded.orderBy("ord").write.mode("overwrite").parquet(str(out))
+    return FoldedIdentities(out, opener)
+
+
+class StagedOpener:
+    """Opens a batch's staged boxes where it runs (a Spark executor, or the driver): it pickles
+    with settings stripped of their secrets, the batch id and the key version; the key store is
+    opened on first use (:mod:`pdp.pseudonym.executor_keys`) and never pickled."""
+
+    def __init__(self, settings: Settings, batch_id: str, version: int) -> None:
+        from pdp.pseudonym.executor_keys import shipped_settings
+
+        shipped, withheld = shipped_settings(settings)
+        self._shipped, self._withheld = shipped, _key_secrets(withheld)
+        self._batch_id, self._version = batch_id, version
+        self._store: KeyStore | None = None
+        self._cipher: IdentityCipher | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.__dict__ | {"_store": None, "_cipher": None}
+
+    def __repr__(self) -> str:
+        return f"StagedOpener(batch {self._batch_id}, record key v{self._version})"
+
+    def store(self) -> KeyStore:
+        if self._store is None:
+            from pdp.pseudonym.executor_keys import executor_settings
+            from pdp.pseudonym.keys import KeyStore
+
+            self._store = KeyStore.from_settings(executor_settings(self._shipped, self._withheld))
+        return self._store
+
+    def cipher(self) -> IdentityCipher:
+        if self._cipher is None:
+            self._cipher = IdentityCipher(self.store(), self._batch_id, self._version)
+        return self._cipher
+
+    def __call__(self, pseudonym: str, box: bytes) -> tuple[CanonicalIdentity | None, str | None]:
+        """The canonical identity and postcode a box holds: what linkage takes of it."""
+        pack = self.cipher().open(pseudonym, box)
+        return pack[4], pack[5]
+
+
+class FoldedIdentities:
+    """A batch's folded identities on disk (:func:`fold`), and what is computed from them where
+    they are: the blocking keys and opposition tokens on the executors, the linkage's input boxed
+    (:class:`~pdp.pseudonym.linkage_spark.BoxedInputs`). What the driver reads from them it streams."""
+
+    def __init__(self, path: Path, opener: StagedOpener) -> None:
+        self.path, self.opener = path, opener
+
+    def persons(self) -> int:
+        """The batch's persons (one folded row each), from the parts' footers."""
+        return sum(pq.ParquetFile(part).metadata.num_rows for part in _parts(self.path))
+
+    def pseudonyms(self) -> Iterator[str]:
+        """The batch's person pseudonyms, streamed in file order."""
+        for part in _parts(self.path):
+            for batch in pq.ParquetFile(part).iter_batches(batch_size=VAULT_CHUNK, columns=["pseudonym"]):
+                yield from batch.column(0).to_pylist()
+
+    def canonicals(self) -> tuple[dict[str, CanonicalIdentity], dict[str, str]]:
+        """:func:`read_canonicals` of the batch: into the driver's memory (the in-memory linkage)."""
+        return read_canonicals(self.path, self.opener.cipher())
+
+    def boxed(self) -> BoxedInputs:
+        """The batch as the Spark linkage's input, opened on the executors only."""
+        from pdp.pseudonym.linkage_spark import BoxedInputs
+
+        return BoxedInputs(str(self.path), self.opener, key_column="pseudonym")
+
+    def blocks(self, spark: SparkSession, versions: list[int]) -> Iterator[tuple[int, str]]:
+        """The batch's distinct vault blocking keys under each of `versions`
+        (:func:`pdp.pseudonym.vault.linkage_blocks`), hashed on the executors and streamed."""
+        opener = self.opener
+
+        def hashed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            from pdp.pseudonym.vault import EdgeKeys, linkage_blocks
+
+            keys = EdgeKeys(opener.store())
+            for batch in batches:
+                rows = list(linkage_blocks(keys, versions, _canonicals_of(batch, opener)))
+                yield pa.RecordBatch.from_pydict({"version": [v for v, _ in rows], "block": [b for _, b in rows]},
+                                                 schema=_BLOCKS)
+
+        frame = self._frame(spark).mapInArrow(hashed, "version int, block string").distinct()
+        for row in frame.toLocalIterator():
+            yield row["version"], row["block"]
+
+    def tokens(self, spark: SparkSession, version: int) -> Iterator[tuple[str, str]]:
+        """(pseudonym, opposition token) of each person of the batch
+        (:func:`pdp.governance.opposition.identity_tokens` under ``opposition`` key `version`),
+        computed on the executors and streamed."""
+        opener = self.opener
+
+        def tokenised(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            from pdp.governance.opposition import identity_tokens
+
+            store = opener.store()
+            key = store.get("opposition", version).material
+            for batch in batches:
+                rows = [(p, t) for p, canonical in _named_canonicals(batch, opener)
+                        for t in identity_tokens(canonical, store, key=key)]
+                yield pa.RecordBatch.from_pydict({"pseudonym": [p for p, _ in rows], "token": [t for _, t in rows]},
+                                                 schema=_TOKENS)
+
+        for row in self._frame(spark).mapInArrow(tokenised, "pseudonym string, token string").toLocalIterator():
+            yield row["pseudonym"], row["token"]
+
+    def _frame(self, spark: SparkSession) -> Any:
+        return spark.read.schema(_spark_schema()).parquet(str(self.path))
+
+
+_BLOCKS = pa.schema([("version", pa.int32()), ("block", pa.string())])
+_TOKENS = pa.schema([("pseudonym", pa.string()), ("token", pa.string())])
+
+
+def _named_canonicals(batch: pa.RecordBatch, opener: StagedOpener) -> Iterator[tuple[str, CanonicalIdentity]]:
+    for pseudonym, box in zip(batch.column("pseudonym").to_pylist(), batch.column("box").to_pylist(), strict=True):
+        canonical, _ = opener(pseudonym, box)
+        if canonical is not None:
+            yield pseudonym, canonical
+
+
+def _canonicals_of(batch: pa.RecordBatch, opener: StagedOpener) -> list[CanonicalIdentity]:
+    return [canonical for _, canonical in _named_canonicals(batch, opener)]
 
 
 def _spark_schema() -> str:
@@ -229,10 +349,14 @@ def _batch(rows: list[tuple[str, int, bytes]]) -> pa.RecordBatch:
                                       schema=SCHEMA)
 
 
+def _parts(folded: Path) -> list[Path]:
+    return sorted(folded.glob("part-*.parquet"), key=lambda p: int(p.name.split("-")[1]))
+
+
 def _rows(folded: Path) -> Iterator[tuple[str, int, bytes]]:
     """The folded rows in their order (the parts of an ordered write hold consecutive ranges, in the
     order of their partition number: ``part-<n>-...``)."""
-    for path in sorted(folded.glob("part-*.parquet"), key=lambda p: int(p.name.split("-")[1])):
+    for path in _parts(folded):
         for batch in pq.ParquetFile(path).iter_batches(batch_size=VAULT_CHUNK):
             yield from zip(*(batch.column(i).to_pylist() for i in range(3)), strict=True)
 

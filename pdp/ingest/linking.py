@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from pdp.config import Settings
     from pdp.ingest.edge import Edge, LinkOutcome
+    from pdp.ingest.identity_stage import FoldedIdentities
     from pdp.ingest.report import IngestReport
     from pdp.pseudonym.keys import KeyStore
     from pdp.pseudonym.vault import IdentityVault
@@ -36,16 +37,36 @@ def link_batch(
     *,
     lake_root: str,
     settings: Settings | None = None,
+    staged: FoldedIdentities | None = None,
 ) -> LinkOutcome:
     """Link the batch's identities to each other and to the known persons they could join; when
-    known persons turn out to be one, re-key the lake, then the vault."""
+    known persons turn out to be one, re-key the lake, then the vault.
+
+    `staged`: the batch's identities folded on Spark (:mod:`pdp.ingest.identity_stage`). Their
+    blocking keys are hashed on the executors; linked on Spark, they never come to this process
+    (:meth:`Edge.link_boxed`); linked in memory (a batch under ``PDP_LINKAGE_SPARK_MIN_IDENTITIES``),
+    their canonical identities are read into the edge first."""
     from pdp.pseudonym.linkage_spark import engine_for
     from pdp.pseudonym.linkage_trained import current_options
 
     options = current_options(settings)  # the trained model, if any: no EM per batch (a bad file stops here)
-    known = vault.linkable(edge.canonicals.values()) if edge.canonicals else []
-    engine = engine_for(len(edge.canonicals) + len(known), settings)
-    outcome = edge.link(known, options, spark=spark if engine == "spark" else None, settings=settings)
+    if staged is not None:
+        known = vault.known_by_blocks(staged.blocks(spark, vault.blocking_versions()))
+        engine = engine_for(staged.persons() + len(known), settings)
+        if engine == "spark":
+            outcome = edge.link_boxed(staged.boxed(), known, options, spark=spark, settings=settings)
+        else:
+            from pdp.ingest.edge import EdgeState
+
+            canonicals, postcodes = staged.canonicals()
+            edge.absorb(EdgeState(canonicals=canonicals, postcodes=postcodes))
+    else:
+        known = vault.linkable(edge.canonicals.values()) if edge.canonicals else []
+        engine = engine_for(len(edge.canonicals) + len(known), settings)
+    if staged is None or engine == "memory":
+        outcome = edge.link(known, options, spark=spark if engine == "spark" else None, settings=settings)
+    report.link_engine = engine
+    report.identities_on_driver = staged is None or engine == "memory"
     report.link_rules = outcome.rule_counts
     report.link_model = outcome.model_version
     report.relinked = len(outcome.mapping)
@@ -65,13 +86,22 @@ def link_batch(
     return outcome
 
 
-def withhold_opposed(edge: Edge, outcome: LinkOutcome, engine: Engine, store: KeyStore) -> set[str]:
+def withhold_opposed(edge: Edge, outcome: LinkOutcome, engine: Engine, store: KeyStore, *,
+                     staged: FoldedIdentities | None = None, spark: SparkSession | None = None) -> set[str]:
     """The person pseudonyms of this batch whose person objected; their identities leave the edge's
-    vault records (never stored). Their records become ``OPPOSED`` quarantine rows (:func:`_split_opposed`)."""
+    vault records (never stored). Their records become ``OPPOSED`` quarantine rows (:func:`_split_opposed`).
+
+    A `staged` batch not in the edge's memory (linked on Spark) has its opposition tokens computed
+    on `spark`'s executors and its pseudonyms streamed from the folded parts."""
     from pdp.governance.opposition import withheld_at_edge
 
-    batch = set(edge.canonicals) | set(edge.vault_records)
-    withheld = withheld_at_edge(engine, store, outcome.mapping, edge.canonicals, batch)
+    if staged is not None and spark is not None and not edge.canonicals:
+        version = store.ensure("opposition").version
+        withheld = withheld_at_edge(engine, store, outcome.mapping, {}, staged.pseudonyms(),
+                                    tokens=staged.tokens(spark, version))
+    else:
+        batch = set(edge.canonicals) | set(edge.vault_records)
+        withheld = withheld_at_edge(engine, store, outcome.mapping, edge.canonicals, batch)
     persons = withheld | {outcome.mapping.get(p, p) for p in withheld}
     if persons:
         edge.forget(persons)

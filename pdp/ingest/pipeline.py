@@ -36,7 +36,14 @@ from typing import TYPE_CHECKING
 from pdp.config import Settings, get_settings
 from pdp.ingest.edge import Edge
 from pdp.ingest.fanout import BatchContext, FileResult, FileTask, auto_workers, run_files, spark_engine
-from pdp.ingest.identity_stage import VAULT_CHUNK, IdentityCipher, fold, read_canonicals, stage_identities, vault_chunks
+from pdp.ingest.identity_stage import (
+    VAULT_CHUNK,
+    FoldedIdentities,
+    IdentityCipher,
+    fold,
+    stage_identities,
+    vault_chunks,
+)
 from pdp.ingest.linking import kept_rows, link_batch, relink, split_opposed, withhold_opposed
 from pdp.ingest.lock import IngestBusy, ingest_lock
 from pdp.ingest.modes import BATCH, Mode
@@ -182,6 +189,7 @@ class _Run:
         self.staged = StagedBatch((pipeline.settings.var_dir / "staging" / self.batch_id).resolve())
         self.staging_identities = False  # the batch's identities staged and folded on Spark (pdp.ingest.identity_stage)
         self.cipher: IdentityCipher | None = None
+        self.folded: FoldedIdentities | None = None  # the staged identities, once folded
 
     def execute(self, workers: int | None) -> IngestReport:
         p, report, clock = self.p, self.report, self.clock
@@ -235,17 +243,13 @@ class _Run:
         return tasks
 
     def _fold_identities(self) -> None:
-        """The staged identities folded per person on Spark; the driver keeps their canonical
-        identities for linkage only (:mod:`pdp.ingest.identity_stage`)."""
-        from pdp.ingest.edge import EdgeState
-
+        """The staged identities folded per person on Spark; what linkage and the vault take of them
+        is computed or streamed from there (:mod:`pdp.ingest.identity_stage`)."""
         staged = self.staged.directory / "identities"
         self.cipher = IdentityCipher(self.p.store, self.batch_id)
         if not staged.is_dir():  # no file held a person
             return
-        fold(self.spark, staged, self.p.settings, self.batch_id, self.cipher.version, self._folded)
-        canonicals, postcodes = read_canonicals(self._folded, self.cipher)
-        self.edge.absorb(EdgeState(canonicals=canonicals, postcodes=postcodes))
+        self.folded = fold(self.spark, staged, self.p.settings, self.batch_id, self.cipher.version, self._folded)
 
     @property
     def _folded(self) -> Path:
@@ -284,7 +288,7 @@ class _Run:
 
         p, report, clock, staged, spark = self.p, self.report, self.clock, self.staged, self.spark
         outcome = self._link()
-        withheld = withhold_opposed(self.edge, outcome, p.vault.engine, p.store)
+        withheld = withhold_opposed(self.edge, outcome, p.vault.engine, p.store, staged=self.folded, spark=spark)
         clock.lap("linkage")
         report.vault_records = 0
         for chunk in self._vault_chunks(outcome, withheld):
@@ -340,7 +344,7 @@ class _Run:
             report.link_model = MODEL_NOT_RUN
             return LinkOutcome(mapping={}, superseded={}, rule_counts=report.link_rules)
         return link_batch(self.spark, edge, self.p.vault, report, lake_root=self.p.settings.lake_uri,
-                          settings=self.p.settings)
+                          settings=self.p.settings, staged=self.folded)
 
     def _silver_events(self, rows: DataFrame, run: RunInfo, present: tuple[set[str], set[str]] | None) -> None:
         """The batch's events into silver: the tables of the domains present (small mode, from the rows

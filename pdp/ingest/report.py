@@ -76,6 +76,8 @@ class IngestReport:
     link_rules: dict[str, int] = field(default_factory=dict)  # distinct identities per deciding linkage rule
     link_model: str = ""  # the linkage model used: a trained version, em-on-batch, builtin-default, not-run
     relinked: int = 0  # batch pseudonyms re-keyed to their person's pseudonym by linkage
+    link_engine: str = ""  # where linkage ran: "memory" (this process) or "spark" (PDP_LINKAGE_ENGINE)
+    identities_on_driver: bool = True  # False: the batch's identities never came to this process (staged, on Spark)
     seconds: dict[str, float] = field(default_factory=dict)  # per stage (pdp.ingest.pipeline.STAGES)
     parse_workers: int = 0  # worker processes of the parse+edge stage (0: in-process)
     parse_engine: str = "processes"  # or "spark": one Spark task per file (PDP_EDGE_ENGINE)

@@ -124,7 +124,7 @@ import os
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from types import TracebackType
@@ -158,7 +158,7 @@ if TYPE_CHECKING:
 
     from pdp.config import Settings
 
-__all__ = ["SparkLinkage", "SparkLinker", "encryption_enabled", "engine_for"]
+__all__ = ["BoxedInputs", "LinkChanges", "SparkLinkage", "SparkLinker", "encryption_enabled", "engine_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -224,31 +224,55 @@ def _open_batches(
     batches: Iterator[pa.RecordBatch], run_key: Broadcast, schema: pa.Schema
 ) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: sealed identities → the variants table's columns (in executor memory only)."""
-    import pyarrow as pa
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     aead = AESGCM(run_key.value)
-    names = ["record_key", "known", *_C, "postcode", "canonical_bytes", "sort_rest", *_FEATURE_COLS]
     for batch in batches:
-        columns: dict[str, list[Any]] = {name: [] for name in names}
+        rows = []
         for key, known, sealed in zip(
             batch.column("record_key").to_pylist(), batch.column("known").to_pylist(),
             batch.column("sealed").to_pylist(), strict=True,
         ):  # fmt: skip
             associated = (key if key is not None else known).encode("utf-8")  # binds the box to its row
-            canonical, postcode = _unpack(aead.decrypt(sealed[:12], sealed[12:], associated))
-            columns["record_key"].append(key)
-            columns["known"].append(known)
-            for name in _CANONICAL:
-                value = getattr(canonical, name)
-                columns[f"c_{name}"].append(list(value) if name == "first_names" else value)
-            columns["postcode"].append(postcode)
-            columns["canonical_bytes"].append(canonical.canonical_bytes)
-            columns["sort_rest"].append(_sort_rest(canonical, postcode))
-            for name, value in features(Variant(index=0, canonical=canonical, postcode=postcode)).items():
-                if name != "postcode":  # the variant's own column
-                    columns[name].append(value)
-        yield pa.RecordBatch.from_pydict(columns, schema=schema)
+            rows.append((key, known, *_unpack(aead.decrypt(sealed[:12], sealed[12:], associated))))
+        yield _opened(rows, schema)
+
+
+def _open_boxed(
+    batches: Iterator[pa.RecordBatch], opener: Callable[[str, bytes], tuple[CanonicalIdentity | None, str | None]],
+    schema: pa.Schema,
+) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: a caller's boxed batch (:class:`BoxedInputs`) → the variants table's columns;
+    a box without a canonical identity is no input (as :meth:`pdp.ingest.edge.Edge.link` skips it)."""
+    for batch in batches:
+        rows = []
+        for key, box in zip(batch.column("record_key").to_pylist(), batch.column("box").to_pylist(), strict=True):
+            canonical, postcode = opener(key, box)
+            if canonical is not None:
+                rows.append((key, None, canonical, postcode))
+        yield _opened(rows, schema)
+
+
+def _opened(rows: list[tuple[str | None, str | None, CanonicalIdentity, str | None]], schema: pa.Schema
+            ) -> pa.RecordBatch:
+    """(record key, known pseudonym, canonical identity, postcode) rows → the variants table's columns."""
+    import pyarrow as pa
+
+    names = ["record_key", "known", *_C, "postcode", "canonical_bytes", "sort_rest", *_FEATURE_COLS]
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    for key, known, canonical, postcode in rows:
+        columns["record_key"].append(key)
+        columns["known"].append(known)
+        for name in _CANONICAL:
+            value = getattr(canonical, name)
+            columns[f"c_{name}"].append(list(value) if name == "first_names" else value)
+        columns["postcode"].append(postcode)
+        columns["canonical_bytes"].append(canonical.canonical_bytes)
+        columns["sort_rest"].append(_sort_rest(canonical, postcode))
+        for name, value in features(Variant(index=0, canonical=canonical, postcode=postcode)).items():
+            if name != "postcode":  # the variant's own column
+                columns[name].append(value)
+    return pa.RecordBatch.from_pydict(columns, schema=schema)
 
 
 # --- grouped Python steps over key-sorted partitions --------------------------------------------
@@ -386,6 +410,33 @@ def _duckdb_pairwise(function: str, a: pa.Array, b: pa.Array) -> pa.Array:
 # --- the engine ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class BoxedInputs:
+    """A batch whose identities never come to the driver: a Parquet dataset at ``path`` of
+    (``key_column``: the record key, ``box``: the sealed identity), each box opened on the executors
+    by ``opener(record_key, box)`` into (canonical identity or None, postcode). ``opener`` must
+    pickle without a secret (it opens its own key store on the executor), as
+    :class:`pdp.ingest.identity_stage.FoldedIdentities`' does."""
+
+    path: str
+    opener: Callable[[str, bytes], tuple[CanonicalIdentity | None, str | None]]
+    key_column: str = "record_key"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkChanges:
+    """What a batch's linkage changes, collected without its unchanged records: ``mapping`` the
+    record keys whose pseudonym is another (record key → pseudonym), ``superseded`` as
+    :class:`LinkResult`'s, ``rule_counts`` records per rule, ``canonicals`` the canonical identity
+    behind each pseudonym of ``mapping`` (None for a known person's: it is in the vault)."""
+
+    mapping: dict[str, str]
+    superseded: dict[str, str]
+    rule_counts: dict[str, int]
+    canonicals: dict[str, CanonicalIdentity | None]
+    parameters: dict[str, Any]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SparkLinkage:
     """One Spark linkage run. ``assignments``: one row per record (``record_key``, ``pseudonym``,
@@ -434,6 +485,35 @@ class SparkLinkage:
             timings=self.timings,
             canonicals={p: c for p, c in canonicals.items() if p in sizes},
         )
+
+
+    def changes(self) -> LinkChanges:
+        """The run's changes only (:class:`LinkChanges`): what the edge needs when its batch stays on
+        the executors (:class:`BoxedInputs`); the driver holds the re-keyed records, not the batch."""
+        from pyspark.sql import functions as F
+
+        moved = self.assignments.where(F.col("record_key") != F.col("pseudonym"))
+        mapping = {row["record_key"]: row["pseudonym"] for row in moved.toLocalIterator()}
+        rule_counts = {rule: 0 for rule in RULES}
+        for row in self.assignments.groupBy("rule").count().collect():
+            rule_counts[row["rule"]] += row["count"]
+        superseded = {row["old"]: row["new"] for row in self.superseded.toLocalIterator()}
+        targets = set(mapping.values())
+        canonicals: dict[str, CanonicalIdentity | None] = {t: self.overrides.get(t) for t in targets}
+        if targets - set(self.overrides):
+            spark = self.assignments.sparkSession
+            wanted = F.broadcast(spark.createDataFrame([(t,) for t in sorted(targets)], "target string"))
+            chosen = self.variants.select("index", "records", *_C)
+            made = self.made.join(wanted, F.col("pseudonym") == F.col("target")).join(
+                chosen, F.col("chosen") == F.col("index")).select("target", *_C)
+            own = chosen.select(F.explode("records").alias("target"), *_C).join(wanted, "target")
+            found = {row["target"]: _canonical(row.asDict()) for row in made.toLocalIterator()}
+            for row in own.toLocalIterator():  # a batch record others joined keeps its own identity
+                found.setdefault(row["target"], _canonical(row.asDict()))
+            for target in targets - set(self.overrides):
+                canonicals[target] = found.get(target)
+        return LinkChanges(mapping=mapping, superseded=superseded, rule_counts=rule_counts, canonicals=canonicals,
+                           parameters=self.parameters)
 
 
 class SparkLinker:
@@ -531,8 +611,9 @@ class SparkLinker:
 
     # -- the run ------------------------------------------------------------------------------------
 
-    def link(self, inputs: Iterable[LinkInput], *, known: Iterable[KnownPerson] = ()) -> SparkLinkage:
-        """Link ``inputs`` (and ``known`` persons) as :func:`~pdp.pseudonym.linkage.link` would."""
+    def link(self, inputs: Iterable[LinkInput] | BoxedInputs, *, known: Iterable[KnownPerson] = ()) -> SparkLinkage:
+        """Link ``inputs`` (and ``known`` persons) as :func:`~pdp.pseudonym.linkage.link` would;
+        ``inputs`` in the driver's memory, or boxed on disk and opened by the executors only."""
         from pyspark.sql import Window
         from pyspark.sql import functions as F
         from pyspark.sql.types import (
@@ -550,7 +631,8 @@ class SparkLinker:
         spark = self._spark
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        sealed, run_key = self._sealed_frame(inputs, known)
+        boxed = inputs if isinstance(inputs, BoxedInputs) else None
+        sealed, run_key = self._sealed_frame(() if boxed is not None else inputs, known)
         timings["seal_s"] = time.perf_counter() - start
 
         string, integer = StringType(), LongType()  # Arrow int64, as Python ints give
@@ -574,6 +656,14 @@ class SparkLinker:
             return _open_batches(batches, run_key, opened_arrow)
 
         opened = sealed.mapInArrow(open_batches, opened_schema)
+        if boxed is not None:
+            opener = boxed.opener
+
+            def open_boxed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+                return _open_boxed(batches, opener, opened_arrow)
+
+            frame = spark.read.parquet(boxed.path).select(F.col(boxed.key_column).alias("record_key"), "box")
+            opened = opened.unionByName(frame.mapInArrow(open_boxed, opened_schema))
         feature_cols = _FEATURE_COLS
         grouped = opened.groupBy(*_C, "postcode").agg(
             F.collect_list("record_key").alias("records"),

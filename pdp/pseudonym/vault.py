@@ -67,9 +67,11 @@ import json
 import logging
 import os
 import re
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -114,6 +116,7 @@ __all__ = [
     "VaultError",
     "VaultRecord",
     "check_pseudonym",
+    "linkage_blocks",
 ]
 
 logger = logging.getLogger(__name__)
@@ -1002,22 +1005,36 @@ class IdentityVault:
         (indexed, their full record sealed) first. Internal to the edge.
         """
         canonicals = list(canonicals)
+        versions = self.blocking_versions()
+        if not canonicals:
+            return []
+        return self.known_by_blocks(linkage_blocks(self._key_store, versions, canonicals))
+
+    def blocking_versions(self) -> list[int]:
+        """The vault key versions its blocking index holds keys under (rows of older code upgraded
+        first): a batch's identities are hashed under each (:func:`linkage_blocks`)."""
         keys = _Keys(self._key_store)
         with self._engine.begin() as conn:
             _lock_for_write(conn)
             self._upgrade(conn, keys)
-        if not canonicals:
-            return []
-        found: set[str] = set()
         with self._engine.connect() as conn:
-            versions = conn.scalars(select(identity_vault_blocking.c.key_version).distinct()).all()
-            for version in versions:
-                blocks = sorted(keys.hasher(int(version)).blocks(canonicals))
-                for chunk in _chunks(blocks, self._batch_size):
-                    query = select(identity_vault_blocking.c.pseudonym).where(
-                        identity_vault_blocking.c.key_version == version, identity_vault_blocking.c.block.in_(chunk)
-                    )
-                    found.update(conn.scalars(query))
+            return sorted(int(v) for v in conn.scalars(select(identity_vault_blocking.c.key_version).distinct()))
+
+    def known_by_blocks(self, blocks: Iterable[tuple[int, str]]) -> list[tuple[str, CanonicalIdentity]]:
+        """Known persons holding any of `blocks` ((key version, blocking key), hashed by
+        :func:`linkage_blocks`, possibly on Spark's executors and streamed): :meth:`linkable` for a
+        batch whose identities are not in this process. `blocks` are read a chunk at a time."""
+        found: set[str] = set()
+        b = identity_vault_blocking.c
+        iterator = iter(blocks)
+        with self._engine.connect() as conn:
+            while chunk := list(islice(iterator, self._batch_size)):
+                by_version: dict[int, set[str]] = defaultdict(set)
+                for version, block in chunk:
+                    by_version[int(version)].add(block)
+                for version, wanted in sorted(by_version.items()):
+                    found.update(conn.scalars(select(b.pseudonym).where(b.key_version == version,
+                                                                        b.block.in_(sorted(wanted)))))
         out = []
         for pseudonym, record in self.linkage_view(sorted(found)).items():
             canonical = record_canonical(record)
@@ -1231,6 +1248,18 @@ def _lock_for_write(conn: Connection) -> None:
     """
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("LOCK TABLE identity_vault IN SHARE ROW EXCLUSIVE MODE")
+
+
+def linkage_blocks(source: KeySource, versions: Iterable[int], canonicals: Iterable[CanonicalIdentity]
+                   ) -> Iterator[tuple[int, str]]:
+    """The blocking keys ((vault key version, keyed hash)) of `canonicals` under each of `versions`:
+    what :meth:`IdentityVault.known_by_blocks` looks up. Runs where the identities are (the edge's
+    process, or a Spark executor that opened its own key store); the keys themselves stay here."""
+    canonicals = list(canonicals)
+    keys = _Keys(source)
+    for version in versions:
+        for block in sorted(keys.hasher(int(version)).blocks(canonicals)):
+            yield int(version), block
 
 
 def record_canonical(record: VaultRecord) -> CanonicalIdentity | None:

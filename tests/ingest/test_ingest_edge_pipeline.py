@@ -29,15 +29,16 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """This territory's batch stages its identities (sealed parts folded on Spark, streamed to the vault,
-    as a big batch does: pdp.ingest.identity_stage), so every check below also holds of that path; the
-    other ingest tests fold in memory. The executors that fold open the key store from a key file."""
+    """This territory's batch stages its identities (sealed parts folded on Spark, streamed to the vault)
+    and links on Spark from them, as a big batch does (pdp.ingest.identity_stage): its identities
+    never come to the driver, so every check below also holds of that path; the other ingest tests
+    fold and link in memory. The executors open the key store from a key file."""
     var = tmp_path_factory.mktemp("ingest-var")
     key_file = var / "master.key"
     key_file.write_text(base64.b64encode(os.urandom(32)).decode("ascii"))
     key_file.chmod(0o600)
     s = lake_settings(var).model_copy(update={"master_key": None, "master_key_file": key_file,
-                                              "edge_identities": "staged"})
+                                              "edge_identities": "staged", "linkage_engine": "spark"})
     KeyStore.from_settings(s).init()
     return s
 
@@ -189,6 +190,7 @@ def test_every_person_landed_is_in_the_vault_from_the_staged_identities(
     first_run: IngestReport, spark: SparkSession, settings: Settings
 ) -> None:
     assert first_run.seconds["identities"] > 0, "the batch staged its identities"
+    assert first_run.link_engine == "spark" and not first_run.identities_on_driver
     bronze = lake(spark, settings, "bronze.records").read()
     persons = {r.person_pseudonym for r in bronze.select("person_pseudonym").distinct().collect()} - {None}
     vault = IdentityVault(make_engine(settings.db_url), KeyStore.from_settings(settings))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -22,17 +23,18 @@ from pyspark.sql import SparkSession
 from test_ingest_linkage_known import FIRST, _edge, vault_with_first_batch
 
 from pdp.config import Settings
+from pdp.governance.opposition import OppositionRegistry, identity_tokens, withheld_at_edge
 from pdp.ingest import Registry
-from pdp.ingest.edge import fold_packs
+from pdp.ingest.edge import Edge, LinkOutcome, fold_packs
 from pdp.ingest.fanout import BatchContext, FileTask, run_files
 from pdp.ingest.identity_stage import (
     SCHEMA,
+    FoldedIdentities,
     IdentityCipher,
     StagedIdentityError,
     _fold_sorted,
     fold,
     order_key,
-    read_canonicals,
     stage_identities,
     vault_chunks,
 )
@@ -41,6 +43,7 @@ from pdp.ingest.registry import discover
 from pdp.pseudonym.keys import KeyStore
 from pdp.pseudonym.linkage import LinkageOptions
 from pdp.pseudonym.linkage_model import DEFAULT_PARAMETERS
+from pdp.pseudonym.vault import IdentityVault
 
 pytestmark = [pytest.mark.spark]
 
@@ -91,7 +94,8 @@ def test_a_staged_identity_opens_under_its_own_batch_only(settings: Settings, tm
         IdentityCipher(store, "batch-a").open("p2", box)  # moved to another person's row
 
 
-def _staged(territory: Path, registry: Registry, settings: Settings, name: str, spark: SparkSession) -> Path:
+def _staged(territory: Path, registry: Registry, settings: Settings, name: str, spark: SparkSession
+            ) -> FoldedIdentities:
     """The files of the second batch (as :func:`_edge` reads them), their identities staged and folded."""
     tasks = [FileTask(i, spec.name, path, path.relative_to(territory).as_posix(), path.stat().st_size)
              for i, (spec, path) in enumerate(discover(territory, registry).to_parse) if spec.name not in FIRST]
@@ -101,34 +105,85 @@ def _staged(territory: Path, registry: Registry, settings: Settings, name: str, 
     for _task, result in run_files(tasks, context, workers=0, duplicates=Duplicates()):
         assert not result.state.identities and not result.state.canonicals
     cipher = IdentityCipher(KeyStore.from_settings(settings), name)
-    fold(spark, staging / "identities", settings, name, cipher.version, staging / "folded")
-    return staging / "folded"
+    return fold(spark, staging / "identities", settings, name, cipher.version, staging / "folded")
+
+
+@dataclass
+class SecondBatch:
+    """A second batch that joins known persons, linked in memory (the reference) and staged."""
+
+    vault: IdentityVault
+    known: list
+    canonicals: dict
+    outcome: LinkOutcome
+    folded: FoldedIdentities
+    options = LinkageOptions(parameters=DEFAULT_PARAMETERS, model_version="test")
+
+
+@pytest.fixture(scope="module")
+def second(spark: SparkSession, territory: Path, registry: Registry, settings: Settings) -> SecondBatch:
+    vault = vault_with_first_batch(territory, registry, settings, "stage-1")
+    in_memory = _edge(territory, registry, settings, None, "stage-2")
+    known = vault.linkable(in_memory.canonicals.values())
+    outcome = in_memory.link(known, SecondBatch.options)
+    assert outcome.mapping and outcome.owners.keys() == set(outcome.mapping.values())
+    return SecondBatch(vault, known, dict(in_memory.canonicals), outcome,
+                       _staged(territory, registry, settings, "stage-3", spark))
 
 
 def test_streamed_vault_records_are_those_linkage_and_oppositions_leave(
-    spark: SparkSession, territory: Path, registry: Registry, settings: Settings,
+    second: SecondBatch, territory: Path, registry: Registry, settings: Settings,
 ) -> None:
     """A second batch that joins known persons: re-keyed, merged in file order, its person's
     canonical identity taken, the opposed left out — record for record as in memory."""
-    vault = vault_with_first_batch(territory, registry, settings, "stage-1")
-
-    in_memory = _edge(territory, registry, settings, None, "stage-2")
-    known = vault.linkable(in_memory.canonicals.values())
-    outcome = in_memory.link(known, LinkageOptions(parameters=DEFAULT_PARAMETERS, model_version="test"))
-    assert outcome.mapping and outcome.owners.keys() == set(outcome.mapping.values())
+    in_memory, outcome = _edge(territory, registry, settings, None, "stage-4"), second.outcome
+    in_memory.link(second.known, SecondBatch.options)
     plain = next(p for p in in_memory.canonicals if p not in outcome.mapping and p not in outcome.owners)
     withheld = {plain, next(iter(outcome.mapping.values()))}
     in_memory.forget(withheld)
     expected = {p: r.model_dump() for p, r in in_memory.vault_records.items()}
 
-    folded = _staged(territory, registry, settings, "stage-3", spark)
-    cipher = IdentityCipher(KeyStore.from_settings(settings), "stage-3")
-    canonicals, _ = read_canonicals(folded, cipher)
-    assert list(canonicals) == list(in_memory.canonicals)
-    chunks = list(vault_chunks(folded, cipher, outcome.mapping, outcome.owners, withheld))
+    folded = second.folded
+    canonicals, _ = folded.canonicals()
+    assert list(canonicals) == list(second.canonicals)
+    chunks = list(vault_chunks(folded.path, folded.opener.cipher(), outcome.mapping, outcome.owners, withheld))
     streamed = {p: r.model_dump() for chunk in chunks for p, r in chunk}
     assert sum(len(c) for c in chunks) == len(streamed), "one record per person"
     assert streamed == expected
+
+
+def test_a_staged_batch_links_on_spark_without_its_identities_in_the_driver(
+    second: SecondBatch, spark: SparkSession, settings: Settings,
+) -> None:
+    """Blocking keys and opposition tokens hashed on the executors, the batch linked on Spark from
+    its folded boxes: the same known persons, the same decision and the same tokens as in memory."""
+    folded, store = second.folded, KeyStore.from_settings(settings)
+    assert folded.persons() == len(second.canonicals)
+    assert list(folded.pseudonyms()) == list(second.canonicals), "streamed in file order"
+    known = second.vault.known_by_blocks(folded.blocks(spark, second.vault.blocking_versions()))
+    assert known == second.known and len(known) > 10
+
+    linked = Edge(store).link_boxed(folded.boxed(), known, SecondBatch.options, spark=spark, settings=settings)
+    expected = second.outcome
+    assert linked.mapping == expected.mapping and linked.superseded == expected.superseded
+    assert linked.rule_counts == expected.rule_counts and linked.owners == expected.owners
+    assert linked.model_version == "test"
+
+    version = store.ensure("opposition").version
+    tokens = sorted(folded.tokens(spark, version))
+    assert tokens == sorted((p, t) for p, c in second.canonicals.items() for t in identity_tokens(c, store))
+    # withheld as in memory: a batch record joining an opposed known person, an identity whose token is opposed
+    registry, engine = OppositionRegistry(second.vault.engine), second.vault.engine
+    joining, person = next(iter(expected.mapping.items()))
+    by_token = next(p for p in second.canonicals if p not in expected.mapping and p not in expected.owners)
+    registry.submit([person], tokens=[t for p, t in tokens if p == by_token])
+    try:
+        in_memory = withheld_at_edge(engine, store, expected.mapping, second.canonicals, list(second.canonicals))
+        assert {joining, by_token} <= in_memory
+        assert withheld_at_edge(engine, store, expected.mapping, {}, folded.pseudonyms(),
+                                tokens=folded.tokens(spark, version)) == in_memory
+    finally:
+        registry.withdraw([person], tokens=[t for p, t in tokens if p == by_token])
 
 
 def test_auto_stages_a_cluster_batch_or_a_big_one(settings: Settings) -> None:

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -45,8 +46,10 @@ if TYPE_CHECKING:
     from pdp.lake import Catalog
     from pdp.pseudonym import KeyStore
 
-__all__ = ["ApplyReport", "SubmitOutcome", "apply", "purge_lake", "resolve", "submit", "withdraw", "withheld_at_edge"]
+__all__ = ["ApplyReport", "SubmitOutcome", "apply", "identity_tokens", "purge_lake", "resolve", "submit", "withdraw",
+           "withheld_at_edge"]
 
+_EDGE_CHUNK = 20_000  # batch pseudonyms or tokens looked up per round at the edge
 _REASON = "opposition (GDPR art. 21): erasure of the person from every version of the table"
 
 
@@ -218,16 +221,28 @@ def _forget_relationships(engine: Engine, pseudonyms: list[str]) -> int:
 
 def withheld_at_edge(
     engine: Engine, store: KeyStore, mapping: Mapping[str, str], canonicals: Mapping[str, Any],
-    pseudonyms: Iterable[str],
+    pseudonyms: Iterable[str], *, tokens: Iterable[tuple[str, str]] | None = None,
 ) -> set[str]:
     """The batch pseudonyms to refuse at the edge: opposed themselves, linked to an opposed person,
-    or with an identity whose opposition token is registered (after a key rotation or an erasure)."""
-    batch = set(pseudonyms)
-    finals = {p: mapping.get(p, p) for p in batch}
+    or with an identity whose opposition token is registered (after a key rotation or an erasure).
+
+    `tokens`: (batch pseudonym, opposition token) pairs computed where the identities are (Spark's
+    executors, :func:`identity_tokens` under the ``opposition`` key), instead of from `canonicals`
+    here. `pseudonyms` and `tokens` are read a chunk at a time: a batch that is not in this
+    process's memory is not brought into it.
+    """
     registry = OppositionRegistry(engine)
-    opposed = registry.opposed(sorted(batch | set(finals.values())))
-    withheld = {p for p, person in finals.items() if p in opposed or person in opposed}
-    key = store.ensure("opposition").material
-    tokens = {p: identity_tokens(c, store, key=key) for p, c in canonicals.items() if p not in withheld}
-    hit = registry.opposed_tokens(sorted({t for ts in tokens.values() for t in ts}))
-    return withheld | {p for p, ts in tokens.items() if set(ts) & hit}
+    withheld: set[str] = set()
+    names = iter(pseudonyms)
+    while chunk := list(islice(names, _EDGE_CHUNK)):
+        finals = {p: mapping.get(p, p) for p in chunk}
+        opposed = registry.opposed(sorted(set(finals) | set(finals.values())))
+        withheld.update(p for p, person in finals.items() if p in opposed or person in opposed)
+    if tokens is None:
+        key = store.ensure("opposition").material
+        tokens = ((p, t) for p, c in canonicals.items() for t in identity_tokens(c, store, key=key))
+    pairs = iter(tokens)
+    while chunk := list(islice(pairs, _EDGE_CHUNK)):
+        hit = registry.opposed_tokens(sorted({t for _, t in chunk}))
+        withheld.update(p for p, t in chunk if t in hit)
+    return withheld
