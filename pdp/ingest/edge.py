@@ -492,7 +492,7 @@ class Edge:
     def link_boxed(
         self,
         boxed: BoxedInputs,
-        known: list[tuple[str, CanonicalIdentity]],
+        known: list[tuple[str, CanonicalIdentity]] | BoxedInputs,
         options: LinkageOptions | None = None,
         *,
         spark: SparkSession,
@@ -501,7 +501,8 @@ class Edge:
         """:meth:`link` for a batch whose identities stay on Spark's executors (staged and folded
         there, :mod:`pdp.ingest.identity_stage`): the same decision on Spark, and only what it
         changes comes back to this process — the re-keyed records and their persons' canonical
-        identities. The vault records are re-keyed as they stream (:func:`~pdp.ingest.identity_stage.vault_chunks`)."""
+        identities. `known` may be boxed too. The vault records are re-keyed as they stream
+        (:func:`~pdp.ingest.identity_stage.vault_chunks`)."""
         from pdp.pseudonym.linkage_spark import SparkLinker
 
         with SparkLinker(spark, self._pseudonymiser, options=options, settings=settings) as linker:

@@ -108,6 +108,7 @@ class BatchContext:
     today: date | None
     in_memory: bool = False  # rows kept in hand (small-batch mode, in-process), no staging parts
     stage_identities: bool = False  # identities staged sealed (pdp.ingest.identity_stage), not handed back
+    identity_key_version: int | None = None  # the `record` key version they are staged under, chosen once a batch
 
 
 @dataclass(slots=True)
@@ -136,7 +137,8 @@ class FileRunner:
         self._context = context
         store = store or KeyStore.from_settings(context.settings)
         self._edge = Edge(store, today=context.today)
-        self._cipher = IdentityCipher(store, context.batch_id) if context.stage_identities else None
+        self._cipher = (IdentityCipher(store, context.batch_id, context.identity_key_version)
+                        if context.stage_identities else None)
         # the vault's linkage view for parsers that de-identify text; opened on the first report only
         self._known = KnownPersons(self._edge.pseudonym_of, lambda: edge_vault(context.settings, store))
 

@@ -12,7 +12,8 @@ records, re-keyed by linkage and written in chunks (:func:`vault_chunks`). The v
 never all in the driver's memory at once.
 
 Nominative data on disk and in Spark: every staged value is sealed (AES-256-GCM; associated data
-the person's pseudonym, so a box moved to another row fails) under a key derived for the batch
+the person's pseudonym and the box's :data:`Role`, so a box moved to another row or passed off as
+another kind of box fails) under a key derived for the batch
 (HKDF-SHA256 of the key store's ``record`` key, info naming the batch): each task and executor
 derives it from its own key store (:mod:`pdp.pseudonym.executor_keys`), so no key is in a
 closure, a plan or a log. Whoever holds the ``record`` key can derive it again: the parts are
@@ -42,12 +43,13 @@ Example (in a batch, the pipeline does this)::
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import pickle
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -78,6 +80,16 @@ _NONCE = 12
 VAULT_CHUNK = 20_000  # vault records written per chunk; also rows per Arrow batch written or read
 
 
+Role = Literal["staged", "folded", "known"]
+"""What a box is, bound into it with its pseudonym (associated data): a file's staged part, a
+person's folded identity, or a known person's canonical identity staged for linkage — a box moved
+to another row, or from one kind to another, does not open."""
+
+
+def _aad(role: Role, pseudonym: str) -> bytes:
+    return role.encode("ascii") + b"\x1f" + pseudonym.encode("ascii")
+
+
 class StagedIdentityError(RuntimeError):
     """A staged identity failed to open (another batch's key, or tampered); no content is shown."""
 
@@ -94,14 +106,14 @@ class IdentityCipher:
     def __repr__(self) -> str:
         return f"IdentityCipher(record key v{self.version}, <hidden>)"
 
-    def seal(self, pseudonym: str, pack: IdentityPack) -> bytes:
+    def seal(self, pseudonym: str, pack: IdentityPack, *, role: Role) -> bytes:
         nonce = os.urandom(_NONCE)
         return nonce + self._aead.encrypt(nonce, pickle.dumps(pack, protocol=pickle.HIGHEST_PROTOCOL),
-                                          pseudonym.encode("ascii"))
+                                          _aad(role, pseudonym))
 
-    def open(self, pseudonym: str, box: bytes) -> IdentityPack:
+    def open(self, pseudonym: str, box: bytes, *, role: Role) -> IdentityPack:
         try:
-            plain = self._aead.decrypt(box[:_NONCE], box[_NONCE:], pseudonym.encode("ascii"))
+            plain = self._aead.decrypt(box[:_NONCE], box[_NONCE:], _aad(role, pseudonym))
         except InvalidTag:
             raise StagedIdentityError("a staged identity did not open under this batch's key") from None
         return _PackUnpickler(io.BytesIO(plain)).load()
@@ -159,10 +171,11 @@ def order_key(file_index: int, part: int, position: int = 0) -> int:
     return (file_index << 40) | (part << 24) | position
 
 
-def write_part(packs: Iterable[tuple[str, IdentityPack]], path: Path, cipher: IdentityCipher, *, order: int
-               ) -> Path | None:
+def write_part(packs: Iterable[tuple[str, IdentityPack]], path: Path, cipher: IdentityCipher, *, order: int,
+               role: Role = "staged") -> Path | None:
     """The packs of one file (or part) sealed into one Parquet part; None when there is none."""
-    rows: list[tuple[str, int, bytes]] = [(p, order + i, cipher.seal(p, pack)) for i, (p, pack) in enumerate(packs)]
+    rows: list[tuple[str, int, bytes]] = [(p, order + i, cipher.seal(p, pack, role=role))
+                                          for i, (p, pack) in enumerate(packs)]
     if not rows:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,12 +208,12 @@ class StagedOpener:
     with settings stripped of their secrets, the batch id and the key version; the key store is
     opened on first use (:mod:`pdp.pseudonym.executor_keys`) and never pickled."""
 
-    def __init__(self, settings: Settings, batch_id: str, version: int) -> None:
+    def __init__(self, settings: Settings, batch_id: str, version: int, role: Role = "folded") -> None:
         from pdp.pseudonym.executor_keys import shipped_settings
 
         shipped, withheld = shipped_settings(settings)
         self._shipped, self._withheld = shipped, _key_secrets(withheld)
-        self._batch_id, self._version = batch_id, version
+        self._batch_id, self._version, self.role = batch_id, version, role
         self._store: KeyStore | None = None
         self._cipher: IdentityCipher | None = None
 
@@ -208,7 +221,7 @@ class StagedOpener:
         return self.__dict__ | {"_store": None, "_cipher": None}
 
     def __repr__(self) -> str:
-        return f"StagedOpener(batch {self._batch_id}, record key v{self._version})"
+        return f"StagedOpener({self.role} boxes of batch {self._batch_id}, record key v{self._version})"
 
     def store(self) -> KeyStore:
         if self._store is None:
@@ -224,9 +237,14 @@ class StagedOpener:
         return self._cipher
 
     def __call__(self, pseudonym: str, box: bytes) -> tuple[CanonicalIdentity | None, str | None]:
-        """The canonical identity and postcode a box holds: what linkage takes of it."""
-        pack = self.cipher().open(pseudonym, box)
+        """The canonical identity and postcode a box of this opener's role holds: what linkage takes of it."""
+        pack = self.cipher().open(pseudonym, box, role=self.role)
         return pack[4], pack[5]
+
+    def with_role(self, role: Role) -> StagedOpener:
+        other = copy.copy(self)
+        other.role = role
+        return other
 
 
 class FoldedIdentities:
@@ -256,6 +274,39 @@ class FoldedIdentities:
         from pdp.pseudonym.linkage_spark import BoxedInputs
 
         return BoxedInputs(str(self.path), self.opener, key_column="pseudonym")
+
+    def stage_known(self, chunks: Iterable[list[tuple[str, CanonicalIdentity]]]) -> int:
+        """The known persons the batch could join (:meth:`pdp.pseudonym.vault.IdentityVault.known_chunks`),
+        sealed beside the folded parts a chunk at a time (a pack holding the canonical identity
+        only), for the Spark linkage to open on the executors; returns how many."""
+        cipher, count = self.opener.cipher(), 0
+        for index, chunk in enumerate(chunks):
+            write_part(((p, _known_pack(c)) for p, c in chunk), self.known_path / f"part-{index:05d}-known.parquet",
+                       cipher, order=count, role="known")
+            count += len(chunk)
+        return count
+
+    @property
+    def known_path(self) -> Path:
+        return self.path.with_name(self.path.name + "-known")
+
+    def known(self) -> list[tuple[str, CanonicalIdentity]]:
+        """The staged known persons, into this process (the in-memory linkage of a small batch)."""
+        cipher = self.opener.cipher()
+        out = []
+        for pseudonym, _, box in _rows(self.known_path):
+            canonical = cipher.open(pseudonym, box, role="known")[4]
+            if canonical is not None:
+                out.append((pseudonym, canonical))
+        return out
+
+    def boxed_known(self) -> BoxedInputs | list[tuple[str, CanonicalIdentity]]:
+        """The staged known persons as the Spark linkage's input (none: an empty list)."""
+        from pdp.pseudonym.linkage_spark import BoxedInputs
+
+        if not _parts(self.known_path):
+            return []
+        return BoxedInputs(str(self.known_path), self.opener.with_role("known"), key_column="pseudonym")
 
     def blocks(self, spark: SparkSession, versions: list[int]) -> Iterator[tuple[int, str]]:
         """The batch's distinct vault blocking keys under each of `versions`
@@ -303,6 +354,11 @@ _BLOCKS = pa.schema([("version", pa.int32()), ("block", pa.string())])
 _TOKENS = pa.schema([("pseudonym", pa.string()), ("token", pa.string())])
 
 
+def _known_pack(canonical: CanonicalIdentity) -> IdentityPack:
+    """A known person as a staged pack: their canonical identity and nothing else."""
+    return {}, {}, None, None, canonical, None
+
+
 def _named_canonicals(batch: pa.RecordBatch, opener: StagedOpener) -> Iterator[tuple[str, CanonicalIdentity]]:
     for pseudonym, box in zip(batch.column("pseudonym").to_pylist(), batch.column("box").to_pylist(), strict=True):
         canonical, _ = opener(pseudonym, box)
@@ -327,14 +383,14 @@ def _fold_sorted(batches: Iterator[pa.RecordBatch], cipher: IdentityCipher) -> I
 
     def close() -> None:
         if current is not None:
-            out.append((current, first, cipher.seal(current, fold_packs(packs))))
+            out.append((current, first, cipher.seal(current, fold_packs(packs), role="folded")))
 
     for batch in batches:
         for pseudonym, order, box in zip(*(batch.column(i).to_pylist() for i in range(3)), strict=True):
             if pseudonym != current:
                 close()
                 current, first, packs = pseudonym, order, []
-            packs.append(cipher.open(pseudonym, box))
+            packs.append(cipher.open(pseudonym, box, role="staged"))
         if len(out) >= VAULT_CHUNK:
             yield _batch(out)
             out = []
@@ -368,7 +424,7 @@ def read_canonicals(folded: Path, cipher: IdentityCipher
     canonicals: dict[str, CanonicalIdentity] = {}
     postcodes: dict[str, str] = {}
     for pseudonym, _, box in _rows(folded):
-        pack = cipher.open(pseudonym, box)
+        pack = cipher.open(pseudonym, box, role="folded")
         if pack[4] is not None:
             canonicals[pseudonym] = pack[4]
         if pack[5] is not None:
@@ -393,7 +449,7 @@ def vault_chunks(folded: Path, cipher: IdentityCipher, mapping: dict[str, str], 
         target = mapping.get(pseudonym, pseudonym)
         if target in withheld:
             continue
-        record = pack_record(cipher.open(pseudonym, box))
+        record = pack_record(cipher.open(pseudonym, box, role="folded"))
         if pseudonym in mapping or pseudonym in targets:
             held.append((target, record.model_copy(update={"canonical": owners.get(target, record.canonical)})))
             continue

@@ -43,21 +43,23 @@ def link_batch(
     known persons turn out to be one, re-key the lake, then the vault.
 
     `staged`: the batch's identities folded on Spark (:mod:`pdp.ingest.identity_stage`). Their
-    blocking keys are hashed on the executors; linked on Spark, they never come to this process
+    blocking keys are hashed on the executors, and the known persons they could join are staged
+    sealed beside them a chunk at a time; linked on Spark, neither comes to this process
     (:meth:`Edge.link_boxed`); linked in memory (a batch under ``PDP_LINKAGE_SPARK_MIN_IDENTITIES``),
-    their canonical identities are read into the edge first."""
+    both are read into it first."""
     from pdp.pseudonym.linkage_spark import engine_for
     from pdp.pseudonym.linkage_trained import current_options
 
     options = current_options(settings)  # the trained model, if any: no EM per batch (a bad file stops here)
-    if staged is not None:
-        known = vault.known_by_blocks(staged.blocks(spark, vault.blocking_versions()))
-        engine = engine_for(staged.persons() + len(known), settings)
+    if staged is not None:  # the known persons staged sealed beside the batch, a chunk at a time
+        n_known = staged.stage_known(vault.known_chunks(staged.blocks(spark, vault.blocking_versions())))
+        engine = engine_for(staged.persons() + n_known, settings)
         if engine == "spark":
-            outcome = edge.link_boxed(staged.boxed(), known, options, spark=spark, settings=settings)
+            outcome = edge.link_boxed(staged.boxed(), staged.boxed_known(), options, spark=spark, settings=settings)
         else:
             from pdp.ingest.edge import EdgeState
 
+            known = staged.known()
             canonicals, postcodes = staged.canonicals()
             edge.absorb(EdgeState(canonicals=canonicals, postcodes=postcodes))
     else:

@@ -198,8 +198,11 @@ class _Run:
         memory = self.mode.staging == "memory"
         on_spark = not memory and spark_engine(p.settings, tasks, p.registry)  # a small batch stays in-process
         self.staging_identities = not memory and stage_identities(p.settings, sum(t.size for t in tasks), on_spark)
+        if self.staging_identities:  # one key version for every task, even if the key rotates mid-batch
+            self.cipher = IdentityCipher(p.store, self.batch_id)
         context = BatchContext(p.settings, p.registry, self.root, self.staged.directory, self.batch_id, self.started,
-                               p.today, in_memory=memory, stage_identities=self.staging_identities)
+                               p.today, in_memory=memory, stage_identities=self.staging_identities,
+                               identity_key_version=self.cipher.version if self.cipher else None)
         report.parse_engine = "spark" if on_spark else "processes"
         split = p.settings.edge_split_bytes
         report.parse_workers = 0 if memory or on_spark else auto_workers(tasks, p.registry, workers, split)
@@ -246,8 +249,7 @@ class _Run:
         """The staged identities folded per person on Spark; what linkage and the vault take of them
         is computed or streamed from there (:mod:`pdp.ingest.identity_stage`)."""
         staged = self.staged.directory / "identities"
-        self.cipher = IdentityCipher(self.p.store, self.batch_id)
-        if not staged.is_dir():  # no file held a person
+        if not staged.is_dir() or self.cipher is None:  # no file held a person
             return
         self.folded = fold(self.spark, staged, self.p.settings, self.batch_id, self.cipher.version, self._folded)
 

@@ -67,15 +67,16 @@ Nominative data in Spark:
 - logs carry counts only; results hold record keys, pseudonyms and counts, plus — for the
   caller that keeps the vault — the canonical identity behind each pseudonym made here.
 
-What the driver still holds, and why: :meth:`SparkLinker.link` takes the batch as Python
-objects (a big batch's identities are folded on Spark, :mod:`pdp.ingest.identity_stage`, but
-their canonical identities are read back into the driver for this call) and seals them into a
-list before Spark reads it; :meth:`SparkLinkage.result` collects one entry per record
-and per person because :meth:`pdp.ingest.edge.Edge.link` re-keys its vault records in memory. The
-linkage's own working set — variants, blocks, candidate pairs, comparison vectors, the union-find
-of every group, term frequencies — is Spark's, which is what grew with the population (the 6.6 GB
-at 1 M persons). Feeding the staged fold's sealed output as the input DataFrame and relinking
-bronze with ``assignments`` by a join instead of a dict removes the two remaining copies.
+What the driver holds: with :class:`BoxedInputs` (what an ingest batch whose identities were
+staged and folded on Spark passes, :mod:`pdp.ingest.identity_stage`) the batch and the known
+persons are Parquet files of sealed boxes that only the executors open, and
+:meth:`SparkLinkage.changes` collects what linkage changes only (the re-keyed records, the
+superseded known persons, their persons' canonical identities, the counts per rule). Given as
+Python objects (:class:`LinkInput`, the benches and the tests), the identities are sealed into a
+list on the driver first, and :meth:`SparkLinkage.result` collects one entry per record and per
+person, as :func:`~pdp.pseudonym.linkage.link` returns. Either way the linkage's own working set —
+variants, blocks, candidate pairs, comparison vectors, the union-find of every group, term
+frequencies — is Spark's, which is what grew with the population (the 6.6 GB at 1 M persons).
 
 Measured (``PDP_SPARK_MASTER=local[2] PDP_SPARK_DRIVER_MEMORY=3g PDP_SPARK_SHUFFLE_PARTITIONS=4
 pdp bench linkage-spark --persons 20000 --json``, :func:`pdp.pseudonym.linkage_bench.bench_linkage_engines`;
@@ -114,6 +115,8 @@ Example::
         outcome = linker.link(inputs, known=known)
         outcome.assignments            # DataFrame: record_key, pseudonym, rule
         result = outcome.result()      # a LinkResult, as link() returns
+    with SparkLinker(spark, pseudonymiser, options=options) as linker:  # nothing nominative on the driver
+        changes = linker.link(BoxedInputs(path, opener), known=BoxedInputs(known_path, opener)).changes()
 """
 
 from __future__ import annotations
@@ -240,16 +243,17 @@ def _open_batches(
 
 def _open_boxed(
     batches: Iterator[pa.RecordBatch], opener: Callable[[str, bytes], tuple[CanonicalIdentity | None, str | None]],
-    schema: pa.Schema,
+    schema: pa.Schema, *, known: bool,
 ) -> Iterator[pa.RecordBatch]:
-    """mapInArrow body: a caller's boxed batch (:class:`BoxedInputs`) → the variants table's columns;
-    a box without a canonical identity is no input (as :meth:`pdp.ingest.edge.Edge.link` skips it)."""
+    """mapInArrow body: a caller's boxed batch or known persons (:class:`BoxedInputs`) → the variants
+    table's columns; a box without a canonical identity is no input (as :meth:`pdp.ingest.edge.Edge.link`
+    skips it); a known person takes no postcode (as the sealed path's)."""
     for batch in batches:
         rows = []
         for key, box in zip(batch.column("record_key").to_pylist(), batch.column("box").to_pylist(), strict=True):
             canonical, postcode = opener(key, box)
             if canonical is not None:
-                rows.append((key, None, canonical, postcode))
+                rows.append((None, key, canonical, None) if known else (key, None, canonical, postcode))
         yield _opened(rows, schema)
 
 
@@ -609,11 +613,24 @@ class SparkLinker:
         del run_key, aead
         return frame, broadcast
 
+    def _open_part(self, part: BoxedInputs, of_known: bool, schema: Any, arrow: pa.Schema) -> DataFrame:
+        """A boxed part opened on the executors into the variants table's columns."""
+        from pyspark.sql import functions as F
+
+        opener = part.opener
+
+        def open_boxed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            return _open_boxed(batches, opener, arrow, known=of_known)
+
+        frame = self._spark.read.parquet(part.path).select(F.col(part.key_column).alias("record_key"), "box")
+        return frame.mapInArrow(open_boxed, schema)
+
     # -- the run ------------------------------------------------------------------------------------
 
-    def link(self, inputs: Iterable[LinkInput] | BoxedInputs, *, known: Iterable[KnownPerson] = ()) -> SparkLinkage:
+    def link(self, inputs: Iterable[LinkInput] | BoxedInputs, *,
+             known: Iterable[KnownPerson] | BoxedInputs = ()) -> SparkLinkage:
         """Link ``inputs`` (and ``known`` persons) as :func:`~pdp.pseudonym.linkage.link` would;
-        ``inputs`` in the driver's memory, or boxed on disk and opened by the executors only."""
+        each in the driver's memory, or boxed on disk and opened by the executors only."""
         from pyspark.sql import Window
         from pyspark.sql import functions as F
         from pyspark.sql.types import (
@@ -631,8 +648,9 @@ class SparkLinker:
         spark = self._spark
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        boxed = inputs if isinstance(inputs, BoxedInputs) else None
-        sealed, run_key = self._sealed_frame(() if boxed is not None else inputs, known)
+        boxed = [(part, part is known) for part in (inputs, known) if isinstance(part, BoxedInputs)]
+        sealed, run_key = self._sealed_frame(() if isinstance(inputs, BoxedInputs) else inputs,
+                                             () if isinstance(known, BoxedInputs) else known)
         timings["seal_s"] = time.perf_counter() - start
 
         string, integer = StringType(), LongType()  # Arrow int64, as Python ints give
@@ -656,14 +674,8 @@ class SparkLinker:
             return _open_batches(batches, run_key, opened_arrow)
 
         opened = sealed.mapInArrow(open_batches, opened_schema)
-        if boxed is not None:
-            opener = boxed.opener
-
-            def open_boxed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-                return _open_boxed(batches, opener, opened_arrow)
-
-            frame = spark.read.parquet(boxed.path).select(F.col(boxed.key_column).alias("record_key"), "box")
-            opened = opened.unionByName(frame.mapInArrow(open_boxed, opened_schema))
+        for part, of_known in boxed:
+            opened = opened.unionByName(self._open_part(part, of_known, opened_schema, opened_arrow))
         feature_cols = _FEATURE_COLS
         grouped = opened.groupBy(*_C, "postcode").agg(
             F.collect_list("record_key").alias("records"),

@@ -128,6 +128,7 @@ _PAD_TO = 128
 _ENVELOPE_FORMAT = 1
 _AAD_PREFIX = b"pdp/identity_vault/v1\x00"
 _DEFAULT_BATCH = 500
+_KNOWN_CHUNK = 20_000  # known persons opened per round by known_chunks
 
 # A pseudonym is an opaque token: letters, digits and `_ . : -`, 16 to 128 characters, not all
 # digits. The check keeps a NIR, a phone number, an e-mail or a name from being used as a
@@ -1022,8 +1023,13 @@ class IdentityVault:
 
     def known_by_blocks(self, blocks: Iterable[tuple[int, str]]) -> list[tuple[str, CanonicalIdentity]]:
         """Known persons holding any of `blocks` ((key version, blocking key), hashed by
-        :func:`linkage_blocks`, possibly on Spark's executors and streamed): :meth:`linkable` for a
-        batch whose identities are not in this process. `blocks` are read a chunk at a time."""
+        :func:`linkage_blocks`): :meth:`linkable` for identities hashed elsewhere."""
+        return [person for chunk in self.known_chunks(blocks) for person in chunk]
+
+    def known_chunks(self, blocks: Iterable[tuple[int, str]]) -> Iterator[list[tuple[str, CanonicalIdentity]]]:
+        """:meth:`known_by_blocks` a chunk at a time, in pseudonym order: `blocks` (possibly hashed on
+        Spark's executors and streamed) are read a chunk at a time, and only the matching persons'
+        pseudonyms are held while the blocks are looked up."""
         found: set[str] = set()
         b = identity_vault_blocking.c
         iterator = iter(blocks)
@@ -1035,12 +1041,13 @@ class IdentityVault:
                 for version, wanted in sorted(by_version.items()):
                     found.update(conn.scalars(select(b.pseudonym).where(b.key_version == version,
                                                                         b.block.in_(sorted(wanted)))))
-        out = []
-        for pseudonym, record in self.linkage_view(sorted(found)).items():
-            canonical = record_canonical(record)
-            if canonical is not None:
-                out.append((pseudonym, canonical))
-        return out
+        for names in _chunks(sorted(found), _KNOWN_CHUNK):
+            out = []
+            for pseudonym, record in self.linkage_view(names).items():
+                canonical = record_canonical(record)
+                if canonical is not None:
+                    out.append((pseudonym, canonical))
+            yield out
 
     def _upgrade_if_needed(self, keys: _Keys) -> None:
         if self._upgraded:

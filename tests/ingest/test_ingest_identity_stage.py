@@ -72,26 +72,29 @@ def test_staged_identities_fold_on_spark_to_what_the_driver_folds(
     assert staged["canonicals"] == driver["canonicals"] and staged["postcodes"] == driver["postcodes"]
     for part in ("bronze", "quarantine", "counts"):
         assert staged[part] == driver[part], part
-    for directory in (tmp_path / "staged" / "identities", tmp_path / "staged" / "folded"):
+    for directory, role in ((tmp_path / "staged" / "identities", "staged"), (tmp_path / "staged" / "folded", "folded")):
         table = pq.read_table(directory)
         assert table.column_names == ["pseudonym", "ord", "box"]
         cipher = IdentityCipher(KeyStore.from_settings(settings), "batch-1")
         for pseudonym, box in zip(table.column("pseudonym").to_pylist(), table.column("box").to_pylist(),
                                   strict=True):
             assert b"birth_name" not in box and b"first_names" not in box, f"a pack in clear in {directory.name}"
-            assert "birth_name" in cipher.open(pseudonym, box)[0]
+            assert "birth_name" in cipher.open(pseudonym, box, role=role)[0]
 
 
 def test_a_staged_identity_opens_under_its_own_batch_only(settings: Settings, tmp_path: Path) -> None:
     store = KeyStore.from_settings(settings)
     pack = ({"birth_name": "MARTIN"}, {"birth_name": None}, None, None, None, "59500")
-    box = IdentityCipher(store, "batch-a").seal("p1", pack)
-    assert IdentityCipher(store, "batch-a").open("p1", box) == pack
+    box = IdentityCipher(store, "batch-a").seal("p1", pack, role="folded")
+    assert IdentityCipher(store, "batch-a").open("p1", box, role="folded") == pack
     with pytest.raises(StagedIdentityError) as other_batch:
-        IdentityCipher(store, "batch-b").open("p1", box)
+        IdentityCipher(store, "batch-b").open("p1", box, role="folded")
     assert "MARTIN" not in str(other_batch.value)
     with pytest.raises(StagedIdentityError):
-        IdentityCipher(store, "batch-a").open("p2", box)  # moved to another person's row
+        IdentityCipher(store, "batch-a").open("p2", box, role="folded")  # moved to another person's row
+    for role in ("staged", "known"):  # moved to another kind of box: a known person's, a file's part
+        with pytest.raises(StagedIdentityError):
+            IdentityCipher(store, "batch-a").open("p1", box, role=role)
 
 
 def _staged(territory: Path, registry: Registry, settings: Settings, name: str, spark: SparkSession
@@ -153,7 +156,7 @@ def test_streamed_vault_records_are_those_linkage_and_oppositions_leave(
 
 
 def test_a_staged_batch_links_on_spark_without_its_identities_in_the_driver(
-    second: SecondBatch, spark: SparkSession, settings: Settings,
+    second: SecondBatch, spark: SparkSession, settings: Settings, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Blocking keys and opposition tokens hashed on the executors, the batch linked on Spark from
     its folded boxes: the same known persons, the same decision and the same tokens as in memory."""
@@ -162,8 +165,13 @@ def test_a_staged_batch_links_on_spark_without_its_identities_in_the_driver(
     assert list(folded.pseudonyms()) == list(second.canonicals), "streamed in file order"
     known = second.vault.known_by_blocks(folded.blocks(spark, second.vault.blocking_versions()))
     assert known == second.known and len(known) > 10
+    monkeypatch.setattr("pdp.pseudonym.vault._KNOWN_CHUNK", 7)  # several chunks, several staged parts
+    staged = folded.stage_known(second.vault.known_chunks(folded.blocks(spark, second.vault.blocking_versions())))
+    assert staged == len(known) and len(list(folded.known_path.glob("part-*.parquet"))) > 1
+    assert folded.known() == known, "sealed beside the batch and read back in order"
 
-    linked = Edge(store).link_boxed(folded.boxed(), known, SecondBatch.options, spark=spark, settings=settings)
+    linked = Edge(store).link_boxed(folded.boxed(), folded.boxed_known(), SecondBatch.options, spark=spark,
+                                    settings=settings)
     expected = second.outcome
     assert linked.mapping == expected.mapping and linked.superseded == expected.superseded
     assert linked.rule_counts == expected.rule_counts and linked.owners == expected.owners
@@ -217,13 +225,14 @@ def test_a_person_split_across_arrow_batches_folds_once(settings: Settings) -> N
     folded row, the packs folded in order, exactly as fold_packs folds them."""
     cipher = IdentityCipher(KeyStore.from_settings(settings), "batch-arrow")
     rows = [("p1", 1, _pack("A", 3)), ("p1", 2, _pack("B", 1)), ("p1", 3, _pack("C", 2)), ("p2", 4, _pack("D", 1))]
-    batches = [pa.RecordBatch.from_arrays([pa.array([p]), pa.array([o], pa.int64()), pa.array([cipher.seal(p, k)])],
-                                          schema=SCHEMA) for p, o, k in rows]
+    batches = [pa.RecordBatch.from_arrays([pa.array([p]), pa.array([o], pa.int64()),
+                                           pa.array([cipher.seal(p, k, role="staged")])], schema=SCHEMA)
+               for p, o, k in rows]
     out = [row for batch in _fold_sorted(iter(batches), cipher)
            for row in zip(*(batch.column(i).to_pylist() for i in range(3)), strict=True)]
     assert [(p, o) for p, o, _ in out] == [("p1", 1), ("p2", 4)]
-    assert cipher.open("p1", out[0][2]) == fold_packs([k for p, _, k in rows if p == "p1"])
-    assert cipher.open("p1", out[0][2])[0] == {"birth_name": "A"}, "the latest observation wins"
+    assert cipher.open("p1", out[0][2], role="folded") == fold_packs([k for p, _, k in rows if p == "p1"])
+    assert cipher.open("p1", out[0][2], role="folded")[0] == {"birth_name": "A"}, "the latest observation wins"
 
 
 def test_a_forged_box_cannot_run_code_when_opened(settings: Settings) -> None:
@@ -234,9 +243,9 @@ def test_a_forged_box_cannot_run_code_when_opened(settings: Settings) -> None:
             return (os.system, ("true",))
 
     cipher = IdentityCipher(KeyStore.from_settings(settings), "batch-forged")
-    box = cipher.seal("p1", Payload())  # type: ignore[arg-type]
+    box = cipher.seal("p1", Payload(), role="folded")  # type: ignore[arg-type]
     with pytest.raises(StagedIdentityError):
-        cipher.open("p1", box)
+        cipher.open("p1", box, role="folded")
 
 
 def test_an_order_key_out_of_its_ranges_is_refused() -> None:
