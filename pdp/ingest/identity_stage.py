@@ -6,10 +6,19 @@ memory (:meth:`pdp.ingest.edge.EdgeState.absorb`) they cost ~3.7 KB of driver me
 (process RSS, 30 000 persons, ad hoc), so the driver's size grew with the batch. Here each file's
 task (worker process or Spark task) writes its identities as a Parquet part under the batch's
 staging folder, each one sealed; a Spark job folds the parts per person on the executors, in
-the order one pass would have folded them (:func:`pdp.ingest.edge.fold_packs`); the driver then
-streams the folded parts: once for the canonical identities linkage takes, once for the vault
-records, re-keyed by linkage and written in chunks (:func:`vault_chunks`). The vault records are
-never all in the driver's memory at once.
+the order one pass would have folded them (:func:`pdp.ingest.edge.fold_packs`). From the folded
+parts (:class:`FoldedIdentities`):
+
+- the executors hash the batch's vault blocking keys and opposition tokens, which the driver
+  streams to the vault's and the registry's look-ups a chunk at a time;
+- the known persons the batch could join are staged sealed beside it, a chunk at a time;
+- the Spark linkage opens both on the executors (:class:`~pdp.pseudonym.linkage_spark.BoxedInputs`)
+  and returns what it changes only: the re-keyed records and their persons' canonical identities
+  (a batch small enough for the in-memory linkage reads its canonical identities instead);
+- the driver streams the vault records, re-keyed by linkage, in chunks (:func:`vault_chunks`).
+
+So no identity of the batch is held in the driver's memory beyond one chunk, and what it holds
+grows with what linkage changes (re-keyed records), not with the batch.
 
 Nominative data on disk and in Spark: every staged value is sealed (AES-256-GCM; associated data
 the person's pseudonym and the box's :data:`Role`, so a box moved to another row or passed off as
@@ -196,10 +205,17 @@ def fold(spark: SparkSession, parts: Path, settings: Settings, batch_id: str, ve
     def fold_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         yield from _fold_sorted(batches, opener.cipher())
 
+    from pyspark import StorageLevel
+
     staged = spark.read.schema(_spark_schema()).parquet(str(parts))
+    # kept on the executors' disks (sealed rows; Spark encrypts its blocks): the sort's sampling
+    # pass would otherwise run the whole fold a second time
     folded = (staged.repartition("pseudonym").sortWithinPartitions("pseudonym", "ord")
-              .mapInArrow(fold_batches, _spark_schema()))
-    folded.orderBy("ord").write.mode("overwrite").parquet(str(out))
+              .mapInArrow(fold_batches, _spark_schema()).persist(StorageLevel.DISK_ONLY))
+    try:
+        folded.orderBy("ord").write.mode("overwrite").parquet(str(out))
+    finally:
+        folded.unpersist()
     return FoldedIdentities(out, opener)
 
 
