@@ -613,7 +613,8 @@ def run_ingest(directory: Path) -> dict:
         rules = ", ".join(f"{k} {v:,}" for k, v in sorted(report.link_rules.items()))
         console.print(f"linkage: {report.relinked:,} batch identities re-keyed to their person ({rules})")
     if report.link_engine:
-        where = "" if report.identities_on_driver else "; the batch's identities stayed on Spark's executors"
+        where = "" if report.identities_on_driver else (
+            "; from the batch's sealed staged identities, opened on Spark's executors only")
         console.print(f"linkage engine: {report.link_engine} (PDP_LINKAGE_ENGINE){where}")
     if report.link_model:
         console.print(f"linkage model: {_model_line(report.link_model)}")

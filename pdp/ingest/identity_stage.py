@@ -38,16 +38,19 @@ Measured (``pdp bench ingest --persons 100000``, 1.89 M records, local[2], quiet
 same code with ``PDP_EDGE_IDENTITIES=auto`` then ``driver``): the driver's Python peak 692 MiB
 staged against 908 MiB folded in memory; the fold's own stage 17.0 s; the vault stage 50.1 s
 against 46.4 s (it opens each folded record as it streams; within the run-to-run noise here).
-What the driver still holds grows with the batch: the canonical identities linkage takes,
-~2.6 KB a person (ad hoc: RSS after :func:`read_canonicals` on 30 000 persons) — issue 14's
-next step is to feed the folded parts to the Spark linkage as they are.
+Linked in memory, the driver also reads the canonical identities (~2.6 KB a person, ad hoc: RSS
+after :func:`read_canonicals` on 30 000 persons). Linked on Spark from the folded parts, it does
+not (the same bench with ``PDP_LINKAGE_ENGINE=spark``, next session of the day, load 1.5): driver
+Python peak 518.6 MiB against 692; the fold 11.0 s (its output now kept for the ordered write,
+no second fold for the sort's sampling); linkage 77.8 s against 14.3 in memory (Spark's linkage
+on 2 cores, :mod:`pdp.pseudonym.linkage_spark`).
 
 Example (in a batch, the pipeline does this)::
 
     cipher = IdentityCipher(store, batch_id)
     write_part(state.packs(), directory / "part-000001.parquet", cipher, order=order_key(1, 0))
-    fold(spark, directory, settings, batch_id, cipher.version, out)   # sealed, one row a person
-    canonicals, postcodes = read_canonicals(out, cipher)
+    folded = fold(spark, directory, settings, cipher, out)   # sealed, one row a person
+    known = vault.known_by_blocks(folded.blocks(spark, vault.blocking_versions()))  # hashed on executors
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ import copy
 import io
 import os
 import pickle
+import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -90,9 +94,15 @@ VAULT_CHUNK = 20_000  # vault records written per chunk; also rows per Arrow bat
 
 
 Role = Literal["staged", "folded", "known"]
-"""What a box is, bound into it with its pseudonym (associated data): a file's staged part, a
-person's folded identity, or a known person's canonical identity staged for linkage — a box moved
-to another row, or from one kind to another, does not open."""
+"""What a box is: a file's staged part, a person's folded identity, or a known person's canonical
+identity staged for linkage (read from the vault's linkage view). Each kind has a key of its own
+(HKDF info naming it) and binds it with its pseudonym (associated data): a box moved to another
+row, or passed off as another kind, does not open."""
+ROLES: tuple[Role, ...] = ("staged", "folded", "known")
+
+
+def _info(role: Role, batch_id: str) -> bytes:
+    return b"pdp-identity-staging/v2\x1f" + role.encode("ascii") + b"\x1f" + batch_id.encode("utf-8")
 
 
 def _aad(role: Role, pseudonym: str) -> bytes:
@@ -108,21 +118,21 @@ class IdentityCipher:
 
     def __init__(self, store: KeyStore, batch_id: str, version: int | None = None) -> None:
         key = store.ensure("record") if version is None else store.get("record", version)
-        self.version = key.version
-        info = b"pdp-identity-staging/v1\x1f" + batch_id.encode("utf-8")
-        self._aead = AESGCM(HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key.material))
+        self.version, self.batch_id = key.version, batch_id
+        self._aeads = {role: AESGCM(HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_info(role, batch_id))
+                                    .derive(key.material)) for role in ROLES}
 
     def __repr__(self) -> str:
         return f"IdentityCipher(record key v{self.version}, <hidden>)"
 
     def seal(self, pseudonym: str, pack: IdentityPack, *, role: Role) -> bytes:
         nonce = os.urandom(_NONCE)
-        return nonce + self._aead.encrypt(nonce, pickle.dumps(pack, protocol=pickle.HIGHEST_PROTOCOL),
-                                          _aad(role, pseudonym))
+        return nonce + self._aeads[role].encrypt(nonce, pickle.dumps(pack, protocol=pickle.HIGHEST_PROTOCOL),
+                                                 _aad(role, pseudonym))
 
     def open(self, pseudonym: str, box: bytes, *, role: Role) -> IdentityPack:
         try:
-            plain = self._aead.decrypt(box[:_NONCE], box[_NONCE:], _aad(role, pseudonym))
+            plain = self._aeads[role].decrypt(box[:_NONCE], box[_NONCE:], _aad(role, pseudonym))
         except InvalidTag:
             raise StagedIdentityError("a staged identity did not open under this batch's key") from None
         return _PackUnpickler(io.BytesIO(plain)).load()
@@ -192,15 +202,16 @@ def write_part(packs: Iterable[tuple[str, IdentityPack]], path: Path, cipher: Id
     return path
 
 
-def fold(spark: SparkSession, parts: Path, settings: Settings, batch_id: str, version: int, out: Path
+def fold(spark: SparkSession, parts: Path, settings: Settings, cipher: IdentityCipher, out: Path
          ) -> FoldedIdentities:
     """Fold the staged parts per person on the executors into `out` (Parquet, :data:`SCHEMA`), one
     sealed row a person, in the order of their first record (the files' order).
 
-    The executors derive the batch's key from their own key store (the closure holds settings
-    without secrets, the batch id and the key version); rows are shuffled sealed.
+    `cipher`: the batch's, as the driver opened it (what the driver reads of the fold it opens
+    with it). The executors derive the batch's key from their own key store (the closure holds
+    settings without secrets, the batch id and the key version); rows are shuffled sealed.
     """
-    opener = StagedOpener(settings, batch_id, version)
+    opener = StagedOpener(settings, cipher.batch_id, cipher.version)
 
     def fold_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         yield from _fold_sorted(batches, opener.cipher())
@@ -208,7 +219,8 @@ def fold(spark: SparkSession, parts: Path, settings: Settings, batch_id: str, ve
     from pyspark import StorageLevel
 
     staged = spark.read.schema(_spark_schema()).parquet(str(parts))
-    # kept on the executors' disks (sealed rows; Spark encrypts its blocks): the sort's sampling
+    # kept on the executors' disks (sealed rows, in blocks Spark encrypts: spark.io.encryption.enabled,
+    # set for every session by pdp.lake.session.spark_conf): the sort's sampling
     # pass would otherwise run the whole fold a second time
     folded = (staged.repartition("pseudonym").sortWithinPartitions("pseudonym", "ord")
               .mapInArrow(fold_batches, _spark_schema()).persist(StorageLevel.DISK_ONLY))
@@ -216,7 +228,7 @@ def fold(spark: SparkSession, parts: Path, settings: Settings, batch_id: str, ve
         folded.orderBy("ord").write.mode("overwrite").parquet(str(out))
     finally:
         folded.unpersist()
-    return FoldedIdentities(out, opener)
+    return FoldedIdentities(out, opener, cipher)
 
 
 class StagedOpener:
@@ -268,8 +280,8 @@ class FoldedIdentities:
     they are: the blocking keys and opposition tokens on the executors, the linkage's input boxed
     (:class:`~pdp.pseudonym.linkage_spark.BoxedInputs`). What the driver reads from them it streams."""
 
-    def __init__(self, path: Path, opener: StagedOpener) -> None:
-        self.path, self.opener = path, opener
+    def __init__(self, path: Path, opener: StagedOpener, cipher: IdentityCipher) -> None:
+        self.path, self.opener, self.cipher = path, opener, cipher  # the opener for executors, the cipher here
 
     def persons(self) -> int:
         """The batch's persons (one folded row each), from the parts' footers."""
@@ -283,7 +295,7 @@ class FoldedIdentities:
 
     def canonicals(self) -> tuple[dict[str, CanonicalIdentity], dict[str, str]]:
         """:func:`read_canonicals` of the batch: into the driver's memory (the in-memory linkage)."""
-        return read_canonicals(self.path, self.opener.cipher())
+        return read_canonicals(self.path, self.cipher)
 
     def boxed(self) -> BoxedInputs:
         """The batch as the Spark linkage's input, opened on the executors only."""
@@ -295,7 +307,8 @@ class FoldedIdentities:
         """The known persons the batch could join (:meth:`pdp.pseudonym.vault.IdentityVault.known_chunks`),
         sealed beside the folded parts a chunk at a time (a pack holding the canonical identity
         only), for the Spark linkage to open on the executors; returns how many."""
-        cipher, count = self.opener.cipher(), 0
+        shutil.rmtree(self.known_path, ignore_errors=True)
+        cipher, count = self.cipher, 0
         for index, chunk in enumerate(chunks):
             write_part(((p, _known_pack(c)) for p, c in chunk), self.known_path / f"part-{index:05d}-known.parquet",
                        cipher, order=count, role="known")
@@ -308,7 +321,7 @@ class FoldedIdentities:
 
     def known(self) -> list[tuple[str, CanonicalIdentity]]:
         """The staged known persons, into this process (the in-memory linkage of a small batch)."""
-        cipher = self.opener.cipher()
+        cipher = self.cipher
         out = []
         for pseudonym, _, box in _rows(self.known_path):
             canonical = cipher.open(pseudonym, box, role="known")[4]

@@ -89,18 +89,18 @@ def link_batch(
 
 
 def withhold_opposed(edge: Edge, outcome: LinkOutcome, engine: Engine, store: KeyStore, *,
-                     staged: FoldedIdentities | None = None, spark: SparkSession | None = None) -> set[str]:
+                     staged: FoldedIdentities | None = None, spark: SparkSession) -> set[str]:
     """The person pseudonyms of this batch whose person objected; their identities leave the edge's
     vault records (never stored). Their records become ``OPPOSED`` quarantine rows (:func:`_split_opposed`).
 
-    A `staged` batch not in the edge's memory (linked on Spark) has its opposition tokens computed
-    on `spark`'s executors and its pseudonyms streamed from the folded parts."""
+    A `staged` batch's pseudonyms are streamed from its folded parts; its opposition tokens are
+    hashed on `spark`'s executors unless linkage read its canonical identities into the edge."""
     from pdp.governance.opposition import withheld_at_edge
 
-    if staged is not None and spark is not None and not edge.canonicals:
-        version = store.ensure("opposition").version
-        withheld = withheld_at_edge(engine, store, outcome.mapping, {}, staged.pseudonyms(),
-                                    tokens=staged.tokens(spark, version))
+    if staged is not None:  # every person of the batch, the tokens hashed where the identities are
+        tokens = staged.tokens(spark, store.ensure("opposition").version) if not edge.canonicals else None
+        withheld = withheld_at_edge(engine, store, outcome.mapping, edge.canonicals, staged.pseudonyms(),
+                                    tokens=tokens)
     else:
         batch = set(edge.canonicals) | set(edge.vault_records)
         withheld = withheld_at_edge(engine, store, outcome.mapping, edge.canonicals, batch)

@@ -251,7 +251,7 @@ class _Run:
         staged = self.staged.directory / "identities"
         if not staged.is_dir() or self.cipher is None:  # no file held a person
             return
-        self.folded = fold(self.spark, staged, self.p.settings, self.batch_id, self.cipher.version, self._folded)
+        self.folded = fold(self.spark, staged, self.p.settings, self.cipher, self._folded)
 
     @property
     def _folded(self) -> Path:

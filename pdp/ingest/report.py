@@ -77,7 +77,7 @@ class IngestReport:
     link_model: str = ""  # the linkage model used: a trained version, em-on-batch, builtin-default, not-run
     relinked: int = 0  # batch pseudonyms re-keyed to their person's pseudonym by linkage
     link_engine: str = ""  # where linkage ran: "memory" (this process) or "spark" (PDP_LINKAGE_ENGINE)
-    identities_on_driver: bool = True  # False: the batch's identities never came to this process (staged, on Spark)
+    identities_on_driver: bool = True  # False: linked from its staged identities on Spark (not read into this process)
     seconds: dict[str, float] = field(default_factory=dict)  # per stage (pdp.ingest.pipeline.STAGES)
     parse_workers: int = 0  # worker processes of the parse+edge stage (0: in-process)
     parse_engine: str = "processes"  # or "spark": one Spark task per file (PDP_EDGE_ENGINE)

@@ -46,8 +46,8 @@ driver folds them back per file (:func:`pdp.ingest.fanout.run_files`).
 On Spark tasks the batch stages its identities (``PDP_EDGE_IDENTITIES=auto``): each task seals
 its file's identities into a part beside its rows, the executors fold them per person, and the
 vault records reach the vault streamed in chunks (:mod:`pdp.ingest.identity_stage`); what comes
-back to the driver is the counts. Not yet here (issue 14): the canonical identities linkage takes
-are still read into the driver (~2.6 KB a person), and the vault is written by the driver alone.
+back to the driver is the counts. A batch linked on Spark is linked from those parts too
+(:mod:`pdp.ingest.linking`); the vault is still written by the driver alone, a chunk at a time.
 """
 
 from __future__ import annotations

@@ -505,8 +505,7 @@ class SparkLinkage:
         targets = set(mapping.values())
         canonicals: dict[str, CanonicalIdentity | None] = {t: self.overrides.get(t) for t in targets}
         if targets - set(self.overrides):
-            spark = self.assignments.sparkSession
-            wanted = F.broadcast(spark.createDataFrame([(t,) for t in sorted(targets)], "target string"))
+            wanted = F.broadcast(moved.select(F.col("pseudonym").alias("target")).distinct())
             chosen = self.variants.select("index", "records", *_C)
             made = self.made.join(wanted, F.col("pseudonym") == F.col("target")).join(
                 chosen, F.col("chosen") == F.col("index")).select("target", *_C)
@@ -648,7 +647,8 @@ class SparkLinker:
         spark = self._spark
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        boxed = [(part, part is known) for part in (inputs, known) if isinstance(part, BoxedInputs)]
+        boxed = [(part, of_known) for part, of_known in ((inputs, False), (known, True))
+                 if isinstance(part, BoxedInputs)]
         sealed, run_key = self._sealed_frame(() if isinstance(inputs, BoxedInputs) else inputs,
                                              () if isinstance(known, BoxedInputs) else known)
         timings["seal_s"] = time.perf_counter() - start

@@ -1033,11 +1033,11 @@ class IdentityVault:
         found: set[str] = set()
         b = identity_vault_blocking.c
         iterator = iter(blocks)
-        with self._engine.connect() as conn:
-            while chunk := list(islice(iterator, self._batch_size)):
-                by_version: dict[int, set[str]] = defaultdict(set)
-                for version, block in chunk:
-                    by_version[int(version)].add(block)
+        while chunk := list(islice(iterator, self._batch_size)):  # no transaction held while `blocks` computes
+            by_version: dict[int, set[str]] = defaultdict(set)
+            for version, block in chunk:
+                by_version[int(version)].add(block)
+            with self._engine.connect() as conn:
                 for version, wanted in sorted(by_version.items()):
                     found.update(conn.scalars(select(b.pseudonym).where(b.key_version == version,
                                                                         b.block.in_(sorted(wanted)))))

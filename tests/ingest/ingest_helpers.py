@@ -265,7 +265,7 @@ def edge_run(root: Path, registry: Registry, settings: Settings, staging: Path, 
 
         assert not vault, "staged identities are not handed back"
         cipher = IdentityCipher(store, "batch-1")
-        fold(fold_on, staging / "identities", settings, "batch-1", cipher.version, staging / "folded")
+        fold(fold_on, staging / "identities", settings, cipher, staging / "folded")
         canonicals, postcodes = read_canonicals(staging / "folded", cipher)
         edge.absorb(EdgeState(canonicals=canonicals, postcodes=postcodes))
         vault = {p: r for chunk in vault_chunks(staging / "folded", cipher, {}, {}, set()) for p, r in chunk}

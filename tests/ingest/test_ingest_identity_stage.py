@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import pickle
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -19,10 +20,12 @@ import pyarrow.parquet as pq
 import pytest
 from ingest_helpers import edge_run, lake_settings
 from pydantic import SecretStr
+from pyspark import cloudpickle
 from pyspark.sql import SparkSession
 from test_ingest_linkage_known import FIRST, _edge, vault_with_first_batch
 
 from pdp.config import Settings
+from pdp.governance import create_all, make_engine
 from pdp.governance.opposition import OppositionRegistry, identity_tokens, withheld_at_edge
 from pdp.ingest import Registry
 from pdp.ingest.edge import Edge, LinkOutcome, fold_packs
@@ -33,13 +36,16 @@ from pdp.ingest.identity_stage import (
     IdentityCipher,
     StagedIdentityError,
     _fold_sorted,
+    _rows,
     fold,
     order_key,
     stage_identities,
     vault_chunks,
 )
+from pdp.ingest.linking import link_batch
 from pdp.ingest.parse import Duplicates
 from pdp.ingest.registry import discover
+from pdp.ingest.report import IngestReport
 from pdp.pseudonym.keys import KeyStore
 from pdp.pseudonym.linkage import LinkageOptions
 from pdp.pseudonym.linkage_model import DEFAULT_PARAMETERS
@@ -107,8 +113,8 @@ def _staged(territory: Path, registry: Registry, settings: Settings, name: str, 
                            stage_identities=True)
     for _task, result in run_files(tasks, context, workers=0, duplicates=Duplicates()):
         assert not result.state.identities and not result.state.canonicals
-    cipher = IdentityCipher(KeyStore.from_settings(settings), name)
-    return fold(spark, staging / "identities", settings, name, cipher.version, staging / "folded")
+    return fold(spark, staging / "identities", settings, IdentityCipher(KeyStore.from_settings(settings), name),
+                staging / "folded")
 
 
 @dataclass
@@ -149,7 +155,7 @@ def test_streamed_vault_records_are_those_linkage_and_oppositions_leave(
     folded = second.folded
     canonicals, _ = folded.canonicals()
     assert list(canonicals) == list(second.canonicals)
-    chunks = list(vault_chunks(folded.path, folded.opener.cipher(), outcome.mapping, outcome.owners, withheld))
+    chunks = list(vault_chunks(folded.path, folded.cipher, outcome.mapping, outcome.owners, withheld))
     streamed = {p: r.model_dump() for chunk in chunks for p, r in chunk}
     assert sum(len(c) for c in chunks) == len(streamed), "one record per person"
     assert streamed == expected
@@ -185,6 +191,7 @@ def test_a_staged_batch_links_on_spark_without_its_identities_in_the_driver(
     joining, person = next(iter(expected.mapping.items()))
     by_token = next(p for p in second.canonicals if p not in expected.mapping and p not in expected.owners)
     registry.submit([person], tokens=[t for p, t in tokens if p == by_token])
+    monkeypatch.setattr("pdp.governance.opposition.service._EDGE_CHUNK", 7)  # looked up over many rounds
     try:
         in_memory = withheld_at_edge(engine, store, expected.mapping, second.canonicals, list(second.canonicals))
         assert {joining, by_token} <= in_memory
@@ -192,6 +199,47 @@ def test_a_staged_batch_links_on_spark_without_its_identities_in_the_driver(
                                 tokens=folded.tokens(spark, version)) == in_memory
     finally:
         registry.withdraw([person], tokens=[t for p, t in tokens if p == by_token])
+
+
+def test_a_staged_batch_links_alone_on_spark_and_in_memory_through_the_batch_linkage(
+    second: SecondBatch, spark: SparkSession, territory: Path, registry: Registry, settings: Settings, tmp_path: Path,
+) -> None:
+    """No known person: the boxed linkage equals the in-memory one. And the batch linkage step
+    (:func:`link_batch`) of a staged batch small enough for the in-memory engine reads the staged
+    identities and known persons back and decides as it does for a batch folded in memory."""
+    store = KeyStore.from_settings(settings)
+    alone = _edge(territory, registry, settings, None, "stage-5").link([], SecondBatch.options)
+    boxed = Edge(store).link_boxed(second.folded.boxed(), [], SecondBatch.options, spark=spark, settings=settings)
+    assert (boxed.mapping, boxed.owners, boxed.rule_counts) == (alone.mapping, alone.owners, alone.rule_counts)
+    assert boxed.mapping, "the batch's own records are re-keyed to one another"
+
+    # an empty vault of its own: no known person to merge, so the step leaves the lake alone
+    empty = IdentityVault(make_engine(f"sqlite:///{tmp_path / 'vault.db'}"), store)
+    create_all(empty.engine)
+    in_memory = settings.model_copy(update={"linkage_engine": "memory"})
+    reference = link_batch(spark, _edge(territory, registry, settings, None, "stage-6"), empty,
+                           IngestReport("stage-6"), lake_root=settings.lake_uri, settings=in_memory)
+    report = IngestReport("stage-3")
+    staged = link_batch(spark, Edge(store), empty, report, lake_root=settings.lake_uri, settings=in_memory,
+                        staged=second.folded)
+    assert report.link_engine == "memory" and report.identities_on_driver
+    assert (staged.mapping, staged.owners, staged.rule_counts) == (
+        reference.mapping, reference.owners, reference.rule_counts)
+
+
+def test_an_opener_pickles_without_a_key(second: SecondBatch, settings: Settings) -> None:
+    """What a Spark task carries: the settings without their secrets, the batch id, the key
+    version; the key store and the batch's key are opened again where it runs."""
+    opener = second.folded.opener
+    pseudonym, box = next((p, b) for p, _, b in _rows(second.folded.path))
+    assert opener(pseudonym, box)[0] is not None  # the store and the cipher opened here
+    data = cloudpickle.dumps(opener)
+    store = KeyStore.from_settings(settings)
+    for secret in (store.get("record", second.folded.cipher.version).material, settings.master_key_file.read_bytes()):
+        assert secret not in data
+    restored = pickle.loads(data)
+    assert restored._store is None and restored._cipher is None
+    assert restored(pseudonym, box) == opener(pseudonym, box)
 
 
 def test_auto_stages_a_cluster_batch_or_a_big_one(settings: Settings) -> None:
