@@ -66,6 +66,15 @@ blocking keys, opposition tokens and linkage computed on the executors; the fold
 its ordered write), the same command, load 1.5: 555.0 s, 1 702 rec/s/core; identities 11.0 s,
 linkage 77.8 s, vault 50.9 s; driver Python peak **518.6 MiB**, JVM 6 926 MiB (in local mode the
 JVM holds the executors); parse-only reference 9 860 records/s (ratio 0.345).
+
+The same on the local standalone cluster (``infra/spark/start-local-cluster.sh``: two workers of
+one core and 2 GiB; ``PDP_SPARK_MASTER=spark://127.0.0.1:7177 PDP_SPARK_DRIVER_MEMORY=2g
+PDP_LINKAGE_ENGINE=spark``, load ~1-4 from the run itself): the edge as Spark tasks, the batch's
+identities staged, folded and linked on the executors. 612.0 s; **driver peak 1.83 GiB** (Python
+549 MiB, JVM 1 328 MiB: the executors are JVMs of their own there) against the goal of 4 GiB at
+1 M persons; 1 543 records/s per core of the cluster's 2 (that run printed 386 over "8 cores":
+:func:`pdp.lake.session.compute_cores` read the default parallelism then, the executors' cores
+now). Its parse-only reference ran in one process (cluster mode has no worker pool): 5 435/s.
 """
 
 from __future__ import annotations

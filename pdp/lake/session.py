@@ -112,12 +112,20 @@ def get_spark(settings: Settings | None = None, app_name: str = "pdp", *,
 
 
 def compute_cores(spark: SparkSession) -> int:
-    """Cores the session computes on: local[N] → N, local[*] → the machine's, else spark.cores.max
-    (or the default parallelism). Benchmarks report throughput per core with it."""
+    """Cores the session computes on: local[N] → N, local[*] → the machine's, else spark.cores.max,
+    else the cores of the executors registered now (a cluster's scheduler backend), else the default
+    parallelism (which :func:`spark_conf` sets from the shuffle partitions, not from the cores).
+    Benchmarks report throughput per core with it."""
     master = spark.sparkContext.master
     if master.startswith("local"):
         inside = master[master.find("[") + 1 : master.find("]")] if "[" in master else "1"
         count = inside.split(",")[0]
         return os.cpu_count() or 1 if count == "*" else max(1, int(count))
     configured = spark.conf.get("spark.cores.max", None)
-    return int(configured) if configured else spark.sparkContext.defaultParallelism
+    if configured:
+        return int(configured)
+    try:  # CoarseGrainedSchedulerBackend (standalone, Kubernetes, YARN): the executors' cores
+        total = spark.sparkContext._jsc.sc().schedulerBackend().totalCoreCount()  # type: ignore[union-attr]
+    except Exception:
+        total = None
+    return int(total) if isinstance(total, int) and total > 0 else spark.sparkContext.defaultParallelism
