@@ -40,7 +40,7 @@ staged against 908 MiB folded in memory; the fold's own stage 17.0 s; the vault 
 against 46.4 s (it opens each folded record as it streams; within the run-to-run noise here).
 Linked in memory, the driver also reads the canonical identities (~2.6 KB a person, ad hoc: RSS
 after :func:`read_canonicals` on 30 000 persons). Linked on Spark from the folded parts, it does
-not (the same bench with ``PDP_LINKAGE_ENGINE=spark``, next session of the day, load 1.5): driver
+not (the same bench with ``PDP_LINKAGE_ENGINE=spark``, later on 2026-12-06, load 1.5): driver
 Python peak 518.6 MiB against 692; the fold 11.0 s (its output now kept for the ordered write,
 no second fold for the sort's sampling); linkage 77.8 s against 14.3 in memory (Spark's linkage
 on 2 cores, :mod:`pdp.pseudonym.linkage_spark`).
@@ -339,7 +339,10 @@ class FoldedIdentities:
 
     def blocks(self, spark: SparkSession, versions: list[int]) -> Iterator[tuple[int, str]]:
         """The batch's distinct vault blocking keys under each of `versions`
-        (:func:`pdp.pseudonym.vault.linkage_blocks`), hashed on the executors and streamed."""
+        (:func:`pdp.pseudonym.vault.linkage_blocks`), hashed on the executors and streamed; none
+        (and no Spark job) when the vault has no blocking key yet."""
+        if not versions:
+            return
         opener = self.opener
 
         def hashed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

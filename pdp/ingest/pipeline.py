@@ -251,17 +251,15 @@ class _Run:
         staged = self.staged.directory / "identities"
         if not staged.is_dir() or self.cipher is None:  # no file held a person
             return
-        self.folded = fold(self.spark, staged, self.p.settings, self.cipher, self._folded)
-
-    @property
-    def _folded(self) -> Path:
-        return self.staged.directory / "identities-folded"
+        self.folded = fold(self.spark, staged, self.p.settings, self.cipher,
+                           self.staged.directory / "identities-folded")
 
     def _vault_chunks(self, outcome: LinkOutcome, withheld: set[str]) -> Iterator[list]:
         """The batch's vault records in chunks: streamed from the folded stage, or those in the edge's memory."""
         if self.staging_identities:
-            if self._folded.is_dir() and self.cipher is not None:
-                yield from vault_chunks(self._folded, self.cipher, outcome.mapping, outcome.owners, withheld)
+            if self.folded is not None:
+                yield from vault_chunks(self.folded.path, self.folded.cipher, outcome.mapping, outcome.owners,
+                                        withheld)
             return
         items = list(self.edge.vault_records.items())
         for start in range(0, len(items), VAULT_CHUNK):
