@@ -8,8 +8,12 @@ half full): 16-32 bytes per record, no per-entry object. Two different records s
 fingerprint with probability ~n²/2^65 (3·10⁻⁴ for 10⁸ records); the cost of such a collision
 is one good record quarantined as DUPLICATE_RECORD, visible and recoverable, never lost.
 
-The fingerprint is computed and kept in memory during one batch only; it is not keyed and
-must never be stored (the edge's keyed record hash is what goes to the lake's ops tables).
+Unkeyed, a fingerprint is kept in memory during one batch only and never stored: a hash of a
+record's bytes lets whoever guesses them confirm a record (a person's NIR, a drug, a date). A
+batch that stages its duplicate check on disk (:mod:`pdp.ingest.staged_duplicates`) keys its
+sets (``FingerprintSet(key=...)``: keyed BLAKE2b, the key derived for the batch from the key
+store), so what it stages confirms nothing without the key. The edge's keyed record hash is
+what goes to the lake's ops tables.
 
 Example::
 
@@ -18,6 +22,9 @@ Example::
     (True, False)
     >>> seen.add(fingerprint("S1-1-2", b"corrected")), len(seen)
     (True, 2)
+    >>> keyed = FingerprintSet(key=bytes(32))
+    >>> keyed.add_record("S1-1-2", b"..."), keyed.add_record("S1-1-2", b"...")
+    (True, False)
 """
 
 from __future__ import annotations
@@ -28,27 +35,40 @@ from hashlib import blake2b
 __all__ = ["FingerprintSet", "fingerprint"]
 
 
-def fingerprint(record_id: str | None, raw: bytes) -> int:
-    """64-bit fingerprint of a record: its sender id and its bytes, or its bytes alone.
+def fingerprint(record_id: str | None, raw: bytes, key: bytes | None = None) -> int:
+    """64-bit fingerprint of a record: its sender id and its bytes, or its bytes alone (keyed BLAKE2b
+    under `key`, up to 64 bytes, when given).
 
     The id with the bytes, not the id alone: the same sender record sent again *with other
     bytes* is a new version (a correction, a cumulative resend), which replaces the earlier one
     (:mod:`pdp.ingest.versions`), not a duplicate.
     """
-    key = b"id\x00" + record_id.encode("utf-8", "surrogatepass") + b"\x00" + raw if record_id else b"raw\x00" + raw
-    return int.from_bytes(blake2b(key, digest_size=8).digest(), "little") or 1  # 0 marks an empty slot
+    data = b"id\x00" + record_id.encode("utf-8", "surrogatepass") + b"\x00" + raw if record_id else b"raw\x00" + raw
+    digest = blake2b(data, digest_size=8) if key is None else blake2b(data, digest_size=8, key=key)
+    return int.from_bytes(digest.digest(), "little") or 1  # 0 marks an empty slot
 
 
 class FingerprintSet:
-    """A set of non-zero 64-bit integers; linear probing, doubled at half load."""
+    """A set of non-zero 64-bit integers; linear probing, doubled at half load.
 
-    __slots__ = ("_mask", "_size", "_table")
+    `key`: the key its records are fingerprinted under (:meth:`add_record`); None: unkeyed.
+    """
 
-    def __init__(self, capacity: int = 1024) -> None:
+    __slots__ = ("_key", "_mask", "_size", "_table")
+
+    def __init__(self, capacity: int = 1024, key: bytes | None = None) -> None:
         size = 1 << max(4, (capacity * 2 - 1).bit_length())
         self._table = array("Q", [0]) * size  # no temporary bytes object
         self._mask = size - 1
         self._size = 0
+        self._key = key
+
+    def __repr__(self) -> str:
+        return f"FingerprintSet({self._size} fingerprints, {'keyed' if self._key else 'unkeyed'})"
+
+    def add_record(self, record_id: str | None, raw: bytes) -> bool:
+        """Insert a record's fingerprint (under the set's key); False when it was already there."""
+        return self.add(fingerprint(record_id, raw, self._key))
 
     def __len__(self) -> int:
         return self._size

@@ -38,7 +38,7 @@ import time
 from array import array
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from importlib import import_module
@@ -54,6 +54,7 @@ from pdp.ingest.parse import Counts, Duplicates, Tally, parse_file, stopped_afte
 from pdp.ingest.parsers.base import get_parser
 from pdp.ingest.reasons import ReasonCode
 from pdp.ingest.split import FilePart, plan_parts
+from pdp.ingest.staged_duplicates import EarlierFingerprints, scope_of, write_fingerprints
 from pdp.ingest.staging import BRONZE_SCHEMA, QUARANTINE_SCHEMA, MemoryStage, Stage, bronze_dict, quarantine_dict
 
 if TYPE_CHECKING:
@@ -139,6 +140,8 @@ class FileRunner:
         self._edge = Edge(store, today=context.today)
         self._cipher = (IdentityCipher(store, context.batch_id, context.identity_key_version)
                         if context.stage_identities else None)
+        # a batch that stages its identities stages its duplicate check too, under a key of the batch
+        self.fingerprint_key = self._cipher.fingerprint_key if self._cipher is not None else None
         # the vault's linkage view for parsers that de-identify text; opened on the first report only
         self._known = KnownPersons(self._edge.pseudonym_of, lambda: edge_vault(context.settings, store))
 
@@ -156,10 +159,11 @@ class FileRunner:
         scope = spec.validation.duplicates
         part_of = task.rel if task.part is not None else None  # a split file: per_file spans its parts
         apart = duplicates is None and (scope == "per_source" or (scope == "per_file" and part_of is not None))
-        seen: FingerprintSet | None = (
-            FingerprintSet() if apart else (duplicates.seen(spec, part_of) if duplicates else None))
+        seen: FingerprintSet | None = FingerprintSet(key=self.fingerprint_key) if apart else (
+            duplicates.seen(spec, part_of) if duplicates else None)
         part = f"part-{task.index:06d}.parquet" if task.part is None else \
             f"part-{task.index:06d}-{task.part.number:05d}.parquet"
+        staged_fingerprints = apart and ctx.stage_identities  # found across files on Spark, not by the driver
         bronze: Stage | MemoryStage = MemoryStage() if ctx.in_memory else Stage(ctx.staging / "bronze", BRONZE_SCHEMA,
                                                                                  part=part)
         quarantine: Stage | MemoryStage = MemoryStage() if ctx.in_memory else Stage(
@@ -183,18 +187,23 @@ class FileRunner:
                 identities = write_part(state.packs(), ctx.staging / "identities" / part, self._cipher,
                                         order=order_key(task.index, task.part.number if task.part else 0))
                 state = state.without_identities()
+            if staged_fingerprints and seen is not None:
+                scope = scope_of(spec, task.index, task.part is not None)
+                assert scope is not None, "a task parsed apart has a duplicate scope"
+                write_fingerprints(seen.values(), ctx.staging / "fingerprints" / part, scope, task.key)
             parts = tuple(p for p in (bronze.close(), quarantine.close(), identities) if p is not None)
         except BaseException:
             bronze.discard()
             quarantine.discard()
             (ctx.staging / "identities" / part).unlink(missing_ok=True)
+            (ctx.staging / "fingerprints" / part).unlink(missing_ok=True)
             raise
         return FileResult(
             index=task.index,
             counts=tally.counts()[(task.source, task.rel)],
             state=state,
             parts=parts,
-            fingerprints=seen.values() if apart and seen is not None else None,
+            fingerprints=seen.values() if apart and not staged_fingerprints and seen is not None else None,
             cpu_seconds=time.process_time() - cpu,
             bronze_rows=bronze.rows if isinstance(bronze, MemoryStage) else None,
             quarantine_rows=quarantine.rows if isinstance(quarantine, MemoryStage) else None,
@@ -289,7 +298,7 @@ def split_tasks(tasks: list[FileTask], context: BatchContext) -> list[FileTask]:
 
 def run_files(
     tasks: list[FileTask], context: BatchContext, *, workers: int, duplicates: Duplicates,
-    store: KeyStore | None = None, spark: SparkSession | None = None,
+    store: KeyStore | None = None, spark: SparkSession | None = None, session: SparkSession | None = None,
 ) -> Iterator[tuple[FileTask, FileResult]]:
     """Every task's result, in task (file) order, duplicates reconciled across files.
 
@@ -302,6 +311,12 @@ def run_files(
     otherwise: a record already seen (a duplicate), a stop before any row of its own (where the
     stop row says it stopped). A file none of whose parts yielded a row is re-read whole here (its
     verdict, e.g. no record, is the file's).
+
+    Which records were already seen: in a batch that stages its identities
+    (``context.stage_identities``) the tasks stage their fingerprints and one job of `session`
+    (default `spark`) finds those shared with earlier tasks, once every task has run
+    (:mod:`pdp.ingest.staged_duplicates`); otherwise the tasks hand them back and `duplicates`
+    admits them in file order (:meth:`Duplicates.admit`), in this process's memory.
     """
     local: FileRunner | None = None
     if (spark is None and workers <= 1) or context.in_memory:
@@ -312,14 +327,29 @@ def run_files(
     units = split_tasks(tasks, context)  # a large file of a format that splits: one task per part
     files = {task.index: task for task in tasks}
     fold: _FileFold | None = None
-    with _parsed_apart(units, context, workers, spark) as results:
+    dropped: set[tuple[int, int]] = set()  # parts one pass never reads (their file stopped earlier)
+    with _parsed_apart(units, context, workers, spark) as results, ExitStack() as stack:
+        earlier: EarlierFingerprints | None = None
+        if context.stage_identities:  # every task runs, its fingerprints staged, before any is folded
+            results = iter(list(results))
+            earlier = stack.enter_context(_earlier_fingerprints(context, session or spark))
+            local = FileRunner(context, store)
         for unit, result in zip(units, results, strict=True):
             spec = context.registry.specs[unit.source]
+            part_of = unit.rel if unit.part is not None else None
+            in_order = duplicates  # what a re-run of this unit, in order, is checked against
             if fold is not None and fold.stopped:  # the file stopped in an earlier part: never read in one pass
                 _discard(result)
+                dropped.add(unit.key)
             else:
-                part_of = unit.rel if unit.part is not None else None
-                if result.fingerprints is not None and not duplicates.admit(spec, result.fingerprints, part_of):
+                if earlier is not None:
+                    assert local is not None
+                    met = earlier.of(unit.key, dropped)
+                    in_order = Duplicates.holding(spec, met, part_of, key=local.fingerprint_key)
+                    if met:  # records of this file (part) were in an earlier one: redo it in order
+                        _discard(result)
+                        result = local.run(unit, in_order)
+                elif result.fingerprints is not None and not duplicates.admit(spec, result.fingerprints, part_of):
                     _discard(result)  # a record of this file (part) was in an earlier one: redo it in order
                     local = local or FileRunner(context, store)
                     result = local.run(unit, duplicates)
@@ -331,7 +361,7 @@ def run_files(
                 if fold.stops_unplaced(result):  # its stop row must say after which record of the file it stopped
                     _discard(result)
                     local = local or FileRunner(context, store)
-                    result = local.run(replace(unit, part=replace(unit.part, before=fold.last)), duplicates)
+                    result = local.run(replace(unit, part=replace(unit.part, before=fold.last)), in_order)
                 fold.add(result)
             if unit.part is not None and unit.part.last:
                 assert fold is not None
@@ -339,10 +369,17 @@ def run_files(
                 if fold.empty:  # no part yielded anything: the file's own verdict (no record) is the whole file's
                     _discard(fold.result())
                     local = local or FileRunner(context, store)
-                    yield whole, local.run(whole, duplicates)
+                    yield whole, local.run(whole, duplicates if earlier is None else Duplicates(local.fingerprint_key))
                 else:
                     yield whole, fold.result()
                 fold = None
+
+
+def _earlier_fingerprints(context: BatchContext, session: SparkSession | None) -> EarlierFingerprints:
+    """The batch's duplicates across tasks, found on Spark once its tasks have staged their fingerprints."""
+    if session is None:
+        raise ValueError("a batch that stages its identities finds its duplicates on Spark: give run_files a session")
+    return EarlierFingerprints(session, context.staging / "fingerprints")
 
 
 def longest_first(tasks: list[FileTask], context: BatchContext) -> list[FileTask]:

@@ -121,6 +121,11 @@ class IdentityCipher:
         self.version, self.batch_id = key.version, batch_id
         self._aeads = {role: AESGCM(HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_info(role, batch_id))
                                     .derive(key.material)) for role in ROLES}
+        # the batch's duplicate check staged on disk fingerprints records under this key
+        # (pdp.ingest.staged_duplicates): a staged fingerprint confirms no guessed record without it
+        self.fingerprint_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                                    info=b"pdp-staged-fingerprints/v1\x1f" + batch_id.encode("utf-8")
+                                    ).derive(key.material)
 
     def __repr__(self) -> str:
         return f"IdentityCipher(record key v{self.version}, <hidden>)"

@@ -34,7 +34,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from pdp.ingest.dedupe import FingerprintSet, fingerprint
+from pdp.ingest.dedupe import FingerprintSet
 from pdp.ingest.model import ParseOutcome, Quarantined, SourceRecord
 from pdp.ingest.parsers.base import FileContext, get_parser
 from pdp.ingest.reasons import READ_STOPPED, ReasonCode
@@ -112,7 +112,7 @@ def parse_file(
                 if (
                     seen is not None
                     and isinstance(outcome, SourceRecord)
-                    and not seen.add(fingerprint(outcome.record_id, outcome.raw))
+                    and not seen.add_record(outcome.record_id, outcome.raw)
                 ):
                     what = "sender record id and bytes" if outcome.record_id else "record bytes"
                     outcome = ctx.quarantine(
@@ -290,13 +290,29 @@ class Duplicates:
     Files parsed apart (in worker processes, each with its own set) are reconciled here in
     file order: :meth:`admit` takes a file's fingerprints only if none was seen in an earlier
     file of its source; otherwise the caller re-parses that file with :meth:`seen`, which
-    yields exactly what a single in-order pass would have.
+    yields exactly what a single in-order pass would have. A batch that stages its fingerprints
+    instead (:mod:`pdp.ingest.staged_duplicates`) re-parses such a file with :meth:`holding`: the
+    sets then hold only what that file's records met earlier, not the whole batch's.
+
+    `key`: the key the sets fingerprint records under (:class:`FingerprintSet`); None: unkeyed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key
         self._per_source: dict[str, FingerprintSet] = {}
         self._file: tuple[str, str] | None = None  # per_file scope, a split file: the file whose parts run
-        self._per_file = FingerprintSet()
+        self._per_file = FingerprintSet(key=key)
+
+    @classmethod
+    def holding(cls, spec: SourceSpec, values: Iterable[int], part_of: str | None = None, *,
+                key: bytes | None = None) -> Duplicates:
+        """Sets for re-parsing one file (or part) of `spec` in order: `values`, the fingerprints its
+        records met in earlier files (or parts), are what :meth:`seen` hands :func:`parse_file`."""
+        duplicates = cls(key)
+        seen = duplicates.seen(spec, part_of)
+        for value in values if seen is not None else ():
+            seen.add(value)
+        return duplicates
 
     def seen(self, spec: SourceSpec, part_of: str | None = None) -> FingerprintSet | None:
         """The set to hand :func:`parse_file` for the next file of `spec` (None: per file or off).
@@ -306,11 +322,13 @@ class Duplicates:
         """
         if spec.validation.duplicates == "per_file" and part_of is not None:
             if self._file != (spec.name, part_of):
-                self._file, self._per_file = (spec.name, part_of), FingerprintSet()
+                self._file, self._per_file = (spec.name, part_of), FingerprintSet(key=self._key)
             return self._per_file
         if spec.validation.duplicates != "per_source":
             return None
-        return self._per_source.setdefault(spec.name, FingerprintSet())
+        if spec.name not in self._per_source:
+            self._per_source[spec.name] = FingerprintSet(key=self._key)
+        return self._per_source[spec.name]
 
     def admit(self, spec: SourceSpec, fingerprints: Iterable[int], part_of: str | None = None) -> bool:
         """Add a file's (or a file part's) fingerprints (parsed apart, duplicates within it already removed).

@@ -210,7 +210,7 @@ class _Run:
             shutil.rmtree(self.staged.directory.parent, ignore_errors=True)
         try:
             for task, result in run_files(tasks, context, workers=report.parse_workers, duplicates=Duplicates(),
-                                          store=p.store, spark=self.spark if on_spark else None):
+                                          store=p.store, spark=self.spark if on_spark else None, session=self.spark):
                 self._fold(task, result)
             report.parse_cpu_seconds = round(report.parse_cpu_seconds, 3)
             report.by_reason = Counter(self.edge.stats.by_reason)

@@ -254,7 +254,8 @@ def edge_run(root: Path, registry: Registry, settings: Settings, staging: Path, 
     store = KeyStore.from_settings(settings)
     edge = Edge(store)
     counts, tasks_run = {}, {}
-    for task, result in run_files(tasks, context, workers=workers, duplicates=Duplicates(), spark=spark):
+    for task, result in run_files(tasks, context, workers=workers, duplicates=Duplicates(), spark=spark,
+                                  session=fold_on):
         counts[(task.source, task.rel)] = result.counts
         tasks_run[task.rel] = result.tasks
         edge.absorb(result.state)

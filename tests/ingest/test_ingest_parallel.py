@@ -85,13 +85,15 @@ def runs(faulty: Path, registry: Registry, settings: Settings, tmp_path_factory:
 @pytest.fixture(scope="module")
 def spark_run(faulty: Path, registry: Registry, settings: Settings, spark, tmp_path_factory: pytest.TempPathFactory,
               ) -> dict:
-    """The same batch as Spark tasks; the executors open the key store from a master key *file* (a path in
-    the closure, never the key)."""
+    """The same batch as Spark tasks, as a batch on Spark tasks runs: its identities staged and folded on
+    Spark, its duplicates across files found there (:mod:`pdp.ingest.staged_duplicates`). The executors
+    open the key store from a master key *file* (a path in the closure, never the key)."""
     key_file = settings.var_dir / "master.key"
     key_file.write_text(settings.master_key.get_secret_value())
     key_file.chmod(0o600)
     on_files = settings.model_copy(update={"master_key": None, "master_key_file": key_file})
-    return edge_run(faulty, registry, on_files, tmp_path_factory.mktemp("spark-staging"), spark=spark)
+    staging = tmp_path_factory.mktemp("spark-staging")
+    return edge_run(faulty, registry, on_files, staging, spark=spark, fold_on=spark) | {"staging": staging}
 
 
 def test_workers_give_the_same_rows_counts_and_vault_records(runs: dict) -> None:
@@ -104,6 +106,21 @@ def test_workers_give_the_same_rows_counts_and_vault_records(runs: dict) -> None
 def test_spark_tasks_give_the_same_rows_counts_and_vault_records(runs: dict, spark_run: dict) -> None:
     for part in runs[0]:
         assert spark_run[part] == runs[0][part], part
+
+
+def test_staged_fingerprints_are_keyed(spark_run: dict, faulty: Path, registry: Registry) -> None:
+    """What the tasks stage for the duplicate check confirms no record to whoever hashes a guess of it:
+    none of the staged fingerprints is a record's unkeyed fingerprint."""
+    import pyarrow.parquet as pq
+
+    from pdp.ingest.dedupe import fingerprint
+    from pdp.ingest.model import SourceRecord
+
+    staged = set(pq.read_table(spark_run["staging"] / "fingerprints").column("fingerprint").to_pylist())
+    records = [o for o in parse_directory(faulty, registry) if isinstance(o, SourceRecord)]
+    unkeyed = {fingerprint(record.record_id, record.raw) for record in records}
+    assert len(staged) > 1000 and len(unkeyed) > 1000
+    assert not staged & {v - (1 << 64) if v >= 1 << 63 else v for v in unkeyed}  # staged as signed 64-bit
 
 
 def test_no_secret_setting_reaches_a_spark_task(settings: Settings) -> None:

@@ -222,6 +222,9 @@ def flaky(batch: Path, settings: Settings, tmp_path_factory: pytest.TempPathFact
     rows = _rows(sorted((batch / "pmsi").glob("*.csv"))[0])
     marked = _fields(rows[30], 0, b"S7-" + split_faults.MARK)
     (root / "flaky" / "export.csv").write_bytes(b"\n".join([*rows[:30], marked, *rows[30:]]) + b"\n")
+    # a later file resends a record read before the stop (the duplicate) and one of the unread tail
+    # (one pass never met it: it lands), whichever task read the tail
+    (root / "flaky" / "export2.csv").write_bytes(b"\n".join([rows[0], rows[5], rows[40]]) + b"\n")
     return root, registry
 
 
@@ -234,8 +237,12 @@ def test_a_part_that_raises_leaves_the_file_partial_as_the_whole_file_does(
     counts = whole["counts"][("flaky_pmsi", "flaky/export.csv")]
     assert counts.partial and counts.unread_from == 30 and counts.records_in == 29
     assert "after record 29" in counts.stopped
-    runs = [(split, engine) for split in (SPLIT, 1) for engine in ({"workers": 2}, {"spark": spark})]
-    for number, (split, engine) in enumerate(runs):  # split 1: the marked record opens its part
+    resent = whole["counts"][("flaky_pmsi", "flaky/export2.csv")]
+    assert (resent.records_in, resent.parsed, resent.quarantined) == (2, 1, 1)
+    assert whole["by_reason"] == {"DUPLICATE_RECORD": 1, "PARSER_ERROR": 1}
+    # split 1: the marked record opens its part; staged: the duplicates across tasks found on Spark
+    engines = ({"workers": 2}, {"spark": spark}, {"workers": 2, "fold_on": spark}, {"spark": spark, "fold_on": spark})
+    for number, (split, engine) in enumerate((split, engine) for split in (SPLIT, 1) for engine in engines):
         run = edge_run(root, registry, settings, tmp_path / f"s{number}", split=split, **engine)
         _same(run, whole)
         assert run["tasks"]["flaky/export.csv"] > 1
