@@ -7,7 +7,8 @@ directory with a fresh random master key.
 
 Reference, measured in the same run: the parse stage alone (the parsers over the same files, no
 edge, no lake) **with the same parallelism** as the ingest's parse+edge stage — the same number
-of worker processes, spawned the same way, the same tasks in the same order — so the ratio says what the
+of worker processes, spawned the same way, or, when the ingest parsed as Spark tasks (a cluster),
+Spark tasks of the same session on the same executors; the same tasks in the same order — so the ratio says what the
 edge and the lake cost on top of reading the formats, not what the workers win (a one-process
 reference flattered the ratio by the worker count).
 
@@ -74,7 +75,8 @@ identities staged, folded and linked on the executors. 612.0 s; **driver peak 1.
 549 MiB, JVM 1 328 MiB: the executors are JVMs of their own there) against the goal of 4 GiB at
 1 M persons; 1 543 records/s per core of the cluster's 2 (that run printed 386 over "8 cores":
 :func:`pdp.lake.session.compute_cores` read the default parallelism then, the executors' cores
-now). Its parse-only reference ran in one process (cluster mode has no worker pool): 5 435/s.
+now). Its parse-only reference ran in one process then (5 435/s); it now runs as Spark tasks on
+the same executors, like the ingest's parse.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ from typing import TYPE_CHECKING, Any
 from pdp.bench import setting
 
 if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
     from pdp.config import Settings
     from pdp.ingest.split import FilePart
 
@@ -111,20 +115,26 @@ def _count_unit(job: tuple[str, str, str, FilePart | None]) -> int:
     return sum(1 for _ in parse_file(spec, Path(path), Path(root), part=part))
 
 
-def _parse_only(sources: Path, workers: int, settings: Settings) -> tuple[int, float]:
-    """(outcomes, wall seconds) of parsing every file of `sources` with `workers` processes (0: in-process).
+def _parse_only(sources: Path, workers: int, settings: Settings, spark: SparkSession | None = None
+                ) -> tuple[int, float]:
+    """(outcomes, wall seconds) of parsing every file of `sources`: as Spark tasks of `spark` (the
+    ingest's parse ran there: a cluster's executors), else with `workers` processes (0: in-process).
 
     Apart, the units are the ingest's own (:func:`pdp.ingest.fanout.split_tasks`: a file over
     ``PDP_EDGE_SPLIT_BYTES`` of a format that cuts is several parts), started in the ingest's order
-    (:func:`pdp.ingest.fanout.longest_first`): the same parallelism, the same tail.
+    (:func:`pdp.ingest.fanout.longest_first`): the same parallelism, the same tail. As Spark tasks,
+    one partition a unit, like the ingest's (:mod:`pdp.ingest.spark_tasks`).
     """
     from pdp.ingest.parse import parse_directory
 
-    if workers <= 1:
+    if spark is None and workers <= 1:
         start = time.perf_counter()
         return sum(1 for _ in parse_directory(sources)), time.perf_counter() - start
     jobs = reference_jobs(sources, settings)
     start = time.perf_counter()
+    if spark is not None:
+        parsed = spark.sparkContext.parallelize(jobs, numSlices=len(jobs)).map(_count_unit).sum()
+        return int(parsed), time.perf_counter() - start
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         parsed = sum(pool.map(_count_unit, jobs))
     return parsed, time.perf_counter() - start
@@ -174,7 +184,8 @@ def bench_ingest(persons: int | None = None) -> dict[str, Any]:
         seconds = time.perf_counter() - start
         python_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the reference's pool
         jvm_peak = _jvm_peak_mib(spark)
-        parsed, parse_seconds = _parse_only(sources, report.parse_workers, settings)
+        parsed, parse_seconds = _parse_only(sources, report.parse_workers, settings,
+                                            spark if report.parse_engine == "spark" else None)
     records_in, landed, quarantined = report.totals()
     edge = report.seconds.get("parse_and_edge", 0.0)
     per_core = round(records_in / seconds / cores)
@@ -203,7 +214,8 @@ def bench_ingest(persons: int | None = None) -> dict[str, Any]:
         "driver_jvm_peak_mib": jvm_peak,
         "driver_peak_gib": round(driver_peak / 1024, 2),
         "goal_driver_peak_gib": GOAL_DRIVER_PEAK_GIB,
-        "reference_parse_only_workers": report.parse_workers,
+        "reference_parse_only_engine": report.parse_engine,
+        "reference_parse_only_workers": report.parse_workers if report.parse_engine != "spark" else cores,
         "reference_parse_only_outcomes": parsed,
         "reference_parse_only_records_per_s": round(parsed / parse_seconds),
         "ratio_end_to_end_vs_parse_only": round((records_in / seconds) / (parsed / parse_seconds), 3),

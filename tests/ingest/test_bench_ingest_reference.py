@@ -15,7 +15,7 @@ from pdp.ingest.registry import discover, load_registry
 from pdp.synth import generate
 
 
-def test_the_parse_only_reference_parses_split_files_in_parts_and_counts_alike(tmp_path: Path) -> None:
+def test_the_parse_only_reference_parses_split_files_in_parts_and_counts_alike(tmp_path: Path, spark) -> None:
     sources = tmp_path / "sources"
     generate(sources, persons=150, seed=11, territory="douaisis", workers=1)
     (tmp_path / "var").mkdir()
@@ -28,7 +28,8 @@ def test_the_parse_only_reference_parses_split_files_in_parts_and_counts_alike(t
 
     whole, _ = _parse_only(sources, 0, settings)  # in-process: whole files
     apart, _ = _parse_only(sources, 2, settings)  # two workers over the parts
-    assert apart == whole > 0
+    tasks, _ = _parse_only(sources, 0, settings, spark)  # Spark tasks over the parts, as on a cluster
+    assert apart == tasks == whole > 0
 
 
 def test_the_reports_index_starts_first_when_its_documents_are_the_most_work(tmp_path: Path) -> None:
