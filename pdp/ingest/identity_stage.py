@@ -61,6 +61,7 @@ import os
 import pickle
 import shutil
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -80,10 +81,11 @@ if TYPE_CHECKING:
     from pdp.pseudonym.keys import KeyStore
     from pdp.pseudonym.linkage_spark import BoxedInputs
     from pdp.pseudonym.normalise import CanonicalIdentity
-    from pdp.pseudonym.vault import VaultRecord
+    from pdp.pseudonym.vault import PreparedWrite, VaultRecord
 
-__all__ = ["VAULT_CHUNK", "FoldedIdentities", "IdentityCipher", "StagedIdentityError", "StagedOpener", "fold",
-           "order_key", "read_canonicals", "stage_identities", "vault_chunks", "write_part"]
+__all__ = ["VAULT_CHUNK", "FoldedIdentities", "IdentityCipher", "PreparedChunk", "StagedIdentityError", "StagedOpener",
+           "fold", "order_key", "prepare_vault", "prepared_chunks", "read_canonicals", "stage_identities",
+           "vault_chunks", "write_part"]
 
 SCHEMA = pa.schema([("pseudonym", pa.string()), ("ord", pa.int64()), ("box", pa.binary())])
 """A staged part, and the folded output: one row per person and part (folded: per person), `ord`
@@ -479,25 +481,149 @@ def vault_chunks(folded: Path, cipher: IdentityCipher, mapping: dict[str, str], 
     (:func:`~pdp.ingest.edge.merge_records`, taking its person's canonical identity from `owners`);
     the others go as they come. Only the re-keyed ones are ever held together.
     """
-    targets = set(mapping.values())
-    held: list[tuple[str, VaultRecord]] = []
+    routing = _Routing(mapping, owners, withheld)
     chunk: list[tuple[str, VaultRecord]] = []
     for pseudonym, _, box in _rows(folded):
-        target = mapping.get(pseudonym, pseudonym)
-        if target in withheld:
+        way = routing.way(pseudonym)
+        if way == "skip":
             continue
         record = pack_record(cipher.open(pseudonym, box, role="folded"))
-        if pseudonym in mapping or pseudonym in targets:
-            held.append((target, record.model_copy(update={"canonical": owners.get(target, record.canonical)})))
+        if way == "hold":
+            routing.hold(pseudonym, record)
             continue
         chunk.append((pseudonym, record))
         if len(chunk) >= VAULT_CHUNK:
             yield chunk
             chunk = []
-    merged: dict[str, VaultRecord] = {}
-    for target, record in held:  # in file order, as Edge.link merges them
-        previous = merged.get(target)
-        merged[target] = record if previous is None else merge_records(previous, record)
-    chunk.extend(merged.items())
+    chunk.extend(routing.held())
     for start in range(0, len(chunk), VAULT_CHUNK):
         yield chunk[start : start + VAULT_CHUNK]
+
+
+class _Routing:
+    """Where linkage sends a person's vault record: skipped (withheld), held to be merged at the end in
+    file order (re-keyed, or joined by others), or written as it comes."""
+
+    def __init__(self, mapping: dict[str, str], owners: dict[str, str | None], withheld: set[str]) -> None:
+        self._mapping, self._owners, self._withheld = mapping, owners, withheld
+        self._targets = set(mapping.values())
+        self._held: list[tuple[str, VaultRecord]] = []
+
+    def way(self, pseudonym: str) -> Literal["skip", "hold", "go"]:
+        if self._mapping.get(pseudonym, pseudonym) in self._withheld:
+            return "skip"
+        return "hold" if pseudonym in self._mapping or pseudonym in self._targets else "go"
+
+    def hold(self, pseudonym: str, record: VaultRecord) -> None:
+        target = self._mapping.get(pseudonym, pseudonym)
+        self._held.append((target, record.model_copy(update={"canonical": self._owners.get(target, record.canonical)})))
+
+    def held(self) -> list[tuple[str, VaultRecord]]:
+        """The held records merged per person, in file order, as :meth:`Edge.link` merges them."""
+        merged: dict[str, VaultRecord] = {}
+        for target, record in self._held:
+            previous = merged.get(target)
+            merged[target] = record if previous is None else merge_records(previous, record)
+        return list(merged.items())
+
+
+PREPARED_SCHEMA = (
+    "pseudonym string, ord long, box binary, versions array<int>, sealing_id string, bind string, "
+    "bind_version int, seal_version int, enc binary, sealed binary, nonce binary, ciphertext binary, "
+    "blocks array<string>, tokens array<struct<holder:string,kind:string,token:string,size:int>>"
+)
+"""A folded person beside its vault write made ready (:func:`pdp.pseudonym.vault.prepare_writes`):
+ciphertexts, keyed hashes and key versions; the box stays for a person the vault must merge."""
+
+
+def prepare_vault(spark: SparkSession, folded: FoldedIdentities, out: Path) -> Path:
+    """Each folded person's vault write made ready on the executors (:data:`PREPARED_SCHEMA`, in `out`):
+    the sealing and keyed hashing of :meth:`IdentityVault.upsert_many`, in parallel, through the
+    edge's keys (:class:`~pdp.pseudonym.vault.EdgeKeys`: it seals, it cannot open)."""
+    opener = folded.opener
+
+    def prepared(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pdp.pseudonym.vault import EdgeKeys, prepare_writes
+
+        keys = EdgeKeys(opener.store())
+        cipher = opener.cipher()
+        for batch in batches:
+            rows = list(zip(*(batch.column(i).to_pylist() for i in range(3)), strict=True))
+            pairs = ((p, pack_record(cipher.open(p, box, role="folded"))) for p, _, box in rows)
+            items = list(prepare_writes(keys, pairs))
+            yield pa.RecordBatch.from_pylist([_prepared_row(row, item) for row, item in zip(rows, items, strict=True)],
+                                             schema=_PREPARED_ARROW)
+
+    frame = spark.read.schema(_spark_schema()).parquet(str(folded.path))
+    frame.mapInArrow(prepared, PREPARED_SCHEMA).write.mode("overwrite").parquet(str(out))
+    return out
+
+
+_PREPARED_ARROW = pa.schema([
+    ("pseudonym", pa.string()), ("ord", pa.int64()), ("box", pa.binary()), ("versions", pa.list_(pa.int32())),
+    ("sealing_id", pa.string()), ("bind", pa.string()), ("bind_version", pa.int32()), ("seal_version", pa.int32()),
+    ("enc", pa.binary()), ("sealed", pa.binary()), ("nonce", pa.binary()), ("ciphertext", pa.binary()),
+    ("blocks", pa.list_(pa.string())),
+    ("tokens", pa.list_(pa.struct([("holder", pa.string()), ("kind", pa.string()), ("token", pa.string()),
+                                   ("size", pa.int32())]))),
+])
+
+
+def _prepared_row(row: tuple[str, int, bytes], item: PreparedWrite) -> dict[str, Any]:
+    seal = item.seal
+    return {"pseudonym": row[0], "ord": row[1], "box": row[2], "versions": list(item.versions),
+            "sealing_id": seal["sealing_id"], "bind": seal["bind"], "bind_version": seal["bind_version"],
+            "seal_version": seal["key_version"], "enc": seal["enc"], "sealed": seal["ciphertext"],
+            "nonce": item.nonce, "ciphertext": item.ciphertext, "blocks": list(item.blocks),
+            "tokens": [{"holder": h, "kind": k, "token": t, "size": n} for h, k, t, n in item.tokens]}
+
+
+def _prepared_write(row: dict[str, Any]) -> PreparedWrite:
+    from pdp.pseudonym.vault import PreparedWrite
+
+    v = row["versions"]
+    seal = {"sealing_id": row["sealing_id"], "pseudonym": row["pseudonym"], "bind_version": row["bind_version"],
+            "bind": row["bind"], "key_version": row["seal_version"], "enc": row["enc"], "ciphertext": row["sealed"]}
+    return PreparedWrite(pseudonym=row["pseudonym"], versions=(v[0], v[1], v[2], v[3]), seal=seal, nonce=row["nonce"],
+                         ciphertext=row["ciphertext"], blocks=tuple(row["blocks"]),
+                         tokens=tuple((t["holder"], t["kind"], t["token"], t["size"]) for t in row["tokens"]))
+
+
+@dataclass
+class PreparedChunk:
+    """Vault writes made ready on the executors, with the boxes of their persons: a person the vault
+    already holds is merged from its record (:meth:`records`, opened here, on demand)."""
+
+    items: list[PreparedWrite]
+    boxes: dict[str, bytes]
+    cipher: IdentityCipher
+
+    def records(self, pseudonyms: list[str]) -> dict[str, VaultRecord]:
+        return {p: pack_record(self.cipher.open(p, self.boxes[p], role="folded")) for p in pseudonyms}
+
+
+def prepared_chunks(prepared: Path, cipher: IdentityCipher, mapping: dict[str, str], owners: dict[str, str | None],
+                    withheld: set[str]) -> Iterator[PreparedChunk | list[tuple[str, VaultRecord]]]:
+    """:func:`vault_chunks` from the prepared writes: the persons written as they come, a
+    :class:`PreparedChunk` at a time; then those linkage re-keyed or joined, merged (records)."""
+    routing = _Routing(mapping, owners, withheld)
+    items: list[PreparedWrite] = []
+    boxes: dict[str, bytes] = {}
+    for path in sorted(prepared.glob("part-*.parquet")):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=VAULT_CHUNK):
+            for row in batch.to_pylist():
+                pseudonym = row["pseudonym"]
+                way = routing.way(pseudonym)
+                if way == "hold":
+                    routing.hold(pseudonym, pack_record(cipher.open(pseudonym, row["box"], role="folded")))
+                elif way == "go":
+                    items.append(_prepared_write(row))
+                    boxes[pseudonym] = row["box"]
+                if len(items) >= VAULT_CHUNK:
+                    yield PreparedChunk(items, boxes, cipher)
+                    items, boxes = [], {}
+    if items:
+        yield PreparedChunk(items, boxes, cipher)
+    held = routing.held()
+    for start in range(0, len(held), VAULT_CHUNK):
+        yield held[start : start + VAULT_CHUNK]

@@ -40,9 +40,11 @@ from pdp.ingest.identity_stage import (
     VAULT_CHUNK,
     FoldedIdentities,
     IdentityCipher,
+    PreparedChunk,
     fold,
+    prepare_vault,
+    prepared_chunks,
     stage_identities,
-    vault_chunks,
 )
 from pdp.ingest.linking import kept_rows, link_batch, relink, split_opposed, withhold_opposed
 from pdp.ingest.lock import IngestBusy, ingest_lock
@@ -254,12 +256,13 @@ class _Run:
         self.folded = fold(self.spark, staged, self.p.settings, self.cipher,
                            self.staged.directory / "identities-folded")
 
-    def _vault_chunks(self, outcome: LinkOutcome, withheld: set[str]) -> Iterator[list]:
-        """The batch's vault records in chunks: streamed from the folded stage, or those in the edge's memory."""
+    def _vault_chunks(self, outcome: LinkOutcome, withheld: set[str]) -> Iterator[PreparedChunk | list]:
+        """The batch's vault records in chunks: streamed from the folded stage, their writes made ready on the
+        executors (:func:`prepare_vault`), or those in the edge's memory."""
         if self.staging_identities:
-            if self.folded is not None:
-                yield from vault_chunks(self.folded.path, self.folded.cipher, outcome.mapping, outcome.owners,
-                                        withheld)
+            if self.folded is not None:  # the sealing and hashing of each person's write done on the executors
+                prepared = prepare_vault(self.spark, self.folded, self.staged.directory / "vault-prepared")
+                yield from prepared_chunks(prepared, self.folded.cipher, outcome.mapping, outcome.owners, withheld)
             return
         items = list(self.edge.vault_records.items())
         for start in range(0, len(items), VAULT_CHUNK):
@@ -292,8 +295,12 @@ class _Run:
         clock.lap("linkage")
         report.vault_records = 0
         for chunk in self._vault_chunks(outcome, withheld):
-            p.vault.upsert_many(chunk)
-            report.vault_records += len(chunk)
+            if isinstance(chunk, PreparedChunk):
+                p.vault.write_prepared(chunk.items, chunk.records)
+                report.vault_records += len(chunk.items)
+            else:
+                p.vault.upsert_many(chunk)
+                report.vault_records += len(chunk)
         clock.lap("vault")
         # the linkage model that decided the batch's persons: a bronze row traces to it like to its spec
         linkage = {"linkage_model": report.link_model} if report.link_model else {}

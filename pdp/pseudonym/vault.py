@@ -68,7 +68,7 @@ import logging
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from itertools import islice
@@ -112,11 +112,13 @@ __all__ = [
     "VAULT_KEY_PURPOSE",
     "EdgeKeys",
     "IdentityVault",
+    "PreparedWrite",
     "UpsertResult",
     "VaultError",
     "VaultRecord",
     "check_pseudonym",
     "linkage_blocks",
+    "prepare_writes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -436,6 +438,8 @@ class _Keys:
         self._hashers: dict[int, BlockHasher] = {}
         self._names: NameTokenHasher | None = None
         self._holder_key: bytes | None = None
+        self._holder_version = 0
+        self._names_version = 0
         self._sealing: tuple[int, bytes] | None = None
         self._openings: dict[int, Opener] = {}
         self._servings: dict[int, AESGCM] = {}
@@ -467,16 +471,26 @@ class _Keys:
             from cryptography.hazmat.primitives import hashes
             from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-            ensure = getattr(self._source, "ensure", None)
-            key = ensure("opposition") if callable(ensure) else self._source.current("opposition")
+            key = _current_key(self._source, "opposition")
             self._holder_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
                                     info=b"pdp/identity_vault/name-token-holder/v1").derive(key.material)
+            self._holder_version = key.version
         return hmac.new(self._holder_key, pseudonym.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
     def names(self) -> NameTokenHasher:
         if self._names is None:
-            self._names = name_token_hasher(self._source)
+            from pdp.pseudonym.name_tokens import NameTokenHasher
+
+            key = _current_key(self._source, NAME_TOKEN_PURPOSE)
+            self._names, self._names_version = NameTokenHasher(key.material), key.version
         return self._names
+
+    def versions(self) -> tuple[int, int, int, int]:
+        """The versions of the keys a write is made under: ``vault``, ``seal``, ``nametoken`` and the
+        name-token holders' (``opposition``). A write prepared under others is made again."""
+        self.names()
+        self.holder("")
+        return self.current()[0], self.sealing()[0], self._names_version, self._holder_version
 
     def sealing(self) -> tuple[int, bytes]:
         """``(version, raw public key)`` of the current ``seal`` key: all sealing needs.
@@ -631,53 +645,99 @@ class IdentityVault:
             check_pseudonym(pseudonym)
             if not isinstance(record, VaultRecord):
                 raise VaultError(f"identity vault: record for {pseudonym} is not a VaultRecord")
-        inserted: set[str] = set()
-        updated: set[str] = set()
         keys = _Keys(self._key_store)
         with self._engine.begin() as conn:
             _lock_for_write(conn)
             self._upgrade(conn, keys)
-            for chunk in _chunks(pairs, self._batch_size):
-                wanted = list(dict.fromkeys(p for p, _ in chunk))
-                existing = self._read(conn, wanted, keys)
-                traits_before = {p: _linkage_traits(state) for p, (state, _count) in existing.items()}
-                merged: dict[str, _Stored] = {}
-                counts: dict[str, int] = {}
-                for pseudonym, record in chunk:
-                    state = merged.get(pseudonym)
-                    if state is None:
-                        state = existing[pseudonym][0] if pseudonym in existing else _Stored()
-                        merged[pseudonym] = state
-                    state.merge(record, LINKAGE_TRAITS)
-                    counts[pseudonym] = counts.get(pseudonym, 0) + 1
-                self._append_sealed(conn, [(p, r.model_dump_json(exclude_none=True).encode("utf-8"))
-                                           for p, r in chunk], keys)
-                _add_name_tokens(conn, [(p, r) for p, r in chunk if r.address_line], keys)
-                version, cipher = keys.current()
-                now = _now()
-                new_rows, changed_rows = [], []
-                for pseudonym, state in merged.items():
-                    nonce, ciphertext = self._seal(cipher, pseudonym, state)
-                    row = {"key_version": version, "nonce": nonce, "ciphertext": ciphertext, "updated_at": now}
-                    if pseudonym in existing:
-                        row.update(b_pseudonym=pseudonym, source_count=existing[pseudonym][1] + counts[pseudonym])
-                        changed_rows.append(row)
-                    else:
-                        row.update(pseudonym=pseudonym, source_count=counts[pseudonym], created_at=now)
-                        new_rows.append(row)
-                if new_rows:
-                    bulk_insert(conn, identity_vault, new_rows)
-                if changed_rows:
-                    conn.execute(_UPDATE_BY_PSEUDONYM, changed_rows)
-                # blocking keys change only with the linkage traits: a new phone number re-indexes nothing
-                changed = {p: s for p, s in merged.items() if traits_before.get(p) != _linkage_traits(s)}
-                _reindex(conn, {p: s for p, s in changed.items() if p in existing}, version, keys)
-                _reindex(conn, {p: s for p, s in changed.items() if p not in existing}, version, keys, fresh=True)
-                inserted.update(row["pseudonym"] for row in new_rows)
-                updated.update(row["b_pseudonym"] for row in changed_rows)
-        result = UpsertResult(inserted=len(inserted), updated=len(updated - inserted))
+            result = self._merge_in(conn, pairs, keys)
         logger.info("identity vault: %d inserted, %d merged", result.inserted, result.updated)
         return result
+
+    def write_prepared(
+        self, items: Sequence[PreparedWrite], records: Callable[[list[str]], Mapping[str, VaultRecord]]
+    ) -> UpsertResult:
+        """Write observations prepared where their identities are (:func:`prepare_writes`), in one transaction.
+
+        A person new to the vault goes in as prepared: its sealed observation, linkage view,
+        blocking keys and name tokens, computed elsewhere, are only copied here (no sealing, no
+        hashing on this one writer). A person the vault holds already (its linkage view must be
+        merged), or one prepared under keys rotated since, is merged as :meth:`upsert_many` merges
+        it, from its record: `records` gives those by pseudonym. Each person once in `items`.
+        """
+        wanted = [item.pseudonym for item in items]
+        for pseudonym in wanted:
+            check_pseudonym(pseudonym)
+        if len(set(wanted)) != len(wanted):
+            raise VaultError("identity vault: a prepared write names a pseudonym twice")
+        keys = _Keys(self._key_store)
+        versions = keys.versions()
+        with self._engine.begin() as conn:
+            _lock_for_write(conn)
+            self._upgrade(conn, keys)
+            held = _present(conn, wanted)
+            fresh = [i for i in items if i.versions == versions and i.pseudonym not in held]
+            others = [i.pseudonym for i in items if i.versions != versions or i.pseudonym in held]
+            now = _now()
+            bulk_insert(conn, identity_vault_seal, [{**i.seal, "created_at": now} for i in fresh])
+            _insert_missing_tokens(conn, {(h, k, t): n for i in fresh for h, k, t, n in i.tokens})
+            bulk_insert(conn, identity_vault, [
+                {"pseudonym": i.pseudonym, "key_version": versions[0], "nonce": i.nonce, "ciphertext": i.ciphertext,
+                 "source_count": 1, "created_at": now, "updated_at": now} for i in fresh])
+            bulk_insert(conn, identity_vault_blocking, [
+                {"pseudonym": i.pseudonym, "block": block, "key_version": versions[0]}
+                for i in fresh for block in (_INDEXED, *i.blocks)])
+            merged = UpsertResult()
+            if others:
+                found = records(others)
+                merged = self._merge_in(conn, [(p, found[p]) for p in others], keys)
+        result = UpsertResult(inserted=len(fresh) + merged.inserted, updated=merged.updated)
+        logger.info("identity vault: %d inserted (%d as prepared), %d merged", result.inserted, len(fresh),
+                    result.updated)
+        return result
+
+    def _merge_in(self, conn: Connection, pairs: Sequence[tuple[str, VaultRecord]], keys: _Keys) -> UpsertResult:
+        """Merge `pairs` into the vault in `conn`'s transaction (the caller holds the write lock)."""
+        inserted: set[str] = set()
+        updated: set[str] = set()
+        for chunk in _chunks(pairs, self._batch_size):
+            wanted = list(dict.fromkeys(p for p, _ in chunk))
+            existing = self._read(conn, wanted, keys)
+            traits_before = {p: _linkage_traits(state) for p, (state, _count) in existing.items()}
+            merged: dict[str, _Stored] = {}
+            counts: dict[str, int] = {}
+            for pseudonym, record in chunk:
+                state = merged.get(pseudonym)
+                if state is None:
+                    state = existing[pseudonym][0] if pseudonym in existing else _Stored()
+                    merged[pseudonym] = state
+                state.merge(record, LINKAGE_TRAITS)
+                counts[pseudonym] = counts.get(pseudonym, 0) + 1
+            self._append_sealed(conn, [(p, r.model_dump_json(exclude_none=True).encode("utf-8"))
+                                       for p, r in chunk], keys)
+            _add_name_tokens(conn, [(p, r) for p, r in chunk if r.address_line], keys)
+            version, cipher = keys.current()
+            now = _now()
+            new_rows, changed_rows = [], []
+            for pseudonym, state in merged.items():
+                nonce, ciphertext = self._seal(cipher, pseudonym, state)
+                row = {"key_version": version, "nonce": nonce, "ciphertext": ciphertext, "updated_at": now}
+                if pseudonym in existing:
+                    row.update(b_pseudonym=pseudonym, source_count=existing[pseudonym][1] + counts[pseudonym])
+                    changed_rows.append(row)
+                else:
+                    row.update(pseudonym=pseudonym, source_count=counts[pseudonym], created_at=now)
+                    new_rows.append(row)
+            if new_rows:
+                bulk_insert(conn, identity_vault, new_rows)
+            if changed_rows:
+                conn.execute(_UPDATE_BY_PSEUDONYM, changed_rows)
+            # blocking keys change only with the linkage traits: a new phone number re-indexes nothing
+            changed = {p: s for p, s in merged.items() if traits_before.get(p) != _linkage_traits(s)}
+            _reindex(conn, {p: s for p, s in changed.items() if p in existing}, version, keys)
+            _reindex(conn, {p: s for p, s in changed.items() if p not in existing}, version, keys, fresh=True)
+            inserted.update(row["pseudonym"] for row in new_rows)
+            updated.update(row["b_pseudonym"] for row in changed_rows)
+        return UpsertResult(inserted=len(inserted), updated=len(updated - inserted))
 
     def rekey(self) -> int:
         """Re-encrypt every row not under the current vault key version; returns rows re-encrypted.
@@ -1100,19 +1160,8 @@ class IdentityVault:
         """Seal each ``(pseudonym, record JSON)`` to the ``seal`` public key and append it."""
         if not observations:
             return
-        from pdp.pseudonym.sealing import seal
-
-        seal_version, public = keys.sealing()
-        bind_version, _cipher = keys.current()
         now = _now()
-        rows = []
-        for pseudonym, plaintext in observations:
-            sealing_id = os.urandom(16).hex()
-            padded = plaintext + b" " * (-len(plaintext) % _PAD_TO)
-            enc, ciphertext = seal(public, padded, aad=_SEAL_AAD_PREFIX + sealing_id.encode("ascii"))
-            rows.append({"sealing_id": sealing_id, "pseudonym": pseudonym, "bind_version": bind_version,
-                         "bind": keys.bind(bind_version, sealing_id, pseudonym), "key_version": seal_version,
-                         "enc": enc, "ciphertext": ciphertext, "created_at": now})
+        rows = [{**_sealed_row(keys, pseudonym, plaintext), "created_at": now} for pseudonym, plaintext in observations]
         for chunk in _chunks(rows, 4 * _DEFAULT_BATCH):
             bulk_insert(conn, identity_vault_seal, chunk)
 
@@ -1255,6 +1304,81 @@ def _lock_for_write(conn: Connection) -> None:
     """
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("LOCK TABLE identity_vault IN SHARE ROW EXCLUSIVE MODE")
+
+
+def _sealed_row(keys: _Keys, pseudonym: str, plaintext: bytes) -> dict[str, Any]:
+    """An observation's ``identity_vault_seal`` row (but its arrival time): sealed to the current ``seal``
+    public key, bound to its pseudonym under the current ``vault`` key."""
+    from pdp.pseudonym.sealing import seal
+
+    seal_version, public = keys.sealing()
+    bind_version, _cipher = keys.current()
+    sealing_id = os.urandom(16).hex()
+    padded = plaintext + b" " * (-len(plaintext) % _PAD_TO)
+    enc, ciphertext = seal(public, padded, aad=_SEAL_AAD_PREFIX + sealing_id.encode("ascii"))
+    return {"sealing_id": sealing_id, "pseudonym": pseudonym, "bind_version": bind_version,
+            "bind": keys.bind(bind_version, sealing_id, pseudonym), "key_version": seal_version,
+            "enc": enc, "ciphertext": ciphertext}
+
+
+def _present(conn: Connection, pseudonyms: Sequence[str]) -> set[str]:
+    """Those of `pseudonyms` the linkage view holds (an index look-up: nothing decrypted)."""
+    found: set[str] = set()
+    for chunk in _chunks(list(pseudonyms), _DEFAULT_BATCH):
+        found.update(p for (p,) in _select_in(conn, "SELECT pseudonym FROM identity_vault WHERE pseudonym IN ({})",
+                                              list(chunk)))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedWrite:
+    """One person's observation made ready for the vault where its identity is (:func:`prepare_writes`).
+
+    Everything a write computes that does not depend on what the vault holds: the sealed
+    observation's row and, should the person be new to the vault, its linkage view (encrypted),
+    blocking keys and name tokens. Ciphertexts, keyed hashes and key versions only: nothing in it
+    reads as an identity without the keys. :meth:`IdentityVault.write_prepared` copies it in.
+    """
+
+    pseudonym: str
+    versions: tuple[int, int, int, int]  # the keys it was made under (_Keys.versions)
+    seal: dict[str, Any]  # its identity_vault_seal row, but the arrival time
+    nonce: bytes  # its linkage view, as a new vault row
+    ciphertext: bytes
+    blocks: tuple[str, ...]  # its blocking keys under the vault key versions[0]
+    tokens: tuple[tuple[str, str, str, int], ...]  # its name tokens: (holder, kind, token, size)
+
+
+def prepare_writes(source: KeySource, pairs: Iterable[tuple[str, VaultRecord]]) -> Iterator[PreparedWrite]:
+    """Each ``(pseudonym, record)`` made ready for :meth:`IdentityVault.write_prepared`: what the vault's one
+    writer would otherwise compute (sealing, keyed hashes), done where the identities are, in
+    parallel (a Spark executor of the edge, through :class:`EdgeKeys`). The rows are those
+    :meth:`IdentityVault.upsert_many` writes for a person new to the vault."""
+    keys = _Keys(source)
+    versions = keys.versions()
+    version, cipher = keys.current()
+    hasher, names = keys.hasher(version), keys.names()
+    for pseudonym, record in pairs:
+        check_pseudonym(pseudonym)
+        state = _Stored()
+        state.merge(record, LINKAGE_TRAITS)
+        nonce, ciphertext = IdentityVault._seal(cipher, pseudonym, state)
+        holder = keys.holder(pseudonym)
+        seen = [state.values]
+        if record.address_line:  # the address's tokens too, as upsert_many indexes them
+            seen.append(record.model_dump(mode="json", exclude_none=True))
+        tokens = {(r["holder"], r["kind"], r["token"]): r["size"]
+                  for values in seen for r in _name_token_rows(holder, values, names)}
+        try:
+            canonical = record_canonical(state.to_record())
+        except ValidationError:
+            canonical = None
+        yield PreparedWrite(
+            pseudonym=pseudonym, versions=versions,
+            seal=_sealed_row(keys, pseudonym, record.model_dump_json(exclude_none=True).encode("utf-8")),
+            nonce=nonce, ciphertext=ciphertext,
+            blocks=tuple(sorted(hasher.blocks([canonical]))) if canonical is not None else (),
+            tokens=tuple((h, k, t, n) for (h, k, t), n in sorted(tokens.items())))
 
 
 def linkage_blocks(source: KeySource, versions: Iterable[int], canonicals: Iterable[CanonicalIdentity]
@@ -1409,11 +1533,13 @@ def _linkage_traits(state: _Stored) -> tuple[Any, ...]:
 
 def name_token_hasher(source: KeySource) -> NameTokenHasher:
     """The hasher of the name-token index (key store purpose ``nametoken``, created if the store predates it)."""
-    from pdp.pseudonym.name_tokens import NameTokenHasher
+    return _Keys(source).names()
 
+
+def _current_key(source: KeySource, purpose: str) -> _DataKey:
+    """The current key of `purpose`, created first when the store predates it (a store that can)."""
     ensure = getattr(source, "ensure", None)
-    key = ensure(NAME_TOKEN_PURPOSE) if callable(ensure) else source.current(NAME_TOKEN_PURPOSE)
-    return NameTokenHasher(key.material)
+    return ensure(purpose) if callable(ensure) else source.current(purpose)
 
 
 def _name_token_rows(holder: str, values: Mapping[str, Any], hasher: NameTokenHasher) -> list[dict[str, Any]]:

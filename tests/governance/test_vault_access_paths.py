@@ -17,7 +17,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 # The methods of IdentityVault that decrypt something: ``get_many``, ``compact`` and ``reseal``
 # open sealed records (private seal key); the others read the linkage view (the edge's ``vault`` key).
 DECRYPTING = {"get_many", "compact", "reseal", "linkage_view", "linkable", "known_chunks", "known_by_blocks", "upsert",
-              "upsert_many", "repseudonymise", "rekey", "_read", "_open"}
+              "upsert_many", "write_prepared", "repseudonymise", "rekey", "_read", "_open"}
 OPENING = {"get_many", "compact", "reseal"}
 # The vault itself and the key machinery it is built on.
 KEY_MODULES = ("pdp/pseudonym/vault.py", "pdp/pseudonym/keys.py", "pdp/pseudonym/sealing.py")
@@ -32,10 +32,12 @@ ALLOWED = {
     "pdp/pseudonym/rotation.py": {"linkage_view", "repseudonymise"},  # key rotation re-keys from the canonical
     "pdp/pseudonym/linkage_trained.py": {"linkage_view"},  # `pdp linkage train`: a sample of known persons
     # the edge (batch ingest and the lab feed, one pipeline): sealing; linkage and re-keying known persons
-    "pdp/ingest/pipeline.py": {"upsert_many"},
+    "pdp/ingest/pipeline.py": {"upsert_many", "write_prepared"},
     "pdp/ingest/linking.py": {"linkable", "known_chunks", "repseudonymise"},
     # the edge as Spark tasks: a file's identities sealed to the driver's per-batch key pair (not the vault's)
     "pdp/ingest/spark_tasks.py": {"import seal", "import Opener"},
+    # a staged batch's vault writes made ready on the executors: it carries their ciphertexts, never opens them
+    "pdp/ingest/identity_stage.py": {"string ciphertext"},
     # the edge's text de-identification: the linkage view's names/NIR of a report's known person
     "pdp/ingest/known.py": {"linkage_view"},
     "pdp/governance/opposition/service.py": {"linkable"},  # an opposition's identity → the person's pseudonym

@@ -34,11 +34,14 @@ from pdp.ingest.identity_stage import (
     SCHEMA,
     FoldedIdentities,
     IdentityCipher,
+    PreparedChunk,
     StagedIdentityError,
     _fold_sorted,
     _rows,
     fold,
     order_key,
+    prepare_vault,
+    prepared_chunks,
     stage_identities,
     vault_chunks,
 )
@@ -141,7 +144,7 @@ def second(spark: SparkSession, territory: Path, registry: Registry, settings: S
 
 
 def test_streamed_vault_records_are_those_linkage_and_oppositions_leave(
-    second: SecondBatch, territory: Path, registry: Registry, settings: Settings,
+    second: SecondBatch, spark: SparkSession, territory: Path, registry: Registry, settings: Settings,
 ) -> None:
     """A second batch that joins known persons: re-keyed, merged in file order, its person's
     canonical identity taken, the opposed left out — record for record as in memory."""
@@ -159,6 +162,20 @@ def test_streamed_vault_records_are_those_linkage_and_oppositions_leave(
     streamed = {p: r.model_dump() for chunk in chunks for p, r in chunk}
     assert sum(len(c) for c in chunks) == len(streamed), "one record per person"
     assert streamed == expected
+
+    # the same persons with their writes made ready on the executors: each prepared for its own record,
+    # the re-keyed and joined ones merged in the driver as above
+    prepared = prepare_vault(spark, folded, settings.var_dir / "stage-prepared")
+    ready, merged = {}, {}
+    for chunk in prepared_chunks(prepared, folded.cipher, outcome.mapping, outcome.owners, withheld):
+        if isinstance(chunk, PreparedChunk):
+            assert [i.pseudonym for i in chunk.items] == list(chunk.boxes)
+            ready.update({p: r.model_dump() for p, r in chunk.records(list(chunk.boxes)).items()})
+            assert all(i.seal["pseudonym"] == i.pseudonym and i.blocks and i.ciphertext for i in chunk.items)
+        else:
+            merged.update({p: r.model_dump() for p, r in chunk})
+    assert ready.keys().isdisjoint(merged) and {**ready, **merged} == expected
+    assert merged.keys() == set(outcome.mapping.values()) - withheld
 
 
 def test_a_staged_batch_links_on_spark_without_its_identities_in_the_driver(
