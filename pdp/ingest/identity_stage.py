@@ -15,7 +15,11 @@ parts (:class:`FoldedIdentities`):
 - the Spark linkage opens both on the executors (:class:`~pdp.pseudonym.linkage_spark.BoxedInputs`)
   and returns what it changes only: the re-keyed records and their persons' canonical identities
   (a batch small enough for the in-memory linkage reads its canonical identities instead);
-- the driver streams the vault records, re-keyed by linkage, in chunks (:func:`vault_chunks`).
+- the executors make each person's vault write ready (:func:`prepare_vault`: the sealed box, the
+  linkage view, the blocking keys and name tokens, through the edge's keys), and the driver
+  streams them to the vault in chunks (:func:`prepared_chunks`): copied in for a person new to
+  the vault, merged from the folded record for one it holds or that linkage re-keyed
+  (:func:`vault_chunks` is the same stream as records).
 
 So no identity of the batch is held in the driver's memory beyond one chunk, and what it holds
 grows with what linkage changes (re-keyed records), not with the batch.
@@ -483,13 +487,13 @@ def vault_chunks(folded: Path, cipher: IdentityCipher, mapping: dict[str, str], 
     """
     routing = _Routing(mapping, owners, withheld)
     chunk: list[tuple[str, VaultRecord]] = []
-    for pseudonym, _, box in _rows(folded):
+    for pseudonym, order, box in _rows(folded):
         way = routing.way(pseudonym)
         if way == "skip":
             continue
         record = pack_record(cipher.open(pseudonym, box, role="folded"))
         if way == "hold":
-            routing.hold(pseudonym, record)
+            routing.hold(pseudonym, record, order)
             continue
         chunk.append((pseudonym, record))
         if len(chunk) >= VAULT_CHUNK:
@@ -507,21 +511,24 @@ class _Routing:
     def __init__(self, mapping: dict[str, str], owners: dict[str, str | None], withheld: set[str]) -> None:
         self._mapping, self._owners, self._withheld = mapping, owners, withheld
         self._targets = set(mapping.values())
-        self._held: list[tuple[str, VaultRecord]] = []
+        self._held: list[tuple[int, str, VaultRecord]] = []
 
     def way(self, pseudonym: str) -> Literal["skip", "hold", "go"]:
         if self._mapping.get(pseudonym, pseudonym) in self._withheld:
             return "skip"
         return "hold" if pseudonym in self._mapping or pseudonym in self._targets else "go"
 
-    def hold(self, pseudonym: str, record: VaultRecord) -> None:
+    def hold(self, pseudonym: str, record: VaultRecord, order: int) -> None:
+        """Keep a record (`order`: its person's place in the batch's files) for :meth:`held`."""
         target = self._mapping.get(pseudonym, pseudonym)
-        self._held.append((target, record.model_copy(update={"canonical": self._owners.get(target, record.canonical)})))
+        owner = self._owners.get(target, record.canonical)
+        self._held.append((order, target, record.model_copy(update={"canonical": owner})))
 
     def held(self) -> list[tuple[str, VaultRecord]]:
-        """The held records merged per person, in file order, as :meth:`Edge.link` merges them."""
+        """The held records merged per person in file order (whatever order they came in), as
+        :meth:`Edge.link` merges them."""
         merged: dict[str, VaultRecord] = {}
-        for target, record in self._held:
+        for _, target, record in sorted(self._held, key=lambda held: held[0]):
             previous = merged.get(target)
             merged[target] = record if previous is None else merge_records(previous, record)
         return list(merged.items())
@@ -615,7 +622,7 @@ def prepared_chunks(prepared: Path, cipher: IdentityCipher, mapping: dict[str, s
                 pseudonym = row["pseudonym"]
                 way = routing.way(pseudonym)
                 if way == "hold":
-                    routing.hold(pseudonym, pack_record(cipher.open(pseudonym, row["box"], role="folded")))
+                    routing.hold(pseudonym, pack_record(cipher.open(pseudonym, row["box"], role="folded")), row["ord"])
                 elif way == "go":
                     items.append(_prepared_write(row))
                     boxes[pseudonym] = row["box"]
