@@ -12,6 +12,11 @@ the merged cache (warm, median of 5), and renames every pseudonym as a key rotat
 (``repseudonymise`` in pages of 20 000: linkage view re-encrypted, boxes re-bound, indexes
 rewritten), without the ``tracemalloc`` that ``pdp bench rotate`` runs under.
 
+Then the path of a staged batch: ``persons`` other new persons' writes made ready
+(:func:`~pdp.pseudonym.vault.prepare_writes`, what each executor core does, timed here on one
+core) and copied in by the one writer (:meth:`~pdp.pseudonym.vault.IdentityVault.write_prepared`);
+``prepared_write_vs_insert`` is the writer's rate against ``upsert_many``'s inserts above.
+
 Reference, in the same run: the cost of the split itself — sealing every plaintext to an X25519
 public key (``sealing.seal``) against encrypting it under the symmetric vault key with AES-GCM
 (what the edge did before the split), same plaintexts, same process (one core, like the edge's
@@ -90,7 +95,7 @@ def bench_vault(persons: int = PERSONS) -> dict[str, Any]:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     from pdp.pseudonym.sealing import seal
-    from pdp.pseudonym.vault import IdentityVault, VaultRecord
+    from pdp.pseudonym.vault import EdgeKeys, IdentityVault, VaultRecord, prepare_writes
 
     records = _records(persons)
     with tempfile.TemporaryDirectory(prefix="pdp-bench-vault-") as tmp, throwaway_vault(Path(tmp)) as opened_vault:
@@ -128,6 +133,18 @@ def bench_vault(persons: int = PERSONS) -> dict[str, Any]:
             assert edge.repseudonymise(dict(items[start:start + _BATCH])) == len(items[start:start + _BATCH])
         rename_s = time.perf_counter() - started
 
+        # a staged batch's path: the writes made ready where the identities are (one core here, each
+        # executor core there), then only copied in by the one writer; other persons, new to the vault
+        fresh = _records(persons, seed=8)
+        started = time.perf_counter()
+        ready = list(prepare_writes(EdgeKeys(store), fresh))
+        prepare_s = time.perf_counter() - started
+        by_pseudonym = dict(fresh)
+        started = time.perf_counter()
+        for start in range(0, persons, _BATCH):
+            edge.write_prepared(ready[start:start + _BATCH], lambda ps: {p: by_pseudonym[p] for p in ps})
+        prepared_write_s = time.perf_counter() - started
+
         plaintexts = [r.model_dump_json(exclude_none=True).encode() for _p, r in records]
         public = store.public("seal").raw
         started = time.perf_counter()
@@ -148,6 +165,9 @@ def bench_vault(persons: int = PERSONS) -> dict[str, Any]:
         "reidentify_cold_per_s": round(persons / cold_s),
         "worklist_1500_warm_ms": round(1000 * sorted(timings)[len(timings) // 2], 1),
         "rename_per_s": round(persons / rename_s),
+        "prepare_per_s_per_core": round(persons / prepare_s),
+        "prepared_write_per_s": round(persons / prepared_write_s),
+        "prepared_write_vs_insert": round(insert_s / prepared_write_s, 2),
         "seal_per_s": round(persons / seal_s),
         "aesgcm_per_s": round(persons / aes_s),
         "seal_vs_aesgcm": round(seal_s / aes_s, 1),

@@ -118,7 +118,8 @@ class FileResult:
     counts: Counts  # parse.Tally's rule over the edge's rows
     state: EdgeState
     parts: tuple[Path, ...]  # staging parts written
-    fingerprints: array | None = None  # per-source duplicate scope, file parsed apart: to admit in order
+    fingerprints: array | None = None  # parsed apart, duplicates checked across files: to admit in order (None
+    # when the batch stages them: pdp.ingest.staged_duplicates)
     cpu_seconds: float = 0.0  # CPU time of the process on this file (a noisy shared machine skews wall time)
     bronze_rows: list[dict] | None = None  # in memory (BatchContext.in_memory): the rows instead of parts
     quarantine_rows: list[dict] | None = None
@@ -161,8 +162,7 @@ class FileRunner:
         apart = duplicates is None and (scope == "per_source" or (scope == "per_file" and part_of is not None))
         seen: FingerprintSet | None = FingerprintSet(key=self.fingerprint_key) if apart else (
             duplicates.seen(spec, part_of) if duplicates else None)
-        part = f"part-{task.index:06d}.parquet" if task.part is None else \
-            f"part-{task.index:06d}-{task.part.number:05d}.parquet"
+        part = _part_name(task)
         staged_fingerprints = apart and ctx.stage_identities  # found across files on Spark, not by the driver
         bronze: Stage | MemoryStage = MemoryStage() if ctx.in_memory else Stage(ctx.staging / "bronze", BRONZE_SCHEMA,
                                                                                  part=part)
@@ -337,31 +337,45 @@ def run_files(
         for unit, result in zip(units, results, strict=True):
             spec = context.registry.specs[unit.source]
             part_of = unit.rel if unit.part is not None else None
-            in_order = duplicates  # what a re-run of this unit, in order, is checked against
             if fold is not None and fold.stopped:  # the file stopped in an earlier part: never read in one pass
                 _discard(result)
                 dropped.add(unit.key)
             else:
+                if unit.part is not None and unit.part.first:
+                    fold = _FileFold(unit)
+                # a later part that stopped before any row of its own: its stop row must say after which
+                # record of the file it stopped (rare: re-run, told where)
+                unplaced = fold is not None and unit.part is not None and fold.stops_unplaced(result)
+                in_order = duplicates  # what a re-run of this unit, in order, is checked against
                 if earlier is not None:
                     assert local is not None
                     met = earlier.of(unit.key, dropped)
                     in_order = Duplicates.holding(spec, met, part_of, key=local.fingerprint_key)
-                    if met:  # records of this file (part) were in an earlier one: redo it in order
-                        _discard(result)
-                        result = local.run(unit, in_order)
-                elif result.fingerprints is not None and not duplicates.admit(spec, result.fingerprints, part_of):
-                    _discard(result)  # a record of this file (part) was in an earlier one: redo it in order
+                    redo = bool(met) or unplaced
+                else:  # a re-run meets the batch's set itself: its fingerprints are not admitted first
+                    redo = unplaced or (result.fingerprints is not None
+                                        and not duplicates.admit(spec, result.fingerprints, part_of))
+                if redo:  # a record of this file (part) was in an earlier one, or its stop is unplaced: redo in order
+                    stopped = result.counts.stopped is not None
+                    _discard(result)
                     local = local or FileRunner(context, store)
-                    result = local.run(unit, duplicates)
+                    again = unit if unit.part is None or fold is None else replace(
+                        unit, part=replace(unit.part, before=fold.last))
+                    result = local.run(again, in_order)
+                    if earlier is not None and stopped:
+                        # one pass may read on where the task stopped (the record its edge raised on was a
+                        # duplicate there): the later files must meet what it read
+                        seen = in_order.seen(spec, part_of)
+                        scope = scope_of(spec, unit.index, unit.part is not None)
+                        if seen is not None and scope is not None:
+                            write_fingerprints(seen.values(), context.staging / "fingerprints" / _part_name(unit),
+                                               scope, unit.key)
+                            earlier.close()
+                            earlier = stack.enter_context(_earlier_fingerprints(context, session or spark))
                 if unit.part is None:
                     yield unit, result
                     continue
-                fold = _FileFold(unit) if unit.part.first else fold
                 assert fold is not None, "a file's parts run in order"
-                if fold.stops_unplaced(result):  # its stop row must say after which record of the file it stopped
-                    _discard(result)
-                    local = local or FileRunner(context, store)
-                    result = local.run(replace(unit, part=replace(unit.part, before=fold.last)), in_order)
                 fold.add(result)
             if unit.part is not None and unit.part.last:
                 assert fold is not None
@@ -369,7 +383,11 @@ def run_files(
                 if fold.empty:  # no part yielded anything: the file's own verdict (no record) is the whole file's
                     _discard(fold.result())
                     local = local or FileRunner(context, store)
-                    yield whole, local.run(whole, duplicates if earlier is None else Duplicates(local.fingerprint_key))
+                    fresh = duplicates if earlier is None else Duplicates(local.fingerprint_key)
+                    result = local.run(whole, fresh)
+                    if earlier is not None and fresh.seen(context.registry.specs[whole.source], None):
+                        raise ParseWorkerError(f"{whole.label}: the whole file holds records none of its parts read")
+                    yield whole, result
                 else:
                     yield whole, fold.result()
                 fold = None
@@ -397,6 +415,12 @@ def longest_first(tasks: list[FileTask], context: BatchContext) -> list[FileTask
         globs = context.registry.specs[source].companions
         extra[source] = sum(p.stat().st_size for g in globs for p in context.root.glob(g) if p.is_file())
     return sorted(tasks, key=lambda t: (-(t.size + (extra[t.source] if t.part is None else 0)), t.key))
+
+
+def _part_name(task: FileTask) -> str:
+    """The name of a task's staged parts (one per kind of row)."""
+    return f"part-{task.index:06d}.parquet" if task.part is None else \
+        f"part-{task.index:06d}-{task.part.number:05d}.parquet"
 
 
 def _discard(result: FileResult) -> None:

@@ -248,6 +248,36 @@ def test_a_part_that_raises_leaves_the_file_partial_as_the_whole_file_does(
         assert run["tasks"]["flaky/export.csv"] > 1
 
 
+def test_a_file_read_further_in_order_than_apart_is_met_by_the_later_files(
+    batch: Path, settings: Settings, spark, tmp_path: Path
+) -> None:
+    """The edge raises on a record of file a: one pass stops a there. File b resends that record first:
+    in one pass a duplicate (never reaching the edge), so b is read on; apart, b's own task stopped on
+    it. File c resends a record of b's tail: a duplicate in one pass, which a staged batch finds only if
+    what b's in-order re-run read is staged again for c."""
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    spec = yaml.safe_load((SOURCES_DIR / "pmsi.yml").read_text(encoding="utf-8"))
+    spec.update(name="edge_flaky", format="test_split_edge_flaky_delimited", files=["flaky/*.csv"])
+    (specs / "edge_flaky.yml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    registry = load_registry(settings=settings.model_copy(update={"sources_dir": str(specs)}))
+    root = tmp_path / "src"
+    (root / "flaky").mkdir(parents=True)
+    rows = _rows(sorted((batch / "pmsi").glob("*.csv"))[0])
+    marked = _fields(rows[3], 0, b"S6-" + split_faults.EDGE_MARK)
+    (root / "flaky" / "a.csv").write_bytes(b"\n".join([rows[0], *rows[1:3], marked, *rows[3:10]]) + b"\n")
+    (root / "flaky" / "b.csv").write_bytes(b"\n".join([rows[0], marked, rows[20], rows[21]]) + b"\n")
+    (root / "flaky" / "c.csv").write_bytes(b"\n".join([rows[0], rows[21], rows[22]]) + b"\n")
+    spark.sparkContext.addPyFile(split_faults.__file__)
+    whole = edge_run(root, registry, settings, tmp_path / "w", split=0)
+    counts = {rel: (c.records_in, c.parsed, c.quarantined, c.partial) for (_, rel), c in whole["counts"].items()}
+    assert counts == {"flaky/a.csv": (2, 2, 0, True), "flaky/b.csv": (3, 2, 1, False),
+                      "flaky/c.csv": (2, 1, 1, False)}
+    engines = ({"workers": 2}, {"workers": 2, "fold_on": spark}, {"spark": spark, "fold_on": spark})
+    for number, engine in enumerate(engines):
+        _same(edge_run(root, registry, settings, tmp_path / f"r{number}", split=0, **engine), whole)
+
+
 def _lake_rows(spark, settings: Settings, table: str) -> list[str]:
     from pdp.lake import LakeTable
 
