@@ -57,6 +57,8 @@ class FingerprintSet:
     __slots__ = ("_key", "_mask", "_size", "_table")
 
     def __init__(self, capacity: int = 1024, key: bytes | None = None) -> None:
+        if key is not None and not key:
+            raise ValueError("a fingerprint key must not be empty (None: unkeyed)")
         size = 1 << max(4, (capacity * 2 - 1).bit_length())
         self._table = array("Q", [0]) * size  # no temporary bytes object
         self._mask = size - 1

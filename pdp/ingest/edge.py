@@ -502,7 +502,7 @@ class Edge:
         there, :mod:`pdp.ingest.identity_stage`): the same decision on Spark, and only what it
         changes comes back to this process — the re-keyed records and their persons' canonical
         identities. `known` may be boxed too. The vault records are re-keyed as they stream
-        (:func:`~pdp.ingest.identity_stage.vault_chunks`)."""
+        (:func:`~pdp.ingest.identity_stage.prepared_chunks`)."""
         from pdp.pseudonym.linkage_spark import SparkLinker
 
         with SparkLinker(spark, self._pseudonymiser, options=options, settings=settings) as linker:

@@ -99,12 +99,14 @@ _NONCE = 12
 VAULT_CHUNK = 20_000  # vault records written per chunk; also rows per Arrow batch written or read
 
 
-Role = Literal["staged", "folded", "known"]
+Role = Literal["staged", "folded", "known", "prepared"]
 """What a box is: a file's staged part, a person's folded identity, or a known person's canonical
-identity staged for linkage (read from the vault's linkage view). Each kind has a key of its own
+identity staged for linkage (read from the vault's linkage view), or a prepared vault write's keyed
+hashes (blocking keys and name tokens: sealed so that the staged file ties no hashed name to a
+pseudonym, which the vault's own name-token index avoids). Each kind has a key of its own
 (HKDF info naming it) and binds it with its pseudonym (associated data): a box moved to another
 row, or passed off as another kind, does not open."""
-ROLES: tuple[Role, ...] = ("staged", "folded", "known")
+ROLES: tuple[Role, ...] = ("staged", "folded", "known", "prepared")
 
 
 def _info(role: Role, batch_id: str) -> bytes:
@@ -478,7 +480,9 @@ def read_canonicals(folded: Path, cipher: IdentityCipher
 def vault_chunks(folded: Path, cipher: IdentityCipher, mapping: dict[str, str], owners: dict[str, str | None],
                  withheld: set[str]) -> Iterator[list[tuple[str, VaultRecord]]]:
     """The batch's vault records, re-keyed by linkage, in chunks: what :meth:`Edge.link` and
-    :meth:`Edge.forget` make of the records held in memory, streamed.
+    :meth:`Edge.forget` make of the records held in memory, streamed. A batch writes them through
+    :func:`prepared_chunks` (the same stream, each write made ready on the executors); this one
+    reads the records themselves (the tests' reference for both).
 
     A record whose person is withheld (an opposition) is skipped. One that linkage re-keys, or
     that others join, waits for the end and is merged there in file order
@@ -534,19 +538,25 @@ class _Routing:
         return list(merged.items())
 
 
-PREPARED_SCHEMA = (
-    "pseudonym string, ord long, box binary, versions array<int>, sealing_id string, bind string, "
-    "bind_version int, seal_version int, enc binary, sealed binary, nonce binary, ciphertext binary, "
-    "blocks array<string>, tokens array<struct<holder:string,kind:string,token:string,size:int>>"
-)
-"""A folded person beside its vault write made ready (:func:`pdp.pseudonym.vault.prepare_writes`):
-ciphertexts, keyed hashes and key versions; the box stays for a person the vault must merge."""
+_PREPARED_ARROW = pa.schema([
+    ("pseudonym", pa.string()), ("ord", pa.int64()), ("box", pa.binary()), ("versions", pa.list_(pa.int32())),
+    ("sealing_id", pa.string()), ("bind", pa.string()), ("bind_version", pa.int32()), ("seal_version", pa.int32()),
+    ("enc", pa.binary()), ("sealed", pa.binary()), ("nonce", pa.binary()), ("ciphertext", pa.binary()),
+    ("index", pa.binary()),
+])
+"""A folded person beside its vault write made ready (:func:`pdp.pseudonym.vault.prepare_writes`): its
+sealed box's row, its linkage view (ciphertext), the key versions, and its blocking keys and name
+tokens sealed under the batch's key (role ``prepared``); the folded box stays for a person the
+vault must merge."""
 
 
 def prepare_vault(spark: SparkSession, folded: FoldedIdentities, out: Path) -> Path:
-    """Each folded person's vault write made ready on the executors (:data:`PREPARED_SCHEMA`, in `out`):
-    the sealing and keyed hashing of :meth:`IdentityVault.upsert_many`, in parallel, through the
-    edge's keys (:class:`~pdp.pseudonym.vault.EdgeKeys`: it seals, it cannot open)."""
+    """Each folded person's vault write made ready on the executors (in `out`): the sealing and keyed
+    hashing of :meth:`IdentityVault.upsert_many`, in parallel, through the edge's keys
+    (:class:`~pdp.pseudonym.vault.EdgeKeys`: it seals, it cannot open). Call
+    :meth:`IdentityVault.write_versions` first: the executors must find every key, not make one."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
     opener = folded.opener
 
     def prepared(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -557,43 +567,34 @@ def prepare_vault(spark: SparkSession, folded: FoldedIdentities, out: Path) -> P
         for batch in batches:
             rows = list(zip(*(batch.column(i).to_pylist() for i in range(3)), strict=True))
             pairs = ((p, pack_record(cipher.open(p, box, role="folded"))) for p, _, box in rows)
-            items = list(prepare_writes(keys, pairs))
-            yield pa.RecordBatch.from_pylist([_prepared_row(row, item) for row, item in zip(rows, items, strict=True)],
-                                             schema=_PREPARED_ARROW)
+            items = prepare_writes(keys, pairs)
+            yield pa.RecordBatch.from_pylist([_prepared_row(row, item, cipher)
+                                              for row, item in zip(rows, items, strict=True)], schema=_PREPARED_ARROW)
 
     frame = spark.read.schema(_spark_schema()).parquet(str(folded.path))
-    frame.mapInArrow(prepared, PREPARED_SCHEMA).write.mode("overwrite").parquet(str(out))
+    frame.mapInArrow(prepared, from_arrow_schema(_PREPARED_ARROW)).write.mode("overwrite").parquet(str(out))
     return out
 
 
-_PREPARED_ARROW = pa.schema([
-    ("pseudonym", pa.string()), ("ord", pa.int64()), ("box", pa.binary()), ("versions", pa.list_(pa.int32())),
-    ("sealing_id", pa.string()), ("bind", pa.string()), ("bind_version", pa.int32()), ("seal_version", pa.int32()),
-    ("enc", pa.binary()), ("sealed", pa.binary()), ("nonce", pa.binary()), ("ciphertext", pa.binary()),
-    ("blocks", pa.list_(pa.string())),
-    ("tokens", pa.list_(pa.struct([("holder", pa.string()), ("kind", pa.string()), ("token", pa.string()),
-                                   ("size", pa.int32())]))),
-])
-
-
-def _prepared_row(row: tuple[str, int, bytes], item: PreparedWrite) -> dict[str, Any]:
+def _prepared_row(row: tuple[str, int, bytes], item: PreparedWrite, cipher: IdentityCipher) -> dict[str, Any]:
     seal = item.seal
+    index = cipher.seal(item.pseudonym, (item.blocks, item.tokens), role="prepared")  # type: ignore[arg-type]
     return {"pseudonym": row[0], "ord": row[1], "box": row[2], "versions": list(item.versions),
             "sealing_id": seal["sealing_id"], "bind": seal["bind"], "bind_version": seal["bind_version"],
             "seal_version": seal["key_version"], "enc": seal["enc"], "sealed": seal["ciphertext"],
-            "nonce": item.nonce, "ciphertext": item.ciphertext, "blocks": list(item.blocks),
-            "tokens": [{"holder": h, "kind": k, "token": t, "size": n} for h, k, t, n in item.tokens]}
+            "nonce": item.nonce, "ciphertext": item.ciphertext, "index": index}
 
 
-def _prepared_write(row: dict[str, Any]) -> PreparedWrite:
+def _prepared_write(row: dict[str, Any], cipher: IdentityCipher) -> PreparedWrite:
     from pdp.pseudonym.vault import PreparedWrite
 
-    v = row["versions"]
-    seal = {"sealing_id": row["sealing_id"], "pseudonym": row["pseudonym"], "bind_version": row["bind_version"],
+    pseudonym, v = row["pseudonym"], row["versions"]
+    blocks, tokens = cipher.open(pseudonym, row["index"], role="prepared")  # type: ignore[misc]
+    seal = {"sealing_id": row["sealing_id"], "pseudonym": pseudonym, "bind_version": row["bind_version"],
             "bind": row["bind"], "key_version": row["seal_version"], "enc": row["enc"], "ciphertext": row["sealed"]}
-    return PreparedWrite(pseudonym=row["pseudonym"], versions=(v[0], v[1], v[2], v[3]), seal=seal, nonce=row["nonce"],
-                         ciphertext=row["ciphertext"], blocks=tuple(row["blocks"]),
-                         tokens=tuple((t["holder"], t["kind"], t["token"], t["size"]) for t in row["tokens"]))
+    return PreparedWrite(pseudonym=pseudonym, versions=(v[0], v[1], v[2], v[3]), seal=seal, nonce=row["nonce"],
+                         ciphertext=row["ciphertext"], blocks=tuple(blocks),
+                         tokens=tuple((h, k, t, int(n)) for h, k, t, n in tokens))
 
 
 @dataclass
@@ -624,7 +625,7 @@ def prepared_chunks(prepared: Path, cipher: IdentityCipher, mapping: dict[str, s
                 if way == "hold":
                     routing.hold(pseudonym, pack_record(cipher.open(pseudonym, row["box"], role="folded")), row["ord"])
                 elif way == "go":
-                    items.append(_prepared_write(row))
+                    items.append(_prepared_write(row, cipher))
                     boxes[pseudonym] = row["box"]
                 if len(items) >= VAULT_CHUNK:
                     yield PreparedChunk(items, boxes, cipher)

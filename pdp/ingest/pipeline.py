@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 
     from pdp.ingest.edge import LinkOutcome
     from pdp.lake import LakeTable, RunInfo
+    from pdp.pseudonym.vault import VaultRecord
 
 __all__ = ["BRONZE_SCHEMA", "LOG_STATUS", "QUARANTINE_SCHEMA", "STAGES", "FileReport", "IngestBusy", "IngestReport",
            "Pipeline", "ingest_directory"]
@@ -256,11 +257,13 @@ class _Run:
         self.folded = fold(self.spark, staged, self.p.settings, self.cipher,
                            self.staged.directory / "identities-folded")
 
-    def _vault_chunks(self, outcome: LinkOutcome, withheld: set[str]) -> Iterator[PreparedChunk | list]:
+    def _vault_chunks(self, outcome: LinkOutcome, withheld: set[str]
+                      ) -> Iterator[PreparedChunk | list[tuple[str, VaultRecord]]]:
         """The batch's vault records in chunks: streamed from the folded stage, their writes made ready on the
         executors (:func:`prepare_vault`), or those in the edge's memory."""
         if self.staging_identities:
             if self.folded is not None:  # the sealing and hashing of each person's write done on the executors
+                self.p.vault.write_versions()  # every key they need exists before they look
                 prepared = prepare_vault(self.spark, self.folded, self.staged.directory / "vault-prepared")
                 yield from prepared_chunks(prepared, self.folded.cipher, outcome.mapping, outcome.owners, withheld)
             return

@@ -7,7 +7,7 @@ then holds every fingerprint of the batch (16-32 bytes a record: ~0.5 GiB for th
 of a million persons, 11-22 GiB for a national year). A batch that stages its identities
 (:mod:`pdp.ingest.identity_stage`) stages its fingerprints too: each task writes the set of its
 file (or part) beside its rows, one Parquet part of (scope, file, part, fingerprint), and one
-Spark job groups them by (scope, fingerprint). What the driver reads back, one task at a time
+Spark query groups them by (scope, fingerprint). What the driver reads back, one task at a time
 in task order, is only the fingerprints a task shares with earlier tasks of its scope, and
 which tasks those are: proportional to the batch's duplicates, not to its records.
 
@@ -62,7 +62,7 @@ def scope_of(spec: SourceSpec, index: int, split: bool) -> str | None:
     return None
 
 
-def write_fingerprints(values: array, path: Path, scope: str, key: tuple[int, int]) -> Path | None:
+def write_fingerprints(values: array[int], path: Path, scope: str, key: tuple[int, int]) -> Path | None:
     """A task's fingerprints (``array('Q')``, each once) into one Parquet part; None when it has none."""
     if not values:
         return None
@@ -78,8 +78,9 @@ def write_fingerprints(values: array, path: Path, scope: str, key: tuple[int, in
 class EarlierFingerprints:
     """Per task, asked in task order: the fingerprints it shares with earlier tasks of its scope.
 
-    One Spark job over the staged parts, streamed to the driver (``toLocalIterator``) sorted by
-    task: the driver holds one task's shared fingerprints at a time. Close it (or use it as a
+    One query over the staged parts (a few Spark jobs: the grouping, the sort), streamed to the
+    driver (``toLocalIterator``) sorted by task: the driver holds one task's shared fingerprints at
+    a time. Close it (or use it as a
     context manager) to end the stream when the batch fails half-way.
     """
 
@@ -123,11 +124,9 @@ def _shared(spark: SparkSession, directory: Path) -> Iterator[Row]:
     """(file, part, fingerprint, earlier tasks holding it) for every fingerprint held by more than one
     task of a scope, but its first, sorted by task."""
     from pyspark.sql import functions as F
-    from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
+    from pyspark.sql.pandas.types import from_arrow_schema
 
-    schema = StructType([StructField("scope", StringType()), StructField("file", IntegerType()),
-                         StructField("part", IntegerType()), StructField("fingerprint", LongType())])
-    staged = spark.read.schema(schema).parquet(str(directory))
+    staged = spark.read.schema(from_arrow_schema(SCHEMA)).parquet(str(directory))
     holders = (staged.groupBy("scope", "fingerprint")
                .agg(F.array_sort(F.collect_list(F.struct("file", "part"))).alias("holders"))
                .where(F.size("holders") > 1))

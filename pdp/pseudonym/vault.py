@@ -653,6 +653,12 @@ class IdentityVault:
         logger.info("identity vault: %d inserted, %d merged", result.inserted, result.updated)
         return result
 
+    def write_versions(self) -> tuple[int, int, int, int]:
+        """The versions of the keys a write is made under now (see :class:`PreparedWrite`), creating here
+        any the key store predates: call it before writes are prepared elsewhere, so that no two
+        executors create one each."""
+        return _Keys(self._key_store).versions()
+
     def write_prepared(
         self, items: Sequence[PreparedWrite], records: Callable[[list[str]], Mapping[str, VaultRecord]]
     ) -> UpsertResult:
@@ -683,9 +689,8 @@ class IdentityVault:
             bulk_insert(conn, identity_vault, [
                 {"pseudonym": i.pseudonym, "key_version": versions[0], "nonce": i.nonce, "ciphertext": i.ciphertext,
                  "source_count": 1, "created_at": now, "updated_at": now} for i in fresh])
-            bulk_insert(conn, identity_vault_blocking, [
-                {"pseudonym": i.pseudonym, "block": block, "key_version": versions[0]}
-                for i in fresh for block in (_INDEXED, *i.blocks)])
+            bulk_insert(conn, identity_vault_blocking,
+                        [row for i in fresh for row in _blocking_rows(i.pseudonym, i.blocks, versions[0])])
             merged = UpsertResult()
             if others:
                 found = records(others)
@@ -1364,20 +1369,15 @@ def prepare_writes(source: KeySource, pairs: Iterable[tuple[str, VaultRecord]]) 
         state.merge(record, LINKAGE_TRAITS)
         nonce, ciphertext = IdentityVault._seal(cipher, pseudonym, state)
         holder = keys.holder(pseudonym)
-        seen = [state.values]
-        if record.address_line:  # the address's tokens too, as upsert_many indexes them
+        seen = [state.values]  # the linkage view's tokens (_reindex), and the address's (_merge_in)
+        if record.address_line:
             seen.append(record.model_dump(mode="json", exclude_none=True))
         tokens = {(r["holder"], r["kind"], r["token"]): r["size"]
                   for values in seen for r in _name_token_rows(holder, values, names)}
-        try:
-            canonical = record_canonical(state.to_record())
-        except ValidationError:
-            canonical = None
         yield PreparedWrite(
             pseudonym=pseudonym, versions=versions,
             seal=_sealed_row(keys, pseudonym, record.model_dump_json(exclude_none=True).encode("utf-8")),
-            nonce=nonce, ciphertext=ciphertext,
-            blocks=tuple(sorted(hasher.blocks([canonical]))) if canonical is not None else (),
+            nonce=nonce, ciphertext=ciphertext, blocks=tuple(_state_blocks(hasher, state)),
             tokens=tuple((h, k, t, n) for (h, k, t), n in sorted(tokens.items())))
 
 
@@ -1531,11 +1531,6 @@ def _linkage_traits(state: _Stored) -> tuple[Any, ...]:
     return tuple(state.values.get(name) for name in _INDEXED_TRAITS)
 
 
-def name_token_hasher(source: KeySource) -> NameTokenHasher:
-    """The hasher of the name-token index (key store purpose ``nametoken``, created if the store predates it)."""
-    return _Keys(source).names()
-
-
 def _current_key(source: KeySource, purpose: str) -> _DataKey:
     """The current key of `purpose`, created first when the store predates it (a store that can)."""
     ensure = getattr(source, "ensure", None)
@@ -1565,24 +1560,28 @@ def _reindex(
     if not states:
         return
     hasher = keys.hasher(version)
-    rows = []
-    for pseudonym, state in states.items():
-        rows.append({"pseudonym": pseudonym, "block": _INDEXED, "key_version": version})
-        try:
-            canonical = record_canonical(state.to_record())
-        except ValidationError:
-            canonical = None
-        if canonical is not None:
-            rows.extend(
-                {"pseudonym": pseudonym, "block": block, "key_version": version}
-                for block in sorted(hasher.blocks([canonical]))
-            )
+    rows = [row for pseudonym, state in states.items()
+            for row in _blocking_rows(pseudonym, _state_blocks(hasher, state), version)]
     if not fresh:
         for chunk in _chunks(list(states), _DEFAULT_BATCH):
             _unindex(conn, chunk, keys, tokens=False)
     for chunk in _chunks(rows, 4 * _DEFAULT_BATCH):
         bulk_insert(conn, identity_vault_blocking, chunk)
     _add_name_tokens(conn, list(states.items()), keys)
+
+
+def _state_blocks(hasher: BlockHasher, state: _Stored) -> list[str]:
+    """The blocking keys of a linkage view (none without a canonical identity)."""
+    try:
+        canonical = record_canonical(state.to_record())
+    except ValidationError:
+        canonical = None
+    return sorted(hasher.blocks([canonical])) if canonical is not None else []
+
+
+def _blocking_rows(pseudonym: str, blocks: Iterable[str], version: int) -> list[dict[str, Any]]:
+    """A person's ``identity_vault_blocking`` rows: the index marker, then its blocking keys."""
+    return [{"pseudonym": pseudonym, "block": block, "key_version": version} for block in (_INDEXED, *blocks)]
 
 
 def _merge_states(moved: _Stored, resident: _Stored) -> _Stored:

@@ -52,7 +52,7 @@ from pdp.ingest.report import IngestReport
 from pdp.pseudonym.keys import KeyStore
 from pdp.pseudonym.linkage import LinkageOptions
 from pdp.pseudonym.linkage_model import DEFAULT_PARAMETERS
-from pdp.pseudonym.vault import IdentityVault
+from pdp.pseudonym.vault import EdgeKeys, IdentityVault
 
 pytestmark = [pytest.mark.spark]
 
@@ -176,6 +176,46 @@ def test_streamed_vault_records_are_those_linkage_and_oppositions_leave(
             merged.update({p: r.model_dump() for p, r in chunk})
     assert ready.keys().isdisjoint(merged) and {**ready, **merged} == expected
     assert merged.keys() == set(outcome.mapping.values()) - withheld
+
+    # written both ways into two empty vaults: the same vault, person by person
+    store = KeyStore.from_settings(settings)
+    written = []
+    for name in ("records", "prepared"):
+        engine = make_engine(f"sqlite:///{settings.var_dir / f'stage-{name}.db'}")
+        create_all(engine)
+        vault = IdentityVault(engine, EdgeKeys(store))
+        for chunk in (chunks if name == "records" else
+                      prepared_chunks(prepared, folded.cipher, outcome.mapping, outcome.owners, withheld)):
+            if isinstance(chunk, PreparedChunk):
+                vault.write_prepared(chunk.items, chunk.records)
+            else:
+                vault.upsert_many(chunk)
+        written.append(_vault_content(engine, store, sorted(expected)))
+    assert written[0] == written[1] and len(written[0]["records"]) == len(expected)
+
+
+def _vault_content(engine, store: KeyStore, pseudonyms: list[str]) -> dict:
+    """What a vault holds of `pseudonyms`, but nonces and random ids: records, linkage views, indexes, boxes."""
+    from sqlalchemy import func, select
+
+    from pdp.pseudonym.vault import (
+        identity_vault,
+        identity_vault_blocking,
+        identity_vault_name_tokens,
+        identity_vault_seal,
+    )
+
+    reader = IdentityVault(engine, store)
+    content = {"records": {p: r.model_dump() for p, r in reader.get_many(pseudonyms).items()},
+               "linkage": {p: r.model_dump() for p, r in reader.linkage_view(pseudonyms).items()}}
+    with engine.connect() as conn:
+        content["blocks"] = sorted(conn.execute(select(identity_vault_blocking)).all())
+        content["tokens"] = sorted(conn.execute(select(identity_vault_name_tokens)).all())
+        content["boxes"] = sorted(conn.execute(select(identity_vault_seal.c.pseudonym, func.count())
+                                               .group_by(identity_vault_seal.c.pseudonym)).all())
+        content["rows"] = sorted(conn.execute(select(identity_vault.c.pseudonym, identity_vault.c.key_version,
+                                                     identity_vault.c.source_count)).all())
+    return content
 
 
 def test_a_staged_batch_links_on_spark_without_its_identities_in_the_driver(
