@@ -609,6 +609,9 @@ def run_ingest(directory: Path) -> dict:
                   f"bronze +{report.bronze_inserted:,}, quarantine +{report.quarantine_inserted:,}, "
                   f"vault {report.vault_records:,} identities; held back {report.held_back} file(s), "
                   f"unmatched {report.unmatched}")
+    if report.vault_prepared:
+        console.print(f"vault: {report.vault_prepared:,} new identities' writes made ready on Spark's executors "
+                      "(sealed, encrypted, hashed), copied in")
     if report.link_rules:
         rules = ", ".join(f"{k} {v:,}" for k, v in sorted(report.link_rules.items()))
         console.print(f"linkage: {report.relinked:,} batch identities re-keyed to their person ({rules})")

@@ -299,7 +299,7 @@ class _Run:
         report.vault_records = 0
         for chunk in self._vault_chunks(outcome, withheld):
             if isinstance(chunk, PreparedChunk):
-                p.vault.write_prepared(chunk.items, chunk.records)
+                report.vault_prepared += p.vault.write_prepared(chunk.items, chunk.records).prepared
                 report.vault_records += len(chunk.items)
             else:
                 p.vault.upsert_many(chunk)

@@ -69,6 +69,7 @@ class IngestReport:
     bronze_inserted: int = 0
     quarantine_inserted: int = 0
     vault_records: int = 0
+    vault_prepared: int = 0  # of them, new persons whose writes the executors made ready (copied in as they were)
     silver: dict[str, int] = field(default_factory=dict)
     id_collisions: dict[str, int] = field(default_factory=dict)  # per silver table: events quarantined ID_COLLISION
     by_reason: Counter = field(default_factory=Counter)

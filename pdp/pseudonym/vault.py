@@ -360,10 +360,12 @@ class VaultRecord(BaseModel):
 
 @dataclass(frozen=True)
 class UpsertResult:
-    """What an upsert did: distinct pseudonyms given a new row, and existing rows merged into."""
+    """What an upsert did: distinct pseudonyms given a new row, and existing rows merged into; of the new
+    rows, those copied in as prepared elsewhere (:meth:`IdentityVault.write_prepared`)."""
 
     inserted: int = 0
     updated: int = 0
+    prepared: int = 0
 
 
 @dataclass
@@ -695,7 +697,7 @@ class IdentityVault:
             if others:
                 found = records(others)
                 merged = self._merge_in(conn, [(p, found[p]) for p in others], keys)
-        result = UpsertResult(inserted=len(fresh) + merged.inserted, updated=merged.updated)
+        result = UpsertResult(inserted=len(fresh) + merged.inserted, updated=merged.updated, prepared=len(fresh))
         logger.info("identity vault: %d inserted (%d as prepared), %d merged", result.inserted, len(fresh),
                     result.updated)
         return result
