@@ -686,13 +686,15 @@ class IdentityVault:
             fresh = [i for i in items if i.versions == versions and i.pseudonym not in held]
             others = [i.pseudonym for i in items if i.versions != versions or i.pseudonym in held]
             now = _now()
-            bulk_insert(conn, identity_vault_seal, [{**i.seal, "created_at": now} for i in fresh])
-            _insert_missing_tokens(conn, {(h, k, t): n for i in fresh for h, k, t, n in i.tokens})
-            bulk_insert(conn, identity_vault, [
-                {"pseudonym": i.pseudonym, "key_version": versions[0], "nonce": i.nonce, "ciphertext": i.ciphertext,
-                 "source_count": 1, "created_at": now, "updated_at": now} for i in fresh])
-            bulk_insert(conn, identity_vault_blocking,
-                        [row for i in fresh for row in _blocking_rows(i.pseudonym, i.blocks, versions[0])])
+            for part in _chunks(fresh, 4 * _DEFAULT_BATCH):  # a person has a dozen index rows: bounded memory
+                bulk_insert(conn, identity_vault_seal, [{**i.seal, "created_at": now} for i in part])
+                _insert_missing_tokens(conn, {(h, k, t): n for i in part for h, k, t, n in i.tokens})
+                bulk_insert(conn, identity_vault, [
+                    {"pseudonym": i.pseudonym, "key_version": versions[0], "nonce": i.nonce,
+                     "ciphertext": i.ciphertext, "source_count": 1, "created_at": now, "updated_at": now}
+                    for i in part])
+                bulk_insert(conn, identity_vault_blocking,
+                            [row for i in part for row in _blocking_rows(i.pseudonym, i.blocks, versions[0])])
             merged = UpsertResult()
             if others:
                 found = records(others)
