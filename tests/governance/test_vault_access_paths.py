@@ -46,7 +46,7 @@ ALLOWED = {
     "pdp/api/app.py": {"compact"},  # serving start-up folds the new boxes into re-identification's cache
     "pdp/bench/api.py": {"upsert_many"},  # `pdp bench api` seals its private lake's identities as the edge does
     # `pdp bench vault`: a throwaway store and keys
-    "pdp/bench/vault.py": {"upsert_many", "get_many", "repseudonymise", "import seal", "string seal"},
+    "pdp/bench/vault.py": {"upsert_many", "write_prepared", "get_many", "repseudonymise", "import seal", "string seal"},
     "pdp/bench/rotation.py": {"upsert_many"},  # `pdp bench rotate`: fills a throwaway vault to rotate
 }
 
