@@ -600,7 +600,8 @@ def _prepared_write(row: dict[str, Any], cipher: IdentityCipher) -> PreparedWrit
 # A prepared write is ~5 KB (the folded box kept for a merge, the sealed box, the linkage view, the sealed
 # index): 2 000 persons a transaction, read 2 000 rows at a time, keep the driver's share of the vault
 # stage near what 20 000 records cost when the driver sealed them (ad hoc, 30 000 persons staged, the
-# vault stage's RSS growth: +250 MiB in chunks of 20 000, +130 in chunks of 5 000, +70 sealed here)
+# vault stage's RSS growth: +250 MiB in chunks of 20 000, +130 in chunks of 5 000, +94 in chunks of 2 000;
+# +70 when the driver sealed 20 000 records a chunk itself)
 _PREPARED_CHUNK = 2_000
 _PREPARED_READ = 2_000
 
