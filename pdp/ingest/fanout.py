@@ -157,9 +157,9 @@ class FileRunner:
         ctx = self._context
         cpu = time.process_time()
         spec = ctx.registry.specs[task.source]
-        scope = spec.validation.duplicates
         part_of = task.rel if task.part is not None else None  # a split file: per_file spans its parts
-        apart = duplicates is None and (scope == "per_source" or (scope == "per_file" and part_of is not None))
+        scope = scope_of(spec, task.index, part_of is not None)  # None: duplicates within the task only
+        apart = duplicates is None and scope is not None
         seen: FingerprintSet | None = FingerprintSet(key=self.fingerprint_key) if apart else (
             duplicates.seen(spec, part_of) if duplicates else None)
         part = _part_name(task)
@@ -187,9 +187,7 @@ class FileRunner:
                 identities = write_part(state.packs(), ctx.staging / "identities" / part, self._cipher,
                                         order=order_key(task.index, task.part.number if task.part else 0))
                 state = state.without_identities()
-            if staged_fingerprints and seen is not None:
-                scope = scope_of(spec, task.index, task.part is not None)
-                assert scope is not None, "a task parsed apart has a duplicate scope"
+            if staged_fingerprints and seen is not None and scope is not None:
                 write_fingerprints(seen.values(), ctx.staging / "fingerprints" / part, scope, task.key)
             parts = tuple(p for p in (bronze.close(), quarantine.close(), identities) if p is not None)
         except BaseException:

@@ -469,6 +469,9 @@ class _Keys:
 
     def holder(self, pseudonym: str) -> str:
         """The name-token rows' holder id of a pseudonym (see ``identity_vault_name_tokens``)."""
+        return hmac.new(self._holder_secret(), pseudonym.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+    def _holder_secret(self) -> bytes:
         if self._holder_key is None:
             from cryptography.hazmat.primitives import hashes
             from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -477,7 +480,7 @@ class _Keys:
             self._holder_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
                                     info=b"pdp/identity_vault/name-token-holder/v1").derive(key.material)
             self._holder_version = key.version
-        return hmac.new(self._holder_key, pseudonym.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+        return self._holder_key
 
     def names(self) -> NameTokenHasher:
         if self._names is None:
@@ -491,7 +494,7 @@ class _Keys:
         """The versions of the keys a write is made under: ``vault``, ``seal``, ``nametoken`` and the
         name-token holders' (``opposition``). A write prepared under others is made again."""
         self.names()
-        self.holder("")
+        self._holder_secret()
         return self.current()[0], self.sealing()[0], self._names_version, self._holder_version
 
     def sealing(self) -> tuple[int, bytes]:
