@@ -121,6 +121,15 @@ machine shared with other engineers' test suites (figures noisy: the ratio is th
   against 13.3 (×2.2); `cited` 2.6 against 0.3; the persons 9.6 against 4.1 (×2.3); care actions
   and citations 6.9 against 1.3 (×5.3); the outputs and their writes 15.8 against 5.3 (×3.0).
   The goal (<= 2.5) is **not met**.
+- 2026-12-06, a later session, ad hoc (lab scripts, not repo commands; the same 1 010 184-person
+  lake, three builds in one JVM each, quiet machine unless said), nothing kept: warm builds 64.8-
+  65.1 s on this code; a 12 GB driver heap 62.1-71.4 s; Delta's statistics not collected 66.5-
+  74.0 s. The six gold writes alone, from the materialised steps (concurrently, twice): Delta
+  13.4-24.1 s against plain Parquet 6.1-7.3 s, the same rows; `LakeTable.create` and the commit
+  lookup take ~1.5 s of it, so the rest is Delta's own write. Catalyst's rule timings of a warm
+  plan (the 20 000-person lake, machine loaded): Delta's `PrepareDeltaScan` 5.2 s of 7.9 s, one file
+  listing per silver scan per materialised step (15 a build); with data skipping off the listing
+  moves to execution and the warm builds took 73.3-73.4 s against 67.8-69.4 s right after.
 
 Where the silver comes from: the lake's own silver (e.g. `make demo`'s 20 000 persons),
 replicated k times with fresh person ids until it holds N persons, so volumes are realistic
