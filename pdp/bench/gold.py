@@ -276,10 +276,10 @@ def bench_gold(persons: int | None = None) -> dict[str, Any]:
     rounds = setting("PDP_BENCH_GOLD_ROUNDS", 2)
     defs = load_definitions()
     spark = get_spark(app_name="pdp-bench-gold")
-    cores = compute_cores(spark)
     with tempfile.TemporaryDirectory(prefix="pdp-bench-gold-") as tmp:
         lake = str(Path(tmp) / "lake")
         k, people, events = _replicate(spark, None, lake, persons)
+        cores = compute_cores(spark)  # once work has run: a cluster's executors register late
         parquet: dict[str, str] = {}
         from pdp.algorithms.gold import SILVER_INPUTS
         from pdp.lake import LakeTable

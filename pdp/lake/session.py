@@ -115,7 +115,8 @@ def compute_cores(spark: SparkSession) -> int:
     """Cores the session computes on: local[N] → N, local[*] → the machine's, else spark.cores.max,
     else the cores of the executors registered now (a cluster's scheduler backend), else the default
     parallelism (which :func:`spark_conf` sets from the shuffle partitions, not from the cores).
-    Benchmarks report throughput per core with it."""
+    Benchmarks report throughput per core with it, counted once work has run (a cluster's executors
+    register after the session starts)."""
     master = spark.sparkContext.master
     if master.startswith("local"):
         inside = master[master.find("[") + 1 : master.find("]")] if "[" in master else "1"
