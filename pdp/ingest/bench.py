@@ -200,10 +200,7 @@ def bench_ingest(persons: int | None = None) -> dict[str, Any]:
         start = time.perf_counter()
         report = ingest_directory(sources, spark=spark, settings=settings, workers=workers)
         seconds = time.perf_counter() - start
-        # counted once the work has run: on a cluster the executors register after the session
-        # starts, and before they all have, only those registered count, or the default parallelism
-        # when none has (on the local cluster's 2 cores: a 300 000-person run printed its figure
-        # over 1 core, a 100 000-person run over 8)
+        # once the work has run (see compute_cores: a cluster's executors register late)
         cores = compute_cores(spark)
         python_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the reference's pool
         jvm_peak = _jvm_peak_mib(spark)
