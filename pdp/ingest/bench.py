@@ -90,7 +90,8 @@ The same code on the local cluster at 300 000 persons (2026-12-06 20:43-21:26, w
 and 4 GiB, ``SPARK_EXECUTOR_MEMORY=3g``, otherwise the cluster command above; load ~2, an ad hoc
 lab job beside it for its first minutes): 5 762 476 records in 1 675.2 s, **1 720 records/s per core
 of the cluster's 2** (the run printed 3 440 over 1 core: the executors had not all registered when
-the bench counted the cores, so it now counts them after the ingest). Stages: parse+edge 838.7 s,
+the bench counted the cores; it now counts them after the ingest, and ``compute_cores`` waits until
+the executors' count settles). Stages: parse+edge 838.7 s,
 silver 268.3, linkage 226.9, vault 182.8, bronze 106.5. **Driver peak 2.03 GiB** (Python 787 MiB,
 JVM 1 290 MiB) against 1.83 at 100 000: the Python side grows ~1.2 KB per person of the batch
 (extrapolated, not measured: ~2.9 GiB at 1 M). Largest other processes (``ps`` every 2 s): an

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -111,12 +112,18 @@ def get_spark(settings: Settings | None = None, app_name: str = "pdp", *,
     return spark
 
 
-def compute_cores(spark: SparkSession) -> int:
+def compute_cores(spark: SparkSession, *, settle_s: float = 3.0, wait_s: float = 60.0) -> int:
     """Cores the session computes on: local[N] → N, local[*] → the machine's, else spark.cores.max,
-    else the cores of the executors registered now (a cluster's scheduler backend), else the default
-    parallelism (which :func:`spark_conf` sets from the shuffle partitions, not from the cores).
-    Benchmarks report throughput per core with it, counted once work has run (a cluster's executors
-    register after the session starts)."""
+    else the cores of the cluster's executors, else the default parallelism (which
+    :func:`spark_conf` sets from the shuffle partitions, not from the cores).
+
+    Why it may wait: a cluster's executors register after the session starts, one by one, so a
+    count taken at once reads whichever have come (a 300 000-person `pdp bench ingest` printed its
+    figure over 1 core of 2). On a cluster (a scheduler backend that counts executors: standalone,
+    Kubernetes, YARN) it returns once the count is above zero and has not changed for `settle_s`
+    seconds, or after `wait_s` whatever it is. Local mode never waits. Benchmarks report
+    throughput per core with it and size their inputs by it.
+    """
     master = spark.sparkContext.master
     if master.startswith("local"):
         inside = master[master.find("[") + 1 : master.find("]")] if "[" in master else "1"
@@ -125,8 +132,22 @@ def compute_cores(spark: SparkSession) -> int:
     configured = spark.conf.get("spark.cores.max", None)
     if configured:
         return int(configured)
-    try:  # CoarseGrainedSchedulerBackend (standalone, Kubernetes, YARN): the executors' cores
+    seen = _executor_cores(spark)
+    if seen is None:
+        return spark.sparkContext.defaultParallelism
+    start = changed = time.monotonic()
+    while time.monotonic() - start < wait_s and not (seen > 0 and time.monotonic() - changed >= settle_s):
+        time.sleep(0.25)
+        now = _executor_cores(spark) or 0
+        if now != seen:
+            seen, changed = now, time.monotonic()
+    return seen if seen > 0 else spark.sparkContext.defaultParallelism
+
+
+def _executor_cores(spark: SparkSession) -> int | None:
+    """The cores of the executors registered now; None where the scheduler backend does not count them."""
+    try:  # CoarseGrainedSchedulerBackend (standalone, Kubernetes, YARN)
         total = spark.sparkContext._jsc.sc().schedulerBackend().totalCoreCount()  # type: ignore[union-attr]
     except Exception:
-        total = None
-    return int(total) if isinstance(total, int) and total > 0 else spark.sparkContext.defaultParallelism
+        return None
+    return int(total) if isinstance(total, int) else None
