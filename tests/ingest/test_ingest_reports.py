@@ -13,6 +13,7 @@ import pytest
 from pdp.ingest import Registry
 from pdp.ingest.model import Quarantined, SourceRecord
 from pdp.ingest.parse import parse_file
+from pdp.ingest.reasons import ReasonCode
 from pdp.ingest.spec import SourceSpec
 
 HEADER = "doc_id,file,doc_type,date,nir,birth_name,used_name,first_names,birth_date,sex\n"
@@ -132,3 +133,22 @@ def test_without_a_known_person_nothing_is_read(spec: SourceSpec, tmp_path: Path
     known = KnownPersons(lambda identity: None, no_vault)  # type: ignore[arg-type]
     (record,) = list(parse_file(spec, write(tmp_path, [row()]), tmp_path, known=known))
     assert isinstance(record, SourceRecord) and known.reads == 0
+
+
+def test_a_document_the_model_cannot_read_is_quarantined_alone_among_its_batch(registry: Registry,
+                                                                                tmp_path: Path) -> None:
+    """Documents are de-identified in batches; one that fails (longer than spaCy's 1 M characters,
+    within the 2 MB document limit) is DEID_FAILED, and the others of its batch still land."""
+    data = registry.specs["reports"].model_dump(exclude_unset=True)
+    with_model = SourceSpec.model_validate(data)
+    assert with_model.parser_options.ner  # the model runs, as in production
+    letters = {"reports/d1/D1.txt": LETTER, "reports/d1/D2.txt": LETTER + "suivi. " * 200_000,
+               "reports/d1/D3.txt": LETTER}
+    rows = [row("D1"), row("D2").replace(b"D1.txt", b"D2.txt"), row("D3").replace(b"D1.txt", b"D3.txt")]
+    index = write(tmp_path, rows, letters)
+
+    got = outcomes(with_model, index, tmp_path)
+
+    assert [type(o).__name__ for o in got] == ["SourceRecord", "Quarantined", "SourceRecord"]
+    assert got[1].reason_code == ReasonCode.DEID_FAILED and "DURAND" not in got[1].message
+    assert all("DURAND" not in dict(o.attributes)["note_text"] for o in (got[0], got[2]))

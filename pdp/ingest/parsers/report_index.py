@@ -49,6 +49,7 @@ from pdp.ingest.reasons import ReasonCode
 
 if TYPE_CHECKING:
     from pdp.pseudonym.vault import VaultRecord
+    from pdp.semantic import DeidResult, PersonTraits
 
 __all__ = ["ReportIndexOptions", "parse_report_index"]
 
@@ -56,6 +57,7 @@ _COLUMNS = ("doc_id", "file", "doc_type", "date", "nir", "birth_name", "used_nam
 _TRAITS = ("birth_name", "used_name", "first_names", "nir")
 _MAX_TRAIT_CHARS = 200  # no civil-status name is near it; the de-identifier's patterns are built from these
 _CHUNK = 256  # index rows per vault read: one look-up per chunk, bounded memory (rows, never documents)
+_DEID_BATCH = 32  # documents held and de-identified together (the model's batch): memory bounded by documents
 _DIALECT = {"delimiter": ",", "quotechar": '"', "strict": True}
 _NOTE_TYPE = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -205,37 +207,87 @@ def _chunk(pending: list[Quarantined | _Row], ctx: FileContext, opts: ReportInde
     rows = [item for item in pending if isinstance(item, _Row)]
     known = ctx.known.lookup([r.identity for r in rows]) if ctx.known is not None and rows else [None] * len(rows)
     by_position = {r.position: k for r, k in zip(rows, known, strict=True)}
-    for item in pending:
-        yield item if isinstance(item, Quarantined) else _outcome(item, by_position[item.position], ctx, opts)
+    for start in range(0, len(pending), _DEID_BATCH):
+        group = pending[start : start + _DEID_BATCH]
+        read = {item.position: _read(item, by_position[item.position], ctx) for item in group if isinstance(item, _Row)}
+        texts = [doc for doc in read.values() if isinstance(doc, _Text)]
+        done = dict(zip((id(doc) for doc in texts), _deidentified(texts, opts), strict=True))
+        for item in group:
+            if isinstance(item, Quarantined):
+                yield item
+                continue
+            doc = read[item.position]
+            yield doc if isinstance(doc, Quarantined) else _outcome(item, doc, done[id(doc)], ctx, opts)
 
 
-def _outcome(item: _Row, known: VaultRecord | None, ctx: FileContext, opts: ReportIndexOptions) -> ParseOutcome:
-    """One row's document read, de-identified with the row's and the vault's traits, its facts extracted."""
+@dataclass(frozen=True, slots=True, eq=False)
+class _Text:
+    """A row's document, read and decoded, with the traits it is de-identified with."""
+
+    text: str
+    data: bytes
+    traits: PersonTraits
+
+    def __repr__(self) -> str:  # a document and its traits are nominative
+        return "_Text(<hidden>)"
+
+
+def _read(item: _Row, known: VaultRecord | None, ctx: FileContext) -> _Text | Quarantined:
+    """The row's document, decoded, and the row's and the vault's traits of the person; or why not."""
     from pdp.ingest.known import enrich
-    from pdp.semantic import PersonTraits, deidentify
-    from pdp.semantic.deid import DeidError
-    from pdp.semantic.facts import extract_facts
+    from pdp.semantic import PersonTraits
 
-    row, position, raw_row, day = item.row, item.position, item.raw, item.day
-    data = _document(ctx, (row.get("file") or "").strip())
+    data = _document(ctx, (item.row.get("file") or "").strip())
     if data is None:
-        return ctx.quarantine(position, ReasonCode.DOCUMENT_MISSING,
-                              "file: no such document among the source's documents", raw_row)
+        return ctx.quarantine(item.position, ReasonCode.DOCUMENT_MISSING,
+                              "file: no such document among the source's documents", item.raw)
     if isinstance(data, Oversize):
-        return ctx.quarantine(position, ReasonCode.RECORD_TOO_LARGE,
+        return ctx.quarantine(item.position, ReasonCode.RECORD_TOO_LARGE,
                               f"the document has {data.size} bytes, over limits.max_document_bytes ({data.limit})",
-                              raw_row)
+                              item.raw)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return ctx.quarantine(position, ReasonCode.ENCODING_INVALID, "the document is not UTF-8 text",
-                              raw_row + b"\x1e" + data)
+        return ctx.quarantine(item.position, ReasonCode.ENCODING_INVALID, "the document is not UTF-8 text",
+                              item.raw + b"\x1e" + data)
     ident = item.identity
     traits = enrich(PersonTraits(birth_name=ident.birth_name, used_name=ident.used_name,
                                  first_names=ident.first_names, birth_date=ident.birth_date, nir=ident.nir), known)
+    return _Text(text, data, traits)
+
+
+def _deidentified(docs: list[_Text], opts: ReportIndexOptions) -> list[DeidResult | None]:
+    """Each document de-identified (None: it could not be); the model runs over them as one batch.
+
+    Why a batch: spaCy's ``nlp.pipe`` costs less per document than one call each (128 synthetic
+    reports, ad hoc, 2026-12-07: 4.8-5.2 ms a document against 6.6-7.3). A batch that fails is
+    done again one document at a time, so that only the documents that fail are quarantined.
+    """
+    from pdp.semantic import deidentify, deidentify_many
+    from pdp.semantic.deid import DeidError
+
+    if not docs:
+        return []
     try:
-        result = deidentify(text, traits, ner=opts.ner)
+        return list(deidentify_many([(d.text, d.traits) for d in docs], ner=opts.ner, batch_size=_DEID_BATCH))
     except DeidError:
+        pass
+    results: list[DeidResult | None] = []
+    for doc in docs:
+        try:
+            results.append(deidentify(doc.text, doc.traits, ner=opts.ner))
+        except DeidError:
+            results.append(None)
+    return results
+
+
+def _outcome(item: _Row, doc: _Text, result: DeidResult | None, ctx: FileContext, opts: ReportIndexOptions
+             ) -> ParseOutcome:
+    """One row's record from its document, de-identified, and the facts extracted from it."""
+    from pdp.semantic.facts import extract_facts
+
+    row, position, raw_row, day, text, data = item.row, item.position, item.raw, item.day, doc.text, doc.data
+    if result is None:
         return ctx.quarantine(position, ReasonCode.DEID_FAILED, "the document could not be de-identified",
                               raw_row + b"\x1e" + data)
     redactions = sorted((s.start, s.end, s.out_end - s.out_start) for s in result.spans)
@@ -256,5 +308,5 @@ def _outcome(item: _Row, known: VaultRecord | None, ctx: FileContext, opts: Repo
         attributes.append(("note_text", result.text))
     return SourceRecord(
         source=ctx.source, file=ctx.file, position=position, record_id=(row.get("doc_id") or "").strip() or None,
-        raw=raw_row + b"\x1e" + data, identity=ident, events=tuple(events), attributes=tuple(attributes),
+        raw=raw_row + b"\x1e" + data, identity=item.identity, events=tuple(events), attributes=tuple(attributes),
     )
