@@ -109,7 +109,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pdp.bench import setting
 
@@ -124,49 +124,75 @@ GOAL_RECORDS_PER_S_PER_CORE = 10_000
 GOAL_DRIVER_PEAK_GIB = 4.0
 
 
-def _count_unit(job: tuple[str, str, str, FilePart | None]) -> int:
-    """Reference worker: parse one file, or one part of a split file, and count its outcomes
-    (records and quarantine rows)."""
+def _count_unit(job: tuple[str, str, str, FilePart | None]) -> tuple[str, int, float]:
+    """Reference worker: parse one file, or one part of a split file; (its source, its outcomes
+    (records and quarantine rows), the CPU seconds the parse took in this process)."""
     from pdp.ingest.parse import parse_file
     from pdp.ingest.registry import load_registry
 
     source, path, root, part = job
     spec = load_registry().specs[source]
-    return sum(1 for _ in parse_file(spec, Path(path), Path(root), part=part))
+    cpu = time.process_time()
+    outcomes = sum(1 for _ in parse_file(spec, Path(path), Path(root), part=part))
+    return source, outcomes, time.process_time() - cpu
+
+
+class ParseOnly(NamedTuple):
+    """The parse-only reference: outcomes, wall seconds, and per source (outcomes, CPU seconds)."""
+
+    outcomes: int
+    seconds: float
+    by_source: dict[str, tuple[int, float]]
+
+    def sources(self) -> dict[str, dict[str, float]]:
+        """Per source: outcomes, CPU seconds, µs of CPU per outcome and share of the parse's CPU,
+        most costly first: where the parsers' time goes (a one-time load, such as the reports'
+        language model, counts once per process that parses the source)."""
+        total = sum(cpu for _, cpu in self.by_source.values()) or 1.0
+        return {source: {"outcomes": n, "cpu_seconds": round(cpu, 3),
+                         "us_per_outcome": round(1e6 * cpu / n) if n else None, "share": round(cpu / total, 3)}
+                for source, (n, cpu) in sorted(self.by_source.items(), key=lambda kv: -kv[1][1])}
 
 
 def _parse_only(sources: Path, workers: int, settings: Settings, spark: SparkSession | None = None
-                ) -> tuple[int, float]:
-    """(outcomes, wall seconds) of parsing every file of `sources`: as Spark tasks of `spark` (the
-    ingest's parse ran there: a cluster's executors), else with `workers` processes (0: in-process).
+                ) -> ParseOnly:
+    """Parse every file of `sources`: as Spark tasks of `spark` (the ingest's parse ran there: a
+    cluster's executors), else with `workers` processes, else (≤ 1) in this process, whole files
+    as the ingest reads them in-process.
 
     Apart, the units are the ingest's own (:func:`pdp.ingest.fanout.split_tasks`: a file over
     ``PDP_EDGE_SPLIT_BYTES`` of a format that cuts is several parts), started in the ingest's order
     (:func:`pdp.ingest.fanout.longest_first`): the same parallelism, the same tail. As Spark tasks,
     one partition a unit, like the ingest's (:mod:`pdp.ingest.spark_tasks`).
     """
-    from pdp.ingest.parse import parse_directory
-
-    if spark is None and workers <= 1:
-        start = time.perf_counter()
-        return sum(1 for _ in parse_directory(sources)), time.perf_counter() - start
-    jobs = reference_jobs(sources, settings)
+    jobs = reference_jobs(sources, settings, whole=spark is None and workers <= 1)
     start = time.perf_counter()
     if spark is not None:
-        parsed = spark.sparkContext.parallelize(jobs, numSlices=len(jobs)).map(_count_unit).sum()
-        return int(parsed), time.perf_counter() - start
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        parsed = sum(pool.map(_count_unit, jobs))
-    return parsed, time.perf_counter() - start
+        units = spark.sparkContext.parallelize(jobs, numSlices=len(jobs)).map(_count_unit).collect()
+    elif workers <= 1:
+        units = [_count_unit(job) for job in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            units = list(pool.map(_count_unit, jobs))
+    seconds = time.perf_counter() - start
+    by_source: dict[str, tuple[int, float]] = {}
+    for source, outcomes, cpu in units:
+        n, total = by_source.get(source, (0, 0.0))
+        by_source[source] = (n + outcomes, total + cpu)
+    return ParseOnly(sum(n for n, _ in by_source.values()), seconds, by_source)
 
 
-def reference_jobs(sources: Path, settings: Settings) -> list[tuple[str, str, str, FilePart | None]]:
-    """The reference's jobs (source, path, root, part): the ingest's units, in the ingest's order."""
+def reference_jobs(sources: Path, settings: Settings, *, whole: bool = False
+                   ) -> list[tuple[str, str, str, FilePart | None]]:
+    """The reference's jobs (source, path, root, part): the ingest's units, in the ingest's order
+    (`whole`: each file once, as the in-process ingest reads it)."""
     from pdp.ingest.fanout import BatchContext, file_tasks, longest_first, split_tasks
     from pdp.ingest.registry import load_registry
 
     registry = load_registry(settings=settings)
     files = file_tasks(sources, registry)
+    if whole:
+        return [(task.source, str(task.path), str(sources), None) for task in files]
     context = BatchContext(settings, registry, sources, sources, "bench-parse-only", datetime.now(UTC), None)
     units = longest_first(split_tasks(files, context), context)
     return [(unit.source, str(unit.path), str(sources), unit.part) for unit in units]
@@ -205,8 +231,9 @@ def bench_ingest(persons: int | None = None) -> dict[str, Any]:
         cores = compute_cores(spark)
         python_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the reference's pool
         jvm_peak = _jvm_peak_mib(spark)
-        parsed, parse_seconds = _parse_only(sources, report.parse_workers, settings,
-                                            spark if report.parse_engine == "spark" else None)
+        reference = _parse_only(sources, report.parse_workers, settings,
+                                spark if report.parse_engine == "spark" else None)
+        parsed, parse_seconds = reference.outcomes, reference.seconds
     records_in, landed, quarantined = report.totals()
     edge = report.seconds.get("parse_and_edge", 0.0)
     per_core = round(records_in / seconds / cores)
@@ -239,6 +266,7 @@ def bench_ingest(persons: int | None = None) -> dict[str, Any]:
         "reference_parse_only_workers": report.parse_workers if report.parse_engine != "spark" else cores,
         "reference_parse_only_outcomes": parsed,
         "reference_parse_only_records_per_s": round(parsed / parse_seconds),
+        "reference_parse_only_by_source": reference.sources(),
         "ratio_end_to_end_vs_parse_only": round((records_in / seconds) / (parsed / parse_seconds), 3),
         "edge_share": round(edge / seconds, 3),
         "load_average": round(os.getloadavg()[0], 1),

@@ -26,10 +26,17 @@ def test_the_parse_only_reference_parses_split_files_in_parts_and_counts_alike(t
     assert split and len(jobs) > len(files), "some file is parsed in parts at this size"
     assert {path for _, path, _, _ in jobs} == {str(path) for _, path in files}, "every file, once or in parts"
 
-    whole, _ = _parse_only(sources, 0, settings)  # in-process: whole files
-    apart, _ = _parse_only(sources, 2, settings)  # two workers over the parts
-    tasks, _ = _parse_only(sources, 0, settings, spark)  # Spark tasks over the parts, as on a cluster
-    assert apart == tasks == whole > 0
+    whole = _parse_only(sources, 0, settings)  # in-process: whole files
+    apart = _parse_only(sources, 2, settings)  # two workers over the parts
+    tasks = _parse_only(sources, 0, settings, spark)  # Spark tasks over the parts, as on a cluster
+    assert apart.outcomes == tasks.outcomes == whole.outcomes > 0
+    # where the parse's time goes, per source: every source parsed, the same outcomes whatever the units
+    assert apart.by_source.keys() == tasks.by_source.keys() == whole.by_source.keys() == {s.name for s, _ in files}
+    assert {k: n for k, (n, _) in apart.by_source.items()} == {k: n for k, (n, _) in whole.by_source.items()}
+    shares = whole.sources()
+    assert list(shares) == sorted(shares, key=lambda k: -shares[k]["cpu_seconds"])  # most costly first
+    assert abs(sum(v["share"] for v in shares.values()) - 1) < 0.01
+    assert all(cpu > 0 for _, cpu in whole.by_source.values())
 
 
 def test_the_reports_index_starts_first_when_its_documents_are_the_most_work(tmp_path: Path) -> None:
