@@ -155,10 +155,11 @@ class ParseOnly(NamedTuple):
     seconds: float
     by_source: dict[str, tuple[int, float]]
 
-    def sources(self) -> dict[str, dict[str, float]]:
+    def sources(self) -> dict[str, dict[str, float | None]]:
         """Per source: outcomes, CPU seconds, µs of CPU per outcome and share of the parse's CPU,
-        most costly first: where the parsers' time goes (a one-time load, such as the reports'
-        language model, counts once per process that parses the source)."""
+        most costly first: where the parsers' time goes. A one-time load (the reports' language
+        model) counts where it happens: in each fresh worker process that parses the source, not
+        in a process or Spark Python worker that had loaded it already."""
         total = sum(cpu for _, cpu in self.by_source.values()) or 1.0
         return {source: {"outcomes": n, "cpu_seconds": round(cpu, 3),
                          "us_per_outcome": round(1e6 * cpu / n) if n else None, "share": round(cpu / total, 3)}

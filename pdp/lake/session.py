@@ -120,9 +120,12 @@ def compute_cores(spark: SparkSession, *, settle_s: float = 3.0, wait_s: float =
     Why it may wait: a cluster's executors register after the session starts, one by one, so a
     count taken at once reads whichever have come (a 300 000-person `pdp bench ingest` printed its
     figure over 1 core of 2). On a cluster (a scheduler backend that counts executors: standalone,
-    Kubernetes, YARN) it returns once the count is above zero and has not changed for `settle_s`
-    seconds, or after `wait_s` whatever it is. Local mode never waits. Benchmarks report
-    throughput per core with it and size their inputs by it.
+    Kubernetes, YARN) it waits, at most `wait_s` seconds: for ``spark.executor.instances`` ×
+    ``spark.executor.cores`` where they are set (Kubernetes, YARN); otherwise (standalone, which
+    does not say how many executors will come) until the count is above zero and has not changed
+    for `settle_s` seconds. That last one is a heuristic: an executor registering later than that
+    after the previous one is missed, so benchmarks count once their work has run as well. Local
+    mode never waits. Benchmarks report throughput per core with it and size their inputs by it.
     """
     master = spark.sparkContext.master
     if master.startswith("local"):
@@ -135,8 +138,14 @@ def compute_cores(spark: SparkSession, *, settle_s: float = 3.0, wait_s: float =
     seen = _executor_cores(spark)
     if seen is None:
         return spark.sparkContext.defaultParallelism
+    instances = spark.conf.get("spark.executor.instances", None)
+    expected = int(instances) * int(spark.conf.get("spark.executor.cores", "1")) if instances else None
     start = changed = time.monotonic()
-    while time.monotonic() - start < wait_s and not (seen > 0 and time.monotonic() - changed >= settle_s):
+    while time.monotonic() - start < wait_s:
+        if expected is not None and seen >= expected:
+            break
+        if expected is None and seen > 0 and time.monotonic() - changed >= settle_s:
+            break
         time.sleep(0.25)
         now = _executor_cores(spark) or 0
         if now != seen:

@@ -135,20 +135,50 @@ def test_without_a_known_person_nothing_is_read(spec: SourceSpec, tmp_path: Path
     assert isinstance(record, SourceRecord) and known.reads == 0
 
 
-def test_a_document_the_model_cannot_read_is_quarantined_alone_among_its_batch(registry: Registry,
-                                                                                tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch_chars", [None, 5_000_000], ids=["default", "all-in-one-batch"])
+def test_a_document_the_model_cannot_read_is_quarantined_alone_among_its_batch(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch_chars: int | None
+) -> None:
     """Documents are de-identified in batches; one that fails (longer than spaCy's 1 M characters,
-    within the 2 MB document limit) is DEID_FAILED, and the others of its batch still land."""
+    within the 2 MB document limit) is DEID_FAILED, and the others still land: whether it went
+    alone (a batch stops short of 1 M characters) or, with a larger cap, in one batch with them."""
+    from pdp.ingest.parsers import report_index
+
+    if batch_chars is not None:
+        monkeypatch.setattr(report_index, "_DEID_BATCH_CHARS", batch_chars)
     data = registry.specs["reports"].model_dump(exclude_unset=True)
     with_model = SourceSpec.model_validate(data)
     assert with_model.parser_options.ner  # the model runs, as in production
-    letters = {"reports/d1/D1.txt": LETTER, "reports/d1/D2.txt": LETTER + "suivi. " * 200_000,
-               "reports/d1/D3.txt": LETTER}
+    long_letter = LETTER + "suivi. " * 200_000
+    letters = {"reports/d1/D1.txt": LETTER, "reports/d1/D2.txt": long_letter, "reports/d1/D3.txt": LETTER}
     rows = [row("D1"), row("D2").replace(b"D1.txt", b"D2.txt"), row("D3").replace(b"D1.txt", b"D3.txt")]
     index = write(tmp_path, rows, letters)
 
     got = outcomes(with_model, index, tmp_path)
 
     assert [type(o).__name__ for o in got] == ["SourceRecord", "Quarantined", "SourceRecord"]
-    assert got[1].reason_code == ReasonCode.DEID_FAILED and "DURAND" not in got[1].message
+    assert got[1].reason_code == ReasonCode.DEID_FAILED and got[1].raw.endswith(long_letter.encode())
     assert all("DURAND" not in dict(o.attributes)["note_text"] for o in (got[0], got[2]))
+
+
+def test_rows_refused_before_and_after_their_document_is_read_keep_file_order_across_batches(
+    spec: SourceSpec, tmp_path: Path
+) -> None:
+    """Over more rows than a batch holds: a row refused on its own (unknown type), one whose document
+    is missing, and rows that land come out in the index's order, each with its reason."""
+    rows = []
+    for i in range(70):
+        if i % 7 == 3:
+            rows.append(row(f"D{i}", doc_type="no_such_type"))
+        elif i % 11 == 5:
+            rows.append(row(f"D{i}").replace(b"D1.txt", b"missing.txt"))
+        else:
+            rows.append(row(f"D{i}"))
+    got = outcomes(spec, write(tmp_path, rows), tmp_path)
+
+    assert [o.position for o in got] == list(range(1, 71))
+    expected = ["VALUE_INVALID" if i % 7 == 3 else "DOCUMENT_MISSING" if i % 11 == 5 else "landed"
+                for i in range(70)]
+    assert [o.reason_code.value if isinstance(o, Quarantined) else "landed" for o in got] == expected
+    assert all(o.attribute("note_text") and "DURAND" not in o.attribute("note_text")
+               for o in got if isinstance(o, SourceRecord))

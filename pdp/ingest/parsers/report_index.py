@@ -5,9 +5,10 @@ it is; the index row sent with it (XDS/DMP-like ``reports/index.csv``) carries t
 identity, the document's date and type. So one record = one index row and its document, read
 from the ingest root (the source's ``companions`` globs; a path outside them is refused).
 
-What happens to the text, here, in the edge's worker (the raw text never leaves this function):
+What happens to the text, here, in the edge's worker (the raw text never leaves this parser):
 
-* :func:`pdp.semantic.deid.deidentify` with the index row's traits (names, birth date, NIR)
+* :func:`pdp.semantic.deid.deidentify_many`, a few documents at a time (the model's batch), with
+  the index row's traits (names, birth date, NIR)
   enriched with what the identity vault's *linkage view* knows of the same person (other family
   names, first names, NIR, birth date: :mod:`pdp.ingest.known`, one vault read per chunk of
   ``_CHUNK`` rows, through the edge's keys; the vault's sealed address, phone and e-mail are not
@@ -57,7 +58,10 @@ _COLUMNS = ("doc_id", "file", "doc_type", "date", "nir", "birth_name", "used_nam
 _TRAITS = ("birth_name", "used_name", "first_names", "nir")
 _MAX_TRAIT_CHARS = 200  # no civil-status name is near it; the de-identifier's patterns are built from these
 _CHUNK = 256  # index rows per vault read: one look-up per chunk, bounded memory (rows, never documents)
-_DEID_BATCH = 32  # documents held and de-identified together (the model's batch): memory bounded by documents
+# documents held and de-identified together (the model's batch), up to a number of characters: a
+# worker holds at most ~_DEID_BATCH_CHARS of text (and the model's view of it), or one document
+_DEID_BATCH = 32
+_DEID_BATCH_CHARS = 1_000_000
 _DIALECT = {"delimiter": ",", "quotechar": '"', "strict": True}
 _NOTE_TYPE = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -207,17 +211,34 @@ def _chunk(pending: list[Quarantined | _Row], ctx: FileContext, opts: ReportInde
     rows = [item for item in pending if isinstance(item, _Row)]
     known = ctx.known.lookup([r.identity for r in rows]) if ctx.known is not None and rows else [None] * len(rows)
     by_position = {r.position: k for r, k in zip(rows, known, strict=True)}
-    for start in range(0, len(pending), _DEID_BATCH):
-        group = pending[start : start + _DEID_BATCH]
-        read = {item.position: _read(item, by_position[item.position], ctx) for item in group if isinstance(item, _Row)}
-        texts = [doc for doc in read.values() if isinstance(doc, _Text)]
-        done = dict(zip((id(doc) for doc in texts), _deidentified(texts, opts), strict=True))
-        for item in group:
-            if isinstance(item, Quarantined):
-                yield item
-                continue
-            doc = read[item.position]
-            yield doc if isinstance(doc, Quarantined) else _outcome(item, doc, done[id(doc)], ctx, opts)
+    queue: list[tuple[Quarantined | _Row, _Text | Quarantined | None]] = []
+    texts = chars = 0
+    for item in pending:
+        doc = _read(item, by_position[item.position], ctx) if isinstance(item, _Row) else None
+        if isinstance(doc, _Text) and texts and chars + len(doc.text) > _DEID_BATCH_CHARS:
+            yield from _batch(queue, ctx, opts)  # this document would take the batch over its characters
+            queue, texts, chars = [], 0, 0
+        queue.append((item, doc))
+        if isinstance(doc, _Text):
+            texts, chars = texts + 1, chars + len(doc.text)
+        if texts >= _DEID_BATCH or chars >= _DEID_BATCH_CHARS:
+            yield from _batch(queue, ctx, opts)
+            queue, texts, chars = [], 0, 0
+    yield from _batch(queue, ctx, opts)
+
+
+def _batch(queue: list[tuple[Quarantined | _Row, _Text | Quarantined | None]], ctx: FileContext,
+           opts: ReportIndexOptions) -> Iterator[ParseOutcome]:
+    """The queued rows' outcomes in file order, their documents de-identified as one batch."""
+    docs = [doc for _, doc in queue if isinstance(doc, _Text)]
+    done = dict(zip((id(doc) for doc in docs), _deidentified(docs, opts), strict=True))
+    for item, doc in queue:
+        if isinstance(item, Quarantined):
+            yield item
+        elif isinstance(doc, _Text):
+            yield _outcome(item, doc, done[id(doc)], ctx, opts)
+        elif isinstance(doc, Quarantined):  # the row's document could not be read
+            yield doc
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -260,8 +281,10 @@ def _deidentified(docs: list[_Text], opts: ReportIndexOptions) -> list[DeidResul
     """Each document de-identified (None: it could not be); the model runs over them as one batch.
 
     Why a batch: spaCy's ``nlp.pipe`` costs less per document than one call each (128 synthetic
-    reports, ad hoc, 2026-12-07: 4.8-5.2 ms a document against 6.6-7.3). A batch that fails is
-    done again one document at a time, so that only the documents that fail are quarantined.
+    reports, ad hoc, 2026-12-07: 4.8-5.2 ms a document against 6.6-7.3; the 2 334 reports of a
+    30 000-person territory parsed in one process, ad hoc, model load included: 32.5 → 25.4 s).
+    A batch that fails is done again one document at a time (each document twice: a rare cost), so
+    that only the documents that fail are quarantined.
     """
     from pdp.semantic import deidentify, deidentify_many
     from pdp.semantic.deid import DeidError
