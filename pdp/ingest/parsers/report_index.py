@@ -230,18 +230,17 @@ def _chunk(pending: list[Quarantined | _Row], ctx: FileContext, opts: ReportInde
 def _batch(queue: list[tuple[Quarantined | _Row, _Text | Quarantined | None]], ctx: FileContext,
            opts: ReportIndexOptions) -> Iterator[ParseOutcome]:
     """The queued rows' outcomes in file order, their documents de-identified as one batch."""
-    docs = [doc for _, doc in queue if isinstance(doc, _Text)]
-    done = dict(zip((id(doc) for doc in docs), _deidentified(docs, opts), strict=True))
+    results = iter(_deidentified([doc for _, doc in queue if isinstance(doc, _Text)], opts))  # in queue order
     for item, doc in queue:
         if isinstance(item, Quarantined):
             yield item
         elif isinstance(doc, _Text):
-            yield _outcome(item, doc, done[id(doc)], ctx, opts)
+            yield _outcome(item, doc, next(results), ctx, opts)
         elif isinstance(doc, Quarantined):  # the row's document could not be read
             yield doc
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, slots=True)
 class _Text:
     """A row's document, read and decoded, with the traits it is de-identified with."""
 
