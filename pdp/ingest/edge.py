@@ -44,11 +44,12 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from pdp.config import Settings
+    from pdp.ingest.identity_stage import StagedChanges
     from pdp.pseudonym.linkage import LinkageOptions
-    from pdp.pseudonym.linkage_spark import BoxedInputs
+    from pdp.pseudonym.linkage_spark import BoxedInputs, OwnerSealer
 
 __all__ = ["BronzeRow", "Edge", "EdgeState", "IdentityPack", "QuarantineRow", "fold_packs", "merge_records",
-           "pack_record"]
+           "owner_text", "pack_record"]
 
 _CONTACT = ("address_line", "postcode", "commune_code", "phone", "email", "gp_rpps")
 
@@ -471,7 +472,7 @@ class Edge:
         mapping = {p: q for p, q in result.pseudonyms.items() if p in self.canonicals and q != p}
 
         def owner(target: str) -> str | None:
-            return _owner_text(result.canonicals.get(target) or self.canonicals.get(target))
+            return owner_text(result.canonicals.get(target) or self.canonicals.get(target))
 
         rekeyed: dict[str, VaultRecord] = {}
         for pseudonym, record in self.vault_records.items():
@@ -496,27 +497,30 @@ class Edge:
         options: LinkageOptions | None = None,
         *,
         spark: SparkSession,
+        changes: Path,
+        seal: OwnerSealer,
         settings: Settings | None = None,
     ) -> LinkOutcome:
         """:meth:`link` for a batch whose identities stay on Spark's executors (staged and folded
-        there, :mod:`pdp.ingest.identity_stage`): the same decision on Spark, and only what it
-        changes comes back to this process — the re-keyed records and their persons' canonical
-        identities. `known` may be boxed too. The vault records are re-keyed as they stream
-        (:func:`~pdp.ingest.identity_stage.prepared_chunks`)."""
+        there, :mod:`pdp.ingest.identity_stage`): the same decision on Spark, its changes written
+        under `changes` (the re-keyed records, their persons' canonical identities sealed by `seal`)
+        rather than brought here; the vault's records are re-keyed on the executors
+        (:func:`~pdp.ingest.identity_stage.prepare_vault`)."""
+        from pdp.ingest.identity_stage import StagedChanges
         from pdp.pseudonym.linkage_spark import SparkLinker
 
         with SparkLinker(spark, self._pseudonymiser, options=options, settings=settings) as linker:
-            changes = linker.link(boxed, known=known).changes()
+            written = linker.link(boxed, known=known).write_changes(str(changes), seal)
         return LinkOutcome(
-            mapping=changes.mapping,
-            superseded=changes.superseded,
-            rule_counts=changes.rule_counts,
-            model_version=changes.parameters["model_version"],
-            owners={target: _owner_text(canonical) for target, canonical in changes.canonicals.items()},
+            mapping={},
+            superseded=written.superseded,
+            rule_counts=written.rule_counts,
+            model_version=written.parameters["model_version"],
+            staged=StagedChanges(changes, written.relinked),
         )
 
 
-def _owner_text(canonical: CanonicalIdentity | None) -> str | None:
+def owner_text(canonical: CanonicalIdentity | None) -> str | None:
     """The canonical identity a re-keyed vault record takes (base64), or None for a known person's."""
     return base64.b64encode(canonical.canonical_bytes).decode("ascii") if canonical else None
 
@@ -529,6 +533,13 @@ class LinkOutcome:
     model_version: str = MODEL_NOT_RUN  # the linkage model used (LinkResult.parameters["model_version"])
     # the canonical identity (base64) each re-keyed record takes: its person's (what rotation re-keys)
     owners: dict[str, str | None] = field(default_factory=dict)
+    # linked on Spark: mapping and owners written beside the batch instead (both dicts above empty)
+    staged: StagedChanges | None = None
+
+    @property
+    def relinked(self) -> int:
+        """Records whose pseudonym linkage changed."""
+        return self.staged.relinked if self.staged is not None else len(self.mapping)
 
 
 def merge_records(old: VaultRecord, new: VaultRecord) -> VaultRecord:

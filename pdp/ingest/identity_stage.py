@@ -13,16 +13,18 @@ parts (:class:`FoldedIdentities`):
   streams to the vault's and the registry's look-ups a chunk at a time;
 - the known persons the batch could join are staged sealed beside it, a chunk at a time;
 - the Spark linkage opens both on the executors (:class:`~pdp.pseudonym.linkage_spark.BoxedInputs`)
-  and returns what it changes only: the re-keyed records and their persons' canonical identities
-  (a batch small enough for the in-memory linkage reads its canonical identities instead);
+  and writes what it changes beside the batch (:class:`StagedChanges`: the re-keyed records and
+  their persons' canonical identities, sealed there); a batch small enough for the in-memory
+  linkage reads its canonical identities instead, and its changes are written the same way;
 - the executors make each person's vault write ready (:func:`prepare_vault`: the sealed box, the
-  linkage view, the blocking keys and name tokens, through the edge's keys), and the driver
-  streams them to the vault in chunks (:func:`prepared_chunks`): copied in for a person new to
-  the vault, merged from the folded record for one it holds or that linkage re-keyed
-  (:func:`vault_chunks` is the same stream as records).
+  linkage view, the blocking keys and name tokens, through the edge's keys), the opposed left out
+  and the re-keyed records merged per person there, and the driver streams them to the vault in
+  chunks (:func:`prepared_chunks`): copied in for a person new to the vault, merged with what it
+  holds otherwise (:func:`vault_chunks` is the same stream as records, the tests' reference).
 
 So no identity of the batch is held in the driver's memory beyond one chunk, and what it holds
-grows with what linkage changes (re-keyed records), not with the batch.
+does not grow with the batch: not with its persons, nor with what linkage re-keys in it (a first
+national load re-keys millions of records: 16 % of the persons of a synthetic territory).
 
 Nominative data on disk and in Spark: every staged value is sealed (AES-256-GCM; associated data
 the person's pseudonym and the box's :data:`Role`, so a box moved to another row or passed off as
@@ -65,7 +67,7 @@ import os
 import pickle
 import shutil
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -76,7 +78,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from pdp.ingest.edge import IdentityPack, fold_packs, merge_records, pack_record
+from pdp.ingest.edge import IdentityPack, fold_packs, merge_records, owner_text, pack_record
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -87,7 +89,8 @@ if TYPE_CHECKING:
     from pdp.pseudonym.normalise import CanonicalIdentity
     from pdp.pseudonym.vault import PreparedWrite, VaultRecord
 
-__all__ = ["VAULT_CHUNK", "FoldedIdentities", "IdentityCipher", "PreparedChunk", "StagedIdentityError", "StagedOpener",
+__all__ = ["VAULT_CHUNK", "FoldedIdentities", "IdentityCipher", "PreparedChunk", "StagedChanges", "StagedIdentityError",
+           "StagedOpener",
            "fold", "order_key", "prepare_vault", "prepared_chunks", "read_canonicals", "stage_identities",
            "vault_chunks", "write_part"]
 
@@ -99,14 +102,15 @@ _NONCE = 12
 VAULT_CHUNK = 20_000  # vault records written per chunk; also rows per Arrow batch written or read
 
 
-Role = Literal["staged", "folded", "known", "prepared"]
+Role = Literal["staged", "folded", "known", "prepared", "owner", "rekeyed"]
 """What a box is: a file's staged part, a person's folded identity, or a known person's canonical
 identity staged for linkage (read from the vault's linkage view), or a prepared vault write's keyed
 hashes (blocking keys and name tokens: sealed so that the staged file ties no hashed name to a
-pseudonym, which the vault's own name-token index avoids). Each kind has a key of its own
-(HKDF info naming it) and binds it with its pseudonym (associated data): a box moved to another
-row, or passed off as another kind, does not open."""
-ROLES: tuple[Role, ...] = ("staged", "folded", "known", "prepared")
+pseudonym, which the vault's own name-token index avoids), or the canonical identity linkage gives
+a re-keyed person (its owner), or a re-keyed person's vault record merged on the executors. Each
+kind has a key of its own (HKDF info naming it) and binds it with its pseudonym (associated data):
+a box moved to another row, or passed off as another kind, does not open."""
+ROLES: tuple[Role, ...] = ("staged", "folded", "known", "prepared", "owner", "rekeyed")
 
 
 def _info(role: Role, batch_id: str) -> bytes:
@@ -282,6 +286,11 @@ class StagedOpener:
         pack = self.cipher().open(pseudonym, box, role=self.role)
         return pack[4], pack[5]
 
+    def seal_owner(self, target: str, canonical: CanonicalIdentity | None) -> bytes:
+        """The canonical identity linkage gives re-keyed person `target` (None: a known person's, the
+        vault keeps theirs), sealed where it was computed (:meth:`SparkLinkage.write_changes`)."""
+        return self.cipher().seal(target, owner_text(canonical), role="owner")  # type: ignore[arg-type]
+
     def with_role(self, role: Role) -> StagedOpener:
         other = copy.copy(self)
         other.role = role
@@ -329,6 +338,11 @@ class FoldedIdentities:
         return count
 
     @property
+    def changes_path(self) -> Path:
+        """Where linkage writes what it changes in the batch (:class:`StagedChanges`)."""
+        return self.path.with_name(self.path.name + "-changes")
+
+    @property
     def known_path(self) -> Path:
         return self.path.with_name(self.path.name + "-known")
 
@@ -367,7 +381,7 @@ class FoldedIdentities:
                 yield pa.RecordBatch.from_pydict({"version": [v for v, _ in rows], "block": [b for _, b in rows]},
                                                  schema=_BLOCKS)
 
-        frame = self._frame(spark).mapInArrow(hashed, "version int, block string").distinct()
+        frame = self.frame(spark).mapInArrow(hashed, "version int, block string").distinct()
         for row in frame.toLocalIterator():
             yield row["version"], row["block"]
 
@@ -388,10 +402,11 @@ class FoldedIdentities:
                 yield pa.RecordBatch.from_pydict({"pseudonym": [p for p, _ in rows], "token": [t for _, t in rows]},
                                                  schema=_TOKENS)
 
-        for row in self._frame(spark).mapInArrow(tokenised, "pseudonym string, token string").toLocalIterator():
+        for row in self.frame(spark).mapInArrow(tokenised, "pseudonym string, token string").toLocalIterator():
             yield row["pseudonym"], row["token"]
 
-    def _frame(self, spark: SparkSession) -> Any:
+    def frame(self, spark: SparkSession) -> Any:
+        """The folded rows (``pseudonym``, ``ord``, ``box``) as a DataFrame: sealed, opened on the executors."""
         return spark.read.schema(_spark_schema()).parquet(str(self.path))
 
 
@@ -553,26 +568,96 @@ class _Routing:
         return list(merged.items())
 
 
+@dataclass(frozen=True)
+class StagedChanges:
+    """What linkage changed in a staged batch, on disk beside it (:class:`~pdp.pseudonym.linkage_spark.LinkChanges`):
+    ``mapping/`` (``record_key`` → ``pseudonym``, the records re-keyed) and ``owners/`` (each re-keyed
+    person's canonical identity, sealed, role ``owner``). The vault's merges and the bronze rows'
+    relinking read them on the executors (:func:`prepare_vault`, :func:`pdp.ingest.linking.relink`);
+    the driver looks up only the few pseudonyms it needs (:meth:`lookup`)."""
+
+    path: Path
+    relinked: int
+
+    @classmethod
+    def write(cls, spark: SparkSession, mapping: dict[str, str], owners: dict[str, str | None],
+              cipher: IdentityCipher, path: Path) -> StagedChanges:
+        """An in-memory linkage's changes (a small batch's), written as the Spark linkage writes its own."""
+        shutil.rmtree(path, ignore_errors=True)
+        spark.createDataFrame(sorted(mapping.items()), "record_key string, pseudonym string").write.parquet(
+            str(path / "mapping"))
+        spark.createDataFrame([(t, cipher.seal(t, o, role="owner")) for t, o in sorted(owners.items())],  # type: ignore[arg-type]
+                              "target string, box binary").write.parquet(str(path / "owners"))
+        return cls(path, len(mapping))
+
+    def mapping(self, spark: SparkSession) -> Any:
+        """(``record_key``, ``target``): each re-keyed record and its person's pseudonym."""
+        return spark.read.schema("record_key string, pseudonym string").parquet(str(self.path / "mapping")) \
+            .withColumnRenamed("pseudonym", "target")
+
+    def owners(self, spark: SparkSession) -> Any:
+        """(``target``, ``owner``): each re-keyed person's canonical identity, sealed."""
+        return spark.read.schema("target string, box binary").parquet(str(self.path / "owners")) \
+            .withColumnRenamed("box", "owner")
+
+    def lookup(self, spark: SparkSession, pseudonyms: Iterable[str]) -> dict[str, str]:
+        """The persons of the few `pseudonyms` re-keyed among them (the others keep theirs)."""
+        from pyspark.sql import functions as F
+
+        wanted = sorted(set(pseudonyms))
+        if not wanted or not self.relinked:
+            return {}
+        frame = self.mapping(spark).where(F.col("record_key").isin(wanted))
+        return {row["record_key"]: row["target"] for row in frame.collect()}
+
+    def finals(self, spark: SparkSession, folded: FoldedIdentities) -> Iterator[tuple[str, str]]:
+        """(batch pseudonym, person pseudonym) of every person of `folded`, joined on the executors, streamed."""
+        from pyspark.sql import functions as F
+
+        rows = folded.frame(spark).select("pseudonym").join(
+            self.mapping(spark), F.col("pseudonym") == F.col("record_key"), "left")
+        for row in rows.select("pseudonym", F.coalesce("target", "pseudonym").alias("person")).toLocalIterator():
+            yield row["pseudonym"], row["person"]
+
+    def read(self, spark: SparkSession, cipher: IdentityCipher) -> tuple[dict[str, str], dict[str, str | None]]:
+        """(mapping, owners) into this process, as :meth:`pdp.ingest.edge.Edge.link` returns them: a
+        reference for tests and small batches, never the path of a big one."""
+        mapping = {row["record_key"]: row["target"] for row in self.mapping(spark).collect()}
+        owners = {row["target"]: cipher.open(row["target"], row["owner"], role="owner")  # type: ignore[misc]
+                  for row in self.owners(spark).collect()}
+        return mapping, owners  # type: ignore[return-value]
+
+
 _PREPARED_ARROW = pa.schema([
     ("pseudonym", pa.string()), ("ord", pa.int64()), ("box", pa.binary()), ("versions", pa.list_(pa.int32())),
     ("sealing_id", pa.string()), ("bind", pa.string()), ("bind_version", pa.int32()), ("seal_version", pa.int32()),
     ("enc", pa.binary()), ("sealed", pa.binary()), ("nonce", pa.binary()), ("ciphertext", pa.binary()),
-    ("index", pa.binary()),
+    ("index", pa.binary()), ("merged", pa.bool_()),
 ])
 """A folded person beside its vault write made ready (:func:`pdp.pseudonym.vault.prepare_writes`): its
 sealed box's row, its linkage view (ciphertext), the key versions, and its blocking keys and name
 tokens sealed under the batch's key (role ``prepared``); the folded box stays for a person the
-vault must merge."""
+vault must merge (``merged``: the box holds the record linkage merged for a re-keyed person, role
+``rekeyed``)."""
 
 
-def prepare_vault(spark: SparkSession, folded: FoldedIdentities, out: Path) -> Path:
-    """Each folded person's vault write made ready on the executors (in `out`): the sealing and keyed
-    hashing of :meth:`IdentityVault.upsert_many`, in parallel, through the edge's keys
+def prepare_vault(spark: SparkSession, folded: FoldedIdentities, out: Path, changes: StagedChanges,
+                  withheld: set[str]) -> Path:
+    """Each person's vault write made ready on the executors (in `out`): the sealing and keyed hashing
+    of :meth:`IdentityVault.upsert_many`, in parallel, through the edge's keys
     (:class:`~pdp.pseudonym.vault.EdgeKeys`: it seals, it cannot open). Call
-    :meth:`IdentityVault.write_versions` first: the executors must find every key, not make one."""
+    :meth:`IdentityVault.write_versions` first: the executors must find every key, not make one.
+
+    What linkage changed is applied there too (:func:`vault_chunks`' routing, on the executors): a
+    person withheld (an opposition) is left out; the records linkage re-keys, and those others join,
+    are merged per person in file order, taking their person's canonical identity
+    (:func:`~pdp.ingest.edge.merge_records`; ``out/rekeyed``); the others are prepared as they are
+    (``out/direct``). So neither the re-keyed identities nor the mapping come to the driver."""
+    from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 
     opener = folded.opener
+    schema = from_arrow_schema(_PREPARED_ARROW)
 
     def prepared(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pdp.pseudonym.vault import EdgeKeys, prepare_writes
@@ -586,18 +671,72 @@ def prepare_vault(spark: SparkSession, folded: FoldedIdentities, out: Path) -> P
             yield pa.RecordBatch.from_pylist([_prepared_row(row, item, cipher)
                                               for row, item in zip(rows, items, strict=True)], schema=_PREPARED_ARROW)
 
-    frame = spark.read.schema(_spark_schema()).parquet(str(folded.path))
-    frame.mapInArrow(prepared, from_arrow_schema(_PREPARED_ARROW)).write.mode("overwrite").parquet(str(out))
+    def merged(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from itertools import islice
+
+        from pdp.pseudonym.vault import EdgeKeys, prepare_writes
+
+        keys = EdgeKeys(opener.store())
+        cipher = opener.cipher()
+        persons = _merged_per_person(batches, cipher)
+        while rows := list(islice(persons, _PREPARED_READ)):
+            items = prepare_writes(keys, ((target, record) for target, _, record in rows))
+            yield pa.RecordBatch.from_pylist([
+                _prepared_row((target, order, cipher.seal(target, record.model_dump(), role="rekeyed")),  # type: ignore[arg-type]
+                              item, cipher, merged=True)
+                for (target, order, record), item in zip(rows, items, strict=True)], schema=_PREPARED_ARROW)
+
+    shutil.rmtree(out, ignore_errors=True)
+    mapping = changes.mapping(spark)
+    joined = mapping.select(F.col("target").alias("joined")).distinct()
+    rows = (folded.frame(spark).join(mapping, F.col("pseudonym") == F.col("record_key"), "left")
+            .join(joined, F.col("pseudonym") == F.col("joined"), "left")
+            .withColumn("person", F.coalesce("target", "pseudonym")))
+    if withheld:
+        rows = rows.where(~F.col("person").isin(sorted(withheld)))
+    held = F.col("record_key").isNotNull() | F.col("joined").isNotNull()
+    rows.where(~held).select("pseudonym", "ord", "box").mapInArrow(prepared, schema) \
+        .write.parquet(str(out / "direct"))
+    (rows.where(held).select("person", "ord", "pseudonym", "box").join(changes.owners(spark),
+                                                                       F.col("person") == F.col("target"), "left")
+     .select("person", "ord", "pseudonym", "box", "owner")
+     .repartition("person").sortWithinPartitions("person", "ord")
+     .mapInArrow(merged, schema).write.parquet(str(out / "rekeyed")))
     return out
 
 
-def _prepared_row(row: tuple[str, int, bytes], item: PreparedWrite, cipher: IdentityCipher) -> dict[str, Any]:
+def _merged_per_person(batches: Iterator[pa.RecordBatch], cipher: IdentityCipher
+                       ) -> Iterator[tuple[str, int, VaultRecord]]:
+    """Rows (person, ord, pseudonym, box, owner) sorted by person then ord, a partition's batches in
+    turn → one merged record per person (at its first ord): each record takes its person's canonical
+    identity (`owner`; none: its own) and they merge in file order, as :meth:`pdp.ingest.edge.Edge.link`
+    merges them. A person's rows are in one partition (repartitioned by person)."""
+    current: str | None = None
+    first, record = 0, None
+    for batch in batches:
+        columns = (batch.column(i).to_pylist() for i in range(5))
+        for person, order, pseudonym, box, owner in zip(*columns, strict=True):
+            own = pack_record(cipher.open(pseudonym, box, role="folded"))
+            canonical = cipher.open(person, owner, role="owner") if owner is not None else own.canonical
+            own = own.model_copy(update={"canonical": canonical})
+            if person != current:
+                if record is not None and current is not None:
+                    yield current, first, record
+                current, first, record = person, order, own
+            else:
+                record = merge_records(record, own)  # type: ignore[arg-type]
+    if record is not None and current is not None:
+        yield current, first, record
+
+
+def _prepared_row(row: tuple[str, int, bytes], item: PreparedWrite, cipher: IdentityCipher, *,
+                  merged: bool = False) -> dict[str, Any]:
     seal = item.seal
     index = cipher.seal(item.pseudonym, (item.blocks, item.tokens), role="prepared")  # type: ignore[arg-type]
     return {"pseudonym": row[0], "ord": row[1], "box": row[2], "versions": list(item.versions),
             "sealing_id": seal["sealing_id"], "bind": seal["bind"], "bind_version": seal["bind_version"],
             "seal_version": seal["key_version"], "enc": seal["enc"], "sealed": seal["ciphertext"],
-            "nonce": item.nonce, "ciphertext": item.ciphertext, "index": index}
+            "nonce": item.nonce, "ciphertext": item.ciphertext, "index": index, "merged": merged}
 
 
 def _prepared_write(row: dict[str, Any], cipher: IdentityCipher) -> PreparedWrite:
@@ -624,38 +763,36 @@ _PREPARED_READ = 2_000
 @dataclass
 class PreparedChunk:
     """Vault writes made ready on the executors, with the boxes of their persons: a person the vault
-    already holds is merged from its record (:meth:`records`, opened here, on demand)."""
+    already holds is merged from its record (:meth:`records`, opened here, on demand): the folded
+    one, or for a re-keyed person the one linkage merged (`merged`)."""
 
     items: list[PreparedWrite]
     boxes: dict[str, bytes]
     cipher: IdentityCipher
+    merged: set[str] = field(default_factory=set)
 
     def records(self, pseudonyms: list[str]) -> dict[str, VaultRecord]:
-        return {p: pack_record(self.cipher.open(p, self.boxes[p], role="folded")) for p in pseudonyms}
+        from pdp.pseudonym.vault import VaultRecord
+
+        return {p: VaultRecord(**self.cipher.open(p, self.boxes[p], role="rekeyed")) if p in self.merged  # type: ignore[arg-type]
+                else pack_record(self.cipher.open(p, self.boxes[p], role="folded")) for p in pseudonyms}
 
 
-def prepared_chunks(prepared: Path, cipher: IdentityCipher, mapping: dict[str, str], owners: dict[str, str | None],
-                    withheld: set[str]) -> Iterator[PreparedChunk | list[tuple[str, VaultRecord]]]:
-    """:func:`vault_chunks` from the prepared writes: the persons written as they come, a
-    :class:`PreparedChunk` at a time; then those linkage re-keyed or joined, merged (records)."""
-    routing = _Routing(mapping, owners, withheld)
-    items: list[PreparedWrite] = []
-    boxes: dict[str, bytes] = {}
-    for path in sorted(prepared.glob("part-*.parquet")):
+def prepared_chunks(prepared: Path, cipher: IdentityCipher) -> Iterator[PreparedChunk]:
+    """The writes :func:`prepare_vault` made ready, a :class:`PreparedChunk` at a time: the persons
+    as they came, then those linkage re-keyed or joined (each merged). The driver holds one chunk."""
+    chunk = PreparedChunk([], {}, cipher)
+    for path in [*sorted((prepared / "direct").glob("part-*.parquet")),
+                 *sorted((prepared / "rekeyed").glob("part-*.parquet"))]:
         for batch in _streamed(path, _PREPARED_READ):
             for row in batch.to_pylist():
                 pseudonym = row["pseudonym"]
-                way = routing.way(pseudonym)
-                if way == "hold":
-                    routing.hold(pseudonym, pack_record(cipher.open(pseudonym, row["box"], role="folded")), row["ord"])
-                elif way == "go":
-                    items.append(_prepared_write(row, cipher))
-                    boxes[pseudonym] = row["box"]
-                if len(items) >= _PREPARED_CHUNK:
-                    yield PreparedChunk(items, boxes, cipher)
-                    items, boxes = [], {}
-    if items:
-        yield PreparedChunk(items, boxes, cipher)
-    held = routing.held()
-    for start in range(0, len(held), VAULT_CHUNK):
-        yield held[start : start + VAULT_CHUNK]
+                chunk.items.append(_prepared_write(row, cipher))
+                chunk.boxes[pseudonym] = row["box"]
+                if row["merged"]:
+                    chunk.merged.add(pseudonym)
+                if len(chunk.items) >= _PREPARED_CHUNK:
+                    yield chunk
+                    chunk = PreparedChunk([], {}, cipher)
+    if chunk.items:
+        yield chunk

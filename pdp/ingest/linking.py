@@ -55,7 +55,8 @@ def link_batch(
         n_known = staged.stage_known(vault.known_chunks(staged.blocks(spark, vault.blocking_versions())))
         engine = engine_for(staged.persons() + n_known, settings)
         if engine == "spark":
-            outcome = edge.link_boxed(staged.boxed(), staged.boxed_known(), options, spark=spark, settings=settings)
+            outcome = edge.link_boxed(staged.boxed(), staged.boxed_known(), options, spark=spark,
+                                      changes=staged.changes_path, seal=staged.opener.seal_owner, settings=settings)
         else:
             from pdp.ingest.edge import EdgeState
 
@@ -71,7 +72,7 @@ def link_batch(
     report.identities_on_driver = staged is None or engine == "memory"
     report.link_rules = outcome.rule_counts
     report.link_model = outcome.model_version
-    report.relinked = len(outcome.mapping)
+    report.relinked = outcome.relinked
     if outcome.superseded:
         from pdp.governance.opposition import OppositionRegistry
         from pdp.lake import RunInfo, erase_pseudonyms, load_catalog
@@ -97,14 +98,18 @@ def withhold_opposed(edge: Edge, outcome: LinkOutcome, engine: Engine, store: Ke
     hashed on `spark`'s executors unless linkage read its canonical identities into the edge."""
     from pdp.governance.opposition import withheld_at_edge
 
+    mapping = outcome.mapping
     if staged is not None:  # every person of the batch, the tokens hashed where the identities are
         tokens = staged.tokens(spark, store.ensure("opposition").version) if not edge.canonicals else None
-        withheld = withheld_at_edge(engine, store, outcome.mapping, edge.canonicals, staged.pseudonyms(),
-                                    tokens=tokens)
+        finals = (outcome.staged.finals(spark, staged) if outcome.staged is not None
+                  else ((p, mapping.get(p, p)) for p in staged.pseudonyms()))
+        withheld = withheld_at_edge(engine, store, finals, edge.canonicals, tokens=tokens)
     else:
         batch = set(edge.canonicals) | set(edge.vault_records)
-        withheld = withheld_at_edge(engine, store, outcome.mapping, edge.canonicals, batch)
-    persons = withheld | {outcome.mapping.get(p, p) for p in withheld}
+        withheld = withheld_at_edge(engine, store, ((p, mapping.get(p, p)) for p in batch), edge.canonicals)
+    if outcome.staged is not None:  # the few withheld looked up, not the mapping brought here
+        mapping = outcome.staged.lookup(spark, withheld)
+    persons = withheld | {mapping.get(p, p) for p in withheld}
     if persons:
         edge.forget(persons)
     return persons
@@ -136,14 +141,20 @@ def account_opposed(report: IngestReport, per_file: dict[tuple[str, str], int]) 
     report.by_reason[ReasonCode.OPPOSED.value] += sum(per_file.values())
 
 
-def relink(spark: SparkSession, rows: DataFrame, mapping: dict[str, str]) -> DataFrame:
-    """Bronze rows with each batch pseudonym replaced by its person's (linkage), rule noted: the one relinker."""
+def relink(spark: SparkSession, rows: DataFrame, mapping: dict[str, str] | DataFrame) -> DataFrame:
+    """Bronze rows with each batch pseudonym replaced by its person's (linkage), rule noted: the one
+    relinker. `mapping`: in memory (a small batch's: broadcast), or staged beside the batch
+    (``record_key``, ``target``: :meth:`~pdp.ingest.identity_stage.StagedChanges.mapping`, joined
+    where it is)."""
     from pyspark.sql import functions as F
 
-    if not mapping:
-        return rows
-    relink = spark.createDataFrame(sorted(mapping.items()), "old string, new string")
-    joined = rows.join(F.broadcast(relink), rows.person_pseudonym == relink.old, "left")
+    if isinstance(mapping, dict):
+        if not mapping:
+            return rows
+        relink = F.broadcast(spark.createDataFrame(sorted(mapping.items()), "old string, new string"))
+    else:
+        relink = mapping.select(F.col("record_key").alias("old"), F.col("target").alias("new"))
+    joined = rows.join(relink, rows.person_pseudonym == relink.old, "left")
     return joined.select(
         *[
             F.coalesce("new", "person_pseudonym").alias(c)

@@ -41,6 +41,7 @@ from pdp.ingest.identity_stage import (
     FoldedIdentities,
     IdentityCipher,
     PreparedChunk,
+    StagedChanges,
     fold,
     prepare_vault,
     prepared_chunks,
@@ -262,10 +263,14 @@ class _Run:
         """The batch's vault records in chunks: streamed from the folded stage, their writes made ready on the
         executors (:func:`prepare_vault`), or those in the edge's memory."""
         if self.staging_identities:
-            if self.folded is not None:  # the sealing and hashing of each person's write done on the executors
+            if self.folded is not None:  # each person's write, re-keyed, sealed and hashed on the executors
                 self.p.vault.write_versions()  # every key they need exists before they look
-                prepared = prepare_vault(self.spark, self.folded, self.staged.directory / "vault-prepared")
-                yield from prepared_chunks(prepared, self.folded.cipher, outcome.mapping, outcome.owners, withheld)
+                folded = self.folded
+                changes = outcome.staged or StagedChanges.write(self.spark, outcome.mapping, outcome.owners,
+                                                                folded.cipher, folded.changes_path)
+                prepared = prepare_vault(self.spark, folded, self.staged.directory / "vault-prepared", changes,
+                                         withheld)
+                yield from prepared_chunks(prepared, folded.cipher)
             return
         items = list(self.edge.vault_records.items())
         for start in range(0, len(items), VAULT_CHUNK):
@@ -309,10 +314,14 @@ class _Run:
         linkage = {"linkage_model": report.link_model} if report.link_model else {}
         run = RunInfo(run_id=self.batch_id, job=p.job, definitions_version=registry_version(p.registry),
                       lineage={**registry_lineage(p.registry), **linkage})
-        kept = kept_rows(staged.bronze_rows, outcome.mapping, withheld)  # in memory only; [] on disk
+        mapping = outcome.mapping
+        if outcome.staged is not None and staged.bronze_rows:  # rows in memory: their few persons looked up
+            mapping = outcome.staged.lookup(spark, (r["person_pseudonym"] for r in staged.bronze_rows
+                                                    if r["person_pseudonym"] is not None))
+        kept = kept_rows(staged.bronze_rows, mapping, withheld)  # in memory only; [] on disk
         rows = opposed = None
         if staged.has_bronze:
-            rows = relink(spark, staged.bronze(spark), outcome.mapping)
+            rows = relink(spark, staged.bronze(spark), outcome.staged.mapping(spark) if outcome.staged else mapping)
             if withheld:
                 rows, opposed = split_opposed(rows, withheld, report)
             ids = [(r["source"], r["record_id"]) for r in kept if r["record_id"] is not None]

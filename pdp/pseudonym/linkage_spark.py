@@ -70,8 +70,9 @@ Nominative data in Spark:
 What the driver holds: with :class:`BoxedInputs` (what an ingest batch whose identities were
 staged and folded on Spark passes, :mod:`pdp.ingest.identity_stage`) the batch and the known
 persons are Parquet files of sealed boxes that only the executors open, and
-:meth:`SparkLinkage.changes` collects what linkage changes only (the re-keyed records, the
-superseded known persons, their persons' canonical identities, the counts per rule). Given as
+:meth:`SparkLinkage.write_changes` writes what linkage changes beside them (the re-keyed records,
+their persons' canonical identities sealed by the caller's sealer on the executors) and collects
+only the superseded known persons and the counts per rule. Given as
 Python objects (:class:`LinkInput`, the benches and the tests), the identities are sealed into a
 list on the driver first, and :meth:`SparkLinkage.result` collects one entry per record and per
 person, as :func:`~pdp.pseudonym.linkage.link` returns. Either way the linkage's own working set —
@@ -116,7 +117,8 @@ Example::
         outcome.assignments            # DataFrame: record_key, pseudonym, rule
         result = outcome.result()      # a LinkResult, as link() returns
     with SparkLinker(spark, pseudonymiser, options=options) as linker:  # nothing nominative on the driver
-        changes = linker.link(BoxedInputs(path, opener), known=BoxedInputs(known_path, opener)).changes()
+        run = linker.link(BoxedInputs(path, opener), known=BoxedInputs(known_path, opener))
+        changes = run.write_changes(changes_path, seal)  # mapping/ and owners/ under it; counts here
 """
 
 from __future__ import annotations
@@ -161,7 +163,8 @@ if TYPE_CHECKING:
 
     from pdp.config import Settings
 
-__all__ = ["BoxedInputs", "LinkChanges", "SparkLinkage", "SparkLinker", "encryption_enabled", "engine_for"]
+__all__ = ["BoxedInputs", "LinkChanges", "OwnerSealer", "SparkLinkage", "SparkLinker", "encryption_enabled",
+           "engine_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -429,16 +432,24 @@ class BoxedInputs:
 
 @dataclass(frozen=True, slots=True)
 class LinkChanges:
-    """What a batch's linkage changes, collected without its unchanged records: ``mapping`` the
-    record keys whose pseudonym is another (record key → pseudonym), ``superseded`` as
-    :class:`LinkResult`'s, ``rule_counts`` records per rule, ``canonicals`` the canonical identity
-    behind each pseudonym of ``mapping`` (None for a known person's: it is in the vault)."""
+    """What a batch's linkage changes, written beside the batch rather than collected
+    (:meth:`SparkLinkage.write_changes`): ``path`` holds ``mapping/`` (``record_key``, ``pseudonym``:
+    the records whose pseudonym is another) and ``owners/`` (``target``, ``box``: the canonical
+    identity behind each pseudonym of the mapping, sealed by the caller's sealer, None sealed for a
+    known person's: it is in the vault). ``relinked`` counts the mapping's rows; ``superseded`` as
+    :class:`LinkResult`'s (known persons found to be one: few), ``rule_counts`` records per rule."""
 
-    mapping: dict[str, str]
+    path: str
+    relinked: int
     superseded: dict[str, str]
     rule_counts: dict[str, int]
-    canonicals: dict[str, CanonicalIdentity | None]
     parameters: dict[str, Any]
+
+
+OwnerSealer = Callable[[str, "CanonicalIdentity | None"], bytes]
+"""Seals a re-keyed person's canonical identity (None: a known person's) under the caller's key,
+bound to its pseudonym: picklable, it runs on the executors (the caller's key reaches them through
+its own key store, never the closure)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -491,31 +502,52 @@ class SparkLinkage:
         )
 
 
-    def changes(self) -> LinkChanges:
-        """The run's changes only (:class:`LinkChanges`): what the edge needs when its batch stays on
-        the executors (:class:`BoxedInputs`); the driver holds the re-keyed records, not the batch."""
+    def write_changes(self, path: str, seal: OwnerSealer) -> LinkChanges:
+        """The run's changes written under `path` (:class:`LinkChanges`), for a batch that stays on the
+        executors (:class:`BoxedInputs`): the re-keyed records and their persons' canonical identities,
+        sealed by `seal` where they are computed. Nothing per person comes to the driver: a national
+        first load re-keys millions of records, more than a driver holds."""
+        import pyarrow as pa
         from pyspark.sql import functions as F
 
-        moved = self.assignments.where(F.col("record_key") != F.col("pseudonym"))
-        mapping = {row["record_key"]: row["pseudonym"] for row in moved.toLocalIterator()}
+        spark = self.assignments.sparkSession
+        schema = pa.schema([("target", pa.string()), ("box", pa.binary())])
+        moved = self.assignments.where(F.col("record_key") != F.col("pseudonym")).select("record_key", "pseudonym")
+        moved.write.mode("overwrite").parquet(f"{path}/mapping")
+        mapping = spark.read.parquet(f"{path}/mapping")
         rule_counts = {rule: 0 for rule in RULES}
         for row in self.assignments.groupBy("rule").count().collect():
             rule_counts[row["rule"]] += row["count"]
         superseded = {row["old"]: row["new"] for row in self.superseded.toLocalIterator()}
-        targets = set(mapping.values())
-        canonicals: dict[str, CanonicalIdentity | None] = {t: self.overrides.get(t) for t in targets}
-        if targets - set(self.overrides):
-            wanted = F.broadcast(moved.select(F.col("pseudonym").alias("target")).distinct())
-            chosen = self.variants.select("index", "records", *_C)
-            made = self.made.join(wanted, F.col("pseudonym") == F.col("target")).join(
-                chosen, F.col("chosen") == F.col("index")).select("target", *_C)
-            own = chosen.select(F.explode("records").alias("target"), *_C).join(wanted, "target")
-            found = {row["target"]: _canonical(row.asDict()) for row in made.toLocalIterator()}
-            for row in own.toLocalIterator():  # a batch record others joined keeps its own identity
-                found.setdefault(row["target"], _canonical(row.asDict()))
-            for target in targets - set(self.overrides):
-                canonicals[target] = found.get(target)
-        return LinkChanges(mapping=mapping, superseded=superseded, rule_counts=rule_counts, canonicals=canonicals,
+        targets = mapping.select(F.col("pseudonym").alias("target")).distinct()
+        overridden = sorted(self.overrides)
+        if overridden:
+            targets = targets.where(~F.col("target").isin(overridden))
+        chosen = self.variants.select("index", "records", *_C)
+        made = self.made.join(targets, F.col("pseudonym") == F.col("target")).join(
+            chosen, F.col("chosen") == F.col("index")).select("target", *_C)
+        # a batch record others joined keeps its own identity, unless made here
+        own = chosen.select(F.explode("records").alias("target"), *_C).join(targets, "target").join(
+            made.select("target"), "target", "left_anti")
+        found = made.unionByName(own).withColumn("found", F.lit(True))
+        owners = targets.join(found, "target", "left")
+
+        def sealed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            for batch in batches:
+                rows = batch.to_pylist()
+                yield pa.RecordBatch.from_pydict(
+                    {"target": [r["target"] for r in rows],
+                     "box": [seal(r["target"], _canonical(r) if r["found"] else None) for r in rows]},
+                    schema=schema)
+
+        owners.mapInArrow(sealed, "target string, box binary").write.mode("overwrite").parquet(f"{path}/owners")
+        if overridden:  # the few disambiguated on the driver: sealed here
+            wanted = {row["pseudonym"] for row in mapping.where(F.col("pseudonym").isin(overridden))
+                      .select("pseudonym").distinct().collect()}
+            rows = [(t, seal(t, self.overrides[t])) for t in sorted(wanted)]
+            if rows:
+                spark.createDataFrame(rows, "target string, box binary").write.mode("append").parquet(f"{path}/owners")
+        return LinkChanges(path=path, relinked=mapping.count(), superseded=superseded, rule_counts=rule_counts,
                            parameters=self.parameters)
 
 

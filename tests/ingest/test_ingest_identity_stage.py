@@ -35,6 +35,7 @@ from pdp.ingest.identity_stage import (
     FoldedIdentities,
     IdentityCipher,
     PreparedChunk,
+    StagedChanges,
     StagedIdentityError,
     _fold_sorted,
     _rows,
@@ -164,34 +165,38 @@ def test_streamed_vault_records_are_those_linkage_and_oppositions_leave(
     assert streamed == expected
 
     # the same persons with their writes made ready on the executors: each prepared for its own record,
-    # the re-keyed and joined ones merged in the driver as above
-    prepared = prepare_vault(spark, folded, settings.var_dir / "stage-prepared")
+    # the re-keyed and joined ones merged there too, from the linkage's changes as staged beside the batch
+    changes = StagedChanges.write(spark, outcome.mapping, outcome.owners, folded.cipher, folded.changes_path)
+    assert changes.read(spark, folded.cipher) == (outcome.mapping, outcome.owners)
+    prepared = prepare_vault(spark, folded, settings.var_dir / "stage-prepared", changes, withheld)
     ready, merged = {}, {}
-    for chunk in prepared_chunks(prepared, folded.cipher, outcome.mapping, outcome.owners, withheld):
-        if isinstance(chunk, PreparedChunk):
-            assert [i.pseudonym for i in chunk.items] == list(chunk.boxes)
-            ready.update({p: r.model_dump() for p, r in chunk.records(list(chunk.boxes)).items()})
-            assert all(i.seal["pseudonym"] == i.pseudonym and i.blocks and i.ciphertext for i in chunk.items)
-        else:
-            merged.update({p: r.model_dump() for p, r in chunk})
+    for chunk in prepared_chunks(prepared, folded.cipher):
+        assert [i.pseudonym for i in chunk.items] == list(chunk.boxes)
+        assert all(i.seal["pseudonym"] == i.pseudonym and i.blocks and i.ciphertext for i in chunk.items)
+        records = {p: r.model_dump() for p, r in chunk.records(list(chunk.boxes)).items()}
+        ready.update({p: r for p, r in records.items() if p not in chunk.merged})
+        merged.update({p: r for p, r in records.items() if p in chunk.merged})
     assert ready.keys().isdisjoint(merged) and {**ready, **merged} == expected
     assert merged.keys() == set(outcome.mapping.values()) - withheld
 
-    # written both ways into two empty vaults: the same vault, person by person
+    # written both ways into two vaults holding the first batch (the joined known persons merged with
+    # what the vault holds): the same vault, person by person
     store = KeyStore.from_settings(settings)
+    first = second.vault.get_many(second.vault.pseudonyms())
+    assert set(first) & merged.keys(), "a re-keyed person the vault already holds"
     written = []
     for name in ("records", "prepared"):
         engine = make_engine(f"sqlite:///{settings.var_dir / f'stage-{name}.db'}")
         create_all(engine)
+        IdentityVault(engine, store).upsert_many(first)
         vault = IdentityVault(engine, EdgeKeys(store))
-        for chunk in (chunks if name == "records" else
-                      prepared_chunks(prepared, folded.cipher, outcome.mapping, outcome.owners, withheld)):
+        for chunk in (chunks if name == "records" else prepared_chunks(prepared, folded.cipher)):
             if isinstance(chunk, PreparedChunk):
                 vault.write_prepared(chunk.items, chunk.records)
             else:
                 vault.upsert_many(chunk)
-        written.append(_vault_content(engine, store, sorted(expected)))
-    assert written[0] == written[1] and len(written[0]["records"]) == len(expected)
+        written.append(_vault_content(engine, store, sorted(expected.keys() | first.keys())))
+    assert written[0] == written[1] and len(written[0]["records"]) == len(expected.keys() | first.keys())
 
 
 def _vault_content(engine, store: KeyStore, pseudonyms: list[str]) -> dict:
@@ -234,11 +239,15 @@ def test_a_staged_batch_links_on_spark_without_its_identities_in_the_driver(
     assert folded.known() == known, "sealed beside the batch and read back in order"
 
     linked = Edge(store).link_boxed(folded.boxed(), folded.boxed_known(), SecondBatch.options, spark=spark,
-                                    settings=settings)
+                                    changes=folded.changes_path, seal=folded.opener.seal_owner, settings=settings)
     expected = second.outcome
-    assert linked.mapping == expected.mapping and linked.superseded == expected.superseded
-    assert linked.rule_counts == expected.rule_counts and linked.owners == expected.owners
+    assert linked.mapping == {} and linked.owners == {}, "the changes are beside the batch, not in the driver"
+    assert linked.staged is not None and linked.relinked == len(expected.mapping)
+    assert linked.staged.read(spark, folded.cipher) == (expected.mapping, expected.owners)
+    assert linked.superseded == expected.superseded and linked.rule_counts == expected.rule_counts
     assert linked.model_version == "test"
+    some = dict(list(expected.mapping.items())[:3])
+    assert linked.staged.lookup(spark, [*some, "absent"]) == some
 
     version = store.ensure("opposition").version
     tokens = sorted(folded.tokens(spark, version))
@@ -250,9 +259,11 @@ def test_a_staged_batch_links_on_spark_without_its_identities_in_the_driver(
     registry.submit([person], tokens=[t for p, t in tokens if p == by_token])
     monkeypatch.setattr("pdp.governance.opposition.service._EDGE_CHUNK", 7)  # looked up over many rounds
     try:
-        in_memory = withheld_at_edge(engine, store, expected.mapping, second.canonicals, list(second.canonicals))
+        finals = [(p, expected.mapping.get(p, p)) for p in second.canonicals]
+        in_memory = withheld_at_edge(engine, store, finals, second.canonicals)
         assert {joining, by_token} <= in_memory
-        assert withheld_at_edge(engine, store, expected.mapping, {}, folded.pseudonyms(),
+        assert sorted(linked.staged.finals(spark, folded)) == sorted(finals)
+        assert withheld_at_edge(engine, store, linked.staged.finals(spark, folded), {},
                                 tokens=folded.tokens(spark, version)) == in_memory
     finally:
         registry.withdraw([person], tokens=[t for p, t in tokens if p == by_token])
@@ -266,9 +277,12 @@ def test_a_staged_batch_links_alone_on_spark_and_in_memory_through_the_batch_lin
     identities and known persons back and decides as it does for a batch folded in memory."""
     store = KeyStore.from_settings(settings)
     alone = _edge(territory, registry, settings, None, "stage-5").link([], SecondBatch.options)
-    boxed = Edge(store).link_boxed(second.folded.boxed(), [], SecondBatch.options, spark=spark, settings=settings)
-    assert (boxed.mapping, boxed.owners, boxed.rule_counts) == (alone.mapping, alone.owners, alone.rule_counts)
-    assert boxed.mapping, "the batch's own records are re-keyed to one another"
+    folded = second.folded
+    boxed = Edge(store).link_boxed(folded.boxed(), [], SecondBatch.options, spark=spark,
+                                   changes=tmp_path / "changes", seal=folded.opener.seal_owner, settings=settings)
+    assert boxed.staged is not None and boxed.rule_counts == alone.rule_counts
+    assert boxed.staged.read(spark, folded.cipher) == (alone.mapping, alone.owners)
+    assert alone.mapping, "the batch's own records are re-keyed to one another"
 
     # an empty vault of its own: no known person to merge, so the step leaves the lake alone
     empty = IdentityVault(make_engine(f"sqlite:///{tmp_path / 'vault.db'}"), store)

@@ -220,24 +220,24 @@ def _forget_relationships(engine: Engine, pseudonyms: list[str]) -> int:
 
 
 def withheld_at_edge(
-    engine: Engine, store: KeyStore, mapping: Mapping[str, str], canonicals: Mapping[str, Any],
-    pseudonyms: Iterable[str], *, tokens: Iterable[tuple[str, str]] | None = None,
+    engine: Engine, store: KeyStore, finals: Iterable[tuple[str, str]], canonicals: Mapping[str, Any],
+    *, tokens: Iterable[tuple[str, str]] | None = None,
 ) -> set[str]:
     """The batch pseudonyms to refuse at the edge: opposed themselves, linked to an opposed person,
     or with an identity whose opposition token is registered (after a key rotation or an erasure).
 
+    `finals`: (batch pseudonym, person pseudonym after linkage) of every person of the batch.
     `tokens`: (batch pseudonym, opposition token) pairs computed where the identities are (Spark's
     executors, :func:`identity_tokens` under the ``opposition`` key), instead of from `canonicals`
-    here. `pseudonyms` and `tokens` are read a chunk at a time: a batch that is not in this
+    here. `finals` and `tokens` are read a chunk at a time: a batch that is not in this
     process's memory is not brought into it.
     """
     registry = OppositionRegistry(engine)
     withheld: set[str] = set()
-    names = iter(pseudonyms)
-    while chunk := list(islice(names, _EDGE_CHUNK)):
-        finals = {p: mapping.get(p, p) for p in chunk}
-        opposed = registry.opposed(sorted(set(finals) | set(finals.values())))
-        withheld.update(p for p, person in finals.items() if p in opposed or person in opposed)
+    pairs_of_persons = iter(finals)
+    while chunk := dict(islice(pairs_of_persons, _EDGE_CHUNK)):
+        opposed = registry.opposed(sorted(set(chunk) | set(chunk.values())))
+        withheld.update(p for p, person in chunk.items() if p in opposed or person in opposed)
     if tokens is None:
         key = store.ensure("opposition").material
         tokens = ((p, t) for p, c in canonicals.items() for t in identity_tokens(c, store, key=key))
