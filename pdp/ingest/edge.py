@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from pdp.pseudonym.linkage_spark import BoxedInputs, OwnerSealer
 
 __all__ = ["BronzeRow", "Edge", "EdgeState", "IdentityPack", "QuarantineRow", "fold_packs", "merge_records",
-           "owner_text", "pack_record"]
+           "owner_text", "pack_record", "rekey_record"]
 
 _CONTACT = ("address_line", "postcode", "commune_code", "phone", "email", "gp_rpps")
 
@@ -477,9 +477,7 @@ class Edge:
         rekeyed: dict[str, VaultRecord] = {}
         for pseudonym, record in self.vault_records.items():
             target = mapping.get(pseudonym, pseudonym)
-            record = record.model_copy(update={"canonical": owner(target)})
-            previous = rekeyed.get(target)
-            rekeyed[target] = record if previous is None else merge_records(previous, record)
+            rekeyed[target] = rekey_record(rekeyed.get(target), record, owner(target))
         self._linked = rekeyed
         return LinkOutcome(
             mapping=mapping,
@@ -540,6 +538,15 @@ class LinkOutcome:
     def relinked(self) -> int:
         """Records whose pseudonym linkage changed."""
         return self.staged.relinked if self.staged is not None else len(self.mapping)
+
+
+def rekey_record(previous: VaultRecord | None, record: VaultRecord, owner: str | None) -> VaultRecord:
+    """One more record of a person linkage re-keyed, in file order: it takes its person's canonical
+    identity (`owner`) and merges onto what came before (:func:`merge_records`). The one re-keying
+    rule, whether the records are in memory (:meth:`Edge.link`) or merged on the executors
+    (:func:`pdp.ingest.identity_stage.prepare_vault`)."""
+    record = record.model_copy(update={"canonical": owner})
+    return record if previous is None else merge_records(previous, record)
 
 
 def merge_records(old: VaultRecord, new: VaultRecord) -> VaultRecord:

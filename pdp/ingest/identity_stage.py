@@ -26,13 +26,15 @@ So no identity of the batch is held in the driver's memory beyond one chunk, and
 does not grow with the batch: not with its persons, nor with what linkage re-keys in it (a first
 national load re-keys millions of records: 16 % of the persons of a synthetic territory).
 
-Nominative data on disk and in Spark: every staged value is sealed (AES-256-GCM; associated data
-the person's pseudonym and the box's :data:`Role`, so a box moved to another row or passed off as
-another kind of box fails) under a key derived for the batch
+Nominative data on disk and in Spark: every staged identity is sealed (AES-256-GCM; associated
+data the person's pseudonym and the box's :data:`Role`, so a box moved to another row or passed off
+as another kind of box fails) under a key derived for the batch
 (HKDF-SHA256 of the key store's ``record`` key, info naming the batch): each task and executor
 derives it from its own key store (:mod:`pdp.pseudonym.executor_keys`), so no key is in a
 closure, a plan or a log. Whoever holds the ``record`` key can derive it again: the parts are
 removed with the batch's staging folder (a killed run's, by the next run), not made unreadable.
+Linkage's ``mapping/`` (batch pseudonym → person pseudonym) is pseudonymous, and written in clear
+like the bronze rows it relinks.
 Spark's shuffles move the boxes; the fold opens them in the executor's Python worker only. A
 box is unpickled only once its tag checked, and then only into plain data, dates and canonical
 identities (:class:`_PackUnpickler`): a forged box cannot make a driver or an executor run code.
@@ -78,10 +80,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from pdp.ingest.edge import IdentityPack, fold_packs, merge_records, owner_text, pack_record
+from pdp.ingest.edge import IdentityPack, fold_packs, owner_text, pack_record, rekey_record
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
     from pdp.config import Settings
     from pdp.pseudonym.keys import KeyStore
@@ -142,7 +144,9 @@ class IdentityCipher:
     def __repr__(self) -> str:
         return f"IdentityCipher(record key v{self.version}, <hidden>)"
 
-    def seal(self, pseudonym: str, pack: IdentityPack, *, role: Role) -> bytes:
+    def seal(self, pseudonym: str, pack: object, *, role: Role) -> bytes:
+        """`pack` (a pack, a canonical identity's text, a record's fields: data only), sealed to
+        `pseudonym` and `role`."""
         nonce = os.urandom(_NONCE)
         return nonce + self._aeads[role].encrypt(nonce, pickle.dumps(pack, protocol=pickle.HIGHEST_PROTOCOL),
                                                  _aad(role, pseudonym))
@@ -286,10 +290,20 @@ class StagedOpener:
         pack = self.cipher().open(pseudonym, box, role=self.role)
         return pack[4], pack[5]
 
+    def holding(self, cipher: IdentityCipher) -> StagedOpener:
+        """This opener using `cipher`, the batch's as the driver opened it, where it is: what the driver
+        seals or opens through it (a linkage's few owners settled there) needs no key store opened
+        from the environment, which a driver given its secret in a file or in code does not have.
+        A pickled copy (an executor's) derives its own."""
+        if (cipher.batch_id, cipher.version) != (self._batch_id, self._version):
+            raise ValueError("the cipher is another batch's or another key version's")
+        self._cipher = cipher
+        return self
+
     def seal_owner(self, target: str, canonical: CanonicalIdentity | None) -> bytes:
         """The canonical identity linkage gives re-keyed person `target` (None: a known person's, the
         vault keeps theirs), sealed where it was computed (:meth:`SparkLinkage.write_changes`)."""
-        return self.cipher().seal(target, owner_text(canonical), role="owner")  # type: ignore[arg-type]
+        return self.cipher().seal(target, owner_text(canonical), role="owner")
 
     def with_role(self, role: Role) -> StagedOpener:
         other = copy.copy(self)
@@ -303,7 +317,7 @@ class FoldedIdentities:
     (:class:`~pdp.pseudonym.linkage_spark.BoxedInputs`). What the driver reads from them it streams."""
 
     def __init__(self, path: Path, opener: StagedOpener, cipher: IdentityCipher) -> None:
-        self.path, self.opener, self.cipher = path, opener, cipher  # the opener for executors, the cipher here
+        self.path, self.opener, self.cipher = path, opener.holding(cipher), cipher  # the opener for executors
 
     def persons(self) -> int:
         """The batch's persons (one folded row each), from the parts' footers."""
@@ -510,9 +524,9 @@ def read_canonicals(folded: Path, cipher: IdentityCipher
 def vault_chunks(folded: Path, cipher: IdentityCipher, mapping: dict[str, str], owners: dict[str, str | None],
                  withheld: set[str]) -> Iterator[list[tuple[str, VaultRecord]]]:
     """The batch's vault records, re-keyed by linkage, in chunks: what :meth:`Edge.link` and
-    :meth:`Edge.forget` make of the records held in memory, streamed. A batch writes them through
-    :func:`prepared_chunks` (the same stream, each write made ready on the executors); this one
-    reads the records themselves (the tests' reference for both).
+    :meth:`Edge.forget` make of the records held in memory, streamed. A batch writes the same
+    records through :func:`prepare_vault` (routed and merged on the executors, each write made ready
+    there); this one reads the records themselves in the driver (the tests' reference for both).
 
     A record whose person is withheld (an opposition) is skipped. One that linkage re-keys, or
     that others join, waits for the end and is merged there in file order
@@ -554,17 +568,14 @@ class _Routing:
 
     def hold(self, pseudonym: str, record: VaultRecord, order: int) -> None:
         """Keep a record (`order`: its person's place in the batch's files) for :meth:`held`."""
-        target = self._mapping.get(pseudonym, pseudonym)
-        owner = self._owners.get(target, record.canonical)
-        self._held.append((order, target, record.model_copy(update={"canonical": owner})))
+        self._held.append((order, self._mapping.get(pseudonym, pseudonym), record))
 
     def held(self) -> list[tuple[str, VaultRecord]]:
         """The held records merged per person in file order (whatever order they came in), as
         :meth:`Edge.link` merges them."""
         merged: dict[str, VaultRecord] = {}
         for _, target, record in sorted(self._held, key=lambda held: held[0]):
-            previous = merged.get(target)
-            merged[target] = record if previous is None else merge_records(previous, record)
+            merged[target] = rekey_record(merged.get(target), record, self._owners.get(target, record.canonical))
         return list(merged.items())
 
 
@@ -586,16 +597,16 @@ class StagedChanges:
         shutil.rmtree(path, ignore_errors=True)
         spark.createDataFrame(sorted(mapping.items()), "record_key string, pseudonym string").write.parquet(
             str(path / "mapping"))
-        spark.createDataFrame([(t, cipher.seal(t, o, role="owner")) for t, o in sorted(owners.items())],  # type: ignore[arg-type]
+        spark.createDataFrame([(t, cipher.seal(t, o, role="owner")) for t, o in sorted(owners.items())],
                               "target string, box binary").write.parquet(str(path / "owners"))
         return cls(path, len(mapping))
 
-    def mapping(self, spark: SparkSession) -> Any:
+    def mapping(self, spark: SparkSession) -> DataFrame:
         """(``record_key``, ``target``): each re-keyed record and its person's pseudonym."""
         return spark.read.schema("record_key string, pseudonym string").parquet(str(self.path / "mapping")) \
             .withColumnRenamed("pseudonym", "target")
 
-    def owners(self, spark: SparkSession) -> Any:
+    def owners(self, spark: SparkSession) -> DataFrame:
         """(``target``, ``owner``): each re-keyed person's canonical identity, sealed."""
         return spark.read.schema("target string, box binary").parquet(str(self.path / "owners")) \
             .withColumnRenamed("box", "owner")
@@ -682,11 +693,14 @@ def prepare_vault(spark: SparkSession, folded: FoldedIdentities, out: Path, chan
         while rows := list(islice(persons, _PREPARED_READ)):
             items = prepare_writes(keys, ((target, record) for target, _, record in rows))
             yield pa.RecordBatch.from_pylist([
-                _prepared_row((target, order, cipher.seal(target, record.model_dump(), role="rekeyed")),  # type: ignore[arg-type]
+                _prepared_row((target, order, cipher.seal(target, record.model_dump(), role="rekeyed")),
                               item, cipher, merged=True)
                 for (target, order, record), item in zip(rows, items, strict=True)], schema=_PREPARED_ARROW)
 
     shutil.rmtree(out, ignore_errors=True)
+    if not changes.relinked and not withheld:  # nothing to route: every person as they are
+        folded.frame(spark).mapInArrow(prepared, schema).write.parquet(str(out / "direct"))
+        return out
     mapping = changes.mapping(spark)
     joined = mapping.select(F.col("target").alias("joined")).distinct()
     rows = (folded.frame(spark).join(mapping, F.col("pseudonym") == F.col("record_key"), "left")
@@ -716,15 +730,13 @@ def _merged_per_person(batches: Iterator[pa.RecordBatch], cipher: IdentityCipher
     for batch in batches:
         columns = (batch.column(i).to_pylist() for i in range(5))
         for person, order, pseudonym, box, owner in zip(*columns, strict=True):
-            own = pack_record(cipher.open(pseudonym, box, role="folded"))
-            canonical = cipher.open(person, owner, role="owner") if owner is not None else own.canonical
-            own = own.model_copy(update={"canonical": canonical})
             if person != current:
                 if record is not None and current is not None:
                     yield current, first, record
-                current, first, record = person, order, own
-            else:
-                record = merge_records(record, own)  # type: ignore[arg-type]
+                current, first, record = person, order, None
+            own = pack_record(cipher.open(pseudonym, box, role="folded"))
+            canonical = cipher.open(person, owner, role="owner") if owner is not None else own.canonical
+            record = rekey_record(record, own, canonical)  # type: ignore[arg-type]
     if record is not None and current is not None:
         yield current, first, record
 
@@ -732,7 +744,7 @@ def _merged_per_person(batches: Iterator[pa.RecordBatch], cipher: IdentityCipher
 def _prepared_row(row: tuple[str, int, bytes], item: PreparedWrite, cipher: IdentityCipher, *,
                   merged: bool = False) -> dict[str, Any]:
     seal = item.seal
-    index = cipher.seal(item.pseudonym, (item.blocks, item.tokens), role="prepared")  # type: ignore[arg-type]
+    index = cipher.seal(item.pseudonym, (item.blocks, item.tokens), role="prepared")
     return {"pseudonym": row[0], "ord": row[1], "box": row[2], "versions": list(item.versions),
             "sealing_id": seal["sealing_id"], "bind": seal["bind"], "bind_version": seal["bind_version"],
             "seal_version": seal["key_version"], "enc": seal["enc"], "sealed": seal["ciphertext"],
@@ -780,7 +792,8 @@ class PreparedChunk:
 
 def prepared_chunks(prepared: Path, cipher: IdentityCipher) -> Iterator[PreparedChunk]:
     """The writes :func:`prepare_vault` made ready, a :class:`PreparedChunk` at a time: the persons
-    as they came, then those linkage re-keyed or joined (each merged). The driver holds one chunk."""
+    linkage left alone, then those it re-keyed or joined (each merged), in no particular order
+    (joins reorder them; the vault's content does not depend on it). The driver holds one chunk."""
     chunk = PreparedChunk([], {}, cipher)
     for path in [*sorted((prepared / "direct").glob("part-*.parquet")),
                  *sorted((prepared / "rekeyed").glob("part-*.parquet"))]:

@@ -5,7 +5,8 @@ are linked to each other and to the known persons they could join (:func:`link_b
 persons found to be one are re-keyed in the lake, then the vault), the persons who objected are
 withheld at the edge (:func:`withhold_opposed`, :func:`split_opposed`: their records become
 ``OPPOSED`` quarantine rows, counted as quarantined), and the staged bronze rows take their
-person's pseudonym (:func:`relink`, the one relinker: a broadcast join, on disk-staged or
+person's pseudonym (:func:`relink`, the one relinker: a join with the mapping — broadcast from
+memory for a small batch, read where it was written for a staged one — on disk-staged or
 in-memory rows alike).
 """
 

@@ -314,14 +314,13 @@ class _Run:
         linkage = {"linkage_model": report.link_model} if report.link_model else {}
         run = RunInfo(run_id=self.batch_id, job=p.job, definitions_version=registry_version(p.registry),
                       lineage={**registry_lineage(p.registry), **linkage})
-        mapping = outcome.mapping
-        if outcome.staged is not None and staged.bronze_rows:  # rows in memory: their few persons looked up
-            mapping = outcome.staged.lookup(spark, (r["person_pseudonym"] for r in staged.bronze_rows
-                                                    if r["person_pseudonym"] is not None))
-        kept = kept_rows(staged.bronze_rows, mapping, withheld)  # in memory only; [] on disk
+        # rows in memory only in memory mode, whose identities are never staged (outcome.mapping is whole)
+        kept = kept_rows(staged.bronze_rows, outcome.mapping, withheld)  # [] on disk
         rows = opposed = None
         if staged.has_bronze:
-            rows = relink(spark, staged.bronze(spark), outcome.staged.mapping(spark) if outcome.staged else mapping)
+            changes = outcome.staged
+            rows = relink(spark, staged.bronze(spark),
+                          changes.mapping(spark) if changes is not None and changes.relinked else outcome.mapping)
             if withheld:
                 rows, opposed = split_opposed(rows, withheld, report)
             ids = [(r["source"], r["record_id"]) for r in kept if r["record_id"] is not None]

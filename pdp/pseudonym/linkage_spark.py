@@ -514,7 +514,7 @@ class SparkLinkage:
         schema = pa.schema([("target", pa.string()), ("box", pa.binary())])
         moved = self.assignments.where(F.col("record_key") != F.col("pseudonym")).select("record_key", "pseudonym")
         moved.write.mode("overwrite").parquet(f"{path}/mapping")
-        mapping = spark.read.parquet(f"{path}/mapping")
+        mapping = spark.read.schema("record_key string, pseudonym string").parquet(f"{path}/mapping")
         rule_counts = {rule: 0 for rule in RULES}
         for row in self.assignments.groupBy("rule").count().collect():
             rule_counts[row["rule"]] += row["count"]

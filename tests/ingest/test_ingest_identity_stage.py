@@ -28,7 +28,7 @@ from pdp.config import Settings
 from pdp.governance import create_all, make_engine
 from pdp.governance.opposition import OppositionRegistry, identity_tokens, withheld_at_edge
 from pdp.ingest import Registry
-from pdp.ingest.edge import Edge, LinkOutcome, fold_packs
+from pdp.ingest.edge import Edge, LinkOutcome, fold_packs, pack_record, rekey_record
 from pdp.ingest.fanout import BatchContext, FileTask, run_files
 from pdp.ingest.identity_stage import (
     SCHEMA,
@@ -38,6 +38,7 @@ from pdp.ingest.identity_stage import (
     StagedChanges,
     StagedIdentityError,
     _fold_sorted,
+    _merged_per_person,
     _rows,
     fold,
     order_key,
@@ -224,7 +225,7 @@ def _vault_content(engine, store: KeyStore, pseudonyms: list[str]) -> dict:
 
 
 def test_a_staged_batch_links_on_spark_without_its_identities_in_the_driver(
-    second: SecondBatch, spark: SparkSession, settings: Settings, monkeypatch: pytest.MonkeyPatch,
+    second: SecondBatch, spark: SparkSession, settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 ) -> None:
     """Blocking keys and opposition tokens hashed on the executors, the batch linked on Spark from
     its folded boxes: the same known persons, the same decision and the same tokens as in memory."""
@@ -239,7 +240,7 @@ def test_a_staged_batch_links_on_spark_without_its_identities_in_the_driver(
     assert folded.known() == known, "sealed beside the batch and read back in order"
 
     linked = Edge(store).link_boxed(folded.boxed(), folded.boxed_known(), SecondBatch.options, spark=spark,
-                                    changes=folded.changes_path, seal=folded.opener.seal_owner, settings=settings)
+                                    changes=tmp_path / "changes", seal=folded.opener.seal_owner, settings=settings)
     expected = second.outcome
     assert linked.mapping == {} and linked.owners == {}, "the changes are beside the batch, not in the driver"
     assert linked.staged is not None and linked.relinked == len(expected.mapping)
@@ -267,6 +268,31 @@ def test_a_staged_batch_links_on_spark_without_its_identities_in_the_driver(
                                 tokens=folded.tokens(spark, version)) == in_memory
     finally:
         registry.withdraw([person], tokens=[t for p, t in tokens if p == by_token])
+
+
+def test_a_person_cut_across_arrow_batches_is_merged_once(second: SecondBatch) -> None:
+    """The executors' merge (:func:`_merged_per_person`) reads a partition's batches in turn: a
+    person whose rows two batches share is one merged record, taking its person's canonical identity
+    where linkage gave one (its own otherwise), in file order as :func:`rekey_record` merges."""
+    folded, cipher = second.folded, second.folded.cipher
+    rows = [row for row, _ in zip(_rows(folded.path), range(4), strict=False)]
+    record = {p: pack_record(cipher.open(p, box, role="folded")) for p, _, box in rows}
+    person, other = rows[0][0], rows[3][0]
+    owner = base64.b64encode(b"the person's canonical identity").decode("ascii")
+    owned = cipher.seal(person, owner, role="owner")
+    lines = [(person, order, p, box, owned) for p, order, box in rows[:3]]
+    lines.append((other, rows[3][1], other, rows[3][2], None))
+    names = ["person", "ord", "pseudonym", "box", "owner"]
+    batches = [pa.RecordBatch.from_pylist([dict(zip(names, line, strict=True)) for line in cut]) for cut in
+               (lines[:2], lines[2:])]
+    merged = list(_merged_per_person(iter(batches), cipher))
+
+    expected = None
+    for p, _, _ in rows[:3]:
+        expected = rekey_record(expected, record[p], owner)
+    assert merged == [(person, rows[0][1], expected),
+                      (other, rows[3][1], rekey_record(None, record[other], record[other].canonical))]
+    assert merged[0][2].canonical == owner and len({r.birth_name for r in record.values()}) > 1
 
 
 def test_a_staged_batch_links_alone_on_spark_and_in_memory_through_the_batch_linkage(
