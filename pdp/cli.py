@@ -629,6 +629,9 @@ def run_ingest(directory: Path) -> dict:
         console.print("silver: " + ", ".join(f"{k} +{v:,}" for k, v in report.silver.items()))
     if report.seconds:
         console.print("seconds: " + ", ".join(f"{k} {v:,.1f}" for k, v in report.seconds.items()))
+    if report.driver_peak_mib:
+        console.print("driver peak MiB at each stage's end: "
+                      + ", ".join(f"{k} {v:,.0f}" for k, v in report.driver_peak_mib.items()))
     if report.by_reason:
         console.print("quarantine reasons: " + ", ".join(f"{k} {v}" for k, v in report.by_reason.most_common()))
     if report.id_collisions:  # 64-bit id collisions: in ops.quarantine (ID_COLLISION), their records in bronze

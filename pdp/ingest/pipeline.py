@@ -22,6 +22,7 @@ and every guarantee are this module's, once.
 from __future__ import annotations
 
 import hashlib
+import resource
 import secrets
 import shutil
 import time
@@ -187,7 +188,7 @@ class _Run:
         self.started = datetime.now(UTC)
         self.batch_id = f"{pipeline.batch_prefix}-{self.started:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
         self.report = IngestReport(batch_id=self.batch_id)
-        self.clock = _Clock(self.report.seconds)
+        self.clock = _Clock(self.report.seconds, self.report.driver_peak_mib)
         self.fingerprints: dict[tuple[str, str], str] = {}
         # Absolute: executors read the staged parquet, and their working directory is not the driver's.
         self.staged = StagedBatch((pipeline.settings.var_dir / "staging" / self.batch_id).resolve())
@@ -408,15 +409,18 @@ def apply_versions(rows: DataFrame, report: IngestReport, *, run: RunInfo, table
 
 
 class _Clock:
-    """Seconds per stage, for the report and `pdp bench ingest`."""
+    """Seconds per stage, and the driver's resident high-water mark at each stage's end, for the
+    report and `pdp bench ingest`: which stage raised the driver's memory, on any batch (that it does
+    not grow with the batch is an issue-14 goal; ``ru_maxrss``: KiB on Linux)."""
 
-    def __init__(self, into: dict[str, float]) -> None:
-        self._into = into
+    def __init__(self, into: dict[str, float], peaks: dict[str, float]) -> None:
+        self._into, self._peaks = into, peaks
         self._last = time.perf_counter()
 
     def lap(self, stage: str) -> None:
         now = time.perf_counter()
         self._into[stage] = round(self._into.get(stage, 0.0) + now - self._last, 3)
+        self._peaks[stage] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         self._last = now
 
 

@@ -80,6 +80,8 @@ class IngestReport:
     link_engine: str = ""  # where linkage ran: "memory" (this process) or "spark" (PDP_LINKAGE_ENGINE)
     identities_on_driver: bool = True  # False: linked from its staged identities on Spark (not read into this process)
     seconds: dict[str, float] = field(default_factory=dict)  # per stage (pdp.ingest.pipeline.STAGES)
+    # this process's resident high-water mark (MiB) at each stage's end
+    driver_peak_mib: dict[str, float] = field(default_factory=dict)
     parse_workers: int = 0  # worker processes of the parse+edge stage (0: in-process)
     parse_engine: str = "processes"  # or "spark": one Spark task per file (PDP_EDGE_ENGINE)
     parse_tasks: int = 0  # tasks the stage ran: a file each, or a part each of a split one (PDP_EDGE_SPLIT_BYTES)

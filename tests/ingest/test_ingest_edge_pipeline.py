@@ -190,6 +190,9 @@ def test_every_person_landed_is_in_the_vault_from_the_staged_identities(
     first_run: IngestReport, spark: SparkSession, settings: Settings
 ) -> None:
     assert first_run.seconds["identities"] > 0, "the batch staged its identities"
+    # the driver's high-water mark after each stage: what an operator watches grow, or not, with the batch
+    assert first_run.driver_peak_mib.keys() == first_run.seconds.keys()
+    assert 0 < first_run.driver_peak_mib["identities"] <= first_run.driver_peak_mib["log"]
     assert first_run.link_engine == "spark" and not first_run.identities_on_driver
     bronze = lake(spark, settings, "bronze.records").read()
     persons = {r.person_pseudonym for r in bronze.select("person_pseudonym").distinct().collect()} - {None}

@@ -4,6 +4,7 @@ leaves no identity in a Spark plan or a file."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 from collections import Counter
 from pathlib import Path
@@ -227,12 +228,21 @@ def test_no_identity_in_the_spark_plans_or_in_any_spark_file(spark, pseudonymise
     alias = canon(birth_name=SECRET_NAME[:-1] + "X", first_names="Odile", sex="F", birth_date="1941-02-03")
     inputs = [LinkInput("p", person), LinkInput("q", alias), *background(60)]
     opts = LinkageOptions(parameters=DEFAULT_PARAMETERS, model_version="test")
+    def seal(target: str, canonical: Any) -> bytes:  # the caller's sealer (here a digest: it opens nothing)
+        return hashlib.sha256(f"{target}|{canonical.birth_name if canonical else ''}".encode()).digest()
+
     with SparkLinker(spark, pseudonymiser, options=opts, settings=key_settings) as linker:
         run = linker.link(inputs)
         plans = [frame._jdf.queryExecution().toString()
                  for frame in (run.assignments, run.superseded, run.made, run.variants)]
         result = run.result()
+        changes = run.write_changes(str(pdp_var / "changes"), seal)  # under pdp_var: scanned below
     assert result.pseudonyms["p"] == result.pseudonyms["q"]
+    target = result.pseudonyms["p"]
+    owners = {r["target"]: r["box"] for r in spark.read.parquet(str(pdp_var / "changes" / "owners")).collect()}
+    assert owners[target] in {seal(target, person), seal(target, alias)}, "sealed where it was computed"
+    mapping = spark.read.parquet(str(pdp_var / "changes" / "mapping")).collect()
+    assert changes.relinked == len(mapping) and {r["record_key"] for r in mapping} >= {"p", "q"}
     for plan in plans:
         assert SECRET_NAME not in plan and "ODILE" not in plan
         assert "1941-02-03" not in plan
