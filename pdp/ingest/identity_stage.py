@@ -438,7 +438,7 @@ class FoldedIdentities:
         for row in self.frame(spark).mapInArrow(tokenised, "pseudonym string, token string").toLocalIterator():
             yield row["pseudonym"], row["token"]
 
-    def frame(self, spark: SparkSession) -> Any:
+    def frame(self, spark: SparkSession) -> DataFrame:
         """The folded rows (``pseudonym``, ``ord``, ``box``) as a DataFrame: sealed, opened on the executors."""
         return spark.read.schema(_spark_schema()).parquet(str(self.path))
 
@@ -681,7 +681,7 @@ def prepare_vault(spark: SparkSession, folded: FoldedIdentities, out: Path, chan
     What linkage changed is applied there too (:func:`vault_chunks`' routing, on the executors): a
     person withheld (an opposition) is left out; the records linkage re-keys, and those others join,
     are merged per person in file order, taking their person's canonical identity
-    (:func:`~pdp.ingest.edge.merge_records`; ``out/rekeyed``); the others are prepared as they are
+    (:func:`~pdp.ingest.edge.rekey_record`; ``out/rekeyed``); the others are prepared as they are
     (``out/direct``). So neither the re-keyed identities nor the mapping come to the driver."""
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
