@@ -110,6 +110,7 @@ def test_a_parser_that_raises_mid_file_leaves_it_partial_and_the_fixed_rerun_com
     assert len(warnings) == 1 and flaky in warnings[0] and "RuntimeError" in warnings[0], err[-800:]
     assert "partial" in warnings[0] and "error:" not in err
     assert SECRET not in out + err and "cannot read" not in out + err, "the exception's message is never shown"
+    assert "driver peak MiB at each stage's end: lookup" in out, "an operator sees what the driver held, per stage"
 
     first = _log(spark, settings)
     assert [(f, s) for f, s, *_ in first] == [(flaky, "partial"), (good, "complete")]
