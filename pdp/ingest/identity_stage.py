@@ -20,7 +20,7 @@ parts (:class:`FoldedIdentities`):
   linkage view, the blocking keys and name tokens, through the edge's keys), the opposed left out
   and the re-keyed records merged per person there, and the driver streams them to the vault in
   chunks (:func:`prepared_chunks`): copied in for a person new to the vault, merged with what it
-  holds otherwise (:func:`vault_chunks` is the same stream as records, the tests' reference).
+  holds otherwise.
 
 So no identity of the batch is held in the driver's memory beyond one chunk, and what it holds
 does not grow with the batch: not with its persons, nor with what linkage re-keys in it (a first
@@ -113,7 +113,7 @@ if TYPE_CHECKING:
 __all__ = ["VAULT_CHUNK", "FoldedIdentities", "IdentityCipher", "PreparedChunk", "StagedChanges", "StagedIdentityError",
            "StagedOpener",
            "fold", "order_key", "prepare_vault", "prepared_chunks", "read_canonicals", "stage_identities",
-           "vault_chunks", "write_part"]
+           "write_part"]
 
 SCHEMA = pa.schema([("pseudonym", pa.string()), ("ord", pa.int64()), ("box", pa.binary())])
 """A staged part, and the folded output: one row per person and part (folded: per person), `ord`
@@ -540,64 +540,6 @@ def read_canonicals(folded: Path, cipher: IdentityCipher
     return canonicals, postcodes
 
 
-def vault_chunks(folded: Path, cipher: IdentityCipher, mapping: dict[str, str], owners: dict[str, str | None],
-                 withheld: set[str]) -> Iterator[list[tuple[str, VaultRecord]]]:
-    """The batch's vault records, re-keyed by linkage, in chunks: what :meth:`Edge.link` and
-    :meth:`Edge.forget` make of the records held in memory, streamed. A batch writes the same
-    records through :func:`prepare_vault` (routed and merged on the executors, each write made ready
-    there); this one reads the records themselves in the driver (the tests' reference for both).
-
-    A record whose person is withheld (an opposition) is skipped. One that linkage re-keys, or
-    that others join, waits for the end and is merged there in file order
-    (:func:`~pdp.ingest.edge.merge_records`, taking its person's canonical identity from `owners`);
-    the others go as they come. Only the re-keyed ones are ever held together.
-    """
-    routing = _Routing(mapping, owners, withheld)
-    chunk: list[tuple[str, VaultRecord]] = []
-    for pseudonym, order, box in _rows(folded):
-        way = routing.way(pseudonym)
-        if way == "skip":
-            continue
-        record = pack_record(cipher.open(pseudonym, box, role="folded"))
-        if way == "hold":
-            routing.hold(pseudonym, record, order)
-            continue
-        chunk.append((pseudonym, record))
-        if len(chunk) >= VAULT_CHUNK:
-            yield chunk
-            chunk = []
-    chunk.extend(routing.held())
-    for start in range(0, len(chunk), VAULT_CHUNK):
-        yield chunk[start : start + VAULT_CHUNK]
-
-
-class _Routing:
-    """Where linkage sends a person's vault record: skipped (withheld), held to be merged at the end in
-    file order (re-keyed, or joined by others), or written as it comes."""
-
-    def __init__(self, mapping: dict[str, str], owners: dict[str, str | None], withheld: set[str]) -> None:
-        self._mapping, self._owners, self._withheld = mapping, owners, withheld
-        self._targets = set(mapping.values())
-        self._held: list[tuple[int, str, VaultRecord]] = []
-
-    def way(self, pseudonym: str) -> Literal["skip", "hold", "go"]:
-        if self._mapping.get(pseudonym, pseudonym) in self._withheld:
-            return "skip"
-        return "hold" if pseudonym in self._mapping or pseudonym in self._targets else "go"
-
-    def hold(self, pseudonym: str, record: VaultRecord, order: int) -> None:
-        """Keep a record (`order`: its person's place in the batch's files) for :meth:`held`."""
-        self._held.append((order, self._mapping.get(pseudonym, pseudonym), record))
-
-    def held(self) -> list[tuple[str, VaultRecord]]:
-        """The held records merged per person in file order (whatever order they came in), as
-        :meth:`Edge.link` merges them."""
-        merged: dict[str, VaultRecord] = {}
-        for _, target, record in sorted(self._held, key=lambda held: held[0]):
-            merged[target] = rekey_record(merged.get(target), record, self._owners.get(target, record.canonical))
-        return list(merged.items())
-
-
 @dataclass(frozen=True)
 class StagedChanges:
     """What linkage changed in a staged batch, on disk beside it (:class:`~pdp.pseudonym.linkage_spark.LinkChanges`):
@@ -678,11 +620,13 @@ def prepare_vault(spark: SparkSession, folded: FoldedIdentities, out: Path, chan
     (:class:`~pdp.pseudonym.vault.EdgeKeys`: it seals, it cannot open). Call
     :meth:`IdentityVault.write_versions` first: the executors must find every key, not make one.
 
-    What linkage changed is applied there too (:func:`vault_chunks`' routing, on the executors): a
-    person withheld (an opposition) is left out; the records linkage re-keys, and those others join,
-    are merged per person in file order, taking their person's canonical identity
-    (:func:`~pdp.ingest.edge.rekey_record`; ``out/rekeyed``); the others are prepared as they are
-    (``out/direct``). So neither the re-keyed identities nor the mapping come to the driver."""
+    What linkage changed is applied there too: a person withheld (an opposition) is left out; the
+    records linkage re-keys, and those others join, are merged per person in file order, taking
+    their person's canonical identity (:func:`~pdp.ingest.edge.rekey_record`; ``out/rekeyed``); the
+    others are prepared as they are (``out/direct``). So neither the re-keyed identities nor the
+    mapping come to the driver. (The tests' driver-side reference is ``vault_chunks`` in
+    ``tests/ingest/ingest_helpers.py``.) Both outputs filter the same join, so the folded parts are
+    read twice; one pass would shuffle every person's box to merge the few re-keyed (not measured)."""
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import from_arrow_schema
 

@@ -9,15 +9,18 @@ import shutil
 import subprocess
 import sys
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pdp.ingest import Counts, Quarantined, Registry, SourceRecord, parse_directory
 
 if TYPE_CHECKING:
     from pdp.config import Settings
+    from pdp.ingest.identity_stage import IdentityCipher
+    from pdp.pseudonym.vault import VaultRecord
 
 BOM = b"\xef\xbb\xbf"
 
@@ -262,7 +265,7 @@ def edge_run(root: Path, registry: Registry, settings: Settings, staging: Path, 
     vault = edge.vault_records
     if fold_on is not None:
         from pdp.ingest.edge import EdgeState
-        from pdp.ingest.identity_stage import IdentityCipher, fold, read_canonicals, vault_chunks
+        from pdp.ingest.identity_stage import IdentityCipher, fold, read_canonicals
 
         assert not vault, "staged identities are not handed back"
         cipher = IdentityCipher(store, "batch-1")
@@ -280,3 +283,66 @@ def edge_run(root: Path, registry: Registry, settings: Settings, staging: Path, 
         "by_reason": dict(edge.stats.by_reason),
         "tasks": tasks_run,
     }
+
+
+def vault_chunks(folded: Path, cipher: IdentityCipher, mapping: dict[str, str], owners: dict[str, str | None],
+                 withheld: set[str]) -> Iterator[list[tuple[str, VaultRecord]]]:
+    from pdp.ingest.edge import pack_record
+    from pdp.ingest.identity_stage import VAULT_CHUNK, _rows
+
+    """The tests' driver-side reference for :func:`pdp.ingest.identity_stage.prepare_vault`: the
+    batch's vault records, re-keyed by linkage, in chunks, as :meth:`Edge.link` and
+    :meth:`Edge.forget` leave them in memory, read from the folded parts here rather than routed
+    and merged on the executors.
+
+    A record whose person is withheld (an opposition) is skipped. One that linkage re-keys, or
+    that others join, waits for the end and is merged there in file order
+    (:func:`~pdp.ingest.edge.rekey_record`, taking its person's canonical identity from `owners`);
+    the others go as they come. Only the re-keyed ones are ever held together.
+    """
+    routing = _Routing(mapping, owners, withheld)
+    chunk: list[tuple[str, VaultRecord]] = []
+    for pseudonym, order, box in _rows(folded):
+        way = routing.way(pseudonym)
+        if way == "skip":
+            continue
+        record = pack_record(cipher.open(pseudonym, box, role="folded"))
+        if way == "hold":
+            routing.hold(pseudonym, record, order)
+            continue
+        chunk.append((pseudonym, record))
+        if len(chunk) >= VAULT_CHUNK:
+            yield chunk
+            chunk = []
+    chunk.extend(routing.held())
+    for start in range(0, len(chunk), VAULT_CHUNK):
+        yield chunk[start : start + VAULT_CHUNK]
+
+
+class _Routing:
+    """Where linkage sends a person's vault record: skipped (withheld), held to be merged at the end in
+    file order (re-keyed, or joined by others), or written as it comes."""
+
+    def __init__(self, mapping: dict[str, str], owners: dict[str, str | None], withheld: set[str]) -> None:
+        self._mapping, self._owners, self._withheld = mapping, owners, withheld
+        self._targets = set(mapping.values())
+        self._held: list[tuple[int, str, VaultRecord]] = []
+
+    def way(self, pseudonym: str) -> Literal["skip", "hold", "go"]:
+        if self._mapping.get(pseudonym, pseudonym) in self._withheld:
+            return "skip"
+        return "hold" if pseudonym in self._mapping or pseudonym in self._targets else "go"
+
+    def hold(self, pseudonym: str, record: VaultRecord, order: int) -> None:
+        """Keep a record (`order`: its person's place in the batch's files) for :meth:`held`."""
+        self._held.append((order, self._mapping.get(pseudonym, pseudonym), record))
+
+    def held(self) -> list[tuple[str, VaultRecord]]:
+        """The held records merged per person in file order (whatever order they came in), as
+        :meth:`Edge.link` merges them."""
+        merged: dict[str, VaultRecord] = {}
+        from pdp.ingest.edge import rekey_record
+
+        for _, target, record in sorted(self._held, key=lambda held: held[0]):
+            merged[target] = rekey_record(merged.get(target), record, self._owners.get(target, record.canonical))
+        return list(merged.items())

@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from ingest_helpers import edge_run, lake_settings
+from ingest_helpers import edge_run, lake_settings, vault_chunks
 from pydantic import SecretStr
 from pyspark import cloudpickle
 from pyspark.sql import SparkSession
@@ -45,7 +45,6 @@ from pdp.ingest.identity_stage import (
     prepare_vault,
     prepared_chunks,
     stage_identities,
-    vault_chunks,
 )
 from pdp.ingest.linking import link_batch
 from pdp.ingest.parse import Duplicates
