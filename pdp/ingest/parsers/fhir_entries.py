@@ -43,13 +43,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from pdp.ingest.model import Event, IdentityFields, ParseOutcome, SourceRecord
 from pdp.ingest.parsers.base import FileContext
+from pdp.ingest.parsers.fhir_models import model_class
 from pdp.ingest.parsers.fhir_ndjson import (
     FhirOptions,
     _coding,
@@ -93,13 +93,6 @@ class References(Protocol):
         ...
 
 
-@lru_cache(maxsize=64)
-def _model(resource_type: str) -> Any:
-    from fhir.resources.R4B import get_fhir_model_class  # heavy import: only when a FHIR file is read
-
-    return get_fhir_model_class(resource_type)
-
-
 def validated(resource: dict[str, Any]) -> None:
     """Validate `resource` with its R4B model; :class:`Invalid` (FHIR_VALIDATION or DATE_INVALID,
     element paths and error types only) otherwise."""
@@ -107,7 +100,7 @@ def validated(resource: dict[str, Any]) -> None:
     if not isinstance(kind, str):
         raise Invalid(ReasonCode.FHIR_VALIDATION, "resource: no resourceType")
     try:
-        model = _model(kind)
+        model = model_class(kind)
     except (KeyError, ValueError, LookupError, AttributeError, ImportError):
         raise Invalid(ReasonCode.FHIR_VALIDATION, "resource: unknown resourceType") from None
     try:
@@ -123,7 +116,7 @@ def is_fhir_type(kind: object) -> bool:
     if not isinstance(kind, str) or not kind.isascii() or not kind.isalpha():
         return False
     try:
-        _model(kind)
+        model_class(kind)
     except (KeyError, ValueError, LookupError, AttributeError, ImportError):
         return False
     return True

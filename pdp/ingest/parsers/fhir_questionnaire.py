@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 
 from pdp.ingest.model import Event, ParseOutcome, Quarantined, SourceRecord
 from pdp.ingest.parsers.base import FileContext, parser
+from pdp.ingest.parsers.fhir_models import model_class
 from pdp.ingest.parsers.fhir_ndjson import (
     FhirIdentityOptions,
     checked_patient,
@@ -61,10 +62,8 @@ class QuestionnaireOptions(FhirIdentityOptions):
 @parser("fhir_questionnaire_response_ndjson", options=QuestionnaireOptions, produces=("survey",), split=split_lines)
 def parse_questionnaire_responses(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseOutcome]:
     """NDJSON of FHIR R4 QuestionnaireResponses (PREM / PROM): one record per line, scored by its questionnaire."""
-    from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse  # heavy: only when read
-
     opts: QuestionnaireOptions = ctx.spec.parser_options  # type: ignore[assignment]
-    for item in fhir_resources(stream, ctx, "QuestionnaireResponse", QuestionnaireResponse):
+    for item in fhir_resources(stream, ctx, "QuestionnaireResponse", model_class("QuestionnaireResponse")):
         if isinstance(item, Quarantined):
             yield item
             continue
