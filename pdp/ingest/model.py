@@ -80,7 +80,8 @@ class IdentityFields:
     __str__ = __repr__
 
     def is_empty(self) -> bool:
-        return all(getattr(self, f.name) is None for f in fields(self))
+        # the names once (IDENTITY_FIELDS): dataclasses.fields() per call was a tenth of the edge's CPU
+        return all(getattr(self, name) is None for name in IDENTITY_FIELDS)
 
     def as_raw_identity(self) -> RawIdentity:
         """The traits the pseudonym is keyed on, in the edge's input type."""
