@@ -9,31 +9,38 @@ almost always find nothing to do:
 
 - ``reject_null_complex_elements`` (a "before" model validator) walks *every field* of the
   element's model to find a list of complex elements holding a null; almost no list holds one.
-- ``validate_after_model_construction`` (an "after" model validator, run twice per element: once
-  when the element is built, once when its parent's schema receives it) asks the class for its
-  required primitive fields and its choice (``[x]``) groups, lists the generated code rebuilds at
-  each call, even for the many element types that have neither.
+- ``validate_after_model_construction`` (an "after" model validator, run twice per element:
+  ``FHIRAbstractModel.__init__`` validates again what pydantic has just built) asks the class for
+  its required primitive fields and its choice (``[x]``) groups, lists the generated code rebuilds
+  at each call, even for the many element types that have neither.
 
 The short-circuits answer the common case and hand everything else to the library's own code:
 
-- before: if no list value of the input dict holds a null, the library's validator has no error
-  to raise and returns the input unchanged, so that is returned; otherwise the library's own
-  validator runs;
-- after: a class's required fields and choice groups are constants of its generated code, so
-  whether it has any is computed once per class; the library's own checks run for a class that
-  has some, and are skipped for one that has none (where they do nothing).
+- before: the library's validator can raise only for a list value of the input dict that holds
+  a null; if none does, it returns the input unchanged, so that is returned; otherwise the
+  library's own validator runs on the whole input (its errors, in its order);
+- after: in ``fhir.resources``' generated classes, the required fields and choice groups are
+  literals returned by generated methods, so whether a class has any is computed once per class;
+  the library's own checks run for a class that has some and are skipped for one that has none
+  (where they do nothing). Any other class (a profile's subclass, a class that overrides the
+  checks, another package's model) runs the library's validator as it is.
 
-So the same resources are accepted and the same errors raised, in the same order:
-``tests/ingest/test_ingest_fhir_models.py`` validates valid and broken resources in two fresh
-processes, with and without them, and compares every error. They are installed only on a
-``fhir_core`` version whose code was read and tested (:data:`VERIFIED_FHIR_CORE`); on any other
-the library runs as it is (correct, slower), and that test fails until the new version is read.
+So the same resources are accepted and the same errors raised: ``tests/ingest/test_ingest_fhir_models.py``
+validates valid resources and broken ones (nulls in complex and primitive lists, several at once,
+missing required elements beside two choices, unknown elements, wrong types, impossible dates,
+aliased elements, non-objects where an element is due) in two fresh processes, one with the
+short-circuits and one with the library as it ships, and compares every error (type, location,
+message). They are installed only on the versions whose code was read and tested
+(:data:`VERIFIED`: ``fhir_core``'s validators, ``fhir.resources``' generated methods); on any other
+the library runs as it is (correct, slower), and that test fails until the new versions are read.
+They also rely on how pydantic 2 binds model validators (below), which the test checks by looking
+at the validators bound on the built classes.
 
 How: pydantic binds a model validator to each model class *when the class is built*, looking the
 function up by name on the class, so the short-circuits are set on ``FHIRAbstractModel`` before the
 R4B modules are imported: :func:`model_class` installs them first. A model class built earlier in
-the same process (another part importing ``fhir.resources`` first) keeps the library's validators:
-slower, not different.
+the same process (another part importing ``fhir.resources`` first, as the opposition registry's
+Consent does) keeps the library's validators: slower, not different.
 
 Measured (ad hoc: the 18 030 resources of ``pdp bench fhir``'s 40 bundles, ``model_validate``
 alone, one process, a 1 M-person synth running beside it, paired runs): 192.9-210.7 µs a resource
@@ -47,31 +54,46 @@ without, 3 230 and 2 906 with.
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-# fhir_core versions whose two validators were read and found to match the short-circuits' reasoning
-VERIFIED_FHIR_CORE = ("1.1.12",)
+# the versions whose validators (fhir_core) and generated methods (fhir.resources) were read and tested
+VERIFIED = {"fhir_core": ("1.1.12",), "fhir.resources": ("8.3.0",)}
 
+_lock = threading.Lock()
 _installed: list[bool] = []  # [] until the first model is asked for, then [whether installed]
 
 
 def short_circuits_installed() -> bool:
-    """Whether the short-circuits are set on ``FHIRAbstractModel`` (after the first :func:`model_class`)."""
+    """Whether the short-circuits are set on ``FHIRAbstractModel`` (after the first :func:`model_class`).
+    Model classes built before that in the process keep the library's validators."""
     return bool(_installed and _installed[0])
 
 
-def _install() -> bool:
+def _verified() -> bool:
     try:
-        if version("fhir_core") not in VERIFIED_FHIR_CORE:
-            return False
+        return all(version(package) in versions for package, versions in VERIFIED.items())
     except PackageNotFoundError:
+        return False
+
+
+def _install() -> bool:
+    if not _verified():
         return False
     from fhir_core.fhirabstractmodel import FHIRAbstractModel
 
     library_reject = FHIRAbstractModel.__dict__["reject_null_complex_elements"].__func__
-    choices_and_required: dict[type, tuple[bool, bool]] = {}
+    library_after = FHIRAbstractModel.__dict__["validate_after_model_construction"]
+    library_checks = (FHIRAbstractModel._validate_required_primitive_elements, FHIRAbstractModel._validate_one_of_many)
+    # per class: None (run the library's validator as it is) or (has required fields, has choice groups)
+    plans: dict[type, tuple[bool, bool] | None] = {}
+
+    def plan(kind: type, instance: Any) -> tuple[bool, bool] | None:
+        generated = kind.__module__.startswith("fhir.resources.") and (
+            kind._validate_required_primitive_elements, kind._validate_one_of_many) == library_checks
+        return (bool(instance.get_required_fields()), bool(instance.get_one_of_many_fields())) if generated else None
 
     def reject_null_complex_elements(cls: type, data: Any) -> Any:
         if isinstance(data, dict):
@@ -82,9 +104,11 @@ def _install() -> bool:
 
     def validate_after_model_construction(self: Any) -> Any:
         kind = type(self)
-        has = choices_and_required.get(kind)
+        if kind not in plans:
+            plans[kind] = plan(kind, self)
+        has = plans[kind]
         if has is None:
-            has = choices_and_required[kind] = (bool(self.get_required_fields()), bool(self.get_one_of_many_fields()))
+            return library_after(self)
         if has[0]:
             self._validate_required_primitive_elements()
         if has[1]:
@@ -102,8 +126,9 @@ def model_class(resource_type: str) -> Any:
     """The R4B model class of `resource_type` (``fhir.resources``), the short-circuits installed
     before the first one is built. Raises the library's error (KeyError, ValueError...) for a name
     that is no R4B resource type."""
-    if not _installed:
-        _installed.append(_install())
+    with _lock:
+        if not _installed:
+            _installed.append(_install())
     from fhir.resources.R4B import get_fhir_model_class  # heavy import: only when a FHIR file is read
 
     return get_fhir_model_class(resource_type)
