@@ -174,12 +174,11 @@ def _root(format_name: str) -> Path:
     for _ in parse_file(spec_for(format_name), path, root, today=TODAY):
         pass
     if format_name.startswith("fhir_"):  # every model a mutation may name is built once, here (tens of MB)
-        from fhir.resources.R4B import get_fhir_model_class
-
         from pdp.ingest.parsers.fhir_entries import READ_TYPES
+        from pdp.ingest.parsers.fhir_models import model_class
 
         for kind in (*READ_TYPES, "Bundle", "Medication", "QuestionnaireResponse", "Claim", "Composition"):
-            get_fhir_model_class(kind)
+            model_class(kind)
     return root
 
 
