@@ -46,9 +46,12 @@ Measured (ad hoc: the 18 030 resources of ``pdp bench fhir``'s 40 bundles, ``mod
 alone, one process, a 1 M-person synth running beside it, paired runs): 192.9-210.7 µs a resource
 without, 114.6-135.2 µs with. ``pdp bench fhir`` (the parser and the edge, per CPU-second), paired
 runs on the same load (a synth beside them, load 3.3-3.5): 2 342 and 1 755 resources per CPU-second
-without, 3 230 and 2 906 with. The GP source's whole parse (``parse_file``: JSON, depth checks,
-validation, extraction; the 25 311 outcomes of a 2 000-person synthetic territory, one process,
-three alternating pairs on a quiet machine): 311-421 µs of CPU an outcome with the library's
+without, 3 230 and 2 906 with; four pairs on the quiet machine (load 0.8-1.0): 3 472, 3 315, 3 345,
+3 447 without, 3 487, 3 786, 4 734, 4 161 with (medians 3 396 → 3 974, +17 %; its NDJSON reference
+3 092 → 3 518). A loaded machine penalises the library's path more than the short-circuits'.
+The GP source's whole parse (``parse_file``: JSON, depth checks, validation, extraction; the
+25 311 outcomes of a 2 000-person synthetic territory, one process, three alternating pairs on a
+quiet machine): 311-421 µs of CPU an outcome with the library's
 validators alone, 249-284 µs with the short-circuits (about a fifth less).
 
     >>> model_class("Observation").__name__
