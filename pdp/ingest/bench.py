@@ -109,6 +109,27 @@ each worker process loading the language model once), HL7 10.3 % (705 µs a mess
 python-hl7's parse), pharmacy 7.7 % (32 µs a delivery). So the goal of 10 000 per core stands or
 falls with the FHIR validation. The same run: 1 265 records/s per core end to end, the reference
 8 816/s (ratio 0.287).
+
+After the FHIR validation's short-circuits (:mod:`pdp.ingest.parsers.fhir_models`), the same
+command on a later day (2026-12-07 07:18-07:23, quiet, load 1.8 at the end) on a machine that ran
+every parser slower than the run above (pharmacy 59 µs a delivery against 32, HL7 1 157 µs a message
+against 705, neither touched): 255.8 s, 847 records/s per core, the reference 5 666/s (ratio 0.299);
+FHIR 277 µs an outcome, **51.1 %** of the parse's CPU (55.7 % above), reports 26.2 %, HL7 11.1 %,
+pharmacy 9.3 %. Across days the absolute figures mean little on these machines: the short-circuits'
+own gain is measured in pairs in :mod:`pdp.ingest.parsers.fhir_models` (about a fifth of the GP
+parse's CPU).
+
+A 1 M-person ingest was started on this machine (ad hoc lab script, not a repo command:
+``pdp synth --persons 1000000 --seed 1`` then :func:`pdp.ingest.pipeline.ingest_directory` with the
+embedded defaults, local[2], SQLite store; 2026-12-07). The territory took 22 min 10 s to generate
+(11 GB of sources: GP FHIR 6.4 GB, pharmacy 1.3 GB, labs 485 MB, reports 320 MB). The ingest's
+lookup (keyed fingerprints of the 11 GB) took 26.9 s; after 32.8 min of parse+edge (two worker
+processes, both at 100 % CPU) 3.39 M records were staged: labs (562 866), reports (78 174), PMSI,
+questionnaires done, GP FHIR 2.57 M of ~8.4 M, at ~2 300 records/s over the last 15 min. It was
+stopped there: the whole ingest would have taken 2.5 h or more, beyond a session with its test run.
+The worker that had parsed the reports (language model loaded) held 1 005 MiB, the other 530 MiB;
+a worker running eight of these GP files in turn (staged, in one process) stayed at 241-251 MiB, so
+a worker's memory does not grow with the files it parses.
 """
 
 from __future__ import annotations
