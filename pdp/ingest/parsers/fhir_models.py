@@ -51,8 +51,8 @@ without, 3 230 and 2 906 with; four pairs on the quiet machine (load 0.8-1.0): 3
 3 092 → 3 518). A loaded machine penalises the library's path more than the short-circuits'.
 The GP source's whole parse (``parse_file``: JSON, depth checks, validation, extraction; the
 25 311 outcomes of a 2 000-person synthetic territory, one process, three alternating pairs on a
-quiet machine): 311-421 µs of CPU an outcome with the library's
-validators alone, 249-284 µs with the short-circuits (about a fifth less).
+quiet machine): 311-421 µs of CPU an outcome with the library's validators alone, 249-284 µs
+with the short-circuits (about a fifth less).
 
     >>> model_class("Observation").__name__
     'Observation'
