@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pdp.ingest.model import Event, IdentityFields, ParseOutcome, Quarantined, SourceRecord
     from pdp.ingest.parse import Counts, DirectoryParse, Tally, parse_directory, parse_file
     from pdp.ingest.parsers.base import FileContext, parser
+    from pdp.ingest.parsers.fhir_models import fhir_error_location
     from pdp.ingest.reasons import ReasonCode
     from pdp.ingest.registry import (
         Discovery,
@@ -45,6 +46,7 @@ _HOME = {
     "SourceSpec": "spec",
     "FileContext": "parsers.base",
     "parser": "parsers.base",
+    "fhir_error_location": "parsers.fhir_models",
     "Discovery": "registry",
     "Registry": "registry",
     "SpecError": "registry",
@@ -75,6 +77,7 @@ __all__ = [
     "SpecError",
     "Tally",
     "discover",
+    "fhir_error_location",
     "load_registry",
     "parse_directory",
     "parse_file",

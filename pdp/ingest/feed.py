@@ -17,6 +17,7 @@ staging folder under var/ for the parsers to read, and deleted after the micro-b
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 from collections.abc import Sequence
@@ -79,12 +80,16 @@ class LabFeed:
         """Land `files` (dropped HL7 batch files) in bronze and silver; per-file counts in the report."""
         mode = mode_for(sum(len(content) for _, content in files), small_max_bytes=self._small_max_bytes)
         with waiting_ingest_lock(self.settings.var_dir / "ingest.lock"):
-            self._staging.mkdir(parents=True, exist_ok=True)
+            # the copies are nominative until the batch ends: this user's alone, as the inbox's
+            self._staging.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._staging.chmod(0o700)
             staging = Path(self._staging) / f"feed-{secrets.token_hex(4)}"
             try:
-                (staging / _FOLDER).mkdir(parents=True)
+                (staging / _FOLDER).mkdir(parents=True, mode=0o700)
                 for name, content in files:
-                    (staging / _FOLDER / Path(name).name).write_bytes(content)
+                    fd = os.open(staging / _FOLDER / Path(name).name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    with os.fdopen(fd, "wb") as handle:
+                        handle.write(content)
                 return self.pipeline.run(staging, mode)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)

@@ -22,8 +22,12 @@ spec sets them only to be stricter::
 Messages name the limit and the sizes found, never a value of the record.
 
 Measured: the per-line bound costs nothing visible (lines are read with ``readline(limit)``);
-the JSON depth check walks a document only when it has more brackets than the limit
-(a GP bundle of 11 KiB: ~15 µs).
+the JSON depth check walks a document only when it has more brackets than the limit, which
+every GP bundle has. On 400 bundles of a 1 M-person territory's GP file (11.6 KiB each, ad hoc,
+2026-12-07, the machine busy with an ingest): 73-81 µs a bundle, one level at a time; the
+earlier walk (a stack of (node, depth) pairs, ``isinstance`` against a union) took 204-223 µs,
+about 4 % of a GP parse worker's time in a sampled profile of a 1 M-person ingest. Its
+decoding (``json.loads``) takes 117 µs.
 """
 
 from __future__ import annotations
@@ -52,19 +56,25 @@ class Limits(BaseModel):
 
 
 def json_too_deep(text: str, value: Any, limit: int) -> bool:
-    """True when the decoded JSON `value` (decoded from `text`) nests deeper than `limit`.
+    """True when the decoded JSON `value` (``json.loads(text)``) nests deeper than `limit`.
 
     Cheap for the common case: a document with at most `limit` brackets cannot be deeper.
+    Otherwise the containers are walked one level at a time. `value` is what ``json.loads``
+    returns: its objects and arrays are exactly ``dict`` and ``list`` (the exact type tests
+    are a third of the walk's cost cheaper than ``isinstance``).
     """
     if text.count("{") + text.count("[") <= limit:
         return False
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
+    level = [value] if type(value) is dict or type(value) is list else []
+    depth = 1
+    while level:
         if depth > limit:
             return True
-        if isinstance(node, dict):
-            stack.extend((child, depth + 1) for child in node.values() if isinstance(child, dict | list))
-        elif isinstance(node, list):
-            stack.extend((child, depth + 1) for child in node if isinstance(child, dict | list))
+        below = []
+        for node in level:
+            for child in node.values() if type(node) is dict else node:
+                if type(child) is dict or type(child) is list:
+                    below.append(child)
+        level = below
+        depth += 1
     return False

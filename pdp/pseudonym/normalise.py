@@ -77,6 +77,8 @@ from pdp.pseudonym.nir import Nir, NirInvalid, NirReason, parse_nir
 
 __all__ = [
     "CANONICAL_FORMAT",
+    "INSEE_CODE",
+    "RPPS_NUMBER",
     "CanonicalIdentity",
     "RawIdentity",
     "ReasonCode",
@@ -87,6 +89,12 @@ __all__ = [
 
 CANONICAL_FORMAT = "pdp-pseudonym/1"
 """Version tag of the serialisation: changing the canonical forms means a new tag (and new pseudonyms)."""
+
+INSEE_CODE = re.compile(r"(?:[0-9]{5}|2[AB][0-9]{3})")
+"""An INSEE commune or country code (99xxx: abroad), compacted: a birthplace, a commune of residence."""
+
+RPPS_NUMBER = re.compile(r"[0-9]{11}")
+"""A health professional's RPPS number (a GP's), compacted."""
 
 MIN_BIRTH_DATE = date(1880, 1, 1)
 _SEP = "\x1f"  # ASCII unit separator: cannot occur in a normalised field (A-Z, 0-9, space, '-')
@@ -296,7 +304,6 @@ _SEXES: dict[str, Literal["M", "F"]] = {
     "M": "M", "H": "M", "1": "M", "MALE": "M", "MASCULIN": "M", "HOMME": "M",
     "F": "F", "2": "F", "FEMALE": "F", "FEMININ": "F", "FEMME": "F",
 }  # fmt: skip
-_BIRTH_PLACE = re.compile(r"(?:\d{5}|2[AB]\d{3})")
 
 
 def _parse_date(value: date | str, today: date) -> date | str:
@@ -413,7 +420,7 @@ def normalise(raw: RawIdentity, *, today: date | None = None) -> CanonicalIdenti
         if not isinstance(raw.birth_place, str):
             return Rejection(ReasonCode.FIELD_TYPE, "birth_place")
         birth_place = raw.birth_place.strip().upper() or None
-        if birth_place is not None and not _BIRTH_PLACE.fullmatch(birth_place):
+        if birth_place is not None and not INSEE_CODE.fullmatch(birth_place):
             return Rejection(ReasonCode.BIRTH_PLACE_INVALID, "birth_place")
 
     # NIR: invalid is an input error; valid but contradicting the traits is an insured's NIR.

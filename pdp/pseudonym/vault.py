@@ -98,6 +98,7 @@ from sqlalchemy import (
 )
 
 from pdp.governance.db import bulk_insert, create_all, make_engine, metadata
+from pdp.pseudonym.normalise import INSEE_CODE, RPPS_NUMBER
 
 if TYPE_CHECKING:
     from pdp.config import Settings
@@ -272,10 +273,12 @@ class VaultRecord(BaseModel):
     birth_date: date | None = None
     birth_place: str | None = Field(None, max_length=120, description="INSEE commune or country code, or a name.")
     nir: str | None = Field(None, pattern=r"^[12378][0-9]{4}(?:[0-9]{2}|2[AB])[0-9]{6}(?:[0-9]{2})?$")
-    gp_rpps: str | None = Field(None, pattern=r"^[0-9]{11}$", description="RPPS number of the GP (médecin traitant).")
+    gp_rpps: str | None = Field(
+        None, pattern=f"^{RPPS_NUMBER.pattern}$", description="RPPS number of the GP (médecin traitant)."
+    )
     address_line: str | None = Field(None, max_length=300)
     postcode: str | None = Field(None, pattern=r"^[0-9]{5}$")
-    commune_code: str | None = Field(None, pattern=r"^(?:[0-9]{5}|2[AB][0-9]{3})$")
+    commune_code: str | None = Field(None, pattern=f"^{INSEE_CODE.pattern}$")
     phone: str | None = Field(None, max_length=32)
     email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
     observed_at: date | None = Field(None, description="When the source observed these values (merge order).")

@@ -33,7 +33,6 @@ the answered items with ``in_score``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -60,7 +59,6 @@ SURVEY_CODE_SYSTEM = "PDP-SURVEY"
 """The code system of questionnaire answers and scale scores in bronze and silver."""
 
 _NAME = r"^[a-z][a-z0-9_]*$"
-_SAFE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 
 
 class SurveyDefinitionError(ValueError):
@@ -192,12 +190,11 @@ class Questionnaire(_Strict):
         kept: list[tuple[str, float, str]] = []
         seen: set[str] = set()
         total, answered = 0.0, 0
-        for node in _flatten(response_items):
+        for position, node in enumerate(_flatten(response_items), start=1):
             link_id = node.get("linkId")
             item = self.item(link_id) if isinstance(link_id, str) else None
-            if item is None:
-                shown = link_id if isinstance(link_id, str) and _SAFE.fullmatch(link_id) else "?"
-                raise AnswerError(f"item {shown}: not an item of {self.name}@{self.version}")
+            if item is None:  # named by its place: a linkId the sender chose could name a person
+                raise AnswerError(f"item #{position}: not an item of {self.name}@{self.version}")
             if item.link_id in seen:
                 raise AnswerError(f"item {item.link_id}: answered twice")
             seen.add(item.link_id)

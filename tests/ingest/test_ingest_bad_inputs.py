@@ -5,6 +5,7 @@ records in = parsed + quarantined; and no quarantine message echoes a value of t
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -130,6 +131,15 @@ def fhir_resource_invalid(path: Path, n: int) -> Expect:
     return Expect([(3, R.FHIR_VALIDATION)], n - 1)
 
 
+def fhir_unknown_element_named_after_the_patient(path: Path, n: int) -> Expect:
+    """An element the model does not know is the sender's key: its name could name the patient."""
+    def edit(bundle: dict) -> None:
+        key = re.sub(r"[^A-Za-z]+", "_", _resource(bundle, "Patient")["name"][0]["family"])
+        _resource(bundle, "Encounter")[key] = True
+    _edit_bundle(path, 3, edit)
+    return Expect([(3, R.FHIR_VALIDATION)], n - 1)
+
+
 def fhir_impossible_birth_date(path: Path, n: int) -> Expect:
     _edit_bundle(path, 7, lambda b: _resource(b, "Patient").update(birthDate="1980-02-31"))
     records = _records_of(_ndjson(path)[6])  # the Patient and every resource about it: the Patient's reason
@@ -186,6 +196,13 @@ def pmsi_invalid_nir_key(path: Path, n: int) -> Expect:
         return row
 
     return _edit_csv(path, edit, R.NIR_INVALID, n)
+
+
+def pmsi_commune_that_is_a_sentence(path: Path, n: int) -> Expect:
+    """A commune lands in the lake as a person attribute: one that is not a code (here an address
+    with a phone number) is the record's fault, not a value to keep."""
+    return _edit_csv(path, lambda t: (t.set(5, "commune_residence", "12 rue des Lilas tel 0612345678"), 5)[1],
+                     R.VALUE_INVALID, n)
 
 
 def pmsi_field_count(path: Path, n: int) -> Expect:
@@ -248,6 +265,13 @@ def social_wrong_encoding(path: Path, n: int) -> Expect:
     return Expect([(row + 1, R.ENCODING_INVALID)], n - 1)
 
 
+def social_reason_typed_freely(path: Path, n: int) -> Expect:
+    """A referral reason is free text in the structures' exports: only the wordings the spec maps land
+    (as codes); one typed otherwise, here with a name and a phone number, is the record's fault."""
+    return _edit_csv(path, lambda t: (t.set(1, "motif", "Isolement - Mme Jeanne DUPONT tel 06 12 34 56 78"), 1)[1],
+                     R.VALUE_INVALID, n)
+
+
 def deaths_record_length(path: Path, n: int) -> Expect:
     lines = path.read_bytes().split(b"\n")
     lines[1] = lines[1][:150]
@@ -269,6 +293,7 @@ CASES = [
     Case("LOINC code with a wrong check digit", "labs", None, hl7_loinc_check_digit),
     Case("invalid FHIR JSON", "gp", None, fhir_invalid_json),
     Case("FHIR resource failing validation", "gp", None, fhir_resource_invalid),
+    Case("FHIR element the model does not know", "gp", None, fhir_unknown_element_named_after_the_patient),
     Case("FHIR impossible birth date", "gp", None, fhir_impossible_birth_date),
     Case("FHIR coding in an unmapped system", "gp", None, fhir_unmapped_coding),
     Case("impossible date (31/02)", "pmsi", None, pmsi_impossible_date),
@@ -277,6 +302,7 @@ CASES = [
     Case("unknown CIM-10 code", "pmsi", None, pmsi_unknown_code),
     Case("missing identity", "pmsi", None, pmsi_missing_identity),
     Case("invalid NIR key", "pmsi", "latin-1", pmsi_invalid_nir_key),
+    Case("commune of residence that is not a code", "pmsi", None, pmsi_commune_that_is_a_sentence),
     Case("row with an extra field", "pmsi", None, pmsi_field_count),
     Case("empty file", "pmsi", None, pmsi_empty_file),
     Case("header-only CSV", "pmsi", "utf-8-sig", pmsi_header_only),
@@ -286,6 +312,7 @@ CASES = [
     Case("quantity that is not a number", "pharmacy", "latin-1", pharmacy_value_invalid),
     Case("CIP13 with a wrong check digit", "pharmacy", None, pharmacy_cip13_check_digit),
     Case("wrong encoding (Latin-1 row in a UTF-8-only source)", "social", None, social_wrong_encoding),
+    Case("referral reason typed freely", "social", None, social_reason_typed_freely),
     Case("fixed-width line of the wrong length", "insee", None, deaths_record_length),
 ]
 

@@ -140,3 +140,32 @@ def test_files_dropped_into_the_running_feed_reach_silver_once(tmp_path: Path, s
     }  # fmt: skip
     for table, columns in compared.items():
         assert _rows(spark, lake, table, columns) == _rows(spark, reference.lake_uri, table, columns), table
+
+
+def test_the_feeds_copies_of_dropped_files_are_this_users_alone(tmp_path: Path, spark: SparkSession,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A micro-batch's copies of the dropped HL7 files are nominative until it ends: folders 0700, files
+    0600 whatever the umask, and gone afterwards (the pipeline itself is the test above's)."""
+    from pdp.ingest.feed import LabFeed
+
+    settings = _settings(tmp_path / "var", base64.b64encode(os.urandom(32)).decode("ascii"))
+    KeyStore.from_settings(settings).init()
+    feed = LabFeed(spark, settings=settings)
+    seen: dict[str, int] = {}
+
+    def run(staging: Path, mode: object) -> IngestReport:
+        for path in [staging.parent, *staging.rglob("*")]:
+            seen[str(path.relative_to(staging.parent))] = path.stat().st_mode & 0o777
+        return IngestReport(batch_id="test")
+
+    monkeypatch.setattr(feed.pipeline, "run", run)
+    old = os.umask(0o022)
+    try:
+        feed.ingest([("a.hl7", b"MSH|^~\\&|LAB"), ("b.hl7", b"MSH|^~\\&|LAB")])
+    finally:
+        os.umask(old)
+    files = {k: v for k, v in seen.items() if k.endswith(".hl7")}
+    assert len(files) == 2 and set(files.values()) == {0o600}, seen
+    assert {v for k, v in seen.items() if k not in files and "/" in k} == {0o700}, seen
+    assert seen["."] == 0o700, seen
+    assert not list((settings.var_dir / "stream-staging").iterdir())

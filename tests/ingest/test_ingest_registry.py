@@ -107,6 +107,11 @@ BAD_SPECS = [
     ("absolute glob", _set("files", ["/data/pmsi/*.csv"]), "pmsi.yml: files: "),
     ("lower-case code system", _set("code_systems", ["cim-10"]), "pmsi.yml: code_systems: 'cim-10'"),
     ("uncheckable coded column", _set("validation.codes", {"dp": "ICD-O"}), "pmsi.yml: validation.codes.dp:"),
+    (
+        "free-text column as an event code",
+        lambda s: (s["code_systems"].append("PMSI-FREE"), s["events"][0].update(code_system="PMSI-FREE")),
+        "pmsi.yml: events.0.code: 'PMSI-FREE' has no syntax check: map the column's values",
+    ),
     ("version zero", _set("version", 0), "pmsi.yml: version: Input should be greater than or equal to 1"),
     ("name of another file", _set("name", "hospital"), "pmsi.yml: name: 'hospital' must match the file name"),
     ("no format, not held back", _set("format", None), "pmsi.yml: format: required unless the source is held back"),

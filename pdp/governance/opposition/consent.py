@@ -33,6 +33,9 @@ __all__ = ["INS_NIR_SYSTEM", "ConsentError", "ConsentRequest", "parse_consent"]
 
 INS_NIR_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"
 _MAX_BYTES = 1_000_000
+# FHIR R4 consent-state-codes: the model takes any code-shaped text, and a status outside these is
+# shown nowhere (a message quoting it could quote a name)
+CONSENT_STATUSES = frozenset({"draft", "proposed", "active", "rejected", "inactive", "entered-in-error"})
 
 
 class ConsentError(ValueError):
@@ -67,6 +70,8 @@ def parse_consent(raw: bytes) -> ConsentRequest:
         Consent.model_validate(data)
     except (ValidationError, ValueError, TypeError, LookupError) as exc:
         raise ConsentError(f"Consent: fails FHIR R4 validation at {_where(exc)}") from None
+    if data.get("status") not in CONSENT_STATUSES:
+        raise ConsentError(f"Consent.status: not a FHIR consent status ({', '.join(sorted(CONSENT_STATUSES))})")
     provision = (data.get("provision") or {}).get("type")
     if provision != "deny":
         raise ConsentError("Consent.provision.type: must be 'deny' (an opposition)")
@@ -124,11 +129,10 @@ def _official_name(patient: dict[str, Any]) -> dict[str, Any]:
 
 
 def _where(exc: BaseException) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        try:
-            first = errors()[0]
-            return ".".join(str(p) for p in first.get("loc", ())) or "<root>"
-        except Exception:
-            return "<root>"
-    return "<root>"
+    """The first error's location: element names and positions, nothing the sender chose."""
+    from pydantic import ValidationError
+
+    from pdp.ingest import fhir_error_location
+
+    errors = exc.errors() if isinstance(exc, ValidationError) else []
+    return fhir_error_location("Consent", errors[0]) if errors else "Consent"

@@ -60,7 +60,9 @@ with the short-circuits (about a fifth less).
 
 from __future__ import annotations
 
+import re
 import threading
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -138,3 +140,26 @@ def model_class(resource_type: str) -> Any:
     from fhir.resources.R4B import get_fhir_model_class  # heavy import: only when a FHIR file is read
 
     return get_fhir_model_class(resource_type)
+
+
+_ELEMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+
+
+def fhir_error_location(root: str, error: Mapping[str, Any]) -> str:
+    """Where one pydantic error of a FHIR model is (``Bundle.entry[0].resource.status``), with
+    nothing the sender chose in it.
+
+    A location holds the model's own element names and list positions, except for a key the
+    model does not know (``extra_forbidden``): that one is the sender's (``"DUPONT_Jeanne": 1``
+    would name a person), so it is ``?``, like any part not shaped like an element name.
+
+        >>> fhir_error_location("Patient", {"type": "extra_forbidden", "loc": ("name", 0, "DUPONT_Jeanne")})
+        'Patient.name[0].?'
+    """
+    loc = tuple(error.get("loc", ()))
+    sender_key = len(loc) - 1 if error.get("type") == "extra_forbidden" else -1
+    return root + "".join(
+        f"[{part}]" if isinstance(part, int)
+        else f".{part}" if i != sender_key and _ELEMENT_NAME.fullmatch(str(part)) else ".?"
+        for i, part in enumerate(loc)
+    )

@@ -34,7 +34,6 @@ when this format still validated each line's Bundle whole: 3.5 MB/s, ~4 000 reso
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, TypeVar
 
@@ -44,6 +43,7 @@ from pdp.ingest.encoding import Oversize, iter_lines
 from pdp.ingest.limits import json_too_deep
 from pdp.ingest.model import IdentityFields, ParseOutcome, Quarantined, SourceRecord
 from pdp.ingest.parsers.base import FileContext, parser
+from pdp.ingest.parsers.fhir_models import fhir_error_location
 from pdp.ingest.reasons import ReasonCode
 from pdp.ingest.split import split_lines
 from pdp.ingest.validate import Checks, Invalid
@@ -62,7 +62,6 @@ __all__ = [
     "record_or_quarantine",
 ]
 
-_SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
 _DATE_ERRORS = frozenset(  # pydantic's error types of an impossible date (2023-02-30), in a date or a dateTime
     {"date_parsing", "date_from_datetime_parsing", "date_from_datetime_inexact", "datetime_parsing",
      "datetime_from_date_parsing", "date_type"}
@@ -187,10 +186,7 @@ def _validation_fault(exc: ValidationError, root: str = "Bundle") -> tuple[Reaso
     errors = exc.errors()
     reason = ReasonCode.DATE_INVALID if all(e["type"] in _DATE_ERRORS for e in errors) else ReasonCode.FHIR_VALIDATION
     first = errors[0]
-    path = root + "".join(
-        f"[{part}]" if isinstance(part, int) else f".{part}" if _SAFE_KEY.fullmatch(str(part)) else ".?"
-        for part in first["loc"]
-    )
+    path = fhir_error_location(root, first)
     more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
     return reason, f"{path}: {first['type']}{more}"
 
