@@ -119,7 +119,7 @@ class Event:
     end_date: date | None = None
     value: float | None = None
     unit: str | None = None
-    visit_key: str | None = None
+    visit_key: str | None = field(default=None, repr=False)  # the sender's id: never in a repr (a log, a traceback)
     provider: str | None = None
     status: str | None = None
     source_value: str = ""
@@ -151,7 +151,7 @@ class SourceRecord:
     def __repr__(self) -> str:
         return (
             f"SourceRecord(source={self.source!r}, file={self.file!r}, position={self.position}, "
-            f"record_id={self.record_id!r}, events={len(self.events)})"
+            f"record_id={'<hidden>' if self.record_id is not None else None}, events={len(self.events)})"
         )
 
     def attribute(self, name: str) -> str | None:

@@ -68,3 +68,10 @@ def test_file_level_rows_of_one_file_are_one_row_per_fault(store: KeyStore) -> N
     ])
     assert stopped.record_hash != trailer.record_hash
     assert stopped.record_hash == again.record_hash
+
+
+def test_a_parsed_records_repr_hides_the_senders_ids() -> None:
+    """A repr ends up in tracebacks, debug logs and test output: never the stay number in clear."""
+    record = stay("pmsi", "pmsi/590000123_M1.csv", "S1f-2041-7", b"stay M1")
+    shown = repr(record) + "".join(repr(e) for e in record.events)
+    assert "2041" not in shown and "record_id=<hidden>" in shown
