@@ -36,7 +36,7 @@ from pdp.ingest.model import IdentityFields, Quarantined, SourceRecord
 from pdp.ingest.unmapped import UnmappedCodes
 from pdp.pseudonym.keys import KeyStore
 from pdp.pseudonym.linkage import MODEL_NOT_RUN
-from pdp.pseudonym.normalise import CanonicalIdentity, Rejection, normalise
+from pdp.pseudonym.normalise import INSEE_CODE, RPPS_NUMBER, CanonicalIdentity, Rejection, compact_code, normalise
 from pdp.pseudonym.pseudonymise import Pseudonymiser, digest_text
 from pdp.pseudonym.vault import VaultRecord
 
@@ -84,6 +84,8 @@ class EdgeStats:
     landed: int = 0
     quarantined: int = 0
     vault_fields_dropped: int = 0
+    # a commune or GP that is not a code: left out of the record's lake attributes (never the record)
+    attributes_dropped: int = 0
     pseudonymise_seconds: float = 0.0  # normalising identities and keying pseudonyms (for `pdp bench ingest`)
     by_reason: dict[str, int] = field(default_factory=dict)
     unmapped: UnmappedCodes = field(default_factory=UnmappedCodes)  # landed codes outside the concept sets
@@ -92,6 +94,7 @@ class EdgeStats:
         self.landed += other.landed
         self.quarantined += other.quarantined
         self.vault_fields_dropped += other.vault_fields_dropped
+        self.attributes_dropped += other.attributes_dropped
         self.pseudonymise_seconds += other.pseudonymise_seconds
         for reason, count in other.by_reason.items():
             self.by_reason[reason] = self.by_reason.get(reason, 0) + count
@@ -375,7 +378,7 @@ class Edge:
                 self._remember_again(pseudonym, known, record)
             else:
                 self._remember(pseudonym, canonical, record, known)
-            attributes.update(_quasi_identifiers(canonical, record))
+            attributes.update(self._quasi_identifiers(canonical, record))
             rule = canonical.scheme
         self.stats.landed += 1
         for event in record.events:
@@ -436,6 +439,25 @@ class Edge:
         if ident.postcode:
             state.postcodes.setdefault(pseudonym, ident.postcode)
         self._linked = None
+
+    def _quasi_identifiers(self, canonical: CanonicalIdentity, record: SourceRecord) -> dict[str, str]:
+        """The person's attributes the lake keeps: sex, birth year and month, and the commune and GP
+        when they are codes. A commune or GP number that is not one (an address, a name typed where
+        the code goes) is left out, and counted: it would land in silver.person as typed."""
+        out = {
+            "_sex": canonical.sex,
+            "_birth_year": str(canonical.birth_date.year),
+            "_birth_month": str(canonical.birth_date.month),
+        }
+        for key, text, shape in (("_commune", record.identity.commune_code, INSEE_CODE),
+                                 ("_gp", record.identity.gp_rpps, RPPS_NUMBER)):
+            if text:
+                code = compact_code(text)
+                if shape.fullmatch(code):
+                    out[key] = code
+                else:
+                    self.stats.attributes_dropped += 1
+        return out
 
     def link(
         self,
@@ -558,17 +580,6 @@ def merge_records(old: VaultRecord, new: VaultRecord) -> VaultRecord:
     return VaultRecord(**merged)
 
 
-def _quasi_identifiers(canonical: CanonicalIdentity, record: SourceRecord) -> dict[str, str]:
-    out = {
-        "_sex": canonical.sex,
-        "_birth_year": str(canonical.birth_date.year),
-        "_birth_month": str(canonical.birth_date.month),
-    }
-    if record.identity.commune_code:
-        out["_commune"] = record.identity.commune_code
-    if record.identity.gp_rpps:
-        out["_gp"] = record.identity.gp_rpps
-    return out
 
 
 def _event_dict(event: Any) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from datetime import date
 from pdp.ingest.model import Event, IdentityFields, ParseOutcome, SourceRecord
 from pdp.ingest.parsers.base import FileContext
 from pdp.ingest.reasons import ReasonCode
-from pdp.ingest.spec import EventSpec, FieldRef, SourceSpec
+from pdp.ingest.spec import EventSpec, FieldRef, SourceSpec, map_key
 from pdp.ingest.validate import Checks, Invalid
 
 __all__ = ["RecordBuilder"]
@@ -40,7 +40,7 @@ class _Extract:
         self.pattern = re.compile(ref.pattern) if ref.pattern else None
         groups = self.pattern.groupindex if self.pattern else {}
         self.group: int | str = "value" if "value" in groups else (1 if self.pattern and self.pattern.groups else 0)
-        self.map = ref.map
+        self.map = {map_key(k): v for k, v in ref.map.items()} if ref.map is not None else None
         self.split = ref.split
         self.date_format = ref.date_format or date_format
         self.type = ref.type
@@ -56,7 +56,7 @@ class _Extract:
         if not text:
             return None
         if self.map is not None:
-            mapped = self.map.get(text)
+            mapped = self.map.get(map_key(text))
             if mapped is None:
                 raise Invalid(ReasonCode.VALUE_INVALID, f"{self.where}: value outside the spec's map")
             return mapped

@@ -19,7 +19,7 @@ Example::
     >>> r = SourceRecord(source="pmsi", file="pmsi/590000001.csv", position=1, record_id="S1",
     ...                  raw=b"...", identity=IdentityFields(birth_name="DUPONT"), events=(e,))
     >>> r
-    SourceRecord(source='pmsi', file='pmsi/590000001.csv', position=1, record_id='S1', events=1)
+    SourceRecord(source='pmsi', file='pmsi/590000001.csv', position=1, record_id=<hidden>, events=1)
     >>> r.identity
     IdentityFields(<hidden>)
 """

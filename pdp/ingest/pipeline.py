@@ -219,6 +219,9 @@ class _Run:
                 self._fold(task, result)
             report.parse_cpu_seconds = round(report.parse_cpu_seconds, 3)
             report.by_reason = Counter(self.edge.stats.by_reason)
+            dropped = {"vault_contact": self.edge.stats.vault_fields_dropped,
+                       "person_attributes": self.edge.stats.attributes_dropped}
+            report.fields_dropped = {k: v for k, v in dropped.items() if v}
             report.unmapped = self.edge.stats.unmapped
             report.pseudonymise_seconds = round(self.edge.stats.pseudonymise_seconds, 3)
             clock.lap("parse_and_edge")

@@ -73,6 +73,8 @@ class IngestReport:
     silver: dict[str, int] = field(default_factory=dict)
     id_collisions: dict[str, int] = field(default_factory=dict)  # per silver table: events quarantined ID_COLLISION
     by_reason: Counter = field(default_factory=Counter)
+    # records whose malformed identity values were left out (the record kept): vault contact fields, lake attributes
+    fields_dropped: dict[str, int] = field(default_factory=dict)
     pseudonymise_seconds: float = 0.0  # normalising identities and keying pseudonyms
     link_rules: dict[str, int] = field(default_factory=dict)  # distinct identities per deciding linkage rule
     link_model: str = ""  # the linkage model used: a trained version, em-on-batch, builtin-default, not-run

@@ -26,8 +26,10 @@ Shape (see ``sources/pmsi.yml`` for a full example)::
 
 A field reference is a column name (``nom``) or a mapping: ``column`` or ``const``, then
 optionally ``pattern`` (regex; group ``value`` or the first group is kept), ``map`` (value
-translation; a value outside the map is VALUE_INVALID), ``split`` (event codes only: one
-event per part), ``date_format`` and ``type`` (text, integer, number, date).
+translation; a value outside the map is VALUE_INVALID; values are compared as :func:`map_key`
+makes them, so an office suite's typographic apostrophe, a case or spacing change still maps),
+``split`` (event codes only: one event per part), ``date_format`` and ``type`` (text, integer,
+number, date).
 
 Structured formats (HL7, FHIR) read identity and events from the format itself: their specs
 have no ``identity``/``events``/``attributes``/``record_id``, only parser options.
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import unicodedata
 from datetime import date, datetime
 from functools import cached_property
 from typing import Any, Literal, get_args
@@ -93,6 +96,15 @@ def _check_date_format(fmt: str) -> str:
     return fmt
 
 
+_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'", "`": "'", "´": "'"})
+
+
+def map_key(text: str) -> str:
+    """How a sent value meets a ``map``'s keys: NFC, apostrophes alike, spaces collapsed, case folded
+    (``map_key("Aide à l’ouverture  de droits") == map_key("aide à l'ouverture de droits")``)."""
+    return " ".join(unicodedata.normalize("NFC", text).translate(_APOSTROPHES).casefold().split())
+
+
 class FieldRef(_Model):
     """Where one value comes from in a record: a column (or layout field), or a constant."""
 
@@ -120,6 +132,8 @@ class FieldRef(_Model):
                 raise ValueError(f"pattern does not compile: {exc}") from None
             if compiled.groups > 1 and "value" not in compiled.groupindex:
                 raise ValueError("a pattern with several groups must name the kept one (?P<value>...)")
+        if self.map is not None and len({map_key(k) for k in self.map}) < len(self.map):
+            raise ValueError("map: two keys differ only in case, spaces or apostrophes (values are compared without)")
         if self.split == "":
             raise ValueError("split must be a non-empty separator")
         if self.date_format is not None:

@@ -32,7 +32,6 @@ from datetime import date, datetime
 from pdp.ingest.model import Event, IdentityFields
 from pdp.ingest.reasons import ReasonCode
 from pdp.pseudonym.nir import NirInvalid, parse_nir
-from pdp.pseudonym.normalise import INSEE_CODE, RPPS_NUMBER
 from pdp.semantic.codes import CODE_SYSTEMS, validate_code
 
 __all__ = ["Checks", "Invalid", "parse_date", "parse_number"]
@@ -158,13 +157,6 @@ class Checks:
         nir = values.get("nir")
         if nir:
             self.nir(nir, _label(where, "nir"))
-        for name, (shape, what) in _CODED_TRAITS.items():
-            text = values.get(name)
-            if text:  # they land in the lake as they are (person attributes): a code, never a sentence
-                compact = _COMPACT.sub("", text).upper()
-                if not shape.fullmatch(compact):
-                    raise Invalid(ReasonCode.VALUE_INVALID, f"{_label(where, name)}: not {what}")
-                values[name] = compact
         return IdentityFields(birth_date=birth, **values)
 
     def event(self, event: Event, where: str) -> Event:
@@ -176,15 +168,6 @@ class Checks:
             if event.end_date < event.start_date:
                 raise Invalid(ReasonCode.DATE_OUT_OF_RANGE, f"{where}: end before start")
         return event
-
-
-# Identity traits that are codes and reach the lake as person attributes (silver.person's commune and
-# GP): the vault's own shapes (pdp.pseudonym.vault.VaultRecord), after the same compaction.
-_COMPACT = re.compile(r"[\s.\-]")
-_CODED_TRAITS: dict[str, tuple[re.Pattern[str], str]] = {
-    "commune_code": (INSEE_CODE, "an INSEE commune code"),
-    "gp_rpps": (RPPS_NUMBER, "an 11-digit RPPS number"),
-}
 
 
 def _label(where: str, name: str) -> str:

@@ -83,6 +83,7 @@ __all__ = [
     "RawIdentity",
     "ReasonCode",
     "Rejection",
+    "compact_code",
     "normalise",
     "normalise_name",
 ]
@@ -95,6 +96,14 @@ INSEE_CODE = re.compile(r"(?:[0-9]{5}|2[AB][0-9]{3})")
 
 RPPS_NUMBER = re.compile(r"[0-9]{11}")
 """A health professional's RPPS number (a GP's), compacted."""
+
+_CODE_SEPARATORS = re.compile(r"[\s.\-]")
+
+
+def compact_code(text: str) -> str:
+    """A code as sent without its spaces, dots and hyphens, upper-cased: ``compact_code("2a 004")`` is
+    ``"2A004"``; then :data:`INSEE_CODE` or :data:`RPPS_NUMBER` say whether it is one."""
+    return _CODE_SEPARATORS.sub("", text).upper()
 
 MIN_BIRTH_DATE = date(1880, 1, 1)
 _SEP = "\x1f"  # ASCII unit separator: cannot occur in a normalised field (A-Z, 0-9, space, '-')

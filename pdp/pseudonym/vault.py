@@ -98,7 +98,7 @@ from sqlalchemy import (
 )
 
 from pdp.governance.db import bulk_insert, create_all, make_engine, metadata
-from pdp.pseudonym.normalise import INSEE_CODE, RPPS_NUMBER
+from pdp.pseudonym.normalise import INSEE_CODE, RPPS_NUMBER, compact_code
 
 if TYPE_CHECKING:
     from pdp.config import Settings
@@ -335,7 +335,7 @@ class VaultRecord(BaseModel):
     @classmethod
     def _compact_code(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return re.sub(r"[\s.\-]", "", value).upper()
+            return compact_code(value)
         return value
 
     @model_validator(mode="after")

@@ -102,7 +102,8 @@ _CHECKS: dict[str, Callable[[str], bool]] = {
 }
 
 CODE_SYSTEMS: frozenset[str] = frozenset(_CHECKS)
-"""Code systems this module can check; others (local lists) are accepted as declared by a source spec."""
+"""Code systems this module can check; a source spec reading another (a local list) from a column
+must map its values (:mod:`pdp.ingest.spec`)."""
 
 
 def validate_code(system: str, code: str) -> bool:

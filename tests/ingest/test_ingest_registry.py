@@ -108,6 +108,11 @@ BAD_SPECS = [
     ("lower-case code system", _set("code_systems", ["cim-10"]), "pmsi.yml: code_systems: 'cim-10'"),
     ("uncheckable coded column", _set("validation.codes", {"dp": "ICD-O"}), "pmsi.yml: validation.codes.dp:"),
     (
+        "map keys alike",
+        _set("identity.sex", {"column": "sexe", "map": {"m": "M", "M ": "F"}}),
+        "pmsi.yml: identity.sex: map",
+    ),
+    (
         "free-text column as an event code",
         lambda s: (s["code_systems"].append("PMSI-FREE"), s["events"][0].update(code_system="PMSI-FREE")),
         "pmsi.yml: events.0.code: 'PMSI-FREE' has no syntax check: map the column's values",
@@ -156,9 +161,8 @@ def test_one_bad_spec_stops_the_whole_registry(tmp_path: Path) -> None:
     for path in SOURCES_DIR.glob("*.yml"):
         shutil.copy(path, tmp_path / path.name)
     assert len(load_registry(tmp_path)) == len(BUILT_IN)
-    (tmp_path / "social.yml").write_text(
-        (tmp_path / "social.yml").read_text(encoding="utf-8").replace("code: motif", "code: motive"), encoding="utf-8"
-    )
+    spec = (tmp_path / "social.yml").read_text(encoding="utf-8")
+    (tmp_path / "social.yml").write_text(spec.replace("column: motif", "column: motive"), encoding="utf-8")
     with pytest.raises(SpecError, match=r"^social\.yml: events\.0\.code: column 'motive' is not declared"):
         load_registry(tmp_path)
 
