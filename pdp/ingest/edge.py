@@ -580,8 +580,6 @@ def merge_records(old: VaultRecord, new: VaultRecord) -> VaultRecord:
     return VaultRecord(**merged)
 
 
-
-
 def _event_dict(event: Any) -> dict[str, Any]:
     return {
         "domain": event.domain,
