@@ -119,17 +119,20 @@ pharmacy 9.3 %. Across days the absolute figures mean little on these machines: 
 own gain is measured in pairs in :mod:`pdp.ingest.parsers.fhir_models` (about a fifth of the GP
 parse's CPU).
 
-A 1 M-person ingest was started on this machine (ad hoc lab script, not a repo command:
-``pdp synth --persons 1000000 --seed 1`` then :func:`pdp.ingest.pipeline.ingest_directory` with the
-embedded defaults, local[2], SQLite store; 2026-12-07). The territory took 22 min 10 s to generate
-(11 GB of sources: GP FHIR 6.4 GB, pharmacy 1.3 GB, labs 485 MB, reports 320 MB). The ingest's
-lookup (keyed fingerprints of the 11 GB) took 26.9 s; after 32.8 min of parse+edge (two worker
-processes, both at 100 % CPU) 3.39 M records were staged: labs (562 866), reports (78 174), PMSI,
-questionnaires done, GP FHIR 2.57 M of ~8.4 M, at ~2 300 records/s over the last 15 min. It was
-stopped there: the whole ingest would have taken 2.5 h or more, beyond a session with its test run.
-The worker that had parsed the reports (language model loaded) held 1 005 MiB, the other 530 MiB;
-a worker running eight of these GP files in turn (staged, in one process) stayed at 241-251 MiB, so
-a worker's memory does not grow with the files it parses.
+A 1 M-person ingest on this machine, to the end (ad hoc lab script, not a repo command:
+:func:`pdp.ingest.pipeline.ingest_directory` with the embedded defaults, local[2], two worker
+processes, the SQLite store; 2026-12-07 09:51-12:12) on the territory of ``pdp synth --persons
+1000000 --seed 1`` (22 min 10 s to generate; 11 GB: GP FHIR 6.4 GB, pharmacy 1.3 GB, labs 485 MB,
+reports 320 MB): **18 951 666 records in 8 434 s (2 h 21 min), 1 124 records/s per core**, all
+landed, 912 445 persons in silver.person. Stages: lookup 56 s, parse+edge 3 557 s (the workers'
+CPU 6 426 s: 339 µs a record), identities 69, linkage on Spark 891 (built-in parameters), vault
+1 239 (one SQLite writer: ~740 persons/s), bronze 828, silver 1 786. The parse ran on a quiet
+machine but for ~8 min of tests on one core; bronze and silver, and the vault's last minutes, ran
+beside the test suite (load 4-5.5), so those three are loaded figures. Driver Python peak
+**324 MiB** (goal 4 GiB), the local JVM 7.6 GiB (it holds the executors in local mode; on the
+cluster the driver's JVM was 1.3 GiB); the parse worker that loaded the reports' language model
+peaked at 1.1 GiB. The same day's earlier attempt, stopped after 33 min of parse, saw a worker
+running eight GP files in turn stay at 241-251 MiB: a worker does not grow with the files it parses.
 """
 
 from __future__ import annotations
