@@ -105,6 +105,7 @@ def compact_code(text: str) -> str:
     ``"2A004"``; then :data:`INSEE_CODE` or :data:`RPPS_NUMBER` say whether it is one."""
     return _CODE_SEPARATORS.sub("", text).upper()
 
+
 MIN_BIRTH_DATE = date(1880, 1, 1)
 _SEP = "\x1f"  # ASCII unit separator: cannot occur in a normalised field (A-Z, 0-9, space, '-')
 
