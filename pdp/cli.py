@@ -634,7 +634,7 @@ def run_ingest(directory: Path) -> dict:
                       + ", ".join(f"{k} {v:,.0f}" for k, v in report.driver_peak_mib.items()))
     if report.by_reason:
         console.print("quarantine reasons: " + ", ".join(f"{k} {v}" for k, v in report.by_reason.most_common()))
-    if report.fields_dropped:  # malformed identity values left out, their records kept
+    if report.fields_dropped:  # malformed identity values and attributes left out, their records kept
         console.print("malformed values left out (records kept): "
                       + ", ".join(f"{k} {v:,}" for k, v in sorted(report.fields_dropped.items())))
     if report.id_collisions:  # 64-bit id collisions: in ops.quarantine (ID_COLLISION), their records in bronze

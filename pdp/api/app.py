@@ -57,7 +57,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI echoes the offending input by default: a NIR or a name in a body must not come back
         # (proxies and clients log responses). Location, message and type say what to fix.
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        # A location names our schema's fields; a key the client typed (an unknown body key, a
+        # dict key) is shown as "?" (it could be a name or a NIR).
+        known = _schema_names(app)
+        errors = [{"loc": [part if isinstance(part, int) or part in known else "?" for part in e.get("loc", ())],
+                   "msg": e.get("msg", ""), "type": e.get("type", "")}
                   for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
@@ -69,6 +73,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+_LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
+
+
+def _schema_names(app: FastAPI) -> frozenset[str]:
+    """Every name the API's own schema declares (parameters, properties of every body and
+    response model): the only strings a validation error's location may show."""
+    names = getattr(app.state, "schema_names", None)
+    if names is None:
+        found = set(_LOCATIONS)
+
+        def walk(node: object) -> None:
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    if key == "properties" and isinstance(value, dict):
+                        found.update(str(name) for name in value)
+                    elif key == "parameters" and isinstance(value, list):
+                        found.update(str(p["name"]) for p in value if isinstance(p, dict) and "name" in p)
+                    walk(value)
+            elif isinstance(node, list):
+                for item in node:
+                    walk(item)
+
+        walk(app.openapi())
+        names = app.state.schema_names = frozenset(found)
+    return names
 
 
 def _openapi(app: FastAPI) -> dict:

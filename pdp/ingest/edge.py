@@ -84,7 +84,8 @@ class EdgeStats:
     landed: int = 0
     quarantined: int = 0
     vault_fields_dropped: int = 0
-    # a commune or GP that is not a code: left out of the record's lake attributes (never the record)
+    # a commune or GP that is not a code, an attribute outside its declared shape: left out of the
+    # record's lake attributes (never the record)
     attributes_dropped: int = 0
     pseudonymise_seconds: float = 0.0  # normalising identities and keying pseudonyms (for `pdp bench ingest`)
     by_reason: dict[str, int] = field(default_factory=dict)
@@ -381,6 +382,7 @@ class Edge:
             attributes.update(self._quasi_identifiers(canonical, record))
             rule = canonical.scheme
         self.stats.landed += 1
+        self.stats.attributes_dropped += record.attributes_dropped
         for event in record.events:
             self.stats.unmapped.add(record.source, event.code_system, event.code, event.domain)
         record_hash = self.record_hash(record.raw, source=record.source, file=record.file, position=record.position)

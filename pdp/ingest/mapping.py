@@ -11,7 +11,9 @@ the reason:
    the birth date, NIR_INVALID;
 2. FIELD_MISSING for an empty ``validation.required`` field;
 3. events: one per non-empty code (per part when ``split``); CODE_UNKNOWN, DATE_*, VALUE_INVALID;
-4. ``validation.codes`` (coded fields that are not events), then typed attributes.
+4. ``validation.codes`` (coded fields that are not events), then typed attributes: a value outside
+   its map, pattern or type is left out of the record and counted (``attributes_dropped``), the
+   record kept.
 """
 
 from __future__ import annotations
@@ -61,6 +63,17 @@ class _Extract:
                 raise Invalid(ReasonCode.VALUE_INVALID, f"{self.where}: value outside the spec's map")
             return mapped
         return text
+
+    def shaped(self, values: Mapping[str, str], checks: Checks) -> tuple[str | None, bool]:
+        """An attribute's text (:meth:`typed`), and whether a sent value was left out for not having
+        its declared shape: outside its map or pattern, or not of its type. A record-level attribute
+        that is not what the spec says costs the record that attribute, not its events."""
+        sent = bool(values.get(self.column, "")) if self.column is not None else False  # type: ignore[arg-type]
+        try:
+            text = self.typed(values, checks)
+        except Invalid:
+            return None, True
+        return text, text is None and sent
 
     def typed(self, values: Mapping[str, str], checks: Checks) -> str | None:
         """Text checked against the reference's type (attributes keep their canonical text)."""
@@ -174,10 +187,12 @@ class RecordBuilder:
                 if code:
                     checks.code(system, code, column)
             attributes = []
+            dropped = 0
             for name, ex in self.attributes.items():
-                text = ex.typed(values, checks)
+                text, left_out = ex.shaped(values, checks)
                 if text is not None:
                     attributes.append((name, text))
+                dropped += left_out
             record_id = self.record_id.text(values) if self.record_id else None
         except Invalid as fault:
             return ctx.quarantine(position, fault.reason, fault.message, raw)
@@ -192,4 +207,5 @@ class RecordBuilder:
             identity=identity if identity is not None else IdentityFields(),
             events=tuple(events),
             attributes=tuple(attributes),
+            attributes_dropped=dropped,
         )

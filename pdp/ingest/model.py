@@ -133,7 +133,8 @@ class SourceRecord:
     the line (NDJSON, fixed width). ``raw`` is the record's bytes without its line terminator
     (HL7: its segments joined by carriage returns) — the input of the edge's keyed record hash.
     ``attributes`` are the spec's non-nominative record-level fields for silver (admission
-    mode, pack code, commune population...), as (name, text) pairs.
+    mode, pack code, commune population...), as (name, text) pairs; ``attributes_dropped`` counts
+    the sent values left out for not having the shape the spec declares.
     ``record_id`` and the events' ``visit_key`` are the sender's own ids (stay, invoice, message
     control id, order number, resource id, death act number): handles on the person at the
     sender, so the edge lands only their keyed hashes (:meth:`pdp.ingest.edge.Edge.keyed_id`).
@@ -147,6 +148,7 @@ class SourceRecord:
     identity: IdentityFields = field(default_factory=IdentityFields)
     events: tuple[Event, ...] = ()
     attributes: tuple[tuple[str, str], ...] = ()
+    attributes_dropped: int = 0  # sent attribute values left out for not having their declared shape
 
     def __repr__(self) -> str:
         return (

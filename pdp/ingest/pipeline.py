@@ -220,7 +220,7 @@ class _Run:
             report.parse_cpu_seconds = round(report.parse_cpu_seconds, 3)
             report.by_reason = Counter(self.edge.stats.by_reason)
             dropped = {"vault_contact": self.edge.stats.vault_fields_dropped,
-                       "person_attributes": self.edge.stats.attributes_dropped}
+                       "attributes": self.edge.stats.attributes_dropped}
             report.fields_dropped = {k: v for k, v in dropped.items() if v}
             report.unmapped = self.edge.stats.unmapped
             report.pseudonymise_seconds = round(self.edge.stats.pseudonymise_seconds, 3)
@@ -440,8 +440,12 @@ def registry_version(registry: Registry) -> str:
 
 
 def registry_lineage(registry: Registry) -> dict[str, str]:
-    """The full `name@version` list, for the commit's lineage."""
-    return {"specs": ",".join(f"{s.name}@{s.version}" for _, s in sorted(registry.specs.items()))}
+    """The full `name@version` list, and the concept sets' and units' versions silver mapped and
+    converted with, for the commit's lineage."""
+    from pdp.semantic import concept_sets_version, units_version
+
+    return {"specs": ",".join(f"{s.name}@{s.version}" for _, s in sorted(registry.specs.items())),
+            "semantic": f"{concept_sets_version()},{units_version()}"}
 
 
 def _engine(settings: Settings) -> Engine:

@@ -73,7 +73,8 @@ class IngestReport:
     silver: dict[str, int] = field(default_factory=dict)
     id_collisions: dict[str, int] = field(default_factory=dict)  # per silver table: events quarantined ID_COLLISION
     by_reason: Counter = field(default_factory=Counter)
-    # records whose malformed identity values were left out (the record kept): vault contact fields, lake attributes
+    # values left out for their shape, the record kept: vault contact fields, lake attributes (a commune or GP
+    # that is not a code, a spec attribute outside its map, pattern or type)
     fields_dropped: dict[str, int] = field(default_factory=dict)
     pseudonymise_seconds: float = 0.0  # normalising identities and keying pseudonyms
     link_rules: dict[str, int] = field(default_factory=dict)  # distinct identities per deciding linkage rule

@@ -4,7 +4,9 @@ measurements, observations, survey answers, deaths, observation periods, locatio
 Ids are BIGINT and stable: an event's id is xxhash64 of its record's keyed hash and its index
 in the record, so re-running a batch inserts nothing twice (insert-only MERGE on the id); a
 person's id is xxhash64 of the pseudonym. Every event keeps its source vocabulary and code and
-gets the concept set it belongs to (pdp/semantic/concept_sets.yml).
+gets the concept set it belongs to (pdp/semantic/concept_sets.yml). A measurement of a concept
+the rules read with a threshold is converted to that concept's unit (pdp/semantic/units.yml: an
+IFCC HbA1c in mmol/mol lands in %), its unit checked by the edge.
 
 Why 64-bit ids need a collision check, and what it costs. Among n uniform 64-bit ids the
 expected number of colliding pairs is n(n-1)/2 / 2^64 ≈ n² / 2^65 (the birthday bound):
@@ -53,6 +55,7 @@ from typing import TYPE_CHECKING
 
 from pdp.ingest.reasons import REASONS, ReasonCode
 from pdp.lake.errors import LakeError
+from pdp.semantic import unit_conversion_sql
 from pdp.semantic.concepts import concept_case_sql
 
 if TYPE_CHECKING:
@@ -174,6 +177,9 @@ def table_opener(spark: SparkSession, lake_root: str | None) -> TableOpener:
     return open_table
 
 
+_VALUE_SQL, _UNIT_SQL = unit_conversion_sql("e.code_system", "e.code", "e.unit", "e.value")
+
+
 def _events(bronze: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
@@ -197,8 +203,8 @@ def _events(bronze: DataFrame) -> DataFrame:
         F.xxhash64("e.code_system", "e.code").alias("concept_id"),
         F.col("e.start_date").alias("start_date"),
         F.col("e.end_date").alias("end_date"),
-        F.col("e.value").alias("value"),
-        F.col("e.unit").alias("unit"),
+        F.expr(_VALUE_SQL).alias("value"),  # in the unit the rules read (pdp/semantic/units.yml)
+        F.expr(_UNIT_SQL).alias("unit"),
         F.col("e.status").alias("status"),
         F.col("e.visit_key").alias("visit_key"),
         F.col("e.provider").alias("provider"),

@@ -317,6 +317,13 @@ class SourceSpec(_Model):
         for name, ref in self.attributes.items():
             if ref.column in identity_columns:
                 raise ValueError(f"attributes.{name}: column {ref.column!r} is identity; attributes go to silver")
+            shapeless = ref.type == "text" and ref.map is None and ref.pattern is None
+            if self.subject == "person" and ref.column is not None and shapeless \
+                    and ref.column not in self.validation.codes:
+                # a text attribute lands as sent, next to a person's pseudonym: a column a person types in
+                # (a name, a phone number) must not, so its values or its shape are declared
+                raise ValueError(f"attributes.{name}: text would land as sent: declare its values (map), its "
+                                 "shape (pattern) or its code system (validation.codes)")
         if self.subject == "person":
             for name in self.validation.identity_required:
                 if name not in self.identity:

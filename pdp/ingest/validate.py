@@ -26,13 +26,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 from pdp.ingest.model import Event, IdentityFields
 from pdp.ingest.reasons import ReasonCode
 from pdp.pseudonym.nir import NirInvalid, parse_nir
-from pdp.semantic.codes import CODE_SYSTEMS, validate_code
+from pdp.semantic import CODE_SYSTEMS, UnitRefused, implied_unit, land_unit, validate_code
 
 __all__ = ["Checks", "Invalid", "parse_date", "parse_number"]
 
@@ -160,13 +160,27 @@ class Checks:
         return IdentityFields(birth_date=birth, **values)
 
     def event(self, event: Event, where: str) -> Event:
-        """The event's code (system and syntax), date range and order; returned unchanged."""
+        """The event's code (system and syntax), date range and order, and its unit; returned
+        unchanged but for the unit's spelling (:func:`pdp.semantic.land_unit`: the registry's for a
+        concept whose rules read values, UNIT_UNKNOWN for a unit they cannot convert, VALUE_INVALID
+        for text that is not a unit)."""
         self.code(event.code_system, event.code, where)
         self.in_range(event.start_date, f"{where} start")
         if event.end_date is not None:
             self.in_range(event.end_date, f"{where} end")
             if event.end_date < event.start_date:
                 raise Invalid(ReasonCode.DATE_OUT_OF_RANGE, f"{where}: end before start")
+        sent = event.unit
+        if sent is None and event.value is not None:
+            sent = implied_unit(event.code_system, event.code)  # an IFCC code's value is in mmol/mol
+        if sent is not None:
+            try:
+                unit = land_unit(event.code_system, event.code, sent)
+            except UnitRefused as refused:
+                reason = ReasonCode.UNIT_UNKNOWN if refused.kind == "unknown" else ReasonCode.VALUE_INVALID
+                raise Invalid(reason, f"{where} unit: {refused}") from None
+            if unit != event.unit:
+                event = replace(event, unit=unit)
         return event
 
 

@@ -31,6 +31,16 @@ from pdp.semantic.survey import (
     questionnaire_for,
     questionnaires_version,
 )
+from pdp.semantic.units import (
+    UnitRefused,
+    UnitsError,
+    convert,
+    implied_unit,
+    land_unit,
+    unit_conversion_sql,
+    unit_key,
+    units_version,
+)
 
 __all__ = [
     "CODE_SYSTEMS",
@@ -41,16 +51,24 @@ __all__ = [
     "PersonTraits",
     "Questionnaire",
     "SurveyDefinitionError",
+    "UnitRefused",
+    "UnitsError",
     "UnknownConceptError",
     "concept_members_sql",
     "concept_of",
     "concept_sets",
     "concept_sets_version",
+    "convert",
     "deidentify",
     "deidentify_many",
+    "implied_unit",
+    "land_unit",
     "load_questionnaires",
     "questionnaire_for",
     "questionnaires_version",
+    "unit_conversion_sql",
+    "unit_key",
+    "units_version",
     "validate_code",
 ]
 

@@ -74,6 +74,7 @@ class Facility:
     commune_code: str
     encoding: str = "utf-8"  # encoding of the files this facility sends ("utf-8", "utf-8-sig", "latin-1")
     newline: str = "\n"  # "\n" or "\r\n"
+    si_units: bool = False  # a lab reporting HbA1c, glucose and creatinine in SI units (catalog.yml si_units)
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,6 +125,7 @@ def build_world(territory: TerritoryDef, seed: int, persons: int) -> World:
                 town.code,
                 encoding,
                 "\r",
+                si_units=i % 2 == 1,  # IFCC HbA1c, glucose and creatinine in moles: the edge must convert
             )
         )
     pharmacies = []

@@ -179,6 +179,11 @@ def test_a_rejected_body_never_echoes_its_identity(light) -> None:
     assert response.status_code == 422
     assert "SECRETNAME" not in response.text and "2990599123456" not in response.text
     assert {e["loc"][-1] for e in response.json()["detail"]} >= {"sex"}
+    # a key the client typed is not quoted back either: it is shown as "?"
+    typed = client.post("/dmp/transparency", json={**body, "sex": "F", "Jeanne DUPONT 0612345678": 1},
+                        headers={"Authorization": f"Bearer {token}", "X-Purpose": "citizen_information"})
+    assert typed.status_code == 422 and "DUPONT" not in typed.text
+    assert [e["loc"] for e in typed.json()["detail"] if e["type"] == "extra_forbidden"] == [["body", "?"]]
     schema = client.get("/openapi.json").json()
     assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert "security" not in schema["paths"]["/healthz"]["get"]

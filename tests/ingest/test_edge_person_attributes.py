@@ -45,3 +45,29 @@ def test_a_commune_or_gp_that_is_not_a_code_is_left_out_and_counted(
     assert person == kept
     assert edge.stats.attributes_dropped == dropped
     assert {"_sex", "_birth_year", "_birth_month"} <= set(row.attributes)
+
+
+PMSI_HEADER = ("num_sejour;finess;champ;date_entree;date_sortie;mode_entree;provenance;dp;das;actes;nir;"
+               "nom_naissance;nom_usage;prenoms;date_naissance;sexe;lieu_naissance;code_postal;commune_residence")
+
+
+def test_a_spec_attribute_outside_its_declared_shape_is_left_out_and_counted(store: KeyStore, tmp_path) -> None:
+    """pmsi.yml declares the admission mode and source by their nomenclature's shape: a name typed
+    there is left out of the lake and counted, and the stay's diagnoses still land."""
+    from ingest_helpers import parse_root
+
+    (tmp_path / "pmsi").mkdir()
+    rows = ["S1;590000123;MCO;02/05/2024;04/05/2024;8;5;E11.9;;;;DURAND;;Élise;12/03/1957;2;;59500;59178",
+            "S2;590000123;MCO;02/05/2024;04/05/2024;Jeanne DUPONT;0612345678;I50.9;;;;DURAND;;Élise;12/03/1957;2;;"
+            "59500;59178"]
+    (tmp_path / "pmsi" / "590000123.csv").write_text("\n".join([PMSI_HEADER, *rows]) + "\n", encoding="utf-8")
+    parsed = parse_root(tmp_path)
+    assert not parsed.quarantined and [r.attributes_dropped for r in parsed.records] == [0, 2]
+    edge = Edge(store)
+    first, second = edge.process(parsed.records)
+    assert isinstance(first, BronzeRow) and isinstance(second, BronzeRow)
+    assert (first.attributes["admission_mode"], first.attributes["admission_source"]) == ("8", "5")
+    assert not {"admission_mode", "admission_source"} & set(second.attributes)
+    assert "DUPONT" not in repr(second.attributes) and "0612345678" not in repr(second.attributes)
+    assert [e["code"] for e in second.events] == ["MCO", "I50.9"]
+    assert edge.stats.attributes_dropped == 2

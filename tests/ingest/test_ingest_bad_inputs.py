@@ -94,6 +94,36 @@ def hl7_loinc_check_digit(path: Path, n: int) -> Expect:
     return Expect([(index + 1, R.CODE_UNKNOWN)], n - 1)
 
 
+def _hba1c_unit(path: Path, unit: bytes, code: bytes = b"4548-4") -> int:
+    """The first HbA1c result's unit (OBX-6) replaced by `unit` (and its LOINC code by `code`); its
+    message's position."""
+    batch = Hl7File.load(path)
+    index = next(i for i, m in enumerate(batch.messages) if any(b"|4548-4^" in s for s in m))
+    message = batch.messages[index]
+    obx = next(j for j, s in enumerate(message) if b"|4548-4^" in s)
+    fields = message[obx].split(b"|")
+    fields[3] = fields[3].replace(b"4548-4", code)
+    fields[6] = unit
+    message[obx] = b"|".join(fields)
+    batch.save()
+    return index + 1
+
+
+def hl7_unit_no_rule_reads(path: Path, n: int) -> Expect:
+    """An HbA1c in g/L: the rules read HbA1c in % and cannot convert it (pdp/semantic/units.yml)."""
+    return Expect([(_hba1c_unit(path, b"g/L^g/L^UCUM"), R.UNIT_UNKNOWN)], n - 1)
+
+
+def hl7_unit_typed_freely(path: Path, n: int) -> Expect:
+    """A unit field holding a name and a phone number never lands (and is never quoted), even for a
+    test no rule reads (TSH: any unit-shaped token would land)."""
+    return Expect([(_hba1c_unit(path, b"Jeanne DUPONT 0612345678", code=b"3016-3"), R.VALUE_INVALID)], n - 1)
+
+
+def hl7_unit_typed_freely_for_a_rule(path: Path, n: int) -> Expect:
+    return Expect([(_hba1c_unit(path, b"Jeanne DUPONT 0612345678"), R.UNIT_UNKNOWN)], n - 1)
+
+
 # --- FHIR -----------------------------------------------------------------------------------------
 
 
@@ -284,6 +314,9 @@ CASES = [
     Case("HL7 batch count disagrees", "labs", None, hl7_batch_count),
     Case("HL7 message in another charset than MSH-18", "labs", "utf-8", hl7_wrong_encoding),
     Case("LOINC code with a wrong check digit", "labs", None, hl7_loinc_check_digit),
+    Case("HbA1c in a unit no rule can read", "labs", None, hl7_unit_no_rule_reads),
+    Case("unit typed freely", "labs", None, hl7_unit_typed_freely),
+    Case("unit typed freely for a value a rule reads", "labs", None, hl7_unit_typed_freely_for_a_rule),
     Case("invalid FHIR JSON", "gp", None, fhir_invalid_json),
     Case("FHIR resource failing validation", "gp", None, fhir_resource_invalid),
     Case("FHIR element the model does not know", "gp", None, fhir_unknown_element_named_after_the_patient),
@@ -313,6 +346,8 @@ def _source_file(territory: Path, case: Case) -> str:
     candidates = files_of(territory, case.folder, encoding=case.encoding)
     if case.folder == "insee":
         return "insee/deces.txt"
+    if case.folder == "labs":  # a lab reporting HbA1c in % (the others send it in mmol/mol)
+        return next((rel for rel in candidates if b"|4548-4^" in (territory / rel).read_bytes()), candidates[0])
     if case.folder == "social":  # the biggest referral list (one has a single row)
         return max(candidates, key=lambda rel: (territory / rel).stat().st_size)
     return candidates[0]

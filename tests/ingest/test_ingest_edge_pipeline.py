@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 from ingest_helpers import lake_settings
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from pdp.bench.evaluate import keyed_links
 from pdp.config import Settings
@@ -108,6 +109,14 @@ def test_silver_rows_match_what_the_sources_sent(
     assert lake(spark, settings, "silver.location").read().count() > 0
     hba1c = measurement.where("concept = 'hba1c'").count()
     assert hba1c > 0, "LOINC 4548-4 mapped to its concept set"
+    # one lab in two reports in SI units (IFCC HbA1c in mmol/mol, glucose in mmol/L): silver holds
+    # them in the units the rules read, at the values the other labs would have printed
+    si = {r.source_code: r for r in measurement.where("source_code IN ('59261-8', '14771-0')").groupBy(
+        "source_code").agg(F.collect_set("unit").alias("units"), F.min("value").alias("low"),
+                           F.max("value").alias("high"), F.count("*").alias("n")).collect()}
+    assert set(si) == {"59261-8", "14771-0"}, "the territory has a lab reporting in SI units"
+    assert si["59261-8"].units == ["%"] and si["59261-8"].low >= 3 and si["59261-8"].high <= 20
+    assert si["14771-0"].units == ["g/L"] and si["14771-0"].low >= 0.3 and si["14771-0"].high <= 6
 
 
 def test_re_ingesting_the_same_files_adds_nothing(first_run: IngestReport, spark: SparkSession, settings: Settings,

@@ -64,7 +64,8 @@ def test_a_corrected_or_resent_record_replaces_its_previous_version(
     finess = pmsi_path.stem
     rows = pmsi.rows[:25]
     other_dp = next(r[pmsi.column("dp")] for r in pmsi.rows if r[pmsi.column("dp")] != rows[3][pmsi.column("dp")])
-    lab_path = sorted((territory / "labs").glob("*.hl7"))[0]
+    # a lab reporting in the units the rules read: silver keeps its values as sent (no conversion)
+    lab_path = next(p for p in sorted((territory / "labs").glob("*.hl7")) if b"|4548-4^" in p.read_bytes())
 
     b1 = tmp_path / "b1"
     (b1 / "pmsi").mkdir(parents=True)

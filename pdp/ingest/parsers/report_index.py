@@ -306,6 +306,7 @@ def _deidentified(docs: list[_Text], opts: ReportIndexOptions) -> list[DeidResul
 def _outcome(item: _Row, doc: _Text, result: DeidResult | None, ctx: FileContext, opts: ReportIndexOptions
              ) -> ParseOutcome:
     """One row's record from its document, de-identified, and the facts extracted from it."""
+    from pdp.semantic import UnitRefused, land_unit
     from pdp.semantic.facts import extract_facts
 
     row, position, raw_row, day, text, data = item.row, item.position, item.raw, item.day, doc.text, doc.data
@@ -319,8 +320,14 @@ def _outcome(item: _Row, doc: _Text, result: DeidResult | None, ctx: FileContext
             continue
         system, code = fact.code.split(":", 1)
         start, end = _shift(redactions, fact.start), _shift(redactions, fact.end)
+        value, unit = fact.value, fact.unit
+        if unit is not None:
+            try:
+                unit = land_unit(system, code, unit)
+            except UnitRefused:  # a value in a unit the rules cannot convert (mg/24h for a ratio): the
+                value = unit = None  # mention is kept, its value is not read as another quantity
         events.append(Event(
-            domain="text", code_system=system, code=code, start_date=day, value=fact.value, unit=fact.unit,
+            domain="text", code_system=system, code=code, start_date=day, value=value, unit=unit,
             status=fact.assertion + (";history" if fact.history else ""),
             source_value=f"{fact.rule}@{start}-{end}",
         ))

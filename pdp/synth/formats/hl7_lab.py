@@ -18,7 +18,7 @@ import codecs
 import hashlib
 import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import lru_cache
 
@@ -241,11 +241,28 @@ def render_message(
         "PV1|1|O",
         f"ORC|RE|{placer}|{filler}||CM||||{reported}|||{ordering}",
         _obr(placer, filler, collected, reported, ordering),
-        *(_obx(i, event, collected) for i, event in enumerate(events, start=1)),
+        *(_obx(i, as_sent(event, facility), collected) for i, event in enumerate(events, start=1)),
     ]
     end = message_end(facility)
     text = SEGMENT_END.join(segments) + end
     return to_charset(text, facility.encoding), control_id
+
+
+def as_sent(event: ClinicalEvent, facility: Facility) -> ClinicalEvent:
+    """The result as `facility` reports it: a lab in SI units sends HbA1c in mmol/mol (IFCC), glucose
+    and creatinine in moles, each under its own LOINC code (catalog.yml ``si_units``)."""
+    si = _si_units().get(event.code) if facility.si_units and event.value is not None else None
+    if si is None:
+        return event
+    value = round((event.value - si["offset"]) / si["factor"], si["decimals"])  # type: ignore[operator]
+    return replace(event, code=str(si["code"]), label=si["label"], unit=si["unit"], value=value)
+
+
+@lru_cache(maxsize=1)
+def _si_units() -> dict[str, dict]:
+    from pdp.synth.catalog import load_catalog
+
+    return {str(code): entry for code, entry in load_catalog()["si_units"].items()}
 
 
 def _msh(facility: Facility, stamp: str, control_id: str) -> str:
