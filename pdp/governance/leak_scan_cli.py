@@ -9,7 +9,8 @@ found — printed without a single scanned value, and the exit code `make demo` 
 - 2: the scan could not start (the lake root is not a directory).
 
 The vault is optional on purpose: on a machine without the master key the scan still runs with
-the pattern detectors (NIR, phone, e-mail) and says, on a warning line, that known names and
+the pattern detectors (NIR with or without its key, phone, e-mail, birth date, sender numbers and
+UUIDs) and says, on a warning line, that known names and
 addresses were not looked for. The exit code still follows the findings.
 """
 
@@ -64,7 +65,8 @@ def render(report: ScanReport, console: Console, *, vault_warning: str | None = 
     if vault_warning is not None:
         console.print(
             f"[yellow]warning:[/] identity vault not used ({escape(vault_warning)}): scanned with the pattern"
-            " detectors only (NIR, phone, e-mail); known names and addresses were NOT looked for",
+            " detectors only (NIR, phone, e-mail, birth date, sender numbers); known names and addresses were"
+            " NOT looked for",
             soft_wrap=True,
         )
     elif report.known_people == 0:

@@ -83,6 +83,10 @@ class ColumnDef(BaseModel):
         default_factory=list,
         description="The same, for fields of a STRUCT or ARRAY<STRUCT> column (bronze events' visit_key).",
     )
+    platform_uuid: bool = Field(
+        False, description="Holds UUIDs (8-4-4-4-12 hex) this platform makes itself, never a sender's: `pdp"
+        " scan-lake` does not report them as FHIR resource ids (SENDER_UUID). Not with sender_id or pseudonym.",
+    )
     bucket: BucketDef | None = Field(
         None, description="A person bucket the table computes (generated column): writers never supply it."
     )
@@ -98,6 +102,9 @@ class ColumnDef(BaseModel):
                                         or self.sender_id or self.nullable is False):
             raise ValueError(f"bucket column {self.name} must be a nullable INT, neither pseudonym, sender id nor"
                              " quasi-identifier")
+        if self.platform_uuid and (self.sender_id or self.sender_id_fields or self.pseudonym):
+            raise ValueError(f"platform_uuid column {self.name} cannot hold sender ids or pseudonyms: the platform's"
+                             " own UUIDs are neither")
         if self.sender_id_fields:
             inner = self.spark_type
             inner = getattr(inner, "elementType", inner)

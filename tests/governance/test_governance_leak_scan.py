@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from pydantic import ValidationError
 from rich.console import Console
 
 from pdp.config import Settings
@@ -26,20 +27,24 @@ from pdp.governance import create_all, make_engine
 from pdp.governance.leak_scan import (
     DELTA_LOG_COLUMN,
     UNREADABLE,
+    BirthDateDetector,
     DeathActDetector,
     EmailDetector,
     KnownIdentityDetector,
     LeakScanError,
+    NirBodyDetector,
     NirDetector,
     PhoneDetector,
     ScanReport,
     SenderIdFormCheck,
     SenderNumberDetector,
+    SenderUuidCheck,
     _fold_array,
     fold_tokens,
     scan_lake,
 )
 from pdp.governance.leak_scan_cli import render, run_scan
+from pdp.lake.catalog import ColumnDef, TableDef
 from pdp.lake.sparkconf import RETENTION_CHECK, scoped_conf
 from pdp.pseudonym.keys import KeyStore
 from pdp.pseudonym.nir import nir_key
@@ -53,14 +58,17 @@ PHONE = "06 12 34 56 78"
 EMAIL = "paul.martin@example.fr"
 KNOWN_ADDRESS = "12 rue des Lilas"
 
-# Pseudonyms, codes, digests, UUIDs, dates: what a clean lake holds, and what a careless
-# scanner flags (digit runs inside hex and base64, long numbers, a saint's street).
+# Pseudonyms, codes, digests, run ids, dates: what a clean lake holds, and what a careless
+# scanner flags (digit runs inside hex and base64, long numbers, a saint's street). Run ids are
+# written as the platform makes them (uuid4().hex): an 8-4-4-4-12 UUID in a data column is a FHIR
+# resource id (SENDER_UUID) unless the catalog declares the column `platform_uuid`; the lake's own
+# UUIDs (part-file names, the log's txnId and table id) are still there, written by Spark.
 CLEAN_ROWS = [
     (1, "v1:Qm9uam91ciBsZSBtb25kZQ", "E11.9", "rue Saint-Martin", "9f86d081884c7d659a2feaa0c55ad015" * 2,
-     "4f201264-27dc-469a-8e0d-e317273f8338", BAD_KEY, "2024-01-02 03:04:05"),
+     "4f20126427dc469a8e0de317273f8338", BAD_KEY, "2024-01-02 03:04:05"),
     (2, "v1:0612345678abcdefABCDEF", "I50.0", "Clinique Saint-Martin", "0612345678aa" * 5 + "beef",
-     "9e3bcb5e-a2a2-4a9e-94bb-e384f9bf6d20", "123456789012345", "2001-01-15"),
-    (3, "v1:x_180057505612342_yzAB", "Z00.0", "Martin-Église", "deadbeef" * 8, "00000000-0000-0000-0000-000000000000",
+     "9e3bcb5ea2a24a9e94bbe384f9bf6d20", "123456789012345", "2001-01-15"),
+    (3, "v1:x_180057505612342_yzAB", "Z00.0", "Martin-Église", "deadbeef" * 8, "00000000000000000000000000000000",
      "999999999999999", "1999-12-31T23:59:59Z"),
 ]  # fmt: skip
 CLEAN_SCHEMA = "id long, person string, code string, place string, digest string, run string, num string, at string"
@@ -565,3 +573,111 @@ def test_a_clear_sender_id_planted_in_silver_and_a_death_act_in_quarantine_are_f
     assert report.exit_code == 1 and {"SENDER_ID", "DEATH_ACT", "SENDER_NUMBER"} <= set(report.detectors)
     out = _rendered(report)
     assert "S1f-2041-7" not in out and "123456789" not in out
+
+
+# --- identifiers in the forms the first detectors missed ----------------------------------------------------
+
+NIR_BODY_SPACED = NIR_SPACED[:-3]  # "1 80 05 75 056 123": the 13 characters without their key
+FHIR_ID = "4f201264-27dc-469a-8e0d-e317273f8338"
+
+
+def test_nir_written_with_slashes_or_underscores_is_found() -> None:
+    nir = NirDetector()
+    slashed, underscored = NIR_SPACED.replace(" ", "/"), NIR_SPACED.replace(" ", "_")
+    corsica = "2/80/05/2A/004/123/" + nir_key("280052A004123")
+    for text in (slashed, underscored, corsica, f"NIR : {slashed}.", f"nss={underscored};", f"{NIR[:5]}/{NIR[5:]}"):
+        assert nir.find(text) == {"NIR"}, text
+    for text in (BAD_KEY[0] + "/" + BAD_KEY[1:], "/".join([NIR[0], NIR[1:3], NIR[3:5], NIR[5:7]]) + " " + NIR[7:],
+                 "x_" + underscored, underscored + "_x", "2024/01/02", "pmsi/590000123.csv", "1/2/3/4"):
+        assert nir.find(text) == set(), "wrong key, two kinds of separator, glued, or not a NIR at all"
+    assert nir.count(pa.array([slashed, underscored, None, BAD_KEY.replace("0", "/0", 1)])) == {"NIR": 2}
+
+
+def test_a_nir_without_its_key_is_found_after_a_context_word_only() -> None:
+    """13 digits alone are a millisecond timestamp as often as a NIR body: the context word decides."""
+    body = NirBodyDetector()
+    wrong_key = f"{NIR_BODY_SPACED} {(int(nir_key(NIR_BODY)) + 1) % 97:02d}"
+    for text in (f"NIR : {NIR_BODY}", f"N° sécu {NIR_BODY_SPACED}", "n° de Sécurité Sociale: 2 80 05 2A 004 123",
+                 f"Matricule INS {NIR_BODY}", f"NSS={NIR_BODY}", f"nir {NIR_BODY_SPACED.replace(' ', '/')}",
+                 f"NIR (sans clé) : {NIR_BODY}", f"nir : {wrong_key}", "n° secu: 1 80 05 971 23 123"):
+        assert body.find(text) == {"NIR_BODY"}, text
+    for text in (NIR_BODY, f"horodatage {NIR_BODY}", f"INSEE {NIR_BODY}", f"NIR : {NIR}", f"NIR : {NIR_SPACED}",
+                 "NIR : 5800575056123", "NIR : 1801375056123", "NIR : 1804575056123", "NIR : 1800500056123",
+                 "NIR : 1800575056000", f"NIR {' ' * 40}{NIR_BODY}", f"NIR : {NIR_BODY}7", f"NIR : x{NIR_BODY}",
+                 f"NIR : {NIR_BODY[:7]} {NIR_BODY[7:10]}-{NIR_BODY[10:]}", "event_ms 1712345678901"):
+        assert body.find(text) == set(), "no context, a whole NIR (NIR's), an impossible structure, or not alone"
+    values = pa.array([f"NIR : {NIR_BODY}", NIR_BODY, None, f"NIR : {NIR}", f"nss {NIR_BODY}", "1712345678901"])
+    assert body.count(values) == {"NIR_BODY": 2}
+
+
+def test_a_birth_date_is_found_after_its_context_word_only() -> None:
+    """Dates are everywhere in a lake (events); a birth date is one its text says is a birth date."""
+    birth = BirthDateDetector()
+    for text in ("né le 12/03/1950", "Née le 1er janvier 1950", "né(e) le 12-03-1950", "DDN : 12.03.1950",
+                 "Date de naissance : 1950-03-12", "naissance : 12 mars 1950", "Patient born 1950-03-12",
+                 "NÉE LE 3 AOÛT 1950", "date de naissance du patient : 02/11/50", "DOB 3/7/1950",
+                 "Mme X, née le 14 février 1948, vue ce jour", "birthdate: 1950-03-12"):
+        assert birth.find(text) == {"BIRTH_DATE"}, text
+    for text in ("12/03/1950", "2024-01-02", "consultation le 12/03/2024", "vu par René le 12/03/2024",
+                 "né le 32/03/1950", "né le 12/13/1950", "né le 12/03-1950", f"naissance{' ' * 40}12/03/1950",
+                 "né le 12/03/19501", "il ne le sait que depuis le 12/03/2024", "né le 1950", "stillborn 2024-01-02",
+                 "naissance prématurée ; sortie le 12 mars 2024", "date de naissance : inconnue, vu le 12/03/2024"):
+        assert birth.find(text) == set(), text
+    values = pa.array(["né le 12/03/1950", "2024-01-02", None, "DDN : 12.03.1950", "né le 12/03/1950"])
+    assert birth.count(values) == {"BIRTH_DATE": 3}
+
+
+def test_a_fhir_uuid_in_a_data_column_is_a_sender_id_unless_the_catalog_declares_the_column() -> None:
+    check = SenderUuidCheck.from_catalog()
+    assert check.label == "SENDER_UUID"
+    assert check.applies("silver.note", "note_text") and check.applies("bronze.records", "attributes.value")
+    assert check.applies("gold.not_in_the_catalog", "anything"), "a table the catalog does not know: every column"
+    assert not check.applies("silver.visit_occurrence", "visit_key"), "a sender-id column: SENDER_ID's to judge"
+    assert not check.applies("bronze.records", "events[].visit_key")
+    assert check.applies("bronze.records", "events[].code")
+    keyed = "i1:AAAA-" + FHIR_ID + "-b"  # 43 base64url characters that happen to spell a UUID
+    values = pa.array([FHIR_ID, f"Patient/{FHIR_ID}", f"urn:uuid:{FHIR_ID.upper()}", None, FHIR_ID.replace("-", ""),
+                       "x" + FHIR_ID, FHIR_ID + "_1", keyed, "2024-01-02", "4548-4"])
+    assert check.count(values) == 3
+
+    # A column the platform fills with its own UUIDs is declared in the catalog, never listed in the scanner.
+    declared = TableDef.model_validate({
+        "name": "exports", "zone": "ops", "description": "Export jobs.",
+        "columns": [{"name": "export_id", "type": "STRING", "description": "uuid4 of the export.",
+                     "platform_uuid": True},
+                    {"name": "note", "type": "STRING", "description": "Free text."}]})
+    exempt = SenderUuidCheck.from_catalog([declared])
+    assert not exempt.applies("ops.exports", "export_id") and exempt.applies("ops.exports", "note")
+    with pytest.raises(ValidationError, match="platform_uuid"):
+        ColumnDef(name="visit_key", type="STRING", description="d", sender_id=True, platform_uuid=True)
+    with pytest.raises(ValidationError, match="platform_uuid"):
+        ColumnDef(name="p", type="STRING", description="d", pseudonym=True, platform_uuid=True)
+
+
+def test_new_forms_are_found_in_a_lake_and_the_delta_logs_own_uuids_are_not(tmp_path: Path) -> None:
+    """Through `scan_lake` with its defaults: each form above lands in a table and is reported by
+    column and count; the UUIDs Delta writes itself (file names, txnId, table id) are no finding."""
+    import json
+
+    table = _fake_delta(tmp_path / "lake" / "silver" / "notes")
+    part = "part-00000-38057935-a847-4dff-8bf8-be77e8f3ef8f.c000.snappy.parquet"
+    with (table / "_delta_log" / "00000000000000000001.json").open("w", encoding="utf-8") as log:
+        for action in ({"commitInfo": {"operation": "WRITE", "txnId": "9e3bcb5e-a2a2-4a9e-94bb-e384f9bf6d20"}},
+                       {"metaData": {"id": "0b7e3a52-5d1c-4f7e-9a41-7c2f0e5d8b19", "format": {"provider": "parquet"}}},
+                       {"add": {"path": part, "size": 1, "dataChange": True}}):
+            log.write(json.dumps(action) + "\n")
+    texts = [NIR_SPACED.replace(" ", "/"), f"NIR : {NIR_BODY}", "Mme née le 12/03/1950", f"Patient/{FHIR_ID}",
+             "consultation le 12/03/2024 à 10:00", "horodatage 1712345678901", None]
+    pq.write_table(pa.table({"id": pa.array(range(len(texts)), pa.int64()), "text": pa.array(texts, pa.string()),
+                             "batch_id": ["b-20240102T030405-1a2b3c"] * len(texts)}), table / part)
+    report = scan_lake(tmp_path / "lake")
+    assert {(f.table, f.column, f.detector): f.cells for f in report.findings} == {
+        ("silver.notes", "text", "NIR"): 1,
+        ("silver.notes", "text", "NIR_BODY"): 1,
+        ("silver.notes", "text", "BIRTH_DATE"): 1,
+        ("silver.notes", "text", "SENDER_UUID"): 1,
+    }
+    assert {"NIR_BODY", "BIRTH_DATE", "SENDER_UUID"} <= set(report.detectors)
+    out = _rendered(report)
+    for value in (NIR_BODY, "1950", FHIR_ID, FHIR_ID[:8]):
+        assert value not in out and value not in repr(report)
