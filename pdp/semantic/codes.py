@@ -21,8 +21,8 @@ Example::
     (True, False)
     >>> validate_code("SNOMED", "185349003"), validate_code("SNOMED", "185349004")
     (True, False)
-    >>> validate_code("PMSI-UNIT", "MCO")
-    True
+    >>> validate_code("PMSI-UNIT", "MCO"), validate_code("HL7-ACTCODE", "AMB"), validate_code("HL7-ACTCODE", "DUPONT")
+    (True, True, False)
 
 Performance: 0.3-3 µs per code (one precompiled regex, a check-digit loop).
 """
@@ -45,6 +45,10 @@ _CIP13 = re.compile(r"[0-9]{13}")
 _SNOMED = re.compile(r"[1-9][0-9]{5,17}")
 _UCUM = re.compile(r"[!-~]+")  # printable ASCII without spaces: the UCUM case-sensitive syntax's alphabet
 _PMSI_UNITS = frozenset({"MCO", "SSR", "SMR", "HAD", "PSY"})  # PMSI fields (champs)
+# HL7 v3 ActCode, as FHIR R4 uses it (Encounter.class: the ActEncounterCode value set). ActCode holds
+# thousands of other codes (acts, roles), none of which a source here sends: a closed list, so a code
+# typed in that system's place (a name, a number) is CODE_UNKNOWN instead of landing as sent.
+_ACT_ENCOUNTER_CODES = frozenset({"AMB", "EMER", "FLD", "HH", "IMP", "ACUTE", "NONAC", "OBSENC", "PRENC", "SS", "VR"})
 
 
 def verhoeff_ok(digits: str) -> bool:
@@ -99,6 +103,7 @@ _CHECKS: dict[str, Callable[[str], bool]] = {
     "SNOMED": _snomed,
     "UCUM": lambda code: _UCUM.fullmatch(code) is not None,
     "PMSI-UNIT": lambda code: code in _PMSI_UNITS,
+    "HL7-ACTCODE": lambda code: code in _ACT_ENCOUNTER_CODES,
 }
 
 CODE_SYSTEMS: frozenset[str] = frozenset(_CHECKS)

@@ -187,6 +187,20 @@ def fhir_unmapped_coding(path: Path, n: int) -> Expect:
     return Expect([(line, R.CODE_UNKNOWN)], n - 1)
 
 
+def fhir_encounter_class_typed_freely(path: Path, n: int) -> Expect:
+    """An Encounter without a type is coded by its class, an ActCode: a name typed there is
+    CODE_UNKNOWN, never landed as a code."""
+    def edit(bundle: dict) -> None:
+        encounter = _resource(bundle, "Encounter")
+        encounter.pop("type", None)
+        encounter["class"]["code"] = "Dr Jeanne DUPONT"
+
+    lines = _ndjson(path)
+    line = next(i for i, raw in enumerate(lines, 1) if b'"Encounter"' in raw)
+    _edit_bundle(path, line, edit)
+    return Expect([(line, R.CODE_UNKNOWN)], n - 1)
+
+
 # --- delimited ------------------------------------------------------------------------------------
 
 
@@ -322,6 +336,7 @@ CASES = [
     Case("FHIR element the model does not know", "gp", None, fhir_unknown_element_named_after_the_patient),
     Case("FHIR impossible birth date", "gp", None, fhir_impossible_birth_date),
     Case("FHIR coding in an unmapped system", "gp", None, fhir_unmapped_coding),
+    Case("FHIR encounter class typed freely", "gp", None, fhir_encounter_class_typed_freely),
     Case("impossible date (31/02)", "pmsi", None, pmsi_impossible_date),
     Case("stay ending before it starts", "pmsi", None, pmsi_end_before_start),
     Case("stay in the future (Latin-1 file)", "pmsi", "latin-1", latin1_pmsi_future_stay),

@@ -18,6 +18,7 @@ VALID = [
     ("SNOMED", "185349003"), ("SNOMED", "401191002"), ("SNOMED", "419099009"),
     ("UCUM", "mm[Hg]"), ("UCUM", "mL/min/{1.73_m2}"),
     ("PMSI-UNIT", "MCO"), ("PMSI-UNIT", "HAD"),
+    ("HL7-ACTCODE", "AMB"), ("HL7-ACTCODE", "IMP"),
 ]  # fmt: skip
 
 INVALID = [
@@ -40,6 +41,8 @@ INVALID = [
     ("SNOMED", "0185349003", "leading zero"),
     ("UCUM", "mm Hg", "space"),
     ("PMSI-UNIT", "URG", "not a PMSI field"),
+    ("HL7-ACTCODE", "amb", "lower case"),
+    ("HL7-ACTCODE", "Dr DUPONT", "not an encounter class"),
 ]
 
 
