@@ -109,7 +109,8 @@ class Event:
     handle on the patient at the sender: landed as a keyed hash only); ``provider`` is the FINESS
     or RPPS of the care actor (not patient data); ``status`` is the diagnosis role (``DP``/``DAS``)
     or the result/resource status;
-    ``source_value`` is the code (or code and label) exactly as sent, for audits of mapping.
+    ``source_value`` is the code as sent (HL7: code and coding system, never the label the lab
+    typed beside them), for audits of mapping.
     """
 
     domain: Domain

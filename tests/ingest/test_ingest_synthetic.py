@@ -86,6 +86,7 @@ def test_lab_results_keep_values_units_and_the_nir(parsed: Outcomes) -> None:
     assert any(r.identity.nir for r in labs)
     hba1c = [e for r in labs for e in r.events if e.code == "4548-4" and e.value is not None]
     assert hba1c and all(e.unit == "%" and 3 < e.value < 20 for e in hba1c)  # type: ignore[operator]
+    assert all(e.source_value == "4548-4^^LN" for e in hba1c), "the code as sent, never the lab's label"
     ifcc = [e for r in labs for e in r.events if e.code == "59261-8" and e.value is not None]  # the SI lab
     assert ifcc and all(e.unit == "mmol/mol" and 9 < e.value < 200 for e in ifcc)  # type: ignore[operator]
 

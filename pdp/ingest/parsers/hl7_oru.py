@@ -565,6 +565,6 @@ def _obx_event(
         visit_key=order_key,
         provider=lab,
         status=_get(obx, 11) or None,
-        source_value=str(obx[3]),
+        source_value=f"{code}^^{_get(obx, 3, 1, 3)}",  # the code as sent, without its text (OBX-3.2 is typed)
     )
     return checks.event(event, f"{where} OBX-3")
