@@ -301,10 +301,12 @@ class SourceSpec(_Model):
             refs += [(f"events.{i}.{k}", v) for k, v in event.refs().items()]
             if event.code_system not in declared:
                 raise ValueError(f"events.{i}.code_system: {event.code_system!r} is not listed in code_systems")
-            if event.code_system not in CODE_SYSTEMS and event.code.column is not None and event.code.map is None:
+            checked = event.code_system in CODE_SYSTEMS and self.validation.check_codes
+            if not checked and event.code.column is not None and event.code.map is None:
                 # nothing checks such a code's shape, and it lands as sent: a free-text column (a social
                 # worker's referral reason) would put whatever was typed, names included, in the lake
-                raise ValueError(f"events.{i}.code: {event.code_system!r} has no syntax check: map the column's "
+                why = "has no syntax check" if self.validation.check_codes else "is not checked (check_codes: false)"
+                raise ValueError(f"events.{i}.code: {event.code_system!r} {why}: map the column's "
                                  "values (code.map) so that only known codes land")
         columns = [(f"validation.required.{c}", c) for c in self.validation.required]
         columns += [(f"validation.codes.{c}", c) for c in self.validation.codes]

@@ -91,6 +91,8 @@ BAD_SPECS = [
     ("unknown identity field", _set("identity.ssn", "nir"), "pmsi.yml: identity.ssn.[key]: Input should be"),
     ("required trait not mapped", _set("identity.birth_name", _DELETE), "pmsi.yml: identity.birth_name: required"),
     ("identity column as attribute", _set("attributes.name", "nom_naissance"), "pmsi.yml: attributes.name: column"),
+    ("codes not checked", _set("validation.check_codes", False),
+     "pmsi.yml: events.0.code: 'PMSI-UNIT' is not checked (check_codes: false): map the column's values"),
     ("free-text attribute", _set("attributes.admission_mode", "mode_entree"),
      "pmsi.yml: attributes.admission_mode: text would land as sent: declare its values (map), its shape"),
     ("column and const", _set("events.0.code", {"column": "champ", "const": "MCO"}), "pmsi.yml: events.0.code: "),
