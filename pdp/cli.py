@@ -692,11 +692,13 @@ def unmapped_lines(unmapped: UnmappedCodes, *, per_vocabulary: int = 5) -> list[
 
 
 def skipped_lines(skipped: SkippedResources) -> list[str]:
-    """What `pdp ingest` prints of the resources skipped (types the platform does not read): per source, per type."""
+    """What `pdp ingest` prints of what was read and not kept (resource types the platform does not read,
+    units that are not units): per source, per kind."""
     if not skipped:
         return []
     per_source = ", ".join(f"{k} {v:,}" for k, v in skipped.by_source().items())
-    lines = [f"resources skipped (types the platform does not read; not records, not quarantined): {per_source}"]
+    lines = [f"read and not kept (resource types the platform does not read, units that are not units; not "
+             f"records, not quarantined): {per_source}"]
     for source in skipped.by_source():
         lines.append(f"  {source}: " + ", ".join(f"{kind} {count:,}" for kind, count in skipped.of(source).items()))
     return lines

@@ -58,7 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # FastAPI echoes the offending input by default: a NIR or a name in a body must not come back
         # (proxies and clients log responses). Location, message and type say what to fix.
         # A location names our schema's fields; a key the client typed (an unknown body key, a
-        # dict key) is shown as "?" (it could be a name or a NIR).
+        # dict key) is shown as "?" (it could be a name or a NIR). `msg` never quotes the input for
+        # the models served today; a discriminated union would ("Input tag 'X' ..."): keep them out
+        # of request bodies, or drop `msg` for their errors.
         known = _schema_names(app)
         errors = [{"loc": [part if isinstance(part, int) or part in known else "?" for part in e.get("loc", ())],
                    "msg": e.get("msg", ""), "type": e.get("type", "")}

@@ -93,10 +93,10 @@ REASONS: dict[ReasonCode, str] = {
     ReasonCode.DATE_INVALID: "a date that cannot be parsed or does not exist (31/02)",
     ReasonCode.DATE_OUT_OF_RANGE: "a date in the future, before the allowed minimum, or an end before its start",
     ReasonCode.CODE_UNKNOWN: "a code that is not valid in its code system, or a code system the spec does not declare",
-    ReasonCode.VALUE_INVALID: "a value of the wrong type (not a number, not in the spec's value map, a unit that is "
-    "not a unit)",
-    ReasonCode.UNIT_UNKNOWN: "a measurement in a unit the platform cannot convert to the one its rules read "
-    "(pdp/semantic/units.yml): an IFCC HbA1c read as a percentage would be wrong",
+    ReasonCode.VALUE_INVALID: "a value of the wrong type (not a number, not in the spec's value map)",
+    ReasonCode.UNIT_UNKNOWN: "a measurement the rules read, in a unit the platform cannot convert to theirs "
+    "(pdp/semantic/units.yml), or without a unit where its concept comes in several: an IFCC HbA1c read as a "
+    "percentage would be wrong",
     ReasonCode.DUPLICATE_RECORD: "the same record (same sender id or same bytes) already seen in this batch",
     ReasonCode.OPPOSED: "the person objected (opposition registry): the record is withheld at the edge, never landed",
     ReasonCode.DOCUMENT_MISSING: "an index row whose document is absent, outside the source's documents or not text",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -34,7 +35,11 @@ from pdp.ingest.reasons import ReasonCode
 from pdp.pseudonym.nir import NirInvalid, parse_nir
 from pdp.semantic import CODE_SYSTEMS, UnitRefused, implied_unit, land_unit, validate_code
 
-__all__ = ["Checks", "Invalid", "parse_date", "parse_number"]
+__all__ = ["NOT_A_UNIT", "TEXT_VALUE_UNIT", "Checks", "Invalid", "parse_date", "parse_number"]
+
+# Kinds of what was read and not kept (FileContext.skipped, each file's report), for values:
+NOT_A_UNIT = "unit that is not a unit"  # a value lands without the text sent as its unit (Checks.event)
+TEXT_VALUE_UNIT = "text value in a unit no rule converts"  # a fact from a report lands without its value
 
 
 class Invalid(Exception):
@@ -105,6 +110,8 @@ class Checks:
     check_nir: bool = True
     check_codes: bool = True
     _seen_codes: dict[tuple[str, str], bool] = field(default_factory=dict, compare=False, repr=False)
+    # what was read and not kept, per kind (the file's FileContext.skipped: counted in the file's report)
+    skipped: Counter[str] = field(default_factory=Counter, compare=False, repr=False)
 
     def date(self, text: str, fmt: str, where: str) -> date:
         """Parsed and within [min_date, max_date]."""
@@ -161,27 +168,27 @@ class Checks:
 
     def event(self, event: Event, where: str) -> Event:
         """The event's code (system and syntax), date range and order, and its unit; returned
-        unchanged but for the unit's spelling (:func:`pdp.semantic.land_unit`: the registry's for a
-        concept whose rules read values, UNIT_UNKNOWN for a unit they cannot convert, VALUE_INVALID
-        for text that is not a unit)."""
+        unchanged but for the unit (:func:`pdp.semantic.land_unit`): for a concept whose values the
+        rules read, the registry's spelling, the unit its code implies when none was sent, and
+        UNIT_UNKNOWN for a unit they cannot convert (or none, for a concept sent in several); for
+        other codes the unit folded, or left out and counted (``skipped``) when it is not a unit."""
         self.code(event.code_system, event.code, where)
         self.in_range(event.start_date, f"{where} start")
         if event.end_date is not None:
             self.in_range(event.end_date, f"{where} end")
             if event.end_date < event.start_date:
                 raise Invalid(ReasonCode.DATE_OUT_OF_RANGE, f"{where}: end before start")
-        sent = event.unit
-        if sent is None and event.value is not None:
-            sent = implied_unit(event.code_system, event.code)  # an IFCC code's value is in mmol/mol
-        if sent is not None:
-            try:
-                unit = land_unit(event.code_system, event.code, sent)
-            except UnitRefused as refused:
-                reason = ReasonCode.UNIT_UNKNOWN if refused.kind == "unknown" else ReasonCode.VALUE_INVALID
-                raise Invalid(reason, f"{where} unit: {refused}") from None
-            if unit != event.unit:
-                event = replace(event, unit=unit)
-        return event
+        if event.unit is None and event.value is None:
+            return event
+        try:
+            sent = event.unit if event.unit is not None else implied_unit(event.code_system, event.code)
+            unit = land_unit(event.code_system, event.code, sent) if sent is not None else None
+        except UnitRefused as refused:
+            if refused.kind == "unknown":  # a value a rule reads, in a unit it cannot convert: the record's fault
+                raise Invalid(ReasonCode.UNIT_UNKNOWN, f"{where} unit: {refused}") from None
+            self.skipped[NOT_A_UNIT] += 1  # no rule reads this value: it lands, its "unit" (a name?) does not
+            unit = None
+        return event if unit == event.unit else replace(event, unit=unit)
 
 
 def _label(where: str, name: str) -> str:

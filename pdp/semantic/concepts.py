@@ -29,6 +29,7 @@ __all__ = [
     "concept_of",
     "concept_sets",
     "concept_sets_version",
+    "sql_quote",
 ]
 
 
@@ -75,17 +76,15 @@ def concept_of(vocabulary: str, code: str) -> str | None:
 def concept_case_sql(vocabulary_col: str, code_col: str) -> str:
     """A Spark SQL CASE expression giving the concept of (vocabulary, code) columns, same order as `concept_of`."""
 
-    def quote(text: str) -> str:
-        return "'" + text.replace("'", "''") + "'"
-
     whens = []
     for vocab, entry, prefix, concept in _entries():
-        test = f"startswith({code_col}, {quote(entry)})" if prefix else f"{code_col} = {quote(entry)}"
-        whens.append(f"WHEN {vocabulary_col} = {quote(vocab)} AND {test} THEN {quote(concept)}")
+        test = f"startswith({code_col}, {sql_quote(entry)})" if prefix else f"{code_col} = {sql_quote(entry)}"
+        whens.append(f"WHEN {vocabulary_col} = {sql_quote(vocab)} AND {test} THEN {sql_quote(concept)}")
     return "CASE " + " ".join(whens) + " ELSE NULL END"
 
 
-def _quote(text: str) -> str:
+def sql_quote(text: str) -> str:
+    """`text` as a SQL string literal (Spark SQL and DuckDB alike)."""
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -106,8 +105,9 @@ def concept_members_sql(concepts: list[str], vocabulary_col: str, code_col: str)
             raise UnknownConceptError(concept)
         for vocabulary, codes in sets[concept].items():
             tests = [
-                f"{code_col} LIKE {_quote(code[:-1] + '%')}" if code.endswith("*") else f"{code_col} = {_quote(code)}"
+                f"{code_col} LIKE {sql_quote(code[:-1] + '%')}" if code.endswith("*")
+                else f"{code_col} = {sql_quote(code)}"
                 for code in codes
             ]
-            terms.append(f"({vocabulary_col} = {_quote(vocabulary)} AND ({' OR '.join(tests)}))")
+            terms.append(f"({vocabulary_col} = {sql_quote(vocabulary)} AND ({' OR '.join(tests)}))")
     return "(" + " OR ".join(terms) + ")" if terms else "FALSE"

@@ -63,12 +63,12 @@ def table(spark: SparkSession, settings: Settings, name: str) -> list:
 def test_both_senders_reconcile_resource_by_resource(report: IngestReport) -> None:
     files = {f.file: f for f in report.files}
     bundle = files["gp_bundles/patient-1.json"]
-    assert (bundle.records_in, bundle.landed, bundle.quarantined) == (19, 14, 5)
+    assert (bundle.records_in, bundle.landed, bundle.quarantined) == (20, 14, 6)
     bulk = {name: f for name, f in files.items() if name.startswith("hospital_bulk/")}
     assert sorted(Path(n).name for n in bulk) == sorted(f"{t}.ndjson" for t in BULK_TYPES)
-    assert sum(f.records_in for f in bulk.values()) == 19 and sum(f.quarantined for f in bulk.values()) == 5
+    assert sum(f.records_in for f in bulk.values()) == 20 and sum(f.quarantined for f in bulk.values()) == 6
     assert all(f.balanced for f in report.files)
-    assert report.by_reason == {"FHIR_NOT_A_FACT": 4, "CODE_UNKNOWN": 2, "FHIR_VALIDATION": 2,
+    assert report.by_reason == {"FHIR_NOT_A_FACT": 4, "CODE_UNKNOWN": 4, "FHIR_VALIDATION": 2,
                                 "IDENTITY_MISSING": 2}
     assert report.unmatched == 0  # the Medication file is a companion, read through references
     assert bundle.skipped_resources == {"Claim": 1}  # not a record, not quarantine: counted (the Medication is read)

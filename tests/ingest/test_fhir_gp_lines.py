@@ -133,7 +133,8 @@ def test_the_ingest_lands_resource_by_resource_and_accounts_for_skipped_types(
     from pdp.cli import skipped_lines
 
     assert skipped_lines(report.skipped_resources) == [  # what `pdp ingest` prints
-        "resources skipped (types the platform does not read; not records, not quarantined): gp_fhir 2",
+        "read and not kept (resource types the platform does not read, units that are not units; not records, "
+        "not quarantined): gp_fhir 2",
         "  gp_fhir: Claim 1, ExplanationOfBenefit 1",
     ]
     from rich.console import Console

@@ -15,6 +15,7 @@ import pytest
 from ingest_helpers import CsvFile, Hl7File, NominativeScanner, copy_into, files_of, manifest_records, parse_root
 
 from pdp.ingest import ReasonCode, Registry
+from pdp.ingest.validate import NOT_A_UNIT
 
 R = ReasonCode
 
@@ -112,12 +113,6 @@ def _hba1c_unit(path: Path, unit: bytes, code: bytes = b"4548-4") -> int:
 def hl7_unit_no_rule_reads(path: Path, n: int) -> Expect:
     """An HbA1c in g/L: the rules read HbA1c in % and cannot convert it (pdp/semantic/units.yml)."""
     return Expect([(_hba1c_unit(path, b"g/L^g/L^UCUM"), R.UNIT_UNKNOWN)], n - 1)
-
-
-def hl7_unit_typed_freely(path: Path, n: int) -> Expect:
-    """A unit field holding a name and a phone number never lands (and is never quoted), even for a
-    test no rule reads (TSH: any unit-shaped token would land)."""
-    return Expect([(_hba1c_unit(path, b"Jeanne DUPONT 0612345678", code=b"3016-3"), R.VALUE_INVALID)], n - 1)
 
 
 def hl7_unit_typed_freely_for_a_rule(path: Path, n: int) -> Expect:
@@ -329,7 +324,6 @@ CASES = [
     Case("HL7 message in another charset than MSH-18", "labs", "utf-8", hl7_wrong_encoding),
     Case("LOINC code with a wrong check digit", "labs", None, hl7_loinc_check_digit),
     Case("HbA1c in a unit no rule can read", "labs", None, hl7_unit_no_rule_reads),
-    Case("unit typed freely", "labs", None, hl7_unit_typed_freely),
     Case("unit typed freely for a value a rule reads", "labs", None, hl7_unit_typed_freely_for_a_rule),
     Case("invalid FHIR JSON", "gp", None, fhir_invalid_json),
     Case("FHIR resource failing validation", "gp", None, fhir_resource_invalid),
@@ -503,3 +497,23 @@ def test_a_mapped_value_is_met_whatever_its_apostrophes_spaces_or_case(
     assert not got.quarantined
     record = next(r for r in got.records if r.position == 2)
     assert [e.code for e in record.events] == ["rights_access"]
+
+
+@pytest.mark.parametrize("typed", [b"Jeanne DUPONT 0612345678", b"DUPONT", b"06.12.34.56.78", b"12/03/57"])
+def test_a_unit_that_is_not_a_unit_is_left_out_counted_and_its_value_lands(
+    typed: bytes, territory: Path, registry: Registry, tmp_path: Path
+) -> None:
+    """A result no rule reads (TSH) whose unit field holds a name, a phone number or a date: the
+    result lands without it, the message is not quarantined (its other results are good), and the
+    file's report counts what was left out."""
+    rel = _source_file(territory, Case("", "labs", None, hl7_unit_no_rule_reads))
+    n = manifest_records(territory)[rel]
+    position = _hba1c_unit(copy_into(territory, rel, tmp_path), typed, code=b"3016-3")
+    got = parse_root(tmp_path, registry)
+    assert not got.quarantined and len(got.records) == n
+    (record,) = [r for r in got.records if r.position == position]
+    (tsh,) = [e for e in record.events if e.code == "3016-3"]
+    assert tsh.unit is None and tsh.value is not None
+    assert typed.decode() not in repr([(e.unit, e.source_value) for r in got.records for e in r.events])
+    ((_, counts),) = got.counts.items()
+    assert counts.skipped_resources == {NOT_A_UNIT: 1}

@@ -12,8 +12,8 @@ import pytest
 from pyspark.sql import SparkSession
 
 import pdp.semantic.units as units_module
-from pdp.semantic import UnitRefused, UnitsError, concept_sets, convert, land_unit, unit_conversion_sql
-from pdp.semantic.units import parse_units
+from pdp.semantic import UnitRefused, UnitsError, concept_sets, convert, implied_unit, land_unit, unit_conversion_sql
+from pdp.semantic.units import is_unit, parse_units
 
 # (code system, code, unit as sent) -> unit landed, or the refusal's kind
 LANDED = [
@@ -36,6 +36,13 @@ LANDED = [
     ("LOINC", "3016-3", "DUPONT Jeanne 06 12 34 56 78", "malformed"),
     ("LOINC", "3016-3", "né le 12/03/1950", "malformed"),
     ("LOINC", "3016-3", "x" * 33, "malformed"),
+    ("LOINC", "26464-8", "10³/mm³", "10^3/mm3"),          # leukocytes: a power of ten, not 103
+    ("LOINC", "26464-8", "G/L", "G/L"),                   # giga per litre, as French labs write it
+    ("LOINC", "26464-8", "x1000/mm3", "x1000/mm3"),
+    ("LOINC", "9318-7", "mg/g{creat}", "mg/g"),           # the UCUM annotation LOINC writes
+    ("LOINC", "9318-7", "g/mol", "g/mol"),
+    ("LOINC", "8480-6", "cmHg", "cm[Hg]"),
+    ("LOINC", "62238-1", "ml/mn/1,73m²", "mL/min/{1.73_m2}"),
     ("SNOMED", "43396009", "%", "%"),
 ]
 
@@ -49,6 +56,25 @@ def test_what_the_edge_lands_of_a_unit(system: str, code: str, sent: str, landed
         assert sent.strip() == "" or sent not in str(refused.value), "a refusal never quotes the unit"
     else:
         assert land_unit(system, code, sent) == landed
+
+
+@pytest.mark.parametrize(("text", "unit"), [
+    ("mUI/L", True), ("10*9/L", True), ("x10E9/L", True), ("/mm3", True), ("mg/24h", True), ("°C", True),
+    ("mL/min/1.73m2", True), ("[IU]/L", True), ("{pack}", True), ("ratio", True),
+    ("DUPONT", False), ("Jeanne.DUPONT", False), ("Dr_Martin", False), ("Martin", False), ("{DUPONT}", False),
+    ("06.12.34.56.78", False), ("06-12-34-56-78", False), ("0612345678", False), ("12/03/57", False),
+    ("299-05-99-123-456-78", False), ("x" * 40, False),
+])
+def test_a_unit_reads_as_one_a_name_a_number_or_a_date_does_not(text: str, unit: bool) -> None:
+    assert is_unit(text) is unit
+
+
+def test_a_value_without_a_unit_is_in_the_unit_its_code_or_concept_fixes_else_refused() -> None:
+    assert implied_unit("LOINC", "59261-8") == "mmol/mol"  # IFCC HbA1c: the code is defined in mmol/mol
+    assert implied_unit("LOINC", "62238-1") is None  # eGFR has one unit: the value is in it
+    assert implied_unit("LOINC", "3016-3") is None  # no rule reads TSH
+    with pytest.raises(UnitRefused, match="glucose comes in several"):
+        implied_unit("LOINC", "2345-7")  # 95 without a unit: g/L, mmol/L or mg/dL?
 
 
 def test_the_docstring_examples_run() -> None:
@@ -94,12 +120,14 @@ def test_silver_converts_every_accepted_unit_as_the_reference_does(spark: SparkS
     for concept, table in registry.accept.items():
         vocabulary, codes = next(iter(sets[concept].items()))
         for unit in sorted({spelling for spelling, _, _ in table.values()}):
-            for value in (0.0, 7.25, 53.0):
+            for value in (0.0, 7.25, 53.0, 12.5, 81250.0):  # 12.5 mg/dL and 81 250 g: ties at the last decimal
                 rows.append((vocabulary, codes[0], unit, value))
                 expected.append((convert(concept, unit, value), registry.unit[concept]))
-    # other codes, and values sent without a unit, keep what they have
-    rows += [("LOINC", "3016-3", "mmol/L", 2.5), ("LOINC", "4548-4", None, 7.2), ("CIM-10", "E11.9", None, None)]
-    expected += [(2.5, "mmol/L"), (7.2, None), (None, None)]
+    # other codes, values without a unit, and spellings the edge would not land (a lake landed before
+    # units were checked) keep what they have: never relabelled without being converted
+    rows += [("LOINC", "3016-3", "mmol/L", 2.5), ("LOINC", "4548-4", None, 7.2), ("CIM-10", "E11.9", None, None),
+             ("LOINC", "59261-8", "MMOL/MOL", 53.0)]
+    expected += [(2.5, "mmol/L"), (7.2, None), (None, None), (53.0, "MMOL/MOL")]
     value_sql, unit_sql = unit_conversion_sql("system", "code", "unit", "value")
     frame = spark.createDataFrame(rows, "system string, code string, unit string, value double")
     got = [(r.value, r.unit) for r in frame.selectExpr(f"{value_sql} AS value", f"{unit_sql} AS unit").collect()]

@@ -157,6 +157,7 @@ class FileContext:
                 required_identity=self.spec.required_identity,
                 check_nir=v.check_nir,
                 check_codes=v.check_codes,
+                skipped=self.skipped,
             )
         return checks  # type: ignore[return-value]
 

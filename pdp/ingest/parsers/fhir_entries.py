@@ -27,7 +27,8 @@ What a resource yields:
   of ``refuted`` or ``entered-in-error`` is not a diagnosis (FHIR_NOT_A_FACT).
 * **Observation**: a ``measurement`` per ``valueQuantity`` (UCUM ``code`` as unit) and per
   ``component`` with a value (blood pressure: systolic and diastolic); an ``observation`` for
-  ``valueCodeableConcept`` (the answer's code kept in ``source_value``; text never read);
+  ``valueCodeableConcept`` (the answer's code kept in ``source_value``, when in a system the
+  spec maps and valid there, CODE_UNKNOWN otherwise; text never read);
   ``dataAbsentReason`` everywhere: no fact (FHIR_NOT_A_FACT).
 * **MedicationRequest / MedicationStatement**: a ``drug`` event coded by
   ``medicationCodeableConcept`` or by the ``Medication`` its ``medicationReference`` points to.
@@ -263,10 +264,9 @@ def _observation(r: dict[str, Any], read: _Read) -> list[Event]:
         events.append(read.event(r, domain="measurement", concept=r.get("code"), start=start, actor=performers[0],
                                  value=value, unit=unit))
     elif r.get("valueCodeableConcept"):
-        answer = (r["valueCodeableConcept"].get("coding") or [{}])[0]
         code = _coding(r.get("code"), "Observation.code", read.opts)[1]
         events.append(read.event(r, domain="observation", concept=r.get("code"), start=start, actor=performers[0],
-                                 source_value=f"{code}={answer.get('code') or ''}"))
+                                 source_value=f"{code}={_answer_code(r['valueCodeableConcept'], read)}"))
     for index, component in enumerate(r.get("component") or []):
         c_value, c_unit = _quantity(component)
         if c_value is None:
@@ -279,6 +279,16 @@ def _observation(r: dict[str, Any], read: _Read) -> list[Event]:
             raise Invalid(ReasonCode.FHIR_NOT_A_FACT, "Observation: no value (dataAbsentReason)")
         events.append(read.event(r, domain="observation", concept=r.get("code"), start=start, actor=performers[0]))
     return events
+
+
+def _answer_code(value: dict[str, Any], read: _Read) -> str:
+    """A coded answer's code, in a system the spec maps and valid there (CODE_UNKNOWN otherwise, as
+    for the observation's own code): its text, or a code in a system nothing checks, could be
+    anything typed, so it never lands."""
+    where = "Observation.valueCodeableConcept"
+    system, code = _coding(value, where, read.opts)
+    read.checks.code(system, code, where)
+    return code
 
 
 def _medication(r: dict[str, Any], read: _Read) -> dict[str, Any] | None:

@@ -306,6 +306,7 @@ def _deidentified(docs: list[_Text], opts: ReportIndexOptions) -> list[DeidResul
 def _outcome(item: _Row, doc: _Text, result: DeidResult | None, ctx: FileContext, opts: ReportIndexOptions
              ) -> ParseOutcome:
     """One row's record from its document, de-identified, and the facts extracted from it."""
+    from pdp.ingest.validate import TEXT_VALUE_UNIT
     from pdp.semantic import UnitRefused, land_unit
     from pdp.semantic.facts import extract_facts
 
@@ -325,7 +326,8 @@ def _outcome(item: _Row, doc: _Text, result: DeidResult | None, ctx: FileContext
             try:
                 unit = land_unit(system, code, unit)
             except UnitRefused:  # a value in a unit the rules cannot convert (mg/24h for a ratio): the
-                value = unit = None  # mention is kept, its value is not read as another quantity
+                value = unit = None  # mention is kept, its value is not read as another quantity; counted
+                ctx.skip(TEXT_VALUE_UNIT)
         events.append(Event(
             domain="text", code_system=system, code=code, start_date=day, value=value, unit=unit,
             status=fact.assertion + (";history" if fact.history else ""),
