@@ -41,11 +41,13 @@ def fold(text: str) -> str:
 
 # A capitalised or upper-case word, possibly hyphenated or with an apostrophe ("LE GALL",
 # "Lefèvre-Dupont", "D'Artagnan", "O'Neill"): how a name is written in French letters.
-_UPPER = "A-ZÀ-ÖØ-Þ"
-_LOWER = "a-zß-öø-ÿ"
+# The letters of French names, for regex character classes: Latin-1's and the ligature Œ/œ and Ÿ,
+# which Latin-1 lacks (LECŒUR, Œillet); one definition for every recognizer.
+UPPER = "A-ZÀ-ÖØ-ÞŒŸ"
+LOWER = "a-zß-öø-ÿœ"
 NAME_TOKEN = (
-    rf"(?:[{_UPPER}][{_LOWER}]+|[{_UPPER}]{{2,}}|[{_UPPER}]['’][{_UPPER}][{_LOWER}{_UPPER}]+)"
-    rf"(?:[-‐][{_UPPER}](?:[{_LOWER}]+|[{_UPPER}]+))*"
+    rf"(?:[{UPPER}][{LOWER}]+|[{UPPER}]{{2,}}|[{UPPER}]['’][{UPPER}][{LOWER}{UPPER}]+)"
+    rf"(?:[-‐][{UPPER}](?:[{LOWER}]+|[{UPPER}]+))*"
 )
 PARTICLES = frozenset({"de", "du", "des", "le", "la", "les", "van", "von", "der", "den", "di", "da", "del", "dos",
                        "ben", "el", "al", "d'", "l'", "mac", "st", "ste"})

@@ -84,6 +84,9 @@ BIRTH_DATE = [
 PERSON = [
     ("Copie : Docteur MACE Michèle, cardiologue", [("PERSONNE", "MACE Michèle")]),
     ("Dr Caroline RODRIGUES\nService de cardiologie", [("PERSONNE", "Caroline RODRIGUES")]),
+    ("Docteur LECŒUR Anaïs\nMédecin traitant", [("PERSONNE", "LECŒUR Anaïs")]),  # the ligature Latin-1 lacks
+    ("Dr Œillet BŒUF", [("PERSONNE", "Œillet BŒUF")]),
+    ("Œdème des membres inférieurs", []),
     ("Je vous adresse Mme JOSETTE LE GALL, 81 ans", [("PERSONNE", "JOSETTE LE GALL")]),
     ("vu par le Pr Jean de LA FONTAINE", [("PERSONNE", "Jean de LA FONTAINE")]),
     ("Présence de sa sœur (Chloé FRANÇOIS).", [("PERSONNE", "Chloé FRANÇOIS")]),

@@ -25,6 +25,7 @@ from presidio_analyzer import RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
 from pdp.semantic.deid.recognizers.base import FrRecognizer, register
+from pdp.semantic.deid.text import UPPER
 
 _SAFE_TYPES = (
     r"rue|r\.|avenue|av\.|ave|boulevard|bd|bld|boul\.|impasse|imp\.|all[ée]e|chemin|ch\.|chem\.|route|rte|"
@@ -47,7 +48,7 @@ _MONTHS = frozenset(
 )
 _POSTCODE = re.compile(
     r"(?<![\w])(?:0[1-9]|[1-8]\d|9[0-8]|2[AB])\d{3}[ \t]+"
-    r"(?P<commune>[A-ZÀ-ÖØ-Þ][\w'’]+(?:[ \t\-]+(?:(?!CEDEX)[A-ZÀ-ÖØ-Þ][\w'’]+|"
+    rf"(?P<commune>[{UPPER}][\w'’]+(?:[ \t\-]+(?:(?!CEDEX)[{UPPER}][\w'’]+|"
     r"(?:le|la|les|sur|sous|en|de|du|des|lès|lez|"
     r"aux|et|d'|l')(?=[ \t\-])))*(?:[ \t]+CEDEX(?:[ \t]+\d{1,2})?)?)"
 )

@@ -34,12 +34,12 @@ from presidio_analyzer.nlp_engine import NlpArtifacts
 
 from pdp.semantic.deid.allowlist import ClinicalTerms, clinical_terms
 from pdp.semantic.deid.recognizers.base import FrRecognizer, register
-from pdp.semantic.deid.text import PARTICLES, fold, is_name_token
+from pdp.semantic.deid.text import LOWER, PARTICLES, UPPER, fold, is_name_token
 
 _TITLES = frozenset({"mme", "mmes", "mlle", "melle", "madame", "mademoiselle", "monsieur", "m", "m.", "mr", "dr",
                      "dr.", "dre", "docteur", "pr", "pr.", "professeur", "me"})
 _TOKEN = re.compile(r"[^\s,;:()\[\]\"«»]+")
-_CAPITALISED = re.compile(r"(?<![\w'’])([A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+|[A-ZÀ-ÖØ-Þ]{2,})(?![\w])")
+_CAPITALISED = re.compile(rf"(?<![\w'’])([{UPPER}][{LOWER}]+|[{UPPER}]{{2,}})(?![\w])")
 _NOT_NEWLINE = re.compile(r"[^\n]")
 
 

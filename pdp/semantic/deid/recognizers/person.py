@@ -22,7 +22,7 @@ from presidio_analyzer.nlp_engine import NlpArtifacts
 
 from pdp.semantic.deid.allowlist import clinical_terms
 from pdp.semantic.deid.recognizers.base import FrRecognizer, register
-from pdp.semantic.deid.text import NAME_TOKEN
+from pdp.semantic.deid.text import LOWER, NAME_TOKEN, UPPER
 
 _PARTICLE = r"(?:de|du|des|le|la|van|von|der|di|da|del|dos|ben|el|d'|l')"
 # 1 to 4 name words on one line, particles allowed inside ("Jean de LA FONTAINE").
@@ -30,7 +30,7 @@ _NAMES = rf"{NAME_TOKEN}(?:(?:[ \t]+{_PARTICLE})?[ \t]+{NAME_TOKEN}){{0,3}}(?![\
 _INITIALS = r"(?:[A-Z]\.(?:[ \t]*-?[ \t]*[A-Z]\.)?[ \t]*)"
 _TITLE = (
     r"(?<![\w])(?:Mme|Mmes|Mlle|Melle|Madame|Mademoiselle|Monsieur|Messieurs|M\.|"
-    r"M(?=[ \t]+[A-ZÀ-ÖØ-Þ][A-Za-zÀ-ÖØ-öø-ÿ])|MM\.|Mr\.?|"
+    rf"M(?=[ \t]+[{UPPER}][A-Za-z{UPPER}{LOWER}])|MM\.|Mr\.?|"
     r"Dr\.?|Dre|Drs|"
     r"Docteur|Docteurs|Pr\.?|Pre|Professeur|Me|Maître|Maitre|Sr|Sœur|Soeur|Père)[ \t]+"
 )
@@ -48,9 +48,9 @@ _FAMILY_LABEL = (
 _FIRST_LABEL = r"(?m:^[ \t]*(?i:pr[ée]noms?|pr[ée]nom\(s\))[ \t]*:[ \t]*)"
 _SIGNATURE = (
     r"(?m:^[ \t]*(?!(?:Mme|Mlle|Madame|Monsieur|Mademoiselle|Docteur|Professeur|Dr|Pr|Me)(?![\w]))"
-    r"(?P<sig>[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+(?:-[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+)?[ \t]+[A-ZÀ-ÖØ-Þ]{2,}"
-    r"(?:[-' \t][A-ZÀ-ÖØ-Þ]{2,})?|[A-ZÀ-ÖØ-Þ]{2,}(?:[-'][A-ZÀ-ÖØ-Þ]{2,})?[ \t]+[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+"
-    r"(?:-[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+)?)[ \t]*$)"
+    rf"(?P<sig>[{UPPER}][{LOWER}]+(?:-[{UPPER}][{LOWER}]+)?[ \t]+[{UPPER}]{{2,}}"
+    rf"(?:[-' \t][{UPPER}]{{2,}})?|[{UPPER}]{{2,}}(?:[-'][{UPPER}]{{2,}})?[ \t]+[{UPPER}][{LOWER}]+"
+    rf"(?:-[{UPPER}][{LOWER}]+)?)[ \t]*$)"
 )
 _PATTERNS: tuple[tuple[str, re.Pattern[str], str, float], ...] = (
     ("title", re.compile(rf"{_TITLE}(?P<name>{_INITIALS}?{_NAMES})"), "PERSONNE", 0.85),
