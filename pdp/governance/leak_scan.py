@@ -659,6 +659,11 @@ def _grams(tokens: Sequence[str], sizes: Iterable[int]) -> Iterator[tuple[tuple[
             yield tuple(tokens[start : start + size]), start
 
 
+NAME_GAP = 2
+"""Tokens allowed between a known surname and a first name of its bearer for a ``KNOWN_NAME``: a
+title, a particle or a second first name ("Paul et Marie MARTIN", "MARTIN épouse Paul")."""
+
+
 class KnownIdentityDetector(Detector):
     """The vault's own people: their names and their addresses, wherever they appear in a cell.
 
@@ -667,8 +672,11 @@ class KnownIdentityDetector(Detector):
     inside a longer text is never a finding. A cell is flagged:
 
     - ``KNOWN_NAME`` when it contains a known person's birth or used name (as consecutive
-      tokens) *and*, elsewhere in the same cell, one of the first names of a known person
-      bearing that name: "Paul MARTIN", "MARTIN, Paul", "Dr Paul Martin". A street named after
+      tokens) *and*, next to it (at most ``NAME_GAP`` tokens between them, on either side), one
+      of the first names of a known person bearing that name: "Paul MARTIN", "MARTIN, Paul",
+      "Dr Paul Martin", "Paul et Marie MARTIN". A surname and a first name far apart in a long
+      text are two words, not a name: in the notes of the 1 M-person lake, "son neveu ... urines
+      claires" paired the surnames NEVEU and PETIT with the first name CLAIRE. A street named after
       a known person with that person's first name ("rue Paul Martin") is flagged: it is
       indistinguishable, and rare; the finding names the column for a reviewer to judge.
     - ``KNOWN_SURNAME`` when the whole cell is a known birth or used name of at least three
@@ -781,11 +789,15 @@ class KnownIdentityDetector(Detector):
         return found
 
     def _has_first_name(self, tokens: tuple[str, ...], start: int, size: int, firsts: set[str]) -> bool:
-        """True when a first name of ``firsts`` appears in ``tokens`` outside the surname at ``start``."""
-        for part in (tokens[:start], tokens[start + size :]):
-            if any(self._hash(gram) in firsts for gram, _ in _grams(part, self._sizes["first"])):
+        """True when a first name of ``firsts`` stands next to the surname at ``start``: ending at most
+        ``NAME_GAP`` tokens before it or starting at most ``NAME_GAP`` tokens after it."""
+        widest = max(self._sizes["first"], default=0) + NAME_GAP
+        before = tokens[max(0, start - widest) : start]
+        after = tokens[start + size : start + size + widest]
+        for gram, at in _grams(before, self._sizes["first"]):
+            if len(before) - (at + len(gram)) <= NAME_GAP and self._hash(gram) in firsts:
                 return True
-        return False
+        return any(at <= NAME_GAP and self._hash(gram) in firsts for gram, at in _grams(after, self._sizes["first"]))
 
     def _anchors(self, words: pa.Array) -> pa.Array:
         """The distinct words of ``words`` whose keyed hash is an anchor (ST/STE read as SAINT/SAINTE)."""

@@ -170,6 +170,11 @@ def test_known_identity_rule_name_pairs_whole_surnames_and_numbered_addresses() 
     assert known.find("Dr Martin, Paul (médecin)") == {"KNOWN_NAME"}
     assert known.find("JEAN MARIE LEFEVRE") == {"KNOWN_NAME"}
     assert known.find("Jean-Marie Dupont") == {"KNOWN_NAME"}, "used name"
+    assert known.find("vu avec Paul et Marie MARTIN ce jour") == {"KNOWN_NAME"}, "two tokens between"
+    assert known.find("MARTIN, hospitalisé, Paul") == {"KNOWN_NAME"}
+    # A surname and a first name far apart in a long text are two words (NEVEU ... CLAIRE).
+    assert known.find("Paul vient avec son fils et MARTIN") == set()
+    assert known.find("MARTIN signale que le bilan de Paul") == set()
     assert known.find("martin") == {"KNOWN_SURNAME"}
     assert known.find("Lefèvre") == {"KNOWN_SURNAME"}
     assert known.find("12, Rue des Lilas 59500 Douai") == {"KNOWN_ADDRESS"}
