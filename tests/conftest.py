@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from shared_territory import BUILT_AS_OF, BUILT_CACHE, BUILT_TERRITORY, var_settings
 from sqlalchemy import Engine
 
 _SESSION_VAR = None
@@ -64,6 +67,44 @@ def lake_root(pdp_var: Path, tmp_path: Path) -> Path:
     root = tmp_path / "lake"
     root.mkdir()
     return root
+
+
+# --- one built territory: sources → edge → lake → gold, shared by the suites that only read it ---
+
+@pytest.fixture(scope="session")
+def built_territory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A var/ holding a 300-person territory (douaisis, seed 5) in ``sources/``, ingested through the
+    real edge, gold built at `BUILT_AS_OF` and its indicators published as `BUILT_TERRITORY` (one
+    month of trend, the report in ``reports/``), with its vault, key store and ``master.key``.
+
+    Why one: the API's and the opposition's suites read the same territory; building it is most of
+    their cost (~90 s each on 2 cores). It is pristine: tests never write in it but take a copy
+    (:func:`copy_var`), so what one suite does (an opposition, an audit row) is not seen by another.
+    """
+    var = tmp_path_factory.mktemp("built territory")  # a space in the lake's path: erasure compares URIs
+    if BUILT_CACHE and (Path(BUILT_CACHE) / "ready").exists():
+        shutil.copytree(BUILT_CACHE, var, dirs_exist_ok=True)
+        return var
+    from pdp.algorithms import build_gold
+    from pdp.algorithms.indicators import publish_indicators
+    from pdp.ingest.pipeline import ingest_directory
+    from pdp.pseudonym.keys import KeyStore
+    from pdp.synth import generate
+
+    (var / "master.key").write_text(base64.b64encode(os.urandom(32)).decode("ascii"))
+    settings = var_settings(var)
+    KeyStore.from_settings(settings).init()
+    generate(var / "sources", persons=300, seed=5, territory="douaisis", workers=1)
+    spark = request.getfixturevalue("spark")
+    ingest_directory(var / "sources", spark=spark, settings=settings)
+    build_gold(spark, as_of=BUILT_AS_OF, lake_root=settings.lake_uri)
+    publish_indicators(spark, as_of=BUILT_AS_OF, territory=BUILT_TERRITORY, lake_root=settings.lake_uri,
+                       trend_months=1, report_dir=var / "reports")
+    (var / "ready").write_text("built\n")
+    if BUILT_CACHE:
+        shutil.rmtree(BUILT_CACHE, ignore_errors=True)
+        shutil.copytree(var, BUILT_CACHE)
+    return var
 
 
 # --- governance store: PostgreSQL server and per-test databases ----------------------------------

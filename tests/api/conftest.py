@@ -1,5 +1,6 @@
 """The serving API's fixtures: one small synthetic territory through the real edge, lake and gold
-(built once per session: Spark costs minutes), a dev signing key and its JWKS, token factories.
+(a copy of the session's `built_territory`: building it costs minutes of Spark), a dev signing
+key and its JWKS, token factories.
 
 Tests run the app in-process (FastAPI TestClient over httpx) against that lake: real Delta
 reads (deltalake, no JVM), real JWT signatures, real authorisation, audit and opposition.
@@ -7,82 +8,41 @@ reads (deltalake, no JVM), real JWT signatures, real authorisation, audit and op
 
 from __future__ import annotations
 
-import base64
 import csv
 import json
-import os
-import shutil
 from collections.abc import Callable, Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
+from shared_territory import BUILT_AS_OF, copy_var, var_settings
 
-AS_OF = date(2026, 6, 30)
+AS_OF = BUILT_AS_OF
 TERRITORY = "douaisis"
 ISSUER = "https://auth.test.pdp"
 AUDIENCE = "pdp-api-test"
 
 
-_CACHE = os.environ.get("PDP_TEST_API_CACHE")
-"""Development only: a directory where the built lake (and its sources, store and keys) is kept
-after a first run and copied from on the next ones, to iterate on the API without minutes of Spark.
-Unset in CI: every run builds its own."""
-
-
 @pytest.fixture(scope="session")
-def api_var(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    var = tmp_path_factory.mktemp("api var")
-    if _CACHE and (Path(_CACHE) / "ready").exists():
-        shutil.copytree(_CACHE, var, dirs_exist_ok=True)
-    return var
+def api_var(built_territory: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The API's own copy of the session's built territory (its tests submit oppositions, write audit)."""
+    return copy_var(built_territory, tmp_path_factory.mktemp("api var"))
 
 
 @pytest.fixture(scope="session")
 def api_settings(api_var: Path):
-    from pdp.config import Settings
-    from pdp.pseudonym.keys import KeyStore
-
-    key_file = api_var / "master.key"
-    if not key_file.exists():
-        key_file.write_text(base64.b64encode(os.urandom(32)).decode("ascii"))
-    s = Settings(_env_file=None, var_dir=api_var, lake_uri=str(api_var / "lake"),
-                 db_url=f"sqlite:///{api_var / 'pdp.db'}", key_store=api_var / "keys",
-                 master_key=key_file.read_text(), oidc_issuer=ISSUER, oidc_audience=AUDIENCE,
-                 oidc_jwks=str(api_var / "jwks.json"), dev_tokens=True, api_snapshot_check_seconds=0.0)
-    if not (api_var / "keys").exists():
-        KeyStore.from_settings(s).init()
-    return s
+    return var_settings(api_var, oidc_issuer=ISSUER, oidc_audience=AUDIENCE, oidc_jwks=str(api_var / "jwks.json"),
+                        dev_tokens=True, api_snapshot_check_seconds=0.0)
 
 
 @pytest.fixture(scope="session")
 def territory_sources(api_var: Path) -> Path:
-    from pdp.synth import generate
-
-    out = api_var / "sources"
-    if not (out / "ground_truth").exists():
-        generate(out, persons=300, seed=5, territory="douaisis", workers=1)
-    return out
+    return api_var / "sources"
 
 
 @pytest.fixture(scope="session")
-def gold_lake(request: pytest.FixtureRequest, api_var: Path, api_settings, territory_sources: Path) -> Path:
+def gold_lake(api_settings) -> Path:
     """The territory ingested, gold built at AS_OF and its indicators published (label 'Douaisis')."""
-    if not (api_var / "ready").exists():
-        from pdp.algorithms import build_gold
-        from pdp.algorithms.indicators import publish_indicators
-        from pdp.ingest.pipeline import ingest_directory
-
-        spark = request.getfixturevalue("spark")
-        ingest_directory(territory_sources, spark=spark, settings=api_settings)
-        build_gold(spark, as_of=AS_OF, lake_root=api_settings.lake_uri)
-        publish_indicators(spark, as_of=AS_OF, territory="Douaisis", lake_root=api_settings.lake_uri,
-                           trend_months=1, report_dir=api_var / "reports")
-        (api_var / "ready").write_text("built\n")
-        if _CACHE:
-            shutil.rmtree(_CACHE, ignore_errors=True)
-            shutil.copytree(api_var, _CACHE)
     return Path(api_settings.lake_uri)
 
 

@@ -4,19 +4,16 @@ later data about them refused at the edge; withdrawal lets future data in again.
 
 from __future__ import annotations
 
-import base64
 import csv
 import json
-import os
-from datetime import date
 from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from shared_territory import BUILT_AS_OF, BUILT_TERRITORY, copy_var, var_settings
 
 from pdp.algorithms import build_gold
-from pdp.algorithms.indicators import publish_indicators
 from pdp.config import Settings
 from pdp.governance import create_all, make_engine
 from pdp.governance.audit import AuditLog, create_audit_tables
@@ -28,29 +25,22 @@ from pdp.ingest.pipeline import ingest_directory
 from pdp.lake import LakeTable
 from pdp.pseudonym.keys import KeyStore
 from pdp.pseudonym.vault import IdentityVault
-from pdp.synth import generate
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
-AS_OF = date(2026, 6, 30)
-TERRITORY = "Douaisis"
+AS_OF = BUILT_AS_OF
+TERRITORY = BUILT_TERRITORY
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    var = tmp_path_factory.mktemp("oppose var")  # a space in the lake's path: erasure compares URIs
-    master = base64.b64encode(os.urandom(32)).decode("ascii")
-    s = Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
-                 key_store=var / "keys", master_key=master)
-    KeyStore.from_settings(s).init()
-    return s
+def settings(built_territory: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A copy of the session's built territory: ingested, gold built, indicators published."""
+    return var_settings(copy_var(built_territory, tmp_path_factory.mktemp("oppose var")))
 
 
 @pytest.fixture(scope="module")
-def territory(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("oppose-src") / "t"
-    generate(out, persons=300, seed=5, territory="douaisis", workers=1)
-    return out
+def territory(settings: Settings) -> Path:
+    return settings.var_dir / "sources"
 
 
 def consent(identity: dict[str, str], *, status: str = "active", provision: str = "deny") -> bytes:
@@ -95,16 +85,8 @@ def found(settings: Settings, pseudonyms: tuple[str, ...]) -> int:
     return sum(f.cells for f in report.findings)
 
 
-@pytest.fixture(scope="module")
-def built(spark: SparkSession, settings: Settings, territory: Path) -> None:
-    """The territory ingested, gold built and its indicators published (the sample needs the territory)."""
-    ingest_directory(territory, spark=spark, settings=settings)
-    build_gold(spark, as_of=AS_OF, lake_root=settings.lake_uri)
-    publish_indicators(spark, as_of=AS_OF, territory=TERRITORY, lake_root=settings.lake_uri)
-
-
 def test_ethics_sample_is_reproducible_pseudonymised_and_explained(
-    spark: SparkSession, settings: Settings, built: None
+    spark: SparkSession, settings: Settings
 ) -> None:
     engine = make_engine(settings.db_url)
     create_all(engine)
@@ -129,7 +111,7 @@ def test_ethics_sample_is_reproducible_pseudonymised_and_explained(
 
 
 def test_opposition_end_to_end(
-    spark: SparkSession, settings: Settings, territory: Path, tmp_path: Path, built: None
+    spark: SparkSession, settings: Settings, territory: Path, tmp_path: Path
 ) -> None:
     engine = make_engine(settings.db_url)
     create_all(engine)

@@ -1,0 +1,31 @@
+"""The territory several suites share (built once per session by the ``built_territory`` fixture of
+``tests/conftest.py``), and how a test takes its own copy of it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+BUILT_AS_OF = date(2026, 6, 30)
+BUILT_TERRITORY = "Douaisis"  # the label its indicators are published under
+
+BUILT_CACHE = os.environ.get("PDP_TEST_API_CACHE")
+"""Development only: a directory where the built territory is kept after a first run and copied
+from on the next ones, to iterate on the API without minutes of Spark. Unset in CI."""
+
+
+def var_settings(var: Path, **extra: Any):
+    """The settings of a var/ laid out as :func:`built_territory`'s (lake, SQLite store, key store, master.key)."""
+    from pdp.config import Settings
+
+    return Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
+                    key_store=var / "keys", master_key=(var / "master.key").read_text(), **extra)
+
+
+def copy_var(built: Path, into: Path) -> Path:
+    """A private copy of a built var/ (its lake's paths are relative: the copy is a lake of its own)."""
+    shutil.copytree(built, into, dirs_exist_ok=True)
+    return into
