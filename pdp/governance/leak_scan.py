@@ -108,7 +108,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pdp.pseudonym.name_tokens import LIGATURES, SAINTS, NameTokenHasher, fold_tokens, person_phrases
+from pdp.pseudonym.name_tokens import LIGATURES, PARTICLES, SAINTS, NameTokenHasher, fold_tokens, person_phrases
 from pdp.pseudonym.nir import Nir, nir_key, parse_nir
 from pdp.pseudonym.pseudonymise import KEYED_ID_PATTERN
 
@@ -707,6 +707,9 @@ class KnownIdentityDetector(Detector):
         self._anchor_tokens: set[str] = set()
         self._sizes: dict[str, set[int]] = {"surname": set(), "first": set(), "address": set(), "exact": set()}
         self._people = 0
+        # A first name that is an article or a preposition ("LE" of a "LE GALL" typed as given
+        # names) is every sentence's: "auscultation pulmonaire claire sur le plan" is no name.
+        self._particles = {self._hash((word,)) for word in PARTICLES}
 
     # -- building ---------------------------------------------------------------------------
 
@@ -747,7 +750,7 @@ class KnownIdentityDetector(Detector):
         """Add one person's hashed phrases ``(kind, token hash, size)``."""
         self._people += 1
         rows = list(rows)
-        firsts = {token for kind, token, _ in rows if kind == "first"}
+        firsts = {token for kind, token, _ in rows if kind == "first"} - self._particles
         for kind, token, size in rows:
             if kind in self._sizes:
                 self._sizes[kind].add(size)

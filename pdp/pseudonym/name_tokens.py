@@ -35,6 +35,7 @@ from collections.abc import Iterator, Sequence
 __all__ = [
     "ADDRESS_WORDS",
     "LIGATURES",
+    "PARTICLES",
     "SAINTS",
     "NameTokenHasher",
     "fold_tokens",
@@ -51,16 +52,18 @@ _LIGATURE_TABLE = str.maketrans(dict(LIGATURES))
 _NOT_ALNUM = re.compile(r"[^A-Z0-9]+")
 SAINTS = {"ST": "SAINT", "STE": "SAINTE"}
 
+# Articles and prepositions: parts of names ("LE GALL", "DE LA TOUR") and of every French sentence.
+PARTICLES = frozenset({"DE", "DU", "DES", "LA", "LE", "LES", "L", "D", "AU", "AUX", "ET", "EN", "SUR", "SOUS"})
+
 # Words that say "this is an address" rather than "whose": never enough to anchor an address.
-ADDRESS_WORDS = frozenset({
+ADDRESS_WORDS = PARTICLES | frozenset({
     "RUE", "AVENUE", "AV", "AVE", "BOULEVARD", "BD", "BLVD", "CHEMIN", "CHE", "CHM", "ALLEE", "ALL", "IMPASSE",
     "IMP", "PLACE", "PL", "ROUTE", "RTE", "QUAI", "COURS", "CRS", "SQUARE", "SQ", "RESIDENCE", "RES", "LOTISSEMENT",
     "LOT", "HAMEAU", "HAM", "LIEU", "DIT", "CITE", "VOIE", "SENTIER", "PASSAGE", "PAS", "FAUBOURG", "FBG", "FG",
     "PROMENADE", "PROM", "ROND", "POINT", "PARVIS", "ESPLANADE", "MAIL", "VILLA", "CLOS", "DOMAINE", "ZA", "ZI",
-    "ZAC", "BIS", "TER", "QUATER", "DE", "DU", "DES", "LA", "LE", "LES", "L", "D", "AU", "AUX", "ET", "EN", "SUR",
-    "SOUS", "SAINT", "SAINTE", "ST", "STE", "BAT", "BATIMENT", "APPT", "APPARTEMENT", "ETAGE", "ESC", "ESCALIER",
-    "PORTE", "CEDEX", "BP", "CS", "TSA", "GRAND", "GRANDE", "PETIT", "PETITE", "VIEUX", "VIEILLE", "NOUVEAU",
-    "NOUVELLE", "NORD", "SUD", "EST", "OUEST", "HAUT", "BAS",
+    "ZAC", "BIS", "TER", "QUATER", "SAINT", "SAINTE", "ST", "STE", "BAT", "BATIMENT", "APPT", "APPARTEMENT",
+    "ETAGE", "ESC", "ESCALIER", "PORTE", "CEDEX", "BP", "CS", "TSA", "GRAND", "GRANDE", "PETIT", "PETITE", "VIEUX",
+    "VIEILLE", "NOUVEAU", "NOUVELLE", "NORD", "SUD", "EST", "OUEST", "HAUT", "BAS",
 })  # fmt: skip
 PLACEHOLDER_NAMES = frozenset({"X", "XX", "XXX", "INCONNU", "INCONNUE", "ANONYME", "NEANT", "INDETERMINE"})
 MIN_EXACT_SURNAME = 3

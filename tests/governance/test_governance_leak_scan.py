@@ -175,6 +175,11 @@ def test_known_identity_rule_name_pairs_whole_surnames_and_numbered_addresses() 
     # A surname and a first name far apart in a long text are two words (NEVEU ... CLAIRE).
     assert known.find("Paul vient avec son fils et MARTIN") == set()
     assert known.find("MARTIN signale que le bilan de Paul") == set()
+    # A "LE GALL" typed as given names beside the first name as surname (a swapped identity):
+    # the article is no first name, the rest of it is.
+    swapped = KnownIdentityDetector.from_records([_vault_record(birth_name="CLAIRE", first_names=("LE", "GALL"))])
+    assert swapped.find("auscultation pulmonaire claire sur le plan") == set()
+    assert swapped.find("Claire Gall") == {"KNOWN_NAME"}
     assert known.find("martin") == {"KNOWN_SURNAME"}
     assert known.find("Lefèvre") == {"KNOWN_SURNAME"}
     assert known.find("12, Rue des Lilas 59500 Douai") == {"KNOWN_ADDRESS"}
