@@ -165,9 +165,6 @@ class TableDef(BaseModel):
                 if by_name[part].quasi_identifier:
                     raise ValueError(f"{key} column {part!r} is a quasi-identifier (its values would be paths or"
                                      " statistics in the log)")
-                if key == "partition" and by_name[part].type.strip().upper().startswith("TIMESTAMP"):
-                    raise ValueError(f"partition column {part!r} is a TIMESTAMP (its values would be written in the"
-                                     " session's time zone: partition by a DATE)")
                 if by_name[part].pseudonym or by_name[part].sender_id:
                     raise ValueError(f"{key} column {part!r} holds pseudonyms or sender ids (its values would be"
                                      " paths or statistics in the log)")

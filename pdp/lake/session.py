@@ -28,12 +28,6 @@ _DELTA_CONF = {
     "spark.databricks.delta.schema.autoMerge.enabled": "false",
     # VACUUM below 7 days is refused unless a maintenance job lowers it on purpose.
     "spark.databricks.delta.retentionDurationCheck.enabled": "true",
-    # Delta re-derives a table's whole state after every commit (two Spark jobs reading its log)
-    # to check the state it computed incrementally, whenever the session's time zone is not UTC
-    # (ours is Europe/Paris): partition values of TIMESTAMP columns are written as local time.
-    # The catalog refuses TIMESTAMP partition columns (pdp.lake.catalog), so the check guards a
-    # case we cannot have; it cost 12 of the 128 Spark SQL executions of a small ingest.
-    "spark.databricks.delta.allFilesInCrc.verificationMode.forceOnNonUTC.enabled": "false",
 }
 
 

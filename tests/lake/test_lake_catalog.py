@@ -168,10 +168,6 @@ _BAD_FILES = {
         PATIENT_STATE + "  - {name: pseudo, type: STRING, description: P., pseudonym: true}\npartition_by: [pseudo]\n",
         "partition column 'pseudo' holds pseudonyms",
     ),
-    "partition on a timestamp": (
-        PATIENT_STATE + "  - {name: at, type: TIMESTAMP, description: A., nullable: false}\npartition_by: [at]\n",
-        "partition column 'at' is a TIMESTAMP",
-    ),
     "partition and cluster at once": (
         PATIENT_STATE + "partition_by: [territory]\ncluster_by: [score]\n",
         "partition_by and cluster_by exclude each other",
