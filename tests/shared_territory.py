@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pdp.config import Settings
 
 BUILT_AS_OF = date(2026, 6, 30)
 BUILT_TERRITORY = "Douaisis"  # the label its indicators are published under
@@ -17,12 +21,20 @@ BUILT_CACHE = os.environ.get("PDP_TEST_API_CACHE")
 from on the next ones, to iterate on the API without minutes of Spark. Unset in CI."""
 
 
-def var_settings(var: Path, **extra: Any):
-    """The settings of a var/ laid out as :func:`built_territory`'s (lake, SQLite store, key store, master.key)."""
+def lake_settings(var: Path, master_key: str | None = None, **extra: Any) -> Settings:
+    """Settings of an in-process run on its own var/ (lake, SQLite store, key store), with a fresh
+    master key unless one is given: what `pdp_env` (tests/ingest/ingest_helpers.py) is to a `pdp`
+    subprocess. `extra`: further settings (the API's OIDC ones)."""
     from pdp.config import Settings
 
+    key = master_key or base64.b64encode(os.urandom(32)).decode("ascii")
     return Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
-                    key_store=var / "keys", master_key=(var / "master.key").read_text(), **extra)
+                    key_store=var / "keys", master_key=key, **extra)
+
+
+def var_settings(var: Path, **extra: Any) -> Settings:
+    """The settings of a var/ laid out as ``built_territory``'s: its master key in ``master.key``."""
+    return lake_settings(var, (var / "master.key").read_text(), **extra)
 
 
 def copy_var(built: Path, into: Path) -> Path:

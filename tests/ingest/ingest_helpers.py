@@ -15,6 +15,8 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from shared_territory import lake_settings as lake_settings  # re-exported: the ingest tests import it here
+
 from pdp.ingest import Counts, Quarantined, Registry, SourceRecord, parse_directory
 
 if TYPE_CHECKING:
@@ -193,19 +195,6 @@ class NominativeScanner:
     def assert_clean(self, quarantined: list[Quarantined]) -> None:
         leaks = {q.message: self.leaks(q.message) for q in quarantined}
         assert not {m: found for m, found in leaks.items() if found}, "quarantine messages echo record values"
-
-
-def lake_settings(var: Path, master_key: str | None = None) -> Settings:
-    """Settings of an in-process ingest on its own var/ (lake, SQLite store, key store), with a fresh
-    master key unless one is given: what `pdp_env` is to a `pdp` subprocess."""
-    import base64
-    import os
-
-    from pdp.config import Settings
-
-    key = master_key or base64.b64encode(os.urandom(32)).decode("ascii")
-    return Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
-                    key_store=var / "keys", master_key=key)
 
 
 def pdp_env(var: Path, master_key: str) -> dict[str, str]:

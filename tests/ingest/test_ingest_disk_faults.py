@@ -4,7 +4,7 @@ exit, and leaves the lake as the previous run committed it; once space is back, 
 The full disk is real: a 16 KiB tmpfs mounted on var/staging (needs root, as CI and this machine
 run; elsewhere the test says why it cannot run). The run that meets it is a `pdp` process (its
 exit code and its one line are what is tested); the runs before and after are in-process, on the
-session's Spark (a `pdp` process costs a JVM start and a cold one: ~1 min each on 2 cores).
+session's Spark (a `pdp` process costs a JVM start and a cold JIT: ~1 min each on 2 cores).
 """
 
 from __future__ import annotations
