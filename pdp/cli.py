@@ -799,26 +799,34 @@ def linkage_train_command(
     """Train the linkage model (EM, no labels) and make it current: every later batch links with it.
 
     The file holds the prior and m/u per comparison level, a version and counts; no name, date
-    or NIR (see pdp/pseudonym/linkage_trained.py). Without --from, a sample of the identity
-    vault: it holds one merged identity per person, so m rests on the persons it still holds
-    twice; a batch of source files (--from) shows each person's spellings and trains m better.
+    or NIR (see pdp/pseudonym/linkage_trained.py). With --from, EM on a batch of source files,
+    which shows each person's spellings: m (how matches agree) and u (how strangers agree).
+    Without it, a sample of the identity vault: it holds each person once, so EM finds no
+    matches in it; only u is trained there, the prior and m are kept from the current model
+    (or the built-in one).
     """
-    from pdp.pseudonym.linkage_model import ModelOptions
+    from pdp.pseudonym.linkage_model import DEFAULT_PARAMETERS, ModelOptions
     from pdp.pseudonym.linkage_trained import LinkageModelError, ModelStore, train
 
     with _key_store_errors():
         items, trained_on = _training_identities(from_dir, sample, seed)
     try:
-        parameters, variants = train(items, ModelOptions(seed=seed))
-        model = ModelStore.from_settings().save(parameters, trained_on=trained_on, variants=variants)
+        store = ModelStore.from_settings()
+        m_from, kept_name = None, None
+        if from_dir is None:  # the vault: u only; the prior and m of the current model, else the built-in
+            kept = store.current()
+            m_from, kept_name = (kept.parameters(), kept.version) if kept else (DEFAULT_PARAMETERS, "builtin")
+        parameters, variants = train(items, ModelOptions(seed=seed), m_from=m_from)
+        model = store.save(parameters, trained_on=trained_on, variants=variants, m_from=kept_name)
     except LinkageModelError as exc:
         raise UserError(str(exc)) from None
     drawn = {"sample": sample, "seed": seed} if from_dir is None else {}  # the vault draw, reproducible
     audit_event(action="linkage_training", rule="linkage model trained and made current",
                 details={"model": model.version, "trained_on": model.trained_on, "identities": len(items),
-                         "variants": model.variants, **drawn})
+                         "variants": model.variants, "m_from": model.m_from, **drawn})
     if as_json:
-        print(json.dumps({"version": model.version, "trained_on": model.trained_on, "variants": model.variants}))
+        print(json.dumps({"version": model.version, "trained_on": model.trained_on, "variants": model.variants,
+                          "m_from": model.m_from}))
     else:
         console.print(f"linkage model {model.version}: trained on {model.variants:,} distinct identities "
                       f"({model.trained_on.replace('_', ' ')}); current from now on")

@@ -28,8 +28,9 @@ def lake_settings(var: Path, master_key: str | None = None, **extra: Any) -> Set
     from pdp.config import Settings
 
     key = master_key or base64.b64encode(os.urandom(32)).decode("ascii")
+    # the key inline and no other: an operator's PDP_MASTER_KEY_FILE or PDP_KMS is not this var/'s
     return Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
-                    key_store=var / "keys", master_key=key, **extra)
+                    key_store=var / "keys", master_key=key, master_key_file=None, kms="local", **extra)
 
 
 def var_settings(var: Path, **extra: Any) -> Settings:

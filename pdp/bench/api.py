@@ -63,16 +63,15 @@ def _build(var: Path, patients: int, others: int) -> tuple[Any, list[dict[str, A
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from pdp.config import Settings
+    from pdp.bench.scratch import throwaway_keys
     from pdp.governance import create_all, make_engine
     from pdp.lake import table
     from pdp.pseudonym import KeyStore, Pseudonymiser, RawIdentity
     from pdp.pseudonym.normalise import normalise
     from pdp.pseudonym.vault import EdgeKeys, IdentityVault, VaultRecord
 
-    master = base64.b64encode(os.urandom(32)).decode("ascii")
-    settings = Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
-                        key_store=var / "keys", master_key=master, oidc_issuer="https://bench.pdp.local",
+    settings = throwaway_keys(var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
+                        key_store=var / "keys", oidc_issuer="https://bench.pdp.local",
                         oidc_audience="pdp-bench", oidc_jwks=str(var / "api" / "dev-jwks.json"), dev_tokens=True)
     store = KeyStore.from_settings(settings)
     store.init()

@@ -18,9 +18,7 @@ procedures, ``urn:uuid:`` references, pretty-printed. Resource types the platfor
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import random
 import tempfile
 import time
@@ -164,7 +162,7 @@ def _run(spec: Any, paths: list[Path], root: Path, edge: Any) -> tuple[float, in
 
 
 def bench_fhir() -> dict[str, Any]:
-    from pdp.config import Settings
+    from pdp.bench.scratch import throwaway_keys
     from pdp.ingest.edge import Edge
     from pdp.pseudonym.keys import KeyStore
 
@@ -173,8 +171,7 @@ def bench_fhir() -> dict[str, Any]:
     rng = random.Random(13)
     with tempfile.TemporaryDirectory(prefix="pdp-bench-fhir-") as tmp:
         var = Path(tmp)
-        settings = Settings(_env_file=None, var_dir=var, key_store=var / "keys",
-                            master_key=base64.b64encode(os.urandom(32)).decode("ascii"))
+        settings = throwaway_keys(var_dir=var, key_store=var / "keys")
         store = KeyStore.from_settings(settings)
         store.init()
         root, specs = var / "in", var / "specs"

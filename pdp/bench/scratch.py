@@ -17,6 +17,18 @@ from pathlib import Path
 from typing import Any
 
 
+def throwaway_keys(master_key: str | None = None, **fields: Any) -> Any:
+    """Settings whose master key is `master_key` (default: 32 fresh random bytes), held inline by the
+    local KMS, and `fields`; whatever the environment says of the platform's master key
+    (PDP_MASTER_KEY_FILE, PDP_KMS, its token): a benchmark's throw-away key store never opens, nor
+    trips over, the platform's own. Before it, ``pdp bench linkage`` run with PDP_MASTER_KEY_FILE set
+    died on "both PDP_MASTER_KEY and PDP_MASTER_KEY_FILE are set"."""
+    from pdp.config import Settings
+
+    key = master_key or base64.b64encode(os.urandom(32)).decode("ascii")
+    return Settings(_env_file=None, master_key=key, master_key_file=None, kms="local", **fields)
+
+
 def scratch_settings(var: Path) -> Any:
     """Settings of a benchmark's own var/ (lake, governance store, key store under `var`)."""
     from pdp.config import Settings
@@ -27,7 +39,7 @@ def scratch_settings(var: Path) -> Any:
     key_file.write_text(base64.b64encode(os.urandom(32)).decode("ascii"))
     key_file.chmod(0o600)
     settings = Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
-                        key_store=var / "keys", master_key=None, master_key_file=key_file)
+                        key_store=var / "keys", master_key=None, master_key_file=key_file, kms="local")
     KeyStore.from_settings(settings).init()
     create_all(make_engine(settings=settings))
     return settings

@@ -10,8 +10,6 @@ coded truth re-implements the same rules document over the same synthetic noise.
 
 from __future__ import annotations
 
-import base64
-import os
 import tempfile
 import time
 from datetime import date
@@ -24,7 +22,7 @@ from pdp.bench import setting
 def bench_strata(persons: int | None = None) -> dict[str, Any]:
     from pdp.algorithms import build_gold
     from pdp.bench.evaluate import evaluate
-    from pdp.config import Settings
+    from pdp.bench.scratch import throwaway_keys
     from pdp.ingest.pipeline import ingest_directory
     from pdp.lake import get_spark
     from pdp.pseudonym.keys import KeyStore
@@ -33,9 +31,8 @@ def bench_strata(persons: int | None = None) -> dict[str, Any]:
     persons = persons or setting("PDP_BENCH_STRATA_PERSONS", 20_000)
     with tempfile.TemporaryDirectory(prefix="pdp-bench-strata-") as tmp:
         var = Path(tmp)
-        settings = Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"),
-                            db_url=f"sqlite:///{var / 'pdp.db'}", key_store=var / "keys",
-                            master_key=base64.b64encode(os.urandom(32)).decode("ascii"))
+        settings = throwaway_keys(var_dir=var, lake_uri=str(var / "lake"),
+                                  db_url=f"sqlite:///{var / 'pdp.db'}", key_store=var / "keys")
         KeyStore.from_settings(settings).init()
         sources = var / "sources"
         summary = generate(sources, persons=persons, seed=7, territory="douaisis")

@@ -41,7 +41,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from pdp.bench.scratch import scratch_store_url
+from pdp.bench.scratch import scratch_store_url, throwaway_keys
 from pdp.config import Settings, get_settings
 
 PERSONS = 20_000
@@ -77,7 +77,7 @@ def throwaway_vault(root: Path, settings: Settings | None = None) -> Iterator[tu
     from pdp.pseudonym.keys import KeyStore
     from pdp.pseudonym.vault import EdgeKeys, IdentityVault
 
-    keyed = Settings(_env_file=None, key_store=root / "keys", master_key=base64.b64encode(os.urandom(32)).decode())
+    keyed = throwaway_keys(key_store=root / "keys")
     store = KeyStore.from_settings(keyed)
     store.init()
     configured = (settings or get_settings()).db_url

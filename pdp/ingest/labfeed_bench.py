@@ -122,16 +122,11 @@ def bench_labfeed() -> dict[str, Any]:
 
 
 def _settings(var: Path, master_key: str) -> Settings:
-    from pdp.config import Settings
 
-    return Settings(
-        _env_file=None,
-        var_dir=var,
-        lake_uri=str(var / "lake"),
-        db_url=f"sqlite:///{var / 'pdp.db'}",
-        key_store=var / "keys",
-        master_key=master_key,
-    )
+    from pdp.bench.scratch import throwaway_keys
+
+    return throwaway_keys(master_key, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
+                          key_store=var / "keys")
 
 
 def _batch_once(content: bytes, i: int, root: Path, spark: Any, settings: Settings) -> tuple[float, IngestReport]:

@@ -8,8 +8,6 @@ driver. The key is a fresh random key in a throw-away key store: no real key is 
 
 from __future__ import annotations
 
-import base64
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -53,7 +51,7 @@ def bench_pseudonymise(records: int = RECORDS) -> dict[str, Any]:
     """Spark path over `records` canonical identities, with each engine (the JVM UDF when the
     session loaded it, and the Arrow/Python fallback); reference loop over 1 M of the same
     records. The headline ratio is the default engine's."""
-    from pdp.config import Settings
+    from pdp.bench.scratch import throwaway_keys
     from pdp.lake.session import compute_cores, get_spark
     from pdp.pseudonym.keys import KeyStore
     from pdp.pseudonym.pseudonymise import reference_hmac_loop
@@ -64,8 +62,7 @@ def bench_pseudonymise(records: int = RECORDS) -> dict[str, Any]:
     engines = ["jvm", "arrow"] if jvm_engine_available(spark) else ["arrow"]
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="pdp-bench-keys-") as tmp:
-        master = base64.b64encode(os.urandom(32)).decode("ascii")
-        store = KeyStore.from_settings(Settings(_env_file=None, key_store=Path(tmp) / "keys", master_key=master))
+        store = KeyStore.from_settings(throwaway_keys(key_store=Path(tmp) / "keys"))
         store.init()
         source = spark.range(records).selectExpr("id", _canonical_sql()).repartition(cores * 4).cache()
         source.count()  # materialise the input: the bench measures pseudonymisation, not the generator

@@ -14,7 +14,11 @@ pseudonyms against ``ground_truth/record_links.csv``:
   (:func:`pdp.pseudonym.linkage.link`);
 * ``pretrained``: the same with a model trained on another territory and loaded, no EM (what
   ``pdp linkage train`` makes every batch do; here the built-in parameters, trained on
-  cornouaille, seed 11).
+  cornouaille, seed 11);
+* ``current``: the same with the model ``pdp linkage train`` made current on the configured
+  platform (``PDP_LINKAGE_MODEL_DIR``), the one its batches link with (``current_model``: its
+  version, or "none trained"). Run with the platform's settings, the bench scores the production
+  model on a territory it never saw (figures at 1 M persons in :mod:`pdp.pseudonym.linkage_trained`).
 
 Figures: pairwise precision, recall, F1, collisions (pseudonyms over > 1 person), splits
 (persons over > 1 pseudonym), records per deciding rule, records/s of each pass and the ratio
@@ -72,7 +76,6 @@ Run ``python -m pdp.pseudonym.linkage_bench`` for a readable table.
 
 from __future__ import annotations
 
-import base64
 import os
 import tempfile
 import time
@@ -86,11 +89,10 @@ TERRITORY = "douaisis"
 
 
 def _store(directory: Path) -> Any:
-    from pdp.config import Settings
+    from pdp.bench.scratch import throwaway_keys
     from pdp.pseudonym.keys import KeyStore
 
-    master = base64.b64encode(os.urandom(32)).decode("ascii")
-    store = KeyStore.from_settings(Settings(_env_file=None, key_store=directory / "keys", master_key=master))
+    store = KeyStore.from_settings(throwaway_keys(key_store=directory / "keys"))
     store.init()
     return store
 
@@ -129,6 +131,7 @@ def bench_linkage(persons: int = PERSONS, seed: int = SEED, territory: str = TER
     from pdp.pseudonym.linkage_eval import baseline, by_kind, evaluate
     from pdp.pseudonym.linkage_model import DEFAULT_PARAMETERS
     from pdp.pseudonym.linkage_sources import read_error_kinds, read_truth
+    from pdp.pseudonym.linkage_trained import current_options
     from pdp.pseudonym.pseudonymise import Pseudonymiser
     from pdp.synth.generator import generate
 
@@ -155,6 +158,18 @@ def bench_linkage(persons: int = PERSONS, seed: int = SEED, territory: str = TER
         pretrained = link(inputs, pseudonymiser, options=LinkageOptions(parameters=DEFAULT_PARAMETERS))
         pretrained_s = time.perf_counter() - start
         pretrained_metrics = evaluate(pretrained, truth)
+        # the model `pdp linkage train` made current (PDP_LINKAGE_MODEL_DIR, PDP_VAR_DIR): what every
+        # batch of the configured platform links with, scored on a territory it was not trained on
+        current = current_options()
+        if current is not None:
+            start = time.perf_counter()
+            current_result = link(inputs, pseudonymiser, options=current)
+            current_s = time.perf_counter() - start
+            current_metrics = evaluate(current_result, truth)
+            current_figures = {"current_model": current.model_version, **_figures("current", current_metrics),
+                               "current_s": round(current_s, 2)}
+        else:
+            current_figures = {"current_model": "none trained"}
         det_metrics = evaluate(deterministic, truth)
         linked_metrics = evaluate(linked, truth)
         per_kind = by_kind(linked, truth, kinds)
@@ -170,6 +185,7 @@ def bench_linkage(persons: int = PERSONS, seed: int = SEED, territory: str = TER
         **_figures("deterministic", det_metrics),
         **_figures("linked", linked_metrics),
         **_figures("pretrained", pretrained_metrics),
+        **current_figures,
         **{f"rule_{rule}": n for rule, n in linked.rule_counts.items()},
         "pairs_scored": counts["pairs_scored"],
         "merges": counts["merges"],
