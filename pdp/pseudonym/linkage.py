@@ -389,7 +389,7 @@ def link(
         if options.parameters is not None:
             model_version = options.model_version or MODEL_GIVEN
         elif model_description is DEFAULT_PARAMETERS:
-            model_version = MODEL_BUILTIN  # a small batch, or EM underflowed
+            model_version = MODEL_BUILTIN  # a small batch, or EM underflowed or found no match class
         else:
             model_version = MODEL_EM_BATCH
         pairs_scored = len(pairs)
