@@ -675,7 +675,8 @@ def _model_line(version: str) -> str:
 
     return {
         MODEL_EM_BATCH: "none trained (`pdp linkage train`): m/u estimated by EM on this batch",
-        MODEL_BUILTIN: "none trained (`pdp linkage train`): built-in parameters (batch too small for EM)",
+        MODEL_BUILTIN: "none trained (`pdp linkage train`): built-in parameters (batch too small for EM, "
+                       "or EM underflowed or found no match class)",
         MODEL_NOT_RUN: "not needed (every identity decided by its own NIR)",
     }.get(version, f"trained {version}")
 
@@ -814,8 +815,13 @@ def linkage_train_command(
         store = ModelStore.from_settings()
         m_from, kept_name = None, None
         if from_dir is None:  # the vault: u only; the prior and m of the current model, else the built-in
-            kept = store.current()
-            m_from, kept_name = (kept.parameters(), kept.version) if kept else (DEFAULT_PARAMETERS, "builtin")
+            try:
+                kept = store.current()
+            except LinkageModelError as exc:  # a refused model (say, one EM made on the vault before)
+                print(f"warning: {exc}: its m is not kept, the built-in's is", file=sys.stderr)
+                kept = None
+            m_from, kept_name = ((kept.parameters(), kept.m_from or kept.version) if kept
+                                 else (DEFAULT_PARAMETERS, "builtin"))
         parameters, variants = train(items, ModelOptions(seed=seed), m_from=m_from)
         model = store.save(parameters, trained_on=trained_on, variants=variants, m_from=kept_name)
     except LinkageModelError as exc:

@@ -470,21 +470,16 @@ def _train(sdf: Any, options: ModelOptions) -> dict[str, Any]:
 
 
 def _train_u(sdf: Any, options: ModelOptions, m_from: dict[str, Any]) -> dict[str, Any]:
-    """`m_from`'s prior and m, u by random sampling on `sdf`. A comparison no sampled pair could
-    make (a trait the identities lack, say the vault's postcode) keeps `m_from`'s u: an unseen u
-    would make its agreement overwhelming evidence."""
+    """`m_from`'s prior and m, u by random sampling on `sdf`. A level no sampled pair fell in (a
+    trait the identities lack, say the vault's postcode) keeps `m_from`'s u: Splink leaves a u it
+    was given and did not observe as it was (an unseen u would make its agreement overwhelming)."""
     from splink import Linker
 
     trainer = Linker(sdf, _settings(m_from, options), log_level=None)
     trainer.training.estimate_u_using_random_sampling(max_pairs=options.u_max_pairs, seed=options.seed)
-    unseen = _round(1.0 / options.u_max_pairs)
     trained = _describe(trainer.misc.save_model_to_json(), unseen_u=1.0 / options.u_max_pairs)
-    levels = {}
-    for name, kept in m_from["levels"].items():
-        estimated = trained["levels"][name]
-        observed = any(level["u"] != unseen for level in estimated)
-        levels[name] = [{**old, "u": new["u"] if observed else old["u"]}
-                        for old, new in zip(kept, estimated, strict=True)]
+    levels = {name: [{**old, "u": new["u"]} for old, new in zip(kept, trained["levels"][name], strict=True)]
+              for name, kept in m_from["levels"].items()}
     return {"probability_two_random_records_match": m_from["probability_two_random_records_match"], "levels": levels}
 
 

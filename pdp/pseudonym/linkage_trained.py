@@ -28,11 +28,11 @@ territory itself: 0.998472, 94; the model EM made on the vault sample before: 0.
 rules alone). Accuracy on the generator's own errors: a floor, not a proof.
 
 What the file holds: the format, the version, when and on how many distinct identities it was
-trained, whose prior and ``m`` it kept if it trained ``u`` only, the prior and ``m``/``u`` per comparison level. Never a name, a date, a NIR or a
-term-frequency table: the level labels are checked against the comparisons' own fixed labels
-(free text could carry a value), numbers are probabilities. Validated by pydantic, unknown keys
-are errors; a bad file stops the ingest with one line naming the file and the field (never
-its value).
+trained, whose prior and ``m`` it kept if it trained ``u`` only (``m_from``), the prior and
+``m``/``u`` per comparison level. Never a name, a date, a NIR or a term-frequency table: the
+level labels are checked against the comparisons' own fixed labels (free text could carry a
+value), numbers are probabilities. Validated by pydantic, unknown keys are errors; a bad file
+stops the ingest with one line naming the file and the field (never its value).
 
 Layout under ``Settings.linkage_model_dir`` (default ``<var_dir>/linkage``; a directory or an
 object-store URI such as ``s3://bucket/pdp/linkage``, read through ``pyarrow.fs``)::
@@ -231,7 +231,8 @@ class ModelStore:
         try:
             model = TrainedModel.model_validate(data)
         except ValidationError as exc:
-            raise LinkageModelError(f"linkage model {name}: {_one_line(exc)}") from None
+            hint = "; retrain it (pdp linkage train)" if "no match class" in str(exc) else ""
+            raise LinkageModelError(f"linkage model {name}: {_one_line(exc)}{hint}") from None
         if f"{model.version}.json" != name:
             raise LinkageModelError(f"linkage model {name}: its version names another file")
         return model
@@ -310,6 +311,6 @@ def train(
     try:
         return train_parameters(variants, uf, options or ModelOptions(), m_from=m_from), len(variants)
     except UnusableModel as exc:
-        raise LinkageModelError(f"{exc}: nothing written (train on a batch of source files, --from)") from None
+        raise LinkageModelError(f"{exc}: nothing written") from None
     except ValueError:
         raise LinkageModelError("linkage model training underflowed (EM); nothing written") from None

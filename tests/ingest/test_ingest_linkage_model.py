@@ -259,13 +259,22 @@ def test_pdp_linkage_train_on_the_vault_trains_u_only_and_keeps_the_prior_and_m(
         monkeypatch.setenv(name, str(value))
     monkeypatch.delenv("PDP_MASTER_KEY_FILE", raising=False)
     get_settings.cache_clear()
+    # the platform still has the model EM once made on its vault: refused, so its m is not kept
+    refused = ModelStore(tmp_path / "models").save(DEFAULT_PARAMETERS, trained_on="vault_sample", variants=10_000)
+    path = tmp_path / "models" / f"{refused.version}.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "levels": _ignoring_names()["levels"]}))
     try:
         code, out, err = pdp_cli("linkage", "train", "--sample", "1000", "--json")
-        assert (code, err) == (0, ""), err
+        (warning,) = err.splitlines()  # one line, and the training goes on
+        assert code == 0 and "EM found no match class" in warning and "retrain it" in warning, err
         model = ModelStore(tmp_path / "models").current()
+        code, again, err = pdp_cli("linkage", "train", "--sample", "1000", "--seed", "8", "--json")
+        assert (code, err) == (0, ""), err
     finally:
         get_settings.cache_clear()
     assert json.loads(out.splitlines()[-1])["m_from"] == "builtin" == model.m_from
+    # trained again on the vault: the prior and m still come from where they were learnt
+    assert json.loads(again.splitlines()[-1])["m_from"] == "builtin"
     trained, builtin = model.parameters(), DEFAULT_PARAMETERS
     assert trained["probability_two_random_records_match"] == builtin["probability_two_random_records_match"]
     for name, levels in trained["levels"].items():
