@@ -48,8 +48,9 @@ def test_a_store_named_by_uri_reads_what_it_wrote(tmp_path: Path) -> None:
 def test_the_file_holds_probabilities_and_fixed_labels_only(tmp_path: Path) -> None:
     store, model = _saved(tmp_path)
     data = json.loads((store.directory / f"{model.version}.json").read_text(encoding="utf-8"))
-    assert set(data) == {"format", "version", "trained_at", "trained_on", "variants",
+    assert set(data) == {"format", "version", "trained_at", "trained_on", "variants", "m_from",
                          "probability_two_random_records_match", "levels"}  # fmt: skip
+    assert data["m_from"] is None  # trained whole; else "builtin" or a model version (a pattern: no free text)
     for levels in data["levels"].values():
         for level in levels:
             assert set(level) == {"level", "m", "u"}
@@ -63,6 +64,7 @@ def test_the_file_holds_probabilities_and_fixed_labels_only(tmp_path: Path) -> N
         (lambda d: d["levels"]["birth_name"][0].update(level="DUPONT Jean 1958-04-12"), "differ from the comparison"),
         (lambda d: d["levels"]["sex"][0].update(m=1.5), "levels.sex.0.m"),
         (lambda d: d.pop("version"), "version: Field required"),
+        (lambda d: d.update(m_from="DUPONT Jean"), "m_from: String should match pattern"),
     ],
 )
 def test_a_bad_model_file_is_one_line_naming_the_field_never_the_value(tmp_path: Path, edit, where: str) -> None:
