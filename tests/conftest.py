@@ -16,6 +16,18 @@ from sqlalchemy import Engine
 
 _SESSION_VAR = None
 
+# A platform's own settings exported in the shell that runs the tests (its master key file, KMS,
+# PIN, stores, linkage model, definitions...) must reach no test: a test builds its settings, and
+# with, say, PDP_MASTER_KEY_FILE set a test's inline key meets "both PDP_MASTER_KEY and
+# PDP_MASTER_KEY_FILE are set", or worse opens the platform's keys. Test knobs (PDP_PG_PORT,
+# PDP_SPARK_*, PDP_FUZZ_*, PDP_TEST_*) stay, and PDP_VAR_DIR (where the test PostgreSQL
+# server lives, see `pg_url`; `pdp_var` points the tests' own stores elsewhere).
+_PLATFORM = ("PDP_MASTER_KEY", "PDP_MASTER_KEY_FILE", "PDP_KMS", "PDP_PKCS11_MODULE", "PDP_PKCS11_PIN",
+             "PDP_PKCS11_PIN_FILE", "PDP_AUDIT_DB_URL", "PDP_LINKAGE_MODEL_DIR", "PDP_DEFINITIONS_DIR",
+             "PDP_SOURCES_DIR", "PDP_POLICY_DIR", "PDP_LAKE_URI", "PDP_DB_URL", "PDP_KEY_STORE")
+for _name in _PLATFORM:
+    os.environ.pop(_name, None)
+
 
 @pytest.fixture(scope="session")
 def pdp_var(tmp_path_factory: pytest.TempPathFactory) -> Path:
