@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 from datetime import date
@@ -25,12 +24,11 @@ def lake_settings(var: Path, master_key: str | None = None, **extra: Any) -> Set
     """Settings of an in-process run on its own var/ (lake, SQLite store, key store), with a fresh
     master key unless one is given: what `pdp_env` (tests/ingest/ingest_helpers.py) is to a `pdp`
     subprocess. `extra`: further settings (the API's OIDC ones)."""
-    from pdp.config import Settings
+    from pdp.bench.scratch import throwaway_keys
 
-    key = master_key or base64.b64encode(os.urandom(32)).decode("ascii")
     # the key inline and no other: an operator's PDP_MASTER_KEY_FILE or PDP_KMS is not this var/'s
-    return Settings(_env_file=None, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
-                    key_store=var / "keys", master_key=key, master_key_file=None, kms="local", **extra)
+    return throwaway_keys(master_key, var_dir=var, lake_uri=str(var / "lake"), db_url=f"sqlite:///{var / 'pdp.db'}",
+                          key_store=var / "keys", **extra)
 
 
 def var_settings(var: Path, **extra: Any) -> Settings:
