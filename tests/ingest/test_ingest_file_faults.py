@@ -7,10 +7,10 @@ logged as ingested — its fingerprint was taken at discovery, so a `complete` r
 every later run skip the file for good. `pdp ingest` exits 3 with one warning line per such
 file (tests/ingest/test_ingest_partial_files.py runs the CLI).
 
-The fault is real and deterministic: the batch runs in-process, in file order, and the first
+The faults are real and deterministic: the batch runs in-process, in file order, and the first
 file's parser (the real delimited parser, registered again under a test format) removes the
-batch's other file — or puts a directory where it was — before it yields its first record, as
-an operator's clean-up or a sender's re-upload would between discovery and parsing.
+batch's second file and puts a directory where the third was before it yields its first record,
+as an operator's clean-up or a sender's re-upload would between discovery and parsing.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from typing import BinaryIO
 import pytest
 from ingest_helpers import CsvFile, lake_settings
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 from pdp.ingest import ParseOutcome, Registry
 from pdp.ingest.parsers.base import FileContext, get_parser, parser
@@ -45,7 +44,7 @@ def _delimited_with_fault(stream: BinaryIO, ctx: FileContext) -> Iterator[ParseO
     yield from get_parser("delimited").func(stream, ctx)
 
 
-def _vanish(path: Path) -> None:
+def _vanish(path: Path) -> None:  # an operator's clean-up
     path.unlink()
 
 
@@ -54,46 +53,59 @@ def _unreadable(path: Path) -> None:  # root reads any mode: a directory in the 
     path.mkdir()
 
 
-def test_a_file_lost_mid_run_is_partial_and_lands_once_it_is_back(
+def test_files_lost_mid_run_are_partial_and_land_once_they_are_back(
     spark: SparkSession, tmp_path: Path, territory: Path, registry: Registry,
 ) -> None:
+    """One batch of three files: parsing the first removes the second and puts a directory in the
+    third's place. Both are `partial` with their error, the first lands; the re-run, with the two
+    files back, lands them and nothing else, once."""
     var = tmp_path / "var"
     settings = lake_settings(var)
     KeyStore.from_settings(settings).init()
-    files = sorted((territory / "pmsi").glob("*.csv"))[:2]
-    assert len(files) == 2
+    first, second = sorted((territory / "pmsi").glob("*.csv"))[:2]
+    # three files of distinct stays: the second split in two halves, each with the header
+    sent = CsvFile.load(second)
+    half = len(sent.rows) // 2
+    batch = tmp_path / "batch" / "pmsi"
+    batch.mkdir(parents=True)
+    shutil.copy(first, batch / "a.csv")
+    originals = {}
+    for name, rows in (("b.csv", sent.rows[:half]), ("c.csv", sent.rows[half:])):
+        originals[name] = sent.text(rows).encode(sent.encoding)
+        (batch / name).write_bytes(originals[name])
     specs = dict(registry.specs)
     specs["pmsi"] = specs["pmsi"].model_copy(update={"format": "test_delimited_fault_injected"})
     faulty = Registry(specs=specs)
     lake = var / "lake"
-    for number, (fault, error) in enumerate(((_vanish, "FileNotFoundError"), (_unreadable, "IsADirectoryError"))):
-        batch = tmp_path / f"batch{number}" / "pmsi"  # names of its own: no file of it is logged yet
-        batch.mkdir(parents=True)
-        for path in files:
-            shutil.copy(path, batch / f"r{number}-{path.name}")
-        lost: list[Path] = []
+    faults = {"pmsi/b.csv": (_vanish, "FileNotFoundError"), "pmsi/c.csv": (_unreadable, "IsADirectoryError")}
 
-        def other_file_lost(parsed: str, fault: Callable[[Path], None] = fault, lost: list[Path] = lost,
-                            batch: Path = batch) -> None:
-            lost.extend(p for p in batch.iterdir() if f"pmsi/{p.name}" != parsed)
-            fault(lost[0])
+    def others_lost(parsed: str) -> None:
+        assert parsed == "pmsi/a.csv", "the files are parsed in order"
+        for name, (fault, _) in faults.items():
+            fault(batch.parent / name)
 
-        _FAULT.append(other_file_lost)
-        report = ingest_directory(batch.parent, spark=spark, settings=settings, registry=faulty, workers=0)
-        assert not _FAULT and lost, "the fault ran"
-        gone = next(f for f in report.files if f.file == f"pmsi/{lost[0].name}")
+    _FAULT.append(others_lost)
+    report = ingest_directory(batch.parent, spark=spark, settings=settings, registry=faulty, workers=0)
+    assert not _FAULT, "the fault ran"
+    by_file = {f.file: f for f in report.files}
+    for name, (_, error) in faults.items():
+        gone = by_file[name]
         assert gone.partial and error in (gone.stopped or "") and gone.landed == 0, gone
-        assert [f.file for f in report.partial_files()] == [gone.file]
-        log = LakeTable(spark, "ops.ingestion_log", lake_root=str(lake)).read().where(F.col("file") == gone.file)
-        assert [r.status for r in log.collect()] == ["partial"]
+    assert sorted(f.file for f in report.partial_files()) == sorted(faults)
+    assert by_file["pmsi/a.csv"].landed == len(CsvFile.load(first).rows) and not by_file["pmsi/a.csv"].partial
+    log = LakeTable(spark, "ops.ingestion_log", lake_root=str(lake)).read()
+    assert sorted((r.file, r.status) for r in log.collect()) == [
+        ("pmsi/a.csv", "complete"), ("pmsi/b.csv", "partial"), ("pmsi/c.csv", "partial")]
 
-        shutil.rmtree(lost[0]) if lost[0].is_dir() else None
-        shutil.copy(territory / "pmsi" / lost[0].name.split("-", 1)[1], lost[0])
-        again = ingest_directory(batch.parent, spark=spark, settings=settings, workers=0)
-        assert not again.partial_files() and [f.file for f in again.files if not f.skipped] == [gone.file]
+    for name, data in originals.items():
+        path = batch / name
+        shutil.rmtree(path) if path.is_dir() else None
+        path.write_bytes(data)
+    again = ingest_directory(batch.parent, spark=spark, settings=settings, workers=0)
+    assert not again.partial_files() and sorted(f.file for f in again.files if not f.skipped) == sorted(faults)
 
     complete = LakeTable(spark, "ops.ingestion_log", lake_root=str(lake)).read().where("status = 'complete'")
-    assert sorted(r.file for r in complete.collect()) == sorted(f"pmsi/r{n}-{p.name}" for n in (0, 1) for p in files)
+    assert sorted(r.file for r in complete.collect()) == ["pmsi/a.csv", "pmsi/b.csv", "pmsi/c.csv"]
     bronze = LakeTable(spark, "bronze.records", lake_root=str(lake)).read()
     assert bronze.count() == bronze.select("record_hash").distinct().count() == sum(
-        len(CsvFile.load(p).rows) for p in files), "every stay once"
+        len(CsvFile.load(p).rows) for p in (first, second)), "every stay once"
