@@ -44,7 +44,7 @@ def spark_log_path(settings: Settings | None = None) -> Path:
 # flag, same run otherwise; see pdp/bench/gold.py).
 _GC = "-XX:+UseParallelGC"
 # Tried for a batch's fixed cost and not kept (2026-12-08, ad hoc, warm JVM, a 120-person territory's
-# 3 494 records into a fresh lake, silver ~43-52 s of a 52 s ingest with both cores busy, C2
+# 3 494 records into a fresh lake, silver ~43-52 s of a 52-58 s ingest with both cores busy, C2
 # compiling ~40 % of a core): C1 only (-XX:TieredStopAtLevel=1) 74-83 s, whole-stage codegen off
 # 43-52 s, AQE off 38-42 s (noise); interpreted expressions (codegen factoryMode NO_CODEGEN) break
 # spark.catalog (EXPRESSION_DECODING_FAILED on catalog.Table), 9 test errors.
